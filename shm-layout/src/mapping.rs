@@ -1,0 +1,193 @@
+//! Files and mappings: opening the segment file, the writer's exclusive lock, read-only mapping for
+//! readers, validation of an existing header, and (in tests) a heap-backed segment for Miri.
+#![allow(unsafe_code)] // mapping a file is unsafe by nature; each block argued below
+
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+    ptr::NonNull,
+};
+
+use crate::{
+    error::OpenError,
+    layout::{FINGERPRINT, Header, LAYOUT_VERSION, MAGIC},
+    region::{Geometry, Region, Word},
+    sync::Ordering,
+};
+
+/// What keeps a segment's memory alive; dropped after the `Region` that points into it.
+#[derive(Debug)]
+pub(crate) enum Backing {
+    /// A reader's `PROT_READ` mapping of a file opened `O_RDONLY`.
+    ReadOnly(#[allow(dead_code)] memmap2::Mmap),
+    /// The writer's read-write mapping and the locked file (the `flock` lives as long as the file).
+    ReadWrite {
+        #[allow(dead_code)]
+        map: memmap2::MmapMut,
+        #[allow(dead_code)]
+        lock: File,
+    },
+    /// A heap buffer shared by a writer and readers in one process (tests, Miri).
+    #[cfg(test)]
+    Heap(#[allow(dead_code)] std::sync::Arc<heap::HeapSegment>),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OpenError + 'a {
+    move |source| OpenError::Io { what, path: path.to_owned(), source }
+}
+
+/// Opens an existing segment read-only and maps it `PROT_READ`; validates the header.
+pub(crate) fn open_read_only(path: &Path) -> Result<(Region, Backing), OpenError> {
+    let file = File::open(path).map_err(io("opening", path))?;
+    // SAFETY: the file is a segment shared with a writer process that changes it while we read;
+    // that is the point. We never form `&[u8]` over it: `Region` accesses mutable words only through
+    // atomics, and the mapping stays alive in `Backing::ReadOnly` for as long as the `Region`.
+    // The writer never truncates a segment (capacities are fixed at creation).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io("mapping", path))?;
+    let base = NonNull::new(map.as_ptr().cast_mut()).expect("mmap never returns null");
+    // SAFETY: `base` is page aligned and valid for reads of `map.len()` bytes while `map` lives; the
+    // returned `Backing` owns `map` and is kept beside the region.
+    let region = unsafe { validate(base, map.len() as u64, path)? };
+    Ok((region, Backing::ReadOnly(map)))
+}
+
+/// How the writer found the file.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// Newly created or never initialised: the caller must initialise it.
+    Fresh,
+    /// An initialised segment of this layout.
+    Existing,
+}
+
+/// Creates or opens the segment for writing, takes the exclusive lock, sizes and maps it.
+pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Backing, Opened), OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(path)
+        .map_err(io("opening", path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid(path) });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(OpenError::Io { what: "locking", path: path.to_owned(), source }),
+    }
+    let len = file.metadata().map_err(io("reading metadata of", path))?.len();
+    let fresh = len == 0 || (len >= size_of::<Header>() as u64 && header_magic_is_zero(&file));
+    if fresh {
+        // umask may have narrowed the mode; the contract is exactly 0640.
+        file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io("setting mode 0640 on", path))?;
+        file.set_len(geometry.total_size).map_err(io("sizing", path))?;
+    }
+    // SAFETY: we hold the exclusive flock, so no other writer maps this file for writing; readers map
+    // it read-only. The mapping lives in `Backing::ReadWrite` as long as the region; memory is only
+    // accessed through `Region` (atomics, plus the documented non-atomic writes of the writer).
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io("mapping", path))?;
+    let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+    let map_len = map.len() as u64;
+    let region = if fresh {
+        // SAFETY: page aligned, valid for reads and writes of `total_size` bytes (we just sized the
+        // file to it) while `map` lives; `Backing` keeps it.
+        unsafe { Region::new(base, geometry) }
+    } else {
+        // SAFETY: as above, for `map_len` bytes.
+        unsafe { validate(base, map_len, path)? }
+    };
+    let opened = if fresh { Opened::Fresh } else { Opened::Existing };
+    Ok((region, Backing::ReadWrite { map, lock: file }, opened))
+}
+
+fn header_magic_is_zero(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0).is_ok() && magic == [0; 8]
+}
+
+/// Best effort: the pid recorded by the current writer, for the "already locked" message.
+fn peek_writer_pid(path: &Path) -> u64 {
+    open_read_only(path).map(|(region, _backing)| region.word(Word::WriterPid).load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Validates an existing segment's header against this build and the file size.
+///
+/// # Safety
+/// `base` must be 8-aligned and valid for reads of `len` bytes for as long as the returned `Region`
+/// is used (and for writes too if the caller writes through it), with the access discipline of
+/// [`Region::new`].
+pub(crate) unsafe fn validate(base: NonNull<u8>, len: u64, path: &Path) -> Result<Region, OpenError> {
+    let header_len = size_of::<Header>() as u64;
+    if len < header_len {
+        return Err(OpenError::Truncated { path: path.to_owned(), len, needed: header_len });
+    }
+    // A provisional geometry that covers only the header, to read the identity line.
+    let header_only = Geometry { total_size: header_len, ..Geometry::new(2, 1).expect("valid constants") };
+    // SAFETY: the header lies within `len` bytes (checked above); contract forwarded from the caller.
+    let provisional = unsafe { Region::new(base, header_only) };
+    let magic = provisional.magic();
+    if magic == [0; 8] {
+        return Err(OpenError::NotInitialised { path: path.to_owned() });
+    }
+    if magic != MAGIC {
+        return Err(OpenError::BadMagic { path: path.to_owned(), found: magic, expected: MAGIC });
+    }
+    let id = provisional.identity();
+    if id.layout_version != LAYOUT_VERSION {
+        return Err(OpenError::Version { path: path.to_owned(), found: id.layout_version, expected: LAYOUT_VERSION });
+    }
+    if id.fingerprint != FINGERPRINT {
+        return Err(OpenError::Fingerprint { path: path.to_owned(), found: id.fingerprint, expected: FINGERPRINT });
+    }
+    let corrupt = |detail: String| OpenError::Corrupt { path: path.to_owned(), detail };
+    let geometry = Geometry::new(id.ring_slots, id.instrument_capacity).map_err(|e| corrupt(e.to_string()))?;
+    let expected = geometry.identity(id.feed_name, id.created_ns);
+    if expected != id {
+        return Err(corrupt(format!("identity line does not match its own capacities: found {id:?}, expected {expected:?}")));
+    }
+    if len < geometry.total_size {
+        return Err(OpenError::Truncated { path: path.to_owned(), len, needed: geometry.total_size });
+    }
+    // SAFETY: `len >= total_size` (checked above); contract forwarded from the caller.
+    Ok(unsafe { Region::new(base, geometry) })
+}
+
+#[cfg(test)]
+pub(crate) mod heap {
+    //! A zeroed, page-aligned heap allocation standing in for a mapping, so Miri can run the writer
+    //! and reader logic (Miri cannot map files).
+    use std::{alloc::Layout, ptr::NonNull};
+
+    /// Heap memory shaped like a segment.
+    #[derive(Debug)]
+    pub(crate) struct HeapSegment {
+        pub(crate) base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    // SAFETY: the allocation is plain memory accessed only through `Region` (atomics and the
+    // single writer's documented writes); sharing the pointer across threads is what a mapping does.
+    unsafe impl Send for HeapSegment {}
+    // SAFETY: as above.
+    unsafe impl Sync for HeapSegment {}
+
+    impl HeapSegment {
+        pub(crate) fn new(len: u64) -> HeapSegment {
+            let layout = Layout::from_size_align(len as usize, 4096).expect("segment size fits in memory");
+            // SAFETY: `layout` has non-zero size (every geometry has a header).
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            HeapSegment { base: NonNull::new(ptr).expect("allocation failed"), layout }
+        }
+    }
+
+    impl Drop for HeapSegment {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout, freed once.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! A reader: maps the segment read-only, keeps its own cursor, and never writes a byte of shared
+//! memory. Reading a tick is a handful of loads and one record copy; no syscall.
+
+use std::path::{Path, PathBuf};
+
+use crate::{
+    codes::{Counter, RunState},
+    error::OpenError,
+    layout::{DirectoryEntry, Identity, RECORD_WORDS, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
+    mapping::{self, Backing},
+    region::{Region, Word, status_from_words},
+    seqlock::{self, SlotState},
+    sync::Ordering,
+};
+
+/// Where a reader starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest sequence still in the ring.
+    Oldest,
+    /// The next sequence the writer will publish (only new ticks).
+    Newest,
+    /// A given sequence (e.g. a saved cursor + 1). If it is gone, the first read reports the gap.
+    Sequence(u64),
+}
+
+/// The outcome of [`Reader::try_next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Next {
+    /// A whole record was copied into the caller's buffer; its `sequence` is the one expected.
+    Tick,
+    /// Nothing new yet.
+    Empty,
+    /// The reader was lapped: sequences `first..=last` were overwritten before it read them and are
+    /// lost to it. The next read continues at `last + 1`.
+    Gap {
+        /// First lost sequence.
+        first: u64,
+        /// Last lost sequence.
+        last: u64,
+    },
+    /// The writer restarted (new epoch) since the previous call. Sequences continue; reported once.
+    NewEpoch {
+        /// Epoch the reader had seen.
+        previous: u64,
+        /// Epoch now in force.
+        current: u64,
+    },
+}
+
+/// Whether the writer is alive, judged from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heartbeat younger than the threshold.
+    Live {
+        /// Age of the last heartbeat.
+        age_ns: i64,
+    },
+    /// Running per its state, but the heartbeat is older than the threshold (dead or stalled writer).
+    Stale {
+        /// Age of the last heartbeat.
+        age_ns: i64,
+    },
+    /// The writer shut down cleanly.
+    Stopped {
+        /// When, UTC ns.
+        at_ns: i64,
+    },
+}
+
+/// Why a last-value read failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LatestError {
+    /// No such instrument index or InstrumentID in the directory.
+    #[error("instrument not in the directory")]
+    UnknownInstrument,
+    /// Every attempt raced with the writer (a writer hammering one instrument, or one that died
+    /// mid-write, which the next writer start repairs). Try again.
+    #[error("last value kept changing while being read")]
+    Contended,
+}
+
+/// How many times a last-value or status read retries before reporting contention.
+const VERSIONED_ATTEMPTS: u32 = 1024;
+
+/// A read-only view of a segment with its own cursor.
+#[derive(Debug)]
+pub struct Reader {
+    region: Region,
+    next: u64,
+    epoch: u64,
+    mask: u64,
+    lap_margin: u64,
+    path: PathBuf,
+    // Declared last: dropped after `region`, which points into it.
+    _backing: Backing,
+}
+
+impl Reader {
+    /// Opens the segment read-only and validates its header (magic, layout version, fingerprint,
+    /// geometry, file size). Starts at [`Start::Newest`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
+        let path = path.as_ref();
+        let (region, backing) = mapping::open_read_only(path)?;
+        Ok(Reader::attach(region, backing, path.to_owned()))
+    }
+
+    fn attach(region: Region, backing: Backing, path: PathBuf) -> Reader {
+        let mask = region.geometry().ring_slots - 1;
+        let epoch = region.word(Word::Epoch).load(Ordering::Acquire);
+        let mut reader = Reader { region, next: 1, epoch, mask, lap_margin: 0, path, _backing: backing };
+        reader.seek(Start::Newest);
+        reader
+    }
+
+    /// The segment file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the cursor.
+    pub fn seek(&mut self, start: Start) {
+        let cursor = self.write_cursor();
+        self.next = match start {
+            Start::Newest => cursor + 1,
+            Start::Oldest => self.oldest_available(cursor),
+            Start::Sequence(seq) => seq.max(1),
+        };
+    }
+
+    fn oldest_available(&self, cursor: u64) -> u64 {
+        (cursor + 1).saturating_sub(self.mask + 1).max(1)
+    }
+
+    /// After being lapped, resume `slots` ahead of the oldest slot still in the ring instead of at it,
+    /// so a slow reader is not lapped again at once. The skipped sequences are part of the reported
+    /// gap. Default 0: lose nothing that can still be read. Clamped to half the ring.
+    pub fn set_lap_margin(&mut self, slots: u64) {
+        self.lap_margin = slots.min((self.mask + 1) / 2);
+    }
+
+    /// The sequence the next successful [`try_next`](Self::try_next) returns.
+    pub fn next_sequence(&self) -> u64 {
+        self.next
+    }
+
+    /// Reads the next tick into `out` if there is one. Never blocks, never returns a torn record.
+    #[inline]
+    pub fn try_next(&mut self, out: &mut TickRecord) -> Next {
+        let epoch = self.region.word(Word::Epoch).load(Ordering::Acquire);
+        if epoch != self.epoch {
+            let previous = self.epoch;
+            self.epoch = epoch;
+            return Next::NewEpoch { previous, current: epoch };
+        }
+        let want = self.next;
+        let slot = self.region.slot(want);
+        let seen = seqlock::load_stamp(slot.stamp);
+        match seqlock::classify(seen, want) {
+            SlotState::NotYet => Next::Empty,
+            SlotState::Ready => {
+                let words: &mut [u64; RECORD_WORDS] = zerocopy::transmute_mut!(out);
+                if seqlock::copy_validated(slot.stamp, seen, slot.words, words) {
+                    self.next = want + 1;
+                    Next::Tick
+                } else {
+                    self.lapped(want)
+                }
+            }
+            SlotState::Overwritten => self.lapped(want),
+        }
+    }
+
+    #[cold]
+    fn lapped(&mut self, want: u64) -> Next {
+        // SYNC C-cursor (reader side): the cursor is at least the sequence that overwrote `want`'s
+        // slot, minus the writes in flight; resuming ahead of the oldest slot leaves room for those.
+        let cursor = self.write_cursor();
+        let resume = (self.oldest_available(cursor) + self.lap_margin).min(cursor + 1);
+        let resume = resume.max(want + 1);
+        self.next = resume;
+        Next::Gap { first: want, last: resume - 1 }
+    }
+
+    /// Spins until the next event that is not [`Next::Empty`]. For strategies that own a core.
+    pub fn next_blocking(&mut self, out: &mut TickRecord) -> Next {
+        loop {
+            match self.try_next(out) {
+                Next::Empty => core::hint::spin_loop(),
+                other => return other,
+            }
+        }
+    }
+
+    /// Epoch the reader last saw (updated when [`Next::NewEpoch`] is returned).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Epoch in the header now.
+    pub fn current_epoch(&self) -> u64 {
+        self.region.word(Word::Epoch).load(Ordering::Acquire)
+    }
+
+    /// Last published sequence (0 if none).
+    pub fn write_cursor(&self) -> u64 {
+        self.region.word(Word::WriteCursor).load(Ordering::Acquire) // SYNC C-cursor
+    }
+
+    /// The identity line: capacities, feed name, fingerprint, creation time.
+    pub fn identity(&self) -> Identity {
+        self.region.identity()
+    }
+
+    /// Feed name from the header.
+    pub fn feed_name(&self) -> String {
+        crate::layout::id_str(&self.identity().feed_name).unwrap_or("?").to_owned()
+    }
+
+    /// Pid of the current (or last) writer.
+    pub fn writer_pid(&self) -> u64 {
+        self.region.word(Word::WriterPid).load(Ordering::Relaxed)
+    }
+
+    /// The writer's run state (`None` if never started or unknown).
+    pub fn run_state(&self) -> Option<RunState> {
+        RunState::from_code(self.region.word(Word::RunState).load(Ordering::Acquire))
+    }
+
+    /// Last heartbeat, UTC ns.
+    pub fn heartbeat_ns(&self) -> i64 {
+        self.region.word(Word::Heartbeat).load(Ordering::Relaxed) as i64
+    }
+
+    /// Judges the writer alive, stale or stopped. `now_ns` is UTC ns (see [`crate::now_ns`]).
+    pub fn liveness(&self, now_ns: i64, stale_after_ns: i64) -> Liveness {
+        if self.run_state() == Some(RunState::Stopped) {
+            return Liveness::Stopped { at_ns: self.region.word(Word::StoppedNs).load(Ordering::Relaxed) as i64 };
+        }
+        let age_ns = now_ns.saturating_sub(self.heartbeat_ns());
+        if age_ns > stale_after_ns { Liveness::Stale { age_ns } } else { Liveness::Live { age_ns } }
+    }
+
+    /// A counter's current value.
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.region.word(Word::Counter(counter as usize)).load(Ordering::Relaxed)
+    }
+
+    /// The link status, consistent (never half-updated).
+    pub fn status(&self) -> Result<StatusRecord, LatestError> {
+        let line = self.region.status();
+        let mut words = [0u64; STATUS_WORDS];
+        match seqlock::read_versioned(line.stamp, line.words, &mut words, VERSIONED_ATTEMPTS) {
+            Ok(_) => Ok(status_from_words(words)),
+            Err(()) => Err(LatestError::Contended),
+        }
+    }
+
+    /// Number of instruments in the directory.
+    pub fn directory_len(&self) -> u32 {
+        let len = self.region.word(Word::DirectoryLen).load(Ordering::Acquire); // SYNC D-len
+        (len as u32).min(self.region.geometry().instrument_capacity)
+    }
+
+    /// Directory entry `index`, if published.
+    pub fn instrument(&self, index: u32) -> Option<DirectoryEntry> {
+        (index < self.directory_len()).then(|| self.region.directory_entry(index))
+    }
+
+    /// Index of an InstrumentID (linear scan: resolve once, then use the index).
+    pub fn find_instrument(&self, instrument_id: &str) -> Option<u32> {
+        let id = fixed_id::<32>(instrument_id)?;
+        (0..self.directory_len()).find(|i| self.region.directory_entry(*i).instrument_id == id)
+    }
+
+    /// Every directory entry, in index order.
+    pub fn instruments(&self) -> Vec<DirectoryEntry> {
+        (0..self.directory_len()).map(|i| self.region.directory_entry(i)).collect()
+    }
+
+    /// Copies the last value of instrument `index` into `out`. `Ok(false)` if it has no tick yet.
+    pub fn latest(&self, index: u32, out: &mut TickRecord) -> Result<bool, LatestError> {
+        if index >= self.directory_len() {
+            return Err(LatestError::UnknownInstrument);
+        }
+        let entry = self.region.lvc(index);
+        let words: &mut [u64; RECORD_WORDS] = zerocopy::transmute_mut!(out);
+        match seqlock::read_versioned(entry.stamp, entry.words, words, VERSIONED_ATTEMPTS) {
+            Ok(found) => Ok(found.is_some()),
+            Err(()) => Err(LatestError::Contended),
+        }
+    }
+
+    /// [`latest`](Self::latest) by InstrumentID.
+    pub fn latest_by_id(&self, instrument_id: &str, out: &mut TickRecord) -> Result<bool, LatestError> {
+        let index = self.find_instrument(instrument_id).ok_or(LatestError::UnknownInstrument)?;
+        self.latest(index, out)
+    }
+}
+
+#[cfg(test)]
+impl Reader {
+    /// A reader over a heap segment shared with a [`crate::Writer::on_heap`] writer (tests, Miri).
+    pub(crate) fn on_heap(heap: &std::sync::Arc<mapping::heap::HeapSegment>) -> Reader {
+        // SAFETY: the heap segment outlives the region (the Arc is kept in `Backing::Heap`) and was
+        // initialised by a writer; `validate` checks its header.
+        #[allow(unsafe_code)]
+        let region = unsafe { mapping::validate(heap.base, u64::MAX, Path::new("<heap>")).unwrap() };
+        Reader::attach(region, Backing::Heap(heap.clone()), PathBuf::from("<heap>"))
+    }
+}

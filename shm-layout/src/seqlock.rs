@@ -1,0 +1,175 @@
+//! The stamped-record protocol shared by ring slots, last-value-cache entries and the status line.
+//!
+//! A *stamped record* is one `u64` stamp word followed by `N` data words. Exactly one writer changes
+//! it; any number of readers copy it, possibly while it is being overwritten, and use the stamp to
+//! learn whether their copy is whole. Every access to the data words is an atomic word access
+//! (`Relaxed`), so a racing copy is a well-defined (if useless) value under Rust's memory model
+//! rather than undefined behaviour; the fences and the stamp turn "useless" into "detected".
+//!
+//! ```text
+//!   writer                                      reader
+//!   ------                                      ------
+//!   stamp.store(busy, Relaxed)                  s1 = stamp.load(Acquire)            [SYNC S-done]
+//!   fence(Release)               [SYNC F-rel]   (caller checks s1 is the value it wants)
+//!   data[i].store(w[i], Relaxed) for all i      out[i] = data[i].load(Relaxed) for all i
+//!   stamp.store(done, Release)   [SYNC S-done]  fence(Acquire)                      [SYNC F-rel]
+//!                                               s2 = stamp.load(Relaxed); whole iff s2 == s1
+//! ```
+//!
+//! Pairs:
+//! - **S-done**: the reader's `Acquire` load of the stamp that reads `done` synchronises with the
+//!   writer's `Release` store of `done`, so every data word of that write is visible to the copy.
+//! - **F-rel**: if any word the reader copied came from a *later* write, the reader's `Acquire`
+//!   fence synchronises with that later write's `Release` fence, so the later write's `busy` store
+//!   (sequenced before that fence) happens-before the reader's second stamp load, which therefore
+//!   cannot return `s1` again: the torn copy is rejected.
+//!
+//! The stamp values are chosen by the caller: the ring uses `2·seq − 1` (busy) and `2·seq` (done) so a
+//! reader can tell "not yet written" from "already overwritten"; versioned records (last-value
+//! cache, status line) use an even/odd counter.
+
+use crate::sync::{AtomicU64, Ordering, fence};
+
+/// Writes `data` into `words` under `stamp`: `busy` is visible before any data word changes, `done`
+/// only after every data word has been written. Single writer only (callers hold `&mut Writer`).
+#[inline(always)]
+pub(crate) fn write(stamp: &AtomicU64, words: &[AtomicU64], busy: u64, data: &[u64], done: u64) {
+    debug_assert_eq!(words.len(), data.len());
+    stamp.store(busy, Ordering::Relaxed);
+    fence(Ordering::Release); // SYNC F-rel (writer side)
+    for (word, value) in words.iter().zip(data) {
+        word.store(*value, Ordering::Relaxed);
+    }
+    stamp.store(done, Ordering::Release); // SYNC S-done (writer side)
+}
+
+/// Loads the stamp for a read that will follow with [`copy_validated`].
+#[inline(always)]
+pub(crate) fn load_stamp(stamp: &AtomicU64) -> u64 {
+    stamp.load(Ordering::Acquire) // SYNC S-done (reader side)
+}
+
+/// Copies `words` into `out` and reports whether the copy is whole, i.e. whether the stamp still
+/// reads `seen` (the value the caller loaded with [`load_stamp`] just before).
+#[inline(always)]
+pub(crate) fn copy_validated(stamp: &AtomicU64, seen: u64, words: &[AtomicU64], out: &mut [u64]) -> bool {
+    debug_assert_eq!(words.len(), out.len());
+    for (value, word) in out.iter_mut().zip(words) {
+        *value = word.load(Ordering::Relaxed);
+    }
+    fence(Ordering::Acquire); // SYNC F-rel (reader side)
+    stamp.load(Ordering::Relaxed) == seen
+}
+
+/// Stamp of ring sequence `seq` (≥ 1) while its slot is being written.
+#[inline(always)]
+pub(crate) const fn ring_busy(seq: u64) -> u64 {
+    2 * seq - 1
+}
+
+/// Stamp of ring sequence `seq` (≥ 1) once its slot is whole.
+#[inline(always)]
+pub(crate) const fn ring_done(seq: u64) -> u64 {
+    2 * seq
+}
+
+/// What a ring slot's stamp says about the sequence a reader wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// The slot holds the wanted sequence, whole (as of the stamp load).
+    Ready,
+    /// The wanted sequence has not been written yet (or is being written right now).
+    NotYet,
+    /// The slot already holds a later sequence: the wanted one has been overwritten.
+    Overwritten,
+}
+
+/// Classifies a ring stamp against the wanted sequence.
+#[inline(always)]
+pub(crate) const fn classify(stamp: u64, want: u64) -> SlotState {
+    let done = ring_done(want);
+    if stamp == done {
+        SlotState::Ready
+    } else if stamp < done {
+        SlotState::NotYet
+    } else {
+        SlotState::Overwritten
+    }
+}
+
+/// Reads a versioned record (even = whole, odd = being written, 0 = never written) with bounded
+/// retries. Returns `Some(version)` with `out` filled, `None` if never written, `Err(())` if every
+/// attempt raced with the writer (or a writer died mid-write).
+#[inline]
+pub(crate) fn read_versioned(
+    stamp: &AtomicU64,
+    words: &[AtomicU64],
+    out: &mut [u64],
+    attempts: u32,
+) -> Result<Option<u64>, ()> {
+    for _ in 0..attempts {
+        let seen = load_stamp(stamp);
+        if seen == 0 {
+            return Ok(None);
+        }
+        if seen % 2 == 0 && copy_validated(stamp, seen, words, out) {
+            return Ok(Some(seen));
+        }
+        core::hint::spin_loop();
+    }
+    Err(())
+}
+
+/// Writes a versioned record: the version goes odd, the data is written, the version goes to the
+/// next even value. Returns the new version.
+#[inline(always)]
+pub(crate) fn write_versioned(stamp: &AtomicU64, words: &[AtomicU64], data: &[u64]) -> u64 {
+    // Only this (single) writer stores the stamp, so a Relaxed load reads its own last store.
+    let current = stamp.load(Ordering::Relaxed);
+    let even = current + (current & 1); // an odd value left by a writer that died mid-write
+    write(stamp, words, even + 1, data, even + 2);
+    even + 2
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_orders_stamps() {
+        assert_eq!(classify(0, 1), SlotState::NotYet);
+        assert_eq!(classify(ring_busy(1), 1), SlotState::NotYet);
+        assert_eq!(classify(ring_done(1), 1), SlotState::Ready);
+        assert_eq!(classify(ring_busy(2), 1), SlotState::Overwritten);
+        assert_eq!(classify(ring_done(9), 5), SlotState::Overwritten);
+        assert_eq!(classify(ring_done(4), 5), SlotState::NotYet);
+    }
+
+    #[test]
+    fn versioned_round_trip_and_dead_writer() {
+        let stamp = AtomicU64::new(0);
+        let words: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+        let mut out = [0u64; 4];
+        assert_eq!(read_versioned(&stamp, &words, &mut out, 3), Ok(None));
+        assert_eq!(write_versioned(&stamp, &words, &[1, 2, 3, 4]), 2);
+        assert_eq!(read_versioned(&stamp, &words, &mut out, 3), Ok(Some(2)));
+        assert_eq!(out, [1, 2, 3, 4]);
+        // A writer that died mid-write leaves an odd version: readers give up instead of spinning
+        // forever, and the next writer moves past it.
+        stamp.store(3, Ordering::Relaxed);
+        assert_eq!(read_versioned(&stamp, &words, &mut out, 3), Err(()));
+        assert_eq!(write_versioned(&stamp, &words, &[5, 6, 7, 8]), 6);
+        assert_eq!(read_versioned(&stamp, &words, &mut out, 3), Ok(Some(6)));
+        assert_eq!(out, [5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn copy_validated_detects_a_changed_stamp() {
+        let stamp = AtomicU64::new(ring_done(1));
+        let words: Vec<AtomicU64> = (0..2).map(AtomicU64::new).collect();
+        let mut out = [9u64; 2];
+        assert!(copy_validated(&stamp, ring_done(1), &words, &mut out));
+        assert_eq!(out, [0, 1]);
+        assert!(!copy_validated(&stamp, ring_done(2), &words, &mut out));
+    }
+}

@@ -1,0 +1,319 @@
+//! The single writer. Creating a [`Writer`] takes the segment's exclusive lock, so holding one *is*
+//! the right to write; every method that changes shared memory takes `&mut self` or only touches
+//! words no reader writes.
+
+use std::path::{Path, PathBuf};
+
+use crate::{
+    codes::{Counter, RunState},
+    error::{DirectoryError, OpenError, PublishError},
+    layout::{DirectoryEntry, RECORD_WORDS, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
+    mapping::{self, Backing, Opened},
+    region::{Geometry, Region, Word},
+    seqlock,
+    sync::Ordering,
+};
+
+/// Capacities and name of a segment, fixed when it is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentOptions {
+    /// Feed name stored in the header (ASCII, at most 31 bytes).
+    pub feed_name: String,
+    /// Ring capacity in slots; a power of two.
+    pub ring_slots: u64,
+    /// Instrument directory and last-value-cache capacity.
+    pub instrument_capacity: u32,
+}
+
+/// What [`Writer::open`] found and did, for the caller to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The segment was created (or re-created after an interrupted creation).
+    pub created: bool,
+    /// Epoch now in force.
+    pub epoch: u64,
+    /// First sequence this writer will publish.
+    pub next_sequence: u64,
+    /// A slot the previous writer had finished but not yet counted in the cursor was adopted.
+    pub adopted_slots: u64,
+    /// Last-value-cache entries the previous writer died in the middle of, cleared.
+    pub cleared_lvc_entries: u32,
+}
+
+/// The only writer of a segment.
+#[derive(Debug)]
+pub struct Writer {
+    region: Region,
+    next_seq: u64,
+    directory_len: u32,
+    epoch: u64,
+    path: PathBuf,
+    report: OpenReport,
+    /// Mark the segment stopped when dropped (cleared by tests to simulate a crash).
+    stop_on_drop: bool,
+    // Declared last: dropped after `region`, which points into it.
+    _backing: Backing,
+}
+
+/// UTC nanoseconds now (CLOCK_REALTIME).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    /// Creates the segment at `path` (mode 0640) or reopens an existing one of the same layout and
+    /// capacities, and takes its exclusive lock. Reopening bumps the epoch and continues the sequence.
+    pub fn open(path: impl AsRef<Path>, options: &SegmentOptions) -> Result<Writer, OpenError> {
+        let path = path.as_ref();
+        let geometry = Geometry::new(options.ring_slots, options.instrument_capacity)
+            .map_err(|source| OpenError::Geometry { path: path.to_owned(), source })?;
+        let feed_name = fixed_id::<32>(&options.feed_name).ok_or_else(|| OpenError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("feed name {:?} must be ASCII and at most 31 bytes", options.feed_name),
+        })?;
+        let (region, backing, opened) = mapping::open_writer(path, geometry)?;
+        if let Opened::Existing = opened {
+            let found = *region.geometry();
+            for (key, found, wanted) in [
+                ("ring_slots", found.ring_slots, geometry.ring_slots),
+                ("instrument_capacity", u64::from(found.instrument_capacity), u64::from(geometry.instrument_capacity)),
+            ] {
+                if found != wanted {
+                    return Err(OpenError::CapacityMismatch { path: path.to_owned(), key, found, wanted });
+                }
+            }
+        }
+        Ok(Writer::start(region, backing, matches!(opened, Opened::Fresh), feed_name, path.to_owned()))
+    }
+
+    fn start(region: Region, backing: Backing, fresh: bool, feed_name: [u8; 32], path: PathBuf) -> Writer {
+        let now = now_ns();
+        if fresh {
+            let identity = region.geometry().identity(feed_name, now);
+            // SAFETY: we hold the lock and the magic is zero (fresh), so no reader reads the identity.
+            #[allow(unsafe_code)]
+            unsafe {
+                region.write_identity(&identity)
+            };
+        }
+        let mut writer = Writer {
+            directory_len: 0,
+            next_seq: 1,
+            epoch: 0,
+            path,
+            report: OpenReport { created: fresh, epoch: 0, next_sequence: 1, adopted_slots: 0, cleared_lvc_entries: 0 },
+            stop_on_drop: true,
+            region,
+            _backing: backing,
+        };
+        writer.recover();
+        let r = &writer.region;
+        writer.epoch = r.word(Word::Epoch).load(Ordering::Relaxed) + 1;
+        r.word(Word::Epoch).store(writer.epoch, Ordering::Release);
+        r.word(Word::WriterPid).store(u64::from(std::process::id()), Ordering::Relaxed);
+        r.word(Word::StartedNs).store(now as u64, Ordering::Relaxed);
+        r.word(Word::Heartbeat).store(now as u64, Ordering::Relaxed);
+        r.word(Word::RunState).store(RunState::Starting as u64, Ordering::Release);
+        writer.report.epoch = writer.epoch;
+        writer.report.next_sequence = writer.next_seq;
+        writer
+    }
+
+    /// Makes the state left by a previous writer (possibly killed mid-tick) consistent.
+    fn recover(&mut self) {
+        let r = &self.region;
+        let capacity = r.geometry().instrument_capacity;
+        self.directory_len = (r.word(Word::DirectoryLen).load(Ordering::Acquire) as u32).min(capacity);
+        let mut cursor = r.word(Word::WriteCursor).load(Ordering::Acquire);
+        // A slot finished after the last cursor store (killed between the two) is published already:
+        // readers may have consumed it, so its sequence must not be reused for another tick.
+        while r.slot(cursor + 1).stamp.load(Ordering::Acquire) == seqlock::ring_done(cursor + 1) {
+            cursor += 1;
+            self.report.adopted_slots += 1;
+        }
+        r.word(Word::WriteCursor).store(cursor, Ordering::Release);
+        self.next_seq = cursor + 1;
+        // A last-value entry left odd was torn by a dying writer: clear it (version 0 = empty).
+        for index in 0..capacity {
+            let entry = r.lvc(index);
+            let version = entry.stamp.load(Ordering::Relaxed);
+            if version % 2 == 1 {
+                seqlock::write(entry.stamp, entry.words, version, &[0; RECORD_WORDS], 0);
+                self.report.cleared_lvc_entries += 1;
+            }
+        }
+    }
+
+    /// What opening found and did.
+    pub fn open_report(&self) -> OpenReport {
+        self.report
+    }
+
+    /// The segment file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The epoch this writer runs under.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The sequence the next [`publish`](Self::publish) will assign.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Ring capacity in slots.
+    pub fn ring_slots(&self) -> u64 {
+        self.region.geometry().ring_slots
+    }
+
+    /// Number of instruments in the directory.
+    pub fn directory_len(&self) -> u32 {
+        self.directory_len
+    }
+
+    /// Index of an instrument already in the directory (linear scan; for start-up and commands).
+    pub fn find_instrument(&self, instrument_id: &str) -> Option<u32> {
+        let id = fixed_id::<32>(instrument_id)?;
+        (0..self.directory_len).find(|i| self.region.directory_entry(*i).instrument_id == id)
+    }
+
+    /// Adds an instrument to the directory and returns its index; returns the existing index if the
+    /// InstrumentID is already there (so a restarted core keeps every index).
+    pub fn add_instrument(
+        &mut self,
+        instrument_id: &str,
+        exchange: crate::codes::Exchange,
+        volume_multiple: u32,
+        price_tick: f64,
+    ) -> Result<u32, DirectoryError> {
+        if instrument_id.is_empty() {
+            return Err(DirectoryError::BadId);
+        }
+        let id = fixed_id::<32>(instrument_id).ok_or(DirectoryError::BadId)?;
+        if let Some(index) = self.find_instrument(instrument_id) {
+            return Ok(index);
+        }
+        let capacity = self.region.geometry().instrument_capacity;
+        if self.directory_len >= capacity {
+            return Err(DirectoryError::Full { capacity });
+        }
+        let entry = DirectoryEntry {
+            instrument_id: id,
+            exchange_id: fixed_id::<8>(exchange.as_str()).expect("exchange ids are short ASCII"),
+            exchange: exchange as u8,
+            reserved0: [0; 3],
+            volume_multiple,
+            price_tick,
+            reserved1: [0],
+        };
+        let index = self.directory_len;
+        // SAFETY: `&mut self` makes us the single writer; `index == directory_len` is unpublished.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.region.write_directory_entry(index, &entry)
+        };
+        self.directory_len += 1;
+        self.region.word(Word::DirectoryLen).store(u64::from(self.directory_len), Ordering::Release); // SYNC D-len
+        Ok(index)
+    }
+
+    /// Publishes one tick: assigns its sequence, writes its ring slot and its instrument's
+    /// last-value entry, then advances the write cursor. Never waits for a reader.
+    #[inline]
+    pub fn publish(&mut self, record: &mut TickRecord) -> Result<u64, PublishError> {
+        if record.instrument_index >= self.directory_len {
+            return Err(PublishError::UnknownInstrument { index: record.instrument_index, len: self.directory_len });
+        }
+        let seq = self.next_seq;
+        record.sequence = seq;
+        let words: &[u64; RECORD_WORDS] = zerocopy::transmute_ref!(&*record);
+        let slot = self.region.slot(seq);
+        seqlock::write(slot.stamp, slot.words, seqlock::ring_busy(seq), words, seqlock::ring_done(seq));
+        let lvc = self.region.lvc(record.instrument_index);
+        seqlock::write_versioned(lvc.stamp, lvc.words, words);
+        self.region.word(Word::WriteCursor).store(seq, Ordering::Release); // SYNC C-cursor
+        self.next_seq = seq + 1;
+        Ok(seq)
+    }
+
+    /// Refreshes the heartbeat (call about every millisecond while running).
+    #[inline]
+    pub fn heartbeat(&self, now_ns: i64) {
+        self.region.word(Word::Heartbeat).store(now_ns as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the run state; `Stopped` also records the stop time.
+    pub fn set_run_state(&mut self, state: RunState) {
+        if state == RunState::Stopped {
+            self.region.word(Word::StoppedNs).store(now_ns() as u64, Ordering::Relaxed);
+        }
+        self.region.word(Word::RunState).store(state as u64, Ordering::Release);
+    }
+
+    /// Adds `n` to a counter (single writer: a load and a store, no locked instruction).
+    #[inline]
+    pub fn add_counter(&self, counter: Counter, n: u64) {
+        let word = self.region.word(Word::Counter(counter as usize));
+        word.store(word.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Current value of a counter.
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.region.word(Word::Counter(counter as usize)).load(Ordering::Relaxed)
+    }
+
+    /// Replaces the link status (seqlock-protected, so readers never see half of it).
+    pub fn set_status(&mut self, status: &StatusRecord) {
+        let words: [u64; STATUS_WORDS] = zerocopy::transmute!(*status);
+        let line = self.region.status();
+        seqlock::write_versioned(line.stamp, line.words, &words);
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.stop_on_drop {
+            self.set_run_state(RunState::Stopped);
+        }
+    }
+}
+
+#[cfg(test)]
+impl Writer {
+    /// The region, for tests that forge a crashed writer's leftovers.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Drops the writer as a crash would: without marking the segment stopped.
+    pub(crate) fn crash(mut self) {
+        self.stop_on_drop = false;
+    }
+
+    /// A writer over a fresh heap segment (tests and Miri: no file, no lock).
+    pub(crate) fn on_heap(options: &SegmentOptions) -> (Writer, std::sync::Arc<mapping::heap::HeapSegment>) {
+        let geometry = Geometry::new(options.ring_slots, options.instrument_capacity).unwrap();
+        let heap = std::sync::Arc::new(mapping::heap::HeapSegment::new(geometry.total_size));
+        // SAFETY: the heap segment is zeroed, page aligned and `total_size` long; the Arc in
+        // `Backing::Heap` keeps it alive as long as the region.
+        #[allow(unsafe_code)]
+        let region = unsafe { Region::new(heap.base, geometry) };
+        let name = fixed_id::<32>(&options.feed_name).unwrap();
+        let writer = Writer::start(region, Backing::Heap(heap.clone()), true, name, PathBuf::from("<heap>"));
+        (writer, heap)
+    }
+
+    /// A second writer on the same heap segment, as after a crash of the first (tests only).
+    pub(crate) fn reopen_heap(heap: &std::sync::Arc<mapping::heap::HeapSegment>) -> Writer {
+        // SAFETY: as in `on_heap`; `validate` checks the header the first writer wrote.
+        #[allow(unsafe_code)]
+        let region = unsafe { mapping::validate(heap.base, u64::MAX, Path::new("<heap>")).unwrap() };
+        Writer::start(region, Backing::Heap(heap.clone()), false, [0; 32], PathBuf::from("<heap>"))
+    }
+}

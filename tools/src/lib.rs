@@ -1,0 +1,1 @@
+//! qilinctl support library.
