@@ -38,7 +38,9 @@ pub enum OpenError {
         source: io::Error,
     },
     /// Another process holds the writer lock.
-    #[error("segment {path} is already being written by another process (pid {pid} per its header); one writer per segment")]
+    #[error(
+        "segment {path} is already being written by another process (pid {pid} per its header); one writer per segment"
+    )]
     Locked {
         /// The segment file.
         path: PathBuf,
@@ -72,7 +74,9 @@ pub enum OpenError {
         expected: [u8; 8],
     },
     /// Written by a build of another layout version.
-    #[error("segment {path} has layout version {found}, this build reads version {expected}; rebuild the reader against the writer's qilin-shm")]
+    #[error(
+        "segment {path} has layout version {found}, this build reads version {expected}; rebuild the reader against the writer's qilin-shm"
+    )]
     Version {
         /// The segment file.
         path: PathBuf,
@@ -82,7 +86,9 @@ pub enum OpenError {
         expected: u32,
     },
     /// Same version, different field layout.
-    #[error("segment {path} has layout fingerprint {found:#018x}, this build has {expected:#018x}; the writer and this reader disagree on field offsets, rebuild against the same qilin-shm")]
+    #[error(
+        "segment {path} has layout fingerprint {found:#018x}, this build has {expected:#018x}; the writer and this reader disagree on field offsets, rebuild against the same qilin-shm"
+    )]
     Fingerprint {
         /// The segment file.
         path: PathBuf,
@@ -100,7 +106,9 @@ pub enum OpenError {
         detail: String,
     },
     /// The existing segment has other capacities than the writer was configured with.
-    #[error("segment {path} exists with {key} = {found}, but the configuration asks for {wanted}; remove the segment or use its capacity")]
+    #[error(
+        "segment {path} exists with {key} = {found}, but the configuration asks for {wanted}; remove the segment or use its capacity"
+    )]
     CapacityMismatch {
         /// The segment file.
         path: PathBuf,

@@ -36,7 +36,11 @@ struct Ring {
 
 impl Ring {
     fn new() -> Ring {
-        Ring { stamp: AtomicU64::new(0), words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(), cursor: AtomicU64::new(0) }
+        Ring {
+            stamp: AtomicU64::new(0),
+            words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+            cursor: AtomicU64::new(0),
+        }
     }
 }
 

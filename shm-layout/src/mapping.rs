@@ -76,7 +76,9 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid(path) });
         }
-        Err(std::fs::TryLockError::Error(source)) => return Err(OpenError::Io { what: "locking", path: path.to_owned(), source }),
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(OpenError::Io { what: "locking", path: path.to_owned(), source });
+        }
     }
     let len = file.metadata().map_err(io("reading metadata of", path))?.len();
     let fresh = len == 0 || (len >= size_of::<Header>() as u64 && header_magic_is_zero(&file));
@@ -147,7 +149,9 @@ pub(crate) unsafe fn validate(base: NonNull<u8>, len: u64, path: &Path) -> Resul
     let geometry = Geometry::new(id.ring_slots, id.instrument_capacity).map_err(|e| corrupt(e.to_string()))?;
     let expected = geometry.identity(id.feed_name, id.created_ns);
     if expected != id {
-        return Err(corrupt(format!("identity line does not match its own capacities: found {id:?}, expected {expected:?}")));
+        return Err(corrupt(format!(
+            "identity line does not match its own capacities: found {id:?}, expected {expected:?}"
+        )));
     }
     if len < geometry.total_size {
         return Err(OpenError::Truncated { path: path.to_owned(), len, needed: geometry.total_size });

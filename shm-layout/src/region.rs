@@ -9,8 +9,8 @@ use crate::{
     codes::COUNTER_SLOTS,
     error::GeometryError,
     layout::{
-        CACHE_LINE, Cursor, DirectoryEntry, FINGERPRINT, Header, Heartbeat, Identity, LAYOUT_VERSION, LvcEntry,
-        MAGIC, RECORD_WORDS, STATUS_WORDS, Session, Slot, StatusRecord, TickRecord,
+        CACHE_LINE, Cursor, DirectoryEntry, FINGERPRINT, Header, Heartbeat, Identity, LAYOUT_VERSION, LvcEntry, MAGIC,
+        RECORD_WORDS, STATUS_WORDS, Session, Slot, StatusRecord, TickRecord,
     },
     sync::AtomicU64,
 };

@@ -146,7 +146,10 @@ fn directory_is_idempotent_bounded_and_visible() {
     let (mut writer, heap) = Writer::on_heap(&options(4, 2));
     two_instruments(&mut writer);
     assert_eq!(writer.add_instrument("rb2505", Exchange::Shfe, 10, 1.0), Ok(0), "same id, same index");
-    assert_eq!(writer.add_instrument("c2509", Exchange::Dce, 10, 1.0), Err(crate::DirectoryError::Full { capacity: 2 }));
+    assert_eq!(
+        writer.add_instrument("c2509", Exchange::Dce, 10, 1.0),
+        Err(crate::DirectoryError::Full { capacity: 2 })
+    );
     assert_eq!(writer.add_instrument("", Exchange::Dce, 10, 1.0), Err(crate::DirectoryError::BadId));
     assert_eq!(writer.add_instrument(&"x".repeat(32), Exchange::Dce, 10, 1.0), Err(crate::DirectoryError::BadId));
     let reader = Reader::on_heap(&heap);
