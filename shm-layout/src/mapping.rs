@@ -87,10 +87,11 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
         file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io("setting mode 0640 on", path))?;
         file.set_len(geometry.total_size).map_err(io("sizing", path))?;
     }
+    // MAP_POPULATE: fault every page in now, not on the hot path's first write to it.
     // SAFETY: we hold the exclusive flock, so no other writer maps this file for writing; readers map
     // it read-only. The mapping lives in `Backing::ReadWrite` as long as the region; memory is only
     // accessed through `Region` (atomics, plus the documented non-atomic writes of the writer).
-    let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io("mapping", path))?;
+    let mut map = unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }.map_err(io("mapping", path))?;
     let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
     let map_len = map.len() as u64;
     let region = if fresh {
