@@ -128,7 +128,7 @@ fn spin_until(stop: &AtomicBool, mut f: impl FnMut() -> bool) -> bool {
             return true;
         }
         spins = spins.wrapping_add(1);
-        if spins % 4096 == 0 && stop.load(Ordering::Relaxed) {
+        if spins.is_multiple_of(4096) && stop.load(Ordering::Relaxed) {
             return false;
         }
         core::hint::spin_loop();
