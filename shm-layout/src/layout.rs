@@ -331,7 +331,8 @@ pub const STRUCTS: &[StructDesc] = &[
 /// Layout fingerprint: hash of every struct's fields and of the counter names.
 pub const FINGERPRINT: u64 = fingerprint(STRUCTS, crate::codes::Counter::NAMES);
 
-pub(crate) fn id_str(bytes: &[u8]) -> Option<&str> {
+/// Text of a NUL-padded fixed field (up to the first NUL); `None` if not ASCII.
+pub fn id_str(bytes: &[u8]) -> Option<&str> {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     let text = &bytes[..end];
     text.is_ascii().then(|| core::str::from_utf8(text).ok()).flatten()

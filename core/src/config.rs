@@ -1,0 +1,392 @@
+//! The core's configuration: one TOML file, every key with a default so an empty file (or none) runs
+//! the simulator, units in key names, unknown keys refused, and a `validate()` that reports every
+//! problem with its key at once.
+
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[feed]`: the segment.
+    pub feed: FeedConfig,
+    /// `[core]`: the process and its hot thread.
+    pub core: CoreConfig,
+    /// `[source]`: where ticks come from.
+    pub source: SourceConfig,
+}
+
+/// `[feed]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Feed name (segment header, NATS message ids); ASCII, at most 31 bytes.
+    pub name: String,
+    /// Segment file; default `/dev/shm/<name>`.
+    pub segment_path: Option<PathBuf>,
+    /// Ring capacity in slots (power of two).
+    pub ring_slots: u64,
+    /// Instrument directory / last-value-cache capacity.
+    pub instrument_capacity: u32,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig { name: "qilin".into(), segment_path: None, ring_slots: 1 << 16, instrument_capacity: 4096 }
+    }
+}
+
+impl FeedConfig {
+    /// The segment path in force.
+    pub fn segment_path(&self) -> PathBuf {
+        self.segment_path.clone().unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{}", self.name)))
+    }
+}
+
+/// Which instruments the core admits into the directory.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Admit {
+    /// Any instrument whose product is in the instruments file (UDP relays and the simulator).
+    #[default]
+    AnyKnownProduct,
+    /// Only instruments subscribed over the control socket (or listed in `core.subscribe`).
+    SubscribedOnly,
+}
+
+/// `[core]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// CPU to pin the hot thread to; none = do not pin.
+    pub cpu: Option<usize>,
+    /// Raw structs the SDK → core hand-off holds.
+    pub handoff_capacity: usize,
+    /// Commands the control → core channel holds.
+    pub command_queue_capacity: usize,
+    /// Events the core → logger queue holds.
+    pub event_queue_capacity: usize,
+    /// Heartbeat period.
+    pub heartbeat_interval_ms: u64,
+    /// Control socket path; default `/tmp/qilin-<feed>.sock`.
+    pub control_socket: Option<PathBuf>,
+    /// Uids allowed to send commands (SO_PEERCRED); empty = only the core's own uid.
+    pub control_allowed_uids: Vec<u32>,
+    /// `mlockall` the process (a warning, not an error, when not permitted).
+    pub lock_memory: bool,
+    /// Product specifications.
+    pub instruments_file: PathBuf,
+    /// Admission policy.
+    pub admit: Admit,
+    /// Instruments subscribed at start (with `admit = "subscribed-only"`).
+    pub subscribe: Vec<String>,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            cpu: None,
+            handoff_capacity: 1 << 16,
+            command_queue_capacity: 64,
+            event_queue_capacity: 4096,
+            heartbeat_interval_ms: 1,
+            control_socket: None,
+            control_allowed_uids: Vec::new(),
+            lock_memory: true,
+            instruments_file: default_instruments_file(),
+            admit: Admit::AnyKnownProduct,
+            subscribe: Vec::new(),
+        }
+    }
+}
+
+/// `config/instruments.toml` next to the workspace when run from a checkout, else the cwd-relative path.
+fn default_instruments_file() -> PathBuf {
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+    if in_tree.exists() { in_tree } else { PathBuf::from("config/instruments.toml") }
+}
+
+impl CoreConfig {
+    /// The control socket path in force.
+    pub fn control_socket(&self, feed: &str) -> PathBuf {
+        self.control_socket.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/qilin-{feed}.sock")))
+    }
+}
+
+/// Source kinds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Built-in simulator.
+    #[default]
+    Sim,
+    /// Raw CTP structs in UDP datagrams.
+    Udp,
+}
+
+/// `[source]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// Which source runs.
+    pub kind: SourceKind,
+    /// `[source.sim]`.
+    pub sim: SimConfig,
+    /// `[source.udp]`.
+    pub udp: UdpConfig,
+}
+
+/// `[source.sim]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Snapshot cadence per instrument (CTP pushes every 500 ms).
+    pub snapshot_interval_ms: u64,
+    /// Total ticks per second for load tests; 0 = real cadence. Simulated time advances by
+    /// `snapshot_interval_ms` per round of instruments either way.
+    pub ticks_per_second: u64,
+    /// Stop after this many ticks (0 = run until stopped).
+    pub max_ticks: u64,
+    /// PRNG seed: the same seed produces the same ticks.
+    pub seed: u64,
+    /// Instruments to simulate; empty = every instrument listed in the instruments file.
+    pub instruments: Vec<String>,
+    /// Simulated exchange clock start, China local time `YYYY-MM-DD HH:MM:SS` (trading day is derived).
+    pub start: String,
+    /// Fault and quirk injection, as probabilities per tick.
+    pub inject: InjectConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            snapshot_interval_ms: 500,
+            ticks_per_second: 0,
+            max_ticks: 0,
+            seed: 1,
+            instruments: Vec::new(),
+            start: "2025-05-12 09:00:00".into(),
+            inject: InjectConfig::default(),
+        }
+    }
+}
+
+/// `[source.sim.inject]`: each value is the probability (0..=1) that a tick gets that fault.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectConfig {
+    /// Some prices DBL_MAX (absent).
+    pub absent_prices: f64,
+    /// Cumulative volume goes down.
+    pub volume_regression: f64,
+    /// Wrong struct size.
+    pub bad_size: f64,
+    /// InstrumentID not NUL-terminated.
+    pub bad_id: f64,
+    /// Unknown ExchangeID.
+    pub unknown_exchange: f64,
+    /// NaN last price.
+    pub nan_price: f64,
+    /// Unparseable UpdateTime.
+    pub bad_time: f64,
+    /// Old struct versions (6.5.x / 6.3.x) instead of 6.7.x.
+    pub old_versions: f64,
+}
+
+impl InjectConfig {
+    fn all(&self) -> [(&'static str, f64); 8] {
+        [
+            ("absent_prices", self.absent_prices),
+            ("volume_regression", self.volume_regression),
+            ("bad_size", self.bad_size),
+            ("bad_id", self.bad_id),
+            ("unknown_exchange", self.unknown_exchange),
+            ("nan_price", self.nan_price),
+            ("bad_time", self.bad_time),
+            ("old_versions", self.old_versions),
+        ]
+    }
+}
+
+/// `[source.udp]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    /// Address to bind (for multicast: the group's port on 0.0.0.0).
+    pub bind: SocketAddr,
+    /// Multicast group to join; none = unicast.
+    pub multicast_group: Option<Ipv4Addr>,
+    /// Interface address for the multicast join.
+    pub multicast_interface: Ipv4Addr,
+    /// Datagrams per `recvmmsg` call.
+    pub batch: usize,
+    /// SO_RCVBUF request.
+    pub recv_buffer_bytes: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            multicast_group: None,
+            multicast_interface: Ipv4Addr::UNSPECIFIED,
+            batch: 32,
+            recv_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Every problem found in a configuration, each with its file and key.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `<defaults>`).
+    pub file: String,
+    /// `(key, reason)` pairs.
+    pub problems: Vec<(String, String)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
+        for (key, reason) in &self.problems {
+            write!(f, "\n  {}: {key}: {reason}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
+            ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Checks every value, reporting all problems at once.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut bad = |key: &str, reason: String| problems.push((key.into(), reason));
+        let f = &self.feed;
+        if f.name.is_empty() || f.name.len() > 31 || !f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            bad("feed.name", format!("{:?}: 1 to 31 characters of [A-Za-z0-9_-]", f.name));
+        }
+        if let Err(e) = qilin_shm::Geometry::new(f.ring_slots, f.instrument_capacity) {
+            let key = if matches!(e, qilin_shm::GeometryError::RingSlots { .. }) {
+                "feed.ring_slots"
+            } else {
+                "feed.instrument_capacity"
+            };
+            bad(key, e.to_string());
+        }
+        let c = &self.core;
+        if let Some(cpu) = c.cpu {
+            let cores = core_affinity::get_core_ids().map(|ids| ids.len()).unwrap_or(0);
+            if cores > 0 && !core_affinity::get_core_ids().unwrap_or_default().iter().any(|id| id.id == cpu) {
+                bad("core.cpu", format!("{cpu}: this process may run on {cores} CPU(s), not on CPU {cpu}"));
+            }
+        }
+        for (key, value) in [
+            ("core.handoff_capacity", c.handoff_capacity),
+            ("core.command_queue_capacity", c.command_queue_capacity),
+            ("core.event_queue_capacity", c.event_queue_capacity),
+        ] {
+            if !(1..=1 << 24).contains(&value) {
+                bad(key, format!("{value}: must be between 1 and {}", 1 << 24));
+            }
+        }
+        if !(1..=1000).contains(&c.heartbeat_interval_ms) {
+            bad("core.heartbeat_interval_ms", format!("{}: must be between 1 and 1000", c.heartbeat_interval_ms));
+        }
+        for id in &c.subscribe {
+            if id.is_empty() || id.len() > 31 || !id.is_ascii() {
+                bad("core.subscribe", format!("{id:?}: an InstrumentID is 1 to 31 ASCII characters"));
+            }
+        }
+        let s = &self.source.sim;
+        if s.snapshot_interval_ms == 0 {
+            bad("source.sim.snapshot_interval_ms", "0: must be at least 1".into());
+        }
+        if crate::sim::parse_start(&s.start).is_none() {
+            bad("source.sim.start", format!("{:?}: expected China local time as YYYY-MM-DD HH:MM:SS", s.start));
+        }
+        for (key, p) in s.inject.all() {
+            if !(0.0..=1.0).contains(&p) {
+                bad(&format!("source.sim.inject.{key}"), format!("{p}: a probability between 0 and 1"));
+            }
+        }
+        let u = &self.source.udp;
+        if let Some(group) = u.multicast_group
+            && !group.is_multicast()
+        {
+            bad("source.udp.multicast_group", format!("{group} is not a multicast address (224.0.0.0/4)"));
+        }
+        if !(1..=1024).contains(&u.batch) {
+            bad("source.udp.batch", format!("{}: must be between 1 and 1024", u.batch));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_simulator_defaults() {
+        let c = Config::parse("", "empty.toml").unwrap();
+        assert_eq!(c.source.kind, SourceKind::Sim);
+        assert_eq!(c.feed.segment_path(), PathBuf::from("/dev/shm/qilin"));
+        assert_eq!(c.core.control_socket("qilin"), PathBuf::from("/tmp/qilin-qilin.sock"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_key() {
+        let text = "[feed]\nring_slots = 1000\n[core]\nheartbeat_interval_ms = 0\n[source.sim.inject]\nbad_size = 2.0\n";
+        let err = Config::parse(text, "bad.toml").unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["feed.ring_slots", "core.heartbeat_interval_ms", "source.sim.inject.bad_size"]);
+        let shown = err.to_string();
+        assert!(shown.contains("bad.toml: feed.ring_slots: ring_slots = 1000"), "{shown}");
+        assert!(shown.starts_with("bad.toml has 3 problem(s)"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_and_type_errors_name_the_line() {
+        let err = Config::parse("[feed]\nname = \"x\"\nring_slot = 4\n", "typo.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "line 3");
+        assert!(err.problems[0].1.contains("unknown field `ring_slot`"), "{err}");
+        let err = Config::parse("[core]\ncpu = \"one\"\n", "type.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "line 2");
+    }
+
+    #[test]
+    fn multicast_group_must_be_multicast() {
+        let err = Config::parse("[source.udp]\nmulticast_group = \"10.0.0.1\"\n", "m.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "source.udp.multicast_group");
+        assert!(Config::parse("[source.udp]\nmulticast_group = \"239.1.2.3\"\n", "m.toml").is_ok());
+    }
+}

@@ -1,0 +1,364 @@
+//! The hot loop. One pinned thread owns the segment [`Writer`] and busy-polls its input (the SDK
+//! hand-off, or the UDP socket directly), normalizes each raw struct and publishes it. About every
+//! millisecond it stores the heartbeat, flushes its counters into the header and drains the bounded
+//! command channel.
+//!
+//! After start-up this thread allocates nothing (the registry, the per-instrument state and the
+//! queues are sized from the configuration at start; `tests/hot_path.rs` proves it with a counting
+//! allocator), takes no lock, makes no blocking call and formats no log line: what it has to say
+//! goes into header counters or the bounded [`Event`] queue, which another thread logs.
+
+use std::{
+    collections::HashMap,
+    hash::BuildHasherDefault,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use qilin_shm::{Counter, RunState, Source, TickRecord, Writer, layout::INSTRUMENT_ID_LEN};
+use rustc_hash::FxHasher;
+
+use crate::{
+    config::Admit,
+    ctp::RawTick,
+    handoff::{HandoffRx, RAW_MAX},
+    instruments::{ProductSpec, ProductTable},
+    normalize::{InstrumentState, Reject, normalize},
+    udp::UdpSource,
+};
+
+/// A fixed-size InstrumentID key (no allocation to build or hash).
+pub type IdKey = [u8; INSTRUMENT_ID_LEN];
+
+/// Builds the key of an InstrumentID; `None` if it does not fit.
+pub fn id_key(id: &str) -> Option<IdKey> {
+    qilin_shm::layout::fixed_id(id)
+}
+
+/// Commands from the control thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Admit an instrument (and, with `admit = "subscribed-only"`, let its ticks in).
+    Subscribe(IdKey),
+    /// Drop an instrument's ticks from now on (its directory entry stays: indexes are permanent).
+    Unsubscribe(IdKey),
+    /// Finish the current batch, mark the segment stopped, return.
+    Shutdown,
+}
+
+/// What the hot thread reports to the logger thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An instrument entered the directory.
+    Admitted {
+        /// InstrumentID.
+        id: IdKey,
+        /// Directory index.
+        index: u32,
+    },
+    /// An instrument could not enter: the directory is full.
+    DirectoryFull {
+        /// InstrumentID.
+        id: IdKey,
+    },
+    /// An instrument's product is not in the instruments file.
+    UnknownProduct {
+        /// InstrumentID.
+        id: IdKey,
+    },
+    /// A subscribe/unsubscribe command took effect.
+    Subscription {
+        /// InstrumentID.
+        id: IdKey,
+        /// New state.
+        subscribed: bool,
+    },
+}
+
+/// The raw inputs the hot thread polls.
+#[derive(Debug)]
+pub enum Input {
+    /// Structs pushed by a callback thread (simulator, vendor SDK).
+    Handoff(HandoffRx),
+    /// A UDP socket polled directly.
+    Udp(UdpSource, Source),
+}
+
+struct Registered {
+    index: u32,
+    spec: ProductSpec,
+    state: InstrumentState,
+    subscribed: bool,
+}
+
+/// Settings of the hot loop.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineOptions {
+    /// Admission policy.
+    pub admit: Admit,
+    /// Heartbeat and housekeeping period.
+    pub heartbeat_interval_ns: i64,
+    /// Most structs taken from the input per iteration.
+    pub batch: usize,
+}
+
+/// What the loop did, returned when it stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineReport {
+    /// Raw structs taken.
+    pub received: u64,
+    /// Ticks published.
+    pub published: u64,
+    /// Raw structs rejected or dropped.
+    pub rejected: u64,
+}
+
+/// The hot loop's state. Build it on any thread, then [`run`](Engine::run) it on the pinned one.
+pub struct Engine {
+    writer: Writer,
+    products: ProductTable,
+    by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
+    registered: Vec<Registered>,
+    capacity: usize,
+    options: EngineOptions,
+    commands: crossbeam_channel::Receiver<Command>,
+    events: rtrb::Producer<Event>,
+    stop: Arc<AtomicBool>,
+    pending: [u64; qilin_shm::codes::COUNTER_SLOTS],
+    handoff_drops_seen: u64,
+    out: TickRecord,
+    report: EngineReport,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("instruments", &self.registered.len()).field("report", &self.report).finish()
+    }
+}
+
+impl Engine {
+    /// Prepares the loop: sizes every table for the segment's instrument capacity. Instruments already
+    /// in the directory of a reopened segment get their old index back when first seen again
+    /// (`Writer::add_instrument` is idempotent), so indexes survive core restarts.
+    pub fn new(
+        writer: Writer,
+        products: ProductTable,
+        capacity: u32,
+        options: EngineOptions,
+        commands: crossbeam_channel::Receiver<Command>,
+        events: rtrb::Producer<Event>,
+        stop: Arc<AtomicBool>,
+    ) -> Engine {
+        let capacity = capacity as usize;
+        let mut engine = Engine {
+            writer,
+            products,
+            by_id: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            registered: Vec::with_capacity(capacity),
+            capacity,
+            options,
+            commands,
+            events,
+            stop,
+            pending: [0; qilin_shm::codes::COUNTER_SLOTS],
+            handoff_drops_seen: 0,
+            out: TickRecord::ZERO,
+            report: EngineReport::default(),
+        };
+        engine.writer.set_run_state(RunState::Starting);
+        engine
+    }
+
+    /// The segment writer (for start-up reporting).
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Admits an instrument by id at start-up (same path as a subscribe command).
+    pub fn subscribe(&mut self, id: &str) -> Option<u32> {
+        let key = id_key(id)?;
+        self.apply(Command::Subscribe(key));
+        self.by_id.get(&key).map(|slot| self.registered[*slot].index)
+    }
+
+    /// Runs until stopped (stop flag, `Shutdown` command, or the hand-off producer gone). Calls
+    /// `on_started` on this thread once start-up is over, before the first poll.
+    pub fn run(mut self, mut input: Input, on_started: impl FnOnce()) -> EngineReport {
+        self.writer.set_run_state(RunState::Running);
+        let mut next_housekeeping = 0i64;
+        on_started();
+        loop {
+            let taken = match &mut input {
+                Input::Handoff(rx) => {
+                    let batch = self.options.batch;
+                    let n = rx.drain(batch, |msg| match msg.payload() {
+                        Some(bytes) => self.process(bytes, msg.receive_ns, msg.source),
+                        None => self.reject(Reject::Size),
+                    });
+                    let drops = rx.dropped();
+                    if drops != self.handoff_drops_seen {
+                        self.pending[Counter::HandoffFull as usize] += drops - self.handoff_drops_seen;
+                        self.handoff_drops_seen = drops;
+                    }
+                    n
+                }
+                Input::Udp(socket, source) => {
+                    let source = *source;
+                    let n = socket.poll(|bytes, receive_ns| self.process(bytes, receive_ns, source));
+                    self.pending[Counter::UdpDatagrams as usize] += n as u64;
+                    n
+                }
+            };
+            if taken == 0 {
+                core::hint::spin_loop();
+            }
+            let now = qilin_shm::now_ns();
+            if now >= next_housekeeping {
+                next_housekeeping = now + self.options.heartbeat_interval_ns;
+                if self.housekeeping(now) {
+                    break;
+                }
+            }
+        }
+        self.flush_counters();
+        self.writer.set_run_state(RunState::Stopped);
+        self.report
+    }
+
+    /// Heartbeat, counters, commands. Returns true when the loop must stop.
+    fn housekeeping(&mut self, now: i64) -> bool {
+        self.writer.heartbeat(now);
+        self.flush_counters();
+        while let Ok(command) = self.commands.try_recv() {
+            if command == Command::Shutdown {
+                return true;
+            }
+            self.apply(command);
+        }
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn flush_counters(&mut self) {
+        for (i, delta) in self.pending.iter_mut().enumerate() {
+            if *delta != 0 {
+                self.writer.add_counter(Counter::ALL[i], *delta);
+                *delta = 0;
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.push(event).is_err() {
+            self.pending[Counter::EventQueueFull as usize] += 1;
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Subscribe(key) => {
+                if let Some(slot) = self.admit(key) {
+                    self.registered[slot].subscribed = true;
+                    self.emit(Event::Subscription { id: key, subscribed: true });
+                }
+            }
+            Command::Unsubscribe(key) => {
+                if let Some(slot) = self.by_id.get(&key).copied() {
+                    self.registered[slot].subscribed = false;
+                    self.emit(Event::Subscription { id: key, subscribed: false });
+                }
+            }
+            Command::Shutdown => self.stop.store(true, Ordering::Relaxed),
+        }
+    }
+
+    /// Finds or creates the registry slot of an instrument. No allocation: the map and the vector
+    /// were sized for the segment's capacity, and admission stops at that capacity.
+    fn admit(&mut self, key: IdKey) -> Option<usize> {
+        if let Some(slot) = self.by_id.get(&key) {
+            return Some(*slot);
+        }
+        let id = qilin_shm::layout::id_str(&key)?;
+        let Some(spec) = self.products.spec_for(id).copied() else {
+            self.emit(Event::UnknownProduct { id: key });
+            return None;
+        };
+        if self.registered.len() >= self.capacity {
+            self.pending[Counter::DirectoryFull as usize] += 1;
+            self.emit(Event::DirectoryFull { id: key });
+            return None;
+        }
+        let index = match self.writer.add_instrument(id, spec.exchange, spec.volume_multiple, spec.price_tick) {
+            Ok(index) => index,
+            Err(_) => {
+                self.pending[Counter::DirectoryFull as usize] += 1;
+                self.emit(Event::DirectoryFull { id: key });
+                return None;
+            }
+        };
+        let slot = self.registered.len();
+        self.registered.push(Registered { index, spec, state: InstrumentState::default(), subscribed: false });
+        self.by_id.insert(key, slot);
+        self.emit(Event::Admitted { id: key, index });
+        Some(slot)
+    }
+
+    #[inline]
+    fn reject(&mut self, reason: Reject) {
+        self.report.rejected += 1;
+        self.pending[reason.counter() as usize] += 1;
+    }
+
+    /// Normalizes and publishes one raw struct; counts it either way.
+    #[inline]
+    pub fn process(&mut self, bytes: &[u8], receive_ns: i64, source: Source) {
+        self.report.received += 1;
+        self.pending[Counter::TicksReceived as usize] += 1;
+        if bytes.len() > RAW_MAX {
+            return self.reject(Reject::Size);
+        }
+        let raw = match RawTick::parse(bytes) {
+            Ok(raw) => raw,
+            Err(reason) => return self.reject(reason),
+        };
+        let Some(key) = id_key(raw.instrument_id()) else { return self.reject(Reject::Id) };
+        let slot = match self.by_id.get(&key) {
+            Some(slot) => *slot,
+            None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {
+                Some(slot) => {
+                    self.registered[slot].subscribed = true;
+                    slot
+                }
+                None => return self.reject(Reject::UnknownInstrument),
+            },
+            None => return self.reject(Reject::UnknownInstrument),
+        };
+        let entry = &mut self.registered[slot];
+        if !entry.subscribed {
+            return self.reject(Reject::UnknownInstrument);
+        }
+        if let Err(reason) = normalize(&raw, &entry.spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out)
+        {
+            return self.reject(reason);
+        }
+        self.out.publish_ns = qilin_shm::now_ns();
+        match self.writer.publish(&mut self.out) {
+            Ok(_) => {
+                self.report.published += 1;
+                self.pending[Counter::TicksPublished as usize] += 1;
+                let flags = self.out.quality;
+                for (bit, counter) in [
+                    (qilin_shm::quality::STALE_SNAPSHOT, Counter::FlagStaleSnapshot),
+                    (qilin_shm::quality::VOLUME_REGRESSION, Counter::FlagVolumeRegression),
+                    (qilin_shm::quality::REPEATED_SECOND, Counter::FlagRepeatedSecond),
+                ] {
+                    if flags & bit != 0 {
+                        self.pending[counter as usize] += 1;
+                    }
+                }
+            }
+            Err(_) => self.reject(Reject::UnknownInstrument),
+        }
+    }
+}

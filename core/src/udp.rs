@@ -1,0 +1,134 @@
+//! The `udp` source: raw `CThostFtdcDepthMarketDataField` structs, one per datagram, as a CTP relay
+//! on another host sends them (unicast or multicast). The hot thread polls the socket itself —
+//! non-blocking `recvmmsg`, a batch per call, no allocation — so a datagram goes from the kernel to
+//! the ring without crossing threads. The struct version is told by the datagram size later, in
+//! normalization; this module only moves bytes.
+
+use std::{
+    io::IoSliceMut,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+};
+
+use anyhow::Context;
+use nix::{
+    errno::Errno,
+    sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, setsockopt, sockopt},
+};
+
+use crate::config::UdpConfig;
+
+/// Most datagrams taken per `recvmmsg`.
+pub const MAX_BATCH: usize = 64;
+/// Receive buffer per datagram: longer than any CTP struct, so an oversized datagram arrives at a
+/// length that normalization rejects by size.
+const BUF_LEN: usize = 1024;
+
+/// A bound, non-blocking UDP socket with preallocated receive buffers.
+#[derive(Debug)]
+pub struct UdpSource {
+    socket: UdpSocket,
+    headers: MultiHeaders<SockaddrStorage>,
+    bufs: Box<[[u8; BUF_LEN]; MAX_BATCH]>,
+    batch: usize,
+    errors: u64,
+}
+
+impl UdpSource {
+    /// Binds (and joins the multicast group, if configured).
+    pub fn bind(config: &UdpConfig) -> anyhow::Result<UdpSource> {
+        let socket = UdpSocket::bind(config.bind).with_context(|| format!("binding UDP socket to {}", config.bind))?;
+        socket.set_nonblocking(true).context("making the UDP socket non-blocking")?;
+        if let Err(e) = setsockopt(&socket, sockopt::RcvBuf, &config.recv_buffer_bytes) {
+            tracing::warn!(requested = config.recv_buffer_bytes, error = %e, "could not set SO_RCVBUF");
+        }
+        if let Some(group) = config.multicast_group {
+            socket
+                .join_multicast_v4(&group, &config.multicast_interface)
+                .with_context(|| format!("joining multicast group {group} on {}", config.multicast_interface))?;
+        }
+        Ok(UdpSource {
+            socket,
+            headers: MultiHeaders::preallocate(MAX_BATCH, None),
+            bufs: Box::new([[0; BUF_LEN]; MAX_BATCH]),
+            batch: config.batch.clamp(1, MAX_BATCH),
+            errors: 0,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receive errors other than "nothing there" since start.
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// Takes up to one batch of datagrams without blocking and hands each to `f` with the receive
+    /// time (one clock read per batch). Returns how many.
+    #[inline]
+    pub fn poll(&mut self, mut f: impl FnMut(&[u8], i64)) -> usize {
+        let mut lens = [0usize; MAX_BATCH];
+        let received = {
+            let mut bufs = self.bufs.iter_mut();
+            let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(bufs.next().expect("MAX_BATCH buffers"))]);
+            match recvmmsg(
+                self.socket.as_raw_fd(),
+                &mut self.headers,
+                iovs[..self.batch].iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for msg in results {
+                        lens[n] = msg.bytes;
+                        n += 1;
+                    }
+                    n
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => 0,
+                Err(_) => {
+                    self.errors += 1;
+                    0
+                }
+            }
+        };
+        if received > 0 {
+            let now = qilin_shm::now_ns();
+            for (buf, len) in self.bufs.iter().zip(&lens[..received]) {
+                f(&buf[..(*len).min(BUF_LEN)], now);
+            }
+        }
+        received
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receives_a_batch_of_datagrams_of_any_size() {
+        let config = UdpConfig { bind: "127.0.0.1:0".parse().unwrap(), batch: 8, ..UdpConfig::default() };
+        let mut source = UdpSource::bind(&config).unwrap();
+        let to = source.local_addr().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for len in [584usize, 568, 408, 3, 2000] {
+            sender.send_to(&vec![len as u8; len], to).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < 5 && std::time::Instant::now() < deadline {
+            source.poll(|bytes, ns| {
+                assert!(ns > 0);
+                got.push((bytes.len(), bytes[0]));
+            });
+        }
+        assert_eq!(got, [(584, 584u16 as u8), (568, 568u16 as u8), (408, 408u16 as u8), (3, 3), (1024, 2000u16 as u8)]);
+        assert_eq!(source.poll(|_, _| panic!("nothing more was sent")), 0);
+    }
+}

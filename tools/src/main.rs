@@ -1,0 +1,220 @@
+//! `qilinctl`: look at a running feed through its segment (read-only; never links the core).
+//!
+//! Exit codes: 0 ok; 2 the segment is missing, unreadable or of another layout; 3 the writer is
+//! stale (heartbeat older than `--stale-ms`) or stopped.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use qilin_shm::{Liveness, Next, Reader, Start, TickRecord, layout};
+use qilin_tools::{TICK_HEADER, exchange_name, status_json, tick_json, tick_row};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Inspect a qilin-feed segment: status, ticks, instruments, layout")]
+struct Args {
+    /// Segment file.
+    #[arg(long, global = true, default_value = "/dev/shm/qilin")]
+    segment: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Header, epoch, sequence, rate, heartbeat age, counters and rejects by reason.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Heartbeat age beyond which the writer counts as stale (exit 3).
+        #[arg(long, default_value_t = 1000)]
+        stale_ms: u64,
+    },
+    /// Follow ticks as they are published; prints gaps and restarts.
+    Tail {
+        /// Where to start: oldest, newest, or a sequence number.
+        #[arg(long, default_value = "newest")]
+        from: String,
+        /// Only these instruments (repeatable).
+        #[arg(long)]
+        instrument: Vec<String>,
+        /// JSON lines with CTP field names instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many ticks (default: follow forever).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long without a tick, in ms (default: wait forever).
+        #[arg(long)]
+        idle_exit_ms: Option<u64>,
+    },
+    /// The instrument directory with each instrument's last value.
+    Instruments {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Layout version, fingerprint and every shared struct's field offsets and sizes.
+    Layout,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Cmd::Layout = args.command {
+        print_layout();
+        return ExitCode::SUCCESS;
+    }
+    let reader = match Reader::open(&args.segment) {
+        Ok(reader) => reader,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command {
+        Cmd::Status { json, stale_ms } => status(&reader, json, stale_ms),
+        Cmd::Tail { from, instrument, json, count, idle_exit_ms } => {
+            tail(reader, &from, &instrument, json, count, idle_exit_ms)
+        }
+        Cmd::Instruments { json } => instruments(&reader, json),
+        Cmd::Layout => unreachable!("handled above"),
+    }
+}
+
+fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
+    let now = qilin_shm::now_ns();
+    let stale_ns = stale_ms as i64 * 1_000_000;
+    let before = reader.write_cursor();
+    std::thread::sleep(Duration::from_millis(200));
+    let rate = (reader.write_cursor() - before) * 5;
+    let mut value = status_json(reader, now, stale_ns);
+    value["rate_per_s"] = serde_json::json!(rate);
+    if json {
+        println!("{value}");
+    } else {
+        println!("segment      {}", value["segment"].as_str().unwrap_or(""));
+        println!("feed         {}  (layout v{}, fingerprint {})", value["feed"], value["layout_version"], value["fingerprint"]);
+        println!("capacity     {} slots, {} instruments", value["ring_slots"], value["instrument_capacity"]);
+        println!("writer       pid {}  epoch {}  state {}  {}", value["writer_pid"], value["epoch"], value["run_state"], value["liveness"]);
+        println!("heartbeat    {:.1} ms ago", value["heartbeat_age_ms"].as_f64().unwrap_or(f64::NAN));
+        println!("sequence     {}  ({rate} ticks/s)", value["write_cursor"]);
+        println!("instruments  {}", value["instruments"]);
+        if let Some(counters) = value["counters"].as_object() {
+            for (name, v) in counters.iter().filter(|(_, v)| v.as_u64() != Some(0)) {
+                println!("  {name:<28} {v}");
+            }
+        }
+    }
+    match reader.liveness(now, stale_ns) {
+        Liveness::Live { .. } => ExitCode::SUCCESS,
+        Liveness::Stale { age_ns } => {
+            eprintln!("qilinctl: writer is stale: last heartbeat {:.0} ms ago", age_ns as f64 / 1e6);
+            ExitCode::from(3)
+        }
+        Liveness::Stopped { .. } => {
+            eprintln!("qilinctl: writer stopped");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn tail(
+    mut reader: Reader,
+    from: &str,
+    instruments: &[String],
+    json: bool,
+    count: Option<u64>,
+    idle_exit_ms: Option<u64>,
+) -> ExitCode {
+    let start = match from {
+        "oldest" => Start::Oldest,
+        "newest" => Start::Newest,
+        seq => match seq.parse() {
+            Ok(seq) => Start::Sequence(seq),
+            Err(_) => {
+                eprintln!("qilinctl: --from {seq:?}: expected oldest, newest or a sequence number");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    reader.seek(start);
+    if !json {
+        println!("{TICK_HEADER}");
+    }
+    let mut out = TickRecord::ZERO;
+    let (mut printed, mut last_tick) = (0u64, std::time::Instant::now());
+    loop {
+        match reader.try_next(&mut out) {
+            Next::Tick => {
+                last_tick = std::time::Instant::now();
+                if !instruments.is_empty() && !instruments.iter().any(|i| Some(i.as_str()) == out.instrument_id_str()) {
+                    continue;
+                }
+                if json {
+                    println!("{}", tick_json(&out));
+                } else {
+                    println!("{}", tick_row(&out));
+                }
+                printed += 1;
+                if count.is_some_and(|c| printed >= c) {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Next::Gap { first, last } => {
+                if json {
+                    println!("{}", serde_json::json!({"gap": {"first": first, "last": last}}));
+                } else {
+                    println!("-- gap: sequences {first}..={last} lost ({} ticks)", last - first + 1);
+                }
+            }
+            Next::NewEpoch { previous, current } => {
+                if json {
+                    println!("{}", serde_json::json!({"epoch": {"previous": previous, "current": current}}));
+                } else {
+                    println!("-- writer restarted: epoch {previous} -> {current}");
+                }
+            }
+            Next::Empty => {
+                if idle_exit_ms.is_some_and(|ms| last_tick.elapsed() >= Duration::from_millis(ms)) {
+                    return ExitCode::SUCCESS;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
+}
+
+fn instruments(reader: &Reader, json: bool) -> ExitCode {
+    let mut out = TickRecord::ZERO;
+    for (index, entry) in reader.instruments().iter().enumerate() {
+        let has = reader.latest(index as u32, &mut out).unwrap_or(false);
+        let id = entry.instrument_id_str().unwrap_or("?");
+        if json {
+            let last = if has { tick_json(&out) } else { serde_json::Value::Null };
+            let line = serde_json::json!({
+                "index": index, "InstrumentID": id, "ExchangeID": exchange_name(entry.exchange),
+                "VolumeMultiple": entry.volume_multiple, "PriceTick": entry.price_tick, "last": last,
+            });
+            println!("{line}");
+        } else if has {
+            println!("{index:>5} {id:<10} {:<5} x{:<5} {}", exchange_name(entry.exchange), entry.volume_multiple, tick_row(&out));
+        } else {
+            println!("{index:>5} {id:<10} {:<5} x{:<5} (no tick yet)", exchange_name(entry.exchange), entry.volume_multiple);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_layout() {
+    println!("layout version {}  fingerprint {:#018x}", layout::LAYOUT_VERSION, layout::FINGERPRINT);
+    for s in layout::STRUCTS {
+        println!("\n{} ({} bytes)", s.name, s.size);
+        for f in s.fields {
+            println!("  {:>5} {:>4}  {}", f.offset, f.size, f.name);
+        }
+    }
+    println!("\ncounters (header counter block, u64 each):");
+    for (i, name) in qilin_shm::Counter::NAMES.iter().enumerate() {
+        println!("  {i:>3}  {name}");
+    }
+}
