@@ -352,8 +352,8 @@ pub fn fixed_id<const N: usize>(text: &str) -> Option<[u8; N]> {
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<TickRecord>() == 376);
-    assert!(size_of::<TickRecord>() % 8 == 0 && align_of::<TickRecord>() == 8);
-    assert!(size_of::<Slot>() == 384 && size_of::<Slot>() % 64 == 0);
+    assert!(size_of::<TickRecord>().is_multiple_of(8) && align_of::<TickRecord>() == 8);
+    assert!(size_of::<Slot>() == 384 && size_of::<Slot>().is_multiple_of(64));
     assert!(size_of::<LvcEntry>() == size_of::<Slot>());
     assert!(offset_of!(Slot, record) == 8 && offset_of!(LvcEntry, record) == 8);
     assert!(size_of::<DirectoryEntry>() == 64);
@@ -362,7 +362,7 @@ const _: () = {
     assert!(size_of::<Heartbeat>() == CACHE_LINE);
     assert!(size_of::<Cursor>() == CACHE_LINE);
     assert!(size_of::<Status>() == CACHE_LINE);
-    assert!(size_of::<StatusRecord>() % 8 == 0);
+    assert!(size_of::<StatusRecord>().is_multiple_of(8));
     assert!(size_of::<Counters>() == 4 * CACHE_LINE);
     assert!(size_of::<Header>() == 9 * CACHE_LINE);
     // Hot words start their own line; identity (never written after creation) shares none.

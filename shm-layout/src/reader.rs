@@ -137,7 +137,7 @@ impl Reader {
     /// so a slow reader is not lapped again at once. The skipped sequences are part of the reported
     /// gap. Default 0: lose nothing that can still be read. Clamped to half the ring.
     pub fn set_lap_margin(&mut self, slots: u64) {
-        self.lap_margin = slots.min((self.mask + 1) / 2);
+        self.lap_margin = slots.min(self.mask.div_ceil(2));
     }
 
     /// The sequence the next successful [`try_next`](Self::try_next) returns.

@@ -154,13 +154,13 @@ impl Region {
     /// # Safety
     /// `offset` must be 8-aligned and `offset + 8 * len <= total_size`.
     unsafe fn words(&self, offset: u64, len: usize) -> &[AtomicU64] {
-        debug_assert!(offset % 8 == 0 && offset + 8 * len as u64 <= self.geometry.total_size);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 * len as u64 <= self.geometry.total_size);
         // SAFETY: in bounds and aligned by the caller's contract; `AtomicU64` has the size and
         // alignment of `u64`, the memory lives as long as `self` (contract of `new`), and it is only
         // ever changed atomically. Atomic loads on read-only (PROT_READ) memory are sound for
         // lock-free 8-byte Relaxed/Acquire loads (std::sync::atomic, "Atomic accesses to read-only
         // memory"); readers never store.
-        unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(offset as usize).cast::<AtomicU64>(), len) }
+        unsafe { core::slice::from_raw_parts(self.base.as_ptr().wrapping_add(offset as usize).cast::<AtomicU64>(), len) }
     }
 
     pub(crate) fn word(&self, word: Word) -> &AtomicU64 {
@@ -214,7 +214,7 @@ impl Region {
         // SAFETY: in bounds (checked above); entries below `directory_len` are never written again,
         // and the caller loaded `directory_len` with Acquire after the writer's Release store
         // [SYNC D-len], so the entry's bytes happen-before this read. Any bit pattern is valid.
-        unsafe { self.base.as_ptr().add(offset as usize).cast::<DirectoryEntry>().read() }
+        unsafe { self.base.as_ptr().wrapping_add(offset as usize).cast::<DirectoryEntry>().read() }
     }
 
     /// Writes the identity line except the magic, then the magic with Release [SYNC M-magic].
@@ -230,7 +230,7 @@ impl Region {
         // SAFETY: bytes 8..128 are inside the segment and writable (contract of `new` for writers),
         // `rest` is a separate local buffer (no overlap), and per this function's contract no reader
         // reads the identity line before the magic below is published.
-        unsafe { core::ptr::copy_nonoverlapping(rest.as_ptr(), self.base.as_ptr().add(8), rest.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(rest.as_ptr(), self.base.as_ptr().wrapping_add(8), rest.len()) };
         // SAFETY: offset 0 (the magic) is 8-aligned and inside the header.
         let magic = unsafe { &self.words(0, 1)[0] };
         magic.store(u64::from_ne_bytes(identity.magic), crate::sync::Ordering::Release); // SYNC M-magic
@@ -252,7 +252,7 @@ impl Region {
         assert!(index < self.geometry.instrument_capacity);
         let offset = self.geometry.directory_offset + u64::from(index) * size_of::<DirectoryEntry>() as u64;
         // SAFETY: in bounds (checked above) and writable; unpublished, so not read concurrently.
-        unsafe { self.base.as_ptr().add(offset as usize).cast::<DirectoryEntry>().write(*entry) }
+        unsafe { self.base.as_ptr().wrapping_add(offset as usize).cast::<DirectoryEntry>().write(*entry) }
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) fn read_versioned(
         if seen == 0 {
             return Ok(None);
         }
-        if seen % 2 == 0 && copy_validated(stamp, seen, words, out) {
+        if seen.is_multiple_of(2) && copy_validated(stamp, seen, words, out) {
             return Ok(Some(seen));
         }
         core::hint::spin_loop();
