@@ -109,6 +109,7 @@ pub struct ChildProc {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    stdout: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<String>>,
     reaped: bool,
 }
@@ -139,7 +140,7 @@ impl ChildProc {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
+        let stdout = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 // libtest may have printed "test name ... " on the same line first.
                 if let Some(at) = line.find(PREFIX)
@@ -154,7 +155,8 @@ impl ChildProc {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
             text
         });
-        ChildProc { name, stdin: child.stdin.take(), child, lines, stderr: Some(stderr), reaped: false }
+        let stdin = child.stdin.take();
+        ChildProc { name, stdin, child, lines, stdout: Some(stdout), stderr: Some(stderr), reaped: false }
     }
 
     pub fn id(&self) -> u32 {
@@ -198,6 +200,9 @@ impl ChildProc {
             std::thread::sleep(Duration::from_millis(5));
         };
         self.reaped = true;
+        // Read the pipes to their end before looking at the lines: the child may have exited
+        // before our reader thread passed on its last line.
+        let _ = self.stdout.take().map(JoinHandle::join);
         let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
         let lines = self.lines.try_iter().collect();
         Finished { status, lines, stderr }
