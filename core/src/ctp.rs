@@ -1,1 +1,661 @@
-//! Being written (issue #4).
+//! The raw CTP `CThostFtdcDepthMarketDataField`, byte for byte, in the three layouts the feed
+//! accepts, told apart by size alone (x86-64, natural alignment, every padding byte an explicit
+//! field so the structs derive zerocopy's `IntoBytes`):
+//!
+//! ```text
+//! 6.3.x  408 B  TradingDay[9] InstrumentID[31] ExchangeID[9] ExchangeInstID[31]  Body  ActionDay[9] pad[7]
+//! 6.5.x  568 B  TradingDay[9] reserve1[31]     ExchangeID[9] reserve2[31]        Body  ActionDay[9]
+//!               InstrumentID[81] ExchangeInstID[81] pad[5]
+//! 6.7.x  584 B  6.5.x + BandingUpperPrice BandingLowerPrice         (also 6.6.7 and later)
+//!
+//! Body (312 B at offset 80, the same in every version):
+//!   +0   LastPrice PreSettlementPrice PreClosePrice PreOpenInterest OpenPrice HighestPrice LowestPrice
+//!   +56  Volume i32, pad[4]
+//!   +64  Turnover OpenInterest ClosePrice SettlementPrice UpperLimitPrice LowerLimitPrice PreDelta CurrDelta
+//!   +128 UpdateTime[9], pad[3], UpdateMillisec i32
+//!   +144 5 × (BidPrice f64, BidVolume i32, pad[4], AskPrice f64, AskVolume i32, pad[4])
+//!   +304 AveragePrice
+//! ```
+//!
+//! [`RawTick::parse`] validates a struct's text fields and copies its numbers out without allocating;
+//! [`RawFields`] builds the bytes of any version from plain values (simulator, UDP tests, benchmarks).
+
+use core::mem::{offset_of, size_of};
+
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use crate::normalize::Reject;
+
+/// Size of the 6.6.7+/6.7.x struct.
+pub const V67_SIZE: usize = 584;
+/// Size of the 6.5.x struct.
+pub const V65_SIZE: usize = 568;
+/// Size of the 6.3.x struct.
+pub const V63_SIZE: usize = 408;
+/// Offset of the numeric [`DepthBody`] in every version.
+pub const BODY_OFFSET: usize = 80;
+/// Levels of the book in a CTP struct.
+pub const LEVELS: usize = 5;
+
+/// The CTP API generation a raw struct came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtpVersion {
+    /// 6.3.x: 31-character InstrumentID in front, no banding prices (408 B).
+    V63,
+    /// 6.5.x: 81-character InstrumentID after ActionDay (568 B).
+    V65,
+    /// 6.6.7 and later, 6.7.x: 6.5.x plus banding prices (584 B).
+    V67,
+}
+
+impl CtpVersion {
+    /// Size of this version's struct in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            CtpVersion::V63 => V63_SIZE,
+            CtpVersion::V65 => V65_SIZE,
+            CtpVersion::V67 => V67_SIZE,
+        }
+    }
+
+    /// The version whose struct has this size.
+    pub const fn from_size(len: usize) -> Option<CtpVersion> {
+        match len {
+            V63_SIZE => Some(CtpVersion::V63),
+            V65_SIZE => Some(CtpVersion::V65),
+            V67_SIZE => Some(CtpVersion::V67),
+            _ => None,
+        }
+    }
+}
+
+/// One level of the book as CTP lays it out: bid then ask, each volume padded to 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct BookLevel {
+    /// BidPriceN.
+    pub bid_price: f64,
+    /// BidVolumeN.
+    pub bid_volume: i32,
+    /// Alignment padding.
+    pub pad0: [u8; 4],
+    /// AskPriceN.
+    pub ask_price: f64,
+    /// AskVolumeN.
+    pub ask_volume: i32,
+    /// Alignment padding.
+    pub pad1: [u8; 4],
+}
+
+/// The numeric block shared by every version, from LastPrice to AveragePrice (offsets 80..392).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DepthBody {
+    /// LastPrice.
+    pub last_price: f64,
+    /// PreSettlementPrice.
+    pub pre_settlement_price: f64,
+    /// PreClosePrice.
+    pub pre_close_price: f64,
+    /// PreOpenInterest.
+    pub pre_open_interest: f64,
+    /// OpenPrice.
+    pub open_price: f64,
+    /// HighestPrice.
+    pub highest_price: f64,
+    /// LowestPrice.
+    pub lowest_price: f64,
+    /// Volume, cumulative for the trading day.
+    pub volume: i32,
+    /// Alignment padding.
+    pub pad0: [u8; 4],
+    /// Turnover, cumulative for the trading day.
+    pub turnover: f64,
+    /// OpenInterest.
+    pub open_interest: f64,
+    /// ClosePrice.
+    pub close_price: f64,
+    /// SettlementPrice.
+    pub settlement_price: f64,
+    /// UpperLimitPrice.
+    pub upper_limit_price: f64,
+    /// LowerLimitPrice.
+    pub lower_limit_price: f64,
+    /// PreDelta.
+    pub pre_delta: f64,
+    /// CurrDelta.
+    pub curr_delta: f64,
+    /// UpdateTime `HH:MM:SS`, NUL-terminated.
+    pub update_time: [u8; 9],
+    /// Alignment padding.
+    pub pad1: [u8; 3],
+    /// UpdateMillisec.
+    pub update_millisec: i32,
+    /// Five levels of bids and asks.
+    pub levels: [BookLevel; LEVELS],
+    /// AveragePrice (per lot on most exchanges, per unit on CZCE).
+    pub average_price: f64,
+}
+
+/// `CThostFtdcDepthMarketDataField` of CTP 6.3.x (408 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DepthMarketDataV63 {
+    /// TradingDay `YYYYMMDD`.
+    pub trading_day: [u8; 9],
+    /// InstrumentID.
+    pub instrument_id: [u8; 31],
+    /// ExchangeID.
+    pub exchange_id: [u8; 9],
+    /// ExchangeInstID.
+    pub exchange_inst_id: [u8; 31],
+    /// LastPrice … AveragePrice.
+    pub body: DepthBody,
+    /// ActionDay `YYYYMMDD`.
+    pub action_day: [u8; 9],
+    /// Tail padding.
+    pub pad_end: [u8; 7],
+}
+
+/// `CThostFtdcDepthMarketDataField` of CTP 6.5.x (568 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DepthMarketDataV65 {
+    /// TradingDay `YYYYMMDD`.
+    pub trading_day: [u8; 9],
+    /// Former InstrumentID slot, unused.
+    pub reserve1: [u8; 31],
+    /// ExchangeID.
+    pub exchange_id: [u8; 9],
+    /// Former ExchangeInstID slot, unused.
+    pub reserve2: [u8; 31],
+    /// LastPrice … AveragePrice.
+    pub body: DepthBody,
+    /// ActionDay `YYYYMMDD`.
+    pub action_day: [u8; 9],
+    /// InstrumentID.
+    pub instrument_id: [u8; 81],
+    /// ExchangeInstID.
+    pub exchange_inst_id: [u8; 81],
+    /// Tail padding.
+    pub pad_end: [u8; 5],
+}
+
+/// `CThostFtdcDepthMarketDataField` of CTP 6.6.7 and later, 6.7.x (584 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DepthMarketDataV67 {
+    /// Everything 6.5.x has.
+    pub v65: DepthMarketDataV65,
+    /// BandingUpperPrice.
+    pub banding_upper_price: f64,
+    /// BandingLowerPrice.
+    pub banding_lower_price: f64,
+}
+
+// --- compile-time layout assertions (x86-64 CTP headers) ----------------------------------------
+const _: () = {
+    assert!(size_of::<BookLevel>() == 32);
+    assert!(size_of::<DepthBody>() == 312);
+    assert!(offset_of!(DepthBody, volume) == 56);
+    assert!(offset_of!(DepthBody, turnover) == 64);
+    assert!(offset_of!(DepthBody, update_time) == 128);
+    assert!(offset_of!(DepthBody, update_millisec) == 140);
+    assert!(offset_of!(DepthBody, levels) == 144);
+    assert!(offset_of!(DepthBody, average_price) == 304);
+
+    assert!(size_of::<DepthMarketDataV63>() == V63_SIZE);
+    assert!(offset_of!(DepthMarketDataV63, instrument_id) == 9);
+    assert!(offset_of!(DepthMarketDataV63, exchange_id) == 40);
+    assert!(offset_of!(DepthMarketDataV63, exchange_inst_id) == 49);
+    assert!(offset_of!(DepthMarketDataV63, body) == BODY_OFFSET);
+    assert!(offset_of!(DepthMarketDataV63, action_day) == 392);
+
+    assert!(size_of::<DepthMarketDataV65>() == V65_SIZE);
+    assert!(offset_of!(DepthMarketDataV65, exchange_id) == 40);
+    assert!(offset_of!(DepthMarketDataV65, body) == BODY_OFFSET);
+    assert!(offset_of!(DepthMarketDataV65, action_day) == 392);
+    assert!(offset_of!(DepthMarketDataV65, instrument_id) == 401);
+    assert!(offset_of!(DepthMarketDataV65, exchange_inst_id) == 482);
+
+    assert!(size_of::<DepthMarketDataV67>() == V67_SIZE);
+    assert!(offset_of!(DepthMarketDataV67, banding_upper_price) == 568);
+    assert!(offset_of!(DepthMarketDataV67, banding_lower_price) == 576);
+};
+
+/// Byte ranges of the text fields of one version.
+struct TextOffsets {
+    instrument_id: (usize, usize),
+    exchange_inst_id: (usize, usize),
+    action_day: usize,
+}
+
+const TRADING_DAY: (usize, usize) = (0, 9);
+const EXCHANGE_ID: (usize, usize) = (40, 9);
+const UPDATE_TIME: (usize, usize) = (BODY_OFFSET + offset_of!(DepthBody, update_time), 9);
+const V63_TEXT: TextOffsets = TextOffsets {
+    instrument_id: (offset_of!(DepthMarketDataV63, instrument_id), 31),
+    exchange_inst_id: (offset_of!(DepthMarketDataV63, exchange_inst_id), 31),
+    action_day: offset_of!(DepthMarketDataV63, action_day),
+};
+const V65_TEXT: TextOffsets = TextOffsets {
+    instrument_id: (offset_of!(DepthMarketDataV65, instrument_id), 81),
+    exchange_inst_id: (offset_of!(DepthMarketDataV65, exchange_inst_id), 81),
+    action_day: offset_of!(DepthMarketDataV65, action_day),
+};
+
+/// A validated view of one raw struct of any version: text fields borrowed from the input bytes
+/// (each checked to be NUL-terminated inside its field and ASCII), numbers copied out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RawTick<'a> {
+    /// Which layout the bytes had.
+    pub version: CtpVersion,
+    /// TradingDay text (not yet checked to be a date).
+    pub trading_day: &'a str,
+    /// InstrumentID, never empty.
+    pub instrument_id: &'a str,
+    /// ExchangeID (may be empty: older fronts leave it blank).
+    pub exchange_id: &'a str,
+    /// ExchangeInstID.
+    pub exchange_inst_id: &'a str,
+    /// UpdateTime text (not yet checked to be a time).
+    pub update_time: &'a str,
+    /// ActionDay text (not yet checked to be a date).
+    pub action_day: &'a str,
+    /// Every number from LastPrice to AveragePrice, as sent.
+    pub body: DepthBody,
+    /// BandingUpperPrice (6.7.x only).
+    pub banding_upper_price: Option<f64>,
+    /// BandingLowerPrice (6.7.x only).
+    pub banding_lower_price: Option<f64>,
+}
+
+/// The text of a C char field: up to the first NUL, which must exist; ASCII only.
+fn c_text(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&str> {
+    let field = &bytes[offset..offset + len];
+    let end = field.iter().position(|&b| b == 0)?;
+    let text = &field[..end];
+    if text.is_ascii() { core::str::from_utf8(text).ok() } else { None }
+}
+
+impl<'a> RawTick<'a> {
+    /// Validates one raw struct; the version is told by `bytes.len()`. Does not allocate.
+    ///
+    /// Errors: [`Reject::Size`] for any other length; [`Reject::Id`] if InstrumentID (also when
+    /// empty), ExchangeID or ExchangeInstID is not NUL-terminated or not ASCII; [`Reject::Time`] if
+    /// TradingDay, ActionDay or UpdateTime is. Dates, times and prices are checked by `normalize`.
+    pub fn parse(bytes: &'a [u8]) -> Result<RawTick<'a>, Reject> {
+        let version = CtpVersion::from_size(bytes.len()).ok_or(Reject::Size)?;
+        let text = if version == CtpVersion::V63 { &V63_TEXT } else { &V65_TEXT };
+        let id = |range| c_text(bytes, range).ok_or(Reject::Id);
+        let time = |range| c_text(bytes, range).ok_or(Reject::Time);
+        let instrument_id = id(text.instrument_id)?;
+        if instrument_id.is_empty() {
+            return Err(Reject::Id);
+        }
+        let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
+        let body = DepthBody::read_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
+        let (banding_upper_price, banding_lower_price) = if version == CtpVersion::V67 {
+            let upper = f64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
+            let lower = f64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
+            (Some(upper), Some(lower))
+        } else {
+            (None, None)
+        };
+        Ok(RawTick {
+            version,
+            trading_day: time(TRADING_DAY)?,
+            instrument_id,
+            exchange_id: id(EXCHANGE_ID)?,
+            exchange_inst_id: id(text.exchange_inst_id)?,
+            update_time: time(UPDATE_TIME)?,
+            action_day: time((text.action_day, 9))?,
+            body,
+            banding_upper_price,
+            banding_lower_price,
+        })
+    }
+
+    /// The same content as owned [`RawFields`] (banding prices DBL_MAX where the version has none).
+    /// Allocates; for tools and tests, not the hot path.
+    pub fn to_fields(&self) -> RawFields {
+        let b = &self.body;
+        RawFields {
+            trading_day: self.trading_day.to_owned(),
+            instrument_id: self.instrument_id.to_owned(),
+            exchange_id: self.exchange_id.to_owned(),
+            exchange_inst_id: self.exchange_inst_id.to_owned(),
+            last_price: b.last_price,
+            pre_settlement_price: b.pre_settlement_price,
+            pre_close_price: b.pre_close_price,
+            pre_open_interest: b.pre_open_interest,
+            open_price: b.open_price,
+            highest_price: b.highest_price,
+            lowest_price: b.lowest_price,
+            volume: b.volume,
+            turnover: b.turnover,
+            open_interest: b.open_interest,
+            close_price: b.close_price,
+            settlement_price: b.settlement_price,
+            upper_limit_price: b.upper_limit_price,
+            lower_limit_price: b.lower_limit_price,
+            pre_delta: b.pre_delta,
+            curr_delta: b.curr_delta,
+            update_time: self.update_time.to_owned(),
+            update_millisec: b.update_millisec,
+            bid_price: b.levels.map(|l| l.bid_price),
+            bid_volume: b.levels.map(|l| l.bid_volume),
+            ask_price: b.levels.map(|l| l.ask_price),
+            ask_volume: b.levels.map(|l| l.ask_volume),
+            average_price: b.average_price,
+            action_day: self.action_day.to_owned(),
+            banding_upper_price: self.banding_upper_price.unwrap_or(f64::MAX),
+            banding_lower_price: self.banding_lower_price.unwrap_or(f64::MAX),
+        }
+    }
+}
+
+/// Every field of `CThostFtdcDepthMarketDataField` as plain values, to build raw structs of any
+/// version. Text longer than its C field (less the NUL) is cut to fit; use DBL_MAX (`f64::MAX`) for
+/// an absent price, as CTP does. `Default` is all zeros and empty text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawFields {
+    /// TradingDay `YYYYMMDD`.
+    pub trading_day: String,
+    /// InstrumentID.
+    pub instrument_id: String,
+    /// ExchangeID.
+    pub exchange_id: String,
+    /// ExchangeInstID.
+    pub exchange_inst_id: String,
+    /// LastPrice.
+    pub last_price: f64,
+    /// PreSettlementPrice.
+    pub pre_settlement_price: f64,
+    /// PreClosePrice.
+    pub pre_close_price: f64,
+    /// PreOpenInterest.
+    pub pre_open_interest: f64,
+    /// OpenPrice.
+    pub open_price: f64,
+    /// HighestPrice.
+    pub highest_price: f64,
+    /// LowestPrice.
+    pub lowest_price: f64,
+    /// Volume.
+    pub volume: i32,
+    /// Turnover.
+    pub turnover: f64,
+    /// OpenInterest.
+    pub open_interest: f64,
+    /// ClosePrice.
+    pub close_price: f64,
+    /// SettlementPrice.
+    pub settlement_price: f64,
+    /// UpperLimitPrice.
+    pub upper_limit_price: f64,
+    /// LowerLimitPrice.
+    pub lower_limit_price: f64,
+    /// PreDelta.
+    pub pre_delta: f64,
+    /// CurrDelta.
+    pub curr_delta: f64,
+    /// UpdateTime `HH:MM:SS`.
+    pub update_time: String,
+    /// UpdateMillisec.
+    pub update_millisec: i32,
+    /// BidPrice1..5.
+    pub bid_price: [f64; LEVELS],
+    /// BidVolume1..5.
+    pub bid_volume: [i32; LEVELS],
+    /// AskPrice1..5.
+    pub ask_price: [f64; LEVELS],
+    /// AskVolume1..5.
+    pub ask_volume: [i32; LEVELS],
+    /// AveragePrice.
+    pub average_price: f64,
+    /// ActionDay `YYYYMMDD`.
+    pub action_day: String,
+    /// BandingUpperPrice (6.7.x only).
+    pub banding_upper_price: f64,
+    /// BandingLowerPrice (6.7.x only).
+    pub banding_lower_price: f64,
+}
+
+/// `text` as a NUL-padded C char field, cut to leave at least one NUL.
+fn c_field<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let len = text.len().min(N - 1);
+    out[..len].copy_from_slice(&text.as_bytes()[..len]);
+    out
+}
+
+impl RawFields {
+    fn body(&self) -> DepthBody {
+        let mut levels = [BookLevel::new_zeroed(); LEVELS];
+        for (i, level) in levels.iter_mut().enumerate() {
+            level.bid_price = self.bid_price[i];
+            level.bid_volume = self.bid_volume[i];
+            level.ask_price = self.ask_price[i];
+            level.ask_volume = self.ask_volume[i];
+        }
+        DepthBody {
+            last_price: self.last_price,
+            pre_settlement_price: self.pre_settlement_price,
+            pre_close_price: self.pre_close_price,
+            pre_open_interest: self.pre_open_interest,
+            open_price: self.open_price,
+            highest_price: self.highest_price,
+            lowest_price: self.lowest_price,
+            volume: self.volume,
+            pad0: [0; 4],
+            turnover: self.turnover,
+            open_interest: self.open_interest,
+            close_price: self.close_price,
+            settlement_price: self.settlement_price,
+            upper_limit_price: self.upper_limit_price,
+            lower_limit_price: self.lower_limit_price,
+            pre_delta: self.pre_delta,
+            curr_delta: self.curr_delta,
+            update_time: c_field(&self.update_time),
+            pad1: [0; 3],
+            update_millisec: self.update_millisec,
+            levels,
+            average_price: self.average_price,
+        }
+    }
+
+    /// The 6.3.x struct.
+    pub fn to_v63(&self) -> DepthMarketDataV63 {
+        DepthMarketDataV63 {
+            trading_day: c_field(&self.trading_day),
+            instrument_id: c_field(&self.instrument_id),
+            exchange_id: c_field(&self.exchange_id),
+            exchange_inst_id: c_field(&self.exchange_inst_id),
+            body: self.body(),
+            action_day: c_field(&self.action_day),
+            pad_end: [0; 7],
+        }
+    }
+
+    /// The 6.5.x struct (reserve fields zero).
+    pub fn to_v65(&self) -> DepthMarketDataV65 {
+        DepthMarketDataV65 {
+            trading_day: c_field(&self.trading_day),
+            reserve1: [0; 31],
+            exchange_id: c_field(&self.exchange_id),
+            reserve2: [0; 31],
+            body: self.body(),
+            action_day: c_field(&self.action_day),
+            instrument_id: c_field(&self.instrument_id),
+            exchange_inst_id: c_field(&self.exchange_inst_id),
+            pad_end: [0; 5],
+        }
+    }
+
+    /// The 6.7.x struct.
+    pub fn to_v67(&self) -> DepthMarketDataV67 {
+        DepthMarketDataV67 {
+            v65: self.to_v65(),
+            banding_upper_price: self.banding_upper_price,
+            banding_lower_price: self.banding_lower_price,
+        }
+    }
+
+    /// The 6.3.x struct's bytes.
+    pub fn to_v63_bytes(&self) -> [u8; V63_SIZE] {
+        zerocopy::transmute!(self.to_v63())
+    }
+
+    /// The 6.5.x struct's bytes.
+    pub fn to_v65_bytes(&self) -> [u8; V65_SIZE] {
+        zerocopy::transmute!(self.to_v65())
+    }
+
+    /// The 6.7.x struct's bytes.
+    pub fn to_v67_bytes(&self) -> [u8; V67_SIZE] {
+        zerocopy::transmute!(self.to_v67())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RawFields {
+        RawFields {
+            trading_day: "20250512".into(),
+            instrument_id: "rb2510".into(),
+            exchange_id: "SHFE".into(),
+            exchange_inst_id: "rb2510".into(),
+            last_price: 3101.0,
+            pre_settlement_price: 3090.0,
+            pre_close_price: 3088.0,
+            pre_open_interest: 1_800_000.0,
+            open_price: 3095.0,
+            highest_price: 3110.0,
+            lowest_price: 3080.0,
+            volume: 123_456,
+            turnover: 3_822_000_000.0,
+            open_interest: 1_812_345.0,
+            close_price: f64::MAX,
+            settlement_price: f64::MAX,
+            upper_limit_price: 3337.0,
+            lower_limit_price: 2842.0,
+            pre_delta: 0.0,
+            curr_delta: f64::MAX,
+            update_time: "21:30:00".into(),
+            update_millisec: 500,
+            bid_price: [3100.0, 3099.0, 3098.0, 3097.0, 3096.0],
+            bid_volume: [10, 20, 30, 40, 50],
+            ask_price: [3101.0, 3102.0, 3103.0, 3104.0, f64::MAX],
+            ask_volume: [11, 21, 31, 41, 0],
+            average_price: 30_958.5,
+            action_day: "20250509".into(),
+            banding_upper_price: 3200.0,
+            banding_lower_price: 3000.0,
+        }
+    }
+
+    #[test]
+    fn v67_round_trips() {
+        let fields = sample();
+        let bytes = fields.to_v67_bytes();
+        let raw = RawTick::parse(&bytes).unwrap();
+        assert_eq!(raw.version, CtpVersion::V67);
+        assert_eq!(raw.instrument_id, "rb2510");
+        assert_eq!(raw.exchange_id, "SHFE");
+        assert_eq!(raw.update_time, "21:30:00");
+        assert_eq!(raw.body.levels[4].ask_price, f64::MAX);
+        assert_eq!(raw.banding_upper_price, Some(3200.0));
+        assert_eq!(raw.to_fields(), fields);
+    }
+
+    #[test]
+    fn v65_and_v63_round_trip_without_banding() {
+        let fields = RawFields { banding_upper_price: f64::MAX, banding_lower_price: f64::MAX, ..sample() };
+        let v65 = fields.to_v65_bytes();
+        let raw = RawTick::parse(&v65).unwrap();
+        assert_eq!((raw.version, raw.banding_upper_price), (CtpVersion::V65, None));
+        assert_eq!(raw.to_fields(), fields);
+        let v63 = fields.to_v63_bytes();
+        let raw = RawTick::parse(&v63).unwrap();
+        assert_eq!((raw.version, raw.banding_lower_price), (CtpVersion::V63, None));
+        assert_eq!(raw.to_fields(), fields);
+    }
+
+    #[test]
+    fn bytes_sit_at_the_documented_offsets() {
+        let bytes = sample().to_v67_bytes();
+        assert_eq!(&bytes[0..9], b"20250512\0");
+        assert_eq!(&bytes[40..45], b"SHFE\0");
+        assert_eq!(&bytes[80..88], &3101.0f64.to_ne_bytes());
+        assert_eq!(&bytes[136..140], &123_456i32.to_ne_bytes());
+        assert_eq!(&bytes[208..217], b"21:30:00\0");
+        assert_eq!(&bytes[220..224], &500i32.to_ne_bytes());
+        assert_eq!(&bytes[224..232], &3100.0f64.to_ne_bytes(), "BidPrice1");
+        assert_eq!(&bytes[232..236], &10i32.to_ne_bytes(), "BidVolume1");
+        assert_eq!(&bytes[240..248], &3101.0f64.to_ne_bytes(), "AskPrice1");
+        assert_eq!(&bytes[384..392], &30_958.5f64.to_ne_bytes(), "AveragePrice");
+        assert_eq!(&bytes[392..401], b"20250509\0");
+        assert_eq!(&bytes[401..408], b"rb2510\0");
+        assert_eq!(&bytes[568..576], &3200.0f64.to_ne_bytes());
+        assert!(bytes[9..40].iter().all(|&b| b == 0), "reserve1 is zero in 6.5+");
+        let v63 = sample().to_v63_bytes();
+        assert_eq!(&v63[9..16], b"rb2510\0");
+        assert_eq!(&v63[49..56], b"rb2510\0");
+    }
+
+    #[test]
+    fn wrong_sizes_are_rejected() {
+        let bytes = sample().to_v67_bytes();
+        for len in [0, 1, 407, 409, 567, 569, 583] {
+            assert_eq!(RawTick::parse(&bytes[..len]), Err(Reject::Size), "{len} bytes");
+        }
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert_eq!(RawTick::parse(&long), Err(Reject::Size));
+    }
+
+    #[test]
+    fn ids_must_be_nul_terminated() {
+        let mut bytes = sample().to_v67_bytes();
+        bytes[401..482].fill(b'a'); // InstrumentID with no NUL in its 81 bytes
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Id));
+        let mut bytes = sample().to_v63_bytes();
+        bytes[40..49].fill(b'X'); // ExchangeID
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Id));
+        let mut bytes = sample().to_v65_bytes();
+        bytes[208..217].fill(b'1'); // UpdateTime is a time field
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Time));
+        let empty = RawFields { instrument_id: String::new(), ..sample() };
+        assert_eq!(RawTick::parse(&empty.to_v67_bytes()), Err(Reject::Id));
+    }
+
+    #[test]
+    fn ids_must_be_ascii() {
+        let mut bytes = sample().to_v67_bytes();
+        bytes[402] = 0xC3; // "r\xC3" …
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Id));
+        let mut bytes = sample().to_v63_bytes();
+        bytes[49] = 0x80; // ExchangeInstID
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Id));
+        let mut bytes = sample().to_v67_bytes();
+        bytes[0] = 0xFF; // TradingDay
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Time));
+    }
+
+    #[test]
+    fn unaligned_input_parses() {
+        let mut buffer = vec![0u8; V67_SIZE + 1];
+        buffer[1..].copy_from_slice(&sample().to_v67_bytes());
+        assert_eq!(RawTick::parse(&buffer[1..]).unwrap().body.last_price, 3101.0);
+    }
+
+    #[test]
+    fn long_text_is_cut_to_fit_its_field() {
+        let fields = RawFields { instrument_id: "x".repeat(40), ..sample() };
+        let bytes = fields.to_v63_bytes();
+        assert_eq!(RawTick::parse(&bytes).unwrap().instrument_id, "x".repeat(30));
+    }
+}

@@ -1,1 +1,231 @@
-//! Being written (issue #4).
+//! Every CTP data quirk, in one place: a validated raw struct ([`RawTick`]) plus its product's
+//! specification and the instrument's running state become one [`TickRecord`], or a counted
+//! [`Reject`]. Runs on the hot thread: nothing here allocates, locks, logs or blocks.
+//!
+//! | quirk | handled in | quality bit / reject |
+//! |---|---|---|
+//! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] | NaN + `ABSENT_PRICE` |
+//! | infinite / NaN price | [`price`] | `Reject::Price` |
+//! | TradingDay/ActionDay meaning per exchange | [`time::tick_days`] | `DERIVED_ACTION_DAY` (DCE night) |
+//! | CST → UTC, no DST | [`time::utc_ns`] | — |
+//! | CZCE repeated seconds with UpdateMillisec 0 | [`normalize`] | `REPEATED_SECOND` |
+//! | cumulative Volume going down | [`normalize`] | `VOLUME_REGRESSION` |
+//! | Turnover going down (normal on CZCE) | [`normalize`] | `TURNOVER_REGRESSION` |
+//! | AveragePrice per lot except on CZCE | [`normalize`] | `AVERAGE_PRICE_SCALED` |
+//! | snapshots outside trading hours | [`crate::instruments::in_session`] | `STALE_SNAPSHOT` |
+//! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
+//! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
+
+mod reject;
+pub mod time;
+
+#[cfg(test)]
+mod tests;
+
+use qilin_shm::{Exchange, Source, TickRecord, layout::fixed_id, quality};
+
+pub use self::reject::Reject;
+use crate::{
+    ctp::RawTick,
+    instruments::{ProductSpec, in_session, product_of},
+};
+
+/// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX; anything this large is no price).
+pub const ABSENT_FROM: f64 = 1e300;
+
+/// What [`normalize`] remembers about one instrument between its ticks. The engine keeps one per
+/// directory index in a preallocated `Vec` (`vec![InstrumentState::new(); capacity]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InstrumentState {
+    /// Trading day (`YYYYMMDD`) of the previous accepted tick; 0 before the first.
+    pub trading_day: u32,
+    /// Cumulative volume of the previous accepted tick.
+    pub volume: i64,
+    /// Cumulative turnover of the last accepted tick that had one (NaN before).
+    pub turnover: f64,
+    /// China-local exchange time of the previous accepted tick in whole seconds since 1970-01-01
+    /// (calendar day × 86400 + second of day); `i64::MIN` before the first.
+    pub local_second: i64,
+    /// The millisecond (after any adjustment) of the previous accepted tick.
+    pub millis: u32,
+}
+
+impl InstrumentState {
+    /// The state of an instrument that has had no tick yet.
+    pub const fn new() -> InstrumentState {
+        InstrumentState { trading_day: 0, volume: 0, turnover: f64::NAN, local_second: i64::MIN, millis: 0 }
+    }
+}
+
+impl Default for InstrumentState {
+    fn default() -> Self {
+        InstrumentState::new()
+    }
+}
+
+/// One double from the raw struct: DBL_MAX-like (|x| ≥ [`ABSENT_FROM`]) becomes NaN and sets
+/// `ABSENT_PRICE` in `flags`; infinite or NaN is [`Reject::Price`]; anything else passes unchanged.
+#[inline(always)]
+pub fn price(x: f64, flags: &mut u32) -> Result<f64, Reject> {
+    if !x.is_finite() {
+        Err(Reject::Price)
+    } else if x.abs() >= ABSENT_FROM {
+        *flags |= quality::ABSENT_PRICE;
+        Ok(f64::NAN)
+    } else {
+        Ok(x)
+    }
+}
+
+/// Turns one validated raw struct into a [`TickRecord`].
+///
+/// **Inputs.** `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
+/// looks it up once per directory entry, e.g. with [`crate::instruments::Instruments::spec_for`]);
+/// `state` this instrument's running state; `receive_ns` the local UTC-ns time the raw struct
+/// arrived; `source` which session or source it came from; `instrument_index` its directory index.
+///
+/// **On `Ok`**, every field of `out` is written except `sequence` and `publish_ns`, which are left
+/// as they were (the engine and the writer set them):
+/// - `instrument_id` NUL-padded, `exchange` (from ExchangeID, or from `spec` if ExchangeID is empty),
+///   `source`, `instrument_index`, `receive_ns`, reserved fields zero;
+/// - `trading_day` / `action_day` as `YYYYMMDD` after the exchange's day rules ([`time::tick_days`]):
+///   DCE night ticks get their calendar day derived (`DERIVED_ACTION_DAY`), CZCE night ticks their
+///   trading day; `update_time_ms` = UpdateTime + milliseconds since local midnight and
+///   `exchange_time_ns` the same instant in UTC ns, both using the adjusted milliseconds on CZCE
+///   repeated seconds (`REPEATED_SECOND`: previous ms + 1, at most 999);
+/// - every price as sent, except absent ones (DBL_MAX) as NaN (`ABSENT_PRICE`); the banding
+///   prices are NaN without that flag on 6.3/6.5 structs, which have none; `average_price` divided
+///   by `spec.volume_multiple` except on CZCE (`AVERAGE_PRICE_SCALED`); volumes as sent;
+/// - `quality`: the bits above plus `VOLUME_REGRESSION` / `TURNOVER_REGRESSION` when the cumulative
+///   value is below the previous tick's of the same trading day (values are kept as sent) and
+///   `STALE_SNAPSHOT` when UpdateTime is outside the product's sessions;
+/// - `state` is advanced to this tick.
+///
+/// **On `Err`** `state` is unchanged and `out` may be partly written (do not publish it):
+/// [`Reject::Exchange`] for an unknown ExchangeID or one that is not `spec.exchange`;
+/// [`Reject::UnknownInstrument`] if the instrument is not of `spec`'s product; [`Reject::Id`] if
+/// InstrumentID is longer than 31 characters; [`Reject::Time`] for a TradingDay/ActionDay that is
+/// not a date, an UpdateTime that is not `HH:MM:SS` or an UpdateMillisec outside 0..=999;
+/// [`Reject::Price`] for an infinite or NaN double.
+///
+/// Does not allocate, lock, log or block.
+#[allow(clippy::too_many_arguments)] // the hot path's inputs, each distinct; a struct would only be packed and unpacked
+pub fn normalize(
+    raw: &RawTick<'_>,
+    spec: &ProductSpec,
+    state: &mut InstrumentState,
+    receive_ns: i64,
+    source: Source,
+    instrument_index: u32,
+    out: &mut TickRecord,
+) -> Result<(), Reject> {
+    // Identity.
+    let exchange = if raw.exchange_id.is_empty() {
+        spec.exchange
+    } else {
+        Exchange::from_id(raw.exchange_id).ok_or(Reject::Exchange)?
+    };
+    if exchange != spec.exchange {
+        return Err(Reject::Exchange);
+    }
+    if product_of(raw.instrument_id) != spec.code {
+        return Err(Reject::UnknownInstrument);
+    }
+    out.instrument_id = fixed_id(raw.instrument_id).ok_or(Reject::Id)?;
+
+    // Time.
+    let trading_day = time::parse_date(raw.trading_day).ok_or(Reject::Time)?;
+    let action_day = time::parse_date(raw.action_day).ok_or(Reject::Time)?;
+    let secs = time::parse_hms(raw.update_time).ok_or(Reject::Time)?;
+    let sent_ms = raw.body.update_millisec;
+    if !(0..=999).contains(&sent_ms) {
+        return Err(Reject::Time);
+    }
+    let mut millis = sent_ms as u32;
+    let days = time::tick_days(exchange, trading_day, action_day, secs);
+    let mut flags = if days.derived_calendar { quality::DERIVED_ACTION_DAY } else { 0 };
+    let local_second = days.calendar.days * time::DAY_SECS + i64::from(secs);
+    if exchange == Exchange::Czce && local_second == state.local_second && millis <= state.millis {
+        millis = (state.millis + 1).min(999);
+        flags |= quality::REPEATED_SECOND;
+    }
+    let update_time_ms = secs * 1000 + millis;
+    if !in_session(spec, update_time_ms) {
+        flags |= quality::STALE_SNAPSHOT;
+    }
+
+    // Prices.
+    let b = &raw.body;
+    out.last_price = price(b.last_price, &mut flags)?;
+    out.pre_settlement_price = price(b.pre_settlement_price, &mut flags)?;
+    out.pre_close_price = price(b.pre_close_price, &mut flags)?;
+    out.pre_open_interest = price(b.pre_open_interest, &mut flags)?;
+    out.open_price = price(b.open_price, &mut flags)?;
+    out.highest_price = price(b.highest_price, &mut flags)?;
+    out.lowest_price = price(b.lowest_price, &mut flags)?;
+    out.turnover = price(b.turnover, &mut flags)?;
+    out.open_interest = price(b.open_interest, &mut flags)?;
+    out.close_price = price(b.close_price, &mut flags)?;
+    out.settlement_price = price(b.settlement_price, &mut flags)?;
+    out.upper_limit_price = price(b.upper_limit_price, &mut flags)?;
+    out.lower_limit_price = price(b.lower_limit_price, &mut flags)?;
+    out.pre_delta = price(b.pre_delta, &mut flags)?;
+    out.curr_delta = price(b.curr_delta, &mut flags)?;
+    out.banding_upper_price = match raw.banding_upper_price {
+        Some(x) => price(x, &mut flags)?,
+        None => f64::NAN,
+    };
+    out.banding_lower_price = match raw.banding_lower_price {
+        Some(x) => price(x, &mut flags)?,
+        None => f64::NAN,
+    };
+    for (i, level) in b.levels.iter().enumerate() {
+        out.bid_price[i] = price(level.bid_price, &mut flags)?;
+        out.ask_price[i] = price(level.ask_price, &mut flags)?;
+        out.bid_volume[i] = level.bid_volume;
+        out.ask_volume[i] = level.ask_volume;
+    }
+    let average = price(b.average_price, &mut flags)?;
+    out.average_price = if exchange == Exchange::Czce || average.is_nan() {
+        average
+    } else {
+        flags |= quality::AVERAGE_PRICE_SCALED;
+        average / f64::from(spec.volume_multiple)
+    };
+
+    // Cumulative values: compared within one trading day, kept as sent.
+    let volume = i64::from(b.volume);
+    if state.trading_day == days.trading.ymd {
+        if volume < state.volume {
+            flags |= quality::VOLUME_REGRESSION;
+        }
+        if out.turnover < state.turnover {
+            flags |= quality::TURNOVER_REGRESSION;
+        }
+    } else {
+        state.turnover = f64::NAN;
+    }
+
+    // Accepted: advance the state, fill the rest.
+    state.trading_day = days.trading.ymd;
+    state.volume = volume;
+    if !out.turnover.is_nan() {
+        state.turnover = out.turnover;
+    }
+    state.local_second = local_second;
+    state.millis = millis;
+
+    out.exchange_time_ns = time::utc_ns(days.calendar, secs, millis);
+    out.receive_ns = receive_ns;
+    out.instrument_index = instrument_index;
+    out.trading_day = days.trading.ymd;
+    out.action_day = days.calendar.ymd;
+    out.update_time_ms = update_time_ms;
+    out.quality = flags;
+    out.exchange = exchange as u8;
+    out.source = source as u8;
+    out.reserved0 = [0; 2];
+    out.volume = volume;
+    out.reserved1 = [0; 2];
+    Ok(())
+}

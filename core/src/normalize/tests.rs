@@ -1,0 +1,411 @@
+//! One test per quirk. Expected instants were computed independently with
+//! `date -u -d <UTC time> +%s` (China Standard Time = UTC+8), not with the code under test.
+
+use qilin_shm::{Exchange, Source, TickRecord, quality};
+
+use super::*;
+use crate::{
+    ctp::{RawFields, RawTick},
+    instruments::{ProductSpec, Segment},
+};
+
+const NS: i64 = 1_000_000_000;
+const MS: i64 = 1_000_000;
+
+fn spec(exchange: Exchange, code: &str, volume_multiple: u32, night: Option<&str>) -> ProductSpec {
+    ProductSpec {
+        exchange,
+        code: code.to_owned(),
+        price_tick: 1.0,
+        volume_multiple,
+        day_sessions: ["09:00-10:15", "10:30-11:30", "13:30-15:00"].map(|s| Segment::parse(s).unwrap()).to_vec(),
+        night_session: night.map(|s| Segment::parse(s).unwrap()),
+        instruments: Vec::new(),
+        reference_price: 1000.0,
+    }
+}
+
+fn rb() -> ProductSpec {
+    spec(Exchange::Shfe, "rb", 10, Some("21:00-23:00"))
+}
+
+fn m() -> ProductSpec {
+    spec(Exchange::Dce, "m", 10, Some("21:00-23:00"))
+}
+
+fn sr() -> ProductSpec {
+    spec(Exchange::Czce, "SR", 10, Some("21:00-23:00"))
+}
+
+/// A plausible live tick with every price present.
+fn fields(instrument: &str, exchange: &str, trading_day: &str, action_day: &str, time: &str, ms: i32) -> RawFields {
+    RawFields {
+        trading_day: trading_day.into(),
+        instrument_id: instrument.into(),
+        exchange_id: exchange.into(),
+        exchange_inst_id: instrument.into(),
+        last_price: 3101.0,
+        pre_settlement_price: 3090.0,
+        pre_close_price: 3088.0,
+        pre_open_interest: 1_800_000.0,
+        open_price: 3095.0,
+        highest_price: 3110.0,
+        lowest_price: 3080.0,
+        volume: 1000,
+        turnover: 31_000_000.0,
+        open_interest: 1_812_345.0,
+        close_price: 3100.0,
+        settlement_price: 3099.0,
+        upper_limit_price: 3337.0,
+        lower_limit_price: 2842.0,
+        pre_delta: 0.0,
+        curr_delta: 0.0,
+        update_time: time.into(),
+        update_millisec: ms,
+        bid_price: [3100.0, 3099.0, 3098.0, 3097.0, 3096.0],
+        bid_volume: [10, 20, 30, 40, 50],
+        ask_price: [3101.0, 3102.0, 3103.0, 3104.0, 3105.0],
+        ask_volume: [11, 21, 31, 41, 51],
+        average_price: 31_000.0,
+        action_day: action_day.into(),
+        banding_upper_price: 3200.0,
+        banding_lower_price: 3000.0,
+    }
+}
+
+/// Runs `normalize` on the 6.7.x bytes of `f`.
+fn run(f: &RawFields, spec: &ProductSpec, state: &mut InstrumentState) -> Result<TickRecord, Reject> {
+    let bytes = f.to_v67_bytes();
+    let raw = RawTick::parse(&bytes)?;
+    let mut out = TickRecord::ZERO;
+    normalize(&raw, spec, state, 42, Source::Udp, 7, &mut out).map(|()| out)
+}
+
+fn one(f: &RawFields, spec: &ProductSpec) -> Result<TickRecord, Reject> {
+    run(f, spec, &mut InstrumentState::new())
+}
+
+#[test]
+fn shfe_day_tick_fills_every_field() {
+    let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 500);
+    f.average_price = 31_015.0;
+    let bytes = f.to_v67_bytes();
+    let raw = RawTick::parse(&bytes).unwrap();
+    let mut out = TickRecord::ZERO;
+    out.sequence = 99;
+    out.publish_ns = -5;
+    normalize(&raw, &rb(), &mut InstrumentState::new(), 1_747_013_400_600_000_123, Source::Backup, 3, &mut out)
+        .unwrap();
+    assert_eq!((out.sequence, out.publish_ns), (99, -5), "left to the engine and writer");
+    // 2025-05-12 09:30:00.500 CST = 2025-05-12T01:30:00.500Z = 1747013400.5 s.
+    assert_eq!(out.exchange_time_ns, 1_747_013_400 * NS + 500 * MS);
+    assert_eq!(out.receive_ns, 1_747_013_400_600_000_123);
+    assert_eq!((out.instrument_index, out.trading_day, out.action_day), (3, 20250512, 20250512));
+    assert_eq!(out.update_time_ms, (9 * 3600 + 30 * 60) * 1000 + 500);
+    assert_eq!(out.quality, quality::AVERAGE_PRICE_SCALED);
+    assert_eq!((out.exchange, out.source), (Exchange::Shfe as u8, Source::Backup as u8));
+    assert_eq!(out.instrument_id_str(), Some("rb2510"));
+    assert!(out.instrument_id[6..].iter().all(|&b| b == 0));
+    let prices = [
+        out.last_price,
+        out.pre_settlement_price,
+        out.pre_close_price,
+        out.pre_open_interest,
+        out.open_price,
+        out.highest_price,
+        out.lowest_price,
+    ];
+    assert_eq!(prices, [3101.0, 3090.0, 3088.0, 1_800_000.0, 3095.0, 3110.0, 3080.0]);
+    assert_eq!((out.volume, out.turnover, out.open_interest), (1000, 31_000_000.0, 1_812_345.0));
+    assert_eq!((out.close_price, out.settlement_price), (3100.0, 3099.0));
+    assert_eq!(
+        (out.upper_limit_price, out.lower_limit_price, out.pre_delta, out.curr_delta),
+        (3337.0, 2842.0, 0.0, 0.0)
+    );
+    assert_eq!(out.average_price, 3101.5, "31015 per lot / 10 t per lot");
+    assert_eq!((out.banding_upper_price, out.banding_lower_price), (3200.0, 3000.0));
+    assert_eq!(out.bid_price, [3100.0, 3099.0, 3098.0, 3097.0, 3096.0]);
+    assert_eq!(out.ask_price, [3101.0, 3102.0, 3103.0, 3104.0, 3105.0]);
+    assert_eq!(out.bid_volume, [10, 20, 30, 40, 50]);
+    assert_eq!(out.ask_volume, [11, 21, 31, 41, 51]);
+    assert_eq!((out.reserved0, out.reserved1), ([0; 2], [0; 2]));
+}
+
+#[test]
+fn dbl_max_prices_become_nan_and_are_flagged() {
+    let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
+    f.close_price = f64::MAX;
+    f.settlement_price = -f64::MAX;
+    f.curr_delta = 1e300;
+    f.ask_price[4] = f64::MAX;
+    f.pre_delta = 9.9e299; // large but below the absent threshold: a value
+    let out = one(&f, &rb()).unwrap();
+    assert!(out.close_price.is_nan() && out.settlement_price.is_nan() && out.curr_delta.is_nan());
+    assert!(out.ask_price[4].is_nan());
+    assert_eq!(out.ask_price[3], 3104.0);
+    assert_eq!(out.pre_delta, 9.9e299);
+    assert_ne!(out.quality & quality::ABSENT_PRICE, 0);
+
+    let present = one(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0), &rb()).unwrap();
+    assert_eq!(present.quality & quality::ABSENT_PRICE, 0);
+
+    let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
+    f.average_price = f64::MAX;
+    let out = one(&f, &rb()).unwrap();
+    assert!(out.average_price.is_nan());
+    assert_eq!(out.quality & (quality::ABSENT_PRICE | quality::AVERAGE_PRICE_SCALED), quality::ABSENT_PRICE);
+}
+
+#[test]
+fn infinite_or_nan_prices_are_rejected_and_leave_state_alone() {
+    let base = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
+    let mut state = InstrumentState::new();
+    run(&base, &rb(), &mut state).unwrap();
+    let before = state;
+    let poisons: [fn(&mut RawFields); 5] = [
+        |f| f.last_price = f64::INFINITY,
+        |f| f.bid_price[2] = f64::NAN,
+        |f| f.turnover = f64::NEG_INFINITY,
+        |f| f.average_price = f64::NAN,
+        |f| f.banding_lower_price = f64::INFINITY,
+    ];
+    for poison in poisons {
+        let mut f = base.clone();
+        f.volume = 1; // would be a regression if the state were touched
+        poison(&mut f);
+        assert_eq!(run(&f, &rb(), &mut state), Err(Reject::Price));
+        assert_eq!(state, before);
+    }
+}
+
+#[test]
+fn dce_friday_night_tick_gets_its_calendar_day_derived() {
+    // Both fields carry Monday 20250512; the tick happened Friday 2025-05-09 21:30:00.500 CST
+    // = 2025-05-09T13:30:00.500Z = 1746797400.5 s.
+    let out = one(&fields("m2509", "DCE", "20250512", "20250512", "21:30:00", 500), &m()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250512, 20250509));
+    assert_eq!(out.exchange_time_ns, 1_746_797_400 * NS + 500 * MS);
+    assert_eq!(out.quality & quality::DERIVED_ACTION_DAY, quality::DERIVED_ACTION_DAY);
+    assert_eq!(out.quality & quality::STALE_SNAPSHOT, 0);
+}
+
+#[test]
+fn dce_night_rules_across_midnight_midweek_and_month_end() {
+    // After midnight of a Friday night: Saturday 2025-05-10 00:30 CST = 2025-05-09T16:30:00Z.
+    let out = one(&fields("m2509", "DCE", "20250512", "20250512", "00:30:00", 0), &m()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250512, 20250510));
+    assert_eq!(out.exchange_time_ns, 1_746_808_200 * NS);
+    assert_ne!(out.quality & quality::DERIVED_ACTION_DAY, 0);
+    // Tuesday night for Wednesday's trading day: 2025-05-13 21:00 CST = 2025-05-13T13:00:00Z.
+    let out = one(&fields("m2509", "DCE", "20250514", "20250514", "21:00:00", 0), &m()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250514, 20250513));
+    assert_eq!(out.exchange_time_ns, 1_747_141_200 * NS);
+    // Monday 2025-06-02's night session ran on Friday 2025-05-30: 13:00:00Z that day.
+    let out = one(&fields("m2509", "DCE", "20250602", "20250602", "21:00:00", 0), &m()).unwrap();
+    assert_eq!(out.action_day, 20250530);
+    assert_eq!(out.exchange_time_ns, 1_748_610_000 * NS);
+}
+
+#[test]
+fn dce_day_ticks_keep_their_day_and_arbitrary_millis() {
+    let mut state = InstrumentState::new();
+    let f = fields("m2509", "DCE", "20250512", "20250512", "09:30:00", 437);
+    let out = run(&f, &m(), &mut state).unwrap();
+    assert_eq!(out.action_day, 20250512);
+    assert_eq!(out.exchange_time_ns, 1_747_013_400 * NS + 437 * MS);
+    assert_eq!(out.quality & quality::DERIVED_ACTION_DAY, 0);
+    // The same second again with earlier millis: DCE millis are kept as sent.
+    let out = run(&fields("m2509", "DCE", "20250512", "20250512", "09:30:00", 12), &m(), &mut state).unwrap();
+    assert_eq!(out.exchange_time_ns, 1_747_013_400 * NS + 12 * MS);
+    assert_eq!(out.quality & quality::REPEATED_SECOND, 0);
+}
+
+#[test]
+fn shfe_after_midnight_tick_uses_action_day_as_sent() {
+    let cu = spec(Exchange::Shfe, "cu", 5, Some("21:00-01:00"));
+    // Saturday 2025-05-10 01:00:00.500 CST (the closing second) = 2025-05-09T17:00:00.500Z.
+    let out = one(&fields("cu2506", "SHFE", "20250512", "20250510", "01:00:00", 500), &cu).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250512, 20250510));
+    assert_eq!(out.exchange_time_ns, 1_746_810_000 * NS + 500 * MS);
+    assert_eq!(out.quality & (quality::DERIVED_ACTION_DAY | quality::STALE_SNAPSHOT), 0);
+}
+
+#[test]
+fn czce_night_tick_gets_its_trading_day_derived() {
+    // Friday 2025-05-09 21:05 CST, both fields the calendar day; trading day Monday.
+    let out = one(&fields("SR509", "CZCE", "20250509", "20250509", "21:05:00", 0), &sr()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250512, 20250509));
+    assert_eq!(out.exchange_time_ns, 1_746_795_900 * NS);
+    assert_eq!(out.quality & quality::DERIVED_ACTION_DAY, 0);
+    let out = one(&fields("SR509", "CZCE", "20250514", "20250514", "22:00:00", 0), &sr()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250515, 20250514));
+    let day = one(&fields("SR509", "CZCE", "20250514", "20250514", "10:00:00", 0), &sr()).unwrap();
+    assert_eq!((day.trading_day, day.action_day), (20250514, 20250514));
+}
+
+#[test]
+fn czce_repeated_seconds_get_increasing_millis() {
+    let mut state = InstrumentState::new();
+    let at = |time: &str| fields("SR509", "CZCE", "20250514", "20250514", time, 0);
+    // 2025-05-14 10:00:00 CST = 2025-05-14T02:00:00Z = 1747188000 s.
+    let base = 1_747_188_000 * NS;
+    let first = run(&at("10:00:00"), &sr(), &mut state).unwrap();
+    let second = run(&at("10:00:00"), &sr(), &mut state).unwrap();
+    let third = run(&at("10:00:00"), &sr(), &mut state).unwrap();
+    let next = run(&at("10:00:01"), &sr(), &mut state).unwrap();
+    assert_eq!(
+        [first.exchange_time_ns, second.exchange_time_ns, third.exchange_time_ns, next.exchange_time_ns],
+        [base, base + MS, base + 2 * MS, base + NS]
+    );
+    assert_eq!([first.update_time_ms, third.update_time_ms], [36_000_000, 36_000_002]);
+    let repeated = |t: &TickRecord| t.quality & quality::REPEATED_SECOND != 0;
+    assert_eq!([repeated(&first), repeated(&second), repeated(&third), repeated(&next)], [false, true, true, false]);
+
+    // Capped at 999: exchange time stops increasing but never goes back.
+    state.millis = 999;
+    let capped = run(&at("10:00:01"), &sr(), &mut state).unwrap();
+    assert_eq!(capped.exchange_time_ns, base + NS + 999 * MS);
+    assert!(repeated(&capped));
+    // A later millisecond in the same second is kept as sent.
+    let mut state = InstrumentState::new();
+    run(&at("10:00:02"), &sr(), &mut state).unwrap();
+    let mut later = at("10:00:02");
+    later.update_millisec = 500;
+    let out = run(&later, &sr(), &mut state).unwrap();
+    assert_eq!((out.exchange_time_ns, repeated(&out)), (base + 2 * NS + 500 * MS, false));
+}
+
+#[test]
+fn volume_regression_is_flagged_kept_and_reset_by_a_new_trading_day() {
+    let mut state = InstrumentState::new();
+    let with = |volume: i32, trading_day: &str| {
+        let mut f = fields("rb2510", "SHFE", trading_day, trading_day, "10:00:00", 0);
+        f.volume = volume;
+        f
+    };
+    let flagged = |t: &TickRecord| t.quality & quality::VOLUME_REGRESSION != 0;
+    let a = run(&with(100, "20250512"), &rb(), &mut state).unwrap();
+    let b = run(&with(90, "20250512"), &rb(), &mut state).unwrap();
+    let c = run(&with(95, "20250512"), &rb(), &mut state).unwrap();
+    let d = run(&with(10, "20250513"), &rb(), &mut state).unwrap();
+    assert_eq!([a.volume, b.volume, c.volume, d.volume], [100, 90, 95, 10], "kept as sent, never a delta");
+    assert_eq!([flagged(&a), flagged(&b), flagged(&c), flagged(&d)], [false, true, false, false]);
+}
+
+#[test]
+fn czce_night_volume_starts_a_new_trading_day() {
+    // Friday's day session ends at a high volume; Friday night belongs to Monday's trading day.
+    let mut state = InstrumentState::new();
+    let mut day = fields("SR509", "CZCE", "20250509", "20250509", "14:59:00", 0);
+    day.volume = 500_000;
+    run(&day, &sr(), &mut state).unwrap();
+    let mut night = fields("SR509", "CZCE", "20250509", "20250509", "21:00:00", 0);
+    night.volume = 300;
+    night.turnover = 1000.0;
+    let out = run(&night, &sr(), &mut state).unwrap();
+    assert_eq!(out.quality & (quality::VOLUME_REGRESSION | quality::TURNOVER_REGRESSION), 0);
+}
+
+#[test]
+fn turnover_regression_is_flagged() {
+    let mut state = InstrumentState::new();
+    let with = |turnover: f64| {
+        let mut f = fields("SR509", "CZCE", "20250514", "20250514", "10:00:00", 0);
+        f.turnover = turnover;
+        f
+    };
+    let flagged = |t: &TickRecord| t.quality & quality::TURNOVER_REGRESSION != 0;
+    let a = run(&with(5_000_000.0), &sr(), &mut state).unwrap();
+    let b = run(&with(4_999_000.0), &sr(), &mut state).unwrap();
+    let c = run(&with(f64::MAX), &sr(), &mut state).unwrap(); // absent: no comparison
+    let d = run(&with(4_998_000.0), &sr(), &mut state).unwrap(); // still below 4_999_000
+    assert_eq!(b.turnover, 4_999_000.0);
+    assert!(c.turnover.is_nan());
+    assert_eq!([flagged(&a), flagged(&b), flagged(&c), flagged(&d)], [false, true, false, true]);
+}
+
+#[test]
+fn average_price_is_per_unit_everywhere() {
+    let mut f = fields("SR509", "CZCE", "20250514", "20250514", "10:00:00", 0);
+    f.average_price = 5812.5;
+    let out = one(&f, &sr()).unwrap();
+    assert_eq!(out.average_price, 5812.5, "CZCE already per unit");
+    assert_eq!(out.quality & quality::AVERAGE_PRICE_SCALED, 0);
+    let index = ProductSpec {
+        day_sessions: vec![Segment::parse("09:30-11:30").unwrap()],
+        ..spec(Exchange::Cffex, "IF", 300, None)
+    };
+    let mut f = fields("IF2506", "CFFEX", "20250514", "20250514", "10:00:00", 0);
+    f.average_price = 1_167_360.0; // 3891.2 points × 300
+    let out = one(&f, &index).unwrap();
+    assert_eq!(out.average_price, 3891.2);
+    assert_ne!(out.quality & quality::AVERAGE_PRICE_SCALED, 0);
+}
+
+#[test]
+fn snapshots_outside_sessions_are_stale() {
+    let stale = |time: &str| {
+        let out = one(&fields("rb2510", "SHFE", "20250512", "20250512", time, 0), &rb()).unwrap();
+        out.quality & quality::STALE_SNAPSHOT != 0
+    };
+    assert!(stale("08:30:00"), "before the day auction");
+    assert!(!stale("08:55:00"), "day call auction");
+    assert!(!stale("20:55:00"), "night call auction");
+    assert!(stale("16:00:00"));
+    assert!(stale("12:00:00"), "lunch break");
+    assert!(!stale("15:00:00"), "closing tick");
+    assert!(stale("23:30:00"), "rb's night ends at 23:00");
+}
+
+#[test]
+fn exchange_id_is_checked_or_taken_from_the_spec() {
+    let out = one(&fields("rb2510", "", "20250512", "20250512", "10:00:00", 0), &rb()).unwrap();
+    assert_eq!(out.exchange, Exchange::Shfe as u8, "older fronts leave ExchangeID empty");
+    assert_eq!(one(&fields("rb2510", "NYMEX", "20250512", "20250512", "10:00:00", 0), &rb()), Err(Reject::Exchange));
+    assert_eq!(one(&fields("rb2510", "shfe", "20250512", "20250512", "10:00:00", 0), &rb()), Err(Reject::Exchange));
+    assert_eq!(one(&fields("rb2510", "DCE", "20250512", "20250512", "10:00:00", 0), &rb()), Err(Reject::Exchange));
+    assert_eq!(
+        one(&fields("hc2510", "SHFE", "20250512", "20250512", "10:00:00", 0), &rb()),
+        Err(Reject::UnknownInstrument)
+    );
+}
+
+#[test]
+fn ids_too_long_for_the_record_are_rejected() {
+    let id = format!("rb{}", "9".repeat(30)); // 32 characters: fits CTP's 81, not the record's 31
+    assert_eq!(one(&fields(&id, "SHFE", "20250512", "20250512", "10:00:00", 0), &rb()), Err(Reject::Id));
+    let id = format!("rb{}", "9".repeat(29));
+    assert!(one(&fields(&id, "SHFE", "20250512", "20250512", "10:00:00", 0), &rb()).is_ok());
+}
+
+#[test]
+fn unparseable_times_are_rejected() {
+    let cases = [
+        ("20250512", "20250512", "25:61:00", 0),
+        ("20250512", "20250512", "10:00", 0),
+        ("20250512", "20250512", "", 0),
+        ("20250512", "20250512", "10:00:00", 1000),
+        ("20250512", "20250512", "10:00:00", -1),
+        ("20250231", "20250512", "10:00:00", 0),
+        ("20250512", "20250231", "10:00:00", 0),
+        ("20250512", "", "10:00:00", 0),
+        ("2025051", "20250512", "10:00:00", 0),
+    ];
+    for (trading_day, action_day, time, ms) in cases {
+        let f = fields("rb2510", "SHFE", trading_day, action_day, time, ms);
+        assert_eq!(one(&f, &rb()), Err(Reject::Time), "{trading_day:?} {action_day:?} {time:?} {ms}");
+    }
+}
+
+#[test]
+fn older_structs_have_no_banding_prices() {
+    let f = fields("rb2510", "SHFE", "20250512", "20250512", "10:00:00", 0);
+    for bytes in [f.to_v63_bytes().to_vec(), f.to_v65_bytes().to_vec()] {
+        let raw = RawTick::parse(&bytes).unwrap();
+        let mut out = TickRecord::ZERO;
+        normalize(&raw, &rb(), &mut InstrumentState::new(), 0, Source::Sim, 0, &mut out).unwrap();
+        assert!(out.banding_upper_price.is_nan() && out.banding_lower_price.is_nan());
+        assert_eq!(out.quality & quality::ABSENT_PRICE, 0);
+        assert_eq!(out.last_price, 3101.0);
+    }
+}
