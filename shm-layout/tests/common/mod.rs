@@ -253,8 +253,14 @@ fn mix(mut x: u64) -> u64 {
 /// The record the writer publishes as sequence `seq`: every word from a PRNG seeded by `seq`,
 /// `reserved1[1]` a checksum over all the other words.
 pub fn record(seq: u64, instruments: u32) -> TickRecord {
+    salted_record(seq, instruments, 0)
+}
+
+/// [`record`] with `salt` (e.g. the writer's epoch) in `reserved1[0]` and mixed into every word, so
+/// two writers publishing the same sequence publish different records.
+pub fn salted_record(seq: u64, instruments: u32, salt: u64) -> TickRecord {
     let mut words = [0u64; RECORD_WORDS];
-    let mut state = SEED ^ seq.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    let mut state = SEED ^ seq.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ mix(salt);
     for word in &mut words {
         state = mix(state);
         *word = state;
@@ -262,6 +268,7 @@ pub fn record(seq: u64, instruments: u32) -> TickRecord {
     let mut r: TickRecord = zerocopy::transmute!(words);
     r.sequence = seq;
     r.instrument_index = (seq % u64::from(instruments)) as u32;
+    r.reserved1[0] = salt;
     r.reserved1[1] = checksum(&r);
     r
 }
@@ -272,9 +279,9 @@ pub fn checksum(r: &TickRecord) -> u64 {
     words[..RECORD_WORDS - 1].iter().fold(SEED, |h, w| mix(h ^ w))
 }
 
-/// Whether `r` is whole and is exactly the record published as `seq` (bit for bit).
+/// Whether `r` is whole and is exactly the record published as `seq` with its salt, bit for bit.
 pub fn is_record(r: &TickRecord, seq: u64, instruments: u32) -> bool {
     let got: [u64; RECORD_WORDS] = zerocopy::transmute!(*r);
-    let want: [u64; RECORD_WORDS] = zerocopy::transmute!(record(seq, instruments));
+    let want: [u64; RECORD_WORDS] = zerocopy::transmute!(salted_record(seq, instruments, r.reserved1[0]));
     r.reserved1[1] == checksum(r) && got == want
 }
