@@ -8,7 +8,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
@@ -102,9 +102,12 @@ pub fn sample_record(index: u32) -> TickRecord {
     r
 }
 
-/// The CPUs this process may run on, as `core_affinity` numbers them (empty if unknown).
-pub fn cores() -> Vec<core_affinity::CoreId> {
-    core_affinity::get_core_ids().unwrap_or_default()
+/// The CPUs this process may run on, as `core_affinity` numbers them (empty if unknown). Snapshot
+/// taken on the first call (by [`pin_current`] at the latest): the OS reports only the calling
+/// thread's affinity, which shrinks to one core once the thread is pinned.
+pub fn cores() -> &'static [core_affinity::CoreId] {
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
 }
 
 /// Pins the calling thread to the `n`-th available core; `false` if there is no such core or the
@@ -218,12 +221,12 @@ impl SegmentPingPong {
         reader.seek(Start::Newest);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let ping_path = seg_a.path().to_owned();
+        // Opened here, before the first ping can be published, so the responder cannot miss it.
+        let mut ping_reader = Reader::open(seg_a.path()).expect("opening the ping segment");
+        ping_reader.seek(Start::Newest);
         let responder = std::thread::spawn(move || {
             pin_current(responder_core);
-            let mut back_writer = back_writer;
-            let mut reader = Reader::open(&ping_path).expect("opening the ping segment");
-            reader.seek(Start::Newest);
+            let (mut back_writer, mut reader) = (back_writer, ping_reader);
             let mut tick = TickRecord::ZERO;
             loop {
                 let mut next = Next::Empty;
