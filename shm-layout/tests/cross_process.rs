@@ -21,7 +21,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildProc, PATH, TempSegment, child_role, env, env_u64, fields, hear, is_record, options, record, say};
+use common::{
+    ChildProc, PATH, TempSegment, checksum, child_role, env, env_u64, fields, hear, is_record, options, record, say,
+};
 use qilin_shm::{Exchange, Liveness, Next, Reader, RunState, Start, TickRecord, Writer, now_ns};
 
 const RING: u64 = 64;
@@ -83,7 +85,10 @@ impl Tally {
     fn take(&mut self, event: Next, r: &TickRecord, n: u64) {
         match event {
             Next::Tick => {
-                if !is_record(r, self.expected, INSTRUMENTS) {
+                // The checksum covers the sequence and catches any mix of two records; the full
+                // comparison with the regenerated record costs twice as much, so it is sampled.
+                let whole = r.reserved1[1] == checksum(r);
+                if !whole || (self.ticks % 16 == 0 && !is_record(r, self.expected, INSTRUMENTS)) {
                     self.torn += 1;
                     eprintln!("torn or foreign record where {} was expected: {r:?}", self.expected);
                 }
