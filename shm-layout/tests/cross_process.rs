@@ -88,7 +88,7 @@ impl Tally {
                 // The checksum covers the sequence and catches any mix of two records; the full
                 // comparison with the regenerated record costs twice as much, so it is sampled.
                 let whole = r.reserved1[1] == checksum(r);
-                if !whole || (self.ticks % 16 == 0 && !is_record(r, self.expected, INSTRUMENTS)) {
+                if !whole || (self.ticks.is_multiple_of(16) && !is_record(r, self.expected, INSTRUMENTS)) {
                     self.torn += 1;
                     eprintln!("torn or foreign record where {} was expected: {r:?}", self.expected);
                 }
