@@ -171,7 +171,7 @@ impl Default for SimConfig {
             max_ticks: 0,
             seed: 1,
             instruments: Vec::new(),
-            start: "2025-05-12 09:00:00".into(),
+            start: "2026-03-02 09:00:00".into(),
             inject: InjectConfig::default(),
         }
     }
@@ -287,7 +287,10 @@ impl Config {
         let mut problems: Vec<(String, String)> = Vec::new();
         let mut bad = |key: &str, reason: String| problems.push((key.into(), reason));
         let f = &self.feed;
-        if f.name.is_empty() || f.name.len() > 31 || !f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        if f.name.is_empty()
+            || f.name.len() > 31
+            || !f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
             bad("feed.name", format!("{:?}: 1 to 31 characters of [A-Za-z0-9_-]", f.name));
         }
         if let Err(e) = qilin_shm::Geometry::new(f.ring_slots, f.instrument_capacity) {
@@ -365,7 +368,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_file_and_key() {
-        let text = "[feed]\nring_slots = 1000\n[core]\nheartbeat_interval_ms = 0\n[source.sim.inject]\nbad_size = 2.0\n";
+        let text =
+            "[feed]\nring_slots = 1000\n[core]\nheartbeat_interval_ms = 0\n[source.sim.inject]\nbad_size = 2.0\n";
         let err = Config::parse(text, "bad.toml").unwrap_err();
         let keys: Vec<_> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["feed.ring_slots", "core.heartbeat_interval_ms", "source.sim.inject.bad_size"]);

@@ -53,7 +53,8 @@ impl ControlServer {
             }
             std::fs::remove_file(path).with_context(|| format!("removing stale control socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("setting mode 0660 on {}", path.display()))?;
         let allowed_uids =
@@ -85,7 +86,11 @@ impl ControlServer {
         let mut writer = stream.try_clone()?;
         if !self.allowed_uids.contains(&uid) {
             tracing::warn!(uid, "control connection refused: uid not allowed");
-            writeln!(writer, "{}", json!({"ok": false, "error": format!("uid {uid} is not allowed to control this core")}))?;
+            writeln!(
+                writer,
+                "{}",
+                json!({"ok": false, "error": format!("uid {uid} is not allowed to control this core")})
+            )?;
             return Ok(());
         }
         for line in BufReader::new(stream).lines() {
@@ -113,7 +118,9 @@ impl ControlServer {
                 }
                 self.await_directory(id)
             }
-            _ => json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | shutdown")}),
+            _ => {
+                json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | shutdown")})
+            }
         }
     }
 

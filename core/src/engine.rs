@@ -24,9 +24,9 @@ use crate::{
     config::Admit,
     ctp::RawTick,
     handoff::{HandoffRx, RAW_MAX},
-    instruments::{ProductSpec, ProductTable},
+    instruments::Instruments,
     normalize::{InstrumentState, Reject, normalize},
-    udp::UdpSource,
+    udp::{UdpBound, UdpSource},
 };
 
 /// A fixed-size InstrumentID key (no allocation to build or hash).
@@ -82,13 +82,20 @@ pub enum Event {
 pub enum Input {
     /// Structs pushed by a callback thread (simulator, vendor SDK).
     Handoff(HandoffRx),
-    /// A UDP socket polled directly.
+    /// A UDP socket, polled directly by the hot thread; ticks tagged with the given source.
+    Udp(UdpBound, Source),
+}
+
+/// An input as polled (built on the hot thread).
+enum Polled {
+    Handoff(HandoffRx),
     Udp(UdpSource, Source),
 }
 
 struct Registered {
     index: u32,
-    spec: ProductSpec,
+    /// Index into `Instruments::products`.
+    product: usize,
     state: InstrumentState,
     subscribed: bool,
 }
@@ -118,7 +125,7 @@ pub struct EngineReport {
 /// The hot loop's state. Build it on any thread, then [`run`](Engine::run) it on the pinned one.
 pub struct Engine {
     writer: Writer,
-    products: ProductTable,
+    products: Instruments,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
     registered: Vec<Registered>,
     capacity: usize,
@@ -144,7 +151,7 @@ impl Engine {
     /// (`Writer::add_instrument` is idempotent), so indexes survive core restarts.
     pub fn new(
         writer: Writer,
-        products: ProductTable,
+        products: Instruments,
         capacity: u32,
         options: EngineOptions,
         commands: crossbeam_channel::Receiver<Command>,
@@ -185,13 +192,17 @@ impl Engine {
 
     /// Runs until stopped (stop flag, `Shutdown` command, or the hand-off producer gone). Calls
     /// `on_started` on this thread once start-up is over, before the first poll.
-    pub fn run(mut self, mut input: Input, on_started: impl FnOnce()) -> EngineReport {
+    pub fn run(mut self, input: Input, on_started: impl FnOnce()) -> EngineReport {
+        let mut input = match input {
+            Input::Handoff(rx) => Polled::Handoff(rx),
+            Input::Udp(bound, source) => Polled::Udp(bound.into_source(), source),
+        };
         self.writer.set_run_state(RunState::Running);
         let mut next_housekeeping = 0i64;
         on_started();
         loop {
             let taken = match &mut input {
-                Input::Handoff(rx) => {
+                Polled::Handoff(rx) => {
                     let batch = self.options.batch;
                     let n = rx.drain(batch, |msg| match msg.payload() {
                         Some(bytes) => self.process(bytes, msg.receive_ns, msg.source),
@@ -204,7 +215,7 @@ impl Engine {
                     }
                     n
                 }
-                Input::Udp(socket, source) => {
+                Polled::Udp(socket, source) => {
                     let source = *source;
                     let n = socket.poll(|bytes, receive_ns| self.process(bytes, receive_ns, source));
                     self.pending[Counter::UdpDatagrams as usize] += n as u64;
@@ -280,10 +291,11 @@ impl Engine {
             return Some(*slot);
         }
         let id = qilin_shm::layout::id_str(&key)?;
-        let Some(spec) = self.products.spec_for(id).copied() else {
+        let Some(product) = self.products.index_of(id) else {
             self.emit(Event::UnknownProduct { id: key });
             return None;
         };
+        let spec = &self.products.products()[product];
         if self.registered.len() >= self.capacity {
             self.pending[Counter::DirectoryFull as usize] += 1;
             self.emit(Event::DirectoryFull { id: key });
@@ -298,7 +310,7 @@ impl Engine {
             }
         };
         let slot = self.registered.len();
-        self.registered.push(Registered { index, spec, state: InstrumentState::default(), subscribed: false });
+        self.registered.push(Registered { index, product, state: InstrumentState::default(), subscribed: false });
         self.by_id.insert(key, slot);
         self.emit(Event::Admitted { id: key, index });
         Some(slot)
@@ -322,7 +334,7 @@ impl Engine {
             Ok(raw) => raw,
             Err(reason) => return self.reject(reason),
         };
-        let Some(key) = id_key(raw.instrument_id()) else { return self.reject(Reject::Id) };
+        let Some(key) = id_key(raw.instrument_id) else { return self.reject(Reject::Id) };
         let slot = match self.by_id.get(&key) {
             Some(slot) => *slot,
             None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {
@@ -338,8 +350,8 @@ impl Engine {
         if !entry.subscribed {
             return self.reject(Reject::UnknownInstrument);
         }
-        if let Err(reason) = normalize(&raw, &entry.spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out)
-        {
+        let spec = &self.products.products()[entry.product];
+        if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
             return self.reject(reason);
         }
         self.out.publish_ns = qilin_shm::now_ns();

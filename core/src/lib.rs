@@ -5,8 +5,40 @@
 //! - [`ctp`]: the raw `CThostFtdcDepthMarketDataField` layouts (6.7.x, 6.5.x, 6.3.x) as bytes.
 //! - [`instruments`]: product specifications (tick size, multiplier, trading sessions).
 //! - [`normalize`]: every CTP quirk, in one place: raw struct → `TickRecord` or a counted reject.
+//! - [`handoff`]: the bounded SPSC queue from a callback thread to the hot thread.
+//! - [`sim`], [`udp`]: the sources.
+//! - [`engine`]: the hot loop. [`control`]: the control socket. [`config`]: the TOML file.
+//! - [`demo`]: `--demo` output.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+pub mod config;
+pub mod control;
 pub mod ctp;
+pub mod demo;
+pub mod engine;
+pub mod handoff;
 pub mod instruments;
 pub mod normalize;
+pub mod sim;
+pub mod udp;
+
+/// Whether a Linux cpulist such as `"1-3,6"` (as in `/sys/devices/system/cpu/isolated`) names `cpu`.
+pub fn cpulist_contains(list: &str, cpu: usize) -> bool {
+    list.split(',').filter(|p| !p.is_empty()).any(|part| match part.split_once('-') {
+        Some((a, b)) => {
+            matches!((a.trim().parse::<usize>(), b.trim().parse::<usize>()), (Ok(a), Ok(b)) if (a..=b).contains(&cpu))
+        }
+        None => part.trim().parse() == Ok(cpu),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpulists() {
+        assert!(super::cpulist_contains("1-3,6", 2));
+        assert!(super::cpulist_contains("1-3,6", 6));
+        assert!(!super::cpulist_contains("1-3,6", 4));
+        assert!(!super::cpulist_contains("", 0));
+    }
+}

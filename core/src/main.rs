@@ -1,4 +1,248 @@
-fn main() {
-    eprintln!("qilin-core: not built yet (issue #4)");
-    std::process::exit(2);
+//! `qilin-core`: the feed process. With no arguments it runs the built-in simulator into
+//! `/dev/shm/qilin`; `--demo` also prints what a reader sees, once a second.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::Parser;
+use qilin_core::{
+    config::{Config, SourceKind},
+    control::ControlServer,
+    engine::{Command, Engine, EngineOptions, Event, Input},
+    handoff::handoff,
+    instruments::Instruments,
+    sim::Simulator,
+    udp::UdpBound,
+};
+use qilin_shm::{SegmentOptions, Source, Writer};
+
+/// qilin-core: CTP depth market data → normalized ticks in a shared-memory segment.
+///
+/// Runs the built-in simulator by default (no external service needed). Every option below
+/// overrides the same key of the configuration file.
+#[derive(Debug, Parser)]
+#[command(version, after_help = "Example: qilin-core --demo   (simulator, prints ticks as a reader sees them)")]
+struct Args {
+    /// TOML configuration file (see config/core.example.toml); defaults apply without one.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Tick source [config: source.kind].
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+    /// Segment file [config: feed.segment_path; default /dev/shm/<feed name>].
+    #[arg(long)]
+    segment: Option<PathBuf>,
+    /// Feed name [config: feed.name].
+    #[arg(long)]
+    feed: Option<String>,
+    /// CPU to pin the hot thread to [config: core.cpu].
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Control socket path [config: core.control_socket].
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// UDP bind address, e.g. 0.0.0.0:7400 [config: source.udp.bind].
+    #[arg(long)]
+    udp_bind: Option<std::net::SocketAddr>,
+    /// Simulator total ticks per second; 0 = real 500 ms cadence [config: source.sim.ticks_per_second].
+    #[arg(long)]
+    sim_rate: Option<u64>,
+    /// Simulator: stop producing after this many ticks [config: source.sim.max_ticks].
+    #[arg(long)]
+    sim_max_ticks: Option<u64>,
+    /// Print, once a second, the rate and the latest ticks as a reader of the segment sees them.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = load_config(&args)?;
+    run(config, args.demo)
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let (mut config, file) = match &args.config {
+        Some(path) => (Config::load(path)?, path.display().to_string()),
+        None => (Config::default(), "<defaults>".to_string()),
+    };
+    if let Some(v) = args.source {
+        config.source.kind = v;
+    }
+    if let Some(v) = &args.segment {
+        config.feed.segment_path = Some(v.clone());
+    }
+    if let Some(v) = &args.feed {
+        config.feed.name = v.clone();
+    }
+    if let Some(v) = args.cpu {
+        config.core.cpu = Some(v);
+    }
+    if let Some(v) = &args.control_socket {
+        config.core.control_socket = Some(v.clone());
+    }
+    if let Some(v) = args.udp_bind {
+        config.source.udp.bind = v;
+    }
+    if let Some(v) = args.sim_rate {
+        config.source.sim.ticks_per_second = v;
+    }
+    if let Some(v) = args.sim_max_ticks {
+        config.source.sim.max_ticks = v;
+    }
+    config.validate(&format!("{file} (with command-line overrides)"))?;
+    Ok(config)
+}
+
+fn run(config: Config, demo: bool) -> anyhow::Result<()> {
+    let products = Instruments::load(&config.core.instruments_file)?;
+    if config.core.lock_memory {
+        lock_memory();
+    }
+    let segment = config.feed.segment_path();
+    let writer = Writer::open(
+        &segment,
+        &SegmentOptions {
+            feed_name: config.feed.name.clone(),
+            ring_slots: config.feed.ring_slots,
+            instrument_capacity: config.feed.instrument_capacity,
+        },
+    )
+    .with_context(|| format!("opening segment {}", segment.display()))?;
+    let report = writer.open_report();
+    tracing::info!(
+        segment = %segment.display(),
+        created = report.created,
+        epoch = report.epoch,
+        next_sequence = report.next_sequence,
+        adopted_slots = report.adopted_slots,
+        cleared_lvc_entries = report.cleared_lvc_entries,
+        "segment open"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let (command_tx, command_rx) = crossbeam_channel::bounded::<Command>(config.core.command_queue_capacity);
+    let (event_tx, event_rx) = rtrb::RingBuffer::<Event>::new(config.core.event_queue_capacity);
+    spawn_named("qilin-events", move || log_events(event_rx))?;
+
+    let control_path = config.core.control_socket(&config.feed.name);
+    let control = ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx)?;
+    tracing::info!(socket = %control.path().display(), "control socket listening");
+    spawn_named("qilin-control", move || control.serve())?;
+
+    let capacity = config.feed.instrument_capacity;
+    let options = EngineOptions {
+        admit: config.core.admit,
+        heartbeat_interval_ns: config.core.heartbeat_interval_ms as i64 * 1_000_000,
+        batch: 256,
+    };
+    let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop));
+    for id in &config.core.subscribe {
+        if engine.subscribe(id).is_none() {
+            tracing::warn!(instrument = %id, "core.subscribe: not admitted (unknown product or directory full)");
+        }
+    }
+
+    let input = match config.source.kind {
+        SourceKind::Sim => {
+            let (tx, rx) = handoff(config.core.handoff_capacity);
+            let sim = Simulator::new(&config.source.sim, &products)?;
+            tracing::info!(
+                instruments = sim.instrument_count(),
+                rate = config.source.sim.ticks_per_second,
+                "simulator ready"
+            );
+            spawn_named("qilin-sim", move || sim.run(tx))?;
+            Input::Handoff(rx)
+        }
+        SourceKind::Udp => {
+            let socket = UdpBound::bind(&config.source.udp)?;
+            tracing::info!(addr = %socket.local_addr()?, group = ?config.source.udp.multicast_group, "UDP source bound");
+            Input::Udp(socket, Source::Udp)
+        }
+    };
+    if demo {
+        let segment = segment.clone();
+        spawn_named("qilin-demo", move || qilin_core::demo::print_forever(&segment))?;
+    }
+
+    let cpu = config.core.cpu;
+    let hot = std::thread::Builder::new()
+        .name("qilin-hot".into())
+        .spawn(move || {
+            pin(cpu);
+            engine.run(input, || {})
+        })
+        .context("starting the hot thread")?;
+    let report = hot.join().map_err(|_| anyhow::anyhow!("the hot thread panicked"))?;
+    tracing::info!(received = report.received, published = report.published, rejected = report.rejected, "stopped");
+    let _ = std::fs::remove_file(&control_path);
+    Ok(())
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).with_context(|| format!("starting thread {name}"))?;
+    Ok(())
+}
+
+fn pin(cpu: Option<usize>) {
+    let Some(cpu) = cpu else {
+        tracing::info!("hot thread not pinned (core.cpu unset)");
+        return;
+    };
+    if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated").unwrap_or_default();
+        if qilin_core::cpulist_contains(isolated.trim(), cpu) {
+            tracing::info!(cpu, "hot thread pinned to an isolated CPU");
+        } else {
+            tracing::warn!(cpu, "hot thread pinned, but CPU {cpu} is not isolated (isolcpus): other work may share it");
+        }
+    } else {
+        tracing::warn!(cpu, "could not pin the hot thread to CPU {cpu}; running unpinned");
+    }
+}
+
+fn lock_memory() {
+    use nix::sys::mman::{MlockAllFlags, mlockall};
+    match mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+        Ok(()) => tracing::info!("memory locked (mlockall)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "memory not locked (mlockall refused; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")
+        }
+    }
+}
+
+fn log_events(mut events: rtrb::Consumer<Event>) {
+    let id = |key: &[u8; 32]| qilin_shm::layout::id_str(key).unwrap_or("?").to_string();
+    loop {
+        while let Ok(event) = events.pop() {
+            match event {
+                Event::Admitted { id: key, index } => {
+                    tracing::info!(instrument = %id(&key), index, "instrument admitted")
+                }
+                Event::DirectoryFull { id: key } => tracing::warn!(instrument = %id(&key), "instrument directory full"),
+                Event::UnknownProduct { id: key } => {
+                    tracing::warn!(instrument = %id(&key), "product not in the instruments file; ticks rejected")
+                }
+                Event::Subscription { id: key, subscribed } => {
+                    tracing::info!(instrument = %id(&key), subscribed, "subscription")
+                }
+            }
+        }
+        if events.is_abandoned() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -23,7 +23,7 @@ use crate::{
     config::{InjectConfig, SimConfig},
     ctp::RawFields,
     handoff::HandoffTx,
-    instruments::{ProductSpec, ProductTable},
+    instruments::{Instruments, ProductSpec},
     normalize::time::{Date, parse_date},
 };
 
@@ -118,18 +118,19 @@ const DAY_MS: u32 = 86_400_000;
 
 impl Simulator {
     /// Picks the configured instruments (or every listed one) from the instruments file.
-    pub fn new(config: &SimConfig, products: &ProductTable) -> anyhow::Result<Simulator> {
+    pub fn new(config: &SimConfig, products: &Instruments) -> anyhow::Result<Simulator> {
         let (day, clock_ms) = parse_start(&config.start)
             .ok_or_else(|| anyhow::anyhow!("source.sim.start: {:?} is not YYYY-MM-DD HH:MM:SS", config.start))?;
         let mut instruments = Vec::new();
-        for (id, spec, reference_price) in products.listed() {
+        let listed = products.products().iter().flat_map(|spec| spec.instruments.iter().map(move |id| (id, spec)));
+        for (id, spec) in listed {
             if !config.instruments.is_empty() && !config.instruments.iter().any(|w| w == id) {
                 continue;
             }
-            let ticks = (reference_price / spec.price_tick).round() as i64;
+            let ticks = (spec.reference_price / spec.price_tick).round() as i64;
             instruments.push(SimInstrument {
                 id: id.to_string(),
-                spec: *spec,
+                spec: spec.clone(),
                 pre_settlement_ticks: ticks,
                 price_ticks: ticks,
                 open_ticks: ticks,
@@ -180,7 +181,7 @@ impl Simulator {
                 let Some(len) = self.tick(i, &mut buf) else { continue };
                 callback.on_rtn_depth_market_data(&buf[..len]);
                 produced += 1;
-                if rate > 0 && produced % 64 == 0 {
+                if rate > 0 && produced.is_multiple_of(64) {
                     pace(started, produced, rate);
                 }
             }
@@ -243,7 +244,7 @@ impl Simulator {
         let inject = self.config.inject.clone();
         let rng = &mut self.rng;
         let inst = &mut self.instruments[i];
-        let spec = inst.spec;
+        let spec = &inst.spec;
         let tick = spec.price_tick;
         let limit = (inst.pre_settlement_ticks / 14).max(5);
         inst.price_ticks = (inst.price_ticks + rng.below(3) as i64 - 1)
@@ -256,9 +257,11 @@ impl Simulator {
         inst.turnover += traded as f64 * price * f64::from(spec.volume_multiple);
         inst.open_interest += rng.below(21) as f64 - 10.0;
 
-        let mut f = RawFields::default();
-        f.instrument_id = inst.id.clone();
-        f.exchange_id = spec.exchange.as_str().to_string();
+        let mut f = RawFields {
+            instrument_id: inst.id.clone(),
+            exchange_id: spec.exchange.as_str().to_string(),
+            ..RawFields::default()
+        };
         let (trading_field, action_field) = match spec.exchange {
             Exchange::Dce => (trading_day, trading_day),
             Exchange::Czce => (day, day),
@@ -343,8 +346,8 @@ fn inject_faults(f: &mut RawFields, inject: &InjectConfig, rng: &mut Rng, buf: &
         584
     };
     if rng.chance(inject.bad_id) {
-        // InstrumentID without its NUL terminator (6.7.x field at offset 197, 81 bytes).
-        let (offset, size) = if len == 408 { (9, 31) } else { (197, 81) };
+        // InstrumentID without its NUL terminator.
+        let (offset, size) = if len == crate::ctp::V63_SIZE { (9, 31) } else { (401, 81) };
         buf[offset..offset + size].fill(b'X');
     }
     if rng.chance(inject.bad_size) { len - 1 } else { len }

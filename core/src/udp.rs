@@ -24,7 +24,15 @@ pub const MAX_BATCH: usize = 64;
 /// length that normalization rejects by size.
 const BUF_LEN: usize = 1024;
 
-/// A bound, non-blocking UDP socket with preallocated receive buffers.
+/// A bound, non-blocking UDP socket, ready to be turned into a [`UdpSource`] on the thread that
+/// polls it (the `recvmmsg` headers hold raw pointers and stay on one thread).
+#[derive(Debug)]
+pub struct UdpBound {
+    socket: UdpSocket,
+    batch: usize,
+}
+
+/// A bound, non-blocking UDP socket with preallocated receive buffers and `recvmmsg` headers.
 #[derive(Debug)]
 pub struct UdpSource {
     socket: UdpSocket,
@@ -34,9 +42,9 @@ pub struct UdpSource {
     errors: u64,
 }
 
-impl UdpSource {
+impl UdpBound {
     /// Binds (and joins the multicast group, if configured).
-    pub fn bind(config: &UdpConfig) -> anyhow::Result<UdpSource> {
+    pub fn bind(config: &UdpConfig) -> anyhow::Result<UdpBound> {
         let socket = UdpSocket::bind(config.bind).with_context(|| format!("binding UDP socket to {}", config.bind))?;
         socket.set_nonblocking(true).context("making the UDP socket non-blocking")?;
         if let Err(e) = setsockopt(&socket, sockopt::RcvBuf, &config.recv_buffer_bytes) {
@@ -47,15 +55,27 @@ impl UdpSource {
                 .join_multicast_v4(&group, &config.multicast_interface)
                 .with_context(|| format!("joining multicast group {group} on {}", config.multicast_interface))?;
         }
-        Ok(UdpSource {
-            socket,
-            headers: MultiHeaders::preallocate(MAX_BATCH, None),
-            bufs: Box::new([[0; BUF_LEN]; MAX_BATCH]),
-            batch: config.batch.clamp(1, MAX_BATCH),
-            errors: 0,
-        })
+        Ok(UdpBound { socket, batch: config.batch.clamp(1, MAX_BATCH) })
     }
 
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Allocates the receive buffers and headers; call on the polling thread, before polling.
+    pub fn into_source(self) -> UdpSource {
+        UdpSource {
+            socket: self.socket,
+            headers: MultiHeaders::preallocate(MAX_BATCH, None),
+            bufs: Box::new([[0; BUF_LEN]; MAX_BATCH]),
+            batch: self.batch,
+            errors: 0,
+        }
+    }
+}
+
+impl UdpSource {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
@@ -114,7 +134,7 @@ mod tests {
     #[test]
     fn receives_a_batch_of_datagrams_of_any_size() {
         let config = UdpConfig { bind: "127.0.0.1:0".parse().unwrap(), batch: 8, ..UdpConfig::default() };
-        let mut source = UdpSource::bind(&config).unwrap();
+        let mut source = UdpBound::bind(&config).unwrap().into_source();
         let to = source.local_addr().unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         for len in [584usize, 568, 408, 3, 2000] {

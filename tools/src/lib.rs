@@ -101,8 +101,7 @@ pub fn tick_row(t: &TickRecord) -> String {
 }
 
 /// Column headings matching [`tick_row`].
-pub const TICK_HEADER: &str =
-    "  sequence instrument exch  day      time            last          bid              ask              volume quality";
+pub const TICK_HEADER: &str = "  sequence instrument exch  day      time            last          bid              ask              volume quality";
 
 /// The segment's status as JSON.
 pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {

@@ -93,9 +93,15 @@ fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
         println!("{value}");
     } else {
         println!("segment      {}", value["segment"].as_str().unwrap_or(""));
-        println!("feed         {}  (layout v{}, fingerprint {})", value["feed"], value["layout_version"], value["fingerprint"]);
+        println!(
+            "feed         {}  (layout v{}, fingerprint {})",
+            value["feed"], value["layout_version"], value["fingerprint"]
+        );
         println!("capacity     {} slots, {} instruments", value["ring_slots"], value["instrument_capacity"]);
-        println!("writer       pid {}  epoch {}  state {}  {}", value["writer_pid"], value["epoch"], value["run_state"], value["liveness"]);
+        println!(
+            "writer       pid {}  epoch {}  state {}  {}",
+            value["writer_pid"], value["epoch"], value["run_state"], value["liveness"]
+        );
         println!("heartbeat    {:.1} ms ago", value["heartbeat_age_ms"].as_f64().unwrap_or(f64::NAN));
         println!("sequence     {}  ({rate} ticks/s)", value["write_cursor"]);
         println!("instruments  {}", value["instruments"]);
@@ -197,9 +203,18 @@ fn instruments(reader: &Reader, json: bool) -> ExitCode {
             });
             println!("{line}");
         } else if has {
-            println!("{index:>5} {id:<10} {:<5} x{:<5} {}", exchange_name(entry.exchange), entry.volume_multiple, tick_row(&out));
+            println!(
+                "{index:>5} {id:<10} {:<5} x{:<5} {}",
+                exchange_name(entry.exchange),
+                entry.volume_multiple,
+                tick_row(&out)
+            );
         } else {
-            println!("{index:>5} {id:<10} {:<5} x{:<5} (no tick yet)", exchange_name(entry.exchange), entry.volume_multiple);
+            println!(
+                "{index:>5} {id:<10} {:<5} x{:<5} (no tick yet)",
+                exchange_name(entry.exchange),
+                entry.volume_multiple
+            );
         }
     }
     ExitCode::SUCCESS
