@@ -40,6 +40,9 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 /// Opens an existing segment read-only and maps it `PROT_READ`; validates the header.
 pub(crate) fn open_read_only(path: &Path) -> Result<(Region, Backing), OpenError> {
     let file = File::open(path).map_err(io("opening", path))?;
+    if file.metadata().map_err(io("reading metadata of", path))?.len() == 0 {
+        return Err(OpenError::NotInitialised { path: path.to_owned() });
+    }
     // SAFETY: the file is a segment shared with a writer process that changes it while we read;
     // that is the point. We never form `&[u8]` over it: `Region` accesses mutable words only through
     // atomics, and the mapping stays alive in `Backing::ReadOnly` for as long as the `Region`.
@@ -85,6 +88,9 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
     if fresh {
         // umask may have narrowed the mode; the contract is exactly 0640.
         file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io("setting mode 0640 on", path))?;
+        // A file whose creation was interrupted may hold old bytes (or another geometry): empty it
+        // first, so the new segment starts all zero.
+        file.set_len(0).map_err(io("clearing", path))?;
         file.set_len(geometry.total_size).map_err(io("sizing", path))?;
     }
     // MAP_POPULATE: fault every page in now, not on the hot path's first write to it.
@@ -125,6 +131,10 @@ fn peek_writer_pid(path: &Path) -> u64 {
 /// [`Region::new`].
 pub(crate) unsafe fn validate(base: NonNull<u8>, len: u64, path: &Path) -> Result<Region, OpenError> {
     let header_len = size_of::<Header>() as u64;
+    if len == 0 {
+        // Created but not yet sized: a writer is starting (or died right after creating the file).
+        return Err(OpenError::NotInitialised { path: path.to_owned() });
+    }
     if len < header_len {
         return Err(OpenError::Truncated { path: path.to_owned(), len, needed: header_len });
     }

@@ -16,7 +16,8 @@ use crate::{
 /// Where a reader starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
-    /// The oldest sequence still in the ring.
+    /// The oldest sequence still in the ring. Its slot is the next one the writer overwrites, so a
+    /// reader starting here on a busy ring often begins with a one-sequence [`Next::Gap`].
     Oldest,
     /// The next sequence the writer will publish (only new ticks).
     Newest,

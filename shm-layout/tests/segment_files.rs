@@ -237,13 +237,9 @@ fn reader_mapping_is_read_only_and_writer_mapping_is_not() {
     assert!(mapping_permissions(segment.path()).is_empty(), "unmapped on drop");
 }
 
-/// BUG (reported to the owner, not fixed here): a zero-magic file is treated as fresh
-/// (`mapping::open_writer`), but only `set_len` is applied, so the old session words, directory,
-/// last values and ring stay. Re-created with another instrument capacity, the last-value cache
-/// moves onto old ring slots and `latest` hands out another instrument's record.
-/// Run with `cargo test -p qilin-shm --test segment_files -- --ignored`.
+/// A zero-magic file (creation interrupted, or damaged) is re-created from scratch: nothing of its
+/// old session, directory, last values or ring survives, whatever the new capacities.
 #[test]
-#[ignore = "BUG in shm-layout/src/mapping.rs open_writer: a re-created segment keeps its old contents"]
 fn recreating_a_zero_magic_segment_starts_clean() {
     let segment = TempSegment::new("recreate");
     let mut writer = Writer::open(segment.path(), &options(64, 4)).unwrap();
@@ -256,8 +252,12 @@ fn recreating_a_zero_magic_segment_starts_clean() {
     drop(writer);
     patch(segment.path(), "magic", &[0; 8]);
     let writer = Writer::open(segment.path(), &options(64, 40)).unwrap();
-    assert!(writer.open_report().created);
+    let report = writer.open_report();
+    assert!(report.created);
+    assert_eq!((report.epoch, report.next_sequence, report.adopted_slots), (1, 1, 0), "{report:?}");
     let reader = Reader::open(segment.path()).unwrap();
+    assert_eq!(reader.directory_len(), 0);
+    assert_eq!(reader.write_cursor(), 0);
     let mut r = qilin_shm::TickRecord::ZERO;
     for i in 0..reader.directory_len() {
         let found = reader.latest(i, &mut r);
@@ -267,4 +267,15 @@ fn recreating_a_zero_magic_segment_starts_clean() {
             r.instrument_index
         );
     }
+}
+
+/// A file that exists but is still empty (its writer has created it and not yet sized it) is "not
+/// initialised", not "truncated".
+#[test]
+fn an_empty_file_is_not_initialised() {
+    let segment = TempSegment::new("empty");
+    std::fs::File::create(segment.path()).unwrap();
+    let error = Reader::open(segment.path()).unwrap_err();
+    assert!(matches!(error, OpenError::NotInitialised { .. }), "{error}");
+    assert!(error.to_string().contains(&segment.path().display().to_string()), "{error}");
 }
