@@ -1,0 +1,300 @@
+//! `qilin-core` as a real process: the UDP source end to end (hand-built 584-, 568- and 408-byte
+//! structs in, every field read back through the reader API, rejects counted by reason), and a
+//! SIGKILL followed by a restart on the same segment (new epoch, sequences continue, no tick twice).
+
+use std::{
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use qilin_core::ctp::RawFields;
+use qilin_shm::{Counter, Exchange, Liveness, Next, Reader, RunState, Source, Start, TickRecord, quality};
+
+/// Generous bound for anything that waits on the core; reaching it fails the test, it is not a
+/// performance assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A running `qilin-core`, killed (SIGKILL) and its files removed on drop.
+struct Core {
+    child: Child,
+    segment: PathBuf,
+    socket: PathBuf,
+}
+
+impl Core {
+    fn start(segment: &Path, socket: &Path, args: &[&str]) -> Core {
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+            .arg("--segment")
+            .arg(segment)
+            .arg("--control-socket")
+            .arg(socket)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting qilin-core");
+        let core = Core { child, segment: segment.to_owned(), socket: socket.to_owned() };
+        core.wait_running();
+        core
+    }
+
+    /// Waits until the segment exists and this process is running in it.
+    fn wait_running(&self) {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            if let Ok(reader) = Reader::open(&self.segment)
+                && reader.writer_pid() == u64::from(self.child.id())
+                && reader.run_state() == Some(RunState::Running)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "qilin-core did not start within {WATCHDOG:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A valid tick; each test sets what it is about.
+fn fields(instrument: &str, exchange: &str, trading_day: &str, action_day: &str, time: &str, ms: i32) -> RawFields {
+    let mut f = RawFields {
+        instrument_id: instrument.into(),
+        exchange_id: exchange.into(),
+        trading_day: trading_day.into(),
+        action_day: action_day.into(),
+        update_time: time.into(),
+        update_millisec: ms,
+        last_price: 3100.0,
+        pre_settlement_price: 3090.0,
+        pre_close_price: 3095.0,
+        pre_open_interest: 1000.0,
+        open_price: 3092.0,
+        highest_price: 3105.0,
+        lowest_price: 3088.0,
+        volume: 100,
+        turnover: 3100.0 * 10.0 * 100.0,
+        open_interest: 1010.0,
+        close_price: f64::MAX,
+        settlement_price: f64::MAX,
+        upper_limit_price: 3400.0,
+        lower_limit_price: 2780.0,
+        pre_delta: 0.0,
+        curr_delta: f64::MAX,
+        average_price: 31000.0,
+        banding_upper_price: 3300.0,
+        banding_lower_price: 2900.0,
+        ..RawFields::default()
+    };
+    for level in 0..5 {
+        f.bid_price[level] = 3099.0 - level as f64;
+        f.ask_price[level] = 3100.0 + level as f64;
+        f.bid_volume[level] = 10 + level as i32;
+        f.ask_volume[level] = 20 + level as i32;
+    }
+    f
+}
+
+fn read_ticks(reader: &mut Reader, n: usize) -> Vec<TickRecord> {
+    let mut ticks = Vec::new();
+    let mut out = TickRecord::ZERO;
+    wait_for("ticks in the segment", || {
+        loop {
+            match reader.try_next(&mut out) {
+                Next::Tick => ticks.push(out),
+                Next::Gap { first, last } => panic!("unexpected gap {first}..={last}"),
+                Next::NewEpoch { .. } => {}
+                Next::Empty => break,
+            }
+        }
+        (ticks.len() >= n).then_some(())
+    });
+    ticks
+}
+
+#[test]
+fn udp_structs_of_every_version_are_normalized_and_bad_ones_counted() {
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("udp")));
+    let socket = std::env::temp_dir().join(format!("{}.sock", unique("udp")));
+    let port = free_udp_port();
+    let bind = format!("127.0.0.1:{port}");
+    let core = Core::start(&segment, &socket, &["--source", "udp", "--udp-bind", &bind]);
+    let mut reader = Reader::open(&segment).unwrap();
+    reader.seek(Start::Oldest);
+    let send = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = |bytes: &[u8]| {
+        send.send_to(bytes, &bind).unwrap();
+    };
+
+    // 1. SHFE night tick, Friday 2026-02-27 21:30:00.500, trading day Monday 2026-03-02; 6.7.x.
+    let mut shfe = fields("rb2605", "SHFE", "20260302", "20260227", "21:30:00", 500);
+    shfe.bid_price[4] = f64::MAX; // an empty fifth level
+    to(&shfe.to_v67_bytes());
+    // 2. DCE Friday night 22:15:30.123: DCE puts the trading day (Monday) in both fields; 6.5.x.
+    let dce = fields("m2605", "DCE", "20260302", "20260302", "22:15:30", 123);
+    to(&dce.to_v65_bytes());
+    // 3 and 4. CZCE day ticks with the same second and UpdateMillisec 0; 6.3.x.
+    let mut czce = fields("SR605", "CZCE", "20260302", "20260302", "10:00:01", 0);
+    czce.average_price = 3100.0; // CZCE sends it per unit already
+    to(&czce.to_v63_bytes());
+    czce.volume = 101;
+    to(&czce.to_v63_bytes());
+    // Malformed: wrong sizes, id without NUL, unknown exchange, NaN price, unparseable time.
+    to(&shfe.to_v67_bytes()[..583]);
+    to(&[1, 2, 3]);
+    let mut no_nul = shfe.to_v67_bytes();
+    no_nul[401..482].fill(b'X');
+    to(&no_nul);
+    to(&fields("rb2605", "NYMEX", "20260302", "20260227", "21:30:01", 0).to_v67_bytes());
+    let mut nan = fields("rb2605", "SHFE", "20260302", "20260227", "21:30:02", 0);
+    nan.last_price = f64::NAN;
+    to(&nan.to_v67_bytes());
+    to(&fields("rb2605", "SHFE", "20260302", "20260227", "25:61:00", 0).to_v67_bytes());
+
+    let ticks = read_ticks(&mut reader, 4);
+    let ids: Vec<_> = ticks.iter().map(|t| t.instrument_id_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["rb2605", "m2605", "SR605", "SR605"]);
+    let seqs: Vec<_> = ticks.iter().map(|t| t.sequence).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+
+    let rb = &ticks[0];
+    assert_eq!(rb.exchange, Exchange::Shfe as u8);
+    assert_eq!(rb.source, Source::Udp as u8);
+    assert_eq!((rb.trading_day, rb.action_day), (20260302, 20260227));
+    assert_eq!(rb.update_time_ms, (21 * 3600 + 30 * 60) * 1000 + 500);
+    assert_eq!(rb.exchange_time_ns, 1_772_199_000_500_000_000, "2026-02-27T13:30:00.500Z");
+    assert_eq!(rb.last_price, 3100.0);
+    assert_eq!(rb.pre_settlement_price, 3090.0);
+    assert_eq!(rb.pre_close_price, 3095.0);
+    assert_eq!(rb.pre_open_interest, 1000.0);
+    assert_eq!((rb.open_price, rb.highest_price, rb.lowest_price), (3092.0, 3105.0, 3088.0));
+    assert_eq!((rb.volume, rb.turnover, rb.open_interest), (100, 3_100_000.0, 1010.0));
+    assert!(rb.close_price.is_nan() && rb.settlement_price.is_nan() && rb.curr_delta.is_nan(), "DBL_MAX → NaN");
+    assert_eq!((rb.upper_limit_price, rb.lower_limit_price, rb.pre_delta), (3400.0, 2780.0, 0.0));
+    assert_eq!(rb.average_price, 3100.0, "per lot 31000 / multiplier 10");
+    assert_eq!((rb.banding_upper_price, rb.banding_lower_price), (3300.0, 2900.0));
+    assert_eq!(rb.bid_price[..4], [3099.0, 3098.0, 3097.0, 3096.0]);
+    assert!(rb.bid_price[4].is_nan());
+    assert_eq!(rb.ask_price, [3100.0, 3101.0, 3102.0, 3103.0, 3104.0]);
+    assert_eq!(rb.bid_volume, [10, 11, 12, 13, 14]);
+    assert_eq!(rb.ask_volume, [20, 21, 22, 23, 24]);
+    assert_eq!(rb.quality, quality::ABSENT_PRICE | quality::AVERAGE_PRICE_SCALED);
+    assert!(rb.receive_ns > 0 && rb.publish_ns >= rb.receive_ns);
+
+    let m = &ticks[1];
+    assert_eq!(m.exchange, Exchange::Dce as u8);
+    assert_eq!((m.trading_day, m.action_day), (20260302, 20260227), "Friday night: calendar day derived");
+    assert_eq!(m.exchange_time_ns, 1_772_201_730_123_000_000, "2026-02-27T14:15:30.123Z");
+    assert_ne!(m.quality & quality::DERIVED_ACTION_DAY, 0);
+    assert!(m.banding_upper_price.is_nan(), "6.5.x has no banding prices");
+
+    let (sr1, sr2) = (&ticks[2], &ticks[3]);
+    assert_eq!(sr1.exchange, Exchange::Czce as u8);
+    assert_eq!(sr1.exchange_time_ns, 1_772_416_801_000_000_000, "2026-03-02T02:00:01Z");
+    assert_eq!(sr2.exchange_time_ns, sr1.exchange_time_ns + 1_000_000, "repeated second gets +1 ms");
+    assert_ne!(sr2.quality & quality::REPEATED_SECOND, 0);
+    assert_eq!(sr1.quality & quality::REPEATED_SECOND, 0);
+    assert_eq!(sr1.average_price, 3100.0, "CZCE average price is per unit already");
+    assert!(sr1.banding_upper_price.is_nan(), "6.3.x has no banding prices");
+
+    // Rejects are counted by reason (flushed to the header within a heartbeat).
+    let expected = [
+        (Counter::RejectSize, 2),
+        (Counter::RejectId, 1),
+        (Counter::RejectExchange, 1),
+        (Counter::RejectPrice, 1),
+        (Counter::RejectTime, 1),
+        (Counter::TicksPublished, 4),
+        (Counter::UdpDatagrams, 10),
+        (Counter::FlagRepeatedSecond, 1),
+    ];
+    wait_for("reject counters", || expected.iter().all(|(c, n)| reader.counter(*c) == *n).then_some(()));
+    let mut out = TickRecord::ZERO;
+    assert_eq!(reader.try_next(&mut out), Next::Empty, "no rejected record reached the ring");
+    drop(core);
+    let _ = std::fs::remove_file(&segment);
+}
+
+#[test]
+fn sigkill_and_restart_on_the_same_segment_continues_the_sequence() {
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("restart")));
+    let socket = std::env::temp_dir().join(format!("{}.sock", unique("restart")));
+    let args = ["--source", "sim", "--sim-rate", "20000"];
+    let mut first = Core::start(&segment, &socket, &args);
+    let mut reader = Reader::open(&segment).unwrap();
+    reader.seek(Start::Oldest);
+    let epoch = reader.current_epoch();
+
+    // Read along while the first core runs, then kill it mid-stream.
+    let mut seen = Vec::new();
+    let mut out = TickRecord::ZERO;
+    wait_for("the first core's ticks", || {
+        while reader.try_next(&mut out) == Next::Tick {
+            seen.push(out.sequence);
+        }
+        (seen.len() >= 2000).then_some(())
+    });
+    first.kill();
+    let killed_at = reader.write_cursor();
+    assert!(matches!(reader.liveness(qilin_shm::now_ns() + 2_000_000_000, 1_000_000_000), Liveness::Stale { .. }));
+    assert_eq!(reader.run_state(), Some(RunState::Running), "SIGKILL leaves no clean stop");
+
+    let second = Core::start(&segment, &socket, &args);
+    assert_eq!(reader.current_epoch(), epoch + 1);
+    let mut new_epoch = false;
+    wait_for("the second core's ticks", || {
+        loop {
+            match reader.try_next(&mut out) {
+                Next::Tick => seen.push(out.sequence),
+                Next::NewEpoch { previous, current } => {
+                    assert_eq!((previous, current), (epoch, epoch + 1));
+                    assert!(!new_epoch, "a restart is reported once");
+                    new_epoch = true;
+                }
+                Next::Gap { first, last } => panic!("reader kept up, yet lost {first}..={last}"),
+                Next::Empty => break,
+            }
+        }
+        (seen.last().is_some_and(|s| *s > killed_at + 2000)).then_some(())
+    });
+    assert!(new_epoch, "the restart was reported once as a new epoch");
+    assert_eq!(seen[0], 1);
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "sequences continue across the restart with no tick twice");
+    }
+    drop(second);
+    let _ = std::fs::remove_file(&segment);
+}
