@@ -6,7 +6,7 @@ use std::{
     net::UdpSocket,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,7 @@ use qilin_shm::{Counter, Exchange, Liveness, Next, Reader, RunState, Source, Sta
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
+    static N: AtomicUsize = AtomicUsize::new(0);
     format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
