@@ -78,10 +78,13 @@ fn write_one_slot(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("plain_copy_slot_and_lvc", format!("{slots}_slots")), |b| {
             b.iter(|| {
                 seq += 1;
-                let mut record = black_box(template.record);
-                record.sequence = seq as u64;
-                ring[seq & (slots - 1)] = PlainSlot { stamp: 2 * seq as u64, record };
-                lvc[seq % INSTRUMENTS as usize] = PlainSlot { stamp: 2 * seq as u64, record };
+                let record = black_box(&template.record);
+                let slot = &mut ring[seq & (slots - 1)];
+                slot.record = *record;
+                slot.stamp = 2 * seq as u64;
+                let entry = &mut lvc[seq % INSTRUMENTS as usize];
+                entry.record = *record;
+                entry.stamp = 2 * seq as u64;
             })
         });
         black_box((&ring, &lvc));
