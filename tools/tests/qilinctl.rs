@@ -1,0 +1,154 @@
+//! `qilinctl` as a process against segments this test writes with `qilin_shm::Writer`: exit codes
+//! (0 live, 2 missing or foreign segment, 3 stale or stopped), `tail` output (JSON with CTP field
+//! names, gaps, instrument filter) and `instruments`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use qilin_shm::{Exchange, RunState, SegmentOptions, TickRecord, Writer, layout::fixed_id};
+use serde_json::Value;
+
+struct Segment(PathBuf);
+
+impl Segment {
+    fn new(tag: &str) -> Segment {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Segment(PathBuf::from(format!("/dev/shm/qilinctl-test-{tag}-{}-{n}", std::process::id())))
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn qilinctl(segment: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("--segment").arg(segment).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A writer with two instruments and `n` ticks alternating between them.
+fn writer(segment: &Segment, ring_slots: u64, n: u64) -> Writer {
+    let options = SegmentOptions { feed_name: "ctltest".into(), ring_slots, instrument_capacity: 8 };
+    let mut w = Writer::open(&segment.0, &options).unwrap();
+    w.add_instrument("rb2605", Exchange::Shfe, 10, 1.0).unwrap();
+    w.add_instrument("m2605", Exchange::Dce, 10, 1.0).unwrap();
+    for i in 0..n {
+        let mut t = TickRecord::ZERO;
+        t.instrument_index = (i % 2) as u32;
+        t.instrument_id = fixed_id(if i % 2 == 0 { "rb2605" } else { "m2605" }).unwrap();
+        t.exchange = if i % 2 == 0 { Exchange::Shfe as u8 } else { Exchange::Dce as u8 };
+        t.last_price = 3000.0 + i as f64;
+        t.settlement_price = f64::NAN;
+        t.update_time_ms = 9 * 3_600_000 + i as u32 * 500;
+        w.publish(&mut t).unwrap();
+    }
+    w.set_run_state(RunState::Running);
+    w.heartbeat(qilin_shm::now_ns());
+    w
+}
+
+#[test]
+fn missing_or_foreign_segment_exits_2_with_a_one_line_reason() {
+    let missing = Segment::new("missing");
+    let out = qilinctl(&missing.0, &["status"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&missing.0.display().to_string()), "{err}");
+
+    let foreign = Segment::new("foreign");
+    drop(writer(&foreign, 16, 1));
+    let mut bytes = std::fs::read(&foreign.0).unwrap();
+    bytes[8] = 99; // layout_version
+    std::fs::write(&foreign.0, &bytes).unwrap();
+    let out = qilinctl(&foreign.0, &["tail"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("layout version 99"), "{err}");
+}
+
+#[test]
+fn status_is_0_when_live_and_3_when_stale_or_stopped() {
+    let segment = Segment::new("status");
+    let mut w = writer(&segment, 16, 5);
+    let out = qilinctl(&segment.0, &["status", "--json", "--stale-ms", "60000"]);
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["write_cursor"], 5);
+    assert_eq!(v["instruments"], 2);
+    assert_eq!(v["liveness"], "live");
+    assert_eq!(v["counters"]["ticks_published"], 0, "counters are the core's, not the writer's");
+
+    w.heartbeat(qilin_shm::now_ns() - 10_000_000_000);
+    let out = qilinctl(&segment.0, &["status", "--stale-ms", "1000"]);
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(err.contains("stale"), "{err}");
+    assert!(stdout.contains("sequence     5"), "{stdout}");
+
+    w.set_run_state(RunState::Stopped);
+    let out = qilinctl(&segment.0, &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).1.contains("stopped"));
+}
+
+#[test]
+fn tail_prints_ctp_json_filters_by_instrument_and_reports_gaps() {
+    let segment = Segment::new("tail");
+    let _w = writer(&segment, 16, 10);
+    let out = qilinctl(&segment.0, &["tail", "--from", "oldest", "--json", "--count", "3"]);
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["sequence"], 1);
+    assert_eq!(lines[0]["InstrumentID"], "rb2605");
+    assert_eq!(lines[0]["ExchangeID"], "SHFE");
+    assert_eq!(lines[0]["LastPrice"], 3000.0);
+    assert_eq!(lines[0]["SettlementPrice"], Value::Null, "NaN is null");
+    assert_eq!(lines[1]["UpdateTime"], "09:00:00");
+    assert_eq!(lines[1]["UpdateMillisec"], 500);
+
+    let out = qilinctl(&segment.0, &["tail", "--from", "1", "--json", "--instrument", "m2605", "--count", "2"]);
+    let lines: Vec<Value> = text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["sequence"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
+
+    // A ring of 16 holding 40 ticks: reading from 1 starts with the gap 1..=24.
+    let lapped = Segment::new("lapped");
+    let _w = writer(&lapped, 16, 40);
+    let out = qilinctl(&lapped.0, &["tail", "--from", "1", "--count", "1", "--idle-exit-ms", "2000"]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("-- gap: sequences 1..=24 lost (24 ticks)"), "{stdout}");
+}
+
+#[test]
+fn instruments_lists_the_directory_with_last_values() {
+    let segment = Segment::new("instruments");
+    let _w = writer(&segment, 16, 4);
+    let out = qilinctl(&segment.0, &["instruments", "--json"]);
+    let lines: Vec<Value> = text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["InstrumentID"], "m2605");
+    assert_eq!(lines[1]["ExchangeID"], "DCE");
+    assert_eq!(lines[1]["last"]["sequence"], 4);
+    assert_eq!(lines[0]["last"]["LastPrice"], 3002.0);
+}
+
+#[test]
+fn layout_prints_every_field_offset() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("layout").output().unwrap();
+    let stdout = text(&out).0;
+    assert!(stdout.contains(&format!("fingerprint {:#018x}", qilin_shm::FINGERPRINT)), "{stdout}");
+    assert!(stdout.contains("TickRecord (376 bytes)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["88", "8", "last_price"]), "{stdout}");
+}
