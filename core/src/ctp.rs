@@ -1,6 +1,8 @@
 //! The raw CTP `CThostFtdcDepthMarketDataField`, byte for byte, in the three layouts the feed
 //! accepts, told apart by size alone (x86-64, natural alignment, every padding byte an explicit
-//! field so the structs derive zerocopy's `IntoBytes`):
+//! field so the structs derive zerocopy's `IntoBytes`). Numbers are zerocopy's native-endian
+//! `F64`/`I32` wrappers (alignment 1, same bytes as `double`/`int`), so a struct is viewed in place
+//! in any receive buffer, aligned or not, without a copy; the C offsets are asserted below.
 //!
 //! ```text
 //! 6.3.x  408 B  TradingDay[9] InstrumentID[31] ExchangeID[9] ExchangeInstID[31]  Body  ActionDay[9] pad[7]
@@ -22,7 +24,10 @@
 
 use core::mem::{offset_of, size_of};
 
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{
+    FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned,
+    byteorder::native_endian::{F64, I32},
+};
 
 use crate::normalize::Reject;
 
@@ -71,75 +76,75 @@ impl CtpVersion {
 
 /// One level of the book as CTP lays it out: bid then ask, each volume padded to 8 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct BookLevel {
     /// BidPriceN.
-    pub bid_price: f64,
+    pub bid_price: F64,
     /// BidVolumeN.
-    pub bid_volume: i32,
+    pub bid_volume: I32,
     /// Alignment padding.
     pub pad0: [u8; 4],
     /// AskPriceN.
-    pub ask_price: f64,
+    pub ask_price: F64,
     /// AskVolumeN.
-    pub ask_volume: i32,
+    pub ask_volume: I32,
     /// Alignment padding.
     pub pad1: [u8; 4],
 }
 
 /// The numeric block shared by every version, from LastPrice to AveragePrice (offsets 80..392).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct DepthBody {
     /// LastPrice.
-    pub last_price: f64,
+    pub last_price: F64,
     /// PreSettlementPrice.
-    pub pre_settlement_price: f64,
+    pub pre_settlement_price: F64,
     /// PreClosePrice.
-    pub pre_close_price: f64,
+    pub pre_close_price: F64,
     /// PreOpenInterest.
-    pub pre_open_interest: f64,
+    pub pre_open_interest: F64,
     /// OpenPrice.
-    pub open_price: f64,
+    pub open_price: F64,
     /// HighestPrice.
-    pub highest_price: f64,
+    pub highest_price: F64,
     /// LowestPrice.
-    pub lowest_price: f64,
+    pub lowest_price: F64,
     /// Volume, cumulative for the trading day.
-    pub volume: i32,
+    pub volume: I32,
     /// Alignment padding.
     pub pad0: [u8; 4],
     /// Turnover, cumulative for the trading day.
-    pub turnover: f64,
+    pub turnover: F64,
     /// OpenInterest.
-    pub open_interest: f64,
+    pub open_interest: F64,
     /// ClosePrice.
-    pub close_price: f64,
+    pub close_price: F64,
     /// SettlementPrice.
-    pub settlement_price: f64,
+    pub settlement_price: F64,
     /// UpperLimitPrice.
-    pub upper_limit_price: f64,
+    pub upper_limit_price: F64,
     /// LowerLimitPrice.
-    pub lower_limit_price: f64,
+    pub lower_limit_price: F64,
     /// PreDelta.
-    pub pre_delta: f64,
+    pub pre_delta: F64,
     /// CurrDelta.
-    pub curr_delta: f64,
+    pub curr_delta: F64,
     /// UpdateTime `HH:MM:SS`, NUL-terminated.
     pub update_time: [u8; 9],
     /// Alignment padding.
     pub pad1: [u8; 3],
     /// UpdateMillisec.
-    pub update_millisec: i32,
+    pub update_millisec: I32,
     /// Five levels of bids and asks.
     pub levels: [BookLevel; LEVELS],
     /// AveragePrice (per lot on most exchanges, per unit on CZCE).
-    pub average_price: f64,
+    pub average_price: F64,
 }
 
 /// `CThostFtdcDepthMarketDataField` of CTP 6.3.x (408 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct DepthMarketDataV63 {
     /// TradingDay `YYYYMMDD`.
     pub trading_day: [u8; 9],
@@ -159,7 +164,7 @@ pub struct DepthMarketDataV63 {
 
 /// `CThostFtdcDepthMarketDataField` of CTP 6.5.x (568 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct DepthMarketDataV65 {
     /// TradingDay `YYYYMMDD`.
     pub trading_day: [u8; 9],
@@ -183,14 +188,14 @@ pub struct DepthMarketDataV65 {
 
 /// `CThostFtdcDepthMarketDataField` of CTP 6.6.7 and later, 6.7.x (584 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct DepthMarketDataV67 {
     /// Everything 6.5.x has.
     pub v65: DepthMarketDataV65,
     /// BandingUpperPrice.
-    pub banding_upper_price: f64,
+    pub banding_upper_price: F64,
     /// BandingLowerPrice.
-    pub banding_lower_price: f64,
+    pub banding_lower_price: F64,
 }
 
 // --- compile-time layout assertions (x86-64 CTP headers) ----------------------------------------
@@ -244,38 +249,46 @@ const V65_TEXT: TextOffsets = TextOffsets {
     action_day: offset_of!(DepthMarketDataV65, action_day),
 };
 
-/// A validated view of one raw struct of any version: text fields borrowed from the input bytes
-/// (each checked to be NUL-terminated inside its field and ASCII), numbers copied out.
+/// A validated view of one raw struct of any version, borrowing the input bytes: text fields
+/// checked to be NUL-terminated inside their field and ASCII, the numeric block viewed in place.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RawTick<'a> {
     /// Which layout the bytes had.
     pub version: CtpVersion,
-    /// TradingDay text (not yet checked to be a date).
-    pub trading_day: &'a str,
+    /// TradingDay text, ASCII, without its NUL (checked to be a date by `normalize`). Dates and the
+    /// time stay bytes: the hot path parses them from bytes and skips a UTF-8 conversion.
+    pub trading_day: &'a [u8],
     /// InstrumentID, never empty.
     pub instrument_id: &'a str,
     /// ExchangeID (may be empty: older fronts leave it blank).
     pub exchange_id: &'a str,
     /// ExchangeInstID.
     pub exchange_inst_id: &'a str,
-    /// UpdateTime text (not yet checked to be a time).
-    pub update_time: &'a str,
-    /// ActionDay text (not yet checked to be a date).
-    pub action_day: &'a str,
-    /// Every number from LastPrice to AveragePrice, as sent.
-    pub body: DepthBody,
+    /// UpdateTime text, ASCII, without its NUL (checked to be `HH:MM:SS` by `normalize`).
+    pub update_time: &'a [u8],
+    /// ActionDay text, ASCII, without its NUL (checked to be a date by `normalize`).
+    pub action_day: &'a [u8],
+    /// Every number from LastPrice to AveragePrice, as sent (read with `.get()`).
+    pub body: &'a DepthBody,
     /// BandingUpperPrice (6.7.x only).
     pub banding_upper_price: Option<f64>,
     /// BandingLowerPrice (6.7.x only).
     pub banding_lower_price: Option<f64>,
 }
 
-/// The text of a C char field: up to the first NUL, which must exist; ASCII only.
-fn c_text(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&str> {
+/// The bytes of a C char field up to the first NUL, which must exist; ASCII only.
+#[inline]
+fn c_bytes(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&[u8]> {
     let field = &bytes[offset..offset + len];
-    let end = field.iter().position(|&b| b == 0)?;
-    let text = &field[..end];
-    if text.is_ascii() { core::str::from_utf8(text).ok() } else { None }
+    // One pass: the first byte that is NUL or not ASCII must be a NUL.
+    let end = field.iter().position(|&b| b == 0 || !b.is_ascii())?;
+    (field[end] == 0).then_some(&field[..end])
+}
+
+/// [`c_bytes`] as text.
+#[inline]
+fn c_text(bytes: &[u8], range: (usize, usize)) -> Option<&str> {
+    core::str::from_utf8(c_bytes(bytes, range)?).ok()
 }
 
 impl<'a> RawTick<'a> {
@@ -288,17 +301,17 @@ impl<'a> RawTick<'a> {
         let version = CtpVersion::from_size(bytes.len()).ok_or(Reject::Size)?;
         let text = if version == CtpVersion::V63 { &V63_TEXT } else { &V65_TEXT };
         let id = |range| c_text(bytes, range).ok_or(Reject::Id);
-        let time = |range| c_text(bytes, range).ok_or(Reject::Time);
+        let time = |range| c_bytes(bytes, range).ok_or(Reject::Time);
         let instrument_id = id(text.instrument_id)?;
         if instrument_id.is_empty() {
             return Err(Reject::Id);
         }
         let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
-        let body = DepthBody::read_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
+        let body = DepthBody::ref_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
         let (banding_upper_price, banding_lower_price) = if version == CtpVersion::V67 {
-            let upper = f64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
-            let lower = f64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
-            (Some(upper), Some(lower))
+            let upper = F64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
+            let lower = F64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
+            (Some(upper.get()), Some(lower.get()))
         } else {
             (None, None)
         };
@@ -319,36 +332,36 @@ impl<'a> RawTick<'a> {
     /// The same content as owned [`RawFields`] (banding prices DBL_MAX where the version has none).
     /// Allocates; for tools and tests, not the hot path.
     pub fn to_fields(&self) -> RawFields {
-        let b = &self.body;
+        let b = self.body;
         RawFields {
-            trading_day: self.trading_day.to_owned(),
+            trading_day: String::from_utf8_lossy(self.trading_day).into_owned(),
             instrument_id: self.instrument_id.to_owned(),
             exchange_id: self.exchange_id.to_owned(),
             exchange_inst_id: self.exchange_inst_id.to_owned(),
-            last_price: b.last_price,
-            pre_settlement_price: b.pre_settlement_price,
-            pre_close_price: b.pre_close_price,
-            pre_open_interest: b.pre_open_interest,
-            open_price: b.open_price,
-            highest_price: b.highest_price,
-            lowest_price: b.lowest_price,
-            volume: b.volume,
-            turnover: b.turnover,
-            open_interest: b.open_interest,
-            close_price: b.close_price,
-            settlement_price: b.settlement_price,
-            upper_limit_price: b.upper_limit_price,
-            lower_limit_price: b.lower_limit_price,
-            pre_delta: b.pre_delta,
-            curr_delta: b.curr_delta,
-            update_time: self.update_time.to_owned(),
-            update_millisec: b.update_millisec,
-            bid_price: b.levels.map(|l| l.bid_price),
-            bid_volume: b.levels.map(|l| l.bid_volume),
-            ask_price: b.levels.map(|l| l.ask_price),
-            ask_volume: b.levels.map(|l| l.ask_volume),
-            average_price: b.average_price,
-            action_day: self.action_day.to_owned(),
+            last_price: b.last_price.get(),
+            pre_settlement_price: b.pre_settlement_price.get(),
+            pre_close_price: b.pre_close_price.get(),
+            pre_open_interest: b.pre_open_interest.get(),
+            open_price: b.open_price.get(),
+            highest_price: b.highest_price.get(),
+            lowest_price: b.lowest_price.get(),
+            volume: b.volume.get(),
+            turnover: b.turnover.get(),
+            open_interest: b.open_interest.get(),
+            close_price: b.close_price.get(),
+            settlement_price: b.settlement_price.get(),
+            upper_limit_price: b.upper_limit_price.get(),
+            lower_limit_price: b.lower_limit_price.get(),
+            pre_delta: b.pre_delta.get(),
+            curr_delta: b.curr_delta.get(),
+            update_time: String::from_utf8_lossy(self.update_time).into_owned(),
+            update_millisec: b.update_millisec.get(),
+            bid_price: b.levels.map(|l| l.bid_price.get()),
+            bid_volume: b.levels.map(|l| l.bid_volume.get()),
+            ask_price: b.levels.map(|l| l.ask_price.get()),
+            ask_volume: b.levels.map(|l| l.ask_volume.get()),
+            average_price: b.average_price.get(),
+            action_day: String::from_utf8_lossy(self.action_day).into_owned(),
             banding_upper_price: self.banding_upper_price.unwrap_or(f64::MAX),
             banding_lower_price: self.banding_lower_price.unwrap_or(f64::MAX),
         }
@@ -434,34 +447,34 @@ impl RawFields {
     fn body(&self) -> DepthBody {
         let mut levels = [BookLevel::new_zeroed(); LEVELS];
         for (i, level) in levels.iter_mut().enumerate() {
-            level.bid_price = self.bid_price[i];
-            level.bid_volume = self.bid_volume[i];
-            level.ask_price = self.ask_price[i];
-            level.ask_volume = self.ask_volume[i];
+            level.bid_price = F64::new(self.bid_price[i]);
+            level.bid_volume = I32::new(self.bid_volume[i]);
+            level.ask_price = F64::new(self.ask_price[i]);
+            level.ask_volume = I32::new(self.ask_volume[i]);
         }
         DepthBody {
-            last_price: self.last_price,
-            pre_settlement_price: self.pre_settlement_price,
-            pre_close_price: self.pre_close_price,
-            pre_open_interest: self.pre_open_interest,
-            open_price: self.open_price,
-            highest_price: self.highest_price,
-            lowest_price: self.lowest_price,
-            volume: self.volume,
+            last_price: F64::new(self.last_price),
+            pre_settlement_price: F64::new(self.pre_settlement_price),
+            pre_close_price: F64::new(self.pre_close_price),
+            pre_open_interest: F64::new(self.pre_open_interest),
+            open_price: F64::new(self.open_price),
+            highest_price: F64::new(self.highest_price),
+            lowest_price: F64::new(self.lowest_price),
+            volume: I32::new(self.volume),
             pad0: [0; 4],
-            turnover: self.turnover,
-            open_interest: self.open_interest,
-            close_price: self.close_price,
-            settlement_price: self.settlement_price,
-            upper_limit_price: self.upper_limit_price,
-            lower_limit_price: self.lower_limit_price,
-            pre_delta: self.pre_delta,
-            curr_delta: self.curr_delta,
+            turnover: F64::new(self.turnover),
+            open_interest: F64::new(self.open_interest),
+            close_price: F64::new(self.close_price),
+            settlement_price: F64::new(self.settlement_price),
+            upper_limit_price: F64::new(self.upper_limit_price),
+            lower_limit_price: F64::new(self.lower_limit_price),
+            pre_delta: F64::new(self.pre_delta),
+            curr_delta: F64::new(self.curr_delta),
             update_time: c_field(&self.update_time),
             pad1: [0; 3],
-            update_millisec: self.update_millisec,
+            update_millisec: I32::new(self.update_millisec),
             levels,
-            average_price: self.average_price,
+            average_price: F64::new(self.average_price),
         }
     }
 
@@ -497,8 +510,8 @@ impl RawFields {
     pub fn to_v67(&self) -> DepthMarketDataV67 {
         DepthMarketDataV67 {
             v65: self.to_v65(),
-            banding_upper_price: self.banding_upper_price,
-            banding_lower_price: self.banding_lower_price,
+            banding_upper_price: F64::new(self.banding_upper_price),
+            banding_lower_price: F64::new(self.banding_lower_price),
         }
     }
 
@@ -565,8 +578,8 @@ mod tests {
         assert_eq!(raw.version, CtpVersion::V67);
         assert_eq!(raw.instrument_id, "rb2510");
         assert_eq!(raw.exchange_id, "SHFE");
-        assert_eq!(raw.update_time, "21:30:00");
-        assert_eq!(raw.body.levels[4].ask_price, f64::MAX);
+        assert_eq!(raw.update_time, b"21:30:00");
+        assert_eq!(raw.body.levels[4].ask_price.get(), f64::MAX);
         assert_eq!(raw.banding_upper_price, Some(3200.0));
         assert_eq!(raw.to_fields(), fields);
     }
@@ -649,7 +662,7 @@ mod tests {
     fn unaligned_input_parses() {
         let mut buffer = vec![0u8; V67_SIZE + 1];
         buffer[1..].copy_from_slice(&sample().to_v67_bytes());
-        assert_eq!(RawTick::parse(&buffer[1..]).unwrap().body.last_price, 3101.0);
+        assert_eq!(RawTick::parse(&buffer[1..]).unwrap().body.last_price.get(), 3101.0);
     }
 
     #[test]

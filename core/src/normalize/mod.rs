@@ -22,7 +22,11 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-use qilin_shm::{Exchange, Source, TickRecord, layout::fixed_id, quality};
+use qilin_shm::{
+    Exchange, Source, TickRecord,
+    layout::{INSTRUMENT_ID_LEN, fixed_id},
+    quality,
+};
 
 pub use self::reject::Reject;
 use crate::{
@@ -48,12 +52,62 @@ pub struct InstrumentState {
     pub local_second: i64,
     /// The millisecond (after any adjustment) of the previous accepted tick.
     pub millis: u32,
+    /// The InstrumentID of the previous accepted tick, NUL-padded as in the record: copied into
+    /// each record from here (a fresh byte-wise copy would stall the record's wide stores).
+    pub instrument_id: [u8; INSTRUMENT_ID_LEN],
+    /// Memo of the last TradingDay/ActionDay text parsed for this instrument (both change once a
+    /// day, so the hot path compares eight bytes instead of parsing a date on every tick).
+    pub dates: DateMemo,
+}
+
+/// The last two date texts seen (as their eight bytes) and what they parsed to; zero text = none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DateMemo {
+    texts: [u64; 2],
+    dates: [time::Date; 2],
+}
+
+impl DateMemo {
+    /// An empty memo.
+    pub const fn new() -> DateMemo {
+        DateMemo { texts: [0; 2], dates: [time::Date { days: 0, ymd: 0 }; 2] }
+    }
+
+    /// Parses a `YYYYMMDD` date, answering from the memo when the text was seen last time;
+    /// the memo itself is refreshed by [`DateMemo::remember`].
+    #[inline]
+    fn parse(&self, text: &[u8]) -> Option<(time::Date, u64)> {
+        let key = u64::from_le_bytes(text.try_into().ok()?);
+        match self.texts.iter().position(|t| *t == key) {
+            Some(i) => Some((self.dates[i], key)),
+            None => time::parse_date_bytes(text).map(|d| (d, key)),
+        }
+    }
+
+    #[inline]
+    fn remember(&mut self, trading: (time::Date, u64), action: (time::Date, u64)) {
+        *self = DateMemo { texts: [trading.1, action.1], dates: [trading.0, action.0] };
+    }
+}
+
+impl Default for DateMemo {
+    fn default() -> Self {
+        DateMemo::new()
+    }
 }
 
 impl InstrumentState {
     /// The state of an instrument that has had no tick yet.
     pub const fn new() -> InstrumentState {
-        InstrumentState { trading_day: 0, volume: 0, turnover: f64::NAN, local_second: i64::MIN, millis: 0 }
+        InstrumentState {
+            trading_day: 0,
+            volume: 0,
+            turnover: f64::NAN,
+            local_second: i64::MIN,
+            millis: 0,
+            instrument_id: [0; INSTRUMENT_ID_LEN],
+            dates: DateMemo::new(),
+        }
     }
 }
 
@@ -120,7 +174,7 @@ pub fn normalize(
     out: &mut TickRecord,
 ) -> Result<(), Reject> {
     // Identity.
-    let exchange = if raw.exchange_id.is_empty() {
+    let exchange = if raw.exchange_id == spec.exchange.as_str() || raw.exchange_id.is_empty() {
         spec.exchange
     } else {
         Exchange::from_id(raw.exchange_id).ok_or(Reject::Exchange)?
@@ -131,13 +185,17 @@ pub fn normalize(
     if product_of(raw.instrument_id) != spec.code {
         return Err(Reject::UnknownInstrument);
     }
-    out.instrument_id = fixed_id(raw.instrument_id).ok_or(Reject::Id)?;
+    let id = raw.instrument_id.as_bytes();
+    let same_id = state.instrument_id.get(id.len()) == Some(&0) && state.instrument_id[..id.len()] == *id;
+    let instrument_id = if same_id { state.instrument_id } else { fixed_id(raw.instrument_id).ok_or(Reject::Id)? };
+    out.instrument_id = instrument_id;
 
     // Time.
-    let trading_day = time::parse_date(raw.trading_day).ok_or(Reject::Time)?;
-    let action_day = time::parse_date(raw.action_day).ok_or(Reject::Time)?;
-    let secs = time::parse_hms(raw.update_time).ok_or(Reject::Time)?;
-    let sent_ms = raw.body.update_millisec;
+    let trading_memo = state.dates.parse(raw.trading_day).ok_or(Reject::Time)?;
+    let action_memo = state.dates.parse(raw.action_day).ok_or(Reject::Time)?;
+    let (trading_day, action_day) = (trading_memo.0, action_memo.0);
+    let secs = time::parse_hms_bytes(raw.update_time).ok_or(Reject::Time)?;
+    let sent_ms = raw.body.update_millisec.get();
     if !(0..=999).contains(&sent_ms) {
         return Err(Reject::Time);
     }
@@ -155,22 +213,22 @@ pub fn normalize(
     }
 
     // Prices.
-    let b = &raw.body;
-    out.last_price = price(b.last_price, &mut flags)?;
-    out.pre_settlement_price = price(b.pre_settlement_price, &mut flags)?;
-    out.pre_close_price = price(b.pre_close_price, &mut flags)?;
-    out.pre_open_interest = price(b.pre_open_interest, &mut flags)?;
-    out.open_price = price(b.open_price, &mut flags)?;
-    out.highest_price = price(b.highest_price, &mut flags)?;
-    out.lowest_price = price(b.lowest_price, &mut flags)?;
-    out.turnover = price(b.turnover, &mut flags)?;
-    out.open_interest = price(b.open_interest, &mut flags)?;
-    out.close_price = price(b.close_price, &mut flags)?;
-    out.settlement_price = price(b.settlement_price, &mut flags)?;
-    out.upper_limit_price = price(b.upper_limit_price, &mut flags)?;
-    out.lower_limit_price = price(b.lower_limit_price, &mut flags)?;
-    out.pre_delta = price(b.pre_delta, &mut flags)?;
-    out.curr_delta = price(b.curr_delta, &mut flags)?;
+    let b = raw.body;
+    out.last_price = price(b.last_price.get(), &mut flags)?;
+    out.pre_settlement_price = price(b.pre_settlement_price.get(), &mut flags)?;
+    out.pre_close_price = price(b.pre_close_price.get(), &mut flags)?;
+    out.pre_open_interest = price(b.pre_open_interest.get(), &mut flags)?;
+    out.open_price = price(b.open_price.get(), &mut flags)?;
+    out.highest_price = price(b.highest_price.get(), &mut flags)?;
+    out.lowest_price = price(b.lowest_price.get(), &mut flags)?;
+    out.turnover = price(b.turnover.get(), &mut flags)?;
+    out.open_interest = price(b.open_interest.get(), &mut flags)?;
+    out.close_price = price(b.close_price.get(), &mut flags)?;
+    out.settlement_price = price(b.settlement_price.get(), &mut flags)?;
+    out.upper_limit_price = price(b.upper_limit_price.get(), &mut flags)?;
+    out.lower_limit_price = price(b.lower_limit_price.get(), &mut flags)?;
+    out.pre_delta = price(b.pre_delta.get(), &mut flags)?;
+    out.curr_delta = price(b.curr_delta.get(), &mut flags)?;
     out.banding_upper_price = match raw.banding_upper_price {
         Some(x) => price(x, &mut flags)?,
         None => f64::NAN,
@@ -180,12 +238,12 @@ pub fn normalize(
         None => f64::NAN,
     };
     for (i, level) in b.levels.iter().enumerate() {
-        out.bid_price[i] = price(level.bid_price, &mut flags)?;
-        out.ask_price[i] = price(level.ask_price, &mut flags)?;
-        out.bid_volume[i] = level.bid_volume;
-        out.ask_volume[i] = level.ask_volume;
+        out.bid_price[i] = price(level.bid_price.get(), &mut flags)?;
+        out.ask_price[i] = price(level.ask_price.get(), &mut flags)?;
+        out.bid_volume[i] = level.bid_volume.get();
+        out.ask_volume[i] = level.ask_volume.get();
     }
-    let average = price(b.average_price, &mut flags)?;
+    let average = price(b.average_price.get(), &mut flags)?;
     out.average_price = if exchange == Exchange::Czce || average.is_nan() {
         average
     } else {
@@ -194,7 +252,7 @@ pub fn normalize(
     };
 
     // Cumulative values: compared within one trading day, kept as sent.
-    let volume = i64::from(b.volume);
+    let volume = i64::from(b.volume.get());
     if state.trading_day == days.trading.ymd {
         if volume < state.volume {
             flags |= quality::VOLUME_REGRESSION;
@@ -214,6 +272,8 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
+    state.instrument_id = instrument_id;
+    state.dates.remember(trading_memo, action_memo);
 
     out.exchange_time_ns = time::utc_ns(days.calendar, secs, millis);
     out.receive_ns = receive_ns;

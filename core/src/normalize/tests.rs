@@ -409,3 +409,27 @@ fn older_structs_have_no_banding_prices() {
         assert_eq!(out.last_price, 3101.0);
     }
 }
+
+#[test]
+fn remembered_dates_still_reject_bad_ones_and_follow_day_changes() {
+    let mut state = InstrumentState::new();
+    run(&fields("rb2510", "SHFE", "20250512", "20250512", "10:00:00", 0), &rb(), &mut state).unwrap();
+    let bad = fields("rb2510", "SHFE", "20250231", "20250512", "10:00:00", 0);
+    assert_eq!(run(&bad, &rb(), &mut state), Err(Reject::Time));
+    let next = run(&fields("rb2510", "SHFE", "20250513", "20250512", "21:00:00", 0), &rb(), &mut state).unwrap();
+    assert_eq!((next.trading_day, next.action_day), (20250513, 20250512));
+    // 2025-05-12 21:00 CST = 2025-05-12T13:00:00Z = 1747054800 s.
+    assert_eq!(next.exchange_time_ns, 1_747_054_800 * NS);
+}
+
+#[test]
+fn record_id_follows_the_raw_id_even_if_the_state_is_reused() {
+    let mut state = InstrumentState::new();
+    let a = run(&fields("rb2510", "SHFE", "20250512", "20250512", "10:00:00", 0), &rb(), &mut state).unwrap();
+    let b = run(&fields("rb2510", "SHFE", "20250512", "20250512", "10:00:01", 0), &rb(), &mut state).unwrap();
+    let c = run(&fields("rb25101", "SHFE", "20250512", "20250512", "10:00:02", 0), &rb(), &mut state).unwrap();
+    let d = run(&fields("rb251", "SHFE", "20250512", "20250512", "10:00:03", 0), &rb(), &mut state).unwrap();
+    let ids = [&a, &b, &c, &d].map(|t| t.instrument_id_str().unwrap().to_owned());
+    assert_eq!(ids, ["rb2510", "rb2510", "rb25101", "rb251"]);
+    assert!(d.instrument_id[5..].iter().all(|&b| b == 0));
+}

@@ -117,7 +117,12 @@ fn digits<const N: usize>(text: &[u8]) -> Option<u32> {
 
 /// Parses CTP's `YYYYMMDD` (exactly eight digits, a real date in 1990..=2199); `None` otherwise.
 pub fn parse_date(text: &str) -> Option<Date> {
-    let ymd = digits::<8>(text.as_bytes())?;
+    parse_date_bytes(text.as_bytes())
+}
+
+/// [`parse_date`] on bytes.
+pub fn parse_date_bytes(text: &[u8]) -> Option<Date> {
+    let ymd = digits::<8>(text)?;
     let (y, m, d) = (ymd / 10_000, ymd / 100 % 100, ymd % 100);
     if !(1990..=2199).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
@@ -127,7 +132,11 @@ pub fn parse_date(text: &str) -> Option<Date> {
 
 /// Parses CTP's `HH:MM:SS` (exactly that shape, 00:00:00..=23:59:59) into seconds since local midnight.
 pub fn parse_hms(text: &str) -> Option<u32> {
-    let b = text.as_bytes();
+    parse_hms_bytes(text.as_bytes())
+}
+
+/// [`parse_hms`] on bytes.
+pub fn parse_hms_bytes(b: &[u8]) -> Option<u32> {
     if b.len() != 8 || b[2] != b':' || b[5] != b':' {
         return None;
     }
