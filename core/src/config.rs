@@ -388,6 +388,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/core.example.toml");
+        let mut example = Config::load(&path).unwrap();
+        assert_eq!(example.core.instruments_file, PathBuf::from("config/instruments.toml"));
+        example.core.instruments_file = Config::default().core.instruments_file;
+        assert_eq!(example, Config::default(), "config/core.example.toml and the defaults disagree");
+    }
+
+    #[test]
     fn multicast_group_must_be_multicast() {
         let err = Config::parse("[source.udp]\nmulticast_group = \"10.0.0.1\"\n", "m.toml").unwrap_err();
         assert_eq!(err.problems[0].0, "source.udp.multicast_group");
