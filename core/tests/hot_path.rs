@@ -394,7 +394,7 @@ fn sim_with_every_fault_and_commands_allocates_nothing_on_the_hot_thread() {
 #[test]
 fn full_handoff_and_full_directory_allocate_nothing_on_the_hot_thread() {
     let _serial = serial();
-    const TICKS: u64 = 300_000;
+    const TICKS: u64 = 1_000_000;
     let (tx, rx) = handoff(4);
     let mut rig = Rig::start("tiny-handoff", 32, 16, move || Input::Handoff(rx));
     let config = SimConfig {

@@ -1,0 +1,360 @@
+//! The control socket of a real `qilin-core` process (UDP source on 127.0.0.1:0), over a real Unix
+//! socket: `status`, `subscribe` (known and unknown products), `unsubscribe`, an unknown command,
+//! the socket's mode, the SO_PEERCRED refusal of a uid that is not allowed, and both clean ways to
+//! stop the process (`shutdown`, SIGTERM): exit status 0 and the segment marked Stopped.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, UdpSocket},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use qilin_core::ctp::RawFields;
+use qilin_shm::{Counter, Liveness, Reader, RunState};
+use serde_json::Value;
+
+/// Generous bound for anything that waits on the core; reaching it fails the test, it is not a
+/// performance assertion.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Files of one test: a temp dir (config, log, socket) and a segment under /dev/shm, removed on drop.
+struct Files {
+    dir: tempfile::TempDir,
+    segment: PathBuf,
+}
+
+impl Files {
+    fn new(tag: &str) -> Files {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let segment = PathBuf::from(format!("/dev/shm/qilin-test-control-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&segment);
+        Files { dir: tempfile::tempdir().expect("temp dir"), segment }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("core.log")
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.segment);
+    }
+}
+
+/// A running `qilin-core`; killed on drop if still running.
+struct Core {
+    child: Child,
+    files: Files,
+}
+
+impl Core {
+    /// Starts the core with a config file holding `core_keys` under `[core]`.
+    fn start(tag: &str, core_keys: &str) -> Core {
+        let files = Files::new(tag);
+        let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+        let config = files.dir.path().join("core.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[feed]\nname = \"ctl-test\"\nring_slots = 1024\ninstrument_capacity = 64\n\n\
+                 [core]\nlock_memory = false\ninstruments_file = {:?}\n{core_keys}\n",
+                instruments.display().to_string()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(files.log()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--source", "udp", "--udp-bind", "127.0.0.1:0", "--segment"])
+            .arg(&files.segment)
+            .arg("--control-socket")
+            .arg(files.socket())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting qilin-core");
+        let core = Core { child, files };
+        let pid = u64::from(core.child.id());
+        core.wait_for("the core running and its control socket bound", || {
+            let running = Reader::open(&core.files.segment)
+                .is_ok_and(|r| r.writer_pid() == pid && r.run_state() == Some(RunState::Running));
+            (running && core.files.socket().exists()).then_some(())
+        });
+        core
+    }
+
+    fn reader(&self) -> Reader {
+        Reader::open(&self.files.segment).expect("opening the segment read-only")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.files.log()).unwrap_or_default()
+    }
+
+    /// Polls `f` until it yields; fails (with the core's log) when the watchdog expires.
+    fn wait_for<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watchdog: no {what} within {WATCHDOG:?}; core log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The UDP address the core bound (port 0 → the one it logged).
+    fn udp_addr(&self) -> SocketAddr {
+        self.wait_for("\"UDP source bound\" log line", || {
+            let log = self.log_text();
+            let line = log.lines().find(|l| l.contains("UDP source bound"))?;
+            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+            addr.parse().ok()
+        })
+    }
+
+    /// Waits for the process to exit (bounded by the watchdog).
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for qilin-core") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "watchdog: qilin-core still running; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// After a clean stop: status 0 and the segment says Stopped.
+    fn assert_stopped_cleanly(&mut self, how: &str) {
+        let status = self.wait_exit();
+        assert!(status.success(), "{how}: exit status {status:?}; log:\n{}", self.log_text());
+        assert_eq!(status.code(), Some(0), "{how}");
+        let reader = self.reader();
+        assert_eq!(reader.run_state(), Some(RunState::Stopped), "{how}: run state");
+        let liveness = reader.liveness(qilin_shm::now_ns(), 1_000_000_000);
+        assert!(matches!(liveness, Liveness::Stopped { at_ns } if at_ns > 0), "{how}: liveness {liveness:?}");
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One control connection (line in, JSON line out), with read/write timeouts as a watchdog.
+struct Control {
+    stream: UnixStream,
+    lines: BufReader<UnixStream>,
+}
+
+impl Control {
+    fn connect(path: &Path) -> Control {
+        let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
+        stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+        stream.set_write_timeout(Some(WATCHDOG)).unwrap();
+        let lines = BufReader::new(stream.try_clone().unwrap());
+        Control { stream, lines }
+    }
+
+    fn read_reply(&mut self) -> Value {
+        let mut line = String::new();
+        self.lines.read_line(&mut line).expect("reading a reply (watchdog: read timeout)");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
+    }
+
+    fn ask(&mut self, command: &str) -> Value {
+        writeln!(self.stream, "{command}").expect("sending a command");
+        self.read_reply()
+    }
+}
+
+/// A valid 6.7.x rb2605 struct (SHFE, day session).
+fn rb2605(volume: i32) -> [u8; 584] {
+    let mut f = RawFields {
+        instrument_id: "rb2605".into(),
+        exchange_id: "SHFE".into(),
+        trading_day: "20260302".into(),
+        action_day: "20260302".into(),
+        update_time: "10:00:00".into(),
+        last_price: 3100.0,
+        pre_settlement_price: 3090.0,
+        pre_close_price: 3090.0,
+        open_price: 3090.0,
+        highest_price: 3110.0,
+        lowest_price: 3080.0,
+        volume,
+        turnover: 31_000.0 * f64::from(volume),
+        open_interest: 1_000.0,
+        close_price: f64::MAX,
+        settlement_price: f64::MAX,
+        upper_limit_price: 3400.0,
+        lower_limit_price: 2780.0,
+        curr_delta: f64::MAX,
+        average_price: 31_000.0,
+        ..RawFields::default()
+    };
+    for level in 0..5 {
+        f.bid_price[level] = 3099.0 - level as f64;
+        f.ask_price[level] = 3100.0 + level as f64;
+        f.bid_volume[level] = 3;
+        f.ask_volume[level] = 4;
+    }
+    f.to_v67_bytes()
+}
+
+#[test]
+fn status_subscribe_unsubscribe_errors_mode_and_shutdown() {
+    let mut core = Core::start("commands", "");
+    let socket = core.files.socket();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o660, "control socket mode {mode:o}");
+
+    let mut control = Control::connect(&socket);
+    let status = control.ask("status");
+    assert_eq!(status["ok"], true, "{status}");
+    let epoch = core.reader().current_epoch();
+    assert!(epoch > 0);
+    assert_eq!(status["epoch"], epoch, "{status}");
+    assert_eq!(status["feed"], "ctl-test", "{status}");
+    assert!(status["counters"]["ticks_published"].is_u64(), "{status}");
+
+    // Subscribe a listed instrument: the reply's index is where a reader finds it.
+    let reply = control.ask("subscribe rb2605");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["instrument"], "rb2605", "{reply}");
+    let index = reply["index"].as_u64().unwrap_or_else(|| panic!("no index in {reply}"));
+    let reader = core.reader();
+    assert_eq!(reader.find_instrument("rb2605").map(u64::from), Some(index));
+    let entry = reader.instrument(index as u32).expect("directory entry");
+    assert_eq!(qilin_shm::layout::id_str(&entry.instrument_id), Some("rb2605"));
+    assert_eq!(entry.volume_multiple, 10);
+
+    // Its ticks are published...
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = core.udp_addr();
+    udp.send_to(&rb2605(10), to).unwrap();
+    core.wait_for("rb2605's tick published", || (reader.counter(Counter::TicksPublished) == 1).then_some(()));
+
+    // ...until unsubscribed: then refused, and counted.
+    let reply = control.ask("unsubscribe rb2605");
+    assert_eq!(reply, serde_json::json!({"ok": true, "instrument": "rb2605"}));
+    let refused_before = reader.counter(Counter::RejectUnknownInstrument);
+    core.wait_for("rb2605's tick refused after unsubscribe", || {
+        udp.send_to(&rb2605(20), to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        (reader.counter(Counter::RejectUnknownInstrument) > refused_before).then_some(())
+    });
+    // The reply does not wait for the hot thread (the command is applied at its next housekeeping,
+    // about a millisecond later), so a tick sent at once may still get in; once one is refused,
+    // every later one is.
+    let published = reader.counter(Counter::TicksPublished);
+    let refused = reader.counter(Counter::RejectUnknownInstrument);
+    for volume in 30..33 {
+        udp.send_to(&rb2605(volume), to).unwrap();
+    }
+    core.wait_for("3 more rb2605 ticks refused", || {
+        (reader.counter(Counter::RejectUnknownInstrument) == refused + 3).then_some(())
+    });
+    assert_eq!(
+        reader.counter(Counter::TicksPublished),
+        published,
+        "a tick of an unsubscribed instrument was published"
+    );
+    assert_eq!(reader.find_instrument("rb2605").map(u64::from), Some(index), "indexes are permanent");
+
+    // A product the instruments file does not know.
+    let reply = control.ask("subscribe zz9999");
+    assert_eq!(reply["ok"], false, "{reply}");
+    let reason = reply["error"].as_str().unwrap_or_else(|| panic!("no reason in {reply}"));
+    assert!(reason.contains("unknown product"), "{reply}");
+    assert!(core.reader().find_instrument("zz9999").is_none());
+
+    // Unknown commands and malformed ids get errors that say what would work.
+    let reply = control.ask("frobnicate now");
+    assert_eq!(reply["ok"], false, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains("unknown command") && error.contains("subscribe ID"), "{reply}");
+    let reply = control.ask(&format!("subscribe {}", "x".repeat(40)));
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("not an InstrumentID"), "{reply}");
+
+    // The connection still works after errors; then shut down.
+    assert_eq!(control.ask("status")["ok"], true);
+    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown command");
+    assert!(!socket.exists(), "the control socket file was left behind after a clean exit");
+}
+
+#[test]
+fn a_uid_that_is_not_allowed_is_refused_and_sigterm_stops_cleanly() {
+    let me = nix::unistd::geteuid().as_raw();
+    let other = if me == 4242 { 4243 } else { 4242 };
+    let mut core = Core::start("refused", &format!("control_allowed_uids = [{other}]"));
+    let socket = core.files.socket();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o660, "control socket mode {mode:o}");
+
+    let mut control = Control::connect(&socket);
+    // The command is sent but must not run: the refusal comes first and the connection closes.
+    let _ = writeln!(control.stream, "shutdown");
+    let reply = control.read_reply();
+    assert_eq!(reply["ok"], false, "{reply}");
+    let error = reply["error"].as_str().unwrap_or_else(|| panic!("no error in {reply}"));
+    assert_eq!(error, format!("uid {me} is not allowed to control this core"), "{reply}");
+    // Closed: end of stream, or a reset (the server closed with our unread command in its buffer).
+    let mut rest = String::new();
+    match control.lines.read_line(&mut rest) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection stayed open after the refusal: {other:?} {rest:?}"),
+    }
+
+    // The refused shutdown did not happen.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(matches!(core.child.try_wait(), Ok(None)), "the core exited after a refused command");
+    let liveness = core.reader().liveness(qilin_shm::now_ns(), WATCHDOG.as_nanos() as i64);
+    assert!(matches!(liveness, Liveness::Live { .. }), "{liveness:?}");
+    assert!(core.log_text().contains("control connection refused"), "refusal not logged");
+
+    kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
+    core.assert_stopped_cleanly("SIGTERM");
+}
+
+/// `status_json` (core/src/control.rs) formats the run state with `format!("{:?}", reader.run_state())`
+/// on an `Option<RunState>`, so clients get `"Some(Running)"` instead of `"Running"`.
+#[test]
+#[ignore = "BUG core/src/control.rs status_json: run_state is the Debug of an Option (\"Some(Running)\", \"None\") instead of the state's name"]
+fn status_reports_the_run_state_by_name() {
+    let mut core = Core::start("run-state", "");
+    let status = Control::connect(&core.files.socket()).ask("status");
+    assert_eq!(status["ok"], true, "{status}");
+    let shown = status["run_state"].clone();
+    kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
+    core.assert_stopped_cleanly("SIGTERM");
+    assert_eq!(shown, "Running", "{status}");
+}
