@@ -163,7 +163,7 @@ pub fn status_json(reader: &Reader) -> Value {
         "feed": reader.feed_name(),
         "epoch": reader.current_epoch(),
         "writer_pid": reader.writer_pid(),
-        "run_state": format!("{:?}", reader.run_state()),
+        "run_state": reader.run_state().map(|state| format!("{state:?}")),
         "write_cursor": reader.write_cursor(),
         "heartbeat_age_ms": (now - reader.heartbeat_ns()) as f64 / 1e6,
         "instruments": reader.directory_len(),

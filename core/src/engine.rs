@@ -190,8 +190,10 @@ impl Engine {
         self.by_id.get(&key).map(|slot| self.registered[*slot].index)
     }
 
-    /// Runs until stopped (stop flag, `Shutdown` command, or the hand-off producer gone). Calls
-    /// `on_started` on this thread once start-up is over, before the first poll.
+    /// Runs until stopped (the stop flag, set by SIGTERM/SIGINT, or a `Shutdown` command). A source
+    /// that ends (the simulator reaching `max_ticks`) does not stop it: the feed stays live and
+    /// heartbeating, as between sessions. Calls `on_started` on this thread once start-up is over,
+    /// before the first poll.
     pub fn run(mut self, input: Input, on_started: impl FnOnce()) -> EngineReport {
         let mut input = match input {
             Input::Handoff(rx) => Polled::Handoff(rx),
