@@ -160,7 +160,9 @@ impl Region {
         // ever changed atomically. Atomic loads on read-only (PROT_READ) memory are sound for
         // lock-free 8-byte Relaxed/Acquire loads (std::sync::atomic, "Atomic accesses to read-only
         // memory"); readers never store.
-        unsafe { core::slice::from_raw_parts(self.base.as_ptr().wrapping_add(offset as usize).cast::<AtomicU64>(), len) }
+        unsafe {
+            core::slice::from_raw_parts(self.base.as_ptr().wrapping_add(offset as usize).cast::<AtomicU64>(), len)
+        }
     }
 
     pub(crate) fn word(&self, word: Word) -> &AtomicU64 {
