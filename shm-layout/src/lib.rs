@@ -101,6 +101,8 @@ mod reader;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
+mod strategy;
+#[cfg(not(loom))]
 mod writer;
 
 #[cfg(all(test, loom))]
@@ -115,5 +117,6 @@ pub use crate::{
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
     reader::{LatestError, Liveness, Next, Reader, Start},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
+    strategy::{Event, Events, Snapshot, UnknownInstrument},
     writer::{OpenReport, SegmentOptions, Writer, now_ns},
 };

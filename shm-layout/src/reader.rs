@@ -93,6 +93,8 @@ pub struct Reader {
     epoch: u64,
     mask: u64,
     lap_margin: u64,
+    /// Instrument filter and late-join skip list; `None` on the plain path (one branch per tick).
+    pub(crate) select: Option<Box<crate::strategy::Select>>,
     path: PathBuf,
     // Declared last: dropped after `region`, which points into it.
     _backing: Backing,
@@ -110,7 +112,7 @@ impl Reader {
     fn attach(region: Region, backing: Backing, path: PathBuf) -> Reader {
         let mask = region.geometry().ring_slots - 1;
         let epoch = region.word(Word::Epoch).load(Ordering::Acquire);
-        let mut reader = Reader { region, next: 1, epoch, mask, lap_margin: 0, path, _backing: backing };
+        let mut reader = Reader { region, next: 1, epoch, mask, lap_margin: 0, select: None, path, _backing: backing };
         reader.seek(Start::Newest);
         reader
     }
@@ -147,8 +149,44 @@ impl Reader {
     }
 
     /// Reads the next tick into `out` if there is one. Never blocks, never returns a torn record.
+    /// With [`only`](Self::only) or after [`join`](Self::join), ticks of other instruments (or
+    /// already in the snapshot) are passed over: they advance the cursor but are not returned.
+    ///
+    /// ```
+    /// # use qilin_shm::*;
+    /// # let path = std::env::temp_dir().join(format!("qilin-doc-try-next-{}", std::process::id()));
+    /// # let mut writer = Writer::open(&path, &SegmentOptions { feed_name: "doc".into(), ring_slots: 64, instrument_capacity: 4 })?;
+    /// # let index = writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0)?;
+    /// # let mut t = TickRecord::ZERO; t.instrument_index = index; t.last_price = 3100.0;
+    /// # writer.publish(&mut t)?;
+    /// let mut reader = Reader::open(&path)?;
+    /// reader.seek(Start::Oldest);
+    /// let mut tick = TickRecord::ZERO;
+    /// match reader.try_next(&mut tick) {
+    ///     Next::Tick => assert_eq!(tick.last_price, 3100.0),
+    ///     Next::Gap { first, last } => println!("lost {first}..={last}"),
+    ///     Next::NewEpoch { .. } => println!("the core restarted; sequences continue"),
+    ///     Next::Empty => println!("nothing new"),
+    /// }
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_next(&mut self, out: &mut TickRecord) -> Next {
+        loop {
+            let next = self.next_any(out);
+            if next == Next::Tick
+                && let Some(select) = &mut self.select
+                && !select.admits(out)
+            {
+                continue;
+            }
+            return next;
+        }
+    }
+
+    #[inline(always)]
+    fn next_any(&mut self, out: &mut TickRecord) -> Next {
         let epoch = self.region.word(Word::Epoch).load(Ordering::Acquire);
         if epoch != self.epoch {
             let previous = self.epoch;

@@ -3,6 +3,8 @@
 //! prices (NaN) are `null`. qilinctl reads only the segment; it never links the core.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+pub mod cheader;
+
 use qilin_shm::{Counter, Exchange, Liveness, Reader, Source, TickRecord, layout::id_str, quality};
 use serde_json::{Map, Value, json};
 
@@ -136,6 +138,27 @@ pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {
             "front": id_str(&s.front).unwrap_or(""),
         })),
         "counters": counters,
+    })
+}
+
+/// The layout as JSON: version, fingerprint, every struct with its fields' offsets and sizes, and
+/// the counter names in index order. Foreign-language readers test themselves against this.
+pub fn layout_json() -> Value {
+    let structs: Vec<Value> = qilin_shm::layout::STRUCTS
+        .iter()
+        .map(|s| {
+            let fields: Vec<Value> =
+                s.fields.iter().map(|f| json!({"name": f.name, "offset": f.offset, "size": f.size})).collect();
+            json!({"name": s.name, "size": s.size, "fields": fields})
+        })
+        .collect();
+    json!({
+        "layout_version": qilin_shm::layout::LAYOUT_VERSION,
+        "fingerprint": format!("{:#018x}", qilin_shm::layout::FINGERPRINT),
+        "magic": "QILINSHM",
+        "structs": structs,
+        "counters": Counter::NAMES,
+        "quality": quality::NAMES.iter().map(|(bit, name)| json!({"bit": bit, "name": name})).collect::<Vec<_>>(),
     })
 }
 

@@ -54,14 +54,33 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Every instrument's last value (consistent per instrument), as a table or JSON lines.
+    Snapshot {
+        /// JSON lines with CTP field names instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Layout version, fingerprint and every shared struct's field offsets and sizes.
-    Layout,
+    Layout {
+        /// Machine-readable JSON (what foreign-language readers check themselves against).
+        #[arg(long, conflicts_with = "c_header")]
+        json: bool,
+        /// The C header `qilin_shm.h` generated from the Rust definitions.
+        #[arg(long)]
+        c_header: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Cmd::Layout = args.command {
-        print_layout();
+    if let Cmd::Layout { json, c_header } = args.command {
+        if c_header {
+            print!("{}", qilin_tools::cheader::c_header());
+        } else if json {
+            println!("{}", qilin_tools::layout_json());
+        } else {
+            print_layout();
+        }
         return ExitCode::SUCCESS;
     }
     let reader = match Reader::open(&args.segment) {
@@ -77,7 +96,8 @@ fn main() -> ExitCode {
             tail(reader, &from, &instrument, json, count, idle_exit_ms)
         }
         Cmd::Instruments { json } => instruments(&reader, json),
-        Cmd::Layout => unreachable!("handled above"),
+        Cmd::Snapshot { json } => snapshot(&reader, json),
+        Cmd::Layout { .. } => unreachable!("handled above"),
     }
 }
 
@@ -216,6 +236,30 @@ fn instruments(reader: &Reader, json: bool) -> ExitCode {
                 entry.volume_multiple
             );
         }
+    }
+    ExitCode::SUCCESS
+}
+
+fn snapshot(reader: &Reader, json: bool) -> ExitCode {
+    let snapshot = match reader.snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !json {
+        println!("{TICK_HEADER}");
+    }
+    for tick in &snapshot.ticks {
+        if json {
+            println!("{}", tick_json(tick));
+        } else {
+            println!("{}", tick_row(tick));
+        }
+    }
+    if !json {
+        println!("-- {} instruments with a last value, consistent as of sequence {}", snapshot.ticks.len(), snapshot.as_of);
     }
     ExitCode::SUCCESS
 }
