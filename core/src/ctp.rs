@@ -276,13 +276,32 @@ pub struct RawTick<'a> {
     pub banding_lower_price: Option<f64>,
 }
 
-/// The bytes of a C char field up to the first NUL, which must exist; ASCII only.
+/// The bytes of a C char field up to the first NUL, which must exist; ASCII only. Bytes after the
+/// NUL are ignored (CTP does not always clear them). Scans eight bytes at a time.
 #[inline]
 fn c_bytes(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&[u8]> {
+    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let field = &bytes[offset..offset + len];
-    // One pass: the first byte that is NUL or not ASCII must be a NUL.
-    let end = field.iter().position(|&b| b == 0 || !b.is_ascii())?;
-    (field[end] == 0).then_some(&field[..end])
+    let mut start = 0;
+    while let Some(chunk) = field[start..].first_chunk::<8>() {
+        let word = u64::from_le_bytes(*chunk);
+        // The lowest set bit of `zero` marks the first NUL exactly (borrows only disturb higher bytes).
+        let zero = word.wrapping_sub(LOW) & !word & HIGH;
+        let high = word & HIGH;
+        if zero != 0 {
+            let nul = zero.trailing_zeros() / 8;
+            let before = (1u64 << (nul * 8)) - 1;
+            return (high & before == 0).then_some(&field[..start + nul as usize]);
+        }
+        if high != 0 {
+            return None;
+        }
+        start += 8;
+    }
+    let tail = &field[start..];
+    let end = tail.iter().position(|&b| b == 0 || !b.is_ascii())?;
+    (tail[end] == 0).then_some(&field[..start + end])
 }
 
 /// [`c_bytes`] as text.
@@ -297,6 +316,7 @@ impl<'a> RawTick<'a> {
     /// Errors: [`Reject::Size`] for any other length; [`Reject::Id`] if InstrumentID (also when
     /// empty), ExchangeID or ExchangeInstID is not NUL-terminated or not ASCII; [`Reject::Time`] if
     /// TradingDay, ActionDay or UpdateTime is. Dates, times and prices are checked by `normalize`.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<RawTick<'a>, Reject> {
         let version = CtpVersion::from_size(bytes.len()).ok_or(Reject::Size)?;
         let text = if version == CtpVersion::V63 { &V63_TEXT } else { &V65_TEXT };
@@ -656,6 +676,23 @@ mod tests {
         let mut bytes = sample().to_v67_bytes();
         bytes[0] = 0xFF; // TradingDay
         assert_eq!(RawTick::parse(&bytes), Err(Reject::Time));
+    }
+
+    #[test]
+    fn text_is_scanned_exactly_around_word_boundaries() {
+        // NUL at every position of an 81-byte InstrumentID, non-ASCII right before it or after it.
+        for len in 1..81 {
+            let mut bytes = sample().to_v67_bytes();
+            bytes[401..482].fill(0xFF); // garbage everywhere after the NUL
+            bytes[401..401 + len].fill(b'r');
+            bytes[401 + len] = 0;
+            assert_eq!(RawTick::parse(&bytes).map(|r| r.instrument_id.len()), Ok(len), "len {len}");
+            bytes[401 + len - 1] = 0x80;
+            assert_eq!(RawTick::parse(&bytes), Err(Reject::Id), "non-ASCII before the NUL at {len}");
+        }
+        let mut bytes = sample().to_v67_bytes();
+        bytes[401] = 0;
+        assert_eq!(RawTick::parse(&bytes), Err(Reject::Id), "empty InstrumentID");
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl Segment {
     }
 
     /// Whether `ms` lies in `[start − lead_ms, end + CLOSE_GRACE_MS)`, modulo one day.
+    #[inline]
     pub const fn contains(self, ms: u32, lead_ms: u32) -> bool {
         let from = (self.start_ms + DAY_MS - lead_ms) % DAY_MS;
         let to = (self.end_ms + CLOSE_GRACE_MS) % DAY_MS;
@@ -92,6 +93,7 @@ pub struct ProductSpec {
 /// Whether `ms_since_local_midnight` (China local time) lies in one of the product's sessions,
 /// counting the [`CALL_AUCTION_MS`] before the first day segment and before the night session, and
 /// the closing second of every segment. Does not allocate.
+#[inline]
 pub fn in_session(spec: &ProductSpec, ms_since_local_midnight: u32) -> bool {
     let ms = ms_since_local_midnight;
     if spec.night_session.is_some_and(|night| night.contains(ms, CALL_AUCTION_MS)) {

@@ -131,6 +131,30 @@ pub fn price(x: f64, flags: &mut u32) -> Result<f64, Reject> {
     }
 }
 
+/// [`price`] for many doubles without a branch each: remembers whether any was absent or bad.
+#[derive(Default)]
+struct Cleaner {
+    absent: bool,
+    bad: bool,
+}
+
+impl Cleaner {
+    #[inline(always)]
+    fn clean(&mut self, x: f64) -> f64 {
+        let magnitude = x.abs();
+        self.bad |= !x.is_finite(); // NaN and ±inf
+        let absent = magnitude >= ABSENT_FROM;
+        self.absent |= absent;
+        if absent { f64::NAN } else { x }
+    }
+}
+
+/// Equality of two short byte strings without a call to `memcmp` (ids are a few bytes long).
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Turns one validated raw struct into a [`TickRecord`].
 ///
 /// **Inputs.** `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
@@ -174,21 +198,25 @@ pub fn normalize(
     out: &mut TickRecord,
 ) -> Result<(), Reject> {
     // Identity.
-    let exchange = if raw.exchange_id == spec.exchange.as_str() || raw.exchange_id.is_empty() {
-        spec.exchange
-    } else {
-        Exchange::from_id(raw.exchange_id).ok_or(Reject::Exchange)?
-    };
+    let exchange =
+        if raw.exchange_id.is_empty() || short_eq(raw.exchange_id.as_bytes(), spec.exchange.as_str().as_bytes()) {
+            spec.exchange
+        } else {
+            Exchange::from_id(raw.exchange_id).ok_or(Reject::Exchange)?
+        };
     if exchange != spec.exchange {
         return Err(Reject::Exchange);
     }
-    if product_of(raw.instrument_id) != spec.code {
+    if !short_eq(product_of(raw.instrument_id).as_bytes(), spec.code.as_bytes()) {
         return Err(Reject::UnknownInstrument);
     }
     let id = raw.instrument_id.as_bytes();
-    let same_id = state.instrument_id.get(id.len()) == Some(&0) && state.instrument_id[..id.len()] == *id;
-    let instrument_id = if same_id { state.instrument_id } else { fixed_id(raw.instrument_id).ok_or(Reject::Id)? };
-    out.instrument_id = instrument_id;
+    let same_id = state.instrument_id.get(id.len()) == Some(&0) && short_eq(&state.instrument_id[..id.len()], id);
+    if same_id {
+        out.instrument_id = state.instrument_id;
+    } else {
+        out.instrument_id = fixed_id(raw.instrument_id).ok_or(Reject::Id)?;
+    }
 
     // Time.
     let trading_memo = state.dates.parse(raw.trading_day).ok_or(Reject::Time)?;
@@ -212,38 +240,39 @@ pub fn normalize(
         flags |= quality::STALE_SNAPSHOT;
     }
 
-    // Prices.
+    // Prices: every double through the same branch-free cleaning, one verdict at the end.
     let b = raw.body;
-    out.last_price = price(b.last_price.get(), &mut flags)?;
-    out.pre_settlement_price = price(b.pre_settlement_price.get(), &mut flags)?;
-    out.pre_close_price = price(b.pre_close_price.get(), &mut flags)?;
-    out.pre_open_interest = price(b.pre_open_interest.get(), &mut flags)?;
-    out.open_price = price(b.open_price.get(), &mut flags)?;
-    out.highest_price = price(b.highest_price.get(), &mut flags)?;
-    out.lowest_price = price(b.lowest_price.get(), &mut flags)?;
-    out.turnover = price(b.turnover.get(), &mut flags)?;
-    out.open_interest = price(b.open_interest.get(), &mut flags)?;
-    out.close_price = price(b.close_price.get(), &mut flags)?;
-    out.settlement_price = price(b.settlement_price.get(), &mut flags)?;
-    out.upper_limit_price = price(b.upper_limit_price.get(), &mut flags)?;
-    out.lower_limit_price = price(b.lower_limit_price.get(), &mut flags)?;
-    out.pre_delta = price(b.pre_delta.get(), &mut flags)?;
-    out.curr_delta = price(b.curr_delta.get(), &mut flags)?;
-    out.banding_upper_price = match raw.banding_upper_price {
-        Some(x) => price(x, &mut flags)?,
-        None => f64::NAN,
-    };
-    out.banding_lower_price = match raw.banding_lower_price {
-        Some(x) => price(x, &mut flags)?,
-        None => f64::NAN,
-    };
+    let mut c = Cleaner::default();
+    out.last_price = c.clean(b.last_price.get());
+    out.pre_settlement_price = c.clean(b.pre_settlement_price.get());
+    out.pre_close_price = c.clean(b.pre_close_price.get());
+    out.pre_open_interest = c.clean(b.pre_open_interest.get());
+    out.open_price = c.clean(b.open_price.get());
+    out.highest_price = c.clean(b.highest_price.get());
+    out.lowest_price = c.clean(b.lowest_price.get());
+    out.turnover = c.clean(b.turnover.get());
+    out.open_interest = c.clean(b.open_interest.get());
+    out.close_price = c.clean(b.close_price.get());
+    out.settlement_price = c.clean(b.settlement_price.get());
+    out.upper_limit_price = c.clean(b.upper_limit_price.get());
+    out.lower_limit_price = c.clean(b.lower_limit_price.get());
+    out.pre_delta = c.clean(b.pre_delta.get());
+    out.curr_delta = c.clean(b.curr_delta.get());
+    out.banding_upper_price = raw.banding_upper_price.map_or(f64::NAN, |x| c.clean(x));
+    out.banding_lower_price = raw.banding_lower_price.map_or(f64::NAN, |x| c.clean(x));
     for (i, level) in b.levels.iter().enumerate() {
-        out.bid_price[i] = price(level.bid_price.get(), &mut flags)?;
-        out.ask_price[i] = price(level.ask_price.get(), &mut flags)?;
+        out.bid_price[i] = c.clean(level.bid_price.get());
+        out.ask_price[i] = c.clean(level.ask_price.get());
         out.bid_volume[i] = level.bid_volume.get();
         out.ask_volume[i] = level.ask_volume.get();
     }
-    let average = price(b.average_price.get(), &mut flags)?;
+    let average = c.clean(b.average_price.get());
+    if c.bad {
+        return Err(Reject::Price);
+    }
+    if c.absent {
+        flags |= quality::ABSENT_PRICE;
+    }
     out.average_price = if exchange == Exchange::Czce || average.is_nan() {
         average
     } else {
@@ -272,7 +301,9 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
-    state.instrument_id = instrument_id;
+    if !same_id {
+        state.instrument_id = out.instrument_id;
+    }
     state.dates.remember(trading_memo, action_memo);
 
     out.exchange_time_ns = time::utc_ns(days.calendar, secs, millis);
