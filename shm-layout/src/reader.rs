@@ -102,7 +102,21 @@ pub struct Reader {
 
 impl Reader {
     /// Opens the segment read-only and validates its header (magic, layout version, fingerprint,
-    /// geometry, file size). Starts at [`Start::Newest`].
+    /// geometry, file size). Starts at [`Start::Newest`]. Errors name the file and the mismatch.
+    ///
+    /// ```
+    /// # use qilin_shm::*;
+    /// # let path = std::env::temp_dir().join(format!("qilin-doc-open-{}", std::process::id()));
+    /// # let mut writer = Writer::open(&path, &SegmentOptions { feed_name: "doc".into(), ring_slots: 64, instrument_capacity: 4 })?;
+    /// # let index = writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0)?;
+    /// # let mut t = TickRecord::ZERO; t.instrument_index = index; t.last_price = 3100.0; writer.publish(&mut t)?;
+    /// # writer.heartbeat(now_ns());
+    /// let reader = Reader::open(&path)?;
+    /// assert_eq!(reader.write_cursor(), 1);
+    /// assert!(Reader::open("/dev/shm/no-such-feed").unwrap_err().to_string().contains("no-such-feed"));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
         let path = path.as_ref();
         let (region, backing) = mapping::open_read_only(path)?;
@@ -273,6 +287,21 @@ impl Reader {
     }
 
     /// Judges the writer alive, stale or stopped. `now_ns` is UTC ns (see [`crate::now_ns`]).
+    ///
+    /// ```
+    /// # use qilin_shm::*;
+    /// # let path = std::env::temp_dir().join(format!("qilin-doc-liveness-{}", std::process::id()));
+    /// # let mut writer = Writer::open(&path, &SegmentOptions { feed_name: "doc".into(), ring_slots: 64, instrument_capacity: 4 })?;
+    /// # let index = writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0)?;
+    /// # let mut t = TickRecord::ZERO; t.instrument_index = index; t.last_price = 3100.0; writer.publish(&mut t)?;
+    /// # writer.heartbeat(now_ns());
+    /// let reader = Reader::open(&path)?;
+    /// assert!(matches!(reader.liveness(now_ns(), 1_000_000_000), Liveness::Live { .. }));
+    /// drop(writer); // a clean stop
+    /// assert!(matches!(reader.liveness(now_ns(), 1_000_000_000), Liveness::Stopped { .. }));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn liveness(&self, now_ns: i64, stale_after_ns: i64) -> Liveness {
         if self.run_state() == Some(RunState::Stopped) {
             return Liveness::Stopped { at_ns: self.region.word(Word::StoppedNs).load(Ordering::Relaxed) as i64 };
@@ -308,6 +337,20 @@ impl Reader {
     }
 
     /// Index of an InstrumentID (linear scan: resolve once, then use the index).
+    ///
+    /// ```
+    /// # use qilin_shm::*;
+    /// # let path = std::env::temp_dir().join(format!("qilin-doc-find-{}", std::process::id()));
+    /// # let mut writer = Writer::open(&path, &SegmentOptions { feed_name: "doc".into(), ring_slots: 64, instrument_capacity: 4 })?;
+    /// # let index = writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0)?;
+    /// # let mut t = TickRecord::ZERO; t.instrument_index = index; t.last_price = 3100.0; writer.publish(&mut t)?;
+    /// # writer.heartbeat(now_ns());
+    /// let reader = Reader::open(&path)?;
+    /// assert_eq!(reader.find_instrument("rb2605"), Some(0));
+    /// assert_eq!(reader.instrument(0).unwrap().volume_multiple, 10);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn find_instrument(&self, instrument_id: &str) -> Option<u32> {
         let id = fixed_id::<32>(instrument_id)?;
         (0..self.directory_len()).find(|i| self.region.directory_entry(*i).instrument_id == id)
@@ -331,7 +374,23 @@ impl Reader {
         }
     }
 
-    /// [`latest`](Self::latest) by InstrumentID.
+    /// [`latest`](Self::latest) by InstrumentID: the instrument's book now, whole.
+    ///
+    /// ```
+    /// # use qilin_shm::*;
+    /// # let path = std::env::temp_dir().join(format!("qilin-doc-latest-{}", std::process::id()));
+    /// # let mut writer = Writer::open(&path, &SegmentOptions { feed_name: "doc".into(), ring_slots: 64, instrument_capacity: 4 })?;
+    /// # let index = writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0)?;
+    /// # let mut t = TickRecord::ZERO; t.instrument_index = index; t.last_price = 3100.0; writer.publish(&mut t)?;
+    /// # writer.heartbeat(now_ns());
+    /// let reader = Reader::open(&path)?;
+    /// let mut book = TickRecord::ZERO;
+    /// assert_eq!(reader.latest_by_id("rb2605", &mut book), Ok(true));
+    /// assert_eq!(book.last_price, 3100.0);
+    /// assert_eq!(reader.latest_by_id("zz9999", &mut book), Err(LatestError::UnknownInstrument));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn latest_by_id(&self, instrument_id: &str, out: &mut TickRecord) -> Result<bool, LatestError> {
         let index = self.find_instrument(instrument_id).ok_or(LatestError::UnknownInstrument)?;
         self.latest(index, out)
