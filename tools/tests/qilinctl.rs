@@ -152,3 +152,23 @@ fn layout_prints_every_field_offset() {
     assert!(stdout.contains("TickRecord (376 bytes)"), "{stdout}");
     assert!(stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["88", "8", "last_price"]), "{stdout}");
 }
+
+#[test]
+fn snapshot_prints_every_last_value_and_layout_json_has_every_field() {
+    let segment = Segment::new("snapshot");
+    let _w = writer(&segment, 16, 5);
+    let out = qilinctl(&segment.0, &["snapshot", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let lines: Vec<Value> = text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last: Vec<_> = lines.iter().map(|l| (l["InstrumentID"].clone(), l["sequence"].clone())).collect();
+    assert_eq!(last, [(Value::from("rb2605"), Value::from(5)), (Value::from("m2605"), Value::from(4))]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).args(["layout", "--json"]).output().unwrap();
+    let layout: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(layout["layout_version"], qilin_shm::LAYOUT_VERSION);
+    let record = layout["structs"].as_array().unwrap().iter().find(|s| s["name"] == "TickRecord").unwrap();
+    assert_eq!(record["size"], 376);
+    let field = record["fields"].as_array().unwrap().iter().find(|f| f["name"] == "ask_volume").unwrap();
+    assert_eq!((field["offset"].as_u64(), field["size"].as_u64()), (Some(340), Some(20)));
+    assert_eq!(layout["counters"][0], "ticks_received");
+}
