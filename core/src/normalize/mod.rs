@@ -4,8 +4,8 @@
 //!
 //! | quirk | handled in | quality bit / reject |
 //! |---|---|---|
-//! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] | NaN + `ABSENT_PRICE` |
-//! | infinite / NaN price | [`price`] | `Reject::Price` |
+//! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] (applied branch-free in [`normalize`]) | NaN + `ABSENT_PRICE` |
+//! | infinite / NaN price | [`price`] (likewise) | `Reject::Price` |
 //! | TradingDay/ActionDay meaning per exchange | [`time::tick_days`] | `DERIVED_ACTION_DAY` (DCE night) |
 //! | CST → UTC, no DST | [`time::utc_ns`] | — |
 //! | CZCE repeated seconds with UpdateMillisec 0 | [`normalize`] | `REPEATED_SECOND` |
