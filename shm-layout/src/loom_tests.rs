@@ -30,17 +30,13 @@ fn data(seq: u64) -> [u64; WORDS] {
 
 struct Ring {
     stamp: AtomicU64,
-    words: Vec<AtomicU64>,
+    words: [AtomicU64; WORDS],
     cursor: AtomicU64,
 }
 
 impl Ring {
     fn new() -> Ring {
-        Ring {
-            stamp: AtomicU64::new(0),
-            words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
-            cursor: AtomicU64::new(0),
-        }
+        Ring { stamp: AtomicU64::new(0), words: std::array::from_fn(|_| AtomicU64::new(0)), cursor: AtomicU64::new(0) }
     }
 }
 

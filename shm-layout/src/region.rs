@@ -115,11 +115,12 @@ impl Word {
     }
 }
 
-/// A stamped record in the segment: its stamp word and its data words.
+/// A stamped record in the segment: its stamp word and its `N` data words (a fixed-size array, so
+/// the protocol's copy loops have a known trip count and compile to straight-line stores/loads).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Stamped<'a> {
+pub(crate) struct Stamped<'a, const N: usize> {
     pub(crate) stamp: &'a AtomicU64,
-    pub(crate) words: &'a [AtomicU64],
+    pub(crate) words: &'a [AtomicU64; N],
 }
 
 /// A mapped segment of known geometry. Does not own the memory: the writer or reader that created it
@@ -153,6 +154,7 @@ impl Region {
 
     /// # Safety
     /// `offset` must be 8-aligned and `offset + 8 * len <= total_size`.
+    #[inline(always)]
     unsafe fn words(&self, offset: u64, len: usize) -> &[AtomicU64] {
         debug_assert!(offset.is_multiple_of(8) && offset + 8 * len as u64 <= self.geometry.total_size);
         // SAFETY: in bounds and aligned by the caller's contract; `AtomicU64` has the size and
@@ -165,6 +167,7 @@ impl Region {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn word(&self, word: Word) -> &AtomicU64 {
         if let Word::Counter(i) = word {
             assert!(i < COUNTER_SLOTS);
@@ -174,31 +177,33 @@ impl Region {
         unsafe { &self.words(word.offset() as u64, 1)[0] }
     }
 
-    fn stamped(&self, offset: u64, words: usize) -> Stamped<'_> {
+    #[inline(always)]
+    fn stamped<const N: usize>(&self, offset: u64) -> Stamped<'_, N> {
         // SAFETY: callers pass the offset of a `Slot`, `LvcEntry` or `Status` inside the segment; all
         // of them are 8-aligned (struct sizes and region offsets are multiples of 8) and hold
-        // `1 + words` words.
-        let all = unsafe { self.words(offset, 1 + words) };
-        Stamped { stamp: &all[0], words: &all[1..] }
+        // `1 + N` words.
+        let all = unsafe { self.words(offset, 1 + N) };
+        let (stamp, words) = all.split_first().expect("1 + N words");
+        Stamped { stamp, words: words.try_into().expect("exactly N words") }
     }
 
     /// The ring slot that holds sequence `seq`.
     #[inline(always)]
-    pub(crate) fn slot(&self, seq: u64) -> Stamped<'_> {
+    pub(crate) fn slot(&self, seq: u64) -> Stamped<'_, RECORD_WORDS> {
         let index = seq & (self.geometry.ring_slots - 1);
-        self.stamped(self.geometry.ring_offset + index * size_of::<Slot>() as u64, RECORD_WORDS)
+        self.stamped(self.geometry.ring_offset + index * size_of::<Slot>() as u64)
     }
 
     /// The last-value-cache entry of instrument `index` (`index < instrument_capacity`, checked).
     #[inline(always)]
-    pub(crate) fn lvc(&self, index: u32) -> Stamped<'_> {
+    pub(crate) fn lvc(&self, index: u32) -> Stamped<'_, RECORD_WORDS> {
         assert!(index < self.geometry.instrument_capacity);
-        self.stamped(self.geometry.lvc_offset + u64::from(index) * size_of::<LvcEntry>() as u64, RECORD_WORDS)
+        self.stamped(self.geometry.lvc_offset + u64::from(index) * size_of::<LvcEntry>() as u64)
     }
 
     /// The status line.
-    pub(crate) fn status(&self) -> Stamped<'_> {
-        self.stamped(offset_of!(Header, status) as u64, STATUS_WORDS)
+    pub(crate) fn status(&self) -> Stamped<'_, STATUS_WORDS> {
+        self.stamped(offset_of!(Header, status) as u64)
     }
 
     /// Reads the identity line (immutable once the magic is published).

@@ -33,8 +33,7 @@ use crate::sync::{AtomicU64, Ordering, fence};
 /// Writes `data` into `words` under `stamp`: `busy` is visible before any data word changes, `done`
 /// only after every data word has been written. Single writer only (callers hold `&mut Writer`).
 #[inline(always)]
-pub(crate) fn write(stamp: &AtomicU64, words: &[AtomicU64], busy: u64, data: &[u64], done: u64) {
-    debug_assert_eq!(words.len(), data.len());
+pub(crate) fn write<const N: usize>(stamp: &AtomicU64, words: &[AtomicU64; N], busy: u64, data: &[u64; N], done: u64) {
     stamp.store(busy, Ordering::Relaxed);
     fence(Ordering::Release); // SYNC F-rel (writer side)
     for (word, value) in words.iter().zip(data) {
@@ -52,8 +51,12 @@ pub(crate) fn load_stamp(stamp: &AtomicU64) -> u64 {
 /// Copies `words` into `out` and reports whether the copy is whole, i.e. whether the stamp still
 /// reads `seen` (the value the caller loaded with [`load_stamp`] just before).
 #[inline(always)]
-pub(crate) fn copy_validated(stamp: &AtomicU64, seen: u64, words: &[AtomicU64], out: &mut [u64]) -> bool {
-    debug_assert_eq!(words.len(), out.len());
+pub(crate) fn copy_validated<const N: usize>(
+    stamp: &AtomicU64,
+    seen: u64,
+    words: &[AtomicU64; N],
+    out: &mut [u64; N],
+) -> bool {
     for (value, word) in out.iter_mut().zip(words) {
         *value = word.load(Ordering::Relaxed);
     }
@@ -101,10 +104,10 @@ pub(crate) const fn classify(stamp: u64, want: u64) -> SlotState {
 /// retries. Returns `Some(version)` with `out` filled, `None` if never written, `Err(())` if every
 /// attempt raced with the writer (or a writer died mid-write).
 #[inline]
-pub(crate) fn read_versioned(
+pub(crate) fn read_versioned<const N: usize>(
     stamp: &AtomicU64,
-    words: &[AtomicU64],
-    out: &mut [u64],
+    words: &[AtomicU64; N],
+    out: &mut [u64; N],
     attempts: u32,
 ) -> Result<Option<u64>, ()> {
     for _ in 0..attempts {
@@ -123,7 +126,7 @@ pub(crate) fn read_versioned(
 /// Writes a versioned record: the version goes odd, the data is written, the version goes to the
 /// next even value. Returns the new version.
 #[inline(always)]
-pub(crate) fn write_versioned(stamp: &AtomicU64, words: &[AtomicU64], data: &[u64]) -> u64 {
+pub(crate) fn write_versioned<const N: usize>(stamp: &AtomicU64, words: &[AtomicU64; N], data: &[u64; N]) -> u64 {
     // Only this (single) writer stores the stamp, so a Relaxed load reads its own last store.
     let current = stamp.load(Ordering::Relaxed);
     let even = current + (current & 1); // an odd value left by a writer that died mid-write
@@ -148,7 +151,7 @@ mod tests {
     #[test]
     fn versioned_round_trip_and_dead_writer() {
         let stamp = AtomicU64::new(0);
-        let words: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+        let words: [AtomicU64; 4] = std::array::from_fn(|_| AtomicU64::new(0));
         let mut out = [0u64; 4];
         assert_eq!(read_versioned(&stamp, &words, &mut out, 3), Ok(None));
         assert_eq!(write_versioned(&stamp, &words, &[1, 2, 3, 4]), 2);
@@ -166,7 +169,7 @@ mod tests {
     #[test]
     fn copy_validated_detects_a_changed_stamp() {
         let stamp = AtomicU64::new(ring_done(1));
-        let words: Vec<AtomicU64> = (0..2).map(AtomicU64::new).collect();
+        let words: [AtomicU64; 2] = std::array::from_fn(|i| AtomicU64::new(i as u64));
         let mut out = [9u64; 2];
         assert!(copy_validated(&stamp, ring_done(1), &words, &mut out));
         assert_eq!(out, [0, 1]);
