@@ -1,6 +1,890 @@
-//! Generates the C header `qilin_shm.h` from the Rust layout definitions (being written).
+//! Generates the C header `qilin_shm.h` from the Rust layout definitions.
+//!
+//! Everything that describes the layout is derived from `qilin_shm`: the struct field tables
+//! ([`qilin_shm::layout::STRUCTS`]), sizes, [`LAYOUT_VERSION`], [`FINGERPRINT`], counter names,
+//! quality bits and the exchange, source, run-state and link-state codes. A field's size alone does
+//! not tell its C type (`u64` or `i64` or `f64`?), so [`FIELD_TYPES`] names the Rust type of every
+//! field; the generator checks each entry against the field table (size must match, every field must
+//! have an entry, no entry may be stale) and refuses to produce a header otherwise. The read
+//! protocol itself is the fixed block [`INLINE_FUNCTIONS`], the same steps as `qilin_shm::Reader`.
+//!
+//! The committed `shm-layout/include/qilin_shm.h` must equal [`c_header`] byte for byte
+//! (tools/tests/c_header.rs); regenerate it with
+//! `cargo run -p qilin-tools --bin qilinctl -- layout --c-header > shm-layout/include/qilin_shm.h`.
 
-/// The header text.
+use std::fmt::Write as _;
+
+use qilin_shm::{
+    Counter, Exchange, LinkState, MAX_INSTRUMENTS, MAX_RING_SLOTS, RunState, Source,
+    descriptor::StructDesc,
+    layout::{CACHE_LINE, FINGERPRINT, INSTRUMENT_ID_LEN, LAYOUT_VERSION, MAGIC, RECORD_WORDS, STATUS_WORDS, STRUCTS},
+    quality,
+};
+
+/// The Rust type of every field of every shared struct, as `"Struct.field" => "type"`, where type is
+/// a primitive (`u8`, `u32`, `i32`, `u64`, `i64`, `f64`), another shared struct's name, or either of
+/// those as an array `T[N]`. Checked against the field tables by [`try_c_header`].
+pub const FIELD_TYPES: &[(&str, &str)] = &[
+    // TickRecord
+    ("TickRecord.sequence", "u64"),
+    ("TickRecord.exchange_time_ns", "i64"),
+    ("TickRecord.receive_ns", "i64"),
+    ("TickRecord.publish_ns", "i64"),
+    ("TickRecord.instrument_index", "u32"),
+    ("TickRecord.trading_day", "u32"),
+    ("TickRecord.action_day", "u32"),
+    ("TickRecord.update_time_ms", "u32"),
+    ("TickRecord.quality", "u32"),
+    ("TickRecord.exchange", "u8"),
+    ("TickRecord.source", "u8"),
+    ("TickRecord.reserved0", "u8[2]"),
+    ("TickRecord.instrument_id", "u8[32]"),
+    ("TickRecord.last_price", "f64"),
+    ("TickRecord.pre_settlement_price", "f64"),
+    ("TickRecord.pre_close_price", "f64"),
+    ("TickRecord.pre_open_interest", "f64"),
+    ("TickRecord.open_price", "f64"),
+    ("TickRecord.highest_price", "f64"),
+    ("TickRecord.lowest_price", "f64"),
+    ("TickRecord.volume", "i64"),
+    ("TickRecord.turnover", "f64"),
+    ("TickRecord.open_interest", "f64"),
+    ("TickRecord.close_price", "f64"),
+    ("TickRecord.settlement_price", "f64"),
+    ("TickRecord.upper_limit_price", "f64"),
+    ("TickRecord.lower_limit_price", "f64"),
+    ("TickRecord.pre_delta", "f64"),
+    ("TickRecord.curr_delta", "f64"),
+    ("TickRecord.average_price", "f64"),
+    ("TickRecord.banding_upper_price", "f64"),
+    ("TickRecord.banding_lower_price", "f64"),
+    ("TickRecord.bid_price", "f64[5]"),
+    ("TickRecord.ask_price", "f64[5]"),
+    ("TickRecord.bid_volume", "i32[5]"),
+    ("TickRecord.ask_volume", "i32[5]"),
+    ("TickRecord.reserved1", "u64[2]"),
+    // Slot, LvcEntry
+    ("Slot.stamp", "u64"),
+    ("Slot.record", "TickRecord"),
+    ("LvcEntry.version", "u64"),
+    ("LvcEntry.record", "TickRecord"),
+    // DirectoryEntry
+    ("DirectoryEntry.instrument_id", "u8[32]"),
+    ("DirectoryEntry.exchange_id", "u8[8]"),
+    ("DirectoryEntry.exchange", "u8"),
+    ("DirectoryEntry.reserved0", "u8[3]"),
+    ("DirectoryEntry.volume_multiple", "u32"),
+    ("DirectoryEntry.price_tick", "f64"),
+    ("DirectoryEntry.reserved1", "u64[1]"),
+    // Identity
+    ("Identity.magic", "u8[8]"),
+    ("Identity.layout_version", "u32"),
+    ("Identity.header_size", "u32"),
+    ("Identity.fingerprint", "u64"),
+    ("Identity.total_size", "u64"),
+    ("Identity.created_ns", "i64"),
+    ("Identity.ring_slots", "u64"),
+    ("Identity.slot_size", "u32"),
+    ("Identity.record_size", "u32"),
+    ("Identity.instrument_capacity", "u32"),
+    ("Identity.directory_entry_size", "u32"),
+    ("Identity.lvc_entry_size", "u32"),
+    ("Identity.reserved0", "u32"),
+    ("Identity.directory_offset", "u64"),
+    ("Identity.lvc_offset", "u64"),
+    ("Identity.ring_offset", "u64"),
+    ("Identity.feed_name", "u8[32]"),
+    // Session
+    ("Session.epoch", "u64"),
+    ("Session.writer_pid", "u64"),
+    ("Session.run_state", "u64"),
+    ("Session.started_ns", "i64"),
+    ("Session.stopped_ns", "i64"),
+    ("Session.directory_len", "u64"),
+    ("Session.reserved", "u64[10]"),
+    // Heartbeat, Cursor
+    ("Heartbeat.heartbeat_ns", "i64"),
+    ("Heartbeat.reserved", "u64[15]"),
+    ("Cursor.write_cursor", "u64"),
+    ("Cursor.reserved", "u64[15]"),
+    // StatusRecord, Status
+    ("StatusRecord.link_state", "u32"),
+    ("StatusRecord.active_source", "u32"),
+    ("StatusRecord.trading_day", "u32"),
+    ("StatusRecord.failovers", "u32"),
+    ("StatusRecord.api_version", "u8[40]"),
+    ("StatusRecord.front", "u8[64]"),
+    ("Status.version", "u64"),
+    ("Status.record", "StatusRecord"),
+    // Counters, Header
+    ("Counters.values", "u64[64]"),
+    ("Header.identity", "Identity"),
+    ("Header.session", "Session"),
+    ("Header.heartbeat", "Heartbeat"),
+    ("Header.cursor", "Cursor"),
+    ("Header.status", "Status"),
+    ("Header.counters", "Counters"),
+];
+
+/// Page size the geometry rounds the ring and the total size to (`qilin_shm::Geometry`).
+const PAGE: u64 = 4096;
+
+/// `TickRecord` → `qilin_tick_record` (the C tag; the typedef adds `_t`).
+pub fn c_struct_name(rust: &str) -> String {
+    let mut out = String::from("qilin");
+    for c in rust.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `TicksReceived` / `FailedOver` / `ticks_received` → `TICKS_RECEIVED` / `FAILED_OVER`.
+fn upper_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 && !out.ends_with('_') {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// A field's C declaration parts: element type, element size, array length.
+struct CType {
+    element: String,
+    element_size: usize,
+    len: Option<usize>,
+}
+
+fn c_type(rust: &str, structs: &[StructDesc]) -> Result<CType, String> {
+    let (element, len) = match rust.split_once('[') {
+        Some((element, rest)) => {
+            let n =
+                rest.strip_suffix(']').and_then(|n| n.parse::<usize>().ok()).ok_or(format!("bad array type {rust}"))?;
+            (element, Some(n))
+        }
+        None => (rust, None),
+    };
+    let (c, size) = match element {
+        "u8" => ("uint8_t".to_string(), 1),
+        "u32" => ("uint32_t".to_string(), 4),
+        "i32" => ("int32_t".to_string(), 4),
+        "u64" => ("uint64_t".to_string(), 8),
+        "i64" => ("int64_t".to_string(), 8),
+        "f64" => ("double".to_string(), 8),
+        other => {
+            let s = structs.iter().find(|s| s.name == other).ok_or(format!("unknown type {other}"))?;
+            (format!("{}_t", c_struct_name(s.name)), s.size)
+        }
+    };
+    Ok(CType { element: c, element_size: size, len })
+}
+
+/// The header text. Panics (naming the field) if a shared struct has a field [`FIELD_TYPES`] does not
+/// describe or describes with the wrong size: the header must never guess.
 pub fn c_header() -> String {
-    String::from("/* qilin_shm.h: not generated yet */\n")
+    try_c_header(STRUCTS, FIELD_TYPES).unwrap_or_else(|e| panic!("cannot generate qilin_shm.h: {e}"))
+}
+
+/// [`c_header`] over given tables (tests feed it broken ones).
+pub fn try_c_header(structs: &[StructDesc], types: &[(&str, &str)]) -> Result<String, String> {
+    let mut used = vec![false; types.len()];
+    let mut out = String::new();
+    out.push_str(PREAMBLE);
+    constants(&mut out);
+
+    // Structs, each after the structs it contains.
+    let mut emitted: Vec<&str> = Vec::new();
+    while emitted.len() < structs.len() {
+        let before = emitted.len();
+        for s in structs {
+            if emitted.contains(&s.name) {
+                continue;
+            }
+            let mut decls = Vec::new();
+            let mut ready = true;
+            for f in s.fields {
+                let key = format!("{}.{}", s.name, f.name);
+                let i = types.iter().position(|(k, _)| *k == key).ok_or(format!(
+                    "field {key} ({} bytes at offset {}) has no entry in FIELD_TYPES",
+                    f.size, f.offset
+                ))?;
+                used[i] = true;
+                let ty = c_type(types[i].1, structs).map_err(|e| format!("field {key}: {e}"))?;
+                let element_rust = types[i].1.split('[').next().unwrap_or_default();
+                if structs.iter().any(|d| d.name == element_rust) && !emitted.contains(&element_rust) {
+                    ready = false;
+                }
+                let size = ty.element_size * ty.len.unwrap_or(1);
+                if size != f.size {
+                    return Err(format!(
+                        "field {key}: FIELD_TYPES says {} ({size} bytes) but the field is {} bytes",
+                        types[i].1, f.size
+                    ));
+                }
+                decls.push((f, ty));
+            }
+            if !ready {
+                continue;
+            }
+            let c = c_struct_name(s.name);
+            let _ = writeln!(out, "/* {} ({} bytes) */", s.name, s.size);
+            let _ = writeln!(out, "typedef struct {c} {{");
+            for (f, ty) in &decls {
+                let decl = match ty.len {
+                    Some(n) => format!("{} {}[{n}];", ty.element, f.name),
+                    None => format!("{} {};", ty.element, f.name),
+                };
+                let _ = writeln!(out, "    {decl:<40} /* +{:<4} {:>4} B */", f.offset, f.size);
+            }
+            let _ = writeln!(out, "}} {c}_t;");
+            let _ = writeln!(out, "QILIN_STATIC_ASSERT(sizeof({c}_t) == {}, \"sizeof {}\");", s.size, s.name);
+            for (f, _) in &decls {
+                let _ = writeln!(
+                    out,
+                    "QILIN_STATIC_ASSERT(offsetof({c}_t, {}) == {}, \"offset of {}.{}\");",
+                    f.name, f.offset, s.name, f.name
+                );
+                let _ = writeln!(
+                    out,
+                    "QILIN_STATIC_ASSERT(sizeof((({c}_t *)0)->{}) == {}, \"size of {}.{}\");",
+                    f.name, f.size, s.name, f.name
+                );
+            }
+            out.push('\n');
+            emitted.push(s.name);
+        }
+        if emitted.len() == before {
+            return Err("shared structs contain each other in a cycle".into());
+        }
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(format!("FIELD_TYPES entry {} names no field of the shared structs (stale entry)", types[i].0));
+    }
+    out.push_str(INLINE_FUNCTIONS);
+    Ok(out)
+}
+
+fn constants(out: &mut String) {
+    let magic = String::from_utf8_lossy(&MAGIC).into_owned();
+    let w = |out: &mut String, name: &str, value: String, doc: &str| {
+        let _ = writeln!(out, "#define {name:<40} {value:<24} /* {doc} */");
+    };
+    out.push_str("/* ---- constants ------------------------------------------------------------------------ */\n");
+    w(out, "QILIN_MAGIC", format!("\"{magic}\""), "first 8 bytes of every segment");
+    w(out, "QILIN_LAYOUT_VERSION", format!("{LAYOUT_VERSION}u"), "Identity.layout_version");
+    w(out, "QILIN_FINGERPRINT", format!("UINT64_C({FINGERPRINT:#018x})"), "Identity.fingerprint");
+    w(out, "QILIN_CACHE_LINE", format!("{CACHE_LINE}u"), "hot words sit on their own 128-byte line");
+    w(out, "QILIN_INSTRUMENT_ID_LEN", format!("{INSTRUMENT_ID_LEN}u"), "InstrumentID bytes incl. NUL padding");
+    w(out, "QILIN_RECORD_WORDS", format!("{RECORD_WORDS}u"), "64-bit words in a tick record");
+    w(out, "QILIN_STATUS_WORDS", format!("{STATUS_WORDS}u"), "64-bit words in a status record");
+    w(out, "QILIN_COUNTER_SLOTS", format!("{}u", qilin_shm::codes::COUNTER_SLOTS), "words in the counter block");
+    w(out, "QILIN_MAX_RING_SLOTS", format!("UINT64_C({MAX_RING_SLOTS})"), "largest ring accepted");
+    w(out, "QILIN_MAX_INSTRUMENTS", format!("{MAX_INSTRUMENTS}u"), "largest directory accepted");
+    w(out, "QILIN_PAGE", format!("UINT64_C({PAGE})"), "ring and total size are page multiples");
+    w(out, "QILIN_VERSIONED_ATTEMPTS", "1024u".into(), "retries of a last-value read");
+    out.push('\n');
+
+    out.push_str("/* Exchange codes (TickRecord.exchange, DirectoryEntry.exchange). */\n");
+    for e in Exchange::ALL {
+        w(out, &format!("QILIN_EXCHANGE_{}", e.as_str()), format!("{}u", e as u8), e.as_str());
+    }
+    out.push_str("/* Source codes (TickRecord.source, StatusRecord.active_source). */\n");
+    for code in 0..=u8::MAX {
+        if let Some(s) = Source::from_code(code) {
+            w(out, &format!("QILIN_SOURCE_{}", s.as_str().to_ascii_uppercase()), format!("{code}u"), s.as_str());
+        }
+    }
+    out.push_str("/* Run state (Session.run_state); 0 = never started. */\n");
+    for code in 0..=255u64 {
+        if let Some(s) = RunState::from_code(code) {
+            let name = upper_snake(&format!("{s:?}"));
+            w(out, &format!("QILIN_RUN_{name}"), format!("{code}u"), &format!("{s:?}"));
+        }
+    }
+    out.push_str("/* Link state (StatusRecord.link_state). */\n");
+    for code in 0..=255u32 {
+        if let Some(s) = LinkState::from_code(code) {
+            let name = upper_snake(&format!("{s:?}"));
+            w(out, &format!("QILIN_LINK_{name}"), format!("{code}u"), &format!("{s:?}"));
+        }
+    }
+    out.push_str("/* Quality bits (TickRecord.quality). */\n");
+    for (bit, name) in quality::NAMES {
+        w(out, &format!("QILIN_QUALITY_{}", upper_snake(name)), format!("{bit:#x}u"), name);
+    }
+    out.push_str("/* Counter indexes into Counters.values. */\n");
+    for (i, name) in Counter::NAMES.iter().enumerate() {
+        w(out, &format!("QILIN_COUNTER_{}", upper_snake(name)), format!("{i}u"), name);
+    }
+    w(out, "QILIN_COUNTER_COUNT", format!("{}u", Counter::NAMES.len()), "defined counters");
+    out.push('\n');
+
+    out.push_str("/* Name of counter `index` (metric style), NULL if undefined. */\n");
+    out.push_str("static inline const char *qilin_counter_name(unsigned index) {\n");
+    out.push_str("    static const char *const names[] = {\n");
+    for name in Counter::NAMES {
+        let _ = writeln!(out, "        \"{name}\",");
+    }
+    out.push_str("    };\n");
+    out.push_str("    return index < QILIN_COUNTER_COUNT ? names[index] : NULL;\n}\n\n");
+    out.push_str("/* CTP ExchangeID of an exchange code (\"SHFE\", ...), \"?\" if unknown. */\n");
+    out.push_str("static inline const char *qilin_exchange_name(unsigned code) {\n    switch (code) {\n");
+    for e in Exchange::ALL {
+        let _ = writeln!(out, "    case {}: return \"{}\";", e as u8, e.as_str());
+    }
+    out.push_str("    default: return \"?\";\n    }\n}\n\n");
+    out.push_str("/* Name of a source code (\"primary\", \"sim\", ...), \"?\" if unknown. */\n");
+    out.push_str("static inline const char *qilin_source_name(unsigned code) {\n    switch (code) {\n");
+    for code in 0..=u8::MAX {
+        if let Some(s) = Source::from_code(code) {
+            let _ = writeln!(out, "    case {code}: return \"{}\";", s.as_str());
+        }
+    }
+    out.push_str("    default: return \"?\";\n    }\n}\n\n");
+    out.push_str("/* ---- shared structs (field names as in Rust; every size and offset asserted) ----------- */\n");
+}
+
+const PREAMBLE: &str = r#"/* qilin_shm.h: the qilin-feed shared-memory segment, for C11 and C++ readers.
+ *
+ * GENERATED by `qilinctl layout --c-header` from the Rust definitions in qilin-shm
+ * (shm-layout/src/layout.rs, codes.rs). DO NOT EDIT BY HAND. Regenerate with
+ *   cargo run -p qilin-tools --bin qilinctl -- layout --c-header > shm-layout/include/qilin_shm.h
+ * (tools/tests/c_header.rs fails when this file and the generator disagree).
+ *
+ * Header-only. Needs GCC or Clang (it uses their __atomic builtins) and a 64-bit target where
+ * 8-byte atomic loads are plain loads (x86-64, AArch64): the segment is mapped PROT_READ and a
+ * reader never writes a byte of it.
+ *
+ *   qilin_reader_t r;
+ *   char err[512];
+ *   if (qilin_open("/dev/shm/qilin", &r, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); ... }
+ *   qilin_seek_oldest(&r);
+ *   qilin_tick_record_t t;
+ *   uint64_t a, b;
+ *   for (;;) switch (qilin_try_next(&r, &t, &a, &b)) {
+ *       case QILIN_TICK:      use(&t); break;
+ *       case QILIN_GAP:       lost(a, b); break;        sequences a..=b were overwritten
+ *       case QILIN_NEW_EPOCH: restarted(a, b); break;   the core restarted; sequences continue
+ *       case QILIN_EMPTY:     break;                    nothing new yet
+ *   }
+ *   qilin_close(&r);
+ *
+ * Opening validates, in this order, like the Rust reader: the file opens and is not empty, it holds
+ * at least a header, the magic, the layout version, the fingerprint, the geometry the header's
+ * capacities imply, and the file size. The read path (try_next, latest, ...) makes no syscall.
+ */
+#ifndef QILIN_SHM_H
+#define QILIN_SHM_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "qilin_shm.h needs GCC or Clang (__atomic builtins)"
+#endif
+
+#ifdef __cplusplus
+#define QILIN_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+extern "C" {
+#else
+#define QILIN_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+QILIN_STATIC_ASSERT(sizeof(double) == 8, "double is IEEE 754 binary64");
+QILIN_STATIC_ASSERT(sizeof(void *) == 8, "64-bit target");
+QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atomic loads are lock-free");
+
+"#;
+
+/// The read protocol: the same steps as `qilin_shm::Reader` (see shm-layout/src/lib.rs and seqlock.rs).
+pub const INLINE_FUNCTIONS: &str = r#"/* ---- reader --------------------------------------------------------------------------- */
+
+/* Outcome of qilin_try_next. */
+#define QILIN_TICK 0      /* a whole record was copied into *out */
+#define QILIN_EMPTY 1     /* nothing new yet */
+#define QILIN_GAP 2       /* lapped: sequences *first..=*last are lost; reading continues at *last + 1 */
+#define QILIN_NEW_EPOCH 3 /* the writer restarted: *first = previous epoch, *last = current (once) */
+
+/* Outcome of qilin_latest. */
+#define QILIN_LATEST_FOUND 1                /* *out holds the instrument's latest tick */
+#define QILIN_LATEST_NONE 0                 /* the instrument has no tick yet */
+#define QILIN_LATEST_UNKNOWN_INSTRUMENT (-1) /* index not in the directory */
+#define QILIN_LATEST_CONTENDED (-2)         /* kept changing while being read (or a writer died mid-write); retry */
+
+/* A read-only view of a segment with its own cursor. Fields are private; use the functions. */
+typedef struct qilin_reader {
+    const uint8_t *base; /* PROT_READ mapping of the whole file */
+    size_t map_len;
+    uint64_t next;  /* sequence the next QILIN_TICK returns */
+    uint64_t epoch; /* epoch last reported */
+    uint64_t mask;  /* ring_slots - 1 */
+    uint64_t ring_slots;
+    uint32_t instrument_capacity;
+    uint64_t directory_offset;
+    uint64_t lvc_offset;
+    uint64_t ring_offset;
+    uint64_t total_size;
+} qilin_reader_t;
+
+/* Where every region of a segment with given capacities starts (qilin_shm::Geometry). */
+typedef struct qilin_geometry {
+    uint64_t ring_slots;
+    uint32_t instrument_capacity;
+    uint64_t directory_offset;
+    uint64_t lvc_offset;
+    uint64_t ring_offset;
+    uint64_t total_size;
+} qilin_geometry_t;
+
+static inline uint64_t qilin__align_up(uint64_t value, uint64_t to) {
+    return (value + to - 1) / to * to;
+}
+
+static inline void qilin__errf(char *err, size_t err_len, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static inline void qilin__errf(char *err, size_t err_len, const char *fmt, ...) {
+    va_list ap;
+    if (err == NULL || err_len == 0) return;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* Computes the geometry for the given capacities; 0 on success, -1 (with the reason in err) if the
+ * capacities are not usable. Same arithmetic and messages as Geometry::new. */
+static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
+                                 char *err, size_t err_len) {
+    if (ring_slots < 2 || ring_slots > QILIN_MAX_RING_SLOTS || (ring_slots & (ring_slots - 1)) != 0) {
+        qilin__errf(err, err_len, "ring_slots = %llu: must be a power of two between 2 and %llu",
+                    (unsigned long long)ring_slots, (unsigned long long)QILIN_MAX_RING_SLOTS);
+        return -1;
+    }
+    if (instrument_capacity < 1 || instrument_capacity > QILIN_MAX_INSTRUMENTS) {
+        qilin__errf(err, err_len, "instrument_capacity = %u: must be between 1 and %u", (unsigned)instrument_capacity,
+                    (unsigned)QILIN_MAX_INSTRUMENTS);
+        return -1;
+    }
+    g->ring_slots = ring_slots;
+    g->instrument_capacity = instrument_capacity;
+    g->directory_offset = qilin__align_up(sizeof(qilin_header_t), QILIN_CACHE_LINE);
+    g->lvc_offset = qilin__align_up(g->directory_offset + (uint64_t)instrument_capacity * sizeof(qilin_directory_entry_t),
+                                    QILIN_CACHE_LINE);
+    g->ring_offset = qilin__align_up(g->lvc_offset + (uint64_t)instrument_capacity * sizeof(qilin_lvc_entry_t), QILIN_PAGE);
+    g->total_size = qilin__align_up(g->ring_offset + ring_slots * sizeof(qilin_slot_t), QILIN_PAGE);
+    return 0;
+}
+
+/* Atomic word access: GCC/Clang builtins, valid in C11 and C++. Readers only ever load. */
+static inline uint64_t qilin__load_acquire(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t qilin__load_relaxed(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+static inline void qilin__spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline const qilin_header_t *qilin__header(const qilin_reader_t *r) {
+    return (const qilin_header_t *)(const void *)r->base;
+}
+
+/* A header word by its byte offset in the header (always 8-aligned). */
+static inline const uint64_t *qilin__word(const qilin_reader_t *r, size_t offset) {
+    return (const uint64_t *)(const void *)(r->base + offset);
+}
+
+#define QILIN__EPOCH offsetof(qilin_header_t, session.epoch)
+#define QILIN__WRITER_PID offsetof(qilin_header_t, session.writer_pid)
+#define QILIN__RUN_STATE offsetof(qilin_header_t, session.run_state)
+#define QILIN__STOPPED_NS offsetof(qilin_header_t, session.stopped_ns)
+#define QILIN__DIRECTORY_LEN offsetof(qilin_header_t, session.directory_len)
+#define QILIN__HEARTBEAT offsetof(qilin_header_t, heartbeat.heartbeat_ns)
+#define QILIN__WRITE_CURSOR offsetof(qilin_header_t, cursor.write_cursor)
+#define QILIN__COUNTERS offsetof(qilin_header_t, counters.values)
+
+/* Copies a stamped record's data words (Relaxed loads, never memcpy of memory the writer may be
+ * changing), then an Acquire fence, then reloads the stamp: the copy is whole iff it still reads
+ * `seen`. Same as qilin_shm::seqlock::copy_validated; the pairing is argued there. */
+static inline int qilin__copy_validated(const uint64_t *stamp, uint64_t seen, const uint64_t *words, uint64_t *out,
+                                        size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) out[i] = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE); /* SYNC F-rel (reader side) */
+    return __atomic_load_n(stamp, __ATOMIC_RELAXED) == seen;
+}
+
+/* Last published sequence (0 if none). */
+static inline uint64_t qilin_write_cursor(const qilin_reader_t *r) {
+    return qilin__load_acquire(qilin__word(r, QILIN__WRITE_CURSOR)); /* SYNC C-cursor */
+}
+
+/* Writer heartbeat, UTC ns (about every millisecond while running). */
+static inline int64_t qilin_heartbeat_ns(const qilin_reader_t *r) {
+    return (int64_t)qilin__load_relaxed(qilin__word(r, QILIN__HEARTBEAT));
+}
+
+/* Writer run state: QILIN_RUN_STARTING / RUNNING / STOPPED, 0 if never started. */
+static inline uint64_t qilin_run_state(const qilin_reader_t *r) {
+    return qilin__load_acquire(qilin__word(r, QILIN__RUN_STATE));
+}
+
+/* When the writer last stopped cleanly, UTC ns (0 if it has not). */
+static inline int64_t qilin_stopped_ns(const qilin_reader_t *r) {
+    return (int64_t)qilin__load_relaxed(qilin__word(r, QILIN__STOPPED_NS));
+}
+
+/* Pid of the current (or last) writer. */
+static inline uint64_t qilin_writer_pid(const qilin_reader_t *r) {
+    return qilin__load_relaxed(qilin__word(r, QILIN__WRITER_PID));
+}
+
+/* Epoch in the header now (new on every writer start). */
+static inline uint64_t qilin_current_epoch(const qilin_reader_t *r) {
+    return qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
+}
+
+/* A counter's value (index: QILIN_COUNTER_*), 0 for an index out of range. */
+static inline uint64_t qilin_counter(const qilin_reader_t *r, unsigned index) {
+    if (index >= QILIN_COUNTER_SLOTS) return 0;
+    return qilin__load_relaxed(qilin__word(r, QILIN__COUNTERS + 8u * index));
+}
+
+/* The identity line (immutable once the magic is published). */
+static inline const qilin_identity_t *qilin_identity(const qilin_reader_t *r) { return &qilin__header(r)->identity; }
+
+/* The sequence the next QILIN_TICK returns. */
+static inline uint64_t qilin_next_sequence(const qilin_reader_t *r) { return r->next; }
+
+static inline uint64_t qilin__oldest_available(const qilin_reader_t *r, uint64_t cursor) {
+    uint64_t slots = r->mask + 1;
+    uint64_t oldest = cursor + 1 > slots ? cursor + 1 - slots : 0;
+    return oldest > 1 ? oldest : 1;
+}
+
+/* Start at the oldest sequence still in the ring. Its slot is the next one the writer overwrites, so
+ * on a busy ring the first read often reports a one-sequence gap. */
+static inline void qilin_seek_oldest(qilin_reader_t *r) { r->next = qilin__oldest_available(r, qilin_write_cursor(r)); }
+
+/* Start at the next sequence the writer publishes (only new ticks). */
+static inline void qilin_seek_newest(qilin_reader_t *r) { r->next = qilin_write_cursor(r) + 1; }
+
+/* Start at `seq` (e.g. a saved cursor + 1); if it is gone, the first read reports the gap. */
+static inline void qilin_seek_sequence(qilin_reader_t *r, uint64_t seq) { r->next = seq > 1 ? seq : 1; }
+
+/* Unmaps the segment. */
+static inline void qilin_close(qilin_reader_t *r) {
+    if (r->base != NULL && r->map_len > 0) munmap((void *)(uintptr_t)r->base, r->map_len);
+    r->base = NULL;
+    r->map_len = 0;
+}
+
+static inline void qilin__hex8(char *buf, const uint8_t *b) {
+    /* "[51, 49, 4c, ...]", as Rust prints a byte array with {:02x?} */
+    int i, n = 0;
+    buf[n++] = '[';
+    for (i = 0; i < 8; i++) n += snprintf(buf + n, 8, i ? ", %02x" : "%02x", (unsigned)b[i]);
+    buf[n++] = ']';
+    buf[n] = 0;
+}
+
+/* Opens the segment read-only (O_RDONLY, PROT_READ, MAP_SHARED), validates it, and starts at the
+ * newest sequence. 0 on success; -1 with a message naming the path and the mismatch in err. */
+static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+    struct stat st;
+    void *map;
+    uint64_t len, magic_word, words[sizeof(qilin_identity_t) / 8];
+    uint8_t magic[8];
+    qilin_identity_t id;
+    qilin_geometry_t g;
+    char detail[256], found[64], expected[64];
+    size_t i;
+    int fd, e;
+
+    memset(r, 0, sizeof *r);
+#ifdef O_CLOEXEC /* hidden by -std=c11 without _POSIX_C_SOURCE >= 200809L */
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+#else
+    fd = open(path, O_RDONLY);
+#endif
+    if (fd < 0) {
+        e = errno;
+        qilin__errf(err, err_len, "opening %s: %s (os error %d)", path, strerror(e), e);
+        return -1;
+    }
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        close(fd);
+        qilin__errf(err, err_len, "reading metadata of %s: %s (os error %d)", path, strerror(e), e);
+        return -1;
+    }
+    len = (uint64_t)st.st_size;
+    if (len == 0) {
+        close(fd);
+        qilin__errf(err, err_len,
+                    "segment %s is not initialised (no magic yet): its writer is starting or died while creating it",
+                    path);
+        return -1;
+    }
+    map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
+    e = errno;
+    close(fd); /* the mapping keeps the file */
+    if (map == MAP_FAILED) {
+        qilin__errf(err, err_len, "mapping %s: %s (os error %d)", path, strerror(e), e);
+        return -1;
+    }
+    r->base = (const uint8_t *)map;
+    r->map_len = (size_t)len;
+
+    if (len < sizeof(qilin_header_t)) {
+        qilin__errf(err, err_len, "segment %s is truncated: %llu bytes, needs %llu", path, (unsigned long long)len,
+                    (unsigned long long)sizeof(qilin_header_t));
+        goto fail;
+    }
+    magic_word = qilin__load_acquire((const uint64_t *)map); /* SYNC M-magic */
+    memcpy(magic, &magic_word, 8);
+    if (magic_word == 0) {
+        qilin__errf(err, err_len,
+                    "segment %s is not initialised (no magic yet): its writer is starting or died while creating it",
+                    path);
+        goto fail;
+    }
+    if (memcmp(magic, QILIN_MAGIC, 8) != 0) {
+        qilin__hex8(found, magic);
+        qilin__hex8(expected, (const uint8_t *)QILIN_MAGIC);
+        qilin__errf(err, err_len, "%s is not a qilin segment: magic %s, expected %s (\"QILINSHM\")", path, found,
+                    expected);
+        goto fail;
+    }
+    /* The identity line is written before the magic is published and never again. */
+    for (i = 0; i < sizeof words / 8; i++) words[i] = qilin__load_relaxed((const uint64_t *)map + i);
+    memcpy(&id, words, sizeof id);
+    if (id.layout_version != QILIN_LAYOUT_VERSION) {
+        qilin__errf(err, err_len,
+                    "segment %s has layout version %u, this build reads version %u; rebuild the reader against the "
+                    "writer's qilin-shm",
+                    path, (unsigned)id.layout_version, (unsigned)QILIN_LAYOUT_VERSION);
+        goto fail;
+    }
+    if (id.fingerprint != QILIN_FINGERPRINT) {
+        qilin__errf(err, err_len,
+                    "segment %s has layout fingerprint 0x%016llx, this build has 0x%016llx; the writer and this reader "
+                    "disagree on field offsets, rebuild against the same qilin-shm",
+                    path, (unsigned long long)id.fingerprint, (unsigned long long)QILIN_FINGERPRINT);
+        goto fail;
+    }
+    if (qilin_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail) != 0) {
+        qilin__errf(err, err_len, "segment %s has a corrupt header: %s", path, detail);
+        goto fail;
+    }
+    {
+#define QILIN__CHECK(field, want)                                                                                   \
+    if ((uint64_t)id.field != (uint64_t)(want)) {                                                                   \
+        qilin__errf(err, err_len,                                                                                  \
+                    "segment %s has a corrupt header: identity line does not match its own capacities: " #field     \
+                    " is %llu, expected %llu",                                                                      \
+                    path, (unsigned long long)id.field, (unsigned long long)(want));                               \
+        goto fail;                                                                                                  \
+    }
+        QILIN__CHECK(header_size, sizeof(qilin_header_t))
+        QILIN__CHECK(total_size, g.total_size)
+        QILIN__CHECK(slot_size, sizeof(qilin_slot_t))
+        QILIN__CHECK(record_size, sizeof(qilin_tick_record_t))
+        QILIN__CHECK(directory_entry_size, sizeof(qilin_directory_entry_t))
+        QILIN__CHECK(lvc_entry_size, sizeof(qilin_lvc_entry_t))
+        QILIN__CHECK(reserved0, 0)
+        QILIN__CHECK(directory_offset, g.directory_offset)
+        QILIN__CHECK(lvc_offset, g.lvc_offset)
+        QILIN__CHECK(ring_offset, g.ring_offset)
+#undef QILIN__CHECK
+    }
+    if (len < g.total_size) {
+        qilin__errf(err, err_len, "segment %s is truncated: %llu bytes, needs %llu", path, (unsigned long long)len,
+                    (unsigned long long)g.total_size);
+        goto fail;
+    }
+    r->ring_slots = g.ring_slots;
+    r->mask = g.ring_slots - 1;
+    r->instrument_capacity = g.instrument_capacity;
+    r->directory_offset = g.directory_offset;
+    r->lvc_offset = g.lvc_offset;
+    r->ring_offset = g.ring_offset;
+    r->total_size = g.total_size;
+    r->epoch = qilin_current_epoch(r);
+    qilin_seek_newest(r);
+    return 0;
+fail:
+    qilin_close(r);
+    return -1;
+}
+
+/* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
+ * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes at the oldest sequence
+ * still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
+ * Same steps as qilin_shm::Reader::try_next. */
+static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
+    uint64_t words[QILIN_RECORD_WORDS];
+    uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
+    uint64_t want, seen, done, cursor, resume;
+    const uint64_t *stamp;
+    if (epoch != r->epoch) {
+        *first = r->epoch;
+        *last = epoch;
+        r->epoch = epoch;
+        return QILIN_NEW_EPOCH;
+    }
+    want = r->next;
+    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * sizeof(qilin_slot_t));
+    seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE); /* SYNC S-done (reader side) */
+    done = 2 * want;
+    if (seen < done) return QILIN_EMPTY; /* not written yet, or being written */
+    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, QILIN_RECORD_WORDS)) {
+        memcpy(out, words, sizeof *out); /* a private copy now: no race */
+        r->next = want + 1;
+        return QILIN_TICK;
+    }
+    /* Lapped (overwritten before or during the copy): resume at the oldest sequence still in the
+     * ring, never before want + 1, never past cursor + 1 (lap margin 0). SYNC C-cursor. */
+    cursor = qilin_write_cursor(r);
+    resume = qilin__oldest_available(r, cursor);
+    if (resume > cursor + 1) resume = cursor + 1;
+    if (resume < want + 1) resume = want + 1;
+    r->next = resume;
+    *first = want;
+    *last = resume - 1;
+    return QILIN_GAP;
+}
+
+/* Number of instruments in the directory. */
+static inline uint32_t qilin_directory_len(const qilin_reader_t *r) {
+    uint64_t len = qilin__load_acquire(qilin__word(r, QILIN__DIRECTORY_LEN)); /* SYNC D-len */
+    return len < r->instrument_capacity ? (uint32_t)len : r->instrument_capacity;
+}
+
+/* Directory entry `index` (entries are written before they are published and never change), or
+ * NULL if not published. */
+static inline const qilin_directory_entry_t *qilin_instrument(const qilin_reader_t *r, uint32_t index) {
+    if (index >= qilin_directory_len(r)) return NULL;
+    return (const qilin_directory_entry_t *)(const void *)(r->base + r->directory_offset +
+                                                           (uint64_t)index * sizeof(qilin_directory_entry_t));
+}
+
+/* Index of an InstrumentID ("rb2605"), or -1 if it is not in the directory (or is not ASCII, contains
+ * no room for its NUL in 32 bytes). Linear scan: resolve once, then use the index. */
+static inline int64_t qilin_find_instrument(const qilin_reader_t *r, const char *instrument_id) {
+    uint8_t id[QILIN_INSTRUMENT_ID_LEN];
+    size_t n = strlen(instrument_id), i;
+    uint32_t len, k;
+    if (n >= QILIN_INSTRUMENT_ID_LEN) return -1;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)instrument_id[i] >= 0x80) return -1;
+    memset(id, 0, sizeof id);
+    memcpy(id, instrument_id, n);
+    len = qilin_directory_len(r);
+    for (k = 0; k < len; k++) {
+        const qilin_directory_entry_t *e = qilin_instrument(r, k);
+        if (e != NULL && memcmp(e->instrument_id, id, sizeof id) == 0) return (int64_t)k;
+    }
+    return -1;
+}
+
+/* Reads a versioned record (even = whole, odd = being written, 0 = never written) with bounded
+ * retries: 1 found, 0 never written, -2 contended. Same as qilin_shm::seqlock::read_versioned. */
+static inline int qilin__read_versioned(const uint64_t *stamp, uint64_t *out, size_t n) {
+    unsigned attempt;
+    for (attempt = 0; attempt < QILIN_VERSIONED_ATTEMPTS; attempt++) {
+        uint64_t seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
+        if (seen == 0) return QILIN_LATEST_NONE;
+        if (seen % 2 == 0 && qilin__copy_validated(stamp, seen, stamp + 1, out, n)) return QILIN_LATEST_FOUND;
+        qilin__spin_pause();
+    }
+    return QILIN_LATEST_CONTENDED;
+}
+
+/* Copies the last value of instrument `index` into *out: QILIN_LATEST_FOUND, QILIN_LATEST_NONE (no
+ * tick yet), QILIN_LATEST_UNKNOWN_INSTRUMENT or QILIN_LATEST_CONTENDED. Never returns a torn record. */
+static inline int qilin_latest(const qilin_reader_t *r, uint32_t index, qilin_tick_record_t *out) {
+    uint64_t words[QILIN_RECORD_WORDS];
+    const uint64_t *version;
+    int rc;
+    if (index >= qilin_directory_len(r)) return QILIN_LATEST_UNKNOWN_INSTRUMENT;
+    version = (const uint64_t *)(const void *)(r->base + r->lvc_offset + (uint64_t)index * sizeof(qilin_lvc_entry_t));
+    rc = qilin__read_versioned(version, words, QILIN_RECORD_WORDS);
+    if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
+    return rc;
+}
+
+/* The link status, consistent: QILIN_LATEST_FOUND, QILIN_LATEST_NONE or QILIN_LATEST_CONTENDED. */
+static inline int qilin_status(const qilin_reader_t *r, qilin_status_record_t *out) {
+    uint64_t words[QILIN_STATUS_WORDS];
+    const uint64_t *version = qilin__word(r, offsetof(qilin_header_t, status.version));
+    int rc = qilin__read_versioned(version, words, QILIN_STATUS_WORDS);
+    if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
+    return rc;
+}
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* QILIN_SHM_H */
+"#;
+
+#[cfg(test)]
+mod tests {
+    use qilin_shm::descriptor::FieldDesc;
+
+    use super::*;
+
+    #[test]
+    fn names_convert() {
+        assert_eq!(c_struct_name("TickRecord"), "qilin_tick_record");
+        assert_eq!(c_struct_name("Header"), "qilin_header");
+        assert_eq!(upper_snake("FailedOver"), "FAILED_OVER");
+        assert_eq!(upper_snake("ticks_received"), "TICKS_RECEIVED");
+        assert_eq!(upper_snake("LoggedIn"), "LOGGED_IN");
+    }
+
+    #[test]
+    fn every_field_has_a_type_and_the_header_generates() {
+        let header = c_header();
+        assert!(header.starts_with("/* qilin_shm.h"));
+        assert!(header.contains("typedef struct qilin_tick_record {"));
+        assert!(header.contains(&format!("UINT64_C({FINGERPRINT:#018x})")));
+    }
+
+    #[test]
+    fn unknown_missing_stale_or_wrongly_sized_fields_are_refused() {
+        const F: &[FieldDesc] =
+            &[FieldDesc { name: "a", offset: 0, size: 8 }, FieldDesc { name: "b", offset: 8, size: 4 }];
+        let s = [StructDesc { name: "S", size: 12, fields: F }];
+        assert!(try_c_header(&s, &[("S.a", "u64"), ("S.b", "u32")]).is_ok());
+        let e = try_c_header(&s, &[("S.a", "u64")]).unwrap_err();
+        assert!(e.contains("S.b") && e.contains("no entry"), "{e}");
+        let e = try_c_header(&s, &[("S.a", "u64"), ("S.b", "u64")]).unwrap_err();
+        assert!(e.contains("S.b") && e.contains("4 bytes"), "{e}");
+        let e = try_c_header(&s, &[("S.a", "u64"), ("S.b", "u32"), ("S.c", "u8")]).unwrap_err();
+        assert!(e.contains("S.c") && e.contains("stale"), "{e}");
+        let e = try_c_header(&s, &[("S.a", "Nope"), ("S.b", "u32")]).unwrap_err();
+        assert!(e.contains("unknown type Nope"), "{e}");
+    }
 }
