@@ -22,6 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
 use anyhow::Context;
 use nix::sys::socket::{getsockopt, sockopt};
 use qilin_shm::{Counter, Reader};
@@ -37,6 +42,8 @@ pub struct ControlServer {
     allowed_uids: Vec<u32>,
     segment: PathBuf,
     commands: crossbeam_channel::Sender<Command>,
+    /// Commands refused because the channel was full; the hot thread copies it into the header.
+    dropped: Arc<AtomicUsize>,
 }
 
 impl ControlServer {
@@ -59,7 +66,20 @@ impl ControlServer {
             .with_context(|| format!("setting mode 0660 on {}", path.display()))?;
         let allowed_uids =
             if allowed_uids.is_empty() { vec![nix::unistd::geteuid().as_raw()] } else { allowed_uids.to_vec() };
-        Ok(ControlServer { listener, path: path.to_owned(), allowed_uids, segment: segment.to_owned(), commands })
+        Ok(ControlServer {
+            listener,
+            path: path.to_owned(),
+            allowed_uids,
+            segment: segment.to_owned(),
+            commands,
+            dropped: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The count of commands refused because the queue was full (give it to
+    /// `Engine::count_command_drops`, which publishes it as `command_queue_full`).
+    pub fn dropped_commands(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.dropped)
     }
 
     /// The socket path.
@@ -127,7 +147,10 @@ impl ControlServer {
     fn send(&self, command: Command, ok: Value) -> Value {
         match self.commands.try_send(command) {
             Ok(()) => ok,
-            Err(_) => json!({"ok": false, "error": "command queue full; the core is busy, retry"}),
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                json!({"ok": false, "error": "command queue full; the core is busy, retry"})
+            }
         }
     }
 

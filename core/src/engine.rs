@@ -13,7 +13,7 @@ use std::{
     hash::BuildHasherDefault,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -135,6 +135,7 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     pending: [u64; qilin_shm::codes::COUNTER_SLOTS],
     handoff_drops_seen: u64,
+    command_drops: Option<(Arc<AtomicUsize>, u64)>,
     out: TickRecord,
     report: EngineReport,
 }
@@ -171,11 +172,17 @@ impl Engine {
             stop,
             pending: [0; qilin_shm::codes::COUNTER_SLOTS],
             handoff_drops_seen: 0,
+            command_drops: None,
             out: TickRecord::ZERO,
             report: EngineReport::default(),
         };
         engine.writer.set_run_state(RunState::Starting);
         engine
+    }
+
+    /// Publishes the control thread's count of refused commands as `command_queue_full`.
+    pub fn count_command_drops(&mut self, dropped: Arc<AtomicUsize>) {
+        self.command_drops = Some((dropped, 0));
     }
 
     /// The segment writer (for start-up reporting).
@@ -243,6 +250,11 @@ impl Engine {
     /// Heartbeat, counters, commands. Returns true when the loop must stop.
     fn housekeeping(&mut self, now: i64) -> bool {
         self.writer.heartbeat(now);
+        if let Some((dropped, seen)) = &mut self.command_drops {
+            let total = dropped.load(Ordering::Relaxed) as u64;
+            self.pending[Counter::CommandQueueFull as usize] += total - *seen;
+            *seen = total;
+        }
         self.flush_counters();
         while let Ok(command) = self.commands.try_recv() {
             if command == Command::Shutdown {

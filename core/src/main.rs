@@ -139,6 +139,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let control_path = config.core.control_socket(&config.feed.name);
     let control = ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx)?;
+    let command_drops = control.dropped_commands();
     tracing::info!(socket = %control.path().display(), "control socket listening");
     spawn_named("qilin-control", move || control.serve())?;
 
@@ -149,6 +150,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         batch: 256,
     };
     let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop));
+    engine.count_command_drops(command_drops);
     for id in &config.core.subscribe {
         if engine.subscribe(id).is_none() {
             tracing::warn!(instrument = %id, "core.subscribe: not admitted (unknown product or directory full)");

@@ -298,3 +298,34 @@ fn sigkill_and_restart_on_the_same_segment_continues_the_sequence() {
     drop(second);
     let _ = std::fs::remove_file(&segment);
 }
+
+#[test]
+fn refused_commands_are_counted_in_the_header() {
+    use std::io::{BufRead, BufReader, Write};
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("cmdq")));
+    let socket = std::env::temp_dir().join(format!("{}.sock", unique("cmdq")));
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("cmdq")));
+    std::fs::write(&config, "[core]\ncommand_queue_capacity = 1\nheartbeat_interval_ms = 50\n").unwrap();
+    let port = free_udp_port();
+    let bind = format!("127.0.0.1:{port}");
+    let core =
+        Core::start(&segment, &socket, &["--config", config.to_str().unwrap(), "--source", "udp", "--udp-bind", &bind]);
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let commands: String = "unsubscribe rb2605\n".repeat(200);
+    writer.write_all(commands.as_bytes()).unwrap();
+    let mut refused = 0u64;
+    for line in BufReader::new(stream).lines().take(200) {
+        if line.unwrap().contains("command queue full") {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "200 commands within one 50 ms housekeeping period overflow a queue of 1");
+    let reader = Reader::open(&segment).unwrap();
+    wait_for("command_queue_full in the header", || {
+        (reader.counter(Counter::CommandQueueFull) == refused).then_some(())
+    });
+    drop(core);
+    let _ = std::fs::remove_file(&segment);
+    let _ = std::fs::remove_file(&config);
+}
