@@ -7,7 +7,8 @@
  *
  * Usage:
  *   qilin_tail [SEGMENT] [--from oldest|newest|SEQ] [--count N] [--until SEQ] [--format text|compare]
- *              [--wait-ms MS] [--idle-exit-ms MS] [--pause-every N --pause-us US] [--latest ID]
+ *              [--wait-ms MS] [--idle-exit-ms MS] [--pause-every N --pause-us US|--pause-lag L]
+ *              [--latest ID]
  *
  *   SEGMENT         segment file (default /dev/shm/qilin)
  *   --from          where to start: oldest in the ring, newest (default: only new ticks) or a sequence
@@ -19,6 +20,9 @@
  *   --idle-exit-ms  exit when nothing new arrived for MS milliseconds
  *   --pause-every N, --pause-us US
  *                   sleep US microseconds after every N ticks (a deliberately slow reader, to be lapped)
+ *   --pause-every N, --pause-lag L
+ *                   after every N ticks, wait until the writer is L sequences ahead (or has passed
+ *                   --until): with L > ring slots the reader is certain to be lapped (tests)
  *   --latest ID     print the last value of instrument ID ("rb2605") and exit
  *
  * Output lines: a tick; `gap FIRST LAST` when sequences FIRST..=LAST were overwritten before they were
@@ -37,8 +41,8 @@
 static void usage(void) {
     fprintf(stderr,
             "usage: qilin_tail [SEGMENT] [--from oldest|newest|SEQ] [--count N] [--until SEQ] "
-            "[--format text|compare] [--wait-ms MS] [--idle-exit-ms MS] [--pause-every N --pause-us US] "
-            "[--latest ID]\n");
+            "[--format text|compare] [--wait-ms MS] [--idle-exit-ms MS] "
+            "[--pause-every N --pause-us US|--pause-lag L] [--latest ID]\n");
     exit(1);
 }
 
@@ -123,7 +127,7 @@ static void print_text(const qilin_tick_record_t *t) {
 
 int main(int argc, char **argv) {
     const char *path = "/dev/shm/qilin", *from = "newest", *format = "text", *latest = NULL;
-    uint64_t count = 0, until = 0, wait_ms = 0, idle_exit_ms = 0, pause_every = 0, pause_us = 0;
+    uint64_t count = 0, until = 0, wait_ms = 0, idle_exit_ms = 0, pause_every = 0, pause_us = 0, pause_lag = 0;
     uint64_t ticks = 0, first = 0, last = 0, idle_since, deadline;
     int compare, i, rc;
     char err[1024];
@@ -145,6 +149,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--idle-exit-ms") == 0) idle_exit_ms = number(argv[++i]);
         else if (strcmp(a, "--pause-every") == 0) pause_every = number(argv[++i]);
         else if (strcmp(a, "--pause-us") == 0) pause_us = number(argv[++i]);
+        else if (strcmp(a, "--pause-lag") == 0) pause_lag = number(argv[++i]);
         else if (strcmp(a, "--latest") == 0) latest = argv[++i];
         else usage();
     }
@@ -189,7 +194,12 @@ int main(int argc, char **argv) {
         case QILIN_TICK:
             ticks++;
             compare ? print_compare(&t) : print_text(&t);
-            if (pause_every != 0 && ticks % pause_every == 0) sleep_us(pause_us);
+            if (pause_every != 0 && ticks % pause_every == 0) {
+                if (pause_us != 0) sleep_us(pause_us);
+                while (pause_lag != 0 && qilin_write_cursor(&r) < qilin_next_sequence(&r) + pause_lag &&
+                       (until == 0 || qilin_write_cursor(&r) < until))
+                    sleep_us(200);
+            }
             idle_since = 0;
             break;
         case QILIN_GAP:
