@@ -88,14 +88,6 @@ impl Writer {
 
     fn start(region: Region, backing: Backing, fresh: bool, feed_name: [u8; 32], path: PathBuf) -> Writer {
         let now = now_ns();
-        if fresh {
-            let identity = region.geometry().identity(feed_name, now);
-            // SAFETY: we hold the lock and the magic is zero (fresh), so no reader reads the identity.
-            #[allow(unsafe_code)]
-            unsafe {
-                region.write_identity(&identity)
-            };
-        }
         let mut writer = Writer {
             directory_len: 0,
             next_seq: 1,
@@ -114,6 +106,16 @@ impl Writer {
         r.word(Word::StartedNs).store(now as u64, Ordering::Relaxed);
         r.word(Word::Heartbeat).store(now as u64, Ordering::Relaxed);
         r.word(Word::RunState).store(RunState::Starting as u64, Ordering::Release);
+        if fresh {
+            // Last, so a reader that sees the magic also sees epoch 1 and the session words (a
+            // reader never records a phantom epoch 0 → 1 restart).
+            let identity = r.geometry().identity(feed_name, now);
+            // SAFETY: we hold the lock and the magic is zero (fresh), so no reader reads the identity.
+            #[allow(unsafe_code)]
+            unsafe {
+                r.write_identity(&identity)
+            };
+        }
         writer.report.epoch = writer.epoch;
         writer.report.next_sequence = writer.next_seq;
         writer
