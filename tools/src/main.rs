@@ -259,7 +259,11 @@ fn snapshot(reader: &Reader, json: bool) -> ExitCode {
         }
     }
     if !json {
-        println!("-- {} instruments with a last value, consistent as of sequence {}", snapshot.ticks.len(), snapshot.as_of);
+        println!(
+            "-- {} instruments with a last value, consistent as of sequence {}",
+            snapshot.ticks.len(),
+            snapshot.as_of
+        );
     }
     ExitCode::SUCCESS
 }
