@@ -8,6 +8,13 @@
 //!   reader on the other core follows the segment. Reported: ticks/s from engine start to the
 //!   reader holding tick N, and the loss (gaps, hand-off drops), which must be zero.
 //!
+//! - criterion `engine_process`: `Engine::process` alone (parse, id lookup, normalize, publish) on
+//!   the same structs, without the hand-off.
+//! - `QILIN_LOOP=N`: only `Engine::process` N times round-robin over those structs (after one pass
+//!   that admits every instrument), no criterion, no timing: for instruction counts that do not
+//!   depend on the machine's load (`valgrind --tool=callgrind` or `perf stat -e instructions` at two
+//!   N, difference ÷ ΔN).
+//!
 //! Run: `cargo bench -p qilin-benches --bench ingest`.
 
 use std::{
@@ -113,6 +120,33 @@ fn handoff_to_slot(c: &mut Criterion) {
     assert_eq!(rx.dropped(), 0);
 }
 
+fn engine_process(c: &mut Criterion) {
+    let products = instruments();
+    let raws = raw_structs(&products, 64);
+    let (_segment, mut engine, _commands) = engine("process", 1 << 16);
+    let mut i = 0usize;
+    c.bench_function("engine_process", |b| {
+        b.iter(|| {
+            let raw = &raws[i % raws.len()];
+            i += 1;
+            engine.process(black_box(&raw[..]), 1, Source::Sim);
+        })
+    });
+}
+
+/// The `QILIN_LOOP` mode.
+fn count_loop(n: usize) {
+    let products = instruments();
+    let raws = raw_structs(&products, 64);
+    let (_segment, mut engine, _commands) = engine("loop", 1 << 16);
+    for raw in &raws {
+        engine.process(raw, 1, Source::Sim);
+    }
+    for i in 0..n {
+        engine.process(black_box(&raws[i % raws.len()][..]), 1, Source::Sim);
+    }
+}
+
 fn sustained_ingest() {
     const N: usize = 200_000;
     let products = instruments();
@@ -168,9 +202,12 @@ fn sustained_ingest() {
     );
 }
 
-criterion_group!(benches, handoff_to_slot);
+criterion_group!(benches, handoff_to_slot, engine_process);
 
 fn main() {
+    if let Some(n) = std::env::var("QILIN_LOOP").ok().and_then(|v| v.parse().ok()) {
+        return count_loop(n);
+    }
     benches();
     sustained_ingest();
     Criterion::default().configure_from_args().final_summary();

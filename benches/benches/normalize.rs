@@ -1,9 +1,13 @@
 //! Cost of turning one raw 584-byte CTP 6.7.x struct into a `TickRecord` on the hot thread
 //! (design target: ≤ 40 ns median for parse + normalize), and of each half alone.
+//!
+//! `QILIN_LOOP=N` (optionally `QILIN_LOOP_WHAT=parse|normalize`) runs parse + normalize N times
+//! and exits without criterion, for instruction counts that do not depend on the machine's load:
+//! `valgrind --tool=callgrind` or `perf stat -e instructions` at two N, difference ÷ ΔN.
 
 use std::{hint::black_box, path::Path};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use qilin_core::{
     ctp::{RawFields, RawTick},
     instruments::Instruments,
@@ -75,5 +79,44 @@ fn bench_normalize(c: &mut Criterion) {
     group.finish();
 }
 
+/// The `QILIN_LOOP` mode: a plain loop, no criterion, no timing.
+fn count_loop(n: u64) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+    let instruments = Instruments::load(&path).expect("config/instruments.toml");
+    let spec = instruments.spec_for("rb2510").expect("rb in the instruments file");
+    let bytes = rebar_tick();
+    let mut state = InstrumentState::new();
+    let mut out = TickRecord::ZERO;
+    let what = std::env::var("QILIN_LOOP_WHAT").unwrap_or_default();
+    let raw = RawTick::parse(&bytes).unwrap();
+    match what.as_str() {
+        "parse" => {
+            for _ in 0..n {
+                black_box(RawTick::parse(black_box(&bytes[..])).unwrap());
+            }
+        }
+        "normalize" => {
+            for _ in 0..n {
+                normalize(black_box(&raw), spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                black_box(&out);
+            }
+        }
+        _ => {
+            for _ in 0..n {
+                let raw = RawTick::parse(black_box(&bytes[..])).unwrap();
+                normalize(&raw, spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                black_box(&out);
+            }
+        }
+    }
+}
+
 criterion_group!(benches, bench_normalize);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("QILIN_LOOP").ok().and_then(|v| v.parse().ok()) {
+        return count_loop(n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
