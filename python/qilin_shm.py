@@ -752,6 +752,9 @@ def _open_validated(path):
             raise SegmentError("not_initialised", path, _not_initialised(path))
         try:
             mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        except ValueError:
+            # "cannot mmap an empty file": emptied between fstat and mmap (a writer re-creating it).
+            raise SegmentError("not_initialised", path, _not_initialised(path)) from None
         except OSError as e:
             raise SegmentError("io", path, f"mapping {path}: {e.strerror} (os error {e.errno})") from e
     finally:

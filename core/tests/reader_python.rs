@@ -311,6 +311,28 @@ fn python_reads_every_tick_exactly_as_rust_does() {
     }
     assert_eq!(tick_seq(py[0]), Some(1));
     assert_eq!(tick_seq(py[py.len() - 1]), Some(N));
+
+    // The example prints the same mid prices the Rust reader's ticks give.
+    let mids = check(
+        "python/examples/mid_prices.py",
+        python()
+            .arg("python/examples/mid_prices.py")
+            .arg(&core.segment)
+            .args(["--oldest", "--count", "500"])
+            .output()
+            .unwrap(),
+    );
+    let mut reader = Reader::open(&core.segment).unwrap();
+    reader.seek(Start::Oldest);
+    let expected: Vec<String> = (0..500)
+        .map(|_| {
+            assert_eq!(reader.try_next(&mut out), Next::Tick);
+            let mid = (out.bid_price[0] + out.ask_price[0]) / 2.0;
+            let shown = if mid.is_nan() { "-".to_string() } else { format!("{mid:.4}") };
+            format!("{:>10} {:<10} {shown}", out.sequence, out.instrument_id_str().unwrap())
+        })
+        .collect();
+    assert_eq!(mids.lines().collect::<Vec<_>>(), expected);
 }
 
 #[test]
