@@ -228,26 +228,95 @@ const _: () = {
     assert!(offset_of!(DepthMarketDataV67, banding_lower_price) == 576);
 };
 
-/// Byte ranges of the text fields of one version.
+/// Offsets of the text fields of one version (TradingDay, ExchangeID and UpdateTime sit at the same
+/// place in every version).
 struct TextOffsets {
-    instrument_id: (usize, usize),
-    exchange_inst_id: (usize, usize),
+    instrument_id: usize,
+    exchange_inst_id: usize,
+    /// Length of the InstrumentID and ExchangeInstID fields (31 or 81).
+    id_len: usize,
     action_day: usize,
 }
 
-const TRADING_DAY: (usize, usize) = (0, 9);
-const EXCHANGE_ID: (usize, usize) = (40, 9);
-const UPDATE_TIME: (usize, usize) = (BODY_OFFSET + offset_of!(DepthBody, update_time), 9);
+const TRADING_DAY: usize = 0;
+const EXCHANGE_ID: usize = 40;
+const UPDATE_TIME: usize = BODY_OFFSET + offset_of!(DepthBody, update_time);
 const V63_TEXT: TextOffsets = TextOffsets {
-    instrument_id: (offset_of!(DepthMarketDataV63, instrument_id), 31),
-    exchange_inst_id: (offset_of!(DepthMarketDataV63, exchange_inst_id), 31),
+    instrument_id: offset_of!(DepthMarketDataV63, instrument_id),
+    exchange_inst_id: offset_of!(DepthMarketDataV63, exchange_inst_id),
+    id_len: 31,
     action_day: offset_of!(DepthMarketDataV63, action_day),
 };
 const V65_TEXT: TextOffsets = TextOffsets {
-    instrument_id: (offset_of!(DepthMarketDataV65, instrument_id), 81),
-    exchange_inst_id: (offset_of!(DepthMarketDataV65, exchange_inst_id), 81),
+    instrument_id: offset_of!(DepthMarketDataV65, instrument_id),
+    exchange_inst_id: offset_of!(DepthMarketDataV65, exchange_inst_id),
+    id_len: 81,
     action_day: offset_of!(DepthMarketDataV65, action_day),
 };
+
+/// Length of the record's NUL-padded InstrumentID (`qilin_shm::layout::INSTRUMENT_ID_LEN`).
+pub const ID_KEY_LEN: usize = qilin_shm::layout::INSTRUMENT_ID_LEN;
+const _: () = assert!(ID_KEY_LEN == 32 && V63_TEXT.instrument_id + ID_KEY_LEN <= V63_SIZE);
+
+/// ASCII text of a C char field without its NUL, as checked by [`RawTick::parse`]: kept as bytes
+/// (the hot path never needs a `str`); [`Text::as_str`] gives the text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Text<'a>(&'a [u8]);
+
+impl<'a> Text<'a> {
+    /// The bytes, without the NUL.
+    #[inline(always)]
+    pub const fn as_bytes(self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The text (always ASCII, so this never fails; an empty string if it somehow were not).
+    pub fn as_str(self) -> &'a str {
+        core::str::from_utf8(self.0).unwrap_or_default()
+    }
+
+    /// Length in bytes.
+    #[inline(always)]
+    pub const fn len(self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the field was empty (NUL first).
+    #[inline(always)]
+    pub const fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl core::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<String> for Text<'_> {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
 
 /// A validated view of one raw struct of any version, borrowing the input bytes: text fields
 /// checked to be NUL-terminated inside their field and ASCII, the numeric block viewed in place.
@@ -259,11 +328,11 @@ pub struct RawTick<'a> {
     /// time stay bytes: the hot path parses them from bytes and skips a UTF-8 conversion.
     pub trading_day: &'a [u8],
     /// InstrumentID, never empty.
-    pub instrument_id: &'a str,
+    pub instrument_id: Text<'a>,
     /// ExchangeID (may be empty: older fronts leave it blank).
-    pub exchange_id: &'a str,
+    pub exchange_id: Text<'a>,
     /// ExchangeInstID.
-    pub exchange_inst_id: &'a str,
+    pub exchange_inst_id: Text<'a>,
     /// UpdateTime text, ASCII, without its NUL (checked to be `HH:MM:SS` by `normalize`).
     pub update_time: &'a [u8],
     /// ActionDay text, ASCII, without its NUL (checked to be a date by `normalize`).
@@ -274,25 +343,61 @@ pub struct RawTick<'a> {
     pub banding_upper_price: Option<f64>,
     /// BandingLowerPrice (6.7.x only).
     pub banding_lower_price: Option<f64>,
+    /// Words the scan produced, so nothing downstream reads the text again.
+    words: Words,
+}
+
+/// What the text scan of [`RawTick::parse`] already holds in registers, kept for the engine and
+/// `normalize`: the InstrumentID NUL-padded to the record's 32 bytes, and ExchangeID's bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Words {
+    /// InstrumentID as the record stores it (little-endian words); all zero if it is longer than
+    /// 31 characters (a valid id is never empty, so a real key is never zero).
+    id: [u64; 4],
+    /// ExchangeID's first eight bytes (all of it), zero from its NUL on; 0 when empty.
+    exchange: u64,
+}
+
+const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The lowest set bit marks the first NUL byte of `word` exactly (borrows only disturb higher bytes).
+#[inline(always)]
+const fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(LOW) & !word & HIGH
+}
+
+/// Non-zero iff `word` has a NUL or a non-ASCII byte (`zero_bytes(word) | word & HIGH`, folded).
+#[inline(always)]
+const fn irregular(word: u64) -> u64 {
+    (word.wrapping_sub(LOW) | word) & HIGH
+}
+
+/// Mask of the bytes before the first NUL that `zero` (from [`zero_bytes`]) marks; all ones if none.
+#[inline(always)]
+const fn before_nul(zero: u64) -> u64 {
+    ((zero & zero.wrapping_neg()) >> 7).wrapping_sub(1)
+}
+
+#[inline(always)]
+fn word_at<const N: usize>(bytes: &[u8; N], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
 }
 
 /// The bytes of a C char field up to the first NUL, which must exist; ASCII only. Bytes after the
-/// NUL are ignored (CTP does not always clear them). Scans eight bytes at a time.
-#[inline]
+/// NUL are ignored (CTP does not always clear them). Scans eight bytes at a time. The exact general
+/// path, taken when a field is not in the shape [`RawTick::parse`]'s fast path expects.
 fn c_bytes(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&[u8]> {
-    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let field = &bytes[offset..offset + len];
     let mut start = 0;
     while let Some(chunk) = field[start..].first_chunk::<8>() {
         let word = u64::from_le_bytes(*chunk);
-        // The lowest set bit of `zero` marks the first NUL exactly (borrows only disturb higher bytes).
-        let zero = word.wrapping_sub(LOW) & !word & HIGH;
+        let zero = zero_bytes(word);
         let high = word & HIGH;
         if zero != 0 {
-            let nul = zero.trailing_zeros() / 8;
-            let before = (1u64 << (nul * 8)) - 1;
-            return (high & before == 0).then_some(&field[..start + nul as usize]);
+            return (high & before_nul(zero) == 0).then_some(&field[..start + zero.trailing_zeros() as usize / 8]);
         }
         if high != 0 {
             return None;
@@ -304,10 +409,27 @@ fn c_bytes(bytes: &[u8], (offset, len): (usize, usize)) -> Option<&[u8]> {
     (tail[end] == 0).then_some(&field[..start + end])
 }
 
-/// [`c_bytes`] as text.
-#[inline]
-fn c_text(bytes: &[u8], range: (usize, usize)) -> Option<&str> {
-    core::str::from_utf8(c_bytes(bytes, range)?).ok()
+/// Fast path for an id field of `len` (31 or 81) bytes at `at`: its text and the record's
+/// NUL-padded 32-byte key, if the NUL is among its first 32 bytes (every real id) and inside the
+/// field, and every byte before it is ASCII; `None` otherwise (the caller then takes the exact path).
+#[inline(always)]
+fn short_id<const N: usize>(bytes: &[u8; N], at: usize, len: usize) -> Option<(&[u8], [u64; 4])> {
+    let mut key = [0u64; 4];
+    for i in 0..4 {
+        let word = word_at(bytes, at + 8 * i);
+        let zero = zero_bytes(word);
+        if zero != 0 {
+            let keep = before_nul(zero);
+            let end = 8 * i + zero.trailing_zeros() as usize / 8;
+            key[i] = word & keep;
+            return (word & keep & HIGH == 0 && end < len).then(|| (&bytes[at..at + end], key));
+        }
+        if word & HIGH != 0 {
+            return None;
+        }
+        key[i] = word;
+    }
+    None
 }
 
 impl<'a> RawTick<'a> {
@@ -316,38 +438,144 @@ impl<'a> RawTick<'a> {
     /// Errors: [`Reject::Size`] for any other length; [`Reject::Id`] if InstrumentID (also when
     /// empty), ExchangeID or ExchangeInstID is not NUL-terminated or not ASCII; [`Reject::Time`] if
     /// TradingDay, ActionDay or UpdateTime is. Dates, times and prices are checked by `normalize`.
+    ///
+    /// A fast path reads every text field as whole words and checks the usual shapes at once (dates
+    /// and time of eight characters, ids ending within 32 bytes); anything else, valid or not, goes
+    /// through the exact field-by-field path, which also decides which reject a bad struct gets.
     #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<RawTick<'a>, Reject> {
-        let version = CtpVersion::from_size(bytes.len()).ok_or(Reject::Size)?;
-        let text = if version == CtpVersion::V63 { &V63_TEXT } else { &V65_TEXT };
-        let id = |range| c_text(bytes, range).ok_or(Reject::Id);
-        let time = |range| c_bytes(bytes, range).ok_or(Reject::Time);
+        match bytes.len() {
+            V67_SIZE => {
+                let bytes: &[u8; V67_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
+                let upper = F64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
+                let lower = F64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
+                Self::parse_as(bytes, CtpVersion::V67, &V65_TEXT, Some(upper.get()), Some(lower.get()))
+            }
+            V65_SIZE => {
+                let bytes: &[u8; V65_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
+                Self::parse_as(bytes, CtpVersion::V65, &V65_TEXT, None, None)
+            }
+            V63_SIZE => {
+                let bytes: &[u8; V63_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
+                Self::parse_as(bytes, CtpVersion::V63, &V63_TEXT, None, None)
+            }
+            _ => Err(Reject::Size),
+        }
+    }
+
+    #[inline(always)]
+    fn parse_as<const N: usize>(
+        bytes: &'a [u8; N],
+        version: CtpVersion,
+        text: &TextOffsets,
+        banding_upper_price: Option<f64>,
+        banding_lower_price: Option<f64>,
+    ) -> Result<RawTick<'a>, Reject> {
+        let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
+        let body = DepthBody::ref_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
+        let exact = || Self::parse_exact(bytes, version, text, body, banding_upper_price, banding_lower_price);
+        // Dates and time: eight ASCII characters, then the NUL.
+        let (day, time, action) =
+            (word_at(bytes, TRADING_DAY), word_at(bytes, UPDATE_TIME), word_at(bytes, text.action_day));
+        let ninth = bytes[TRADING_DAY + 8] | bytes[UPDATE_TIME + 8] | bytes[text.action_day + 8];
+        if (irregular(day) | irregular(time) | irregular(action)) != 0 || ninth != 0 {
+            return exact();
+        }
+        // ExchangeID: its NUL among the first eight bytes, ASCII before it.
+        let exchange = word_at(bytes, EXCHANGE_ID);
+        let zero = zero_bytes(exchange);
+        let keep = before_nul(zero);
+        if zero == 0 || exchange & keep & HIGH != 0 {
+            return exact();
+        }
+        let exchange_len = zero.trailing_zeros() as usize / 8;
+        let (Some((instrument_id, id)), Some((exchange_inst_id, _))) = (
+            short_id(bytes, text.instrument_id, text.id_len),
+            short_id(bytes, text.exchange_inst_id, text.id_len),
+        ) else {
+            return exact();
+        };
+        if instrument_id.is_empty() {
+            return Err(Reject::Id);
+        }
+        Ok(RawTick {
+            version,
+            trading_day: &bytes[TRADING_DAY..TRADING_DAY + 8],
+            instrument_id: Text(instrument_id),
+            exchange_id: Text(&bytes[EXCHANGE_ID..EXCHANGE_ID + exchange_len]),
+            exchange_inst_id: Text(exchange_inst_id),
+            update_time: &bytes[UPDATE_TIME..UPDATE_TIME + 8],
+            action_day: &bytes[text.action_day..text.action_day + 8],
+            body,
+            banding_upper_price,
+            banding_lower_price,
+            words: Words { id, exchange: exchange & keep },
+        })
+    }
+
+    /// The exact path: every field on its own, in the order that decides the reject of a struct with
+    /// several bad fields (InstrumentID, TradingDay, ExchangeID, ExchangeInstID, UpdateTime, ActionDay).
+    #[cold]
+    #[inline(never)]
+    fn parse_exact(
+        bytes: &'a [u8],
+        version: CtpVersion,
+        text: &TextOffsets,
+        body: &'a DepthBody,
+        banding_upper_price: Option<f64>,
+        banding_lower_price: Option<f64>,
+    ) -> Result<RawTick<'a>, Reject> {
+        let id = |at| c_bytes(bytes, (at, text.id_len)).ok_or(Reject::Id);
+        let time = |at| c_bytes(bytes, (at, 9)).ok_or(Reject::Time);
         let instrument_id = id(text.instrument_id)?;
         if instrument_id.is_empty() {
             return Err(Reject::Id);
         }
-        let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
-        let body = DepthBody::ref_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
-        let (banding_upper_price, banding_lower_price) = if version == CtpVersion::V67 {
-            let upper = F64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
-            let lower = F64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
-            (Some(upper.get()), Some(lower.get()))
-        } else {
-            (None, None)
-        };
+        let trading_day = time(TRADING_DAY)?;
+        let exchange_id = c_bytes(bytes, (EXCHANGE_ID, 9)).ok_or(Reject::Id)?;
+        let exchange_inst_id = id(text.exchange_inst_id)?;
+        let update_time = time(UPDATE_TIME)?;
+        let action_day = time(text.action_day)?;
+        let mut key = [0u8; ID_KEY_LEN];
+        if instrument_id.len() < ID_KEY_LEN {
+            key[..instrument_id.len()].copy_from_slice(instrument_id);
+        }
+        let mut exchange = [0u8; 8];
+        exchange[..exchange_id.len()].copy_from_slice(exchange_id); // at most 8: the field has 9 bytes
         Ok(RawTick {
             version,
-            trading_day: time(TRADING_DAY)?,
-            instrument_id,
-            exchange_id: id(EXCHANGE_ID)?,
-            exchange_inst_id: id(text.exchange_inst_id)?,
-            update_time: time(UPDATE_TIME)?,
-            action_day: time((text.action_day, 9))?,
+            trading_day,
+            instrument_id: Text(instrument_id),
+            exchange_id: Text(exchange_id),
+            exchange_inst_id: Text(exchange_inst_id),
+            update_time,
+            action_day,
             body,
             banding_upper_price,
             banding_lower_price,
+            words: Words { id: zerocopy::transmute!(key), exchange: u64::from_le_bytes(exchange) },
         })
     }
+
+    /// The InstrumentID NUL-padded to the record's 32 bytes, as the engine keys its registry and the
+    /// record stores it; `None` if it is longer than 31 characters. Built by the text scan, free here.
+    #[inline(always)]
+    pub fn id_key(&self) -> Option<[u8; ID_KEY_LEN]> {
+        (self.words.id[0] != 0).then(|| zerocopy::transmute!(self.words.id))
+    }
+
+    /// [`RawTick::id_key`] as the four little-endian words it was built from (zero if too long).
+    #[inline(always)]
+    pub fn id_words(&self) -> [u64; 4] {
+        self.words.id
+    }
+
+    /// ExchangeID's first eight bytes, zero from its NUL on (0 when empty).
+    #[inline(always)]
+    pub(crate) fn exchange_word(&self) -> u64 {
+        self.words.exchange
+    }
+
 
     /// The same content as owned [`RawFields`] (banding prices DBL_MAX where the version has none).
     /// Allocates; for tools and tests, not the hot path.
@@ -355,9 +583,9 @@ impl<'a> RawTick<'a> {
         let b = self.body;
         RawFields {
             trading_day: String::from_utf8_lossy(self.trading_day).into_owned(),
-            instrument_id: self.instrument_id.to_owned(),
-            exchange_id: self.exchange_id.to_owned(),
-            exchange_inst_id: self.exchange_inst_id.to_owned(),
+            instrument_id: self.instrument_id.as_str().to_owned(),
+            exchange_id: self.exchange_id.as_str().to_owned(),
+            exchange_inst_id: self.exchange_inst_id.as_str().to_owned(),
             last_price: b.last_price.get(),
             pre_settlement_price: b.pre_settlement_price.get(),
             pre_close_price: b.pre_close_price.get(),

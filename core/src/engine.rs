@@ -348,7 +348,8 @@ impl Engine {
             Ok(raw) => raw,
             Err(reason) => return self.reject(reason),
         };
-        let Some(key) = id_key(raw.instrument_id) else { return self.reject(Reject::Id) };
+        // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
+        let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
         let slot = match self.by_id.get(&key) {
             Some(slot) => *slot,
             None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {

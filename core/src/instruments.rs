@@ -53,8 +53,11 @@ impl Segment {
     /// Whether `ms` lies in `[start − lead_ms, end + CLOSE_GRACE_MS)`, modulo one day.
     #[inline]
     pub const fn contains(self, ms: u32, lead_ms: u32) -> bool {
-        let from = (self.start_ms + DAY_MS - lead_ms) % DAY_MS;
-        let to = (self.end_ms + CLOSE_GRACE_MS) % DAY_MS;
+        // `(start + DAY_MS − lead) % DAY_MS` and `(end + CLOSE_GRACE_MS) % DAY_MS` without a division
+        // (both times are below DAY_MS and lead_ms is at most DAY_MS, so one subtraction suffices).
+        let from = if self.start_ms >= lead_ms { self.start_ms - lead_ms } else { self.start_ms + DAY_MS - lead_ms };
+        let to = self.end_ms + CLOSE_GRACE_MS;
+        let to = if to >= DAY_MS { to - DAY_MS } else { to };
         if from <= to { from <= ms && ms < to } else { ms >= from || ms < to }
     }
 }

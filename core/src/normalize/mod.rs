@@ -22,16 +22,12 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-use qilin_shm::{
-    Exchange, Source, TickRecord,
-    layout::{INSTRUMENT_ID_LEN, fixed_id},
-    quality,
-};
+use qilin_shm::{Exchange, Source, TickRecord, quality};
 
 pub use self::reject::Reject;
 use crate::{
     ctp::RawTick,
-    instruments::{ProductSpec, in_session, product_of},
+    instruments::{ProductSpec, in_session},
 };
 
 /// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX; anything this large is no price).
@@ -52,9 +48,6 @@ pub struct InstrumentState {
     pub local_second: i64,
     /// The millisecond (after any adjustment) of the previous accepted tick.
     pub millis: u32,
-    /// The InstrumentID of the previous accepted tick, NUL-padded as in the record: copied into
-    /// each record from here (a fresh byte-wise copy would stall the record's wide stores).
-    pub instrument_id: [u8; INSTRUMENT_ID_LEN],
     /// Memo of the last TradingDay/ActionDay text parsed for this instrument (both change once a
     /// day, so the hot path compares eight bytes instead of parsing a date on every tick).
     pub dates: DateMemo,
@@ -75,12 +68,16 @@ impl DateMemo {
 
     /// Parses a `YYYYMMDD` date, answering from the memo when the text was seen last time;
     /// the memo itself is refreshed by [`DateMemo::remember`].
-    #[inline]
+    #[inline(always)]
     fn parse(&self, text: &[u8]) -> Option<(time::Date, u64)> {
         let key = u64::from_le_bytes(text.try_into().ok()?);
-        match self.texts.iter().position(|t| *t == key) {
-            Some(i) => Some((self.dates[i], key)),
-            None => time::parse_date_bytes(text).map(|d| (d, key)),
+        // An eight-character text has no zero byte, so it never matches an empty (zero) entry.
+        if key == self.texts[0] {
+            Some((self.dates[0], key))
+        } else if key == self.texts[1] {
+            Some((self.dates[1], key))
+        } else {
+            time::parse_date_bytes(text).map(|d| (d, key))
         }
     }
 
@@ -105,7 +102,6 @@ impl InstrumentState {
             turnover: f64::NAN,
             local_second: i64::MIN,
             millis: 0,
-            instrument_id: [0; INSTRUMENT_ID_LEN],
             dates: DateMemo::new(),
         }
     }
@@ -131,28 +127,68 @@ pub fn price(x: f64, flags: &mut u32) -> Result<f64, Reject> {
     }
 }
 
-/// [`price`] for many doubles without a branch each: remembers whether any was absent or bad.
-#[derive(Default)]
-struct Cleaner {
-    absent: bool,
-    bad: bool,
-}
+/// Doubles of one raw struct cleaned together by [`clean_prices`], in the order of the record's
+/// price fields (LastPrice…LowestPrice, then Turnover…CurrDelta, AveragePrice, the banding prices,
+/// BidPrice1..5, AskPrice1..5).
+const PRICES: usize = 28;
 
-impl Cleaner {
-    #[inline(always)]
-    fn clean(&mut self, x: f64) -> f64 {
-        let magnitude = x.abs();
-        self.bad |= !x.is_finite(); // NaN and ±inf
-        let absent = magnitude >= ABSENT_FROM;
-        self.absent |= absent;
-        if absent { f64::NAN } else { x }
+/// [`price`] for many doubles at once, without a branch each: the doubles with absent ones
+/// (|x| ≥ [`ABSENT_FROM`]) as NaN, whether any was absent, whether any was infinite or NaN. Written
+/// as lane-wise bit operations with OR accumulators so the compiler cleans two doubles per
+/// instruction (plain `bool` accumulators made it test each double on its own).
+#[inline(always)]
+fn clean_prices<const N: usize>(x: [f64; N]) -> ([f64; N], bool, bool) {
+    const MAGNITUDE: u64 = !(1 << 63);
+    // Adding these sets bit 63 of a magnitude exactly when it is at least ABSENT_FROM (NaN too),
+    // respectively infinite or NaN (the bit patterns of non-negative doubles sort like their values).
+    const ABSENT_BIAS: u64 = (1 << 63) - ABSENT_FROM.to_bits();
+    const BAD_BIAS: u64 = (1 << 63) - f64::INFINITY.to_bits();
+    let mut out = [0.0; N];
+    let mut absent = [0u64; N];
+    let mut bad = [0u64; N];
+    for i in 0..N {
+        let magnitude = x[i].to_bits() & MAGNITUDE;
+        absent[i] = magnitude.wrapping_add(ABSENT_BIAS);
+        bad[i] = magnitude.wrapping_add(BAD_BIAS);
+        out[i] = if f64::from_bits(magnitude) < ABSENT_FROM { x[i] } else { f64::NAN };
     }
+    let any = |bits: [u64; N]| bits.iter().fold(0, |acc, b| acc | b) >> 63 != 0;
+    (out, any(absent), any(bad))
 }
 
 /// Equality of two short byte strings without a call to `memcmp` (ids are a few bytes long).
 #[inline(always)]
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Each exchange's ExchangeID as a NUL-padded little-endian word, indexed by its code.
+const EXCHANGE_WORDS: [u64; 8] = {
+    let mut words = [0u64; 8];
+    let mut e = 0;
+    while e < Exchange::ALL.len() {
+        let text = Exchange::ALL[e].as_str().as_bytes();
+        let mut word = 0u64;
+        let mut i = 0;
+        while i < text.len() {
+            word |= (text[i] as u64) << (8 * i);
+            i += 1;
+        }
+        words[Exchange::ALL[e] as usize] = word;
+        e += 1;
+    }
+    words
+};
+
+/// Whether `code` is the product of `id` (the answer of `product_of(id) == code`, see
+/// [`crate::instruments::product_of`], without scanning the whole id): `id` starts with `code`, `code` is letters and the
+/// byte after it (if any) is not a letter.
+#[inline(always)]
+fn is_product_of(id: &[u8], code: &[u8]) -> bool {
+    let n = code.len();
+    let Some(prefix) = id.get(..n) else { return false };
+    let letters = prefix.iter().fold(true, |all, b| all & b.is_ascii_alphabetic());
+    letters && short_eq(prefix, code) && id.get(n).is_none_or(|b| !b.is_ascii_alphabetic())
 }
 
 /// Turns one validated raw struct into a [`TickRecord`].
@@ -197,32 +233,31 @@ pub fn normalize(
     instrument_index: u32,
     out: &mut TickRecord,
 ) -> Result<(), Reject> {
-    // Identity.
-    let exchange =
-        if raw.exchange_id.is_empty() || short_eq(raw.exchange_id.as_bytes(), spec.exchange.as_str().as_bytes()) {
-            spec.exchange
-        } else {
-            Exchange::from_id(raw.exchange_id).ok_or(Reject::Exchange)?
-        };
-    if exchange != spec.exchange {
+    // Identity: ExchangeID empty or the spec's (any other, known or not, is a reject); the product
+    // of InstrumentID the spec's; the id itself short enough for the record.
+    let exchange_word = raw.exchange_word();
+    let exchange = spec.exchange;
+    if exchange_word != 0 && exchange_word != EXCHANGE_WORDS[exchange as usize] {
         return Err(Reject::Exchange);
     }
-    if !short_eq(product_of(raw.instrument_id).as_bytes(), spec.code.as_bytes()) {
+    if !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) {
         return Err(Reject::UnknownInstrument);
     }
-    let id = raw.instrument_id.as_bytes();
-    let same_id = state.instrument_id.get(id.len()) == Some(&0) && short_eq(&state.instrument_id[..id.len()], id);
-    if same_id {
-        out.instrument_id = state.instrument_id;
-    } else {
-        out.instrument_id = fixed_id(raw.instrument_id).ok_or(Reject::Id)?;
+    let id = raw.id_words();
+    if id[0] == 0 {
+        return Err(Reject::Id);
+    }
+    // Word by word, as the scan built them (one wide load of narrower stores would stall).
+    for (chunk, word) in out.instrument_id.chunks_exact_mut(8).zip(id) {
+        chunk.copy_from_slice(&word.to_le_bytes());
     }
 
     // Time.
     let trading_memo = state.dates.parse(raw.trading_day).ok_or(Reject::Time)?;
     let action_memo = state.dates.parse(raw.action_day).ok_or(Reject::Time)?;
     let (trading_day, action_day) = (trading_memo.0, action_memo.0);
-    let secs = time::parse_hms_bytes(raw.update_time).ok_or(Reject::Time)?;
+    let time_word = u64::from_le_bytes(raw.update_time.try_into().map_err(|_| Reject::Time)?);
+    let secs = time::parse_hms_word(time_word).ok_or(Reject::Time)?;
     let sent_ms = raw.body.update_millisec.get();
     if !(0..=999).contains(&sent_ms) {
         return Err(Reject::Time);
@@ -240,39 +275,68 @@ pub fn normalize(
         flags |= quality::STALE_SNAPSHOT;
     }
 
-    // Prices: every double through the same branch-free cleaning, one verdict at the end.
+    // Prices: every double through the same branch-free cleaning, one verdict at the end. Banding
+    // prices a 6.3/6.5 struct does not have are cleaned as 0 and stored as NaN without ABSENT_PRICE.
     let b = raw.body;
-    let mut c = Cleaner::default();
-    out.last_price = c.clean(b.last_price.get());
-    out.pre_settlement_price = c.clean(b.pre_settlement_price.get());
-    out.pre_close_price = c.clean(b.pre_close_price.get());
-    out.pre_open_interest = c.clean(b.pre_open_interest.get());
-    out.open_price = c.clean(b.open_price.get());
-    out.highest_price = c.clean(b.highest_price.get());
-    out.lowest_price = c.clean(b.lowest_price.get());
-    out.turnover = c.clean(b.turnover.get());
-    out.open_interest = c.clean(b.open_interest.get());
-    out.close_price = c.clean(b.close_price.get());
-    out.settlement_price = c.clean(b.settlement_price.get());
-    out.upper_limit_price = c.clean(b.upper_limit_price.get());
-    out.lower_limit_price = c.clean(b.lower_limit_price.get());
-    out.pre_delta = c.clean(b.pre_delta.get());
-    out.curr_delta = c.clean(b.curr_delta.get());
-    out.banding_upper_price = raw.banding_upper_price.map_or(f64::NAN, |x| c.clean(x));
-    out.banding_lower_price = raw.banding_lower_price.map_or(f64::NAN, |x| c.clean(x));
-    for (i, level) in b.levels.iter().enumerate() {
-        out.bid_price[i] = c.clean(level.bid_price.get());
-        out.ask_price[i] = c.clean(level.ask_price.get());
-        out.bid_volume[i] = level.bid_volume.get();
-        out.ask_volume[i] = level.ask_volume.get();
-    }
-    let average = c.clean(b.average_price.get());
-    if c.bad {
+    let l = &b.levels;
+    let (p, any_absent, any_bad) = clean_prices::<PRICES>([
+        b.last_price.get(),
+        b.pre_settlement_price.get(),
+        b.pre_close_price.get(),
+        b.pre_open_interest.get(),
+        b.open_price.get(),
+        b.highest_price.get(),
+        b.lowest_price.get(),
+        b.turnover.get(),
+        b.open_interest.get(),
+        b.close_price.get(),
+        b.settlement_price.get(),
+        b.upper_limit_price.get(),
+        b.lower_limit_price.get(),
+        b.pre_delta.get(),
+        b.curr_delta.get(),
+        b.average_price.get(),
+        raw.banding_upper_price.unwrap_or(0.0),
+        raw.banding_lower_price.unwrap_or(0.0),
+        l[0].bid_price.get(),
+        l[1].bid_price.get(),
+        l[2].bid_price.get(),
+        l[3].bid_price.get(),
+        l[4].bid_price.get(),
+        l[0].ask_price.get(),
+        l[1].ask_price.get(),
+        l[2].ask_price.get(),
+        l[3].ask_price.get(),
+        l[4].ask_price.get(),
+    ]);
+    if any_bad {
         return Err(Reject::Price);
     }
-    if c.absent {
+    if any_absent {
         flags |= quality::ABSENT_PRICE;
     }
+    out.last_price = p[0];
+    out.pre_settlement_price = p[1];
+    out.pre_close_price = p[2];
+    out.pre_open_interest = p[3];
+    out.open_price = p[4];
+    out.highest_price = p[5];
+    out.lowest_price = p[6];
+    out.turnover = p[7];
+    out.open_interest = p[8];
+    out.close_price = p[9];
+    out.settlement_price = p[10];
+    out.upper_limit_price = p[11];
+    out.lower_limit_price = p[12];
+    out.pre_delta = p[13];
+    out.curr_delta = p[14];
+    let average = p[15];
+    out.banding_upper_price = if raw.banding_upper_price.is_some() { p[16] } else { f64::NAN };
+    out.banding_lower_price = if raw.banding_lower_price.is_some() { p[17] } else { f64::NAN };
+    out.bid_price = [p[18], p[19], p[20], p[21], p[22]];
+    out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
+    out.bid_volume = l.map(|level| level.bid_volume.get());
+    out.ask_volume = l.map(|level| level.ask_volume.get());
     out.average_price = if exchange == Exchange::Czce || average.is_nan() {
         average
     } else {
@@ -301,9 +365,6 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
-    if !same_id {
-        state.instrument_id = out.instrument_id;
-    }
     state.dates.remember(trading_memo, action_memo);
 
     out.exchange_time_ns = time::utc_ns(days.calendar, secs, millis);
