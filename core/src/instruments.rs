@@ -51,7 +51,7 @@ impl Segment {
     }
 
     /// Whether `ms` lies in `[start − lead_ms, end + CLOSE_GRACE_MS)`, modulo one day.
-    #[inline]
+    #[inline(always)]
     pub const fn contains(self, ms: u32, lead_ms: u32) -> bool {
         // `(start + DAY_MS − lead) % DAY_MS` and `(end + CLOSE_GRACE_MS) % DAY_MS` without a division
         // (both times are below DAY_MS and lead_ms is at most DAY_MS, so one subtraction suffices).
@@ -96,7 +96,7 @@ pub struct ProductSpec {
 /// Whether `ms_since_local_midnight` (China local time) lies in one of the product's sessions,
 /// counting the [`CALL_AUCTION_MS`] before the first day segment and before the night session, and
 /// the closing second of every segment. Does not allocate.
-#[inline]
+#[inline(always)]
 pub fn in_session(spec: &ProductSpec, ms_since_local_midnight: u32) -> bool {
     let ms = ms_since_local_midnight;
     if spec.night_session.is_some_and(|night| night.contains(ms, CALL_AUCTION_MS)) {

@@ -157,10 +157,7 @@ pub const fn parse_hms_word(word: u64) -> Option<u32> {
     const SIXES: u64 = 0x0606_0006_0600_0606;
     let digits = word & DIGITS;
     // A digit byte is 0x30..=0x39: high nibble 3, and still 3 after adding 6 to the low nibble.
-    if word & COLON_MASK != COLONS
-        || digits & HIGH_NIBBLES != ZEROS
-        || (digits + SIXES) & HIGH_NIBBLES != ZEROS
-    {
+    if word & COLON_MASK != COLONS || digits & HIGH_NIBBLES != ZEROS || (digits + SIXES) & HIGH_NIBBLES != ZEROS {
         return None;
     }
     let v = digits - ZEROS; // each digit byte 0..=9, no borrows
@@ -190,7 +187,19 @@ pub struct TickDays {
 /// - CZCE: both fields carry the calendar day. An evening tick belongs to the next weekday after
 ///   ActionDay; an after-midnight tick to the next weekday after the previous calendar day.
 /// - CFFEX, GFEX: day session only; both fields are taken as sent.
+#[inline(always)]
 pub fn tick_days(exchange: Exchange, trading_day: Date, action_day: Date, secs: u32) -> TickDays {
+    let night = !(AFTER_MIDNIGHT_UNTIL_SECS..EVENING_FROM_SECS).contains(&secs);
+    if night && matches!(exchange, Exchange::Dce | Exchange::Czce) {
+        night_days(exchange, trading_day, action_day, secs)
+    } else {
+        TickDays { trading: trading_day, calendar: action_day, derived_calendar: false }
+    }
+}
+
+/// [`tick_days`] with the calendar arithmetic, kept out of line (DCE and CZCE night ticks only).
+#[inline(never)]
+fn night_days(exchange: Exchange, trading_day: Date, action_day: Date, secs: u32) -> TickDays {
     let night_evening = secs >= EVENING_FROM_SECS;
     let night_morning = secs < AFTER_MIDNIGHT_UNTIL_SECS;
     let as_sent = TickDays { trading: trading_day, calendar: action_day, derived_calendar: false };
