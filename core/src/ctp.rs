@@ -489,10 +489,9 @@ impl<'a> RawTick<'a> {
             return exact();
         }
         let exchange_len = zero.trailing_zeros() as usize / 8;
-        let (Some((instrument_id, id)), Some((exchange_inst_id, _))) = (
-            short_id(bytes, text.instrument_id, text.id_len),
-            short_id(bytes, text.exchange_inst_id, text.id_len),
-        ) else {
+        let (Some((instrument_id, id)), Some((exchange_inst_id, _))) =
+            (short_id(bytes, text.instrument_id, text.id_len), short_id(bytes, text.exchange_inst_id, text.id_len))
+        else {
             return exact();
         };
         if instrument_id.is_empty() {
@@ -575,7 +574,6 @@ impl<'a> RawTick<'a> {
     pub(crate) fn exchange_word(&self) -> u64 {
         self.words.exchange
     }
-
 
     /// The same content as owned [`RawFields`] (banding prices DBL_MAX where the version has none).
     /// Allocates; for tools and tests, not the hot path.
