@@ -338,6 +338,8 @@ fn python_reads_every_tick_exactly_as_rust_does() {
 #[test]
 fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
     let _serial = serial();
+    // Below the core's hand-off capacity (65536 by default), so a burst the hot thread cannot
+    // drain is queued, not dropped (`handoff_full`): exactly N ticks reach the ring.
     const N: u64 = 60_000;
     let core = Core::start(
         "lapped",
