@@ -830,15 +830,53 @@ def _hexlist(raw):
     return "[" + ", ".join(f"{b:02x}" for b in raw) + "]"
 
 
-if __name__ == "__main__":  # python3 qilin_shm.py layout | tail [PATH]
+def _keepup(path, seconds):
+    """Reads from the newest tick for `seconds`; prints ticks read, gaps, sequences lost and the
+    largest lag seen (write cursor minus the reader's position). A reader keeps up at the writer's
+    rate when it sees no gap and the lag stays well below the ring size."""
+    reader = Reader(path)
+    ticks = gaps = lost = max_lag = 0
+    start = reader.next_sequence
+    began = time.monotonic()
+    end = began + seconds
+    check = 0
+    try_next = reader.try_next
+    while True:
+        event = try_next()
+        if event is Empty:
+            if time.monotonic() > end:
+                break
+            continue
+        if event.__class__ is Tick:
+            ticks += 1
+            check += 1
+            if check >= 4096:
+                check = 0
+                max_lag = max(max_lag, reader.write_cursor() - reader.next_sequence + 1)
+                if time.monotonic() > end:
+                    break
+        elif event.__class__ is Gap:
+            gaps += 1
+            lost += event.last - event.first + 1
+    elapsed = time.monotonic() - began
+    published = reader.write_cursor() - start + 1
+    print(f"{elapsed:.1f} s: published {published} ({published / elapsed:,.0f}/s), read {ticks}, "
+          f"gaps {gaps} ({lost} lost), max lag {max_lag} of {reader.ring_slots} slots")
+    return 1 if gaps else 0
+
+
+if __name__ == "__main__":  # python3 qilin_shm.py layout | tail [PATH] | keepup [PATH] [SECONDS]
     import json
 
-    if len(sys.argv) >= 2 and sys.argv[1] == "layout":
+    command = sys.argv[1] if len(sys.argv) >= 2 else ""
+    segment = sys.argv[2] if len(sys.argv) > 2 else "/dev/shm/qilin"
+    if command == "layout":
         print(json.dumps(layout_json(), indent=1))
-    elif len(sys.argv) >= 2 and sys.argv[1] == "tail":
-        reader = Reader(sys.argv[2] if len(sys.argv) > 2 else "/dev/shm/qilin")
-        for event in reader:
+    elif command == "tail":
+        for event in Reader(segment):
             print(event)
+    elif command == "keepup":
+        sys.exit(_keepup(segment, float(sys.argv[3]) if len(sys.argv) > 3 else 30.0))
     else:
-        print("usage: qilin_shm.py layout | tail [PATH]", file=sys.stderr)
+        print("usage: qilin_shm.py layout | tail [PATH] | keepup [PATH] [SECONDS]", file=sys.stderr)
         sys.exit(2)
