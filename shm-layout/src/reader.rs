@@ -227,8 +227,10 @@ impl Reader {
 
     #[cold]
     fn lapped(&mut self, want: u64) -> Next {
-        // SYNC C-cursor (reader side): the cursor is at least the sequence that overwrote `want`'s
-        // slot, minus the writes in flight; resuming ahead of the oldest slot leaves room for those.
+        // SYNC C-cursor (reader side). If the overwriting stamp we saw was a `done` (Release) store,
+        // the cursor is at least that sequence minus the writes in flight. If it was a `busy`
+        // (Relaxed) store, the model gives no lower bound on the cursor; `resume >= want + 1` keeps
+        // the result exact anyway (the loss is then reported as several exact gaps, not one).
         let cursor = self.write_cursor();
         let resume = (self.oldest_available(cursor) + self.lap_margin).min(cursor + 1);
         let resume = resume.max(want + 1);
