@@ -2,25 +2,19 @@
 //! structs in, every field read back through the reader API, rejects counted by reason), and a
 //! SIGKILL followed by a restart on the same segment (new epoch, sequences continue, no tick twice).
 
+mod common;
+
+use common::{WATCHDOG, unique, wait_for};
+
 use std::{
     net::UdpSocket,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
 use qilin_core::ctp::RawFields;
 use qilin_shm::{Counter, Exchange, Liveness, Next, Reader, RunState, Source, Start, TickRecord, quality};
-
-/// Generous bound for anything that waits on the core; reaching it fails the test, it is not a
-/// performance assertion.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
 
 /// A running `qilin-core`, killed (SIGKILL) and its files removed on drop.
 struct Core {
@@ -71,17 +65,6 @@ impl Drop for Core {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -11,26 +11,21 @@
 //!
 //! Needs gcc and g++ (Debian/Ubuntu: `apt-get install build-essential`); fails, never skips, without.
 
+mod common;
+
+use common::{WATCHDOG, unique, wait_for};
+
 use std::{
     collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
 use qilin_shm::{Next, Reader, RunState, SegmentOptions, Start, TickRecord, Writer};
 
-/// Generous bound for anything that waits on a process; reaching it fails the test, it is not a
-/// performance assertion.
-const WATCHDOG: Duration = Duration::from_secs(120);
 const TOTAL: u64 = 20_000;
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("qilin-test-c-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -113,17 +108,6 @@ impl Drop for Core {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {WATCHDOG:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

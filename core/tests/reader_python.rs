@@ -7,22 +7,21 @@
 //! every `TickRecord` field in declaration order, doubles as IEEE-754 bits in hex, so "equal" is
 //! exact. Nothing here asserts speed; waits have a generous watchdog only.
 
+mod common;
+
+use common::{WATCHDOG, unique, wait_for};
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use qilin_shm::{Liveness, Next, Reader, RunState, Start, TickRecord, layout::id_str};
 use serde_json::Value;
-
-const WATCHDOG: Duration = Duration::from_secs(120);
 
 /// Each test runs a busy-polling core; one at a time keeps them from starving each other (and the
 /// Python reader) on a small machine.
@@ -30,11 +29,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("qilin-test-py-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn repo() -> PathBuf {
@@ -137,17 +131,6 @@ impl Drop for Core {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.segment);
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
