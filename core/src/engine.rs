@@ -228,6 +228,7 @@ impl Engine {
                     let source = *source;
                     let n = socket.poll(|bytes, receive_ns| self.process(bytes, receive_ns, source));
                     self.pending[Counter::UdpDatagrams as usize] += n as u64;
+                    self.pending[Counter::UdpReceiveErrors as usize] += socket.take_errors();
                     n
                 }
             };

@@ -81,9 +81,10 @@ impl UdpSource {
         self.socket.local_addr()
     }
 
-    /// Receive errors other than "nothing there" since start.
-    pub fn errors(&self) -> u64 {
-        self.errors
+    /// Receive errors other than "nothing there" since the previous call (the engine publishes them
+    /// as `udp_receive_errors`).
+    pub fn take_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.errors)
     }
 
     /// Takes up to one batch of datagrams without blocking and hands each to `f` with the receive

@@ -246,6 +246,8 @@ counters! {
     Failovers = "failovers",
     /// Datagrams received by the UDP source.
     UdpDatagrams = "udp_datagrams",
+    /// `recvmmsg` calls that failed with an error other than "nothing there".
+    UdpReceiveErrors = "udp_receive_errors",
 }
 
 /// Capacity of the header's counter block; [`Counter`] indexes the first `Counter::ALL.len()` words.
