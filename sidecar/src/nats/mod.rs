@@ -1,0 +1,756 @@
+//! `qilin-nats`: every tick of the segment to NATS.
+//!
+//! One message per tick on `<prefix>.<EXCHANGE>.<instrument>` (tokens sanitised by
+//! [`subject_token`]), body the raw 376-byte record or JSON, headers `Nats-Msg-Id: <feed>-<seq>`,
+//! `Qilin-Seq`, `Qilin-Epoch`, `Qilin-Source` (and `Qilin-Layout` for raw bodies). Ticks the ring
+//! no longer holds become one gap event on `<prefix>._gap`.
+//!
+//! **Position.** `confirmed` is the last sequence the server confirmed: a JetStream ack, or in core
+//! mode a flush round trip issued after the publish. It is saved to the cursor file and is where a
+//! restart resumes. In JetStream mode the stream itself is the truth: at start and after any
+//! failure the sidecar flushes what the client still buffers, reads the stream's last message and
+//! continues after the sequence in its `Qilin-Seq` header. Every message carries
+//! `Nats-Expected-Last-Sequence` (the stream sequence it must follow), so a message that the
+//! server receives out of order (the tail of a dropped connection, a stale retransmission) is
+//! refused rather than stored; the refusal triggers the same resynchronisation. Together this gives
+//! every sequence once and in order in the stream, without relying on the duplicate window for
+//! resuming (the window still drops the client's own retransmissions of a message id).
+//!
+//! **Failure.** On any publish, ack or flush failure the sidecar drops what is in flight, waits
+//! (doubling backoff up to `reconnect_max_delay_ms`), resynchronises and republishes from the
+//! position, reading the ring again: the ring is the buffer, so nothing is lost while NATS is down
+//! unless the core laps the sidecar, which then publishes the exact lost range as a gap event.
+
+pub mod config;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use async_nats::{
+    Client, ConnectErrorKind, ConnectOptions, HeaderMap, Subject,
+    header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID},
+    jetstream::{self, context::PublishAckFuture, stream},
+};
+use bytes::Bytes;
+use futures::FutureExt;
+use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+pub use self::config::{Config, ConfigError, Mode, Payload, StartAt};
+use crate::{
+    cursor::{Cursor, CursorFile},
+    secret,
+    status::StatusFile,
+};
+
+/// Header with the tick's sequence (also on gap events: the last lost sequence).
+pub const SEQ_HEADER: &str = "Qilin-Seq";
+/// Header with the segment epoch the tick was read in.
+pub const EPOCH_HEADER: &str = "Qilin-Epoch";
+/// Header with the tick's source (primary, backup, sim, replay, udp).
+pub const SOURCE_HEADER: &str = "Qilin-Source";
+/// Header of raw bodies: `<layout version>-<fingerprint as 16 hex digits>`.
+pub const LAYOUT_HEADER: &str = "Qilin-Layout";
+/// Headers of gap events: the lost range, inclusive.
+pub const GAP_FIRST_HEADER: &str = "Qilin-Gap-First";
+/// See [`GAP_FIRST_HEADER`].
+pub const GAP_LAST_HEADER: &str = "Qilin-Gap-Last";
+
+/// An instrument or exchange id as one subject token: ASCII letters, digits, `-` and `_` are kept,
+/// every other character (`.`, `*`, `>`, spaces, non-ASCII) becomes `_`; an empty id becomes `_`.
+pub fn subject_token(id: &str) -> String {
+    if id.is_empty() {
+        return "_".into();
+    }
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The sidecar's counters (also in its status file).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Counters {
+    /// Messages handed to the client (ticks and gap events, retransmissions included).
+    pub published: u64,
+    /// Messages confirmed by the server (acks, or flushes in core mode).
+    pub acked: u64,
+    /// Messages published again after a failure.
+    pub retried: u64,
+    /// Gap events published.
+    pub gaps: u64,
+    /// Sequences covered by gap events.
+    pub gap_sequences: u64,
+    /// Body bytes handed to the client.
+    pub bytes: u64,
+    /// Publish, ack, flush and connection failures.
+    pub errors: u64,
+    /// Acks that said the server had the message already.
+    pub duplicates: u64,
+    /// Core restarts seen (new segment epochs).
+    pub epochs: u64,
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>>;
+type FlushFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A publish awaiting its ack.
+struct Pending {
+    sequence: u64,
+    publish_ns: i64,
+    ack: AckFuture,
+}
+
+/// The sidecar: a reader on the segment and a NATS connection.
+pub struct Sidecar {
+    config: Config,
+    reader: Reader,
+    feed: String,
+    prefix: String,
+    client: Client,
+    js: Option<jetstream::Context>,
+    connected: Arc<AtomicBool>,
+    stream_name: String,
+    subjects: HashMap<(u8, [u8; 32]), Subject>,
+    gap_subject: Subject,
+    pending: VecDeque<Pending>,
+    flush: Option<(u64, i64, FlushFuture)>,
+    last_flush: Instant,
+    /// Next stream sequence the next message must follow (JetStream).
+    expected_last: u64,
+    published_seq: u64,
+    published_ns: i64,
+    confirmed: u64,
+    confirmed_ns: i64,
+    counters: Counters,
+    last_error: Option<String>,
+    cursor_file: CursorFile,
+    saved: u64,
+    last_save: Instant,
+    status: StatusFile,
+    last_status: Instant,
+    backoff: Duration,
+    tick: TickRecord,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar").field("feed", &self.feed).field("confirmed", &self.confirmed).finish_non_exhaustive()
+    }
+}
+
+/// Why the sidecar stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to stop (signal).
+    Requested,
+    /// The reader reached `until` (benchmarks and tests).
+    Reached,
+}
+
+/// Builds the connect options from the config plus secrets from the environment or secret files.
+pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::Result<ConnectOptions> {
+    let n = &config.nats;
+    let max_delay = config::ms(n.reconnect_max_delay_ms);
+    let mut options = ConnectOptions::new()
+        .name(format!("qilin-nats/{}", config.name))
+        .connection_timeout(config::ms(n.connect_timeout_ms))
+        .request_timeout(Some(config::ms(n.request_timeout_ms)))
+        .client_capacity(n.client_capacity)
+        .reconnect_delay_callback(move |attempts| {
+            (Duration::from_millis(50) * 2u32.saturating_pow(attempts.min(16) as u32)).min(max_delay)
+        })
+        .event_callback(move |event| {
+            let connected = connected.clone();
+            async move {
+                match &event {
+                    async_nats::Event::Connected => {
+                        connected.store(true, Ordering::Relaxed);
+                        tracing::info!("NATS connected");
+                    }
+                    async_nats::Event::Disconnected => {
+                        connected.store(false, Ordering::Relaxed);
+                        tracing::warn!("NATS disconnected; reconnecting");
+                    }
+                    other => tracing::warn!("NATS: {other}"),
+                }
+            }
+        });
+    let user = if n.user.is_empty() { std::env::var("NATS_USER").unwrap_or_default() } else { n.user.clone() };
+    if let Some(password) = secret::load("NATS_PASSWORD", "nats.password_file", n.password_file.as_deref())? {
+        if user.is_empty() {
+            bail!("a NATS password is given but no user (nats.user or NATS_USER)");
+        }
+        options = options.user_and_password(user, password.expose_secret().to_owned());
+    }
+    if let Some(token) = secret::load("NATS_TOKEN", "nats.token_file", n.token_file.as_deref())? {
+        options = options.token(token.expose_secret().to_owned());
+    }
+    if let Some(seed) = secret::load("NATS_NKEY_SEED", "nats.nkey_seed_file", n.nkey_seed_file.as_deref())? {
+        options = options.nkey(seed.expose_secret().to_owned());
+    }
+    let creds = n.creds_file.clone().or_else(|| std::env::var_os("NATS_CREDS_FILE").map(Into::into));
+    if let Some(path) = creds {
+        let text = secret::load("QILIN_UNUSED_CREDS_VARIABLE", "nats.creds_file", Some(&path))?
+            .ok_or_else(|| anyhow!("nats.creds_file {}: empty", path.display()))?;
+        options = options
+            .credentials(text.expose_secret())
+            .with_context(|| format!("nats.creds_file {}: not a NATS credentials file", path.display()))?;
+    }
+    let t = &n.tls;
+    if t.required || t.ca_file.is_some() || t.cert_file.is_some() {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &t.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+        // The key is a secret file: refuse it when every user can read it (the client reads it).
+        secret::load("QILIN_UNUSED_KEY_VARIABLE", "nats.tls.key_file", Some(key))?;
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options)
+}
+
+/// True for connection errors that retrying cannot fix (TLS, authentication, bad address).
+pub fn is_fatal(kind: ConnectErrorKind) -> bool {
+    matches!(
+        kind,
+        ConnectErrorKind::Tls
+            | ConnectErrorKind::Authentication
+            | ConnectErrorKind::AuthorizationViolation
+            | ConnectErrorKind::ServerParse
+    )
+}
+
+impl Sidecar {
+    /// Opens the segment, connects and prepares the stream. Retries while the server is
+    /// unreachable (logging each failure); gives up at once on TLS and authentication failures.
+    pub async fn start(config: Config, reader: Reader, stop: &AtomicBool) -> anyhow::Result<Sidecar> {
+        let feed = reader.feed_name();
+        let prefix = config.subject_prefix(&feed);
+        let connected = Arc::new(AtomicBool::new(false));
+        let urls = config.nats.urls.join(", ");
+        let mut delay = Duration::from_millis(100);
+        let client = loop {
+            let options = connect_options(&config, connected.clone())?;
+            match options.connect(config.nats.urls.as_slice()).await {
+                Ok(client) => break client,
+                Err(e) if is_fatal(e.kind()) => {
+                    return Err(anyhow!(e).context(format!("cannot connect to NATS at {urls} (not retried)")));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot connect to NATS at {urls}: {e}; retrying in {delay:?}");
+                    if stop.load(Ordering::Relaxed) {
+                        bail!("stopped before NATS could be reached");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(config::ms(config.nats.reconnect_max_delay_ms));
+                }
+            }
+        };
+        connected.store(true, Ordering::Relaxed);
+        let js = (config.nats.mode == Mode::Jetstream).then(|| {
+            jetstream::ContextBuilder::new()
+                .timeout(config::ms(config.nats.request_timeout_ms))
+                .max_ack_inflight(config.jetstream.ack_window)
+                .backpressure_on_inflight(true)
+                .build(client.clone())
+        });
+        let stream_name = config.stream_name(&feed);
+        let status = StatusFile::new(reader.path(), &config.name)
+            .with_context(|| format!("status directory beside {}", reader.path().display()))?;
+        let cursor_file = CursorFile::new(config.cursor_path());
+        let now = Instant::now();
+        let mut sidecar = Sidecar {
+            gap_subject: Subject::from(format!("{prefix}._gap")),
+            feed,
+            prefix,
+            client,
+            js,
+            connected,
+            stream_name,
+            subjects: HashMap::new(),
+            pending: VecDeque::new(),
+            flush: None,
+            last_flush: now,
+            expected_last: 0,
+            published_seq: 0,
+            published_ns: 0,
+            confirmed: 0,
+            confirmed_ns: 0,
+            counters: Counters::default(),
+            last_error: None,
+            cursor_file,
+            saved: 0,
+            last_save: now,
+            status,
+            last_status: now,
+            backoff: Duration::from_millis(50),
+            tick: TickRecord::ZERO,
+            reader,
+            config,
+        };
+        if sidecar.js.is_some() {
+            sidecar.ensure_stream().await?;
+        }
+        let saved = sidecar.cursor_file.load(&sidecar.feed)?;
+        let write_cursor = sidecar.reader.write_cursor();
+        match &saved {
+            Some(c) if c.sequence > write_cursor => bail!(
+                "cursor file {} is at sequence {} but the segment {} has only reached {}: the segment was \
+                 recreated and its sequences restarted. Remove the cursor file (and purge stream {} if it \
+                 holds the old sequences) or give the new segment another feed name",
+                sidecar.cursor_file.path().display(),
+                c.sequence,
+                sidecar.reader.path().display(),
+                write_cursor,
+                sidecar.stream_name
+            ),
+            Some(c) => {
+                sidecar.confirmed = c.sequence;
+                sidecar.saved = c.sequence;
+                sidecar.reader.seek(Start::Sequence(c.sequence + 1));
+                tracing::info!("resuming after sequence {} (cursor file {})", c.sequence, sidecar.cursor_file.path().display());
+            }
+            None => {
+                sidecar.reader.seek(match sidecar.config.start {
+                    StartAt::Oldest => Start::Oldest,
+                    StartAt::Newest => Start::Newest,
+                });
+                sidecar.confirmed = sidecar.reader.next_sequence() - 1;
+                tracing::info!("no cursor file yet; starting at sequence {}", sidecar.confirmed + 1);
+            }
+        }
+        sidecar.published_seq = sidecar.confirmed;
+        if sidecar.js.is_some() {
+            sidecar.resync(stop).await;
+            if sidecar.confirmed > write_cursor.max(sidecar.reader.write_cursor()) {
+                bail!(
+                    "stream {} ends at sequence {} but the segment {} has only reached {}: the segment was \
+                     recreated. Purge the stream or give the new segment another feed name",
+                    sidecar.stream_name,
+                    sidecar.confirmed,
+                    sidecar.reader.path().display(),
+                    sidecar.reader.write_cursor()
+                );
+            }
+        }
+        sidecar.write_status();
+        Ok(sidecar)
+    }
+
+    /// The feed name.
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    /// Last confirmed sequence.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    async fn ensure_stream(&mut self) -> anyhow::Result<()> {
+        let js = self.js.as_ref().expect("jetstream mode");
+        let want = format!("{}.>", self.prefix);
+        match js.get_stream(&self.stream_name).await {
+            Ok(mut stream) => {
+                let info = stream.info().await?;
+                if !info.config.subjects.iter().any(|s| s == &want || s == ">") {
+                    bail!(
+                        "stream {} exists with subjects {:?}, which do not include {want}: point \
+                         jetstream.stream at this feed's stream or change the stream's subjects",
+                        self.stream_name,
+                        info.config.subjects
+                    );
+                }
+                let window = info.config.duplicate_window;
+                if window.as_secs() != self.config.jetstream.duplicate_window_s {
+                    tracing::warn!(
+                        "stream {} has a duplicate window of {window:?}, the config says {} s; the stream's holds",
+                        self.stream_name,
+                        self.config.jetstream.duplicate_window_s
+                    );
+                }
+                tracing::info!("stream {} verified: subjects {:?}", self.stream_name, info.config.subjects);
+                Ok(())
+            }
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                if !self.config.jetstream.create {
+                    bail!("stream {} does not exist and jetstream.create = false", self.stream_name);
+                }
+                let j = &self.config.jetstream;
+                let config = stream::Config {
+                    name: self.stream_name.clone(),
+                    subjects: vec![want],
+                    storage: match j.storage {
+                        config::Storage::File => stream::StorageType::File,
+                        config::Storage::Memory => stream::StorageType::Memory,
+                    },
+                    num_replicas: j.replicas,
+                    max_age: Duration::from_secs(j.max_age_s),
+                    max_bytes: if j.max_bytes == 0 { -1 } else { j.max_bytes as i64 },
+                    duplicate_window: Duration::from_secs(j.duplicate_window_s),
+                    ..Default::default()
+                };
+                js.create_stream(config).await.with_context(|| format!("creating stream {}", self.stream_name))?;
+                tracing::info!("stream {} created", self.stream_name);
+                Ok(())
+            }
+            Err(e) => Err(anyhow!(e).context(format!("looking up stream {}", self.stream_name))),
+        }
+    }
+
+    /// Reads the stream's last message and moves the position after it (JetStream), or back to
+    /// the confirmed position (core). Retries with backoff until it succeeds or `stop` is set.
+    async fn resync(&mut self, stop: &AtomicBool) {
+        self.pending.clear();
+        self.flush = None;
+        loop {
+            match self.try_resync().await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.failed(format!("{e:#}"));
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    self.sleep_backoff().await;
+                }
+            }
+        }
+        self.counters.retried += self.published_seq.saturating_sub(self.confirmed);
+        self.published_seq = self.confirmed;
+        self.reader.seek(Start::Sequence(self.confirmed + 1));
+    }
+
+    async fn try_resync(&mut self) -> anyhow::Result<()> {
+        let timeout = config::ms(self.config.nats.request_timeout_ms);
+        // Whatever the client still buffers reaches the server before the stream is read.
+        tokio::time::timeout(timeout, self.client.flush())
+            .await
+            .map_err(|_| anyhow!("flush timed out after {timeout:?}"))?
+            .context("flush")?;
+        let Some(js) = &self.js else { return Ok(()) };
+        let stream = match js.get_stream(&self.stream_name).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A memory stream is gone after a server restart: create it again.
+                self.ensure_stream().await.map_err(|e2| anyhow!("{e}; {e2:#}"))?;
+                self.js.as_ref().expect("jetstream").get_stream(&self.stream_name).await?
+            }
+        };
+        let last = stream.cached_info().state.last_sequence;
+        self.expected_last = last;
+        if last == 0 {
+            return Ok(());
+        }
+        match stream.get_raw_message(last).await {
+            Ok(message) => {
+                let seq = message
+                    .headers
+                    .get(SEQ_HEADER)
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "the last message of stream {} (stream sequence {last}, subject {}) has no {SEQ_HEADER} \
+                             header: the stream holds messages of another publisher",
+                            self.stream_name,
+                            message.subject
+                        )
+                    })?;
+                if seq != self.confirmed {
+                    tracing::info!("stream {} ends at feed sequence {seq}; continuing after it", self.stream_name);
+                }
+                self.confirmed = seq;
+            }
+            // The last message expired or was deleted: keep the cursor.
+            Err(e) => tracing::warn!(
+                "stream {} last message {last} not readable ({e}); continuing after sequence {}",
+                self.stream_name,
+                self.confirmed
+            ),
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, error: String) {
+        self.counters.errors += 1;
+        if self.last_error.as_deref() != Some(error.as_str()) {
+            tracing::warn!("{error}; retrying from sequence {}", self.confirmed + 1);
+        }
+        self.last_error = Some(error);
+        self.maintain();
+    }
+
+    async fn sleep_backoff(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(config::ms(self.config.nats.reconnect_max_delay_ms));
+    }
+
+    fn subject(&mut self, tick: &TickRecord) -> Subject {
+        let prefix = &self.prefix;
+        self.subjects
+            .entry((tick.exchange, tick.instrument_id))
+            .or_insert_with(|| {
+                let exchange = qilin_tools::exchange_name(tick.exchange);
+                let id = tick.instrument_id_str().unwrap_or("");
+                Subject::from(format!("{prefix}.{}.{}", subject_token(exchange), subject_token(id)))
+            })
+            .clone()
+    }
+
+    fn headers(&mut self, sequence: u64, msg_id: String) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
+        headers.insert(SEQ_HEADER, sequence.to_string().as_str());
+        headers.insert(EPOCH_HEADER, self.reader.epoch().to_string().as_str());
+        if self.js.is_some() {
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, self.expected_last.to_string().as_str());
+            self.expected_last += 1;
+        }
+        headers
+    }
+
+    async fn send(&mut self, subject: Subject, headers: HeaderMap, body: Bytes, sequence: u64, publish_ns: i64) -> anyhow::Result<()> {
+        let len = body.len() as u64;
+        if let Some(js) = &self.js {
+            let ack: PublishAckFuture = js.publish_with_headers(subject, headers, body).await?;
+            self.pending.push_back(Pending { sequence, publish_ns, ack: ack.into_future() });
+        } else {
+            // The client's queue is bounded (`client_capacity`); while NATS is away a full queue
+            // would wait for the reconnect, so bound the wait and let the failure path take over.
+            let timeout = config::ms(self.config.nats.request_timeout_ms);
+            tokio::time::timeout(timeout, self.client.publish_with_headers(subject, headers, body))
+                .await
+                .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??;
+        }
+        self.published_seq = sequence;
+        self.published_ns = publish_ns;
+        self.counters.published += 1;
+        self.counters.bytes += len;
+        Ok(())
+    }
+
+    async fn send_tick(&mut self) -> anyhow::Result<()> {
+        let tick = self.tick;
+        let subject = self.subject(&tick);
+        let mut headers = self.headers(tick.sequence, format!("{}-{}", self.feed, tick.sequence));
+        headers.insert(SOURCE_HEADER, qilin_tools::source_name(tick.source));
+        let body = match self.config.nats.payload {
+            Payload::Raw => {
+                headers.insert(
+                    LAYOUT_HEADER,
+                    format!("{}-{:016x}", qilin_shm::layout::LAYOUT_VERSION, qilin_shm::layout::FINGERPRINT).as_str(),
+                );
+                Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
+            }
+            Payload::Json => Bytes::from(serde_json::to_vec(&qilin_tools::tick_json(&tick))?),
+        };
+        self.send(subject, headers, body, tick.sequence, tick.publish_ns).await
+    }
+
+    async fn send_gap(&mut self, first: u64, last: u64) -> anyhow::Result<()> {
+        let count = last - first + 1;
+        tracing::warn!("sequences {first}..={last} ({count}) are gone from the ring; publishing a gap event");
+        let mut headers = self.headers(last, format!("{}-gap-{first}-{last}", self.feed));
+        headers.insert(GAP_FIRST_HEADER, first.to_string().as_str());
+        headers.insert(GAP_LAST_HEADER, last.to_string().as_str());
+        let body = serde_json::to_vec(&json!({
+            "feed": self.feed, "first": first, "last": last, "count": count, "reason": "lapped",
+            "detected_ns": now_ns(),
+        }))?;
+        let subject = self.gap_subject.clone();
+        self.send(subject, headers, Bytes::from(body), last, now_ns()).await?;
+        self.counters.gaps += 1;
+        self.counters.gap_sequences += count;
+        Ok(())
+    }
+
+    /// Moves `confirmed` forward over settled acks or a finished flush. With `wait`, waits for
+    /// everything in flight (used when the ring has nothing new and before stopping).
+    async fn settle(&mut self, wait: bool) -> anyhow::Result<()> {
+        let window = self.config.jetstream.ack_window;
+        loop {
+            let must_wait = wait || self.pending.len() >= window;
+            let Some(front) = self.pending.front_mut() else { break };
+            let result = if must_wait {
+                (&mut front.ack).await
+            } else {
+                match (&mut front.ack).now_or_never() {
+                    Some(result) => result,
+                    None => break,
+                }
+            };
+            let done = self.pending.pop_front().expect("front exists");
+            let ack = result.with_context(|| format!("ack of sequence {}", done.sequence))?;
+            if ack.duplicate {
+                self.counters.duplicates += 1;
+            }
+            self.counters.acked += 1;
+            self.confirm(done.sequence, done.publish_ns);
+        }
+        if self.js.is_none() {
+            if let Some((_, _, flush)) = &mut self.flush {
+                let result = if wait { Some(flush.await) } else { flush.now_or_never() };
+                if let Some(result) = result {
+                    let (sequence, publish_ns, _) = self.flush.take().expect("flush in flight");
+                    result.map_err(|e| anyhow!("flush: {e}"))?;
+                    self.counters.acked += sequence - self.confirmed;
+                    self.confirm(sequence, publish_ns);
+                }
+            }
+            let due = self.last_flush.elapsed() >= config::ms(self.config.nats.flush_interval_ms);
+            if self.flush.is_none() && self.published_seq > self.confirmed && (wait || due) {
+                let client = self.client.clone();
+                let timeout = config::ms(self.config.nats.request_timeout_ms);
+                let flush: FlushFuture = Box::pin(async move {
+                    match tokio::time::timeout(timeout, client.flush()).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                    }
+                });
+                self.flush = Some((self.published_seq, self.published_ns, flush));
+                self.last_flush = Instant::now();
+                if wait {
+                    return Box::pin(self.settle(true)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, sequence: u64, publish_ns: i64) {
+        if sequence > self.confirmed {
+            self.confirmed = sequence;
+            self.confirmed_ns = publish_ns;
+        }
+        self.backoff = Duration::from_millis(50);
+        self.last_error = None;
+    }
+
+    /// Saves the cursor and rewrites the status file when they are due.
+    fn maintain(&mut self) {
+        if self.confirmed != self.saved && self.last_save.elapsed() >= config::ms(self.config.cursor_interval_ms) {
+            self.save_cursor();
+        }
+        if self.last_status.elapsed() >= config::ms(self.config.status_interval_ms) {
+            self.write_status();
+        }
+    }
+
+    fn save_cursor(&mut self) {
+        let cursor =
+            Cursor { feed: self.feed.clone(), sequence: self.confirmed, epoch: self.reader.epoch(), saved_ns: now_ns() };
+        match self.cursor_file.save(&cursor) {
+            Ok(()) => self.saved = self.confirmed,
+            Err(e) => {
+                self.counters.errors += 1;
+                tracing::error!("{e}");
+            }
+        }
+        self.last_save = Instant::now();
+    }
+
+    /// The status object (also written to the status file).
+    pub fn status_json(&self) -> serde_json::Value {
+        let write_cursor = self.reader.write_cursor();
+        let lag = write_cursor.saturating_sub(self.confirmed);
+        let lag_ns = if lag > 0 && self.confirmed_ns > 0 { (now_ns() - self.confirmed_ns).max(0) } else { 0 };
+        json!({
+            "sidecar": "qilin-nats",
+            "name": self.config.name,
+            "pid": std::process::id(),
+            "feed": self.feed,
+            "mode": match self.config.nats.mode { Mode::Core => "core", Mode::Jetstream => "jetstream" },
+            "stream": if self.js.is_some() { Some(&self.stream_name) } else { None },
+            "subject_prefix": self.prefix,
+            "updated_ns": now_ns(),
+            "connected": self.connected.load(Ordering::Relaxed),
+            "position": self.confirmed,
+            "read": self.reader.next_sequence() - 1,
+            "write_cursor": write_cursor,
+            "lag_sequences": lag,
+            "lag_ns": lag_ns,
+            "in_flight": self.published_seq.saturating_sub(self.confirmed),
+            "counters": self.counters,
+            "last_error": self.last_error,
+        })
+    }
+
+    fn write_status(&mut self) {
+        if let Err(e) = self.status.write(&self.status_json()) {
+            tracing::error!("status file {}: {e}", self.status.path().display());
+        }
+        self.last_status = Instant::now();
+    }
+
+    /// Publishes until `stop` is set (or, with `until`, until every sequence up to it is
+    /// confirmed). Failures are retried forever; the only errors returned are ones retrying
+    /// cannot fix.
+    pub async fn run(&mut self, stop: &AtomicBool, until: Option<u64>) -> anyhow::Result<Stopped> {
+        const BATCH: usize = 256;
+        let idle = Duration::from_millis(1);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                self.finish().await;
+                return Ok(Stopped::Requested);
+            }
+            if until.is_some_and(|u| self.confirmed >= u) {
+                self.finish().await;
+                return Ok(Stopped::Reached);
+            }
+            let mut moved = 0;
+            let mut result = Ok(());
+            while moved < BATCH && result.is_ok() {
+                result = match self.reader.try_next(&mut self.tick) {
+                    Next::Tick => self.send_tick().await,
+                    Next::Gap { first, last } => self.send_gap(first, last).await,
+                    Next::NewEpoch { previous, current } => {
+                        self.counters.epochs += 1;
+                        tracing::info!("the core restarted (epoch {previous} → {current}); sequences continue");
+                        Ok(())
+                    }
+                    Next::Empty => break,
+                };
+                moved += 1;
+            }
+            if result.is_ok() {
+                result = self.settle(moved == 0).await;
+            }
+            if let Err(e) = result {
+                self.failed(format!("{e:#}"));
+                self.sleep_backoff().await;
+                self.resync(stop).await;
+                continue;
+            }
+            self.maintain();
+            if moved == 0 {
+                tokio::time::sleep(idle).await;
+            }
+        }
+    }
+
+    /// Confirms what is in flight (bounded by the request timeout), saves the cursor and status.
+    async fn finish(&mut self) {
+        if let Err(e) = self.settle(true).await {
+            tracing::warn!("stopping with unconfirmed messages after sequence {}: {e:#}", self.confirmed);
+        }
+        self.save_cursor();
+        self.write_status();
+    }
+}
