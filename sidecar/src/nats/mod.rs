@@ -260,7 +260,7 @@ impl Sidecar {
         let js = (config.nats.mode == Mode::Jetstream).then(|| {
             jetstream::ContextBuilder::new()
                 .timeout(config::ms(config.nats.request_timeout_ms))
-                .max_ack_inflight(config.jetstream.ack_window)
+                .max_ack_inflight(config.jetstream.ack_window + 1)
                 .backpressure_on_inflight(true)
                 .build(client.clone())
         });
@@ -728,6 +728,11 @@ impl Sidecar {
                     Next::Empty => break,
                 };
                 moved += 1;
+                // Keep the ack window bounded before the next publish: every pending ack holds a
+                // permit of the context, and a publish waiting for a permit would wait forever.
+                if result.is_ok() && self.pending.len() >= self.config.jetstream.ack_window {
+                    result = self.settle(false).await;
+                }
             }
             if result.is_ok() {
                 result = self.settle(moved == 0).await;

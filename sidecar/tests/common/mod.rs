@@ -1,0 +1,335 @@
+//! Fixtures for the sidecar process tests: a real `nats-server` (JetStream, optional TLS), a real
+//! `qilin-core` on the simulator, a real `qilin-nats`, and a JetStream client that reads back what
+//! the stream holds. Every wait is bounded by [`WATCHDOG`], a hang guard, never a performance bound.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    fs,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+pub const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// A name unique to this test process and call.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `f` every 10 ms until it returns `Some`, failing after [`WATCHDOG`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WATCHDOG:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A binary of the workspace built beside this test (`cargo test --workspace` builds them all);
+/// built with cargo when missing (running this crate's tests alone).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "building the workspace binaries failed");
+    }
+    assert!(path.exists(), "{} not found after building", path.display());
+    path
+}
+
+/// A TCP port free at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// TLS settings of a test server.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With a CA file: client certificates are required and verified against it.
+    pub verify_ca: Option<PathBuf>,
+}
+
+/// A real nats-server with JetStream on a loopback port; stopped on drop.
+pub struct NatsServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        Self::start_with(dir, None)
+    }
+
+    pub fn start_with(dir: &Path, tls: Option<ServerTls>) -> NatsServer {
+        let port = free_port();
+        let store = dir.join("jetstream");
+        let mut conf = format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n", store.display().to_string());
+        if let Some(tls) = tls {
+            conf.push_str(&format!(
+                "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n",
+                tls.cert.display().to_string(),
+                tls.key.display().to_string()
+            ));
+            if let Some(ca) = tls.verify_ca {
+                conf.push_str(&format!("  ca_file: {:?}\n  verify: true\n", ca.display().to_string()));
+            }
+            conf.push_str("  timeout: 2\n}\n");
+        }
+        let path = dir.join(format!("nats-server-{port}.conf"));
+        fs::write(&path, conf).unwrap();
+        let mut server = NatsServer { port, dir: dir.to_path_buf(), conf: path, child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("nats-server.log")).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("nats-server must be installed (.ci/run installs Debian's nats-server)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("nats-server to listen", || TcpStream::connect(("127.0.0.1", port)).ok());
+    }
+
+    /// Stops the server with `signal` and waits for it to exit.
+    pub fn stop(&mut self, signal: Signal) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop(Signal::SIGKILL);
+    }
+}
+
+/// A real qilin-core on the simulator.
+pub struct Core {
+    pub segment: PathBuf,
+    child: Child,
+}
+
+impl Core {
+    /// Simulator at `rate` ticks/s for `max_ticks` ticks into a ring of `ring_slots`.
+    pub fn start(dir: &Path, feed: &str, ring_slots: u64, rate: u64, max_ticks: u64) -> Core {
+        let segment = PathBuf::from(format!("/dev/shm/{feed}"));
+        let config = dir.join("core.toml");
+        let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+        fs::write(
+            &config,
+            format!(
+                "[feed]\nname = {feed:?}\nsegment_path = {:?}\nring_slots = {ring_slots}\n\
+                 [core]\nlock_memory = false\ncontrol_socket = {:?}\ninstruments_file = {:?}\n\
+                 [source.sim]\nticks_per_second = {rate}\nmax_ticks = {max_ticks}\n",
+                segment.display().to_string(),
+                dir.join("core.sock").display().to_string(),
+                instruments.display().to_string(),
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join("core.log")).unwrap();
+        let child = Command::new(workspace_bin("qilin-core"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let core = Core { segment, child };
+        wait_for("the core's segment", || qilin_shm::Reader::open(&core.segment).ok());
+        core
+    }
+
+    pub fn reader(&self) -> qilin_shm::Reader {
+        qilin_shm::Reader::open(&self.segment).unwrap()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.segment);
+        let mut dir = self.segment.clone().into_os_string();
+        dir.push(".sidecars");
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// A real qilin-nats process.
+pub struct Sidecar {
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+    envs: Vec<(String, String)>,
+}
+
+impl Sidecar {
+    pub fn start(config: &Path, log: &Path) -> Sidecar {
+        Self::start_with_env(config, log, Vec::new())
+    }
+
+    pub fn start_with_env(config: &Path, log: &Path, envs: Vec<(String, String)>) -> Sidecar {
+        let mut sidecar = Sidecar { child: None, config: config.to_path_buf(), log: log.to_path_buf(), envs };
+        sidecar.restart();
+        sidecar
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-nats"))
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn signal(&mut self, signal: Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait_for("qilin-nats to exit", || child.try_wait().unwrap())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The sidecar's status file.
+pub fn status(segment: &Path, name: &str) -> Option<serde_json::Value> {
+    let path = qilin_sidecar::status::status_dir(segment).join(format!("{name}.json"));
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Writes a qilin-nats config for a test.
+pub fn sidecar_config(dir: &Path, segment: &Path, url: &str, extra_nats: &str, extra_root: &str) -> PathBuf {
+    let path = dir.join("nats.toml");
+    fs::write(
+        &path,
+        format!(
+            "name = \"nats\"\nsegment = {:?}\nstate_dir = {:?}\nstatus_interval_ms = 50\n{extra_root}\n\
+             [nats]\nurls = [{url:?}]\nreconnect_max_delay_ms = 200\nrequest_timeout_ms = 1000\n{extra_nats}\n",
+            segment.display().to_string(),
+            dir.join("state").display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// One message of the stream, as the test sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Tick { seq: u64, subject: String },
+    Gap { first: u64, last: u64 },
+}
+
+/// Reads every message of `stream` in stream order.
+pub async fn stream_contents(url: &str, stream: &str) -> Vec<Stored> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let mut out = Vec::new();
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let header = |k: &str| m.headers.get(k).map(|v| v.as_str().parse::<u64>().unwrap());
+        if let Some(first) = header("Qilin-Gap-First") {
+            out.push(Stored::Gap { first, last: header("Qilin-Gap-Last").unwrap() });
+        } else {
+            let seq = header("Qilin-Seq").unwrap();
+            let record = <qilin_shm::TickRecord as zerocopy::FromBytes>::read_from_bytes(&m.payload[..]).unwrap();
+            assert_eq!(record.sequence, seq, "header and body disagree");
+            out.push(Stored::Tick { seq, subject: m.subject.to_string() });
+        }
+    }
+    out
+}
+
+/// Checks that `stored` holds every sequence from 1 to `last` exactly once and in order, each
+/// either as a tick or inside one gap event. Returns the gap events.
+pub fn assert_exactly_once(stored: &[Stored], last: u64) -> Vec<(u64, u64)> {
+    let mut next = 1;
+    let mut gaps = Vec::new();
+    for (i, s) in stored.iter().enumerate() {
+        match *s {
+            Stored::Tick { seq, .. } => {
+                assert_eq!(seq, next, "message {i}: expected sequence {next}, found tick {seq}");
+                next += 1;
+            }
+            Stored::Gap { first, last } => {
+                assert_eq!(first, next, "message {i}: gap {first}..={last} does not start at {next}");
+                assert!(last >= first);
+                gaps.push((first, last));
+                next = last + 1;
+            }
+        }
+    }
+    assert_eq!(next, last + 1, "the stream ends at sequence {} instead of {last}", next - 1);
+    gaps
+}

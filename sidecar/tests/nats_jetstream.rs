@@ -1,0 +1,256 @@
+//! qilin-nats against a real nats-server (JetStream and core NATS) and a real qilin-core on the
+//! simulator: SIGKILLed sidecars, a server stopped under load, a sidecar lapped by the ring.
+
+mod common;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use nix::sys::signal::Signal;
+use qilin_shm::{Counter, Liveness, Reader, now_ns};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Watches the core while a test runs: the largest heartbeat age seen. A stall of the core caused
+/// by a sidecar would show here; the bound checked at the end is a hang guard, not a latency figure.
+struct CoreWatch {
+    reader: Reader,
+    max_heartbeat_age_ns: i64,
+}
+
+impl CoreWatch {
+    fn new(core: &Core) -> CoreWatch {
+        CoreWatch { reader: core.reader(), max_heartbeat_age_ns: 0 }
+    }
+
+    fn sample(&mut self) {
+        if let Liveness::Live { age_ns } | Liveness::Stale { age_ns } = self.reader.liveness(now_ns(), i64::MAX) {
+            self.max_heartbeat_age_ns = self.max_heartbeat_age_ns.max(age_ns);
+        }
+    }
+
+    /// Sleeps `d` while sampling.
+    fn sleep(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            self.sample();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the core has published `n` ticks.
+    fn wait_published(&mut self, n: u64) {
+        let reader = Reader::open(self.reader.path()).unwrap();
+        wait_for("the simulator to finish", || {
+            self.sample();
+            (reader.write_cursor() >= n).then_some(())
+        });
+    }
+
+    /// The core dropped nothing and never stalled: every simulated tick was published, nothing
+    /// was dropped at the hand-off, and the heartbeat never went quiet for a whole second.
+    fn assert_no_stall_or_drop(&self, ticks: u64) {
+        assert_eq!(self.reader.counter(Counter::HandoffFull), 0, "hand-off drops");
+        assert_eq!(self.reader.counter(Counter::TicksPublished), ticks, "ticks published");
+        assert!(
+            self.max_heartbeat_age_ns < 1_000_000_000,
+            "the core's heartbeat was {} ms old at one point",
+            self.max_heartbeat_age_ns / 1_000_000
+        );
+    }
+}
+
+fn wait_position(segment: &Path, watch: &mut CoreWatch, n: u64) -> serde_json::Value {
+    wait_for("qilin-nats to confirm every sequence", || {
+        watch.sample();
+        status(segment, "nats").filter(|s| s["position"] == n)
+    })
+}
+
+/// A small deterministic generator for kill times, seeded and printed so a failure can be rerun.
+fn lcg(state: &mut u64) -> u64 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[test]
+fn jetstream_holds_every_sequence_once_and_in_order_across_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-kill");
+    let server = NatsServer::start(dir.path());
+    const TICKS: u64 = 60_000;
+    let core = Core::start(dir.path(), &feed, 1 << 16, 15_000, TICKS);
+    let mut watch = CoreWatch::new(&core);
+    let config = sidecar_config(dir.path(), &core.segment, &server.url(), "", "");
+    let log = dir.path().join("nats.log");
+    let mut sidecar = Sidecar::start(&config, &log);
+
+    let mut seed = std::process::id() as u64 ^ now_ns() as u64;
+    println!("kill schedule seed {seed}");
+    let mut kills = 0;
+    while core.reader().write_cursor() < TICKS * 4 / 5 {
+        watch.sleep(Duration::from_millis(200 + lcg(&mut seed) % 400));
+        let status = sidecar.signal(Signal::SIGKILL);
+        assert_eq!(status.code(), None, "killed by a signal");
+        kills += 1;
+        sidecar.restart();
+    }
+    assert!(kills >= 3, "only {kills} kills happened mid-stream");
+    watch.wait_published(TICKS);
+    let status = wait_position(&core.segment, &mut watch, TICKS);
+    assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0), "clean stop on SIGTERM:\n{}", sidecar.log());
+
+    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream));
+    let gaps = assert_exactly_once(&stored, TICKS);
+    assert!(gaps.is_empty(), "no tick was lapped, yet gap events {gaps:?}");
+    let prefix = format!("qilin.{feed}.");
+    for s in &stored {
+        if let Stored::Tick { subject, .. } = s {
+            let rest = subject.strip_prefix(&prefix).unwrap_or_else(|| panic!("subject {subject}"));
+            let (exchange, instrument) = rest.split_once('.').unwrap();
+            assert!(["SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX"].contains(&exchange), "{subject}");
+            assert!(!instrument.is_empty() && !instrument.contains('.'), "{subject}");
+        }
+    }
+    let cursor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/nats.cursor")).unwrap()).unwrap();
+    assert_eq!(cursor["sequence"], TICKS, "the cursor file holds the last confirmed sequence");
+    assert_eq!(status["lag_sequences"], 0);
+    watch.assert_no_stall_or_drop(TICKS);
+    println!("{kills} SIGKILLs; stream holds {} messages, 1..={TICKS} once each", stored.len());
+}
+
+#[test]
+fn nats_down_under_load_loses_nothing_and_the_lag_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-down");
+    let mut server = NatsServer::start(dir.path());
+    const TICKS: u64 = 50_000;
+    let core = Core::start(dir.path(), &feed, 1 << 17, 10_000, TICKS);
+    let mut watch = CoreWatch::new(&core);
+    let config = sidecar_config(dir.path(), &core.segment, &server.url(), "", "");
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    wait_for("some ticks confirmed", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+    });
+
+    server.stop(Signal::SIGKILL);
+    let down_at = core.reader().write_cursor();
+    let mut max_lag = 0;
+    let mut saw_disconnected = false;
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        watch.sleep(Duration::from_millis(50));
+        if let Some(s) = status(&core.segment, "nats") {
+            max_lag = max_lag.max(s["lag_sequences"].as_u64().unwrap());
+            saw_disconnected |= s["connected"] == false;
+        }
+    }
+    let up_at = core.reader().write_cursor();
+    server.restart();
+    assert!(up_at - down_at > 10_000, "the server was down for {} ticks only", up_at - down_at);
+    assert!(saw_disconnected, "the status file never said disconnected");
+    assert!(max_lag >= (up_at - down_at) / 2, "reported lag {max_lag} while {} ticks arrived", up_at - down_at);
+
+    watch.wait_published(TICKS);
+    let status = wait_position(&core.segment, &mut watch, TICKS);
+    assert!(status["counters"]["errors"].as_u64().unwrap() > 0, "the outage was counted: {status}");
+    sidecar.signal(Signal::SIGTERM);
+    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream));
+    let gaps = assert_exactly_once(&stored, TICKS);
+    assert!(gaps.is_empty(), "the ring held the outage, yet gap events {gaps:?}");
+    watch.assert_no_stall_or_drop(TICKS);
+    println!("server down for {} ticks; max reported lag {max_lag}", up_at - down_at);
+}
+
+#[test]
+fn lapped_while_nats_is_down_publishes_the_exact_lost_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-lap");
+    let mut server = NatsServer::start(dir.path());
+    const TICKS: u64 = 40_000;
+    const RING: u64 = 4096;
+    let core = Core::start(dir.path(), &feed, RING, 10_000, TICKS);
+    let mut watch = CoreWatch::new(&core);
+    let config = sidecar_config(dir.path(), &core.segment, &server.url(), "", "");
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    wait_for("some ticks confirmed", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+    });
+    server.stop(Signal::SIGKILL);
+    let down_at = core.reader().write_cursor();
+    wait_for("the core to lap the sidecar", || {
+        watch.sample();
+        (core.reader().write_cursor() > down_at + 3 * RING).then_some(())
+    });
+    server.restart();
+    watch.wait_published(TICKS);
+    let status = wait_position(&core.segment, &mut watch, TICKS);
+    sidecar.signal(Signal::SIGTERM);
+
+    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream));
+    // Every sequence is either a stored tick or inside exactly one gap event, never both.
+    let gaps = assert_exactly_once(&stored, TICKS);
+    assert!(!gaps.is_empty(), "the ring was lapped but no gap event was published");
+    let lost: u64 = gaps.iter().map(|(f, l)| l - f + 1).sum();
+    assert!(lost >= 2 * RING, "lost {lost} ticks, fewer than the outage's surplus over the ring");
+    assert_eq!(status["counters"]["gaps"], gaps.len() as u64, "{status}");
+    assert_eq!(status["counters"]["gap_sequences"], lost, "{status}");
+    assert!(sidecar.log().contains("are gone from the ring"), "{}", sidecar.log());
+    watch.assert_no_stall_or_drop(TICKS);
+    println!("gap events {gaps:?}");
+}
+
+#[test]
+fn core_nats_with_json_bodies_delivers_every_tick_with_headers() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-core");
+    let server = NatsServer::start(dir.path());
+    const TICKS: u64 = 5_000;
+    let rt = runtime();
+    let client = rt.block_on(async_nats::connect(server.url())).unwrap();
+    let mut sub = rt.block_on(client.subscribe(format!("test.{feed}.>"))).unwrap();
+    rt.block_on(client.flush()).unwrap();
+
+    let core = Core::start(dir.path(), &feed, 1 << 16, 5_000, TICKS);
+    let config = sidecar_config(
+        dir.path(),
+        &core.segment,
+        &server.url(),
+        &format!("mode = \"core\"\npayload = \"json\"\nsubject_prefix = \"test.{feed}\"\n"),
+        "",
+    );
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    let mut seen = Vec::new();
+    rt.block_on(async {
+        while (seen.len() as u64) < TICKS {
+            let m = tokio::time::timeout(WATCHDOG, sub.next()).await.expect("watchdog").unwrap();
+            let seq: u64 = m.headers.as_ref().unwrap().get("Qilin-Seq").unwrap().as_str().parse().unwrap();
+            let headers = m.headers.as_ref().unwrap();
+            assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), format!("{feed}-{seq}"));
+            assert_eq!(headers.get("Qilin-Source").unwrap().as_str(), "sim");
+            let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(body["sequence"], seq);
+            let subject = format!("test.{feed}.{}.{}", body["ExchangeID"].as_str().unwrap(), body["InstrumentID"].as_str().unwrap());
+            assert_eq!(m.subject.as_str(), subject);
+            seen.push(seq);
+        }
+    });
+    assert_eq!(seen, (1..=TICKS).collect::<Vec<_>>(), "every tick once, in order");
+    let status = wait_for("the flush to confirm the last tick", || {
+        status(&core.segment, "nats").filter(|s| s["position"] == TICKS)
+    });
+    assert_eq!(status["mode"], "core");
+    assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0));
+}
