@@ -2,8 +2,8 @@
 //! in `<segment>.sidecars/<name>.json`. It is rewritten whole (temporary file + rename) every few
 //! hundred milliseconds, so a reader never sees half a file; its `updated_ns` tells whether the
 //! sidecar is still alive. The segment usually lives on tmpfs (`/dev/shm`), so these writes cost no
-//! disk I/O. The format is documented in `docs/SIDECARS.md`; `qilinctl status` and the metrics
-//! exporter read it without linking this crate.
+//! disk I/O. The format is documented in `docs/SIDECARS.md`; the directory and the reader live in
+//! `qilin_tools` so `qilinctl status` shows the sidecars without linking the sidecars.
 
 use std::{
     fs,
@@ -13,12 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-/// Directory that holds the status files of the sidecars of the segment at `segment`.
-pub fn status_dir(segment: &Path) -> PathBuf {
-    let mut name = segment.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".sidecars");
-    segment.with_file_name(name)
-}
+pub use qilin_tools::{sidecar_status_dir as status_dir, sidecar_statuses as read_all};
 
 /// Writes status objects for one sidecar instance.
 #[derive(Debug)]
@@ -48,28 +43,6 @@ impl StatusFile {
         drop(file);
         fs::rename(&self.tmp, &self.path)
     }
-}
-
-/// Reads every status file beside `segment`, sorted by file name. Unreadable files are returned as
-/// an object with an `error` key, so a half-broken sidecar is still listed.
-pub fn read_all(segment: &Path) -> Vec<(String, Value)> {
-    let Ok(entries) = fs::read_dir(status_dir(segment)) else { return Vec::new() };
-    let mut out: Vec<(String, Value)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
-            (!name.starts_with('.')).then_some((name, e.path()))
-        })
-        .map(|(name, path)| {
-            let value = fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                .unwrap_or_else(|e| serde_json::json!({ "error": format!("{}: {e}", path.display()) }));
-            (name, value)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 pub mod cheader;
 
+use std::path::{Path, PathBuf};
+
 use qilin_shm::{Counter, Exchange, Liveness, Reader, Source, TickRecord, layout::id_str, quality};
 use serde_json::{Map, Value, json};
 
@@ -139,6 +141,51 @@ pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {
         })),
         "counters": counters,
     })
+}
+
+/// Directory of the sidecar status files of the segment at `segment`: `<segment>.sidecars/`.
+/// Each sidecar instance rewrites `<name>.json` there a few times a second (see docs/SIDECARS.md).
+pub fn sidecar_status_dir(segment: &Path) -> PathBuf {
+    let mut name = segment.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".sidecars");
+    segment.with_file_name(name)
+}
+
+/// Every sidecar status file beside `segment`, sorted by instance name. An unreadable file is
+/// returned as an object with an `error` key, so a half-broken sidecar is still listed.
+pub fn sidecar_statuses(segment: &Path) -> Vec<(String, Value)> {
+    let Ok(entries) = std::fs::read_dir(sidecar_status_dir(segment)) else { return Vec::new() };
+    let mut out: Vec<(String, Value)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
+            (!name.starts_with('.')).then_some((name, e.path()))
+        })
+        .map(|(name, path)| {
+            let value = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", path.display()) }));
+            (name, value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The sidecars' statuses with `alive` (status rewritten within `stale_after_ns`) and `age_ms`.
+pub fn sidecars_json(segment: &Path, now_ns: i64, stale_after_ns: i64) -> Value {
+    let list: Vec<Value> = sidecar_statuses(segment)
+        .into_iter()
+        .map(|(name, mut v)| {
+            let updated = v["updated_ns"].as_i64();
+            v["instance"] = json!(name);
+            v["age_ms"] = json!(updated.map(|u| (now_ns - u) as f64 / 1e6));
+            v["alive"] = json!(updated.is_some_and(|u| now_ns - u <= stale_after_ns));
+            v
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// The layout as JSON: version, fingerprint, every struct with its fields' offsets and sizes, and

@@ -7,7 +7,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use qilin_shm::{Liveness, Next, Reader, Start, TickRecord, layout};
-use qilin_tools::{TICK_HEADER, exchange_name, status_json, tick_json, tick_row};
+use qilin_tools::{TICK_HEADER, exchange_name, sidecars_json, status_json, tick_json, tick_row};
+
+/// A sidecar whose status file is older than this is shown as not running.
+const SIDECAR_STALE_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Inspect a qilin-feed segment: status, ticks, instruments, layout")]
@@ -109,6 +112,7 @@ fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
     let rate = (reader.write_cursor() - before) * 5;
     let mut value = status_json(reader, now, stale_ns);
     value["rate_per_s"] = serde_json::json!(rate);
+    value["sidecars"] = sidecars_json(reader.path(), now, SIDECAR_STALE_NS.max(stale_ns));
     if json {
         println!("{value}");
     } else {
@@ -129,6 +133,25 @@ fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
             for (name, v) in counters.iter().filter(|(_, v)| v.as_u64() != Some(0)) {
                 println!("  {name:<28} {v}");
             }
+        }
+        for sc in value["sidecars"].as_array().into_iter().flatten() {
+            if let Some(error) = sc["error"].as_str() {
+                println!("sidecar      {}  unreadable status: {error}", sc["instance"].as_str().unwrap_or("?"));
+                continue;
+            }
+            println!(
+                "sidecar      {} ({}) pid {}  position {}  lag {} ticks / {:.1} ms  {}  {} (status {:.0} ms old){}",
+                sc["instance"].as_str().unwrap_or("?"),
+                sc["sidecar"].as_str().unwrap_or("?"),
+                sc["pid"],
+                sc["position"],
+                sc["lag_sequences"],
+                sc["lag_ns"].as_f64().unwrap_or(0.0) / 1e6,
+                if sc["connected"] == false { "DISCONNECTED" } else { "connected" },
+                if sc["alive"] == true { "alive" } else { "NOT RUNNING" },
+                sc["age_ms"].as_f64().unwrap_or(f64::NAN),
+                sc["last_error"].as_str().map(|e| format!("  last error: {e}")).unwrap_or_default(),
+            );
         }
     }
     match reader.liveness(now, stale_ns) {

@@ -103,6 +103,38 @@ fn status_is_0_when_live_and_3_when_stale_or_stopped() {
 }
 
 #[test]
+fn status_lists_each_sidecar_with_its_position_and_liveness() {
+    let segment = Segment::new("sidecars");
+    let _w = writer(&segment, 64, 10);
+    let dir = qilin_tools::sidecar_status_dir(&segment.0);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = qilin_shm::now_ns();
+    let fresh = serde_json::json!({"sidecar": "qilin-nats", "pid": 77, "updated_ns": now, "position": 9,
+        "lag_sequences": 1, "lag_ns": 2_000_000, "connected": true, "last_error": null});
+    let old = serde_json::json!({"sidecar": "qilin-nats", "pid": 78, "updated_ns": now - 60_000_000_000i64,
+        "position": 3, "lag_sequences": 7, "lag_ns": 0, "connected": false, "last_error": "flush: timed out"});
+    std::fs::write(dir.join("nats.json"), fresh.to_string()).unwrap();
+    std::fs::write(dir.join("nats-b.json"), old.to_string()).unwrap();
+    std::fs::write(dir.join(".nats.json.tmp"), "half").unwrap();
+
+    let out = qilinctl(&segment.0, &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sidecars = v["sidecars"].as_array().unwrap();
+    assert_eq!(sidecars.len(), 2, "{v}");
+    assert_eq!((sidecars[0]["instance"].as_str(), sidecars[0]["alive"].as_bool()), (Some("nats"), Some(true)));
+    assert_eq!(sidecars[0]["position"], 9);
+    assert_eq!((sidecars[1]["instance"].as_str(), sidecars[1]["alive"].as_bool()), (Some("nats-b"), Some(false)));
+
+    let (stdout, _) = text(&qilinctl(&segment.0, &["status"]));
+    let line = stdout.lines().find(|l| l.contains("nats-b")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("position 3") && line.contains("NOT RUNNING") && line.contains("DISCONNECTED"), "{line}");
+    assert!(line.contains("last error: flush: timed out"), "{line}");
+    let line = stdout.lines().find(|l| l.contains("nats (")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("position 9") && line.contains("lag 1 ticks / 2.0 ms") && line.contains("alive"), "{line}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn tail_prints_ctp_json_filters_by_instrument_and_reports_gaps() {
     let segment = Segment::new("tail");
     let _w = writer(&segment, 16, 10);

@@ -123,9 +123,7 @@ async fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Read
     loop {
         match Reader::open(&config.segment) {
             Ok(reader) => return Ok(reader),
-            Err(e @ (OpenError::Io { .. } | OpenError::NotInitialised { .. } | OpenError::Truncated { .. }))
-                if !matches!(&e, OpenError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound) =>
-            {
+            Err(e @ (OpenError::Io { .. } | OpenError::NotInitialised { .. } | OpenError::Truncated { .. })) if !matches!(&e, OpenError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound) => {
                 if !told {
                     tracing::warn!("{e}; waiting for the core");
                     told = true;

@@ -282,9 +282,13 @@ impl Config {
         if !n.subject_prefix.is_empty()
             && n.subject_prefix.split('.').any(|t| t.is_empty() || t.contains(['*', '>', ' ', '\t']))
         {
-            bad("nats.subject_prefix", format!("{:?}: dot-separated non-empty tokens without * > or spaces", n.subject_prefix));
+            bad(
+                "nats.subject_prefix",
+                format!("{:?}: dot-separated non-empty tokens without * > or spaces", n.subject_prefix),
+            );
         }
-        let auth = [n.password_file.is_some(), n.token_file.is_some(), n.nkey_seed_file.is_some(), n.creds_file.is_some()];
+        let auth =
+            [n.password_file.is_some(), n.token_file.is_some(), n.nkey_seed_file.is_some(), n.creds_file.is_some()];
         if auth.iter().filter(|&&a| a).count() > 1 {
             bad("nats", "give at most one of password_file, token_file, nkey_seed_file, creds_file".into());
         }

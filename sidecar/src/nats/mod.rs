@@ -84,9 +84,9 @@ pub struct Counters {
     pub acked: u64,
     /// Messages published again after a failure.
     pub retried: u64,
-    /// Gap events published.
+    /// Losses reported as gap events (a loss reported again after a retry counts once).
     pub gaps: u64,
-    /// Sequences covered by gap events.
+    /// Distinct sequences reported lost.
     pub gap_sequences: u64,
     /// Body bytes handed to the client.
     pub bytes: u64,
@@ -98,7 +98,8 @@ pub struct Counters {
     pub epochs: u64,
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>>;
+type AckFuture =
+    Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>>;
 type FlushFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A publish awaiting its ack.
@@ -130,6 +131,8 @@ pub struct Sidecar {
     confirmed: u64,
     confirmed_ns: i64,
     counters: Counters,
+    /// Highest sequence already counted as lost.
+    gap_counted_through: u64,
     last_error: Option<String>,
     cursor_file: CursorFile,
     saved: u64,
@@ -287,6 +290,7 @@ impl Sidecar {
             confirmed: 0,
             confirmed_ns: 0,
             counters: Counters::default(),
+            gap_counted_through: 0,
             last_error: None,
             cursor_file,
             saved: 0,
@@ -318,7 +322,11 @@ impl Sidecar {
                 sidecar.confirmed = c.sequence;
                 sidecar.saved = c.sequence;
                 sidecar.reader.seek(Start::Sequence(c.sequence + 1));
-                tracing::info!("resuming after sequence {} (cursor file {})", c.sequence, sidecar.cursor_file.path().display());
+                tracing::info!(
+                    "resuming after sequence {} (cursor file {})",
+                    c.sequence,
+                    sidecar.cursor_file.path().display()
+                );
             }
             None => {
                 sidecar.reader.seek(match sidecar.config.start {
@@ -461,11 +469,8 @@ impl Sidecar {
         }
         match stream.get_raw_message(last).await {
             Ok(message) => {
-                let seq = message
-                    .headers
-                    .get(SEQ_HEADER)
-                    .and_then(|v| v.as_str().parse::<u64>().ok())
-                    .ok_or_else(|| {
+                let seq =
+                    message.headers.get(SEQ_HEADER).and_then(|v| v.as_str().parse::<u64>().ok()).ok_or_else(|| {
                         anyhow!(
                             "the last message of stream {} (stream sequence {last}, subject {}) has no {SEQ_HEADER} \
                              header: the stream holds messages of another publisher",
@@ -526,7 +531,14 @@ impl Sidecar {
         headers
     }
 
-    async fn send(&mut self, subject: Subject, headers: HeaderMap, body: Bytes, sequence: u64, publish_ns: i64) -> anyhow::Result<()> {
+    async fn send(
+        &mut self,
+        subject: Subject,
+        headers: HeaderMap,
+        body: Bytes,
+        sequence: u64,
+        publish_ns: i64,
+    ) -> anyhow::Result<()> {
         let len = body.len() as u64;
         if let Some(js) = &self.js {
             let ack: PublishAckFuture = js.publish_with_headers(subject, headers, body).await?;
@@ -576,8 +588,15 @@ impl Sidecar {
         }))?;
         let subject = self.gap_subject.clone();
         self.send(subject, headers, Bytes::from(body), last, now_ns()).await?;
-        self.counters.gaps += 1;
-        self.counters.gap_sequences += count;
+        // After a failure the same loss is reported again (possibly grown): count each lost
+        // sequence once, and a gap event once per new starting point.
+        if first > self.gap_counted_through {
+            self.counters.gaps += 1;
+        }
+        if last > self.gap_counted_through {
+            self.counters.gap_sequences += last - first.max(self.gap_counted_through + 1) + 1;
+            self.gap_counted_through = last;
+        }
         Ok(())
     }
 
@@ -654,8 +673,12 @@ impl Sidecar {
     }
 
     fn save_cursor(&mut self) {
-        let cursor =
-            Cursor { feed: self.feed.clone(), sequence: self.confirmed, epoch: self.reader.epoch(), saved_ns: now_ns() };
+        let cursor = Cursor {
+            feed: self.feed.clone(),
+            sequence: self.confirmed,
+            epoch: self.reader.epoch(),
+            saved_ns: now_ns(),
+        };
         match self.cursor_file.save(&cursor) {
             Ok(()) => self.saved = self.confirmed,
             Err(e) => {
