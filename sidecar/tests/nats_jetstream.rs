@@ -242,7 +242,11 @@ fn core_nats_with_json_bodies_delivers_every_tick_with_headers() {
             assert_eq!(headers.get("Qilin-Source").unwrap().as_str(), "sim");
             let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
             assert_eq!(body["sequence"], seq);
-            let subject = format!("test.{feed}.{}.{}", body["ExchangeID"].as_str().unwrap(), body["InstrumentID"].as_str().unwrap());
+            let subject = format!(
+                "test.{feed}.{}.{}",
+                body["ExchangeID"].as_str().unwrap(),
+                body["InstrumentID"].as_str().unwrap()
+            );
             assert_eq!(m.subject.as_str(), subject);
             seen.push(seq);
         }

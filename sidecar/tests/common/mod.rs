@@ -90,7 +90,8 @@ impl NatsServer {
     pub fn start_with(dir: &Path, tls: Option<ServerTls>) -> NatsServer {
         let port = free_port();
         let store = dir.join("jetstream");
-        let mut conf = format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n", store.display().to_string());
+        let mut conf =
+            format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n", store.display().to_string());
         if let Some(tls) = tls {
             conf.push_str(&format!(
                 "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n",
