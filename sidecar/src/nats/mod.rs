@@ -84,9 +84,9 @@ pub struct Counters {
     pub acked: u64,
     /// Messages published again after a failure.
     pub retried: u64,
-    /// Losses reported as gap events (a loss reported again after a retry counts once).
+    /// Gap events confirmed by the server.
     pub gaps: u64,
-    /// Distinct sequences reported lost.
+    /// Sequences covered by confirmed gap events.
     pub gap_sequences: u64,
     /// Body bytes handed to the client.
     pub bytes: u64,
@@ -131,8 +131,9 @@ pub struct Sidecar {
     confirmed: u64,
     confirmed_ns: i64,
     counters: Counters,
-    /// Highest sequence already counted as lost.
-    gap_counted_through: u64,
+    /// Gap events published but not yet confirmed: counted when confirmed, forgotten (and read
+    /// again from the ring) after a failure.
+    unconfirmed_gaps: VecDeque<(u64, u64)>,
     last_error: Option<String>,
     cursor_file: CursorFile,
     saved: u64,
@@ -263,7 +264,11 @@ impl Sidecar {
         let js = (config.nats.mode == Mode::Jetstream).then(|| {
             jetstream::ContextBuilder::new()
                 .timeout(config::ms(config.nats.request_timeout_ms))
-                .max_ack_inflight(config.jetstream.ack_window + 1)
+                // Acks of publishes dropped after a failure keep their permits in the client's
+                // acker until they arrive or time out: room for a second window, and a short
+                // timeout, so a resynchronised sidecar does not wait on the failed window's permits.
+                .ack_timeout(config::ms(config.nats.request_timeout_ms))
+                .max_ack_inflight(2 * config.jetstream.ack_window + 1)
                 .backpressure_on_inflight(true)
                 .build(client.clone())
         });
@@ -290,7 +295,7 @@ impl Sidecar {
             confirmed: 0,
             confirmed_ns: 0,
             counters: Counters::default(),
-            gap_counted_through: 0,
+            unconfirmed_gaps: VecDeque::new(),
             last_error: None,
             cursor_file,
             saved: 0,
@@ -441,6 +446,9 @@ impl Sidecar {
                 }
             }
         }
+        // A gap event the stream holds although its ack was lost counts; the rest is read again.
+        self.count_confirmed_gaps();
+        self.unconfirmed_gaps.clear();
         self.counters.retried += self.published_seq.saturating_sub(self.confirmed);
         self.published_seq = self.confirmed;
         self.reader.seek(Start::Sequence(self.confirmed + 1));
@@ -588,15 +596,7 @@ impl Sidecar {
         }))?;
         let subject = self.gap_subject.clone();
         self.send(subject, headers, Bytes::from(body), last, now_ns()).await?;
-        // After a failure the same loss is reported again (possibly grown): count each lost
-        // sequence once, and a gap event once per new starting point.
-        if first > self.gap_counted_through {
-            self.counters.gaps += 1;
-        }
-        if last > self.gap_counted_through {
-            self.counters.gap_sequences += last - first.max(self.gap_counted_through + 1) + 1;
-            self.gap_counted_through = last;
-        }
+        self.unconfirmed_gaps.push_back((first, last));
         Ok(())
     }
 
@@ -658,8 +658,20 @@ impl Sidecar {
             self.confirmed = sequence;
             self.confirmed_ns = publish_ns;
         }
+        self.count_confirmed_gaps();
         self.backoff = Duration::from_millis(50);
         self.last_error = None;
+    }
+
+    fn count_confirmed_gaps(&mut self) {
+        while let Some(&(first, last)) = self.unconfirmed_gaps.front() {
+            if last > self.confirmed {
+                break;
+            }
+            self.unconfirmed_gaps.pop_front();
+            self.counters.gaps += 1;
+            self.counters.gap_sequences += last - first + 1;
+        }
     }
 
     /// Saves the cursor and rewrites the status file when they are due.

@@ -290,16 +290,25 @@ pub enum Stored {
     Gap { first: u64, last: u64 },
 }
 
-/// Reads every message of `stream` in stream order.
+/// Reads every message of `stream` in stream order (an ephemeral pull consumer, no acks).
 pub async fn stream_contents(url: &str, stream: &str) -> Vec<Stored> {
+    use futures::StreamExt;
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
     let mut stream = js.get_stream(stream).await.unwrap();
-    let info = stream.info().await.unwrap().clone();
-    let mut out = Vec::new();
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        let header = |k: &str| m.headers.get(k).map(|v| v.as_str().parse::<u64>().unwrap());
+    let total = stream.info().await.unwrap().state.messages as usize;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(WATCHDOG, messages.next()).await.expect("watchdog").unwrap().unwrap();
+        let header = |k: &str| m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().parse::<u64>().unwrap());
         if let Some(first) = header("Qilin-Gap-First") {
             out.push(Stored::Gap { first, last: header("Qilin-Gap-Last").unwrap() });
         } else {
