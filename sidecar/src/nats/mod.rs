@@ -794,3 +794,31 @@ impl Sidecar {
         self.write_status();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tokens_keep_ctp_ids_and_replace_what_nats_reserves() {
+        assert_eq!(subject_token("rb2605"), "rb2605");
+        assert_eq!(subject_token("m2609-C-3000"), "m2609-C-3000");
+        assert_eq!(subject_token("SR605C5000"), "SR605C5000");
+        assert_eq!(subject_token("IF2612.X"), "IF2612_X");
+        assert_eq!(subject_token("a*b>c d\te"), "a_b_c_d_e");
+        assert_eq!(subject_token("豆粕"), "__");
+        assert_eq!(subject_token(""), "_");
+    }
+
+    #[test]
+    fn the_example_nats_server_config_is_valid() {
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/nats-server.conf");
+        let out = std::process::Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-t")
+            .output()
+            .expect("nats-server must be installed (.ci/run installs Debian's nats-server)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
