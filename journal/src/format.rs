@@ -1,0 +1,327 @@
+//! The byte format of a journal file: the file header, the block header and the gap payload,
+//! their encoding (little-endian, fixed offsets) and the checksum. Nothing here does I/O.
+//!
+//! ```text
+//! File header (128 B)                         Block header (32 B), then `payload_len` bytes
+//!   +0   magic "QILINJNL"                       +0   magic "QJBK"
+//!   +8   format_version  u32  (FORMAT_VERSION)  +4   kind  u16  (1 ticks, 2 gap)
+//!   +12  header_size     u32  (128)             +6   reserved u16 (0)
+//!   +16  layout_version  u32  (qilin_shm)       +8   first_sequence u64
+//!   +20  record_size     u32  (376)             +16  count u32  (records; 0 for a gap)
+//!   +24  fingerprint     u64  (qilin_shm)       +20  payload_len u32
+//!   +32  trading_day     u32  (YYYYMMDD)        +24  reserved u32 (0)
+//!   +36  reserved        u32                    +28  crc u32: CRC-32 of bytes 0..28, then payload
+//!   +40  created_ns      i64  (UTC ns)
+//!   +48  base_sequence   u64                  Ticks payload: `count` × 376-byte TickRecord, exactly
+//!   +56  feed_name       [u8; 32] NUL-padded    as in the segment, sequences first, first+1, …
+//!   +88  reserved        [u8; 36] (0)         Gap payload (32 B): first u64, last u64,
+//!   +124 header_crc      u32: CRC-32 of 0..124    reason u32, reserved u32, recorded_ns i64
+//! ```
+//!
+//! The CRC is CRC-32/ISO-HDLC (the zlib, gzip and PNG one: `zlib.crc32` in Python).
+
+use qilin_shm::{FINGERPRINT, LAYOUT_VERSION, TickRecord, layout::fixed_id};
+
+/// First eight bytes of every journal file.
+pub const FILE_MAGIC: [u8; 8] = *b"QILINJNL";
+/// Version of this file format. Bumped on any change a reader of the previous version would misread.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the file header.
+pub const FILE_HEADER_SIZE: usize = 128;
+/// First four bytes of every block.
+pub const BLOCK_MAGIC: [u8; 4] = *b"QJBK";
+/// Size of a block header.
+pub const BLOCK_HEADER_SIZE: usize = 32;
+/// Size of one tick record in a ticks block (the segment's record, unchanged).
+pub const RECORD_SIZE: usize = size_of::<TickRecord>();
+/// Size of a gap block's payload.
+pub const GAP_PAYLOAD_SIZE: usize = 32;
+/// Most records a ticks block may hold. A reader refuses larger blocks as corrupt, so a damaged
+/// length can never make it allocate gigabytes.
+pub const MAX_BLOCK_RECORDS: u32 = 4096;
+/// File name extension.
+pub const EXTENSION: &str = "qj";
+
+/// Block kinds.
+pub(crate) const KIND_TICKS: u16 = 1;
+pub(crate) const KIND_GAP: u16 = 2;
+
+const _: () = {
+    assert!(RECORD_SIZE == 376 && RECORD_SIZE.is_multiple_of(8));
+    assert!(BLOCK_HEADER_SIZE.is_multiple_of(8) && FILE_HEADER_SIZE.is_multiple_of(8));
+    assert!(GAP_PAYLOAD_SIZE.is_multiple_of(8));
+};
+
+/// CRC-32 of `parts`, in order.
+pub(crate) fn crc(parts: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize()
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// What the file header says: which feed, which trading day, which layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Journal format version ([`FORMAT_VERSION`] for files this build writes).
+    pub format_version: u32,
+    /// `qilin_shm::LAYOUT_VERSION` of the records.
+    pub layout_version: u32,
+    /// Size of one record (376).
+    pub record_size: u32,
+    /// `qilin_shm::FINGERPRINT` of the records' layout.
+    pub fingerprint: u64,
+    /// Trading day of the ticks, YYYYMMDD.
+    pub trading_day: u32,
+    /// When the file was created, UTC ns.
+    pub created_ns: i64,
+    /// The sequence before the file's first entry: the file continues from `base_sequence + 1`
+    /// (the previous day's last sequence, or where recording started). A file holding only its
+    /// header still says where its writer stood.
+    pub base_sequence: u64,
+    /// Feed name (the segment's), ASCII.
+    pub feed: String,
+}
+
+impl FileHeader {
+    /// A header for a file of this build's format and layout.
+    pub fn new(feed: &str, trading_day: u32, base_sequence: u64, created_ns: i64) -> FileHeader {
+        FileHeader {
+            format_version: FORMAT_VERSION,
+            layout_version: LAYOUT_VERSION,
+            record_size: RECORD_SIZE as u32,
+            fingerprint: FINGERPRINT,
+            trading_day,
+            created_ns,
+            base_sequence,
+            feed: feed.to_owned(),
+        }
+    }
+
+    /// The 128 bytes on disk. The feed name must be valid ([`valid_feed`]).
+    pub fn encode(&self) -> [u8; FILE_HEADER_SIZE] {
+        let mut b = [0u8; FILE_HEADER_SIZE];
+        b[0..8].copy_from_slice(&FILE_MAGIC);
+        b[8..12].copy_from_slice(&self.format_version.to_le_bytes());
+        b[12..16].copy_from_slice(&(FILE_HEADER_SIZE as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&self.layout_version.to_le_bytes());
+        b[20..24].copy_from_slice(&self.record_size.to_le_bytes());
+        b[24..32].copy_from_slice(&self.fingerprint.to_le_bytes());
+        b[32..36].copy_from_slice(&self.trading_day.to_le_bytes());
+        b[40..48].copy_from_slice(&self.created_ns.to_le_bytes());
+        b[48..56].copy_from_slice(&self.base_sequence.to_le_bytes());
+        let feed: [u8; 32] = fixed_id(&self.feed).unwrap_or([0; 32]);
+        b[56..88].copy_from_slice(&feed);
+        let crc = crc(&[&b[..124]]);
+        b[124..128].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header: magic, checksum, then whether this build can read it (format
+    /// version, record size, layout version and fingerprint), in that order.
+    pub(crate) fn decode(b: &[u8; FILE_HEADER_SIZE]) -> Result<FileHeader, HeaderProblem> {
+        if b[0..8] != FILE_MAGIC {
+            return Err(HeaderProblem::NotAJournal);
+        }
+        if crc(&[&b[..124]]) != u32_at(b, 124) {
+            return Err(HeaderProblem::Checksum);
+        }
+        let feed_bytes = &b[56..88];
+        let end = feed_bytes.iter().position(|c| *c == 0).unwrap_or(32);
+        let header = FileHeader {
+            format_version: u32_at(b, 8),
+            layout_version: u32_at(b, 16),
+            record_size: u32_at(b, 20),
+            fingerprint: u64_at(b, 24),
+            trading_day: u32_at(b, 32),
+            created_ns: u64_at(b, 40) as i64,
+            base_sequence: u64_at(b, 48),
+            feed: String::from_utf8_lossy(&feed_bytes[..end]).into_owned(),
+        };
+        let checks: [(&'static str, u64, u64); 4] = [
+            ("journal format version", header.format_version.into(), FORMAT_VERSION.into()),
+            ("record size", header.record_size.into(), RECORD_SIZE as u64),
+            ("qilin_shm layout version", header.layout_version.into(), LAYOUT_VERSION.into()),
+            ("qilin_shm layout fingerprint", header.fingerprint, FINGERPRINT),
+        ];
+        for (what, found, expected) in checks {
+            if found != expected {
+                return Err(HeaderProblem::Incompatible { what, found, expected });
+            }
+        }
+        if u32_at(b, 12) as usize != FILE_HEADER_SIZE {
+            return Err(HeaderProblem::Incompatible {
+                what: "header size",
+                found: u32_at(b, 12).into(),
+                expected: FILE_HEADER_SIZE as u64,
+            });
+        }
+        Ok(header)
+    }
+}
+
+/// Why a file header was refused (turned into a [`crate::JournalError`] naming the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    NotAJournal,
+    Checksum,
+    Incompatible { what: &'static str, found: u64, expected: u64 },
+}
+
+/// A decoded block header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockHeader {
+    pub kind: u16,
+    pub first_sequence: u64,
+    pub count: u32,
+    pub payload_len: u32,
+    pub crc: u32,
+}
+
+impl BlockHeader {
+    /// Bytes 0..28 (everything the CRC covers before the payload).
+    pub fn encode_without_crc(&self) -> [u8; BLOCK_HEADER_SIZE - 4] {
+        let mut b = [0u8; BLOCK_HEADER_SIZE - 4];
+        b[0..4].copy_from_slice(&BLOCK_MAGIC);
+        b[4..6].copy_from_slice(&self.kind.to_le_bytes());
+        b[8..16].copy_from_slice(&self.first_sequence.to_le_bytes());
+        b[16..20].copy_from_slice(&self.count.to_le_bytes());
+        b[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        b
+    }
+
+    /// `None` when the bytes do not start with the block magic.
+    pub fn decode(b: &[u8; BLOCK_HEADER_SIZE]) -> Option<BlockHeader> {
+        (b[0..4] == BLOCK_MAGIC).then(|| BlockHeader {
+            kind: u16_at(b, 4),
+            first_sequence: u64_at(b, 8),
+            count: u32_at(b, 16),
+            payload_len: u32_at(b, 20),
+            crc: u32_at(b, 28),
+        })
+    }
+
+    /// Whether `payload` (and this header) match the stored checksum.
+    pub fn checksum_ok(&self, raw_header: &[u8; BLOCK_HEADER_SIZE], payload: &[u8]) -> bool {
+        crc(&[&raw_header[..BLOCK_HEADER_SIZE - 4], payload]) == self.crc
+    }
+}
+
+/// Fills the first [`BLOCK_HEADER_SIZE`] bytes of `block` (whose payload follows) with the header
+/// of a block of `kind`, including the checksum.
+pub(crate) fn seal_block(block: &mut [u8], kind: u16, first_sequence: u64, count: u32) {
+    let payload_len = (block.len() - BLOCK_HEADER_SIZE) as u32;
+    let header = BlockHeader { kind, first_sequence, count, payload_len, crc: 0 };
+    block[..BLOCK_HEADER_SIZE - 4].copy_from_slice(&header.encode_without_crc());
+    let crc = crc(&[&block[..BLOCK_HEADER_SIZE - 4], &block[BLOCK_HEADER_SIZE..]]);
+    block[BLOCK_HEADER_SIZE - 4..BLOCK_HEADER_SIZE].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Why sequences are missing from the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapReason {
+    /// The reader was lapped by the core while recording: the ring overwrote them first.
+    Lapped,
+    /// The recorder was not running (stopped, killed, starting) and the ring no longer held them
+    /// when it resumed.
+    Restart,
+    /// The disk was full; by the time space returned, the ring no longer held them.
+    DiskFull,
+    /// A code this build does not know (written by a newer writer).
+    Other(u32),
+}
+
+impl GapReason {
+    /// The code stored in the file.
+    pub fn code(self) -> u32 {
+        match self {
+            GapReason::Lapped => 1,
+            GapReason::Restart => 2,
+            GapReason::DiskFull => 3,
+            GapReason::Other(code) => code,
+        }
+    }
+
+    /// The reason for a stored code.
+    pub fn from_code(code: u32) -> GapReason {
+        match code {
+            1 => GapReason::Lapped,
+            2 => GapReason::Restart,
+            3 => GapReason::DiskFull,
+            other => GapReason::Other(other),
+        }
+    }
+
+    /// Lower-case name (`lapped`, `restart`, `disk-full`, `other`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GapReason::Lapped => "lapped",
+            GapReason::Restart => "restart",
+            GapReason::DiskFull => "disk-full",
+            GapReason::Other(_) => "other",
+        }
+    }
+}
+
+/// A gap record: sequences `first..=last` are not in the journal and never will be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// First missing sequence.
+    pub first: u64,
+    /// Last missing sequence (≥ `first`).
+    pub last: u64,
+    /// Why they are missing.
+    pub reason: GapReason,
+    /// When the writer recorded the gap, UTC ns.
+    pub recorded_ns: i64,
+}
+
+impl Gap {
+    /// Number of missing sequences.
+    pub fn count(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    pub(crate) fn encode(&self) -> [u8; GAP_PAYLOAD_SIZE] {
+        let mut b = [0u8; GAP_PAYLOAD_SIZE];
+        b[0..8].copy_from_slice(&self.first.to_le_bytes());
+        b[8..16].copy_from_slice(&self.last.to_le_bytes());
+        b[16..20].copy_from_slice(&self.reason.code().to_le_bytes());
+        b[24..32].copy_from_slice(&self.recorded_ns.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Gap {
+        Gap {
+            first: u64_at(b, 0),
+            last: u64_at(b, 8),
+            reason: GapReason::from_code(u32_at(b, 16)),
+            recorded_ns: u64_at(b, 24) as i64,
+        }
+    }
+}
+
+/// Whether `feed` can name a journal: 1 to 31 characters of `[A-Za-z0-9_-]` (every valid segment
+/// feed name).
+pub fn valid_feed(feed: &str) -> bool {
+    !feed.is_empty() && feed.len() < 32 && feed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+}
+
+/// Whether `day` is a plausible YYYYMMDD date (month 1–12, day 1–31, year 1900–9999).
+pub fn valid_trading_day(day: u32) -> bool {
+    let (y, m, d) = (day / 10_000, day / 100 % 100, day % 100);
+    (1900..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d)
+}
