@@ -3,6 +3,7 @@
 //! prices (NaN) are `null`. qilinctl reads only the segment; it never links the core.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+pub mod audit;
 pub mod cheader;
 
 use std::path::{Path, PathBuf};
