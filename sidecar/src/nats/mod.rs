@@ -234,6 +234,29 @@ pub fn is_fatal(kind: ConnectErrorKind) -> bool {
     )
 }
 
+/// The TLS error behind a connect error. async-nats reports a failed handshake (a server
+/// certificate the CA file does not vouch for, a client certificate the server refused with an
+/// alert) as `ConnectErrorKind::Io` wrapping the rustls error in an `io::Error`, so
+/// [`is_fatal`] alone would retry it forever.
+pub fn tls_error(e: &async_nats::ConnectError) -> Option<&async_nats::rustls::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<async_nats::rustls::Error>() {
+            return Some(tls);
+        }
+        // io::Error::source() skips the wrapped error itself: look at it with get_ref().
+        if let Some(tls) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<async_nats::rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = s.source();
+    }
+    None
+}
+
 impl Sidecar {
     /// Opens the segment, connects and prepares the stream. Retries while the server is
     /// unreachable (logging each failure); gives up at once on TLS and authentication failures.
@@ -247,9 +270,12 @@ impl Sidecar {
             let options = connect_options(&config, connected.clone())?;
             match options.connect(config.nats.urls.as_slice()).await {
                 Ok(client) => break client,
-                Err(e) if is_fatal(e.kind()) => {
-                    return Err(anyhow!(e).context(format!("cannot connect to NATS at {urls} (not retried)")));
+                Err(e) if tls_error(&e).is_some() => {
+                    let tls = tls_error(&e).expect("checked");
+                    bail!("cannot connect to NATS at {urls} (not retried): TLS handshake failed: {tls}");
                 }
+                // async-nats's message already carries its cause: print it once.
+                Err(e) if is_fatal(e.kind()) => bail!("cannot connect to NATS at {urls} (not retried): {e}"),
                 Err(e) => {
                     tracing::warn!("cannot connect to NATS at {urls}: {e}; retrying in {delay:?}");
                     if stop.load(Ordering::Relaxed) {

@@ -1,0 +1,257 @@
+//! `qilin-recorder` configuration: one TOML file, every key with a default, unknown keys refused,
+//! and every problem reported with its file and key at once.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use qilin_journal::{FsyncPolicy, WriterOptions};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Instance name: status file `<segment>.sidecars/<name>.json`.
+    pub name: String,
+    /// The segment to read.
+    pub segment: PathBuf,
+    /// Directory of the journal files `<feed>-<YYYYMMDD>.qj`.
+    pub journal_dir: PathBuf,
+    /// Where to start when the journal directory holds no file of the feed yet (first start).
+    pub start: StartAt,
+    /// How often the status file is rewritten.
+    pub status_interval_ms: u64,
+    /// Sleep between polls of the ring when it has nothing new.
+    pub poll_interval_us: u64,
+    /// `[journal]`.
+    pub journal: JournalConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "recorder".into(),
+            segment: PathBuf::from("/dev/shm/qilin"),
+            journal_dir: PathBuf::from("journal"),
+            start: StartAt::Oldest,
+            status_interval_ms: 250,
+            poll_interval_us: 500,
+            journal: JournalConfig::default(),
+        }
+    }
+}
+
+/// First start without a journal.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartAt {
+    /// The oldest tick still in the ring.
+    #[default]
+    Oldest,
+    /// Only ticks published from now on.
+    Newest,
+}
+
+/// When journal blocks are forced to disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fsync {
+    /// Never by the recorder: the kernel writes back on its own (a power cut loses what it had
+    /// not written; a crash of the recorder loses nothing).
+    Never,
+    /// At most `fsync_interval_ms` after a block was written.
+    #[default]
+    Interval,
+    /// After every block (throughput bound by the disk's flush latency).
+    EveryBlock,
+}
+
+/// `[journal]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Records per block (each block is one write and one checksum).
+    pub block_records: u32,
+    /// A partial block is written once its first record is this old.
+    pub max_block_age_ms: u64,
+    /// When to fdatasync.
+    pub fsync: Fsync,
+    /// With `fsync = "interval"`: the longest a written block waits for its fdatasync.
+    pub fsync_interval_ms: u64,
+    /// While the disk is full (or the journal cannot be written), retry this often.
+    pub retry_interval_ms: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            block_records: 64,
+            max_block_age_ms: 20,
+            fsync: Fsync::Interval,
+            fsync_interval_ms: 200,
+            retry_interval_ms: 1000,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// The journal writer's options.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            block_records: self.block_records,
+            max_block_age: ms(self.max_block_age_ms),
+            fsync: match self.fsync {
+                Fsync::Never => FsyncPolicy::Never,
+                Fsync::Interval => FsyncPolicy::Interval(ms(self.fsync_interval_ms)),
+                Fsync::EveryBlock => FsyncPolicy::EveryBlock,
+            },
+        }
+    }
+}
+
+/// Every problem found in a configuration, each with its file and key.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `<defaults>`, `command line`).
+    pub file: String,
+    /// `(key, reason)` pairs.
+    pub problems: Vec<(String, String)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
+        for (key, reason) in &self.problems {
+            write!(f, "\n  {}: {key}: {reason}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
+            ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Checks every value, reporting all problems at once.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut bad = |key: &str, reason: String| problems.push((key.into(), reason));
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            bad("name", format!("{:?}: one or more of [A-Za-z0-9_-]", self.name));
+        }
+        if self.journal_dir.as_os_str().is_empty() {
+            bad("journal_dir", "empty: give a directory".into());
+        }
+        let j = &self.journal;
+        for (key, value, min, max) in [
+            ("status_interval_ms", self.status_interval_ms, 10, 60_000),
+            ("poll_interval_us", self.poll_interval_us, 1, 100_000),
+            ("journal.block_records", u64::from(j.block_records), 1, u64::from(qilin_journal::format::MAX_BLOCK_RECORDS)),
+            ("journal.max_block_age_ms", j.max_block_age_ms, 0, 60_000),
+            ("journal.fsync_interval_ms", j.fsync_interval_ms, 1, 600_000),
+            ("journal.retry_interval_ms", j.retry_interval_ms, 1, 600_000),
+        ] {
+            if !(min..=max).contains(&value) {
+                bad(key, format!("{value}: must be between {min} and {max}"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+    }
+}
+
+/// Milliseconds as a [`Duration`].
+pub fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/recorder.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, Config::default(), "config/recorder.example.toml must show the defaults");
+        Config::default().validate("<defaults>").unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+            name = "a b"
+            journal_dir = ""
+            status_interval_ms = 1
+            poll_interval_us = 0
+            [journal]
+            block_records = 0
+            fsync = "every-block"
+            fsync_interval_ms = 0
+            retry_interval_ms = 0
+            max_block_age_ms = 600000
+        "#;
+        let err = Config::parse(text, "recorder.toml").unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "journal_dir",
+                "status_interval_ms",
+                "poll_interval_us",
+                "journal.block_records",
+                "journal.max_block_age_ms",
+                "journal.fsync_interval_ms",
+                "journal.retry_interval_ms"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("recorder.toml has 8 problem(s):"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_policies_name_their_line() {
+        let err = Config::parse("name = \"n\"\n[journal]\nfsync_ms = 3\n", "f.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "line 3");
+        assert!(err.problems[0].1.contains("unknown field `fsync_ms`"), "{err}");
+        let err = Config::parse("[journal]\nfsync = \"sometimes\"\n", "f.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "line 2");
+        assert!(err.problems[0].1.contains("every-block"), "{err}");
+    }
+
+    #[test]
+    fn fsync_policies_map_to_the_writer() {
+        let mut j = JournalConfig::default();
+        assert_eq!(j.writer_options().fsync, FsyncPolicy::Interval(Duration::from_millis(200)));
+        j.fsync = Fsync::EveryBlock;
+        assert_eq!(j.writer_options().fsync, FsyncPolicy::EveryBlock);
+        j.fsync = Fsync::Never;
+        assert_eq!(j.writer_options().fsync, FsyncPolicy::Never);
+        assert_eq!(j.writer_options().block_records, 64);
+    }
+}
