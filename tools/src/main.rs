@@ -1,19 +1,40 @@
-//! `qilinctl`: look at a running feed through its segment (read-only; never links the core).
+//! `qilinctl`: look at a running feed through its segment (read-only; never links the core), send
+//! the core operations over its control socket (speaking its JSON-lines protocol, still without
+//! linking it), and read the audit log those operations write.
 //!
-//! Exit codes: 0 ok; 2 the segment is missing, unreadable or of another layout; 3 the writer is
-//! stale (heartbeat older than `--stale-ms`) or stopped.
+//! Exit codes of the segment commands: 0 ok; 2 the segment is missing, unreadable or of another
+//! layout; 3 the writer is stale (heartbeat older than `--stale-ms`) or stopped.
+//!
+//! Exit codes of the operations (`subscribe`, `unsubscribe`, `shutdown`; each appends one audit
+//! entry carrying this code): 0 the core accepted every request; 1 the core refused one (its reply
+//! says why); 2 the core could not be reached or did not answer; 4 the audit log cannot be written,
+//! so nothing was sent; 5 the operation was done but its audit entry could not be written.
+//!
+//! `audit verify`: 0 the chain is intact, 1 tampered (every problem is printed with its line), 2 the
+//! log cannot be read. `audit show`: 0, or 2 when the log cannot be read.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use qilin_shm::{Liveness, Next, Reader, Start, TickRecord, layout};
-use qilin_tools::{TICK_HEADER, exchange_name, sidecars_json, status_json, tick_json, tick_row};
+use qilin_tools::{
+    TICK_HEADER,
+    audit::{self, AuditLog, Entry},
+    exchange_name, sidecars_json, status_json, tick_json, tick_row,
+};
+use serde_json::{Value, json};
 
 /// A sidecar whose status file is older than this is shown as not running.
 const SIDECAR_STALE_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Inspect a qilin-feed segment: status, ticks, instruments, layout")]
+#[command(version, about = "Inspect a qilin-feed segment, operate its core (audited), verify the audit log")]
 struct Args {
     /// Segment file.
     #[arg(long, global = true, default_value = "/dev/shm/qilin")]
@@ -72,19 +93,104 @@ enum Cmd {
         #[arg(long)]
         c_header: bool,
     },
+    /// Admit instruments into the directory (control socket `subscribe ID`; audited).
+    Subscribe {
+        /// InstrumentIDs, e.g. rb2605.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Stop publishing instruments (control socket `unsubscribe ID`; audited).
+    Unsubscribe {
+        /// InstrumentIDs, e.g. rb2605.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Stop the core cleanly (control socket `shutdown`; audited).
+    Shutdown {
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// The audit log of operations: verify its hash chain, show its entries.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain, the numbering and the head file; name every damaged line.
+    Verify {
+        /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+        /// ~/.local/state/qilin/audit.jsonl].
+        #[arg(long, visible_alias = "audit-log")]
+        log: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the entries (as stored with --json).
+    Show {
+        /// Audit log [default: as for verify].
+        #[arg(long, visible_alias = "audit-log")]
+        log: Option<PathBuf>,
+        /// The stored JSON lines, byte for byte.
+        #[arg(long)]
+        json: bool,
+        /// Only the last N entries.
+        #[arg(long)]
+        last: Option<usize>,
+    },
+}
+
+/// Where the core's control socket and the audit log are.
+#[derive(Debug, ClapArgs)]
+struct ControlOpts {
+    /// The core's control socket [default: /tmp/qilin-<feed>.sock, as the core's].
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Feed name, for the default control socket.
+    #[arg(long, default_value = "qilin")]
+    feed: String,
+    /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+    /// ~/.local/state/qilin/audit.jsonl].
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// How long to wait for each reply (a subscribe waits up to 2 s for the directory).
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+impl ControlOpts {
+    fn socket(&self) -> PathBuf {
+        self.control_socket.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/qilin-{}.sock", self.feed)))
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Cmd::Layout { json, c_header } = args.command {
-        if c_header {
-            print!("{}", qilin_tools::cheader::c_header());
-        } else if json {
-            println!("{}", qilin_tools::layout_json());
-        } else {
-            print_layout();
+    let requests = |verb: &str, ids: &[String]| ids.iter().map(|id| format!("{verb} {id}")).collect::<Vec<_>>();
+    match &args.command {
+        Cmd::Layout { json, c_header } => {
+            if *c_header {
+                print!("{}", qilin_tools::cheader::c_header());
+            } else if *json {
+                println!("{}", qilin_tools::layout_json());
+            } else {
+                print_layout();
+            }
+            return ExitCode::SUCCESS;
         }
-        return ExitCode::SUCCESS;
+        Cmd::Subscribe { ids, control } => return operate("subscribe", &requests("subscribe", ids), control),
+        Cmd::Unsubscribe { ids, control } => return operate("unsubscribe", &requests("unsubscribe", ids), control),
+        Cmd::Shutdown { control } => return operate("shutdown", &["shutdown".to_owned()], control),
+        Cmd::Audit { command: AuditCmd::Verify { log, json } } => return audit_verify(log.as_deref(), *json),
+        Cmd::Audit { command: AuditCmd::Show { log, json, last } } => return audit_show(log.as_deref(), *json, *last),
+        _ => {}
     }
     let reader = match Reader::open(&args.segment) {
         Ok(reader) => reader,
@@ -100,7 +206,170 @@ fn main() -> ExitCode {
         }
         Cmd::Instruments { json } => instruments(&reader, json),
         Cmd::Snapshot { json } => snapshot(&reader, json),
-        Cmd::Layout { .. } => unreachable!("handled above"),
+        Cmd::Layout { .. }
+        | Cmd::Subscribe { .. }
+        | Cmd::Unsubscribe { .. }
+        | Cmd::Shutdown { .. }
+        | Cmd::Audit { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Sends `requests` to the core and appends one audit entry with the outcome. The log is opened
+/// first: an operation that could not be audited is not done.
+fn operate(command: &str, requests: &[String], opts: &ControlOpts) -> ExitCode {
+    let log_path = audit::resolve_path(opts.audit_log.as_deref());
+    let log = match AuditLog::open(&log_path) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("qilinctl: {e}; nothing was sent (operations that cannot be audited are refused)");
+            return ExitCode::from(4);
+        }
+    };
+    let socket = opts.socket();
+    let (code, actions) = send_requests(&socket, requests, Duration::from_millis(opts.timeout_ms));
+    let args = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let entry = Entry { command: command.to_owned(), args, exit_code: i32::from(code), actions };
+    match log.append(&entry) {
+        Ok(_) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("qilinctl: {command} was done (exit code {code}) but NOT audited: {e}");
+            ExitCode::from(5)
+        }
+    }
+}
+
+/// One connection, one request per line, one JSON reply per line. Each reply is printed; each
+/// request becomes an action `{socket, request, reply}` or `{socket, request, error}`. After a
+/// transport error the remaining requests are not sent (the connection's state is unknown).
+fn send_requests(socket: &Path, requests: &[String], timeout: Duration) -> (u8, Vec<Value>) {
+    let action = |request: &str, key: &str, value: Value| json!({"socket": socket.display().to_string(), "request": request, key: value});
+    let connected = UnixStream::connect(socket).and_then(|stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let lines = BufReader::new(stream.try_clone()?);
+        Ok((stream, lines))
+    });
+    let (mut stream, mut lines) = match connected {
+        Ok(pair) => pair,
+        Err(e) => {
+            let error = format!("connecting to {}: {e}", socket.display());
+            eprintln!("qilinctl: {error}");
+            return (2, requests.iter().map(|r| action(r, "error", json!(error))).collect());
+        }
+    };
+    let (mut code, mut actions) = (0u8, Vec::new());
+    for (i, request) in requests.iter().enumerate() {
+        match ask(&mut stream, &mut lines, request) {
+            Ok(reply) => {
+                println!("{reply}");
+                if reply["ok"] != json!(true) {
+                    eprintln!(
+                        "qilinctl: the core refused {request:?}: {}",
+                        reply["error"].as_str().unwrap_or("no reason")
+                    );
+                    code = code.max(1);
+                }
+                actions.push(action(request, "reply", reply));
+            }
+            Err(error) => {
+                eprintln!("qilinctl: {request:?}: {error}");
+                actions.push(action(request, "error", json!(error)));
+                for rest in &requests[i + 1..] {
+                    actions.push(action(rest, "error", json!("not sent: an earlier request failed")));
+                }
+                return (2, actions);
+            }
+        }
+    }
+    (code, actions)
+}
+
+fn ask(stream: &mut UnixStream, lines: &mut BufReader<UnixStream>, request: &str) -> Result<Value, String> {
+    writeln!(stream, "{request}").map_err(|e| format!("sending: {e}"))?;
+    let mut line = String::new();
+    match lines.read_line(&mut line) {
+        Ok(0) => Err("the core closed the connection without a reply".to_owned()),
+        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("reply {:?} is not JSON: {e}", line.trim_end())),
+        Err(e) => Err(format!("reading the reply: {e}")),
+    }
+}
+
+fn audit_verify(log: Option<&Path>, json: bool) -> ExitCode {
+    let path = audit::resolve_path(log);
+    let report = match audit::verify(&path) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let mut value = json!(report);
+        value["log"] = json!(path.display().to_string());
+        value["clean"] = json!(report.is_clean());
+        println!("{value}");
+    } else {
+        for problem in &report.problems {
+            println!("{}", problem.detail);
+        }
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        if report.is_clean() {
+            println!("{}: {} entries, chain intact, head at seq {}", path.display(), report.lines, report.last_seq);
+        } else {
+            println!("{}: TAMPERED: {} problem(s) in {} lines", path.display(), report.problems.len(), report.lines);
+        }
+    }
+    if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn audit_show(log: Option<&Path>, json: bool, last: Option<usize>) -> ExitCode {
+    let path = audit::resolve_path(log);
+    let lines = match audit::read_lines(&path) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
+    for (line, record) in &lines[skip..] {
+        match record {
+            _ if json => println!("{line}"),
+            Some(r) => {
+                let who = match &r.operator.sudo_user {
+                    Some(sudo) => format!("{} (sudo by {sudo})", r.operator.user),
+                    None => r.operator.user.clone(),
+                };
+                let actions: Vec<String> = r.actions.iter().map(action_summary).collect();
+                println!(
+                    "{:>6} {} {who}@{} pid {} {}: {} -> exit {}  [{}]",
+                    r.seq,
+                    r.ts,
+                    r.host,
+                    r.pid,
+                    r.program,
+                    r.args.join(" "),
+                    r.exit_code,
+                    actions.join("; ")
+                );
+            }
+            None => println!("     ? (not an audit entry) {line}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `request → reply` for the control actions, the JSON otherwise.
+fn action_summary(action: &Value) -> String {
+    match (action["request"].as_str(), action.get("reply"), action["error"].as_str()) {
+        (Some(request), Some(reply), _) => format!("{request} -> {reply}"),
+        (Some(request), None, Some(error)) => format!("{request} -> error: {error}"),
+        _ => match action.as_str() {
+            Some(s) => s.to_owned(),
+            None => action.to_string(),
+        },
     }
 }
 
