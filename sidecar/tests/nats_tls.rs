@@ -283,10 +283,8 @@ fn a_server_certificate_of_an_unknown_ca_is_refused_and_not_retried() {
         "",
     );
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
-   : async-nats reports a failed TLS handshake as
-    // ConnectErrorKind::Io, which `qilin_sidecar::nats::is_fatal` does not list, so
-    // `Sidecar::start` retries forever ("IO error: invalid peer certificate: UnknownIssuer;
-    // retrying") and this fails after FATAL_EXIT until the fix in sidecar/src/nats/mod.rs lands.
+    // async-nats reports a failed TLS handshake as ConnectErrorKind::Io; `tls_error` finds the
+    // rustls error inside so the sidecar stops instead of retrying an unfixable failure.
     let (_, log) = fatal_exit(&mut sidecar, "server certificate of an unknown CA");
     let line = exit_line(&log);
     assert!(line.contains("cannot connect to NATS at") && line.contains("(not retried)"), "{line}");
@@ -337,9 +335,7 @@ fn mutual_tls_accepts_a_client_certificate_of_the_ca_and_refuses_another_cas() {
     fs::create_dir(&bad_dir).unwrap();
     let config = sidecar_config(&bad_dir, &core.segment, &server.url(), &tls_section(&foreign), "");
     let mut sidecar = Sidecar::start(&config, &bad_dir.join("nats.log"));
-   : the server's BadCertificate alert reaches the
-    // client as ConnectErrorKind::Io, not fatal for `is_fatal`, so `Sidecar::start` retries
-    // forever; this fails after FATAL_EXIT until the fix in sidecar/src/nats/mod.rs lands.
+    // The server's BadCertificate alert reaches the client as ConnectErrorKind::Io too.
     let (_, log) = fatal_exit(&mut sidecar, "client certificate of another CA");
     let line = exit_line(&log);
     assert!(line.contains("cannot connect to NATS at") && line.contains("(not retried)"), "{line}");
