@@ -52,7 +52,7 @@
 use std::{
     ffi::OsString,
     fs::{self, DirBuilder, File, OpenOptions},
-    io::{self, Write},
+    io::{self, Read, Write},
     os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
@@ -390,12 +390,13 @@ impl Report {
 }
 
 /// Checks the whole chain of the log at `path` and its head file; `Err` only when they cannot be
-/// read. Holds a shared lock meanwhile, so it never sees an append half done.
+/// read. The log and the head are read under a shared lock, so an append is never seen half done.
 pub fn verify(path: &Path) -> Result<Report, VerifyError> {
     let unreadable = |source| VerifyError { path: path.to_owned(), source };
-    let file = File::open(path).map_err(unreadable)?;
-    file.lock_shared().map_err(unreadable)?;
-    let bytes = fs::read(path).map_err(unreadable)?;
+    let mut file = File::open(path).map_err(unreadable)?;
+    file.lock_shared().map_err(unreadable)?; // held until the head is read too
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(unreadable)?;
     let head = match fs::read(head_path(path)) {
         Ok(b) => Some(serde_json::from_slice::<Head>(&b).map_err(|e| e.to_string())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -544,10 +545,7 @@ pub fn verify(path: &Path) -> Result<Report, VerifyError> {
 
 /// The log's lines (under a shared lock), each with its parsed record when it is one.
 pub fn read_lines(path: &Path) -> Result<Vec<(String, Option<Record>)>, VerifyError> {
-    let unreadable = |source| VerifyError { path: path.to_owned(), source };
-    let file = File::open(path).map_err(unreadable)?;
-    file.lock_shared().map_err(unreadable)?;
-    let bytes = fs::read(path).map_err(unreadable)?;
+    let bytes = read_locked(path).map_err(|source| VerifyError { path: path.to_owned(), source })?;
     Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .map(|line| (line.to_owned(), serde_json::from_str::<Record>(line).ok()))
@@ -618,6 +616,15 @@ fn open_for_append(path: &Path) -> io::Result<File> {
 fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
+}
+
+/// The whole file, read under a shared lock so that no append is half done.
+fn read_locked(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    file.lock_shared()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The last line of a non-empty file without its newline, and whether it had one.

@@ -150,7 +150,7 @@ enum AuditCmd {
 /// Where the core's control socket and the audit log are.
 #[derive(Debug, ClapArgs)]
 struct ControlOpts {
-    /// The core's control socket [default: /tmp/qilin-<feed>.sock, as the core's].
+    /// The core's control socket [default: /tmp/qilin-FEED.sock with FEED from --feed, as the core's].
     #[arg(long)]
     control_socket: Option<PathBuf>,
     /// Feed name, for the default control socket.
@@ -232,7 +232,7 @@ fn operate(command: &str, requests: &[String], opts: &ControlOpts) -> ExitCode {
     match log.append(&entry) {
         Ok(_) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("qilinctl: {command} was done (exit code {code}) but NOT audited: {e}");
+            eprintln!("qilinctl: {command} was done (exit code {code}) but its audit entry failed: {e}");
             ExitCode::from(5)
         }
     }
