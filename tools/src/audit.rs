@@ -8,7 +8,8 @@
 //! {"seq":3,"prev":"<64 hex>","ts":"2026-03-02T01:30:00.123456789Z","ts_ns":1772415000123456789,
 //!  "operator":{"user":"qilin","uid":990,"sudo_user":"alice"},"host":"md01","pid":4242,
 //!  "program":"qilinctl","command":"subscribe","args":["subscribe","rb2605"],"exit_code":0,
-//!  "actions":[{"socket":"/tmp/qilin-qilin.sock","request":"subscribe rb2605","reply":{"ok":true,…}}]}
+//!  "actions":[{"reply":{"index":0,"instrument":"rb2605","ok":true},"request":"subscribe rb2605",
+//!  "socket":"/tmp/qilin-qilin.sock"}]}
 //! ```
 //!
 //! - `seq` counts entries from 1; `prev` is the SHA-256 (lowercase hex) of the previous line's exact
@@ -98,17 +99,28 @@ pub struct Operator {
 /// One line of the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Position in the chain, from 1.
     pub seq: u64,
+    /// SHA-256 hex of the previous line's bytes (without its newline); [`GENESIS`] on line 1.
     pub prev: String,
+    /// UTC RFC 3339 with nanoseconds.
     pub ts: String,
+    /// The same instant in ns since the Unix epoch.
     pub ts_ns: i64,
     pub operator: Operator,
+    /// The host name.
     pub host: String,
+    /// The writing process.
     pub pid: u32,
+    /// File name of the writing program (`qilinctl`, `qilin-secrets`, …).
     pub program: String,
+    /// [`Entry::command`].
     pub command: String,
+    /// [`Entry::args`], masked by [`mask_args`].
     pub args: Vec<String>,
+    /// [`Entry::exit_code`].
     pub exit_code: i32,
+    /// [`Entry::actions`], as given (object keys sorted, as serde_json writes them).
     pub actions: Vec<Value>,
 }
 
