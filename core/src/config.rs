@@ -128,6 +128,8 @@ pub enum SourceKind {
     Sim,
     /// Raw CTP structs in UDP datagrams.
     Udp,
+    /// Journal files written by qilin-recorder.
+    Replay,
 }
 
 /// `[source]`.
@@ -140,6 +142,26 @@ pub struct SourceConfig {
     pub sim: SimConfig,
     /// `[source.udp]`.
     pub udp: UdpConfig,
+    /// `[source.replay]`.
+    pub replay: ReplayConfig,
+}
+
+/// `[source.replay]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// A journal file (`<feed>-<YYYYMMDD>.qj`) or a directory of them.
+    pub path: PathBuf,
+    /// Feed whose files to replay from a directory; empty: the directory's only feed.
+    pub feed: String,
+    /// Pace: 0 = as fast as the hot thread takes them; 1.0 = the original speed; 2.0 = twice as fast.
+    pub speed: f64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig { path: PathBuf::new(), feed: String::new(), speed: 0.0 }
+    }
 }
 
 /// `[source.sim]`.
@@ -345,6 +367,13 @@ impl Config {
         }
         if !(1..=1024).contains(&u.batch) {
             bad("source.udp.batch", format!("{}: must be between 1 and 1024", u.batch));
+        }
+        let r = &self.source.replay;
+        if !(r.speed.is_finite() && r.speed >= 0.0) {
+            bad("source.replay.speed", format!("{}: 0 (as fast as possible) or a positive factor", r.speed));
+        }
+        if self.source.kind == SourceKind::Replay && r.path.as_os_str().is_empty() {
+            bad("source.replay.path", "empty: the replay source needs a journal file or directory".into());
         }
         if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
     }

@@ -84,12 +84,15 @@ pub enum Input {
     Handoff(HandoffRx),
     /// A UDP socket, polled directly by the hot thread; ticks tagged with the given source.
     Udp(UdpBound, Source),
+    /// Already-normalized records from the replay thread (see [`crate::replay`]).
+    Replay(rtrb::Consumer<TickRecord>),
 }
 
 /// An input as polled (built on the hot thread).
 enum Polled {
     Handoff(HandoffRx),
     Udp(UdpSource, Source),
+    Replay(rtrb::Consumer<TickRecord>),
 }
 
 struct Registered {
@@ -205,6 +208,7 @@ impl Engine {
         let mut input = match input {
             Input::Handoff(rx) => Polled::Handoff(rx),
             Input::Udp(bound, source) => Polled::Udp(bound.into_source(), source),
+            Input::Replay(queue) => Polled::Replay(queue),
         };
         self.writer.set_run_state(RunState::Running);
         let mut next_housekeeping = 0i64;
@@ -229,6 +233,15 @@ impl Engine {
                     let n = socket.poll(|bytes, receive_ns| self.process(bytes, receive_ns, source));
                     self.pending[Counter::UdpDatagrams as usize] += n as u64;
                     self.pending[Counter::UdpReceiveErrors as usize] += socket.take_errors();
+                    n
+                }
+                Polled::Replay(queue) => {
+                    let mut n = 0;
+                    while n < self.options.batch {
+                        let Ok(record) = queue.pop() else { break };
+                        self.replay(&record);
+                        n += 1;
+                    }
                     n
                 }
             };
@@ -337,6 +350,37 @@ impl Engine {
         self.pending[reason.counter() as usize] += 1;
     }
 
+    /// Publishes one already-normalized record from a journal: same market fields, timestamps and
+    /// quality flags; this segment's sequence and instrument index; source `replay`.
+    #[inline]
+    pub fn replay(&mut self, record: &TickRecord) {
+        self.report.received += 1;
+        self.pending[Counter::TicksReceived as usize] += 1;
+        let key: IdKey = record.instrument_id;
+        if qilin_shm::layout::id_str(&key).is_none_or(str::is_empty) {
+            return self.reject(Reject::Id);
+        }
+        let slot = match self.by_id.get(&key) {
+            Some(slot) => *slot,
+            None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {
+                Some(slot) => {
+                    self.registered[slot].subscribed = true;
+                    slot
+                }
+                None => return self.reject(Reject::UnknownInstrument),
+            },
+            None => return self.reject(Reject::UnknownInstrument),
+        };
+        let entry = &self.registered[slot];
+        if !entry.subscribed {
+            return self.reject(Reject::UnknownInstrument);
+        }
+        self.out = *record;
+        self.out.instrument_index = entry.index;
+        self.out.source = Source::Replay as u8;
+        self.publish_out();
+    }
+
     /// Normalizes and publishes one raw struct; counts it either way.
     #[inline]
     pub fn process(&mut self, bytes: &[u8], receive_ns: i64, source: Source) {
@@ -370,6 +414,12 @@ impl Engine {
         if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
             return self.reject(reason);
         }
+        self.publish_out();
+    }
+
+    /// Writes `self.out` to the ring and counts it.
+    #[inline]
+    fn publish_out(&mut self) {
         self.out.publish_ns = qilin_shm::now_ns();
         match self.writer.publish(&mut self.out) {
             Ok(_) => {

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod handoff;
 pub mod instruments;
 pub mod normalize;
+pub mod replay;
 pub mod sim;
 pub mod udp;
 

@@ -54,6 +54,12 @@ struct Args {
     /// Simulator: stop producing after this many ticks [config: source.sim.max_ticks].
     #[arg(long)]
     sim_max_ticks: Option<u64>,
+    /// Replay this journal file or directory (implies --source replay) [config: source.replay.path].
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Replay pace: 0 = as fast as possible, 1.0 = original speed [config: source.replay.speed].
+    #[arg(long)]
+    replay_speed: Option<f64>,
     /// Print, once a second, the rate and the latest ticks as a reader of the segment sees them.
     #[arg(long)]
     demo: bool,
@@ -98,6 +104,13 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.sim_max_ticks {
         config.source.sim.max_ticks = v;
+    }
+    if let Some(v) = &args.replay {
+        config.source.kind = SourceKind::Replay;
+        config.source.replay.path = v.clone();
+    }
+    if let Some(v) = args.replay_speed {
+        config.source.replay.speed = v;
     }
     config.validate(&format!("{file} (with command-line overrides)"))?;
     Ok(config)
@@ -173,6 +186,12 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             let socket = UdpBound::bind(&config.source.udp)?;
             tracing::info!(addr = %socket.local_addr()?, group = ?config.source.udp.multicast_group, "UDP source bound");
             Input::Udp(socket, Source::Udp)
+        }
+        SourceKind::Replay => {
+            let (tx, rx) = rtrb::RingBuffer::new(config.core.handoff_capacity);
+            qilin_core::replay::spawn(&config.source.replay, tx, Arc::clone(&stop))?;
+            tracing::info!(path = %config.source.replay.path.display(), speed = config.source.replay.speed, "replay started");
+            Input::Replay(rx)
         }
     };
     if demo {
