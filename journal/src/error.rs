@@ -4,6 +4,7 @@ use std::{io, path::PathBuf};
 
 /// Everything that can go wrong reading or writing a journal.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JournalError {
     /// An I/O failure other than a full disk.
     #[error("journal {path}: {op}: {source}")]
@@ -108,6 +109,12 @@ pub enum JournalError {
         expected: u64,
         /// The sequence offered.
         found: u64,
+    },
+    /// Another writer (another recorder on the same directory) holds the file's lock.
+    #[error("journal {path} is locked by another writer (is another recorder writing this directory?)")]
+    Locked {
+        /// The file.
+        path: PathBuf,
     },
     /// A bad argument (feed name, trading day, gap range).
     #[error("journal {path}: {reason}")]

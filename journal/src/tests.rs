@@ -88,6 +88,31 @@ fn ticks_and_gaps_round_trip_byte_for_byte() {
 }
 
 #[test]
+fn gaps_that_follow_each_other_become_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
+    w.append_tick(&tick(1)).unwrap();
+    w.append_gap(2, 5, GapReason::Restart).unwrap();
+    assert_eq!((w.written_sequence(), w.next_sequence()), (1, 6), "the tick was written, the gap is held");
+    assert!(!w.is_flushed());
+    w.append_gap(6, 9, GapReason::Lapped).unwrap();
+    w.append_tick(&tick(10)).unwrap();
+    assert_eq!(w.written_sequence(), 9, "the next tick writes the held gap first");
+    w.append_gap(11, 11, GapReason::DiskFull).unwrap();
+    w.flush().unwrap();
+    assert!(w.is_flushed());
+    assert_eq!(w.stats().gaps, 2);
+    w.finish().unwrap();
+    let entries = read_all(&path(dir.path()));
+    assert_complete(&entries, 1, 11);
+    let gaps: Vec<_> = entries.iter().filter_map(|e| if let Entry::Gap(g) = e { Some(*g) } else { None }).collect();
+    assert_eq!(
+        gaps.iter().map(|g| (g.first, g.last, g.reason)).collect::<Vec<_>>(),
+        [(2, 9, GapReason::Restart), (11, 11, GapReason::DiskFull)]
+    );
+}
+
+#[test]
 fn reopening_continues_after_the_last_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(3, FsyncPolicy::Never));
@@ -311,6 +336,16 @@ fn a_header_only_file_says_where_its_writer_stood() {
     let (w, report) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     assert!(!report.created);
     assert_eq!((report.last_sequence, w.next_sequence()), (5000, 5001));
+}
+
+#[test]
+fn one_writer_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
+    let err = JournalWriter::open(dir.path(), "feed-a", DAY, 0, options(4, FsyncPolicy::Never)).unwrap_err();
+    assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+    drop(w);
+    assert!(JournalWriter::open(dir.path(), "feed-a", DAY, 0, options(4, FsyncPolicy::Never)).is_ok());
 }
 
 #[test]

@@ -3,7 +3,10 @@
 //! **Buffering.** Ticks collect in a block of up to `block_records` records; a block is written
 //! with one positional write when it is full, when it is older than `max_block_age` (checked by
 //! [`JournalWriter::maintain`], which the owner calls when idle), before a gap record, and on
-//! [`flush`](JournalWriter::flush)/[`sync`](JournalWriter::sync). A block is never split across
+//! [`flush`](JournalWriter::flush)/[`sync`](JournalWriter::sync). A gap record is held the same
+//! way until the next tick (or the same triggers), so gaps that follow each other directly (a
+//! reader lapped again while catching up, retries while the disk is full) become one record, with
+//! the first one's reason. A block is never split across
 //! writes by the writer, so the file always ends at a block boundary unless the process or the
 //! machine dies mid-write (a torn tail, cut off by the next open).
 //!
@@ -134,6 +137,8 @@ pub struct JournalWriter {
     /// Block under construction: header room, then the buffered records.
     block: Vec<u8>,
     buffered: u32,
+    /// A gap record not yet written (extended by directly following gaps).
+    pending_gap: Option<Gap>,
     block_first: u64,
     block_started: Instant,
     next_sequence: u64,
@@ -159,6 +164,14 @@ fn check_args(path: &Path, feed: &str, trading_day: u32, options: &WriterOptions
         return invalid(format!("block_records {}: must be 1 to {MAX_BLOCK_RECORDS}", options.block_records));
     }
     Ok(())
+}
+
+/// Takes the file's exclusive lock (released when the file is closed): one writer per file.
+fn lock(file: &File) -> io::Result<()> {
+    file.try_lock().map_err(|e| match e {
+        fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+        fs::TryLockError::Error(e) => e,
+    })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -210,6 +223,7 @@ impl JournalWriter {
         let header = FileHeader::new(feed, trading_day, base_sequence, qilin_shm::now_ns());
         let written = (|| {
             let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+            lock(&file)?;
             file.write_all_at(&header.encode(), 0)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -218,6 +232,7 @@ impl JournalWriter {
         })();
         let file = match written {
             Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(JournalError::Locked { path }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 return Err(if is_no_space(&e) {
@@ -242,6 +257,10 @@ impl JournalWriter {
             .write(true)
             .open(&path)
             .map_err(|e| JournalError::io(&path, "opening the file", e))?;
+        lock(&file).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => JournalError::Locked { path: path.clone() },
+            _ => JournalError::io(&path, "locking the file", e),
+        })?;
         let header = blocks::read_header(&file, &path)?;
         if header.feed != feed || header.trading_day != trading_day {
             return Err(JournalError::WrongFile {
@@ -296,6 +315,7 @@ impl JournalWriter {
             options,
             block,
             buffered: 0,
+            pending_gap: None,
             block_first: 0,
             block_started: now,
             next_sequence: last_sequence + 1,
@@ -355,6 +375,11 @@ impl JournalWriter {
         self.buffered
     }
 
+    /// Whether nothing is held back: every entry appended is in a written block.
+    pub fn is_flushed(&self) -> bool {
+        self.buffered == 0 && self.pending_gap.is_none()
+    }
+
     /// File length in bytes (the end of the last whole block).
     pub fn len(&self) -> u64 {
         self.len
@@ -363,6 +388,11 @@ impl JournalWriter {
     /// Whether the file holds only its header.
     pub fn is_empty(&self) -> bool {
         self.len == FILE_HEADER_SIZE as u64
+    }
+
+    /// Whether an earlier failure stopped the writer (drop it and open the file again).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// Running totals.
@@ -386,6 +416,9 @@ impl JournalWriter {
                 found: tick.sequence,
             });
         }
+        if self.pending_gap.is_some() {
+            self.write_pending_gap()?;
+        }
         if self.buffered == 0 {
             self.block_first = tick.sequence;
             self.block_started = Instant::now();
@@ -400,7 +433,8 @@ impl JournalWriter {
     }
 
     /// Appends a gap record for `first..=last` (`first` must be [`next_sequence`](Self::next_sequence)),
-    /// writing the buffered ticks first.
+    /// writing the buffered ticks first. The record is written with the next tick (or flush,
+    /// `maintain`, `sync`); a gap that directly follows it extends it instead of adding a record.
     pub fn append_gap(&mut self, first: u64, last: u64, reason: GapReason) -> Result<(), JournalError> {
         self.check_usable()?;
         if first != self.next_sequence {
@@ -414,20 +448,33 @@ impl JournalWriter {
             return Err(JournalError::Invalid { path: self.path.clone(), reason: format!("gap {first}..={last}") });
         }
         self.write_ticks_block()?;
-        let gap = Gap { first, last, reason, recorded_ns: qilin_shm::now_ns() };
+        match &mut self.pending_gap {
+            Some(pending) => pending.last = last,
+            None => {
+                self.pending_gap = Some(Gap { first, last, reason, recorded_ns: qilin_shm::now_ns() });
+                self.block_started = Instant::now();
+            }
+        }
+        self.next_sequence = last + 1;
+        Ok(())
+    }
+
+    fn write_pending_gap(&mut self) -> Result<(), JournalError> {
+        let Some(gap) = self.pending_gap.take() else { return Ok(()) };
         let mut block = [0u8; BLOCK_HEADER_SIZE + GAP_PAYLOAD_SIZE];
         block[BLOCK_HEADER_SIZE..].copy_from_slice(&gap.encode());
-        seal_block(&mut block, KIND_GAP, first, 0);
-        self.next_sequence = last + 1;
-        self.write_block(&block, last)?;
+        seal_block(&mut block, KIND_GAP, gap.first, 0);
+        self.write_block(&block, gap.last)?;
         self.stats.gaps += 1;
         self.stats.gap_sequences += gap.count();
         Ok(())
     }
 
-    /// Writes the partial block, if any (no `fdatasync` unless the policy is `EveryBlock`).
+    /// Writes the partial block or the held gap record, if any (no `fdatasync` unless the policy
+    /// is `EveryBlock`).
     pub fn flush(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
+        self.write_pending_gap()?;
         self.write_ticks_block()
     }
 
@@ -442,7 +489,10 @@ impl JournalWriter {
     /// a partial block older than `max_block_age`, and syncs when the `Interval` policy says so.
     pub fn maintain(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
-        if self.buffered > 0 && self.block_started.elapsed() >= self.options.max_block_age {
+        if (self.buffered > 0 || self.pending_gap.is_some())
+            && self.block_started.elapsed() >= self.options.max_block_age
+        {
+            self.write_pending_gap()?;
             self.write_ticks_block()?;
         }
         self.sync_if_due()
@@ -498,6 +548,7 @@ impl JournalWriter {
         // after the last whole block.
         self.block.truncate(BLOCK_HEADER_SIZE);
         self.buffered = 0;
+        self.pending_gap = None;
         self.next_sequence = self.written_sequence + 1;
         if let Err(cut) = self.file.set_len(self.len) {
             self.poisoned = true;
@@ -545,10 +596,11 @@ impl JournalWriter {
 }
 
 impl Drop for JournalWriter {
-    /// Writes the partial block (no sync; errors are ignored: what was not written is re-read by
-    /// whoever resumes from the file).
+    /// Writes the partial block or held gap (no sync; errors are ignored: what was not written is
+    /// re-read by whoever resumes from the file).
     fn drop(&mut self) {
         if !self.poisoned {
+            let _ = self.write_pending_gap();
             let _ = self.write_ticks_block();
         }
     }

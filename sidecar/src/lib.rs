@@ -10,5 +10,6 @@
 
 pub mod cursor;
 pub mod nats;
+pub mod recorder;
 pub mod secret;
 pub mod status;

@@ -170,7 +170,12 @@ impl Config {
         for (key, value, min, max) in [
             ("status_interval_ms", self.status_interval_ms, 10, 60_000),
             ("poll_interval_us", self.poll_interval_us, 1, 100_000),
-            ("journal.block_records", u64::from(j.block_records), 1, u64::from(qilin_journal::format::MAX_BLOCK_RECORDS)),
+            (
+                "journal.block_records",
+                u64::from(j.block_records),
+                1,
+                u64::from(qilin_journal::format::MAX_BLOCK_RECORDS),
+            ),
             ("journal.max_block_age_ms", j.max_block_age_ms, 0, 60_000),
             ("journal.fsync_interval_ms", j.fsync_interval_ms, 1, 600_000),
             ("journal.retry_interval_ms", j.retry_interval_ms, 1, 600_000),

@@ -1,0 +1,139 @@
+//! `qilin-recorder`: journals every tick of a qilin segment to `<journal_dir>/<feed>-<YYYYMMDD>.qj`.
+//!
+//! SIGTERM or SIGINT: the buffered block is written and fsynced, the status file updated, exit 0.
+//! A SIGKILL loses nothing either: the next start resumes from the journal's last whole block.
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use qilin_shm::{OpenError, Reader};
+use qilin_sidecar::recorder::{Config, Recorder};
+
+/// Journals every tick of a qilin segment to disk, one file per trading day.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Config file (TOML); see config/recorder.example.toml. Without it the defaults apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Segment to read (overrides `segment`).
+    #[arg(long)]
+    segment: Option<PathBuf>,
+    /// Instance name (overrides `name`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Directory of the journal files (overrides `journal_dir`).
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("qilin-recorder: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(segment) = args.segment {
+        config.segment = segment;
+    }
+    if let Some(name) = args.name {
+        config.name = name;
+    }
+    if let Some(dir) = args.journal_dir {
+        config.journal_dir = dir;
+    }
+    if let Err(e) = config.validate("command line") {
+        eprintln!("qilin-recorder: {e}");
+        return ExitCode::from(2);
+    }
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("qilin-recorder: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(config, &stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("qilin-recorder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in every thread and waits for them in a thread of their own, which
+/// sets the returned flag (no signal handler, so no unsafe code).
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Ok(signal) = set.wait() {
+            tracing::info!("{signal}: stopping");
+        }
+        flag.store(true, Ordering::Relaxed);
+    })?;
+    Ok(stop)
+}
+
+fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
+    let reader = open_segment(&config, stop)?;
+    tracing::info!(
+        "reading feed {:?} from {} (epoch {}, newest sequence {}); journal in {}",
+        reader.feed_name(),
+        reader.path().display(),
+        reader.epoch(),
+        reader.write_cursor(),
+        config.journal_dir.display()
+    );
+    let mut recorder = Recorder::start(config, reader)?;
+    recorder.run(stop)?;
+    tracing::info!("stopped at sequence {}", recorder.position());
+    Ok(())
+}
+
+/// Waits for the segment to appear (the recorder may start before the core).
+fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Reader> {
+    let mut told = false;
+    loop {
+        match Reader::open(&config.segment) {
+            Ok(reader) => return Ok(reader),
+            Err(e @ (OpenError::Io { .. } | OpenError::NotInitialised { .. } | OpenError::Truncated { .. })) if !matches!(&e, OpenError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound) => {
+                if !told {
+                    tracing::warn!("{e}; waiting for the core");
+                    told = true;
+                }
+            }
+            Err(e) => anyhow::bail!("segment {}: {e}", config.segment.display()),
+        }
+        if stop.load(Ordering::Relaxed) {
+            anyhow::bail!("stopped while waiting for segment {}", config.segment.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
