@@ -4,7 +4,13 @@
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 pub mod audit;
+pub mod calendar;
 pub mod cheader;
+pub mod journal_cli;
+pub mod products;
+pub mod quality_report;
+pub mod replay;
+pub mod tick_csv;
 
 use std::path::{Path, PathBuf};
 

@@ -12,10 +12,18 @@
 //!
 //! `audit verify`: 0 the chain is intact, 1 tampered (every problem is printed with its line), 2 the
 //! log cannot be read. `audit show`: 0, or 2 when the log cannot be read.
+//!
+//! Journal commands (docs/CSV.md): `export --csv`, `quality`: 0 done, 2 the journal or the CSV could
+//! not be read or written. `import --csv` (audited): 0 imported, 2 nothing imported (a bad row, a
+//! journal that would be overwritten, …), 4 the audit log cannot be written so nothing was done, 5
+//! imported but not audited. `replay` (audited when it starts): 2 the journal is missing or damaged
+//! or `qilin-core` cannot be run, 4 the audit log cannot be written; otherwise qilinctl becomes the
+//! core (exec) and the exit code is the core's.
 
 use std::{
     io::{BufRead, BufReader, Write},
-    os::unix::net::UnixStream,
+    ops::RangeInclusive,
+    os::unix::{net::UnixStream, process::CommandExt},
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -26,7 +34,11 @@ use qilin_shm::{Liveness, Next, Reader, Start, TickRecord, layout};
 use qilin_tools::{
     TICK_HEADER,
     audit::{self, AuditLog, Entry},
-    exchange_name, sidecars_json, status_json, tick_json, tick_row,
+    exchange_name,
+    journal_cli::{self, ImportOptions, JournalSel, parse_days},
+    products::Products,
+    quality_report::{self, QualityOptions},
+    replay, sidecars_json, status_json, tick_json, tick_row,
 };
 use serde_json::{Value, json};
 
@@ -36,9 +48,10 @@ const SIDECAR_STALE_NS: i64 = 2_000_000_000;
 #[derive(Debug, Parser)]
 #[command(version, about = "Inspect a qilin-feed segment, operate its core (audited), verify the audit log")]
 struct Args {
-    /// Segment file.
-    #[arg(long, global = true, default_value = "/dev/shm/qilin")]
-    segment: PathBuf,
+    /// Segment file [default: /dev/shm/qilin]. `replay` writes into it (required there); `quality`
+    /// reads its reject counters when given.
+    #[arg(long, global = true)]
+    segment: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -119,6 +132,111 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Write journal ticks as CSV (format: docs/CSV.md); gap records are counted on stderr.
+    Export {
+        /// CSV (the only format; required so a later format is a choice, not a surprise).
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        journal: JournalOpts,
+        /// Only these instruments (repeatable).
+        #[arg(long)]
+        instrument: Vec<String>,
+        /// Output file (written under a temporary name, renamed when complete) [default: stdout].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Read a CSV of ticks (ours or a vendor's CTP export) into one journal per trading day (audited).
+    Import {
+        /// The CSV file.
+        #[arg(long, value_name = "IN")]
+        csv: PathBuf,
+        /// Journal directory to write `<feed>-<YYYYMMDD>.qj` into.
+        #[arg(long)]
+        journal_dir: PathBuf,
+        /// Feed name of the journals.
+        #[arg(long)]
+        feed: String,
+        /// Replace journals that exist for the same days (never one a recorder is writing).
+        #[arg(long)]
+        force: bool,
+        /// The core's product file, used for vendor files (exchange, AveragePrice, stale flags)
+        /// [default: config/instruments.toml if it exists].
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+        /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+        /// ~/.local/state/qilin/audit.jsonl].
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
+    /// Verify a journal, then run qilin-core (beside qilinctl) replaying it into --segment (audited).
+    Replay {
+        #[command(flatten)]
+        journal: JournalOpts,
+        /// Pace: 0 = as fast as possible, 1.0 = original speed, 2.0 = twice as fast.
+        #[arg(long, default_value_t = 0.0)]
+        speed: f64,
+        /// The core's control socket [default: the core's, /tmp/qilin-FEED.sock].
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+        /// A core config file to start from (command-line values override it).
+        #[arg(long)]
+        core_config: Option<PathBuf>,
+        /// The qilin-core binary [default: qilin-core in qilinctl's own directory].
+        #[arg(long)]
+        core: Option<PathBuf>,
+        /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+        /// ~/.local/state/qilin/audit.jsonl].
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
+    /// Data-quality report of a journal, per trading day and instrument (table, or JSON).
+    Quality {
+        #[command(flatten)]
+        journal: JournalOpts,
+        /// JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// A silence longer than this many seconds (of trading time when the sessions are known)
+        /// is a stale period.
+        #[arg(long, default_value_t = 60)]
+        stale_after_s: u64,
+        /// The core's product file, for trading sessions [default: config/instruments.toml if it
+        /// exists; without one every silence counts, session breaks included].
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+    },
+}
+
+/// Which journal files: a directory and feed (and days), or one file.
+#[derive(Debug, ClapArgs)]
+struct JournalOpts {
+    /// Journal directory (the recorder's journal_dir).
+    #[arg(long, default_value = "journal")]
+    journal_dir: PathBuf,
+    /// Feed whose journals to read [default: qilin; with --file, replay names the segment's feed
+    /// after the file's].
+    #[arg(long)]
+    feed: Option<String>,
+    /// Trading days: YYYYMMDD, YYYYMMDD..YYYYMMDD or all.
+    #[arg(long, default_value = "all", value_parser = parse_days)]
+    day: RangeInclusive<u32>,
+    /// One journal file instead of a directory.
+    #[arg(long, conflicts_with_all = ["journal_dir", "day"])]
+    file: Option<PathBuf>,
+}
+
+impl JournalOpts {
+    fn selection(&self) -> JournalSel {
+        match &self.file {
+            Some(file) => JournalSel::File(file.clone()),
+            None => JournalSel::Dir {
+                dir: self.journal_dir.clone(),
+                feed: self.feed.clone().unwrap_or_else(|| "qilin".into()),
+                days: self.day.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,9 +308,33 @@ fn main() -> ExitCode {
         Cmd::Shutdown { control } => return operate("shutdown", &["shutdown".to_owned()], control),
         Cmd::Audit { command: AuditCmd::Verify { log, json } } => return audit_verify(log.as_deref(), *json),
         Cmd::Audit { command: AuditCmd::Show { log, json, last } } => return audit_show(log.as_deref(), *json, *last),
+        Cmd::Export { csv, journal, instrument, output } => {
+            return export(*csv, journal, instrument, output.as_deref());
+        }
+        Cmd::Import { csv, journal_dir, feed, force, instruments, audit_log } => {
+            return import(csv, journal_dir, feed, *force, instruments.as_deref(), audit_log.as_deref());
+        }
+        Cmd::Replay { journal, speed, control_socket, core_config, core, audit_log } => {
+            let Some(segment) = &args.segment else {
+                eprintln!("qilinctl: replay needs --segment: the segment the replaying core writes");
+                return ExitCode::from(2);
+            };
+            let core_opts = CoreOpts {
+                segment,
+                speed: *speed,
+                control_socket: control_socket.as_deref(),
+                core_config: core_config.as_deref(),
+                core: core.as_deref(),
+            };
+            return replay_cmd(journal, &core_opts, audit_log.as_deref());
+        }
+        Cmd::Quality { journal, json, stale_after_s, instruments } => {
+            return quality(journal, *json, *stale_after_s, instruments.as_deref(), args.segment.as_deref());
+        }
         _ => {}
     }
-    let reader = match Reader::open(&args.segment) {
+    let segment = args.segment.clone().unwrap_or_else(|| PathBuf::from("/dev/shm/qilin"));
+    let reader = match Reader::open(&segment) {
         Ok(reader) => reader,
         Err(e) => {
             eprintln!("qilinctl: {e}");
@@ -210,7 +352,11 @@ fn main() -> ExitCode {
         | Cmd::Subscribe { .. }
         | Cmd::Unsubscribe { .. }
         | Cmd::Shutdown { .. }
-        | Cmd::Audit { .. } => unreachable!("handled above"),
+        | Cmd::Audit { .. }
+        | Cmd::Export { .. }
+        | Cmd::Import { .. }
+        | Cmd::Replay { .. }
+        | Cmd::Quality { .. } => unreachable!("handled above"),
     }
 }
 
@@ -236,6 +382,264 @@ fn operate(command: &str, requests: &[String], opts: &ControlOpts) -> ExitCode {
             ExitCode::from(5)
         }
     }
+}
+
+fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: Option<&Path>) -> ExitCode {
+    if !csv {
+        eprintln!("qilinctl: export needs --csv (the only format)");
+        return ExitCode::from(2);
+    }
+    let sel = journal.selection();
+    let result = match output {
+        Some(path) if path != Path::new("-") => journal_cli::export_to_file(&sel, instruments, path),
+        _ => {
+            journal_cli::export(&sel, instruments, std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+        }
+    };
+    match result {
+        Ok(report) => {
+            for note in &report.notes {
+                eprintln!("qilinctl: {note}");
+            }
+            eprintln!(
+                "qilinctl: exported {} ticks from {} journal file(s){}{}",
+                report.ticks,
+                report.files,
+                if report.filtered > 0 {
+                    format!(", {} of other instruments left out", report.filtered)
+                } else {
+                    String::new()
+                },
+                if report.gaps > 0 {
+                    format!(
+                        "; {} gap record(s) covering {} sequences are not in the CSV (the sequence column skips them)",
+                        report.gaps, report.gap_sequences
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qilinctl: export: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_audit(path: Option<&Path>, what: &str) -> Result<AuditLog, ExitCode> {
+    let log_path = audit::resolve_path(path);
+    AuditLog::open(&log_path).map_err(|e| {
+        eprintln!("qilinctl: {e}; {what} not done (operations that cannot be audited are refused)");
+        ExitCode::from(4)
+    })
+}
+
+fn audit_entry(log: &AuditLog, command: &str, code: u8, actions: Vec<Value>) -> ExitCode {
+    let args = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    match log.append(&Entry { command: command.to_owned(), args, exit_code: i32::from(code), actions }) {
+        Ok(_) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("qilinctl: {command} was done (exit code {code}) but its audit entry failed: {e}");
+            ExitCode::from(5)
+        }
+    }
+}
+
+fn import(
+    input: &Path,
+    dir: &Path,
+    feed: &str,
+    force: bool,
+    instruments: Option<&Path>,
+    audit_log: Option<&Path>,
+) -> ExitCode {
+    let log = match open_audit(audit_log, "nothing imported") {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let products = match Products::find(instruments) {
+        Ok(products) => products,
+        Err(e) => {
+            eprintln!("qilinctl: import: {e}");
+            return audit_entry(&log, "import", 2, vec![json!({"error": e})]);
+        }
+    };
+    let options = ImportOptions {
+        input: input.to_owned(),
+        dir: dir.to_owned(),
+        feed: feed.to_owned(),
+        force,
+        products: products.clone(),
+    };
+    let report = match journal_cli::import(&options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: import: {e}; nothing was written");
+            return audit_entry(
+                &log,
+                "import",
+                2,
+                vec![json!({"input": input.display().to_string(), "error": e.to_string()})],
+            );
+        }
+    };
+    let d = &report.derived;
+    if d.vendor {
+        eprintln!(
+            "qilinctl: {} has no quality column: read as a vendor CTP export, normalized as the core does{}",
+            input.display(),
+            match &products {
+                Some(p) => format!(
+                    " (products from {}; {} row(s) of unknown products)",
+                    p.path.display(),
+                    d.rows_without_product
+                ),
+                None => " (no product file: ExchangeID, AveragePrice and stale flags as the file gives them)".into(),
+            }
+        );
+    }
+    if !d.missing.is_empty() {
+        eprintln!("qilinctl: columns derived or left empty (docs/CSV.md): {}", d.missing.join(","));
+    }
+    if let Some(why) = &report.renumbered_because {
+        eprintln!("qilinctl: {why}");
+    }
+    let journals: Vec<Value> = report
+        .days
+        .iter()
+        .map(|day| {
+            eprintln!(
+                "qilinctl: wrote {} ({} ticks, sequences {}..={})",
+                day.path.display(),
+                day.ticks,
+                day.sequences.0,
+                day.sequences.1
+            );
+            json!({"file": day.path.display().to_string(), "trading_day": day.trading_day, "ticks": day.ticks,
+                   "first_sequence": day.sequences.0, "last_sequence": day.sequences.1})
+        })
+        .collect();
+    let action = json!({
+        "input": input.display().to_string(),
+        "rows": report.rows,
+        "vendor_format": d.vendor,
+        "sequences": if report.kept_sequences { "kept" } else { "renumbered" },
+        "journals": journals,
+        "replaced": report.replaced.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    audit_entry(&log, "import", 0, vec![action])
+}
+
+/// How to run the replaying core.
+struct CoreOpts<'a> {
+    segment: &'a Path,
+    speed: f64,
+    control_socket: Option<&'a Path>,
+    core_config: Option<&'a Path>,
+    core: Option<&'a Path>,
+}
+
+fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<&Path>) -> ExitCode {
+    let sel = journal.selection();
+    let plan = match replay::plan(&sel) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("qilinctl: replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let core = match opts.core.map(Path::to_owned).map_or_else(replay::core_beside_self, Ok) {
+        Ok(core) if core.is_file() => core,
+        Ok(core) => {
+            eprintln!(
+                "qilinctl: replay: {} not found (install qilin-core beside qilinctl, or give --core)",
+                core.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("qilinctl: replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let feed = match (&journal.feed, &sel) {
+        (Some(feed), _) => feed.clone(),
+        (None, JournalSel::File(_)) => plan.verified[0].1.header.feed.clone(),
+        (None, JournalSel::Dir { feed, .. }) => feed.clone(),
+    };
+    let mut command = std::process::Command::new(&core);
+    if let Some(config) = opts.core_config {
+        command.arg("--config").arg(config);
+    }
+    command.arg("--replay").arg(&plan.replay_path).arg("--segment").arg(opts.segment).arg("--feed").arg(&feed);
+    command.arg("--replay-speed").arg(opts.speed.to_string());
+    if let Some(socket) = opts.control_socket {
+        command.arg("--control-socket").arg(socket);
+    }
+    let argv: Vec<String> = std::iter::once(core.display().to_string())
+        .chain(command.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let log = match open_audit(audit_log, "replay") {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let actions = vec![plan.verified_json(), json!({"exec": argv})];
+    let audited = audit_entry(&log, "replay", 0, actions);
+    if audited != ExitCode::SUCCESS {
+        eprintln!("qilinctl: replay not started: it could not be audited");
+        return ExitCode::from(4);
+    }
+    eprintln!(
+        "qilinctl: journal verified ({} ticks in {} file(s)); running {}",
+        plan.ticks(),
+        plan.verified.len(),
+        argv.join(" ")
+    );
+    let error = command.exec();
+    eprintln!("qilinctl: replay: running {}: {error}", core.display());
+    audit_entry(&log, "replay", 2, vec![json!({"exec": argv, "error": error.to_string()})]);
+    ExitCode::from(2)
+}
+
+fn quality(
+    journal: &JournalOpts,
+    json: bool,
+    stale_after_s: u64,
+    instruments: Option<&Path>,
+    segment: Option<&Path>,
+) -> ExitCode {
+    let products = match Products::find(instruments) {
+        Ok(products) => products,
+        Err(e) => {
+            eprintln!("qilinctl: quality: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = QualityOptions { stale_after_s, products };
+    let mut report = match quality_report::report(&journal.selection(), &options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: quality: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(segment) = segment {
+        match Reader::open(segment) {
+            Ok(reader) => report.rejects = quality_report::rejects_from_segment(&reader),
+            Err(e) => {
+                eprintln!("qilinctl: quality: --segment {}: {e}", segment.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if json {
+        println!("{}", json!(report));
+    } else {
+        print!("{}", quality_report::render_table(&report));
+    }
+    ExitCode::SUCCESS
 }
 
 /// One connection, one request per line, one JSON reply per line. Each reply is printed; each
