@@ -171,6 +171,8 @@ pub fn tick_days(exchange: &str, trading_day: Date, action_day: Option<Date>, se
         };
         TickDays { trading, calendar, derived_calendar: true }
     };
+    // CZCE's TradingDay carries the calendar day too: without an ActionDay it is one.
+    let action_day = if exchange == "CZCE" { action_day.or(Some(trading_day)) } else { action_day };
     match (exchange, action_day) {
         ("DCE", _) if evening || after_midnight => derived(trading_day),
         ("CZCE", Some(action)) if evening => {
@@ -227,6 +229,8 @@ mod tests {
         // CZCE Friday evening → Monday trading day.
         let t = tick_days("CZCE", d(20250509), Some(d(20250509)), 21 * 3600);
         assert_eq!((t.trading.ymd, t.calendar.ymd), (20250512, 20250509));
+        let t = tick_days("CZCE", d(20250509), None, 21 * 3600);
+        assert_eq!((t.trading.ymd, t.calendar.ymd, t.derived_calendar), (20250512, 20250509, false));
         // SHFE as sent; no ActionDay: derived.
         let t = tick_days("SHFE", d(20250512), Some(d(20250509)), 21 * 3600);
         assert_eq!((t.trading.ymd, t.calendar.ymd, t.derived_calendar), (20250512, 20250509, false));
