@@ -106,3 +106,51 @@ pub fn core_beside_self() -> Result<PathBuf, CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError(format!("finding qilinctl's own path: {e}")))?;
     Ok(exe.with_file_name("qilin-core"))
 }
+
+#[cfg(test)]
+mod tests {
+    use qilin_journal::{JournalWriter, WriterOptions, file_path};
+    use qilin_shm::TickRecord;
+
+    use super::*;
+
+    fn journal(dir: &Path, feed: &str, day: u32) {
+        let (mut w, _) = JournalWriter::open(dir, feed, day, 0, WriterOptions::default()).unwrap();
+        let mut t = TickRecord::ZERO;
+        t.sequence = 1;
+        w.append_tick(&t).unwrap();
+        w.finish().unwrap();
+    }
+
+    fn sel(dir: &Path, feed: &str, days: std::ops::RangeInclusive<u32>) -> JournalSel {
+        JournalSel::Dir { dir: dir.to_owned(), feed: feed.into(), days }
+    }
+
+    #[test]
+    fn what_the_core_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(dir.path(), "a", 20250512);
+        journal(dir.path(), "a", 20250513);
+        // One feed, every day: the directory.
+        let all = plan(&sel(dir.path(), "a", 0..=u32::MAX)).unwrap();
+        assert_eq!(all.replay_path, dir.path());
+        assert_eq!((all.verified.len(), all.ticks()), (2, 2));
+        // One day: its file.
+        let one = plan(&sel(dir.path(), "a", 20250513..=20250513)).unwrap();
+        assert_eq!(one.replay_path, file_path(dir.path(), "a", 20250513));
+        // Some days of several: the core cannot be told.
+        let e = plan_err(&sel(dir.path(), "a", 20250501..=20250513));
+        assert!(e.contains("choose one trading day"), "{e}");
+        // Another feed beside: the core could not pick the feed from the directory.
+        journal(dir.path(), "b", 20250512);
+        let e = plan_err(&sel(dir.path(), "a", 0..=u32::MAX));
+        assert!(e.contains("feed(s) b") && e.contains("source.replay.feed"), "{e}");
+        // No journal of the feed at all.
+        let e = plan_err(&sel(dir.path(), "zz", 0..=u32::MAX));
+        assert!(e.contains("no journal of feed \"zz\""), "{e}");
+    }
+
+    fn plan_err(sel: &JournalSel) -> String {
+        plan(sel).unwrap_err().to_string()
+    }
+}

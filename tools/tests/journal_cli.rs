@@ -583,3 +583,25 @@ fn replay_refuses_a_damaged_journal_before_starting_anything() {
     assert!(!Path::new(&segment).exists(), "no core was started");
     assert!(audit_lines(&log).is_empty(), "nothing was started, so nothing to audit");
 }
+
+#[test]
+fn a_torn_tail_is_read_up_to_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = JournalWriter::open(dir.path(), "torn", DAY, 0, WriterOptions::default()).unwrap();
+    for seq in 1..=10 {
+        w.append_tick(&tick(seq, "rb2605", Exchange::Shfe, DAY, (9, 0, seq as u32), 0)).unwrap();
+    }
+    w.finish().unwrap();
+    let path = file_path(dir.path(), "torn", DAY);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"QJBK\x01\x00\x00\x00half a block");
+    fs::write(&path, bytes).unwrap();
+
+    let r = quality_json(&["--file", s(&path)]);
+    assert_eq!(r["days"][0]["instruments"]["rb2605"]["ticks"], 10);
+    assert!(r["days"][0]["note"].as_str().unwrap().contains("torn tail"), "{r}");
+    let out = qilinctl(&["export", "--csv", "--file", s(&path)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), 11);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("torn tail"), "{}", text(&out));
+}
