@@ -9,6 +9,7 @@
 //! - [`secret`]: secrets from the environment or from secret files, held in `secrecy` types.
 
 pub mod cursor;
+pub mod metrics;
 pub mod nats;
 pub mod recorder;
 pub mod secret;
