@@ -554,3 +554,70 @@ fn a_real_prometheus_scrapes_the_endpoint_and_answers_queries() {
         rules["data"]["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert!(groups.contains(&"qilin-core") && groups.contains(&"qilin-journal"), "{groups:?}\n{}", log());
 }
+
+#[test]
+fn journal_metrics_come_from_a_real_recorder() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use qilin_sidecar::recorder::{Config as RecorderConfig, Recorder};
+
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("rec");
+    const TICKS: u64 = 5000;
+    let core = Core::start(dir.path(), &feed, 8192, 50_000, TICKS);
+    wait_finished(&core.reader(), TICKS);
+
+    // The recorder's loop on its own thread, as qilin-recorder runs it; its stats come back here.
+    let recorder_config = RecorderConfig {
+        segment: core.segment.clone(),
+        journal_dir: dir.path().join("journal"),
+        status_interval_ms: 50,
+        ..RecorderConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+    let recorder = {
+        let (config, stop) = (recorder_config.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut recorder = Recorder::start(config.clone(), Reader::open(&config.segment).unwrap()).unwrap();
+            stats_tx.send(recorder.stats()).unwrap();
+            recorder.run(&stop).unwrap();
+        })
+    };
+    let stats = stats_rx.recv_timeout(WATCHDOG).unwrap();
+    let config = config(Vec::new());
+    let exporter = Exporter::new(feed.clone(), &core.segment, &config).with_journal(stats);
+    let server = MetricsServer::start(&config, exporter).unwrap();
+    let addr = server.local_addr();
+    let f = format!(r#"feed="{feed}""#);
+
+    let s = wait_for("the recorder's journal to hold every tick and fsync it", || {
+        let s = samples(&get_ok(addr, "/metrics", None).body);
+        let synced = s.get(&format!("qilin_journal_synced_position{{{f}}}")).copied();
+        (synced == Some(TICKS as f64)).then_some(s)
+    });
+    assert_eq!(value(&s, &format!("qilin_journal_records_total{{{f}}}")), TICKS as f64);
+    assert_eq!(value(&s, &format!("qilin_journal_position{{{f}}}")), TICKS as f64);
+    assert_eq!(value(&s, &format!("qilin_journal_writable{{{f}}}")), 1.0);
+    assert_eq!(value(&s, &format!("qilin_journal_disk_full{{{f}}}")), 0.0);
+    assert!(value(&s, &format!("qilin_journal_written_bytes_total{{{f}}}")) > (TICKS * 376) as f64);
+    assert!(value(&s, &format!("qilin_journal_fsyncs_total{{{f}}}")) >= 1.0);
+    assert!(value(&s, &format!("qilin_journal_fsync_max_seconds{{{f}}}")) > 0.0);
+    // The recorder's own status file shows up as a sidecar, caught up.
+    let rec = |m: &str| format!(r#"{m}{{{f},sidecar="recorder"}}"#);
+    assert_eq!(value(&s, &format!(r#"qilin_sidecar_info{{{f},sidecar="recorder",program="qilin-recorder"}}"#)), 1.0);
+    assert_eq!(value(&s, &rec("qilin_sidecar_up")), 1.0);
+    assert_eq!(value(&s, &rec("qilin_sidecar_position")), TICKS as f64);
+    assert_eq!(value(&s, &rec("qilin_sidecar_lag_sequences")), 0.0);
+    let ready = get_ok(addr, "/readyz", None);
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    // Stopped, the recorder's stats go stale: /readyz says so.
+    stop.store(true, Ordering::Relaxed);
+    recorder.join().unwrap();
+    let r = wait_for("/readyz to notice the recorder stopped reporting", || {
+        let r = get_ok(addr, "/readyz", None);
+        (r.status == 503).then_some(r)
+    });
+    assert!(r.body.starts_with("journal: the recorder last reported"), "{}", r.body);
+}

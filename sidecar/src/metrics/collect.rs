@@ -1,7 +1,6 @@
 //! What a scrape reads and how it is named: the segment's header, directory and last-value cache
 //! (opened read-only afresh for every scrape, so a core restart or a recreated segment is simply
-//! seen), every sidecar's status file, and what the recorder reported about its journal and the
-//! tick latencies. Every value is read when Prometheus asks; nothing is sampled in between, so
+//! seen); `report.rs` adds the sidecars' status files, the journal and the tick latencies. Every value is read when Prometheus asks; nothing is sampled in between, so
 //! rates are PromQL's job (`rate(qilin_core_ticks_published_total[1m])`).
 //! The metric names are listed, with their meaning, in docs/SIDECARS.md ("Metrics and health").
 
@@ -11,13 +10,13 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder};
 use qilin_shm::{
     Counter, Exchange, LinkState, Liveness, Next, OpenError, Reader, RunState, Source, Start, TickRecord, now_ns,
 };
-use serde_json::Value;
 
 use super::{
     calendar::Schedule,
-    encode::{BYTES, Labels, Out, SECONDS, flag, label},
-    journal::{FSYNC_BOUNDS_S, JournalMetrics},
-    latency::{EXCHANGE_TO_RECEIVE_BOUNDS_S, LatencyHistograms, RECEIVE_TO_PUBLISH_BOUNDS_S, Skip},
+    encode::{Out, SECONDS, flag, label},
+    journal::JournalSource,
+    latency::LatencyHistograms,
+    report,
 };
 
 /// Everything the exporter reads, and its thresholds. The registered collector.
@@ -28,7 +27,7 @@ pub(crate) struct Sources {
     pub ticks_stale_ns: i64,
     pub sidecar_stale_ns: i64,
     pub schedule: Schedule,
-    pub journal: Option<Arc<JournalMetrics>>,
+    pub journal: Option<Arc<dyn JournalSource>>,
     pub latency: Option<Arc<LatencyHistograms>>,
 }
 
@@ -215,73 +214,6 @@ impl Sources {
             flag(self.session_open_since(view, now).is_some()),
         )
     }
-
-    fn encode_sidecars(&self, out: &mut Out, now: i64) -> fmt::Result {
-        let statuses = qilin_tools::sidecar_statuses(&self.segment);
-        let by = |name: &str| label("sidecar", name);
-        let num = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64);
-        out.gauges(
-            "sidecar_info",
-            "One per sidecar status file, labelled with the program that writes it.",
-            None,
-            statuses.iter().map(|(name, v)| {
-                let program = v.get("sidecar").and_then(Value::as_str).unwrap_or("unknown");
-                (vec![("sidecar", name.clone()), ("program", program.to_string())], 1u32)
-            }),
-        )?;
-        out.gauges(
-            "sidecar_up",
-            "1 while the sidecar rewrites its status file (younger than metrics.sidecar_stale_ms), else 0.",
-            None,
-            statuses.iter().map(|(name, v)| {
-                let updated = v.get("updated_ns").and_then(Value::as_i64);
-                (by(name), flag(updated.is_some_and(|u| now - u <= self.sidecar_stale_ns)))
-            }),
-        )?;
-        out.gauges(
-            "sidecar_status_age",
-            "Age of the sidecar's status file (when it was last rewritten).",
-            Some(&SECONDS),
-            statuses.iter().filter_map(|(name, v)| {
-                v.get("updated_ns").and_then(Value::as_i64).map(|u| (by(name), (now - u) as f64 / 1e9))
-            }),
-        )?;
-        out.gauges(
-            "sidecar_position",
-            "Last sequence the sidecar confirmed downstream (its durable position).",
-            None,
-            statuses.iter().filter_map(|(name, v)| num(v, "position").map(|p| (by(name), p))),
-        )?;
-        out.gauges(
-            "sidecar_lag_sequences",
-            "Sequences the sidecar is behind the core's write cursor (when it wrote its status).",
-            None,
-            statuses.iter().filter_map(|(name, v)| num(v, "lag_sequences").map(|p| (by(name), p))),
-        )?;
-        out.gauges(
-            "sidecar_lag",
-            "Age of the newest tick the sidecar confirmed, while it is behind (0 when caught up).",
-            Some(&SECONDS),
-            statuses
-                .iter()
-                .filter_map(|(name, v)| v.get("lag_ns").and_then(Value::as_i64).map(|l| (by(name), l as f64 / 1e9))),
-        )?;
-        let counters: Vec<(Labels, u64)> = statuses
-            .iter()
-            .flat_map(|(name, v)| {
-                let fields = v.get("counters").and_then(Value::as_object).into_iter().flatten();
-                fields.filter_map(move |(counter, value)| {
-                    let labels = vec![("sidecar", name.clone()), ("counter", counter.clone())];
-                    value.as_u64().map(|value| (labels, value))
-                })
-            })
-            .collect();
-        out.counters(
-            "sidecar_counts",
-            "The sidecar's own counters from its status file (see each sidecar's docs).",
-            counters,
-        )
-    }
 }
 
 impl Collector for Sources {
@@ -298,74 +230,15 @@ impl Collector for Sources {
         if let Ok(view) = &view {
             self.encode_core(&mut out, view, now)?;
         }
-        self.encode_sidecars(&mut out, now)?;
+        report::encode_sidecars(&mut out, &self.segment, self.sidecar_stale_ns, now)?;
         if let Some(journal) = &self.journal {
-            encode_journal(&mut out, journal)?;
+            report::encode_journal(&mut out, journal.as_ref())?;
         }
         if let Some(latency) = &self.latency {
-            encode_latency(&mut out, latency)?;
+            report::encode_latency(&mut out, latency)?;
         }
         Ok(())
     }
-}
-
-fn encode_journal(out: &mut Out, journal: &JournalMetrics) -> fmt::Result {
-    journal.with(|t, writable, disk_full, fsync| {
-        out.counter("journal_written", "Bytes written to journal files.", Some(&BYTES), t.bytes)?;
-        out.counter("journal_records", "Tick records written to the journal.", None, t.records)?;
-        out.counter(
-            "journal_gap_records",
-            "Gap records written (sequences the recorder could not get).",
-            None,
-            t.gap_records,
-        )?;
-        out.counter("journal_gap_sequences", "Sequences covered by gap records.", None, t.gap_sequences)?;
-        out.counter("journal_blocks", "Checksummed blocks written.", None, t.blocks)?;
-        out.counter("journal_fsyncs", "fdatasync calls on journal files.", None, t.fsyncs)?;
-        out.counter("journal_files", "Journal files created.", None, t.files)?;
-        out.counter("journal_errors", "Journal write, sync and open failures (disk full included).", None, t.errors)?;
-        out.counter(
-            "journal_disk_full_events",
-            "Times the journal's disk filled up (one per episode).",
-            None,
-            t.disk_full_events,
-        )?;
-        out.gauge("journal_position", "Last sequence in a written journal block.", None, t.position)?;
-        out.gauge("journal_synced_position", "Last sequence fdatasynced to the journal.", None, t.synced)?;
-        out.gauge("journal_writable", "1 while the journal is open and writes succeed.", None, flag(writable))?;
-        out.gauge(
-            "journal_disk_full",
-            "1 while the journal's disk is full (recording paused, retried).",
-            None,
-            flag(disk_full),
-        )?;
-        out.histogram("journal_fsync_duration", "Duration of each fdatasync of a journal file.", fsync, &FSYNC_BOUNDS_S)
-    })
-}
-
-fn encode_latency(out: &mut Out, latency: &LatencyHistograms) -> fmt::Result {
-    latency.with(|p| {
-        out.histogram(
-            "latency_exchange_to_receive",
-            "Exchange timestamp to local receive, per tick (stale snapshots and negative values left out).",
-            &p.exchange_to_receive.hist,
-            &EXCHANGE_TO_RECEIVE_BOUNDS_S,
-        )?;
-        out.histogram(
-            "latency_receive_to_publish",
-            "Local receive to publication in the ring (the core's own path), per tick.",
-            &p.receive_to_publish.hist,
-            &RECEIVE_TO_PUBLISH_BOUNDS_S,
-        )?;
-        let skipped = [("exchange_to_receive", &p.exchange_to_receive), ("receive_to_publish", &p.receive_to_publish)]
-            .into_iter()
-            .flat_map(|(path, data)| {
-                Skip::ALL.map(move |s| {
-                    (vec![("path", path.to_string()), ("reason", s.as_str().to_string())], data.skipped[s as usize])
-                })
-            });
-        out.counters("latency_not_recorded", "Ticks left out of a latency histogram, by path and reason.", skipped)
-    })
 }
 
 const LINK_STATES: [(&str, LinkState); 6] = [

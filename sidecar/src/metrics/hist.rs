@@ -50,6 +50,11 @@ impl Hist {
         self.sum_ns / 1e9
     }
 
+    /// The largest recorded value in seconds (0 when empty).
+    pub fn max_seconds(&self) -> f64 {
+        self.hist.max() as f64 / 1e9
+    }
+
     /// The value at quantile `q` (0…1) in seconds (0 when empty); for tests and tools.
     pub fn quantile_seconds(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1e9

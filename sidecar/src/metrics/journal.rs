@@ -1,6 +1,11 @@
-//! What the recorder tells the metrics server about its journal: cumulative totals, whether it can
-//! write, whether the disk is full, and every fsync's duration. The recorder owns the writes; this
-//! is a mailbox it fills (behind an `Arc`), read by scrapes and by `/readyz`.
+//! The journal as the metrics server sees it: cumulative totals, whether it can be written,
+//! whether its disk is full, and fsync durations. Any [`JournalSource`] can feed it:
+//!
+//! - the recorder's own shared stats, `qilin_sidecar::recorder::SharedStats` (read at each scrape;
+//!   see `recorder.rs` beside this file): nothing to call from the recorder's loop, fsync latency
+//!   as the last and longest values;
+//! - a [`JournalMetrics`] mailbox the embedding code fills, which also keeps a histogram of every
+//!   fsync it is told about:
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
@@ -16,6 +21,7 @@
 //! ```
 
 use std::{
+    fmt,
     sync::{Mutex, PoisonError},
     time::Duration,
 };
@@ -54,11 +60,41 @@ pub struct JournalTotals {
     pub synced: u64,
 }
 
+/// One reading of a journal, handed to the exporter under the source's lock.
+#[derive(Debug)]
+pub struct JournalReading<'a> {
+    /// Cumulative totals.
+    pub totals: JournalTotals,
+    /// The journal file is open and the last write succeeded.
+    pub writable: bool,
+    /// The disk is full: recording is paused and retried.
+    pub disk_full: bool,
+    /// The last failure, if the source knows it (shown by `/readyz`).
+    pub last_error: Option<&'a str>,
+    /// When the source was last refreshed, UTC ns, if it is refreshed periodically (`/readyz`
+    /// fails when that is older than `sidecar_stale_ms`: the recorder's loop is stuck).
+    pub updated_ns: Option<i64>,
+    /// Duration of the last fdatasync, seconds (0 before the first).
+    pub last_fsync_s: f64,
+    /// Longest fdatasync, seconds.
+    pub max_fsync_s: f64,
+    /// Every fdatasync's duration, if the source keeps them.
+    pub fsync: Option<&'a Hist>,
+}
+
+/// Something that can tell the exporter about a journal. Implemented by [`JournalMetrics`] and by
+/// the recorder's `Mutex<Stats>` (so `Recorder::stats()` can be handed over as it is).
+pub trait JournalSource: fmt::Debug + Send + Sync + 'static {
+    /// Calls `f` with a consistent reading (under the source's lock: keep `f` short).
+    fn read(&self, f: &mut dyn FnMut(&JournalReading<'_>));
+}
+
 #[derive(Debug, Default)]
 struct State {
     totals: JournalTotals,
     writable: bool,
     disk_full: bool,
+    last_fsync_ns: u64,
     fsync: Hist,
 }
 
@@ -110,7 +146,10 @@ impl JournalMetrics {
 
     /// One fdatasync took `took`.
     pub fn observe_fsync(&self, took: Duration) {
-        self.state().fsync.record(took.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let mut state = self.state();
+        state.fsync.record(ns);
+        state.last_fsync_ns = ns;
     }
 
     /// Writable and not out of space: what `/readyz` checks.
@@ -119,22 +158,26 @@ impl JournalMetrics {
         s.writable && !s.disk_full
     }
 
-    /// `(writable, disk_full)` as last reported.
-    pub fn flags(&self) -> (bool, bool) {
-        let s = self.state();
-        (s.writable, s.disk_full)
-    }
-
     /// A copy of everything.
     pub fn snapshot(&self) -> JournalSnapshot {
         let s = self.state();
         JournalSnapshot { totals: s.totals, writable: s.writable, disk_full: s.disk_full, fsync: s.fsync.clone() }
     }
+}
 
-    /// Runs `f` under the lock (the exporter, without copying the histogram).
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&JournalTotals, bool, bool, &Hist) -> T) -> T {
+impl JournalSource for JournalMetrics {
+    fn read(&self, f: &mut dyn FnMut(&JournalReading<'_>)) {
         let s = self.state();
-        f(&s.totals, s.writable, s.disk_full, &s.fsync)
+        f(&JournalReading {
+            totals: s.totals,
+            writable: s.writable,
+            disk_full: s.disk_full,
+            last_error: None,
+            updated_ns: None,
+            last_fsync_s: s.last_fsync_ns as f64 / 1e9,
+            max_fsync_s: s.fsync.max_seconds(),
+            fsync: Some(&s.fsync),
+        });
     }
 }
 

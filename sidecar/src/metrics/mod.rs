@@ -8,31 +8,34 @@
 //! latency of every tick it reads ([`LatencyHistograms`]). Every metric carries the `feed` label.
 //! The names and their meaning are listed in docs/SIDECARS.md ("Metrics and health").
 //!
-//! Embedding it (the recorder):
+//! Embedding it in the recorder: the recorder's shared stats are a [`JournalSource`] as they are,
+//! so the journal needs nothing from the read loop; the latency histograms need one call per tick.
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use qilin_sidecar::metrics::{Exporter, JournalMetrics, JournalTotals, LatencyHistograms, MetricsConfig, MetricsServer};
+//! use qilin_sidecar::metrics::{Exporter, LatencyHistograms, MetricsConfig, MetricsServer};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = MetricsConfig::default(); // `[metrics]` of the recorder's file, validated with it
-//! let journal = Arc::new(JournalMetrics::new());
+//! # let config = qilin_sidecar::recorder::Config::default();
+//! # let reader = qilin_shm::Reader::open(&config.segment)?;
+//! let metrics = MetricsConfig::default(); // the recorder file's `[metrics]`, validated with it
+//! let feed = reader.feed_name();
+//! let recorder = qilin_sidecar::recorder::Recorder::start(config.clone(), reader)?;
 //! let latency = Arc::new(LatencyHistograms::new());
-//! let exporter = Exporter::new("qilin", "/dev/shm/qilin", &config)
-//!     .with_journal(journal.clone())
+//! let exporter = Exporter::new(feed, &config.segment, &metrics)
+//!     .with_journal(recorder.stats()) // Arc<Mutex<recorder::Stats>>
 //!     .with_latency(latency.clone());
-//! let server = MetricsServer::start(&config, exporter)?; // binds now; serves on its own thread
+//! let server = MetricsServer::start(&metrics, exporter)?; // binds now, serves on its own thread
 //! # let tick = qilin_shm::TickRecord::ZERO;
-//! // In the read loop, per tick:
+//! // In the read loop, for every tick read from the ring:
 //! latency.record(&tick);
-//! // When the journal opens, fails, fills up or recovers; after each fdatasync; every status interval:
-//! journal.set_writable(true);
-//! journal.set_disk_full(false);
-//! journal.observe_fsync(std::time::Duration::from_micros(700));
-//! journal.set_totals(JournalTotals { records: 1, bytes: 376, ..Default::default() });
-//! // At exit (or drop it):
+//! // At exit (or let it drop):
 //! server.stop();
 //! # Ok(()) }
 //! ```
+//!
+//! A process without the recorder's stats fills a [`JournalMetrics`] instead (`set_totals`,
+//! `set_writable`, `set_disk_full`, and `observe_fsync` after each fdatasync, which also gives a
+//! full fsync histogram).
 
 mod calendar;
 mod collect;
@@ -42,6 +45,8 @@ mod hist;
 pub mod journal;
 pub mod latency;
 mod ready;
+mod recorder;
+mod report;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -58,7 +63,7 @@ pub use self::{
     calendar::Schedule,
     config::{ConfigError, MetricsConfig, SessionConfig},
     hist::Hist,
-    journal::{JournalMetrics, JournalSnapshot, JournalTotals},
+    journal::{JournalMetrics, JournalReading, JournalSnapshot, JournalSource, JournalTotals},
     latency::LatencyHistograms,
     ready::Readiness,
     server::{MetricsServer, ServerError},
@@ -135,8 +140,9 @@ impl Exporter {
         Exporter::build(feed, sources)
     }
 
-    /// Adds the journal the embedding recorder reports to (metrics and the `journal` check).
-    pub fn with_journal(self, journal: Arc<JournalMetrics>) -> Exporter {
+    /// Adds the journal (its metrics and the `journal` readiness check): the recorder's
+    /// `Recorder::stats()` as it is, or a [`JournalMetrics`] the embedding code fills.
+    pub fn with_journal(self, journal: Arc<dyn JournalSource>) -> Exporter {
         self.rebuild(|s| s.journal = Some(journal))
     }
 

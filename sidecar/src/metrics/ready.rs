@@ -5,7 +5,8 @@
 //! - `heartbeat`: the core's heartbeat is younger than `heartbeat_stale_ms` (a stopped core fails);
 //! - `ticks`: inside a trading session of an exchange the feed carries, open for at least
 //!   `ticks_stale_ms`, the newest tick in the ring was published less than `ticks_stale_ms` ago;
-//! - `journal` (when the exporter has one): the recorder's journal is writable and its disk not full.
+//! - `journal` (when the exporter has one): the journal is writable, its disk not full, and (for a
+//!   source refreshed periodically) its last report younger than `sidecar_stale_ms`.
 
 use std::fmt;
 
@@ -92,12 +93,22 @@ impl Sources {
             }
         }
         if let Some(journal) = &self.journal {
-            let (writable, disk_full) = journal.flags();
-            if disk_full {
-                failing.push(("journal", "the journal's disk is full: recording is paused".to_string()));
-            } else if !writable {
-                failing.push(("journal", "the journal is not writable (not open yet, or writes fail)".to_string()));
-            }
+            journal.read(&mut |r| {
+                let why = r.last_error.map(|e| format!(" ({e})")).unwrap_or_default();
+                if r.disk_full {
+                    failing.push(("journal", format!("the journal's disk is full: recording is paused{why}")));
+                } else if !r.writable {
+                    failing
+                        .push(("journal", format!("the journal is not writable (not open yet, or writes fail){why}")));
+                } else if let Some(updated) = r.updated_ns
+                    && now - updated > self.sidecar_stale_ns
+                {
+                    failing.push((
+                        "journal",
+                        format!("the recorder last reported {} ago: its loop is stuck", seconds(now - updated)),
+                    ));
+                }
+            });
         }
         Readiness { failing }
     }

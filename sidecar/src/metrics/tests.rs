@@ -285,3 +285,39 @@ fn a_stopped_core_is_not_ready() {
     assert_eq!(get(&s, r#"qilin_core_up{feed="unit"}"#), 0.0);
     assert_eq!(get(&s, r#"qilin_core_run_state{feed="unit",state="stopped"}"#), 1.0);
 }
+
+#[test]
+fn the_recorder_stats_feed_the_journal_metrics_and_check() {
+    let now = monday_10am();
+    let feed = Feed::new(now);
+    let stats: crate::recorder::SharedStats = Arc::new(std::sync::Mutex::new(crate::recorder::Stats::default()));
+    let e = exporter(&feed.segment(), &MetricsConfig::default()).with_journal(stats.clone());
+    let r = e.sources.readiness_at(now);
+    assert_eq!(r.to_string(), "journal: the journal is not writable (not open yet, or writes fail)\n");
+    {
+        let mut s = stats.lock().unwrap();
+        s.updated_ns = now - 100_000_000;
+        s.file = Some("journal/unit-20260504.qj".into());
+        s.last_fsync_latency_us = 800.0;
+        s.max_fsync_latency_us = 2500.0;
+        s.counters.ticks = 3;
+        s.counters.fsyncs = 1;
+    }
+    assert!(e.sources.readiness_at(now).is_ready());
+    // The recorder's loop stuck: its stats are not refreshed.
+    let r = e.sources.readiness_at(now + 5_000_000_000);
+    assert!(r.failing.iter().any(|(c, why)| *c == "journal" && why.contains("last reported 5.1 s ago")), "{r}");
+    stats.lock().unwrap().last_error = Some("journal/unit-20260504.qj: Input/output error".into());
+    let r = e.sources.readiness_at(now);
+    assert!(
+        r.to_string()
+            .contains("not writable (not open yet, or writes fail) (journal/unit-20260504.qj: Input/output error)"),
+        "{r}"
+    );
+    let s = samples(&e.encode(Format::PrometheusText).unwrap());
+    assert_eq!(get(&s, r#"qilin_journal_records_total{feed="unit"}"#), 3.0);
+    assert_eq!(get(&s, r#"qilin_journal_writable{feed="unit"}"#), 0.0);
+    assert_eq!(get(&s, r#"qilin_journal_fsync_last_seconds{feed="unit"}"#), 0.0008);
+    assert_eq!(get(&s, r#"qilin_journal_fsync_max_seconds{feed="unit"}"#), 0.0025);
+    assert!(!s.keys().any(|k| k.starts_with("qilin_journal_fsync_duration")), "no histogram from these stats");
+}
