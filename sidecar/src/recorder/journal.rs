@@ -529,6 +529,11 @@ impl Recorder {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use qilin_journal::{DirReader, Entry, JournalWriter, WriterOptions, file_path};
+    use qilin_shm::{Exchange, SegmentOptions, Writer};
+
     use super::*;
 
     #[test]
@@ -549,5 +554,116 @@ mod tests {
             WriterStats { blocks: 1, ticks: 10, fsyncs: 0, last_fsync_ns: 0, max_fsync_ns: 3, ..Default::default() };
         let t = add(a, b);
         assert_eq!((t.blocks, t.ticks, t.fsyncs, t.last_fsync_ns, t.max_fsync_ns), (3, 110, 1, 5, 9));
+    }
+
+    /// A segment in /dev/shm written by this test (no core), removed with its status directory.
+    struct Segment {
+        path: PathBuf,
+        writer: Writer,
+    }
+
+    impl Segment {
+        fn new(tag: &str) -> Segment {
+            let feed = format!("rec-{tag}-{}", std::process::id());
+            let path = PathBuf::from(format!("/dev/shm/qilin-unit-{feed}"));
+            let _ = std::fs::remove_file(&path);
+            let options = SegmentOptions { feed_name: feed, ring_slots: 1024, instrument_capacity: 4 };
+            let mut writer = Writer::open(&path, &options).unwrap();
+            writer.add_instrument("rb2605", Exchange::Shfe, 10, 1.0).unwrap();
+            Segment { path, writer }
+        }
+
+        fn publish(&mut self, trading_day: u32) -> u64 {
+            let mut t = TickRecord::ZERO;
+            t.trading_day = trading_day;
+            t.last_price = 3100.0;
+            t.publish_ns = now_ns();
+            self.writer.publish(&mut t).unwrap()
+        }
+    }
+
+    impl Drop for Segment {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_dir_all(crate::status::status_dir(&self.path));
+        }
+    }
+
+    fn config(segment: &Path, journal: &Path) -> Config {
+        Config {
+            segment: segment.to_owned(),
+            journal_dir: journal.to_owned(),
+            status_interval_ms: 10,
+            ..Config::default()
+        }
+    }
+
+    /// Runs the recorder in a thread until `position` reaches `last`.
+    fn record_until(config: Config, last: u64) -> Stats {
+        let reader = Reader::open(&config.segment).unwrap();
+        let mut recorder = Recorder::start(config, reader).unwrap();
+        let stats = recorder.stats();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || recorder.run(&flag));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stats.lock().unwrap().position < last {
+            assert!(Instant::now() < deadline, "the recorder never reached {last}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap().unwrap();
+        stats.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_later_trading_day_starts_the_next_file_and_a_late_tick_stays_in_order() {
+        let mut segment = Segment::new("days");
+        let journal = tempfile::tempdir().unwrap();
+        for day in [20260302, 20260302, 20260302, 20260303, 20260302, 20260303, 0, 20260304] {
+            segment.publish(day);
+        }
+        let stats = record_until(config(&segment.path, journal.path()), 8);
+        let feed = segment.writer_feed();
+        let files = journal_files(journal.path(), &feed).unwrap();
+        assert_eq!(files.iter().map(|f| f.trading_day).collect::<Vec<_>>(), [20260302, 20260303, 20260304]);
+        let per_file: Vec<Vec<u64>> = files
+            .iter()
+            .map(|f| {
+                qilin_journal::JournalReader::open(&f.path).unwrap().map(|e| e.unwrap().first_sequence()).collect()
+            })
+            .collect();
+        assert_eq!(per_file, [vec![1, 2, 3], vec![4, 5, 6, 7], vec![8]], "a late tick (5) and a dayless one (7) stay");
+        let bases: Vec<u64> =
+            files.iter().map(|f| qilin_journal::JournalReader::open(&f.path).unwrap().header().base_sequence).collect();
+        assert_eq!(bases, [0, 3, 7], "each file continues the previous one");
+        assert_eq!((stats.counters.files, stats.counters.late_day_ticks, stats.trading_day), (3, 1, 20260304));
+        let all: Vec<u64> =
+            DirReader::open(journal.path(), &feed, 0..=u32::MAX).unwrap().map(|e| e.unwrap().last_sequence()).collect();
+        assert_eq!(all, (1..=8).collect::<Vec<_>>());
+        assert!(matches!(
+            DirReader::open(journal.path(), &feed, 0..=u32::MAX).unwrap().next(),
+            Some(Ok(Entry::Tick(t))) if t.trading_day == 20260302
+        ));
+    }
+
+    #[test]
+    fn a_journal_ahead_of_the_segment_is_refused() {
+        let mut segment = Segment::new("ahead");
+        segment.publish(20260302);
+        let journal = tempfile::tempdir().unwrap();
+        let feed = segment.writer_feed();
+        let (w, _) = JournalWriter::open(journal.path(), &feed, 20260302, 500, WriterOptions::default()).unwrap();
+        drop(w);
+        let reader = Reader::open(&segment.path).unwrap();
+        let err = Recorder::start(config(&segment.path, journal.path()), reader).unwrap_err().to_string();
+        assert!(err.contains("ends at sequence 500") && err.contains("recreated"), "{err}");
+        assert!(err.contains(&file_path(journal.path(), &feed, 20260302).display().to_string()), "{err}");
+    }
+
+    impl Segment {
+        fn writer_feed(&self) -> String {
+            Reader::open(&self.path).unwrap().feed_name()
+        }
     }
 }
