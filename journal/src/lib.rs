@@ -29,7 +29,7 @@
 //! ## Crash safety
 //!
 //! Blocks are written whole, one positional write each. A file is created complete under a
-//! temporary name and renamed into place. Opening a file for writing ([`JournalWriter::open`])
+//! temporary name and linked into place. Opening a file for writing ([`JournalWriter::open`])
 //! verifies every block's checksum and cuts a torn or damaged tail at the last whole block,
 //! reporting the bytes cut ([`OpenReport`]); damage with whole blocks after it (not a tail) is
 //! refused ([`JournalError::Corrupt`]) and left for an operator. When to `fdatasync` is the

@@ -384,6 +384,9 @@ fn a_directory_reads_as_one_stream_over_days() {
     fs::write(dir.path().join("feed-a-2026030.qj"), b"x").unwrap();
     let files = journal_files(dir.path(), "feed-a").unwrap();
     assert_eq!(files.iter().map(|f| f.trading_day).collect::<Vec<_>>(), days);
+    let names: Vec<String> =
+        fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.starts_with('.')), "no temporary file is left behind: {names:?}");
 
     let all: Vec<Entry> = DirReader::open(dir.path(), "feed-a", 0..=u32::MAX).unwrap().map(Result::unwrap).collect();
     assert_complete(&all, 1, next - 1);

@@ -208,7 +208,7 @@ impl JournalWriter {
         }
     }
 
-    /// Creates the file whole under a temporary name (header written and synced), then renames it
+    /// Creates the file whole under a temporary name (header written and synced), then links it
     /// into place and syncs the directory, so the journal's name never points at a headerless file.
     fn create(
         dir: &Path,
@@ -219,20 +219,28 @@ impl JournalWriter {
         options: WriterOptions,
     ) -> Result<(JournalWriter, OpenReport), JournalError> {
         fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "creating the journal directory", e))?;
-        let tmp = path.with_extension("qj.tmp");
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let header = FileHeader::new(feed, trading_day, base_sequence, qilin_shm::now_ns());
         let written = (|| {
             let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
             lock(&file)?;
             file.write_all_at(&header.encode(), 0)?;
             file.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            // A link, not a rename: it fails if the name exists (another writer created the file
+            // meanwhile) instead of replacing a journal.
+            let linked = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+            linked?;
             sync_dir(dir)?;
             Ok::<File, io::Error>(file)
         })();
         let file = match written {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(JournalError::Locked { path }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Self::open_existing(path, feed, trading_day, options);
+            }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 return Err(if is_no_space(&e) {
