@@ -262,3 +262,84 @@ fn core_nats_with_json_bodies_delivers_every_tick_with_headers() {
     assert_eq!(status["mode"], "core");
     assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0));
 }
+
+#[test]
+fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-bf");
+    let mut server = NatsServer::start(dir.path());
+    const TICKS: u64 = 40_000;
+    const RING: u64 = 4096;
+    let core = Core::start(dir.path(), &feed, RING, 10_000, TICKS);
+    let mut watch = CoreWatch::new(&core);
+    let journal = dir.path().join("journal");
+    let recorder_config = dir.path().join("recorder.toml");
+    std::fs::write(
+        &recorder_config,
+        format!(
+            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n",
+            core.segment.display().to_string(),
+            journal.display().to_string()
+        ),
+    )
+    .unwrap();
+    let recorder_log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
+    /// Kills the recorder however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _recorder = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
+            .arg("--config")
+            .arg(&recorder_config)
+            .stderr(recorder_log)
+            .spawn()
+            .unwrap(),
+    );
+    let config = sidecar_config(
+        dir.path(),
+        &core.segment,
+        &server.url(),
+        "",
+        &format!("journal_dir = {:?}\n", journal.display().to_string()),
+    );
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    wait_for("some ticks confirmed", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+    });
+    server.stop(Signal::SIGKILL);
+    let down_at = core.reader().write_cursor();
+    wait_for("the core to lap the sidecar", || {
+        watch.sample();
+        (core.reader().write_cursor() > down_at + 3 * RING).then_some(())
+    });
+    server.restart();
+    watch.wait_published(TICKS);
+    wait_for("the recorder to journal everything", || {
+        status(&core.segment, "recorder").filter(|s| s["position"] == TICKS)
+    });
+    let status = wait_position(&core.segment, &mut watch, TICKS);
+    sidecar.signal(Signal::SIGTERM);
+
+    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream));
+    let gaps = assert_exactly_once(&stored, TICKS);
+    // The stream lacks exactly what the journal lacks (nothing, unless the recorder was lapped too).
+    let mut reader = qilin_journal::DirReader::open(&journal, &feed, 0..=u32::MAX).unwrap();
+    let mut journal_gaps = Vec::new();
+    while let Some(entry) = reader.next_entry().unwrap() {
+        if let qilin_journal::Entry::Gap(g) = entry {
+            journal_gaps.push((g.first, g.last));
+        }
+    }
+    assert_eq!(gaps, journal_gaps, "gap events in the stream vs gap records in the journal");
+    let backfilled = status["counters"]["backfilled"].as_u64().unwrap();
+    assert!(backfilled >= 2 * RING, "only {backfilled} ticks came from the journal: {status}");
+    watch.assert_no_stall_or_drop(TICKS);
+    println!("{backfilled} ticks published from the journal; gaps {gaps:?}");
+}

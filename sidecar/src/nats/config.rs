@@ -26,6 +26,12 @@ pub struct Config {
     pub status_interval_ms: u64,
     /// How often the cursor file is saved (when it moved).
     pub cursor_interval_ms: u64,
+    /// The recorder's journal directory: ticks the ring lost are published from it (backfill);
+    /// empty: lost ticks become gap events at once.
+    pub journal_dir: PathBuf,
+    /// How long to wait for the recorder to write a lost range before publishing what is still
+    /// missing as a gap event.
+    pub backfill_wait_ms: u64,
     /// `[nats]`.
     pub nats: NatsConfig,
     /// `[jetstream]` (used when `nats.mode = "jetstream"`).
@@ -41,6 +47,8 @@ impl Default for Config {
             start: StartAt::Oldest,
             status_interval_ms: 250,
             cursor_interval_ms: 200,
+            journal_dir: PathBuf::new(),
+            backfill_wait_ms: 2000,
             nats: NatsConfig::default(),
             jetstream: JetStreamConfig::default(),
         }
@@ -257,6 +265,7 @@ impl Config {
         for (key, value, min, max) in [
             ("status_interval_ms", self.status_interval_ms, 10, 60_000),
             ("cursor_interval_ms", self.cursor_interval_ms, 1, 60_000),
+            ("backfill_wait_ms", self.backfill_wait_ms, 0, 600_000),
             ("nats.flush_interval_ms", self.nats.flush_interval_ms, 1, 60_000),
             ("nats.connect_timeout_ms", self.nats.connect_timeout_ms, 10, 600_000),
             ("nats.request_timeout_ms", self.nats.request_timeout_ms, 10, 600_000),

@@ -96,6 +96,8 @@ pub struct Counters {
     pub duplicates: u64,
     /// Core restarts seen (new segment epochs).
     pub epochs: u64,
+    /// Ticks the ring had lost that were published from the recorder's journal.
+    pub backfilled: u64,
 }
 
 type AckFuture =
@@ -626,6 +628,94 @@ impl Sidecar {
         Ok(())
     }
 
+    /// Publishes `first..=last`, which the ring no longer holds: from the recorder's journal where
+    /// it has them (waiting up to `backfill_wait_ms` for the recorder to write them), the rest as
+    /// gap events.
+    async fn recover(&mut self, first: u64, last: u64) -> anyhow::Result<()> {
+        if self.config.journal_dir.as_os_str().is_empty() {
+            return self.send_gap(first, last).await;
+        }
+        let deadline = Instant::now() + config::ms(self.config.backfill_wait_ms);
+        let before = self.counters.backfilled;
+        let mut next = first;
+        loop {
+            next = self.backfill(next, last).await?;
+            if next > last || Instant::now() >= deadline {
+                break;
+            }
+            self.maintain();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let backfilled = self.counters.backfilled - before;
+        if backfilled > 0 {
+            tracing::info!("published {backfilled} ticks of {first}..={last} from the journal");
+        }
+        if next <= last { self.send_gap(next, last).await } else { Ok(()) }
+    }
+
+    /// Publishes from the journal what it holds of `next..=last`, in order; returns the first
+    /// sequence it could not cover.
+    async fn backfill(&mut self, mut next: u64, last: u64) -> anyhow::Result<u64> {
+        let dir = self.config.journal_dir.clone();
+        let files = match qilin_journal::journal_files(&dir, &self.feed) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("backfill: {e}");
+                return Ok(next);
+            }
+        };
+        let mut readers = Vec::with_capacity(files.len());
+        for file in files {
+            match qilin_journal::JournalReader::open(&file.path) {
+                Ok(r) => readers.push(r),
+                Err(e) => tracing::warn!("backfill: {e}"),
+            }
+        }
+        let start = readers.iter().rposition(|r| r.header().base_sequence < next).unwrap_or(0);
+        for reader in &mut readers[start..] {
+            loop {
+                match reader.next_entry() {
+                    Ok(Some(qilin_journal::Entry::Tick(tick))) => {
+                        if tick.sequence < next {
+                            continue;
+                        }
+                        if tick.sequence != next || tick.sequence > last {
+                            return Ok(next);
+                        }
+                        self.tick = tick;
+                        self.send_tick().await?;
+                        self.bound_window().await?;
+                        self.counters.backfilled += 1;
+                        next += 1;
+                    }
+                    Ok(Some(qilin_journal::Entry::Gap(gap))) => {
+                        if gap.last < next {
+                            continue;
+                        }
+                        if gap.first > next {
+                            return Ok(next);
+                        }
+                        let end = gap.last.min(last);
+                        self.send_gap(next, end).await?;
+                        next = end + 1;
+                    }
+                    // The end, or the block the recorder is writing right now: try again later.
+                    Ok(None) | Err(_) => break,
+                }
+                if next > last {
+                    return Ok(next);
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Keeps the ack window bounded before the next publish: every pending ack holds a permit of
+    /// the context, and a publish waiting for a permit nobody returns would wait forever.
+    async fn bound_window(&mut self) -> anyhow::Result<()> {
+        if self.pending.len() >= self.config.jetstream.ack_window { self.settle(false).await } else { Ok(()) }
+    }
+
     /// Moves `confirmed` forward over settled acks or a finished flush. With `wait`, waits for
     /// everything in flight (used when the ring has nothing new and before stopping).
     async fn settle(&mut self, wait: bool) -> anyhow::Result<()> {
@@ -780,7 +870,7 @@ impl Sidecar {
             while moved < BATCH && result.is_ok() {
                 result = match self.reader.try_next(&mut self.tick) {
                     Next::Tick => self.send_tick().await,
-                    Next::Gap { first, last } => self.send_gap(first, last).await,
+                    Next::Gap { first, last } => self.recover(first, last).await,
                     Next::NewEpoch { previous, current } => {
                         self.counters.epochs += 1;
                         tracing::info!("the core restarted (epoch {previous} → {current}); sequences continue");
@@ -789,10 +879,8 @@ impl Sidecar {
                     Next::Empty => break,
                 };
                 moved += 1;
-                // Keep the ack window bounded before the next publish: every pending ack holds a
-                // permit of the context, and a publish waiting for a permit would wait forever.
-                if result.is_ok() && self.pending.len() >= self.config.jetstream.ack_window {
-                    result = self.settle(false).await;
+                if result.is_ok() {
+                    result = self.bound_window().await;
                 }
             }
             if result.is_ok() {

@@ -177,8 +177,14 @@ impl Core {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let core = Core { segment, child };
-        wait_for("the core's segment", || qilin_shm::Reader::open(&core.segment).ok());
+        let mut core = Core { segment, child };
+        let log = dir.join("core.log");
+        wait_for("the core's segment", || {
+            if let Some(status) = core.child.try_wait().unwrap() {
+                panic!("qilin-core exited ({status}):\n{}", fs::read_to_string(&log).unwrap_or_default());
+            }
+            qilin_shm::Reader::open(&core.segment).ok()
+        });
         core
     }
 
