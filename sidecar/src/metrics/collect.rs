@@ -78,7 +78,12 @@ impl Sources {
     }
 
     /// Since when (ns) the longest-open session of an exchange the feed carries has been open.
+    /// With an empty directory (nothing has ticked since the segment was created) every exchange
+    /// counts: a feed that stays empty through a session is not working.
     pub fn session_open_since(&self, view: &CoreView, now: i64) -> Option<i64> {
+        if view.exchanges.is_empty() {
+            return Exchange::ALL.into_iter().filter_map(|e| self.schedule.open_since(e, now)).max();
+        }
         view.exchanges.iter().filter_map(|e| self.schedule.open_since(e.exchange, now)).max()
     }
 
@@ -113,7 +118,7 @@ impl Sources {
             "core_heartbeat_age",
             "Age of the core's last heartbeat (written about every millisecond while it runs).",
             Some(&SECONDS),
-            (now - reader.heartbeat_ns()) as f64 / 1e9,
+            age_s(now, reader.heartbeat_ns()),
         )?;
         let run_state = reader.run_state();
         out.gauges(
@@ -141,7 +146,7 @@ impl Sources {
                 "core_last_publish_age",
                 "Time since the newest tick in the ring was published.",
                 Some(&SECONDS),
-                (now - newest.publish_ns) as f64 / 1e9,
+                age_s(now, newest.publish_ns),
             )?;
         }
         out.gauge("directory_instruments", "Instruments in the segment's directory.", None, reader.directory_len())?;
@@ -197,9 +202,7 @@ impl Sources {
             "exchange_last_tick_age",
             "Time since the newest tick of each exchange was received (+Inf: none of its instruments has ticked).",
             Some(&SECONDS),
-            view.exchanges
-                .iter()
-                .map(|e| (by_exchange(e), e.last_receive_ns.map_or(f64::INFINITY, |r| (now - r) as f64 / 1e9))),
+            view.exchanges.iter().map(|e| (by_exchange(e), e.last_receive_ns.map_or(f64::INFINITY, |r| age_s(now, r)))),
         )?;
         out.gauges(
             "exchange_session_open",
@@ -258,6 +261,12 @@ const SOURCES: [(&str, Option<Source>); 6] = [
     ("replay", Some(Source::Replay)),
     ("udp", Some(Source::Udp)),
 ];
+
+/// Seconds from `then_ns` to `now_ns`, never negative (the core may stamp a heartbeat or a tick a
+/// moment after the scrape read the clock).
+pub(crate) fn age_s(now_ns: i64, then_ns: i64) -> f64 {
+    now_ns.saturating_sub(then_ns).max(0) as f64 / 1e9
+}
 
 /// HELP text of a plain core counter (rejects and flags have their own families).
 fn core_counter_help(counter: Counter) -> &'static str {

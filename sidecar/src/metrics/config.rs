@@ -13,7 +13,9 @@ use super::calendar::{Schedule, Segment, parse_date, parse_day, parse_segment};
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Serve the endpoints at all.
+    /// Serve the endpoints at all (the embedding program starts [`MetricsServer`] only when set).
+    ///
+    /// [`MetricsServer`]: super::MetricsServer
     pub enabled: bool,
     /// `host:port` of the HTTP listener (loopback by default: put a proxy or firewall rule in
     /// front before exposing it).

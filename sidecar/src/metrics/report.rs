@@ -6,6 +6,7 @@ use std::{fmt, path::Path};
 use serde_json::Value;
 
 use super::{
+    collect::age_s,
     encode::{BYTES, Labels, Out, SECONDS, flag, label},
     journal::{FSYNC_BOUNDS_S, JournalReading, JournalSource},
     latency::{EXCHANGE_TO_RECEIVE_BOUNDS_S, LatencyHistograms, RECEIVE_TO_PUBLISH_BOUNDS_S, Skip},
@@ -38,9 +39,9 @@ pub(crate) fn encode_sidecars(out: &mut Out, segment: &Path, stale_ns: i64, now:
         "sidecar_status_age",
         "Age of the sidecar's status file (when it was last rewritten).",
         Some(&SECONDS),
-        statuses.iter().filter_map(|(name, v)| {
-            v.get("updated_ns").and_then(Value::as_i64).map(|u| (by(name), (now - u) as f64 / 1e9))
-        }),
+        statuses
+            .iter()
+            .filter_map(|(name, v)| v.get("updated_ns").and_then(Value::as_i64).map(|u| (by(name), age_s(now, u)))),
     )?;
     out.gauges(
         "sidecar_position",

@@ -321,3 +321,26 @@ fn the_recorder_stats_feed_the_journal_metrics_and_check() {
     assert_eq!(get(&s, r#"qilin_journal_fsync_max_seconds{feed="unit"}"#), 0.0025);
     assert!(!s.keys().any(|k| k.starts_with("qilin_journal_fsync_duration")), "no histogram from these stats");
 }
+
+#[test]
+fn an_empty_feed_in_session_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SegmentOptions { feed_name: "unit".into(), ring_slots: 64, instrument_capacity: 8 };
+    let writer = Writer::open(dir.path().join("unit"), &options).unwrap();
+    let now = monday_10am();
+    writer.heartbeat(now);
+    let e = exporter(&dir.path().join("unit"), &MetricsConfig::default());
+    let r = e.sources.readiness_at(now);
+    assert_eq!(r.failing.len(), 1, "{r}");
+    assert!(r.to_string().starts_with("ticks: no tick published yet in a trading session open for 3600.0 s"), "{r}");
+    let saturday = china("2026-05-09", 10, 0);
+    writer.heartbeat(saturday);
+    assert!(e.sources.readiness_at(saturday).is_ready(), "no session, nothing expected");
+}
+
+#[test]
+fn ages_are_never_negative() {
+    // The core may stamp its heartbeat just after a scrape read the clock.
+    assert_eq!(collect::age_s(1_000, 1_500), 0.0);
+    assert_eq!(collect::age_s(2_500_000_000, 500_000_000), 2.0);
+}
