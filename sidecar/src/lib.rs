@@ -8,9 +8,28 @@
 //! - [`cursor`]: the durable cursor file (last sequence confirmed downstream), replaced atomically.
 //! - [`secret`]: secrets from the environment or from secret files, held in `secrecy` types.
 
+pub mod config;
 pub mod cursor;
 pub mod metrics;
 pub mod nats;
 pub mod recorder;
 pub mod secret;
 pub mod status;
+
+use std::path::Path;
+
+use qilin_shm::{OpenError, Reader};
+
+/// Opens the segment read-only. `Ok(Err(reason))` while the core has not finished creating it
+/// (missing, not initialised, still growing): a sidecar started before the core waits and retries.
+/// Any other failure (not a segment, another layout) is an error to report.
+pub fn open_segment(path: &Path) -> Result<Result<Reader, String>, OpenError> {
+    match Reader::open(path) {
+        Ok(reader) => Ok(Ok(reader)),
+        Err(OpenError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Err(format!("segment {} does not exist yet", path.display())))
+        }
+        Err(e @ (OpenError::NotInitialised { .. } | OpenError::Truncated { .. })) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}

@@ -632,3 +632,47 @@ fn journal_metrics_come_from_a_real_recorder() {
     });
     assert!(r.body.starts_with("journal: the recorder last reported"), "{}", r.body);
 }
+
+#[test]
+fn the_qilin_recorder_process_serves_metrics_for_its_journal_and_latencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("met-proc");
+    const TICKS: u64 = 3000;
+    let core = Core::start(dir.path(), &feed, 1 << 14, 20_000, TICKS);
+    let port = free_port();
+    let config = dir.path().join("recorder.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            core.segment.display().to_string(),
+            dir.path().join("journal").display().to_string()
+        ),
+    )
+    .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _recorder = Killed(
+        Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
+            .arg("--config")
+            .arg(&config)
+            .stderr(std::fs::File::create(dir.path().join("recorder.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let series = wait_for("the recorder's metrics to show every tick journaled", || {
+        let reply = get(addr, "/metrics", None).ok()?;
+        let s = samples(&reply.body);
+        (s.get(&format!("qilin_journal_records_total{{feed=\"{feed}\"}}")) == Some(&(TICKS as f64))).then_some(s)
+    });
+    let count = |name: &str| value(&series, &format!("{name}_count{{feed=\"{feed}\"}}"));
+    assert_eq!(count("qilin_latency_receive_to_publish_seconds"), TICKS as f64, "every tick read feeds the histogram");
+    assert_eq!(value(&series, &format!("qilin_core_ticks_published_total{{feed=\"{feed}\"}}")), TICKS as f64);
+    assert_eq!(get_ok(addr, "/healthz", None).status, 200);
+}

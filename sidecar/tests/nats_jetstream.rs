@@ -277,7 +277,7 @@ fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
     std::fs::write(
         &recorder_config,
         format!(
-            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n",
+            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             core.segment.display().to_string(),
             journal.display().to_string()
         ),

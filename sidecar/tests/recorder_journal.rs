@@ -87,7 +87,7 @@ fn recorder_config(dir: &Path, segment: &Path, journal_dir: &Path, extra_journal
         &path,
         format!(
             "name = \"recorder\"\nsegment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n\
-             [journal]\nretry_interval_ms = 100\n{extra_journal}\n",
+             [journal]\nretry_interval_ms = 100\n{extra_journal}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             segment.display().to_string(),
             journal_dir.display().to_string(),
         ),

@@ -14,7 +14,7 @@ use std::{
 };
 
 use clap::Parser;
-use qilin_shm::{OpenError, Reader};
+use qilin_shm::Reader;
 use qilin_sidecar::nats::{Config, Sidecar};
 
 /// Publishes every tick of a qilin segment to NATS.
@@ -121,14 +121,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 async fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Reader> {
     let mut told = false;
     loop {
-        match Reader::open(&config.segment) {
-            Ok(reader) => return Ok(reader),
-            Err(e @ (OpenError::Io { .. } | OpenError::NotInitialised { .. } | OpenError::Truncated { .. })) if !matches!(&e, OpenError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound) => {
-                if !told {
-                    tracing::warn!("{e}; waiting for the core");
-                    told = true;
-                }
+        match qilin_sidecar::open_segment(&config.segment) {
+            Ok(Ok(reader)) => return Ok(reader),
+            Ok(Err(reason)) if !told => {
+                tracing::warn!("{reason}; waiting for the core");
+                told = true;
             }
+            Ok(Err(_)) => {}
             Err(e) => anyhow::bail!("segment {}: {e}", config.segment.display()),
         }
         if stop.load(Ordering::Relaxed) {

@@ -15,8 +15,11 @@ use std::{
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use qilin_shm::{OpenError, Reader};
-use qilin_sidecar::recorder::{Config, Recorder};
+use qilin_shm::Reader;
+use qilin_sidecar::{
+    metrics::{Exporter, LatencyHistograms, MetricsServer},
+    recorder::{Config, Recorder},
+};
 
 /// Journals every tick of a qilin segment to disk, one file per trading day.
 #[derive(Debug, Parser)]
@@ -111,7 +114,29 @@ fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
         reader.write_cursor(),
         config.journal_dir.display()
     );
+    let metrics = config.metrics.clone();
+    let feed = reader.feed_name();
+    let segment = config.segment.clone();
     let mut recorder = Recorder::start(config, reader)?;
+    let _server = if metrics.enabled {
+        let latency = Arc::new(LatencyHistograms::new());
+        recorder.record_latency(latency.clone());
+        let exporter = Exporter::new(feed, segment, &metrics).with_journal(recorder.stats()).with_latency(latency);
+        // Journaling matters more than its metrics: a taken port is an error, not a stop (the
+        // "metrics down" alert fires on the missing scrape target).
+        match MetricsServer::start(&metrics, exporter) {
+            Ok(server) => {
+                tracing::info!("metrics on http://{}/metrics (/healthz, /readyz)", server.local_addr());
+                Some(server)
+            }
+            Err(e) => {
+                tracing::error!("metrics server not started: {e}; journaling goes on without it");
+                None
+            }
+        }
+    } else {
+        None
+    };
     recorder.run(stop)?;
     tracing::info!("stopped at sequence {}", recorder.position());
     Ok(())
@@ -121,14 +146,13 @@ fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
 fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Reader> {
     let mut told = false;
     loop {
-        match Reader::open(&config.segment) {
-            Ok(reader) => return Ok(reader),
-            Err(e @ (OpenError::Io { .. } | OpenError::NotInitialised { .. } | OpenError::Truncated { .. })) if !matches!(&e, OpenError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound) => {
-                if !told {
-                    tracing::warn!("{e}; waiting for the core");
-                    told = true;
-                }
+        match qilin_sidecar::open_segment(&config.segment) {
+            Ok(Ok(reader)) => return Ok(reader),
+            Ok(Err(reason)) if !told => {
+                tracing::warn!("{reason}; waiting for the core");
+                told = true;
             }
+            Ok(Err(_)) => {}
             Err(e) => anyhow::bail!("segment {}: {e}", config.segment.display()),
         }
         if stop.load(Ordering::Relaxed) {

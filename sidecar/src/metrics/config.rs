@@ -2,10 +2,12 @@
 //! and the trading sessions (China time) during which ticks must flow. Every key has a default;
 //! unknown keys are refused; [`MetricsConfig::problems`] reports every bad value with its key.
 
-use std::{fmt, net::SocketAddr};
+use std::net::SocketAddr;
 
 use qilin_shm::Exchange;
 use serde::Deserialize;
+
+pub use crate::config::ConfigError;
 
 use super::calendar::{Schedule, Segment, parse_date, parse_day, parse_segment};
 
@@ -90,33 +92,11 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Every problem found in a `[metrics]` section, each with its key.
-#[derive(Debug)]
-pub struct ConfigError {
-    /// The file (or `<defaults>`).
-    pub file: String,
-    /// `(key, reason)` pairs.
-    pub problems: Vec<(String, String)>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
-        for (key, reason) in &self.problems {
-            write!(f, "\n  {}: {key}: {reason}", self.file)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl MetricsConfig {
     /// Checks every value; problems are reported with keys under `section` (`metrics` where it
     /// is embedded as `[metrics]`).
     pub fn validate(&self, file: &str, section: &str) -> Result<(), ConfigError> {
-        let problems = self.problems(section);
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+        ConfigError::check(file, self.problems(section))
     }
 
     /// Every problem as `(key, reason)`, keys under `section`: for a caller that gathers the

@@ -3,12 +3,13 @@
 //! names secret files (or the sidecar reads `NATS_*` environment variables).
 
 use std::{
-    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::Deserialize;
+
+pub use crate::config::ConfigError;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -211,46 +212,17 @@ impl Default for JetStreamConfig {
     }
 }
 
-/// Every problem found in a configuration, each with its file and key.
-#[derive(Debug)]
-pub struct ConfigError {
-    /// The file (or `<defaults>`).
-    pub file: String,
-    /// `(key, reason)` pairs.
-    pub problems: Vec<(String, String)>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
-        for (key, reason) in &self.problems {
-            write!(f, "\n  {}: {key}: {reason}", self.file)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
-}
-
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
-        Config::parse(&text, &file)
+        let config: Config = crate::config::load_toml(path)?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
-            ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
-        })?;
+        let config: Config = crate::config::parse_toml(text, file)?;
         config.validate(file)?;
         Ok(config)
     }
@@ -327,7 +299,7 @@ impl Config {
         if !j.stream.is_empty() && !j.stream.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
             bad("jetstream.stream", format!("{:?}: [A-Za-z0-9_-] only", j.stream));
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+        ConfigError::check(file, problems)
     }
 
     /// Path of the cursor file.

@@ -2,13 +2,14 @@
 //! and every problem reported with its file and key at once.
 
 use std::{
-    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use qilin_journal::{FsyncPolicy, WriterOptions};
 use serde::Deserialize;
+
+pub use crate::config::ConfigError;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -28,6 +29,8 @@ pub struct Config {
     pub poll_interval_us: u64,
     /// `[journal]`.
     pub journal: JournalConfig,
+    /// `[metrics]`: the Prometheus `/metrics`, `/healthz` and `/readyz` endpoints.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             status_interval_ms: 250,
             poll_interval_us: 500,
             journal: JournalConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -112,46 +116,17 @@ impl JournalConfig {
     }
 }
 
-/// Every problem found in a configuration, each with its file and key.
-#[derive(Debug)]
-pub struct ConfigError {
-    /// The file (or `<defaults>`, `command line`).
-    pub file: String,
-    /// `(key, reason)` pairs.
-    pub problems: Vec<(String, String)>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
-        for (key, reason) in &self.problems {
-            write!(f, "\n  {}: {key}: {reason}", self.file)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
-}
-
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
-        Config::parse(&text, &file)
+        let config: Config = crate::config::load_toml(path)?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
-            ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
-        })?;
+        let config: Config = crate::config::parse_toml(text, file)?;
         config.validate(file)?;
         Ok(config)
     }
@@ -184,7 +159,8 @@ impl Config {
                 bad(key, format!("{value}: must be between {min} and {max}"));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+        problems.extend(self.metrics.problems("metrics"));
+        ConfigError::check(file, problems)
     }
 }
 

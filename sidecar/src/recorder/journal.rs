@@ -19,7 +19,7 @@ use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use serde_json::json;
 
 use super::{Config, Counters, SharedStats, StartAt, Stats, config::ms};
-use crate::status::StatusFile;
+use crate::{metrics::LatencyHistograms, status::StatusFile};
 
 /// The recorder: a reader on the segment and the journal writer of the current trading day.
 pub struct Recorder {
@@ -49,6 +49,8 @@ pub struct Recorder {
     status: StatusFile,
     last_status: Instant,
     shared: SharedStats,
+    /// Latency histograms fed with every tick read (for the metrics server), if any.
+    latency: Option<Arc<LatencyHistograms>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -110,6 +112,7 @@ impl Recorder {
             options: config.journal.writer_options(),
             reader,
             shared: Arc::new(Mutex::new(Stats { feed: feed.clone(), ..Stats::default() })),
+            latency: None,
             feed,
             writer: None,
             day: files.last().map_or(0, |f| f.trading_day),
@@ -144,6 +147,11 @@ impl Recorder {
         recorder.resume_reason = GapReason::Restart;
         recorder.publish_status();
         Ok(recorder)
+    }
+
+    /// Feeds every tick read to `latency` (the metrics server's latency histograms).
+    pub fn record_latency(&mut self, latency: Arc<LatencyHistograms>) {
+        self.latency = Some(latency);
     }
 
     /// The stats, refreshed at every status interval: hand a clone to a metrics server.
@@ -278,6 +286,9 @@ impl Recorder {
 
     fn on_tick(&mut self) -> Result<(), JournalError> {
         let tick = self.tick;
+        if let Some(latency) = &self.latency {
+            latency.record(&tick);
+        }
         let writer = self.writer_for(tick.trading_day)?;
         let late = valid_trading_day(tick.trading_day) && tick.trading_day < writer.trading_day();
         writer.append_tick(&tick)?;

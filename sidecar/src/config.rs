@@ -1,0 +1,55 @@
+//! What every sidecar's configuration shares: [`ConfigError`], which reports every problem of a
+//! file at once with its key (or its line, for TOML syntax and unknown keys), and the TOML loading
+//! that produces it.
+
+use std::{fmt, path::Path};
+
+use serde::de::DeserializeOwned;
+
+/// Every problem found in a configuration, each with its file and key.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `<defaults>`, `command line`).
+    pub file: String,
+    /// `(key, reason)` pairs.
+    pub problems: Vec<(String, String)>,
+}
+
+impl ConfigError {
+    /// `Ok` when `problems` is empty, else the error listing them.
+    pub fn check(file: &str, problems: Vec<(String, String)>) -> Result<(), ConfigError> {
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { file: file.into(), problems }) }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
+        for (key, reason) in &self.problems {
+            write!(f, "\n  {}: {key}: {reason}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads TOML from `path` (not validated).
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
+    parse_toml(&text, &file)
+}
+
+/// Parses TOML text (not validated); `file` names it in errors, which give the line.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
+        ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
