@@ -10,6 +10,7 @@ pub mod journal_cli;
 pub mod products;
 pub mod quality_report;
 pub mod replay;
+pub mod secrets;
 pub mod tick_csv;
 
 use std::path::{Path, PathBuf};

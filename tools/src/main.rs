@@ -19,6 +19,10 @@
 //! imported but not audited. `replay` (audited when it starts): 2 the journal is missing or damaged
 //! or `qilin-core` cannot be run, 4 the audit log cannot be written; otherwise qilinctl becomes the
 //! core (exec) and the exit code is the core's.
+//!
+//! `validate-env` (audited): 0 the secrets are clean for the profile, 1 problems (every one printed
+//! with its key and reason, never a value), 2 the source cannot be read, 4 the audit log cannot be
+//! written so nothing was checked, 5 checked but not audited.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -38,7 +42,7 @@ use qilin_tools::{
     journal_cli::{self, ImportOptions, JournalSel, parse_days},
     products::Products,
     quality_report::{self, QualityOptions},
-    replay, sidecars_json, status_json, tick_json, tick_row,
+    replay, secrets, sidecars_json, status_json, tick_json, tick_row,
 };
 use serde_json::{Value, json};
 
@@ -190,6 +194,22 @@ enum Cmd {
         #[arg(long)]
         audit_log: Option<PathBuf>,
     },
+    /// Check secrets before launch: every problem at once, with its key, never the value (audited).
+    ValidateEnv {
+        /// sim (no CTP credentials required) or live (accounts required, private files, NATS TLS).
+        #[arg(long, value_enum)]
+        profile: qilin_tools::secrets::Profile,
+        /// A dotenv file or a directory of secret files (one per key) [default: the environment].
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// The problems as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+        /// ~/.local/state/qilin/audit.jsonl].
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
     /// Data-quality report of a journal, per trading day and instrument (table, or JSON).
     Quality {
         #[command(flatten)]
@@ -328,6 +348,9 @@ fn main() -> ExitCode {
             };
             return replay_cmd(journal, &core_opts, audit_log.as_deref());
         }
+        Cmd::ValidateEnv { profile, source, json, audit_log } => {
+            return validate_env(*profile, source.as_deref(), *json, audit_log.as_deref());
+        }
         Cmd::Quality { journal, json, stale_after_s, instruments } => {
             return quality(journal, *json, *stale_after_s, instruments.as_deref(), args.segment.as_deref());
         }
@@ -356,6 +379,7 @@ fn main() -> ExitCode {
         | Cmd::Export { .. }
         | Cmd::Import { .. }
         | Cmd::Replay { .. }
+        | Cmd::ValidateEnv { .. }
         | Cmd::Quality { .. } => unreachable!("handled above"),
     }
 }
@@ -445,6 +469,41 @@ fn audit_entry(log: &AuditLog, command: &str, code: u8, actions: Vec<Value>) -> 
             ExitCode::from(5)
         }
     }
+}
+
+/// `validate-env`: loads the source, prints every problem (key and reason, never a value) and
+/// records the outcome (problem keys and reasons, no value) in the audit log.
+fn validate_env(profile: secrets::Profile, source: Option<&Path>, json: bool, audit_log: Option<&Path>) -> ExitCode {
+    let log = match open_audit(audit_log, "nothing checked") {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let source = source.map_or(secrets::Source::Env, secrets::Source::from_path);
+    let mut action = json!({"profile": profile.as_str(), "source": source.to_string()});
+    let (problems, keys) = match secrets::check(&source, profile) {
+        Ok((loaded, problems)) => (problems, loaded.keys().map(str::to_owned).collect::<Vec<_>>()),
+        Err(e) => {
+            eprintln!("qilinctl: validate-env: {e}");
+            action["error"] = json!(e.to_string());
+            return audit_entry(&log, "validate-env", 2, vec![action]);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"profile": profile.as_str(), "source": source.to_string(), "keys": keys, "problems": problems})
+        );
+    } else if problems.is_empty() {
+        println!("{source}: clean for the {profile} profile ({} keys: {})", keys.len(), keys.join(", "));
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
+        eprintln!("qilinctl: validate-env: {} problem(s) in {source} for the {profile} profile", problems.len());
+    }
+    action["keys"] = json!(keys);
+    action["problems"] = json!(problems);
+    audit_entry(&log, "validate-env", if problems.is_empty() { 0 } else { 1 }, vec![action])
 }
 
 fn import(
