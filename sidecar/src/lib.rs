@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod nats;
 pub mod recorder;
 pub mod secret;
+pub mod secrets;
 pub mod status;
 
 use std::path::Path;
