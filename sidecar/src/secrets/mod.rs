@@ -1,6 +1,6 @@
 //! `qilin-secrets`' library: the schema, loading and validation are [`qilin_tools::secrets`] (so
 //! `qilinctl validate-env` and this sidecar run the same checks without qilinctl linking a sidecar),
-//! re-exported here; this module adds what only the sidecar does: [`shred`]ding the runtime file
+//! re-exported here; this module adds what only the sidecar does: [`shred()`]ding the runtime file
 //! once its secrets are held in memory.
 
 pub mod shred;

@@ -7,7 +7,7 @@
 //!   files (one file per key, as Vault Agent renders them). Every value goes into a
 //!   [`SecretString`] as soon as it is read; file buffers are zeroized.
 //! - [`dotenv`]: the dotenv line parser (no environment substitution, no value in errors).
-//! - [`validate`]: every problem at once, each with its key and a reason, never the value.
+//! - [`mod@validate`]: every problem at once, each with its key and a reason, never the value.
 //!
 //! This lives in qilin-tools so that `qilinctl` (which must not link a sidecar) and the
 //! `qilin-secrets` sidecar (which depends on qilin-tools) run exactly the same checks.
