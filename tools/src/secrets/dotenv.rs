@@ -82,6 +82,7 @@ pub fn parse_line(line: &str) -> Line {
                         Some('r') => value.push('\r'),
                         Some(e @ ('"' | '\\' | '$' | '\'')) => value.push(e),
                         Some(_) => {
+                            // Wrapped only to be zeroized on drop: half a value is still secret.
                             let _ = SecretString::from(value);
                             return bad("unknown escape in double quotes (use \\n \\t \\r \\\" \\\\)");
                         }
