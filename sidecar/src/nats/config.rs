@@ -71,7 +71,7 @@ pub enum StartAt {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Fire and forget; the position is confirmed by a flush round trip; a restart may republish
+    /// Fire and forget; the position is confirmed by a round trip to the server (a token published to the sidecar's own inbox coming back); a restart may republish
     /// the ticks since the last flush (consumers dedup on the `Qilin-Seq` header).
     Core,
     /// Every message acknowledged by the stream; exactly once across restarts.
@@ -104,7 +104,7 @@ pub struct NatsConfig {
     pub payload: Payload,
     /// Messages the client may buffer on its way to the socket (bounds memory while NATS is slow).
     pub client_capacity: usize,
-    /// Core mode: how often the position is confirmed by a flush round trip.
+    /// Core mode: how often the position is confirmed by a round trip to the server.
     pub flush_interval_ms: u64,
     /// Connection attempt timeout.
     pub connect_timeout_ms: u64,

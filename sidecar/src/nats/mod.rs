@@ -6,7 +6,7 @@
 //! no longer holds become one gap event on `<prefix>._gap`.
 //!
 //! **Position.** `confirmed` is the last sequence the server confirmed: a JetStream ack, or in core
-//! mode a flush round trip issued after the publish. It is saved to the cursor file and is where a
+//! mode a round trip to the server ([`Prober`]) issued after the publish. It is saved to the cursor file and is where a
 //! restart resumes. In JetStream mode the stream itself is the truth: at start and after any
 //! failure the sidecar flushes what the client still buffers, reads the stream's last message and
 //! continues after the sequence in its `Qilin-Seq` header. Every message carries
@@ -24,7 +24,7 @@
 pub mod config;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     future::{Future, IntoFuture},
     pin::Pin,
     sync::{
@@ -36,7 +36,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use async_nats::{
-    Client, ConnectErrorKind, ConnectOptions, HeaderMap, Subject,
+    Client, ConnectErrorKind, ConnectOptions, HeaderMap, HeaderName, Subject,
     header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID},
     jetstream::{self, context::PublishAckFuture, stream},
 };
@@ -65,6 +65,13 @@ pub const LAYOUT_HEADER: &str = "Qilin-Layout";
 pub const GAP_FIRST_HEADER: &str = "Qilin-Gap-First";
 /// See [`GAP_FIRST_HEADER`].
 pub const GAP_LAST_HEADER: &str = "Qilin-Gap-Last";
+
+const SEQ_NAME: HeaderName = HeaderName::from_static(SEQ_HEADER);
+const EPOCH_NAME: HeaderName = HeaderName::from_static(EPOCH_HEADER);
+const SOURCE_NAME: HeaderName = HeaderName::from_static(SOURCE_HEADER);
+const LAYOUT_NAME: HeaderName = HeaderName::from_static(LAYOUT_HEADER);
+const GAP_FIRST_NAME: HeaderName = HeaderName::from_static(GAP_FIRST_HEADER);
+const GAP_LAST_NAME: HeaderName = HeaderName::from_static(GAP_LAST_HEADER);
 
 /// An instrument or exchange id as one subject token: ASCII letters, digits, `-` and `_` are kept,
 /// every other character (`.`, `*`, `>`, spaces, non-ASCII) becomes `_`; an empty id becomes `_`.
@@ -118,10 +125,16 @@ pub struct Sidecar {
     feed: String,
     prefix: String,
     client: Client,
+    prober: Arc<Prober>,
     js: Option<jetstream::Context>,
     connected: Arc<AtomicBool>,
     stream_name: String,
-    subjects: HashMap<(u8, [u8; 32]), Subject>,
+    /// Subjects by instrument index (checked against the tick's exchange and id).
+    subjects: Vec<Option<(u8, [u8; 32], Subject)>>,
+    /// The epoch as header text, rebuilt when the epoch changes.
+    epoch_text: (u64, String),
+    /// `Qilin-Layout` value.
+    layout_text: String,
     gap_subject: Subject,
     pending: VecDeque<Pending>,
     flush: Option<(u64, i64, FlushFuture)>,
@@ -225,6 +238,46 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
     Ok(options)
 }
 
+/// A true round trip to the server. `Client::flush` only writes the client's buffer to the
+/// socket; this publishes a token to the sidecar's own inbox and waits to receive it back, which
+/// the server does only after processing everything the client sent before.
+pub struct Prober {
+    client: Client,
+    inbox: Subject,
+    sub: tokio::sync::Mutex<async_nats::Subscriber>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Prober {
+    /// Subscribes the inbox.
+    pub async fn new(client: Client) -> anyhow::Result<Prober> {
+        let inbox = Subject::from(client.new_inbox());
+        let sub = client.subscribe(inbox.clone()).await.context("subscribing the confirmation inbox")?;
+        Ok(Prober { client, inbox, sub: tokio::sync::Mutex::new(sub), next: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    /// Returns once the server has processed everything published before the call.
+    pub async fn round_trip(&self, timeout: Duration) -> Result<(), String> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut sub = self.sub.lock().await;
+        let token = self.next.fetch_add(1, Ordering::Relaxed).to_string();
+        let publish = self.client.publish(self.inbox.clone(), Bytes::from(token.clone()));
+        tokio::time::timeout_at(deadline, publish)
+            .await
+            .map_err(|_| format!("round trip timed out after {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        loop {
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(m)) if m.payload == token.as_bytes() => return Ok(()),
+                Ok(Some(_)) => {} // the answer to an earlier, abandoned round trip
+                Ok(None) => return Err("the confirmation subscription closed".into()),
+                Err(_) => return Err(format!("round trip timed out after {timeout:?}")),
+            }
+        }
+    }
+}
+
 /// True for connection errors that retrying cannot fix (TLS, authentication, bad address).
 pub fn is_fatal(kind: ConnectErrorKind) -> bool {
     matches!(
@@ -300,6 +353,7 @@ impl Sidecar {
                 .backpressure_on_inflight(true)
                 .build(client.clone())
         });
+        let prober = Arc::new(Prober::new(client.clone()).await?);
         let stream_name = config.stream_name(&feed);
         let status = StatusFile::new(reader.path(), &config.name)
             .with_context(|| format!("status directory beside {}", reader.path().display()))?;
@@ -310,10 +364,13 @@ impl Sidecar {
             feed,
             prefix,
             client,
+            prober,
             js,
             connected,
             stream_name,
-            subjects: HashMap::new(),
+            subjects: Vec::new(),
+            epoch_text: (u64::MAX, String::new()),
+            layout_text: format!("{}-{:016x}", qilin_shm::layout::LAYOUT_VERSION, qilin_shm::layout::FINGERPRINT),
             pending: VecDeque::new(),
             flush: None,
             last_flush: now,
@@ -485,10 +542,7 @@ impl Sidecar {
     async fn try_resync(&mut self) -> anyhow::Result<()> {
         let timeout = config::ms(self.config.nats.request_timeout_ms);
         // Whatever the client still buffers reaches the server before the stream is read.
-        tokio::time::timeout(timeout, self.client.flush())
-            .await
-            .map_err(|_| anyhow!("flush timed out after {timeout:?}"))?
-            .context("flush")?;
+        self.prober.round_trip(timeout).await.map_err(|e| anyhow!("confirming with the server: {e}"))?;
         let Some(js) = &self.js else { return Ok(()) };
         let stream = match js.get_stream(&self.stream_name).await {
             Ok(s) => s,
@@ -544,24 +598,39 @@ impl Sidecar {
     }
 
     fn subject(&mut self, tick: &TickRecord) -> Subject {
-        let prefix = &self.prefix;
-        self.subjects
-            .entry((tick.exchange, tick.instrument_id))
-            .or_insert_with(|| {
-                let exchange = qilin_tools::exchange_name(tick.exchange);
-                let id = tick.instrument_id_str().unwrap_or("");
-                Subject::from(format!("{prefix}.{}.{}", subject_token(exchange), subject_token(id)))
-            })
-            .clone()
+        let index = tick.instrument_index as usize;
+        if let Some(Some((exchange, id, subject))) = self.subjects.get(index)
+            && *exchange == tick.exchange
+            && *id == tick.instrument_id
+        {
+            return subject.clone();
+        }
+        let exchange = qilin_tools::exchange_name(tick.exchange);
+        let id = tick.instrument_id_str().unwrap_or("");
+        let subject = Subject::from(format!("{}.{}.{}", self.prefix, subject_token(exchange), subject_token(id)));
+        // Indexes are bounded by the segment's instrument capacity; a bogus one is not cached.
+        if index < 1 << 20 {
+            if self.subjects.len() <= index {
+                self.subjects.resize(index + 1, None);
+            }
+            self.subjects[index] = Some((tick.exchange, tick.instrument_id, subject.clone()));
+        }
+        subject
     }
 
+    /// Headers every message carries. Names are constants and values owned strings: a `&str`
+    /// name or value costs a validation and a copy per message.
     fn headers(&mut self, sequence: u64, msg_id: String) -> HeaderMap {
+        let epoch = self.reader.epoch();
+        if self.epoch_text.0 != epoch {
+            self.epoch_text = (epoch, epoch.to_string());
+        }
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
-        headers.insert(SEQ_HEADER, sequence.to_string().as_str());
-        headers.insert(EPOCH_HEADER, self.reader.epoch().to_string().as_str());
+        headers.insert(NATS_MESSAGE_ID, msg_id);
+        headers.insert(SEQ_NAME, sequence.to_string());
+        headers.insert(EPOCH_NAME, self.epoch_text.1.clone());
         if self.js.is_some() {
-            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, self.expected_last.to_string().as_str());
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, self.expected_last.to_string());
             self.expected_last += 1;
         }
         headers
@@ -582,10 +651,16 @@ impl Sidecar {
         } else {
             // The client's queue is bounded (`client_capacity`); while NATS is away a full queue
             // would wait for the reconnect, so bound the wait and let the failure path take over.
+            // The first poll nearly always finishes (the queue has room): only a publish that has
+            // to wait pays for the timer.
             let timeout = config::ms(self.config.nats.request_timeout_ms);
-            tokio::time::timeout(timeout, self.client.publish_with_headers(subject, headers, body))
-                .await
-                .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??;
+            let mut publish = std::pin::pin!(self.client.publish_with_headers(subject, headers, body));
+            match futures::poll!(publish.as_mut()) {
+                std::task::Poll::Ready(result) => result?,
+                std::task::Poll::Pending => tokio::time::timeout(timeout, publish)
+                    .await
+                    .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??,
+            }
         }
         self.published_seq = sequence;
         self.published_ns = publish_ns;
@@ -598,13 +673,10 @@ impl Sidecar {
         let tick = self.tick;
         let subject = self.subject(&tick);
         let mut headers = self.headers(tick.sequence, format!("{}-{}", self.feed, tick.sequence));
-        headers.insert(SOURCE_HEADER, qilin_tools::source_name(tick.source));
+        headers.insert(SOURCE_NAME, qilin_tools::source_name(tick.source));
         let body = match self.config.nats.payload {
             Payload::Raw => {
-                headers.insert(
-                    LAYOUT_HEADER,
-                    format!("{}-{:016x}", qilin_shm::layout::LAYOUT_VERSION, qilin_shm::layout::FINGERPRINT).as_str(),
-                );
+                headers.insert(LAYOUT_NAME, self.layout_text.clone());
                 Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
             }
             Payload::Json => Bytes::from(serde_json::to_vec(&qilin_tools::tick_json(&tick))?),
@@ -616,8 +688,8 @@ impl Sidecar {
         let count = last - first + 1;
         tracing::warn!("sequences {first}..={last} ({count}) are gone from the ring; publishing a gap event");
         let mut headers = self.headers(last, format!("{}-gap-{first}-{last}", self.feed));
-        headers.insert(GAP_FIRST_HEADER, first.to_string().as_str());
-        headers.insert(GAP_LAST_HEADER, last.to_string().as_str());
+        headers.insert(GAP_FIRST_NAME, first.to_string());
+        headers.insert(GAP_LAST_NAME, last.to_string());
         let body = serde_json::to_vec(&json!({
             "feed": self.feed, "first": first, "last": last, "count": count, "reason": "lapped",
             "detected_ns": now_ns(),
@@ -744,21 +816,16 @@ impl Sidecar {
                 let result = if wait { Some(flush.await) } else { flush.now_or_never() };
                 if let Some(result) = result {
                     let (sequence, publish_ns, _) = self.flush.take().expect("flush in flight");
-                    result.map_err(|e| anyhow!("flush: {e}"))?;
+                    result.map_err(|e| anyhow!("confirming with the server: {e}"))?;
                     self.counters.acked += sequence - self.confirmed;
                     self.confirm(sequence, publish_ns);
                 }
             }
             let due = self.last_flush.elapsed() >= config::ms(self.config.nats.flush_interval_ms);
             if self.flush.is_none() && self.published_seq > self.confirmed && (wait || due) {
-                let client = self.client.clone();
+                let prober = self.prober.clone();
                 let timeout = config::ms(self.config.nats.request_timeout_ms);
-                let flush: FlushFuture = Box::pin(async move {
-                    match tokio::time::timeout(timeout, client.flush()).await {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("timed out after {timeout:?}")),
-                    }
-                });
+                let flush: FlushFuture = Box::pin(async move { prober.round_trip(timeout).await });
                 self.flush = Some((self.published_seq, self.published_ns, flush));
                 self.last_flush = Instant::now();
                 if wait {
