@@ -350,6 +350,22 @@ impl Engine {
         self.pending[reason.counter() as usize] += 1;
     }
 
+    /// The registry slot of a subscribed instrument: known ones, or (with `any-known-product`)
+    /// admitted on first sight. `None` for an instrument the feed does not take.
+    #[inline]
+    fn subscribed_slot(&mut self, key: IdKey) -> Option<usize> {
+        let slot = match self.by_id.get(&key) {
+            Some(slot) => *slot,
+            None if self.options.admit == Admit::AnyKnownProduct => {
+                let slot = self.admit(key)?;
+                self.registered[slot].subscribed = true;
+                slot
+            }
+            None => return None,
+        };
+        self.registered[slot].subscribed.then_some(slot)
+    }
+
     /// Publishes one already-normalized record from a journal: same market fields, timestamps and
     /// quality flags; this segment's sequence and instrument index; source `replay`.
     #[inline]
@@ -360,21 +376,8 @@ impl Engine {
         if qilin_shm::layout::id_str(&key).is_none_or(str::is_empty) {
             return self.reject(Reject::Id);
         }
-        let slot = match self.by_id.get(&key) {
-            Some(slot) => *slot,
-            None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {
-                Some(slot) => {
-                    self.registered[slot].subscribed = true;
-                    slot
-                }
-                None => return self.reject(Reject::UnknownInstrument),
-            },
-            None => return self.reject(Reject::UnknownInstrument),
-        };
+        let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
         let entry = &self.registered[slot];
-        if !entry.subscribed {
-            return self.reject(Reject::UnknownInstrument);
-        }
         self.out = *record;
         self.out.instrument_index = entry.index;
         self.out.source = Source::Replay as u8;
@@ -395,21 +398,8 @@ impl Engine {
         };
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
-        let slot = match self.by_id.get(&key) {
-            Some(slot) => *slot,
-            None if self.options.admit == Admit::AnyKnownProduct => match self.admit(key) {
-                Some(slot) => {
-                    self.registered[slot].subscribed = true;
-                    slot
-                }
-                None => return self.reject(Reject::UnknownInstrument),
-            },
-            None => return self.reject(Reject::UnknownInstrument),
-        };
+        let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
         let entry = &mut self.registered[slot];
-        if !entry.subscribed {
-            return self.reject(Reject::UnknownInstrument);
-        }
         let spec = &self.products.products()[entry.product];
         if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
             return self.reject(reason);

@@ -32,7 +32,7 @@ use qilin_core::{
     sim::Simulator,
     udp::UdpBound,
 };
-use qilin_shm::{Counter, Reader, RunState, SegmentOptions, Source, Writer};
+use qilin_shm::{Counter, Reader, RunState, SegmentOptions, Source, TickRecord, Writer};
 
 // --- the counting allocator -----------------------------------------------------------------------
 
@@ -535,4 +535,36 @@ fn fields(id: &str, exchange: &str, round: usize) -> RawFields {
         f.ask_volume[level] = 5;
     }
     f
+}
+
+#[test]
+fn replay_input_allocates_nothing_on_the_hot_thread() {
+    let _serial = serial();
+    let (mut tx, rx) = rtrb::RingBuffer::<TickRecord>::new(4096);
+    let mut rig = Rig::start("replay", 4096, 4096, move || Input::Replay(rx));
+    let reader = rig.reader();
+    rig.wait_until("the engine to run", |_| reader.run_state() == Some(RunState::Running));
+    let listed: Vec<String> = instruments().products().iter().flat_map(|p| p.instruments.clone()).collect();
+    const ROUNDS: usize = 300;
+    let mut pushed = 0u64;
+    for round in 0..ROUNDS {
+        for (i, id) in listed.iter().chain(std::iter::once(&"zz9999".to_string())).enumerate() {
+            let mut t = TickRecord::ZERO;
+            t.instrument_id = key(id);
+            t.instrument_index = 9999; // replaced by the segment's own index
+            t.last_price = 1000.0 + (round * 7 + i) as f64;
+            t.receive_ns = 1_000_000 * (round as i64);
+            while let Err(rtrb::PushError::Full(back)) = tx.push(t) {
+                t = back;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            pushed += 1;
+        }
+    }
+    let valid = (ROUNDS * listed.len()) as u64;
+    rig.wait_until("every replayed record taken", |_| reader.counter(Counter::TicksReceived) >= pushed);
+    let run = rig.shutdown();
+    assert_hot_and_busy("replay", &run, &reader, valid - 1);
+    assert_eq!(run.report.published, valid, "every known instrument's record published, the unknown one refused");
+    assert_eq!(reader.counter(Counter::RejectUnknownInstrument), ROUNDS as u64);
 }

@@ -34,6 +34,26 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A configuration that checks its own values.
+pub trait Validate: DeserializeOwned {
+    /// Checks every value, reporting all problems at once; `file` names the source.
+    fn check(&self, file: &str) -> Result<(), ConfigError>;
+}
+
+/// Reads and validates a file.
+pub fn load<T: Validate>(path: &Path) -> Result<T, ConfigError> {
+    let config: T = load_toml(path)?;
+    config.check(&path.display().to_string())?;
+    Ok(config)
+}
+
+/// Parses and validates TOML text; `file` names it in errors.
+pub fn parse<T: Validate>(text: &str, file: &str) -> Result<T, ConfigError> {
+    let config: T = parse_toml(text, file)?;
+    config.check(file)?;
+    Ok(config)
+}
+
 /// Reads TOML from `path` (not validated).
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let file = path.display().to_string();

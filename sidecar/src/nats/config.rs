@@ -212,19 +212,21 @@ impl Default for JetStreamConfig {
     }
 }
 
+impl crate::config::Validate for Config {
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        self.validate(file)
+    }
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = crate::config::load_toml(path)?;
-        config.validate(&path.display().to_string())?;
-        Ok(config)
+        crate::config::load(path)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config = crate::config::parse_toml(text, file)?;
-        config.validate(file)?;
-        Ok(config)
+        crate::config::parse(text, file)
     }
 
     /// Checks every value, reporting all problems at once.
