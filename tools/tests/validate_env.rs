@@ -405,9 +405,17 @@ fn leak_grep_including_proc_cmdline_and_environ() {
     let lock = nix::fcntl::Flock::lock(fs::File::open(&audit).unwrap(), nix::fcntl::FlockArg::LockExclusive).unwrap();
     let mut child = qilinctl("live", &file, &audit).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let proc = format!("/proc/{}", child.id());
-    let cmdline = fs::read(format!("{proc}/cmdline")).unwrap();
+    // Right after spawn the child may not have exec'd qilinctl yet: wait until /proc shows it.
+    let started = Instant::now();
+    let cmdline = loop {
+        let cmdline = fs::read(format!("{proc}/cmdline")).unwrap();
+        if String::from_utf8_lossy(&cmdline).contains("validate-env") {
+            break cmdline;
+        }
+        assert!(started.elapsed() < WATCHDOG, "qilinctl never showed up in {proc}/cmdline");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     let environ = fs::read(format!("{proc}/environ")).unwrap();
-    assert!(String::from_utf8_lossy(&cmdline).contains("validate-env"), "read the right process");
     // Still blocked on the lock: the check is done, its audit entry not yet written.
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "qilinctl should wait for the audit lock");
