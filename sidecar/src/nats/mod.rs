@@ -6,17 +6,18 @@
 //! no longer holds become one gap event on `<prefix>._gap`.
 //!
 //! **Position.** `confirmed` is the last sequence the server confirmed: a JetStream ack, or in core
-//! mode a round trip to the server ([`Prober`]) issued after the publish. It is saved to the cursor file and is where a
-//! restart resumes. In JetStream mode the stream itself is the truth: at start and after any
-//! failure the sidecar flushes what the client still buffers, reads the stream's last message and
-//! continues after the sequence in its `Qilin-Seq` header. Every message carries
+//! mode a round trip to the server ([`Prober`]) issued after the publish. It is saved to the
+//! cursor file and is where a restart resumes. In JetStream mode the stream itself is the truth: at
+//! start and after any failure the sidecar makes a round trip (so what the client still buffered
+//! has arrived), reads the stream's last message and continues after the sequence in its
+//! `Qilin-Seq` header. Every message carries
 //! `Nats-Expected-Last-Sequence` (the stream sequence it must follow), so a message that the
 //! server receives out of order (the tail of a dropped connection, a stale retransmission) is
 //! refused rather than stored; the refusal triggers the same resynchronisation. Together this gives
 //! every sequence once and in order in the stream, without relying on the duplicate window for
 //! resuming (the window still drops the client's own retransmissions of a message id).
 //!
-//! **Failure.** On any publish, ack or flush failure the sidecar drops what is in flight, waits
+//! **Failure.** On any publish, ack or round-trip failure the sidecar drops what is in flight, waits
 //! (doubling backoff up to `reconnect_max_delay_ms`), resynchronises and republishes from the
 //! position, reading the ring again: the ring is the buffer, so nothing is lost while NATS is down
 //! unless the core laps the sidecar, which then publishes the exact lost range as a gap event.
@@ -87,7 +88,7 @@ pub fn subject_token(id: &str) -> String {
 pub struct Counters {
     /// Messages handed to the client (ticks and gap events, retransmissions included).
     pub published: u64,
-    /// Messages confirmed by the server (acks, or flushes in core mode).
+    /// Messages confirmed by the server (acks, or round trips in core mode).
     pub acked: u64,
     /// Messages published again after a failure.
     pub retried: u64,
@@ -97,7 +98,7 @@ pub struct Counters {
     pub gap_sequences: u64,
     /// Body bytes handed to the client.
     pub bytes: u64,
-    /// Publish, ack, flush and connection failures.
+    /// Publish, ack, round-trip and connection failures.
     pub errors: u64,
     /// Acks that said the server had the message already.
     pub duplicates: u64,
