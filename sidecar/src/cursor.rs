@@ -57,7 +57,7 @@ pub enum CursorError {
 }
 
 /// A cursor file on disk.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CursorFile {
     path: PathBuf,
     tmp: PathBuf,

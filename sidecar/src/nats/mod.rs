@@ -153,6 +153,8 @@ pub struct Sidecar {
     last_error: Option<String>,
     cursor_file: CursorFile,
     saved: u64,
+    /// The cursor save in flight on the blocking pool, returning the sequence it saved.
+    saving: Option<tokio::task::JoinHandle<Result<u64, crate::cursor::CursorError>>>,
     last_save: Instant,
     status: StatusFile,
     last_status: Instant,
@@ -385,6 +387,7 @@ impl Sidecar {
             last_error: None,
             cursor_file,
             saved: 0,
+            saving: None,
             last_save: now,
             status,
             last_status: now,
@@ -868,21 +871,51 @@ impl Sidecar {
         }
     }
 
+    /// Saves the cursor on tokio's blocking pool: its two fsyncs (tens of ms on a busy disk) must
+    /// not stall publishing. One save at a time; a save still running is left to finish and the
+    /// next interval writes the newer position.
     fn save_cursor(&mut self) {
-        let cursor = Cursor {
-            feed: self.feed.clone(),
-            sequence: self.confirmed,
-            epoch: self.reader.epoch(),
-            saved_ns: now_ns(),
-        };
-        match self.cursor_file.save(&cursor) {
-            Ok(()) => self.saved = self.confirmed,
-            Err(e) => {
+        if let Some(running) = &mut self.saving {
+            match running.now_or_never() {
+                None => return,
+                Some(result) => {
+                    self.saving = None;
+                    self.saved_result(result);
+                }
+            }
+        }
+        let (file, cursor) = (self.cursor_file.clone(), self.cursor());
+        self.saving = Some(tokio::task::spawn_blocking(move || file.save(&cursor).map(|()| cursor.sequence)));
+        self.last_save = Instant::now();
+    }
+
+    /// Saves the cursor and waits for it (at a stop).
+    async fn save_cursor_now(&mut self) {
+        if let Some(running) = self.saving.take() {
+            let result = running.await;
+            self.saved_result(result);
+        }
+        let (file, cursor) = (self.cursor_file.clone(), self.cursor());
+        let result = tokio::task::spawn_blocking(move || file.save(&cursor).map(|()| cursor.sequence)).await;
+        self.saved_result(result);
+    }
+
+    fn cursor(&self) -> Cursor {
+        Cursor { feed: self.feed.clone(), sequence: self.confirmed, epoch: self.reader.epoch(), saved_ns: now_ns() }
+    }
+
+    fn saved_result(&mut self, result: Result<Result<u64, crate::cursor::CursorError>, tokio::task::JoinError>) {
+        match result {
+            Ok(Ok(sequence)) => self.saved = self.saved.max(sequence),
+            Ok(Err(e)) => {
                 self.counters.errors += 1;
                 tracing::error!("{e}");
             }
+            Err(e) => {
+                self.counters.errors += 1;
+                tracing::error!("saving the cursor: {e}");
+            }
         }
-        self.last_save = Instant::now();
     }
 
     /// The status object (also written to the status file).
@@ -972,7 +1005,7 @@ impl Sidecar {
         if let Err(e) = self.settle(true).await {
             tracing::warn!("stopping with unconfirmed messages after sequence {}: {e:#}", self.confirmed);
         }
-        self.save_cursor();
+        self.save_cursor_now().await;
         self.write_status();
     }
 }
