@@ -650,14 +650,7 @@ fn the_qilin_recorder_process_serves_metrics_for_its_journal_and_latencies() {
         ),
     )
     .unwrap();
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _recorder = Killed(
+    let _recorder = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
             .arg("--config")
             .arg(&config)

@@ -12,10 +12,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use qilin_shm::{Counter, Liveness, Reader, now_ns};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
 /// Watches the core while a test runs: the largest heartbeat age seen. A stall of the core caused
 /// by a sidecar would show here; the bound checked at the end is a hang guard, not a latency figure.
 struct CoreWatch {
@@ -109,7 +105,7 @@ fn jetstream_holds_every_sequence_once_and_in_order_across_sigkills() {
     let status = wait_position(&core.segment, &mut watch, TICKS);
     assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0), "clean stop on SIGTERM:\n{}", sidecar.log());
 
-    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stream = stream_name(&feed);
     let stored = runtime().block_on(stream_contents(&server.url(), &stream));
     let gaps = assert_exactly_once(&stored, TICKS);
     assert!(gaps.is_empty(), "no tick was lapped, yet gap events {gaps:?}");
@@ -167,7 +163,7 @@ fn nats_down_under_load_loses_nothing_and_the_lag_is_reported() {
     let status = wait_position(&core.segment, &mut watch, TICKS);
     assert!(status["counters"]["errors"].as_u64().unwrap() > 0, "the outage was counted: {status}");
     sidecar.signal(Signal::SIGTERM);
-    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stream = stream_name(&feed);
     let stored = runtime().block_on(stream_contents(&server.url(), &stream));
     let gaps = assert_exactly_once(&stored, TICKS);
     assert!(gaps.is_empty(), "the ring held the outage, yet gap events {gaps:?}");
@@ -201,7 +197,7 @@ fn lapped_while_nats_is_down_publishes_the_exact_lost_range() {
     let status = wait_position(&core.segment, &mut watch, TICKS);
     sidecar.signal(Signal::SIGTERM);
 
-    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stream = stream_name(&feed);
     let stored = runtime().block_on(stream_contents(&server.url(), &stream));
     // Every sequence is either a stored tick or inside exactly one gap event, never both.
     let gaps = assert_exactly_once(&stored, TICKS);
@@ -284,15 +280,7 @@ fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
     )
     .unwrap();
     let recorder_log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
-    /// Kills the recorder however the test ends.
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _recorder = Killed(
+    let _recorder = KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
             .arg("--config")
             .arg(&recorder_config)
@@ -326,7 +314,7 @@ fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
     let status = wait_position(&core.segment, &mut watch, TICKS);
     sidecar.signal(Signal::SIGTERM);
 
-    let stream = format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let stream = stream_name(&feed);
     let stored = runtime().block_on(stream_contents(&server.url(), &stream));
     let gaps = assert_exactly_once(&stored, TICKS);
     // The stream lacks exactly what the journal lacks (nothing, unless the recorder was lapped too).

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::{ConnectOptions, jetstream};
+use async_nats::ConnectOptions;
 use common::*;
 use nix::sys::signal::Signal;
 use rcgen::{
@@ -27,10 +27,6 @@ use rcgen::{
 const TICKS: u64 = 3_000;
 /// How long a sidecar may take to give up on a fatal connect error (connect timeout is 2 s).
 const FATAL_EXIT: Duration = Duration::from_secs(10);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
 
 /// Writes `text` to `path` with permission bits `mode` (set explicitly: the umask does not apply).
 fn write_file(path: &Path, text: &str, mode: u32) {
@@ -136,33 +132,6 @@ impl Drop for AuthServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The stream name qilin-nats uses by default for `feed`.
-fn stream_name(feed: &str) -> String {
-    format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"))
-}
-
-/// Like `common::stream_contents`, with the test's own connect options (TLS, credentials).
-async fn stream_contents_with(options: ConnectOptions, url: &str, stream: &str) -> Vec<Stored> {
-    let client = options.connect(url).await.unwrap();
-    let js = jetstream::new(client);
-    let mut stream = js.get_stream(stream).await.unwrap();
-    let info = stream.info().await.unwrap().clone();
-    let mut out = Vec::new();
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        let header = |k: &str| m.headers.get(k).map(|v| v.as_str().parse::<u64>().unwrap());
-        if let Some(first) = header("Qilin-Gap-First") {
-            out.push(Stored::Gap { first, last: header("Qilin-Gap-Last").unwrap() });
-        } else {
-            let seq = header("Qilin-Seq").unwrap();
-            let record = <qilin_shm::TickRecord as zerocopy::FromBytes>::read_from_bytes(&m.payload[..]).unwrap();
-            assert_eq!(record.sequence, seq, "header and body disagree");
-            out.push(Stored::Tick { seq, subject: m.subject.to_string() });
-        }
-    }
-    out
 }
 
 /// Waits until the sidecar has confirmed every tick, checks the stream holds 1..=TICKS once each

@@ -296,10 +296,35 @@ pub enum Stored {
     Gap { first: u64, last: u64 },
 }
 
+/// The stream name qilin-nats uses by default for `feed` (docs/SIDECARS.md: `QILIN_<FEED>`).
+pub fn stream_name(feed: &str) -> String {
+    format!("QILIN_{}", feed.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// A current-thread tokio runtime for the test's own NATS client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A child process killed (SIGKILL) and reaped however the test ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads every message of `stream` in stream order (an ephemeral pull consumer, no acks).
 pub async fn stream_contents(url: &str, stream: &str) -> Vec<Stored> {
+    stream_contents_with(async_nats::ConnectOptions::new(), url, stream).await
+}
+
+/// [`stream_contents`] with the test's own connect options (TLS, credentials).
+pub async fn stream_contents_with(options: async_nats::ConnectOptions, url: &str, stream: &str) -> Vec<Stored> {
     use futures::StreamExt;
-    let client = async_nats::connect(url).await.unwrap();
+    let client = options.connect(url).await.unwrap();
     let js = jetstream::new(client);
     let mut stream = js.get_stream(stream).await.unwrap();
     let total = stream.info().await.unwrap().state.messages as usize;
