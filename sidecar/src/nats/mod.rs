@@ -740,15 +740,23 @@ impl Sidecar {
                 return Ok(next);
             }
         };
-        let mut readers = Vec::with_capacity(files.len());
-        for file in files {
+        // Open from the newest day back to the file that holds `next` (its header's base is
+        // below it), not every day of the directory: this runs again every 20 ms while waiting.
+        let mut readers = Vec::new();
+        for file in files.iter().rev() {
             match qilin_journal::JournalReader::open(&file.path) {
-                Ok(r) => readers.push(r),
+                Ok(r) => {
+                    let holds_next = r.header().base_sequence < next;
+                    readers.push(r);
+                    if holds_next {
+                        break;
+                    }
+                }
                 Err(e) => tracing::warn!("backfill: {e}"),
             }
         }
-        let start = readers.iter().rposition(|r| r.header().base_sequence < next).unwrap_or(0);
-        for reader in &mut readers[start..] {
+        readers.reverse();
+        for reader in &mut readers {
             loop {
                 match reader.next_entry() {
                     Ok(Some(qilin_journal::Entry::Tick(tick))) => {
