@@ -110,7 +110,7 @@ pub struct Counters {
 
 type AckFuture =
     Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>>;
-type FlushFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type ConfirmFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A publish awaiting its ack.
 struct Pending {
@@ -138,8 +138,9 @@ pub struct Sidecar {
     layout_text: String,
     gap_subject: Subject,
     pending: VecDeque<Pending>,
-    flush: Option<(u64, i64, FlushFuture)>,
-    last_flush: Instant,
+    /// Core mode: the round trip in flight, with the sequence and publish time it confirms.
+    confirming: Option<(u64, i64, ConfirmFuture)>,
+    last_confirm: Instant,
     /// Next stream sequence the next message must follow (JetStream).
     expected_last: u64,
     published_seq: u64,
@@ -375,8 +376,8 @@ impl Sidecar {
             epoch_text: (u64::MAX, String::new()),
             layout_text: format!("{}-{:016x}", qilin_shm::layout::LAYOUT_VERSION, qilin_shm::layout::FINGERPRINT),
             pending: VecDeque::new(),
-            flush: None,
-            last_flush: now,
+            confirming: None,
+            last_confirm: now,
             expected_last: 0,
             published_seq: 0,
             published_ns: 0,
@@ -522,7 +523,7 @@ impl Sidecar {
     /// the confirmed position (core). Retries with backoff until it succeeds or `stop` is set.
     async fn resync(&mut self, stop: &AtomicBool) {
         self.pending.clear();
-        self.flush = None;
+        self.confirming = None;
         loop {
             match self.try_resync().await {
                 Ok(()) => break,
@@ -800,7 +801,7 @@ impl Sidecar {
         if self.pending.len() >= self.config.jetstream.ack_window { self.settle(false).await } else { Ok(()) }
     }
 
-    /// Moves `confirmed` forward over settled acks or a finished flush. With `wait`, waits for
+    /// Moves `confirmed` forward over settled acks or a finished round trip. With `wait`, waits for
     /// everything in flight (used when the ring has nothing new and before stopping).
     async fn settle(&mut self, wait: bool) -> anyhow::Result<()> {
         let window = self.config.jetstream.ack_window;
@@ -824,22 +825,22 @@ impl Sidecar {
             self.confirm(done.sequence, done.publish_ns);
         }
         if self.js.is_none() {
-            if let Some((_, _, flush)) = &mut self.flush {
-                let result = if wait { Some(flush.await) } else { flush.now_or_never() };
+            if let Some((_, _, round_trip)) = &mut self.confirming {
+                let result = if wait { Some(round_trip.await) } else { round_trip.now_or_never() };
                 if let Some(result) = result {
-                    let (sequence, publish_ns, _) = self.flush.take().expect("flush in flight");
+                    let (sequence, publish_ns, _) = self.confirming.take().expect("round trip in flight");
                     result.map_err(|e| anyhow!("confirming with the server: {e}"))?;
                     self.counters.acked += sequence - self.confirmed;
                     self.confirm(sequence, publish_ns);
                 }
             }
-            let due = self.last_flush.elapsed() >= config::ms(self.config.nats.flush_interval_ms);
-            if self.flush.is_none() && self.published_seq > self.confirmed && (wait || due) {
+            let due = self.last_confirm.elapsed() >= config::ms(self.config.nats.flush_interval_ms);
+            if self.confirming.is_none() && self.published_seq > self.confirmed && (wait || due) {
                 let prober = self.prober.clone();
                 let timeout = config::ms(self.config.nats.request_timeout_ms);
-                let flush: FlushFuture = Box::pin(async move { prober.round_trip(timeout).await });
-                self.flush = Some((self.published_seq, self.published_ns, flush));
-                self.last_flush = Instant::now();
+                let round_trip: ConfirmFuture = Box::pin(async move { prober.round_trip(timeout).await });
+                self.confirming = Some((self.published_seq, self.published_ns, round_trip));
+                self.last_confirm = Instant::now();
                 if wait {
                     return Box::pin(self.settle(true)).await;
                 }
