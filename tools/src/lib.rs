@@ -3,7 +3,6 @@
 //! prices (NaN) are `null`. qilinctl reads only the segment; it never links the core.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
-pub mod audit;
 pub mod calendar;
 pub mod cheader;
 pub mod journal_cli;
@@ -12,6 +11,9 @@ pub mod quality_report;
 pub mod replay;
 pub mod secrets;
 pub mod tick_csv;
+
+/// The audit log (crate `qilin-audit`, shared with the core and the sidecars).
+pub use qilin_audit as audit;
 
 use std::path::{Path, PathBuf};
 

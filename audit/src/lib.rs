@@ -1,4 +1,6 @@
-//! The audit log: one JSON line per operation, hash-chained, shared by `qilinctl` and the sidecars.
+//! The audit log: one JSON line per operation, hash-chained, shared by qilin-core, the sidecars and
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
+//! `qilinctl` (crate `qilin-audit`; `qilin_tools::audit` re-exports it).
 //!
 //! # Format
 //!
