@@ -28,18 +28,13 @@ use rustc_hash::FxHasher;
 use crate::{
     config::Admit,
     ctp::RawTick,
+    dedup::RecentSet,
     handoff::{HandoffRx, RAW_MAX},
     instruments::Instruments,
     normalize::{InstrumentState, Reject, normalize},
     session::Links,
     udp::{UdpBound, UdpSource},
 };
-
-/// Fingerprints of each instrument's last published ticks kept for deduplication across sessions.
-/// A session lagging the other by more ticks of one instrument than this at a switch would let
-/// repeats through; the sessions are drained in small alternating batches ([`SESSION_BATCH`]) so
-/// their lag in the hand-offs stays far below it.
-pub const DEDUP_WINDOW: usize = 32;
 
 /// Most structs taken from one session's hand-off per iteration with two sessions.
 pub const SESSION_BATCH: usize = 16;
@@ -137,10 +132,10 @@ enum Polled {
 enum Dedup {
     /// One source: nothing.
     Off,
-    /// Sessions, only the active one taken: remember each published tick's fingerprint.
-    Record,
-    /// Sessions, both taken: drop a tick whose fingerprint is among its instrument's recent ones.
-    Check,
+    /// Two sessions: drop a tick whose fingerprint is among the recently published ones, remember
+    /// each published one. Always on with sessions, not only during a switch: a session that was
+    /// behind when the overlap ended may still hold copies of ticks the other one delivered.
+    On,
 }
 
 struct Registered {
@@ -149,9 +144,6 @@ struct Registered {
     product: usize,
     state: InstrumentState,
     subscribed: bool,
-    /// Fingerprints of the last published ticks (sessions only), a ring.
-    recent: [u64; DEDUP_WINDOW],
-    recent_next: usize,
 }
 
 /// Settings of the hot loop.
@@ -193,6 +185,8 @@ pub struct Engine {
     /// The session whose ticks are taken (sessions only; `Sim` = none yet).
     active: Source,
     overlap_until_ns: i64,
+    /// Fingerprints of the last published ticks (sessions only; sized when the loop starts).
+    recent: RecentSet,
     out: TickRecord,
     report: EngineReport,
 }
@@ -232,6 +226,7 @@ impl Engine {
             command_drops: None,
             active: Source::Sim,
             overlap_until_ns: 0,
+            recent: RecentSet::new(1),
             out: TickRecord::ZERO,
             report: EngineReport::default(),
         };
@@ -265,7 +260,11 @@ impl Engine {
             Input::Handoff(rx) => Polled::Handoff(rx),
             Input::Udp(bound, source) => Polled::Udp(bound.into_source(), source),
             Input::Replay(queue) => Polled::Replay(queue),
-            Input::Sessions { primary, backup, links } => Polled::Sessions([primary, backup], links),
+            Input::Sessions { primary, backup, links } => {
+                // One session can be a whole hand-off behind the other: remember twice that many.
+                self.recent = RecentSet::new(2 * primary.capacity().max(backup.capacity()));
+                Polled::Sessions([primary, backup], links)
+            }
         };
         self.writer.set_run_state(RunState::Running);
         let mut next_housekeeping = 0i64;
@@ -288,7 +287,7 @@ impl Engine {
                     let both = now < self.overlap_until_ns || !links.source_up(self.active);
                     let mut n = 0;
                     for (i, rx) in rxs.iter_mut().enumerate() {
-                        n += rx.drain(SESSION_BATCH, |msg| self.take_session(msg, both));
+                        n += rx.drain(SESSION_BATCH, |msg| self.take_session(msg, both, links));
                         self.count_handoff_drops(i, rx.dropped());
                     }
                     n
@@ -334,18 +333,19 @@ impl Engine {
         }
     }
 
-    /// One struct from a session's hand-off: the active session's, or either while `both`.
+    /// One struct from a session's hand-off: the active session's, or either while `both`. A
+    /// standby tick is looked at once more against the active session's link flag, loaded after the
+    /// tick was taken from its queue: if the simulated market (or the SDK) skipped the active
+    /// session because it had just gone down, that flag is already down here, so the tick the
+    /// active session never got is not thrown away as a standby copy.
     #[inline]
-    fn take_session(&mut self, msg: &crate::handoff::RawMsg, both: bool) {
-        if msg.source as u8 != self.active as u8 && !both {
+    fn take_session(&mut self, msg: &crate::handoff::RawMsg, both: bool, links: &Links) {
+        if msg.source as u8 != self.active as u8 && !both && links.source_up(self.active) {
             self.pending[Counter::StandbyTicks as usize] += 1;
             return;
         }
         match msg.payload() {
-            Some(bytes) => {
-                let dedup = if both { Dedup::Check } else { Dedup::Record };
-                self.process_from(bytes, msg.receive_ns, msg.source, dedup)
-            }
+            Some(bytes) => self.process_from(bytes, msg.receive_ns, msg.source, Dedup::On),
             None => {
                 self.report.received += 1;
                 self.pending[Counter::TicksReceived as usize] += 1;
@@ -437,14 +437,7 @@ impl Engine {
             }
         };
         let slot = self.registered.len();
-        self.registered.push(Registered {
-            index,
-            product,
-            state: InstrumentState::default(),
-            subscribed: false,
-            recent: [0; DEDUP_WINDOW],
-            recent_next: 0,
-        });
+        self.registered.push(Registered { index, product, state: InstrumentState::default(), subscribed: false });
         self.by_id.insert(key, slot);
         self.emit(Event::Admitted { id: key, index });
         Some(slot)
@@ -510,23 +503,22 @@ impl Engine {
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
         let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
+        // Deduplicate on the struct as the exchange sent it, before normalizing: what normalize
+        // derives (an adjusted millisecond, flags) depends on the instrument's previous tick, which
+        // can differ between the two sessions' copies.
+        let print = if dedup == Dedup::Off { 0 } else { fingerprint(&raw) };
+        if dedup == Dedup::On && self.recent.contains(print) {
+            self.report.rejected += 1;
+            self.pending[Counter::Duplicates as usize] += 1;
+            return;
+        }
         let entry = &mut self.registered[slot];
         let spec = &self.products.products()[entry.product];
-        let before = entry.state;
         if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
             return self.reject(reason);
         }
         if dedup != Dedup::Off {
-            let print = fingerprint(&self.out);
-            if dedup == Dedup::Check && entry.recent.contains(&print) {
-                // The other session delivered this exchange tick already: forget it was seen.
-                entry.state = before;
-                self.report.rejected += 1;
-                self.pending[Counter::Duplicates as usize] += 1;
-                return;
-            }
-            entry.recent[entry.recent_next] = print;
-            entry.recent_next = (entry.recent_next + 1) % DEDUP_WINDOW;
+            self.recent.insert(print);
         }
         self.publish_out();
     }
@@ -555,23 +547,28 @@ impl Engine {
     }
 }
 
-/// What identifies one exchange tick whichever session delivered it: its exchange time, trading
-/// day, cumulative volume and turnover, open interest, prices and the book. Receive and publish
-/// times, source and quality flags are left out (they differ between sessions).
+/// What identifies one exchange tick whichever session delivered it, from the raw struct: the
+/// instrument, trading day, update time and millisecond, cumulative volume and turnover, open
+/// interest, prices and the five-level book. Padding bytes are left out (an SDK may not clear them).
 #[inline]
-fn fingerprint(t: &TickRecord) -> u64 {
+fn fingerprint(raw: &RawTick<'_>) -> u64 {
     let mut h = FxHasher::default();
-    h.write_i64(t.exchange_time_ns);
-    h.write_u32(t.trading_day);
-    h.write_i64(t.volume);
-    for x in [t.last_price, t.turnover, t.open_interest, t.highest_price, t.lowest_price, t.average_price] {
-        h.write_u64(x.to_bits());
+    for word in raw.id_words() {
+        h.write_u64(word);
     }
-    for level in 0..5 {
-        h.write_u64(t.bid_price[level].to_bits());
-        h.write_u64(t.ask_price[level].to_bits());
-        h.write_i32(t.bid_volume[level]);
-        h.write_i32(t.ask_volume[level]);
+    h.write(raw.trading_day);
+    h.write(raw.update_time);
+    let b = raw.body;
+    h.write_i32(b.update_millisec.get());
+    h.write_i32(b.volume.get());
+    for x in [b.last_price, b.turnover, b.open_interest, b.highest_price, b.lowest_price, b.average_price] {
+        h.write_u64(x.get().to_bits());
+    }
+    for level in &b.levels {
+        h.write_u64(level.bid_price.get().to_bits());
+        h.write_i32(level.bid_volume.get());
+        h.write_u64(level.ask_price.get().to_bits());
+        h.write_i32(level.ask_volume.get());
     }
     h.finish()
 }

@@ -93,6 +93,11 @@ impl HandoffRx {
         n
     }
 
+    /// How many structs the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.consumer.buffer().capacity()
+    }
+
     /// Structs dropped because the queue was full, since creation.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed) as u64

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod control;
 pub mod ctp;
+pub mod dedup;
 pub mod demo;
 pub mod engine;
 pub mod handoff;

@@ -568,3 +568,86 @@ fn replay_input_allocates_nothing_on_the_hot_thread() {
     assert_eq!(run.report.published, valid, "every known instrument's record published, the unknown one refused");
     assert_eq!(reader.counter(Counter::RejectUnknownInstrument), ROUNDS as u64);
 }
+
+/// Two sessions fed by the simulated market (`run_sessions`), the active one going down and up
+/// (links flipped, as the fronts do on a disconnect), switches with overlaps, status and counter
+/// commands from the session manager: no allocation, and every market tick published exactly once
+/// (duplicates from the overlap dropped, standby copies left out, nothing lost in a switch).
+#[test]
+fn two_sessions_with_switches_allocate_nothing_and_publish_each_tick_once() {
+    use qilin_core::session::{Links, Which};
+    let _serial = serial();
+    const TICKS: u64 = 200_000;
+    let (ptx, prx) = handoff(1 << 16);
+    let (btx, brx) = handoff(1 << 16);
+    let links = Links::new();
+    let engine_links = links.clone();
+    let mut rig =
+        Rig::start("sessions", 4096, 4096, move || Input::Sessions { primary: prx, backup: brx, links: engine_links });
+    let reader = rig.reader();
+    rig.wait_until("the engine to run", |_| reader.run_state() == Some(RunState::Running));
+    let config = SimConfig { ticks_per_second: 100_000, max_ticks: TICKS, seed: 11, ..SimConfig::default() };
+    let sim = Simulator::new(&config, &instruments()).expect("simulator config");
+    let (done_tx, sim_done) = crossbeam_channel::bounded(1);
+    let sim_links = links.clone();
+    std::thread::spawn(move || {
+        sim.run_sessions(ptx, btx, sim_links);
+        let _ = done_tx.send(());
+    });
+    let switch = |rig: &Rig, to: Which, overlap_ms: i64| {
+        rig.command(Command::Switch {
+            active: to.source(),
+            overlap_until_ns: qilin_shm::now_ns() + overlap_ms * 1_000_000,
+        });
+    };
+    links.set(Which::Primary, true);
+    links.set(Which::Backup, true);
+    switch(&rig, Which::Primary, 0);
+    let mut status = qilin_shm::layout::StatusRecord {
+        link_state: qilin_shm::LinkState::LoggedIn as u32,
+        active_source: Source::Primary as u32,
+        trading_day: 20260302,
+        failovers: 0,
+        api_version: [0; 40],
+        front: [0; 64],
+    };
+    rig.command(Command::Status(status));
+    let mut switches = 0u32;
+    let mut cursor = 0;
+    for round in 0..6 {
+        cursor += 20_000;
+        rig.wait_until("ticks to flow", |_| reader.write_cursor() > cursor);
+        if round % 2 == 0 {
+            // The primary drops: its link goes down at once, the manager switches a moment later.
+            links.set(Which::Primary, false);
+            std::thread::sleep(Duration::from_millis(2));
+            switch(&rig, Which::Backup, 50);
+            rig.command(Command::Count(Counter::FrontDisconnects, 1));
+            links.set(Which::Primary, true); // reconnected: the warm standby again
+        } else {
+            switch(&rig, Which::Primary, 50); // a commanded failback with an overlap
+        }
+        switches += 1;
+        rig.command(Command::Count(Counter::Failovers, 1));
+        status.failovers = switches;
+        rig.command(Command::Status(status));
+    }
+    let left = rig.deadline.saturating_duration_since(Instant::now());
+    sim_done.recv_timeout(left).expect("watchdog: the simulator did not finish");
+    rig.wait_until("every market tick published", |_| reader.write_cursor() >= TICKS);
+    std::thread::sleep(Duration::from_millis(50)); // anything more (a doubled tick) would show now
+    let run = rig.shutdown();
+    assert_hot_and_busy(rig.name, &run, &reader, TICKS - 1);
+    assert_eq!(reader.counter(Counter::HandoffFull), 0, "the hand-offs overflowed: the count below means nothing");
+    assert_eq!(run.report.published, TICKS, "each market tick exactly once");
+    assert!(reader.counter(Counter::Duplicates) > 0, "no duplicate was dropped: the overlap never took both sessions");
+    assert!(reader.counter(Counter::StandbyTicks) > 0, "no standby tick was left out");
+    assert_eq!(reader.counter(Counter::Failovers), u64::from(switches));
+    assert_eq!(reader.counter(Counter::FrontDisconnects), 3);
+    assert_eq!(reader.status().expect("status line").failovers, switches);
+    eprintln!(
+        "sessions: duplicates={} standby={}",
+        reader.counter(Counter::Duplicates),
+        reader.counter(Counter::StandbyTicks)
+    );
+}

@@ -1,19 +1,30 @@
 //! `qilin-secrets`: loads the feed's secrets (CTP accounts, NATS credentials, rate-limit tokens)
 //! from a dotenv file, a directory of secret files or the environment, runs the same checks as
 //! `qilinctl validate-env`, optionally shreds the runtime file, records what it did in the audit
-//! log (key names only), then holds the secrets until SIGTERM or SIGINT.
+//! log (key names only), then holds the secrets until SIGTERM or SIGINT. With `--core-socket` it
+//! hands the CTP credentials to the core over its control socket (peer uid checked both ways) and
+//! again whenever the core asks (it restarted); with `--watch` it rotates them when the source
+//! changes: validate → failover → re-login → failback → verify health from the segment, every step
+//! audited (see `qilin_sidecar::secrets::rotate` and docs/SIDECARS.md).
 //!
 //! Exit codes: 0 stopped by a signal after a clean load; 1 the secrets have problems (each printed
 //! with its key, never the value; nothing shredded); 2 the source cannot be read, or shredding
-//! failed; 4 the audit log cannot be written (nothing loaded); 5 the outcome could not be audited.
-//!
-//! Not yet: the hand-off to the core over its control socket and rotation (issue 8, items 4-5).
+//! failed, or the arguments do not fit together; 4 the audit log cannot be written (nothing
+//! loaded); 5 the outcome could not be audited; 6 the core's control socket is served by another
+//! uid, or the core refused the credentials (nothing more is sent).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use nix::sys::signal::{SigSet, Signal};
-use qilin_sidecar::secrets::{self, Profile, Source};
+use nix::sys::{
+    signal::{SigSet, Signal},
+    signalfd::{SfdFlags, SignalFd},
+};
+use qilin_sidecar::secrets::{
+    self, Profile, Source,
+    handoff::{CoreLink, LinkError},
+    rotate::{Holder, HolderConfig},
+};
 use qilin_tools::audit::{self, AuditLog, Entry};
 use serde_json::{Value, json};
 
@@ -34,6 +45,27 @@ struct Args {
     /// ~/.local/state/qilin/audit.jsonl].
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// The core's control socket: hand the CTP credentials over there (and again when it restarts).
+    #[arg(long)]
+    core_socket: Option<PathBuf>,
+    /// The uid the core runs as; a socket served by any other uid gets nothing [default: this uid].
+    #[arg(long)]
+    core_uid: Option<u32>,
+    /// Watch --source for changes and rotate: validate, failover, re-login, failback, verify.
+    #[arg(long, requires = "source", conflicts_with = "shred_source")]
+    watch: bool,
+    /// How often the watched source is read, and the core's sessions checked.
+    #[arg(long, default_value_t = 500)]
+    watch_interval_ms: u64,
+    /// The segment read to verify health after a rotation [default: /dev/shm/qilin].
+    #[arg(long, default_value = "/dev/shm/qilin")]
+    segment: PathBuf,
+    /// After a failback, the primary must publish ticks again within this long.
+    #[arg(long, default_value_t = 5000)]
+    health_within_ms: u64,
+    /// How long one request to the core may take (a relogin waits for the broker's answer).
+    #[arg(long, default_value_t = 15_000)]
+    core_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,12 +144,56 @@ fn main() -> ExitCode {
         return ExitCode::from(5);
     }
     println!("qilin-secrets: holding {} keys for the {} profile: {}", keys.len(), args.profile, keys.join(", "));
-    tracing::info!("waiting for SIGTERM (the hand-off to the core is not written yet)");
-    match stop.wait() {
-        Ok(signal) => tracing::info!("{signal:?}: dropping the secrets and stopping"),
-        Err(e) => tracing::error!("waiting for a signal: {e}"),
+    let link = args.core_socket.as_ref().map(|path| {
+        let uid = args.core_uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        CoreLink::new(path, uid, Duration::from_millis(args.core_timeout_ms))
+    });
+    let config = HolderConfig {
+        source,
+        profile: args.profile,
+        segment: args.segment.clone(),
+        health_within: Duration::from_millis(args.health_within_ms),
+        watch: args.watch,
+    };
+    let mut holder = Holder::new(config, link.clone(), log, loaded);
+    if link.is_some() {
+        match holder.hand_over_all("start") {
+            Ok(n) => tracing::info!(sessions = n, "credentials handed to the core"),
+            Err(e @ LinkError::Unreachable { .. }) => {
+                tracing::warn!(error = %e, "the core is not up yet; credentials are handed over when it is")
+            }
+            Err(e) => {
+                eprintln!("qilin-secrets: {e}");
+                return ExitCode::from(6);
+            }
+        }
     }
-    drop(loaded);
+    let signals = match SignalFd::with_flags(&stop, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("qilin-secrets: signalfd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let interval = Duration::from_millis(args.watch_interval_ms.max(10));
+    loop {
+        match signals.read_signal() {
+            Ok(Some(info)) => {
+                tracing::info!(signal = info.ssi_signo, "stop signal: dropping the secrets and stopping");
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("reading signals: {e}");
+                break;
+            }
+        }
+        if let Some(outcome) = holder.poll() {
+            tracing::info!(?outcome, "rotation finished");
+        }
+        std::thread::sleep(interval);
+    }
+    drop(holder);
     ExitCode::SUCCESS
 }
 
