@@ -19,7 +19,7 @@
 //! from the store (its dates stay, for the history). Time is always passed in (`now`, Unix seconds),
 //! so the schedule is tested without sleeping.
 
-// pub mod cli;
+pub mod cli;
 pub mod crypto;
 mod error;
 pub mod model;
