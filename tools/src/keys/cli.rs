@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::{
-    KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict,
+    KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, backup,
     crypto::KdfParams,
     model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
     store,
@@ -324,7 +324,7 @@ impl Ctx<'_> {
         let mut action = json!({"store": self.store_json(), "out": out.display().to_string()});
         let done = MasterKey::from_env().and_then(|master| {
             let _lock = store::lock(&self.path)?;
-            store::backup(&self.path, out, &master, self.now)
+            backup::backup(&self.path, out, &master, self.now)
         });
         match done {
             Ok(summary) => {
@@ -354,7 +354,7 @@ impl Ctx<'_> {
         let mut action = json!({"store": self.store_json(), "from": from.display().to_string()});
         let done = MasterKey::from_env().and_then(|master| {
             let _lock = store::lock(&self.path)?;
-            store::restore(&self.path, from, &master)
+            backup::restore(&self.path, from, &master)
         });
         match done {
             Ok(summary) => {

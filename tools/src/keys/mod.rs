@@ -6,7 +6,8 @@
 //! - [`model`]: the file's content (keys, versions, states, dates) and the schedule, without crypto.
 //! - [`crypto`]: the master key, Argon2id, XChaCha20-Poly1305, the OS random generator.
 //! - [`store`]: a [`Store`] opened from a file: load and verify, add, rotate, verify a token, save
-//!   atomically under a lock, backup and restore.
+//!   atomically under a lock.
+//! - [`backup`]: backup files and the restore that checks them.
 //! - [`cli`]: `qilinctl keys list|add|rotate|history|show|verify|backup|restore`.
 //!
 //! # Model
@@ -19,6 +20,7 @@
 //! from the store (its dates stay, for the history). Time is always passed in (`now`, Unix seconds),
 //! so the schedule is tested without sleeping.
 
+pub mod backup;
 pub mod cli;
 pub mod crypto;
 mod error;
