@@ -210,7 +210,11 @@ impl Ctx<'_> {
         let _lock = store::lock(&self.path)?;
         let mut store = match Store::load(&self.path, &master) {
             Err(KeyError::NotFound { .. }) if create => {
-                Store::create(&self.path, &master, KdfParams::for_new_store()?)?
+                let store = Store::create(&self.path, &master, KdfParams::for_new_store()?)?;
+                for note in store.notes() {
+                    eprintln!("qilinctl: keys: note: {note}");
+                }
+                store
             }
             other => other?,
         };
