@@ -229,7 +229,7 @@ COUNTERS = (
     "reject_size", "reject_id", "reject_exchange", "reject_price", "reject_time",
     "reject_unknown_instrument", "flag_stale_snapshot", "flag_volume_regression",
     "flag_repeated_second", "command_queue_full", "event_queue_full", "front_disconnects",
-    "failovers", "udp_datagrams", "udp_receive_errors",
+    "failovers", "udp_datagrams", "udp_receive_errors", "standby_ticks",
 )
 COUNTER_SLOTS = 64
 

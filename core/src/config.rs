@@ -20,6 +20,42 @@ pub struct Config {
     pub core: CoreConfig,
     /// `[source]`: where ticks come from.
     pub source: SourceConfig,
+    /// `[failover]`: primary and backup sessions.
+    pub failover: FailoverConfig,
+}
+
+/// `[failover]`: when the core switches between the primary and the backup account's sessions.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// Switch to the other session, if it is logged in, when the active one disconnects, fails to
+    /// log in or reports a heartbeat warning of at least `heartbeat_warning_s`.
+    pub auto: bool,
+    /// A heartbeat warning reporting at least this many seconds without data counts as a failure.
+    pub heartbeat_warning_s: u32,
+    /// After an automatic failover, switch back once the primary has been logged in this long;
+    /// 0 = only on command (`qilinctl failback`). A failover on command always waits for a command.
+    pub failback_after_ms: u64,
+    /// After a switch, ticks of both sessions are taken (and deduplicated) for this long, so the
+    /// switch loses nothing the other session delivers a little later or earlier.
+    pub overlap_ms: u64,
+    /// Wait between login attempts of a session whose login failed.
+    pub login_retry_ms: u64,
+    /// How long a `failover`/`failback`/`relogin` command waits for its outcome.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            auto: true,
+            heartbeat_warning_s: 10,
+            failback_after_ms: 0,
+            overlap_ms: 500,
+            login_retry_ms: 1000,
+            command_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `[feed]`.
@@ -78,6 +114,12 @@ pub struct CoreConfig {
     pub control_socket: Option<PathBuf>,
     /// Uids allowed to send commands (SO_PEERCRED); empty = only the core's own uid.
     pub control_allowed_uids: Vec<u32>,
+    /// The only uid whose `credentials` are accepted (the qilin-secrets sidecar's); none = the core's
+    /// own uid. Credentials from any other uid are refused, logged and audited.
+    pub secrets_uid: Option<u32>,
+    /// Audit log for session switches and refused credentials; default `$QILIN_AUDIT_LOG`, else the
+    /// per-user default of `qilinctl audit`.
+    pub audit_log: Option<PathBuf>,
     /// `mlockall` the process (a warning, not an error, when not permitted).
     pub lock_memory: bool,
     /// Product specifications.
@@ -98,6 +140,8 @@ impl Default for CoreConfig {
             heartbeat_interval_ms: 1,
             control_socket: None,
             control_allowed_uids: Vec::new(),
+            secrets_uid: None,
+            audit_log: None,
             lock_memory: true,
             instruments_file: default_instruments_file(),
             admit: Admit::AnyKnownProduct,
@@ -183,6 +227,30 @@ pub struct SimConfig {
     pub start: String,
     /// Fault and quirk injection, as probabilities per tick.
     pub inject: InjectConfig,
+    /// `[source.sim.sessions]`: simulate the primary and backup accounts' sessions.
+    pub sessions: SimSessionsConfig,
+}
+
+/// `[source.sim.sessions]`: the simulator as two CTP sessions (primary and backup account). Off:
+/// one anonymous session, ticks tagged `sim`. On: each session logs in with the credentials the
+/// secrets sidecar hands over on the control socket, ticks record their session (`primary` /
+/// `backup`), and disconnects, login failures and heartbeat warnings can be injected over the
+/// control socket (`inject …`), so failover and rotation are testable without a broker.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSessionsConfig {
+    /// Run the two sessions.
+    pub enabled: bool,
+    /// Simulated time from login request to the login response.
+    pub login_ms: u64,
+    /// A disconnected simulated front reconnects after this long (the CTP SDK retries about every 2 s).
+    pub reconnect_ms: u64,
+}
+
+impl Default for SimSessionsConfig {
+    fn default() -> Self {
+        SimSessionsConfig { enabled: false, login_ms: 20, reconnect_ms: 2000 }
+    }
 }
 
 impl Default for SimConfig {
@@ -195,6 +263,7 @@ impl Default for SimConfig {
             instruments: Vec::new(),
             start: "2026-03-02 09:00:00".into(),
             inject: InjectConfig::default(),
+            sessions: SimSessionsConfig::default(),
         }
     }
 }
@@ -358,6 +427,19 @@ impl Config {
             if !(0.0..=1.0).contains(&p) {
                 bad(&format!("source.sim.inject.{key}"), format!("{p}: a probability between 0 and 1"));
             }
+        }
+        if s.sessions.login_ms > 60_000 || s.sessions.reconnect_ms > 600_000 {
+            bad("source.sim.sessions", "login_ms ≤ 60000 and reconnect_ms ≤ 600000".into());
+        }
+        let fo = &self.failover;
+        if fo.overlap_ms > 60_000 {
+            bad("failover.overlap_ms", format!("{}: at most 60000", fo.overlap_ms));
+        }
+        if fo.login_retry_ms == 0 {
+            bad("failover.login_retry_ms", "0: must be at least 1".into());
+        }
+        if fo.command_timeout_ms == 0 {
+            bad("failover.command_timeout_ms", "0: must be at least 1".into());
         }
         let u = &self.source.udp;
         if let Some(group) = u.multicast_group

@@ -7,13 +7,25 @@
 //! subscribe rb2505       → {"ok":true,"instrument":"rb2505","index":3}
 //! unsubscribe rb2505     → {"ok":true,"instrument":"rb2505"}
 //! shutdown               → {"ok":true}
+//! sessions               → {"ok":true,"active":"primary","failovers":0,"sessions":{"primary":{…},"backup":{…}}}
+//! failover | failback    → {"ok":true,"active":"backup","from":"primary","switched":true}
+//! relogin primary        → {"ok":true,"session":"primary","state":"logged_in"}   (after the login)
+//! inject primary disconnect | login-fail N | heartbeat-warning SECONDS   (simulated sessions only)
+//! credentials {"session":"primary","broker_id":…,"user_id":…,"password":…,"md_fronts":[…]}
+//!                        → {"ok":true,"session":"primary","credentials_version":2,"applied":"…"}
 //! ```
 //!
 //! Commands reach the hot thread through a bounded crossbeam channel (`try_send`: a full channel is
 //! an error reply and a counted drop, never a wait); their effect is read back from the segment.
+//! Session commands go to the session manager thread ([`crate::session::manager`]).
+//!
+//! `credentials` is accepted only from the configured secrets uid (`core.secrets_uid`); from any
+//! other allowed uid it is refused, logged and audited, and the line is never parsed. Every
+//! connection is served by its own thread (a slow client cannot hold the socket), and the bytes of
+//! each line are zeroed once handled, so a password does not linger in the control thread's buffers.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     os::unix::{
         fs::PermissionsExt,
         net::{UnixListener, UnixStream},
@@ -29,10 +41,34 @@ use std::sync::{
 
 use anyhow::Context;
 use nix::sys::socket::{getsockopt, sockopt};
+use qilin_audit::{AuditLog, Entry};
 use qilin_shm::{Counter, Reader};
+use secrecy::zeroize::Zeroize;
 use serde_json::{Value, json};
 
-use crate::engine::{Command, id_key};
+use crate::{
+    engine::{Command, id_key},
+    session::{
+        Credentials, Fault, Which,
+        manager::{Msg, Request},
+    },
+};
+
+/// Longest command line accepted (a credentials object is well under 4 KiB).
+const MAX_LINE: usize = 64 * 1024;
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Where session commands go and who may hand over credentials.
+#[derive(Debug)]
+pub struct SessionControl {
+    /// The session manager's channel.
+    pub manager: crossbeam_channel::Sender<Msg>,
+    /// The only uid whose `credentials` are accepted.
+    pub secrets_uid: u32,
+    /// How long to wait for the manager's answer.
+    pub timeout: Duration,
+}
 
 /// A bound control socket.
 #[derive(Debug)]
@@ -44,6 +80,9 @@ pub struct ControlServer {
     commands: crossbeam_channel::Sender<Command>,
     /// Commands refused because the channel was full; the hot thread copies it into the header.
     dropped: Arc<AtomicUsize>,
+    sessions: Option<SessionControl>,
+    audit: Option<AuditLog>,
+    connections: AtomicUsize,
 }
 
 impl ControlServer {
@@ -73,7 +112,22 @@ impl ControlServer {
             segment: segment.to_owned(),
             commands,
             dropped: Arc::new(AtomicUsize::new(0)),
+            sessions: None,
+            audit: None,
+            connections: AtomicUsize::new(0),
         })
+    }
+
+    /// Serves the session commands through `sessions` (sources with primary/backup sessions).
+    pub fn with_sessions(mut self, sessions: SessionControl) -> ControlServer {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// Audits refused credentials to `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> ControlServer {
+        self.audit = Some(audit);
+        self
     }
 
     /// The count of commands refused because the queue was full (give it to
@@ -87,16 +141,33 @@ impl ControlServer {
         &self.path
     }
 
-    /// Serves connections one at a time until the process exits.
+    /// Serves connections, each on its own thread (at most [`MAX_CONNECTIONS`] at once), until the
+    /// process exits.
     pub fn serve(self) {
-        for stream in self.listener.incoming() {
-            match stream {
-                Ok(stream) => {
-                    if let Err(e) = self.handle(stream) {
-                        tracing::warn!(error = %e, "control connection ended with an error");
-                    }
+        let server = Arc::new(self);
+        for stream in server.listener.incoming() {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+            };
+            if server.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                server.connections.fetch_sub(1, Ordering::AcqRel);
+                let _ = writeln!(&stream, "{}", json!({"ok": false, "error": "too many control connections; retry"}));
+                continue;
+            }
+            let me = Arc::clone(&server);
+            let spawned = std::thread::Builder::new().name("qilin-control-conn".into()).spawn(move || {
+                if let Err(e) = me.handle(stream) {
+                    tracing::warn!(error = %e, "control connection ended with an error");
+                }
+                me.connections.fetch_sub(1, Ordering::AcqRel);
+            });
+            if let Err(e) = spawned {
+                server.connections.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(error = %e, "could not start a control connection thread");
             }
         }
     }
@@ -106,6 +177,7 @@ impl ControlServer {
         let mut writer = stream.try_clone()?;
         if !self.allowed_uids.contains(&uid) {
             tracing::warn!(uid, "control connection refused: uid not allowed");
+            self.audit_refusal(uid, "connect", "uid not allowed to control this core");
             writeln!(
                 writer,
                 "{}",
@@ -113,16 +185,94 @@ impl ControlServer {
             )?;
             return Ok(());
         }
-        for line in BufReader::new(stream).lines() {
-            let reply = self.execute(line?.trim());
+        let mut lines = ZeroingLines::new(stream);
+        loop {
+            let reply = match lines.next_line() {
+                Ok(Some(line)) => self.execute(line.trim(), uid),
+                Ok(None) => return Ok(()),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            };
+            lines.wipe();
             writeln!(writer, "{reply}")?;
         }
-        Ok(())
     }
 
-    fn execute(&self, line: &str) -> Value {
+    fn audit_refusal(&self, uid: u32, command: &str, reason: &str) {
+        let Some(audit) = &self.audit else { return };
+        let entry = Entry {
+            command: format!("refused {command}"),
+            args: Vec::new(),
+            exit_code: 1,
+            actions: vec![json!({"peer_uid": uid, "socket": self.path.display().to_string(), "reason": reason})],
+        };
+        if let Err(e) = audit.append(&entry) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
+
+    /// Forwards a request to the session manager and waits for its answer.
+    fn ask(&self, request: Request) -> Value {
+        let Some(sessions) = &self.sessions else {
+            return json!({"ok": false, "error": "this source has no primary/backup sessions (sim with [source.sim.sessions] enabled, or ctp)"});
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if sessions.manager.send(Msg::Request(request, tx)).is_err() {
+            return json!({"ok": false, "error": "the session manager has stopped"});
+        }
+        rx.recv_timeout(sessions.timeout + Duration::from_secs(1))
+            .unwrap_or_else(|_| json!({"ok": false, "error": "the session manager did not answer in time"}))
+    }
+
+    fn credentials(&self, json_text: &str, uid: u32) -> Value {
+        let Some(sessions) = &self.sessions else {
+            return self.ask(Request::Sessions); // the same "no sessions" answer, without parsing
+        };
+        if uid != sessions.secrets_uid {
+            let reason =
+                format!("uid {uid} may not hand over credentials (only the secrets uid {})", sessions.secrets_uid);
+            tracing::warn!(uid, "credentials refused: not the secrets uid");
+            self.audit_refusal(uid, "credentials", &reason);
+            return json!({"ok": false, "error": reason});
+        }
+        match Credentials::parse(json_text) {
+            Ok(creds) => self.ask(Request::Credentials(Box::new(creds))),
+            Err(e) => {
+                tracing::warn!(uid, error = %e, "credentials refused: malformed");
+                json!({"ok": false, "error": e})
+            }
+        }
+    }
+
+    fn execute(&self, line: &str, uid: u32) -> Value {
+        if let Some(rest) = line.strip_prefix("credentials") {
+            return self.credentials(rest.trim(), uid);
+        }
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
+            (Some("sessions"), None, _) => self.ask(Request::Sessions),
+            (Some("failover"), None, _) => self.ask(Request::Failover),
+            (Some("failback"), None, _) => self.ask(Request::Failback),
+            (Some("relogin"), Some(which), None) => match Which::parse(which) {
+                Some(which) => self.ask(Request::Relogin(which)),
+                None => json!({"ok": false, "error": format!("{which:?}: expected primary or backup")}),
+            },
+            (Some("inject"), Some(which), Some(what)) => {
+                let arg = words.next();
+                let fault = match (what, arg.map(str::parse::<i64>)) {
+                    ("disconnect", None) => Some(Fault::Disconnect),
+                    ("login-fail", Some(Ok(n))) if (1..=1000).contains(&n) => Some(Fault::LoginFailures(n as u32)),
+                    ("heartbeat-warning", Some(Ok(s))) if (1..=3600).contains(&s) => {
+                        Some(Fault::HeartbeatWarning(s as i32))
+                    }
+                    _ => None,
+                };
+                match (Which::parse(which), fault, words.next()) {
+                    (Some(which), Some(fault), None) => self.ask(Request::Inject(which, fault)),
+                    _ => {
+                        json!({"ok": false, "error": "usage: inject primary|backup disconnect | login-fail N (1-1000) | heartbeat-warning SECONDS (1-3600)"})
+                    }
+                }
+            }
             (Some("status"), None, _) => self.status(),
             (Some("shutdown"), None, _) => self.send(Command::Shutdown, json!({"ok": true})),
             (Some(verb @ ("subscribe" | "unsubscribe")), Some(id), None) => {
@@ -139,7 +289,7 @@ impl ControlServer {
                 self.await_directory(id)
             }
             _ => {
-                json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | shutdown")})
+                json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | sessions | failover | failback | relogin primary|backup | shutdown")})
             }
         }
     }
@@ -192,4 +342,79 @@ pub fn status_json(reader: &Reader) -> Value {
         "instruments": reader.directory_len(),
         "counters": counters,
     })
+}
+
+/// Reads newline-terminated lines into one buffer that is zeroed after each line is handled (and
+/// when dropped), so credentials do not stay in memory after their line.
+struct ZeroingLines {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` that belong to the line handed out last.
+    line_len: usize,
+}
+
+impl ZeroingLines {
+    fn new(stream: UnixStream) -> ZeroingLines {
+        ZeroingLines { stream, buf: Vec::with_capacity(4096), line_len: 0 }
+    }
+
+    /// The next line (without its newline), or `None` at end of stream.
+    fn next_line(&mut self) -> std::io::Result<Option<&str>> {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                self.line_len = end + 1;
+                let line = std::str::from_utf8(&self.buf[..end])
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a command line is not UTF-8"))?;
+                return Ok(Some(line));
+            }
+            if self.buf.len() > MAX_LINE {
+                self.line_len = self.buf.len();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a command line is longer than {MAX_LINE} bytes"),
+                ));
+            }
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    chunk.zeroize();
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                chunk.zeroize();
+                return Ok(None);
+            }
+            if self.buf.len() + n > self.buf.capacity() {
+                // Grow by hand so the old allocation is zeroed, not just freed.
+                let mut bigger = Vec::with_capacity((self.buf.len() + n).next_power_of_two());
+                bigger.extend_from_slice(&self.buf);
+                self.buf.zeroize();
+                self.buf = bigger;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            chunk[..n].zeroize();
+        }
+    }
+
+    /// Zeroes and forgets the line handed out last.
+    fn wipe(&mut self) {
+        let n = self.line_len.min(self.buf.len());
+        self.buf[..n].zeroize();
+        self.buf.drain(..n);
+        // `drain` moved the rest forward; zero the bytes it left behind past the new end.
+        for byte in self.buf.spare_capacity_mut() {
+            byte.write(0);
+        }
+        self.line_len = 0;
+    }
+}
+
+impl Drop for ZeroingLines {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
 }

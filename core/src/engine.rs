@@ -17,7 +17,12 @@ use std::{
     },
 };
 
-use qilin_shm::{Counter, RunState, Source, TickRecord, Writer, layout::INSTRUMENT_ID_LEN};
+use std::hash::Hasher;
+
+use qilin_shm::{
+    Counter, RunState, Source, TickRecord, Writer,
+    layout::{INSTRUMENT_ID_LEN, StatusRecord},
+};
 use rustc_hash::FxHasher;
 
 use crate::{
@@ -26,8 +31,18 @@ use crate::{
     handoff::{HandoffRx, RAW_MAX},
     instruments::Instruments,
     normalize::{InstrumentState, Reject, normalize},
+    session::Links,
     udp::{UdpBound, UdpSource},
 };
+
+/// Fingerprints of each instrument's last published ticks kept for deduplication across sessions.
+/// A session lagging the other by more ticks of one instrument than this at a switch would let
+/// repeats through; the sessions are drained in small alternating batches ([`SESSION_BATCH`]) so
+/// their lag in the hand-offs stays far below it.
+pub const DEDUP_WINDOW: usize = 32;
+
+/// Most structs taken from one session's hand-off per iteration with two sessions.
+pub const SESSION_BATCH: usize = 16;
 
 /// A fixed-size InstrumentID key (no allocation to build or hash).
 pub type IdKey = [u8; INSTRUMENT_ID_LEN];
@@ -37,8 +52,8 @@ pub fn id_key(id: &str) -> Option<IdKey> {
     qilin_shm::layout::fixed_id(id)
 }
 
-/// Commands from the control thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Commands from the control thread and the session manager.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Command {
     /// Admit an instrument (and, with `admit = "subscribed-only"`, let its ticks in).
     Subscribe(IdKey),
@@ -46,6 +61,18 @@ pub enum Command {
     Unsubscribe(IdKey),
     /// Finish the current batch, mark the segment stopped, return.
     Shutdown,
+    /// Take ticks from this session from now on; until `overlap_until_ns` (CLOCK_REALTIME) take
+    /// both sessions' ticks, deduplicated.
+    Switch {
+        /// The session now active.
+        active: Source,
+        /// End of the overlap.
+        overlap_until_ns: i64,
+    },
+    /// Replace the header's status line.
+    Status(StatusRecord),
+    /// Add to a header counter (front disconnects, failovers).
+    Count(Counter, u32),
 }
 
 /// What the hot thread reports to the logger thread.
@@ -86,6 +113,15 @@ pub enum Input {
     Udp(UdpBound, Source),
     /// Already-normalized records from the replay thread (see [`crate::replay`]).
     Replay(rtrb::Consumer<TickRecord>),
+    /// The primary and the backup session's hand-offs (see [`crate::session`]).
+    Sessions {
+        /// The primary account's session.
+        primary: HandoffRx,
+        /// The backup account's session.
+        backup: HandoffRx,
+        /// Which sessions are up.
+        links: Links,
+    },
 }
 
 /// An input as polled (built on the hot thread).
@@ -93,6 +129,18 @@ enum Polled {
     Handoff(HandoffRx),
     Udp(UdpSource, Source),
     Replay(rtrb::Consumer<TickRecord>),
+    Sessions([HandoffRx; 2], Links),
+}
+
+/// What [`Engine::process_from`] does about duplicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dedup {
+    /// One source: nothing.
+    Off,
+    /// Sessions, only the active one taken: remember each published tick's fingerprint.
+    Record,
+    /// Sessions, both taken: drop a tick whose fingerprint is among its instrument's recent ones.
+    Check,
 }
 
 struct Registered {
@@ -101,6 +149,9 @@ struct Registered {
     product: usize,
     state: InstrumentState,
     subscribed: bool,
+    /// Fingerprints of the last published ticks (sessions only), a ring.
+    recent: [u64; DEDUP_WINDOW],
+    recent_next: usize,
 }
 
 /// Settings of the hot loop.
@@ -137,8 +188,11 @@ pub struct Engine {
     events: rtrb::Producer<Event>,
     stop: Arc<AtomicBool>,
     pending: [u64; qilin_shm::codes::COUNTER_SLOTS],
-    handoff_drops_seen: u64,
+    handoff_drops_seen: [u64; 2],
     command_drops: Option<(Arc<AtomicUsize>, u64)>,
+    /// The session whose ticks are taken (sessions only; `Sim` = none yet).
+    active: Source,
+    overlap_until_ns: i64,
     out: TickRecord,
     report: EngineReport,
 }
@@ -174,8 +228,10 @@ impl Engine {
             events,
             stop,
             pending: [0; qilin_shm::codes::COUNTER_SLOTS],
-            handoff_drops_seen: 0,
+            handoff_drops_seen: [0; 2],
             command_drops: None,
+            active: Source::Sim,
+            overlap_until_ns: 0,
             out: TickRecord::ZERO,
             report: EngineReport::default(),
         };
@@ -209,9 +265,11 @@ impl Engine {
             Input::Handoff(rx) => Polled::Handoff(rx),
             Input::Udp(bound, source) => Polled::Udp(bound.into_source(), source),
             Input::Replay(queue) => Polled::Replay(queue),
+            Input::Sessions { primary, backup, links } => Polled::Sessions([primary, backup], links),
         };
         self.writer.set_run_state(RunState::Running);
         let mut next_housekeeping = 0i64;
+        let mut now = qilin_shm::now_ns();
         on_started();
         loop {
             let taken = match &mut input {
@@ -221,10 +279,17 @@ impl Engine {
                         Some(bytes) => self.process(bytes, msg.receive_ns, msg.source),
                         None => self.reject(Reject::Size),
                     });
-                    let drops = rx.dropped();
-                    if drops != self.handoff_drops_seen {
-                        self.pending[Counter::HandoffFull as usize] += drops - self.handoff_drops_seen;
-                        self.handoff_drops_seen = drops;
+                    self.count_handoff_drops(0, rx.dropped());
+                    n
+                }
+                Polled::Sessions(rxs, links) => {
+                    // Both sessions' ticks are taken while switching and while the active one is
+                    // down (before the manager has switched): whichever delivers a tick first wins.
+                    let both = now < self.overlap_until_ns || !links.source_up(self.active);
+                    let mut n = 0;
+                    for (i, rx) in rxs.iter_mut().enumerate() {
+                        n += rx.drain(SESSION_BATCH, |msg| self.take_session(msg, both));
+                        self.count_handoff_drops(i, rx.dropped());
                     }
                     n
                 }
@@ -248,7 +313,7 @@ impl Engine {
             if taken == 0 {
                 core::hint::spin_loop();
             }
-            let now = qilin_shm::now_ns();
+            now = qilin_shm::now_ns();
             if now >= next_housekeeping {
                 next_housekeeping = now + self.options.heartbeat_interval_ns;
                 if self.housekeeping(now) {
@@ -259,6 +324,34 @@ impl Engine {
         self.flush_counters();
         self.writer.set_run_state(RunState::Stopped);
         self.report
+    }
+
+    #[inline]
+    fn count_handoff_drops(&mut self, i: usize, drops: u64) {
+        if drops != self.handoff_drops_seen[i] {
+            self.pending[Counter::HandoffFull as usize] += drops - self.handoff_drops_seen[i];
+            self.handoff_drops_seen[i] = drops;
+        }
+    }
+
+    /// One struct from a session's hand-off: the active session's, or either while `both`.
+    #[inline]
+    fn take_session(&mut self, msg: &crate::handoff::RawMsg, both: bool) {
+        if msg.source as u8 != self.active as u8 && !both {
+            self.pending[Counter::StandbyTicks as usize] += 1;
+            return;
+        }
+        match msg.payload() {
+            Some(bytes) => {
+                let dedup = if both { Dedup::Check } else { Dedup::Record };
+                self.process_from(bytes, msg.receive_ns, msg.source, dedup)
+            }
+            None => {
+                self.report.received += 1;
+                self.pending[Counter::TicksReceived as usize] += 1;
+                self.reject(Reject::Size)
+            }
+        }
     }
 
     /// Heartbeat, counters, commands. Returns true when the loop must stop.
@@ -309,6 +402,12 @@ impl Engine {
                 }
             }
             Command::Shutdown => self.stop.store(true, Ordering::Relaxed),
+            Command::Switch { active, overlap_until_ns } => {
+                self.active = active;
+                self.overlap_until_ns = overlap_until_ns;
+            }
+            Command::Status(status) => self.writer.set_status(&status),
+            Command::Count(counter, n) => self.pending[counter as usize] += u64::from(n),
         }
     }
 
@@ -338,7 +437,14 @@ impl Engine {
             }
         };
         let slot = self.registered.len();
-        self.registered.push(Registered { index, product, state: InstrumentState::default(), subscribed: false });
+        self.registered.push(Registered {
+            index,
+            product,
+            state: InstrumentState::default(),
+            subscribed: false,
+            recent: [0; DEDUP_WINDOW],
+            recent_next: 0,
+        });
         self.by_id.insert(key, slot);
         self.emit(Event::Admitted { id: key, index });
         Some(slot)
@@ -387,6 +493,11 @@ impl Engine {
     /// Normalizes and publishes one raw struct; counts it either way.
     #[inline]
     pub fn process(&mut self, bytes: &[u8], receive_ns: i64, source: Source) {
+        self.process_from(bytes, receive_ns, source, Dedup::Off)
+    }
+
+    #[inline]
+    fn process_from(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.report.received += 1;
         self.pending[Counter::TicksReceived as usize] += 1;
         if bytes.len() > RAW_MAX {
@@ -401,8 +512,21 @@ impl Engine {
         let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
         let entry = &mut self.registered[slot];
         let spec = &self.products.products()[entry.product];
+        let before = entry.state;
         if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
             return self.reject(reason);
+        }
+        if dedup != Dedup::Off {
+            let print = fingerprint(&self.out);
+            if dedup == Dedup::Check && entry.recent.contains(&print) {
+                // The other session delivered this exchange tick already: forget it was seen.
+                entry.state = before;
+                self.report.rejected += 1;
+                self.pending[Counter::Duplicates as usize] += 1;
+                return;
+            }
+            entry.recent[entry.recent_next] = print;
+            entry.recent_next = (entry.recent_next + 1) % DEDUP_WINDOW;
         }
         self.publish_out();
     }
@@ -429,4 +553,25 @@ impl Engine {
             Err(_) => self.reject(Reject::UnknownInstrument),
         }
     }
+}
+
+/// What identifies one exchange tick whichever session delivered it: its exchange time, trading
+/// day, cumulative volume and turnover, open interest, prices and the book. Receive and publish
+/// times, source and quality flags are left out (they differ between sessions).
+#[inline]
+fn fingerprint(t: &TickRecord) -> u64 {
+    let mut h = FxHasher::default();
+    h.write_i64(t.exchange_time_ns);
+    h.write_u32(t.trading_day);
+    h.write_i64(t.volume);
+    for x in [t.last_price, t.turnover, t.open_interest, t.highest_price, t.lowest_price, t.average_price] {
+        h.write_u64(x.to_bits());
+    }
+    for level in 0..5 {
+        h.write_u64(t.bid_price[level].to_bits());
+        h.write_u64(t.ask_price[level].to_bits());
+        h.write_i32(t.bid_volume[level]);
+        h.write_i32(t.ask_volume[level]);
+    }
+    h.finish()
 }

@@ -20,6 +20,7 @@ pub mod handoff;
 pub mod instruments;
 pub mod normalize;
 pub mod replay;
+pub mod session;
 pub mod sim;
 pub mod udp;
 

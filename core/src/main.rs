@@ -9,12 +9,19 @@ use std::{
 
 use anyhow::Context;
 use clap::Parser;
+use qilin_audit::AuditLog;
 use qilin_core::{
     config::{Config, SourceKind},
     control::ControlServer,
+    control::SessionControl,
     engine::{Command, Engine, EngineOptions, Event, Input},
     handoff::handoff,
     instruments::Instruments,
+    session::{
+        Links,
+        manager::{Manager, Msg},
+        sim::SimFronts,
+    },
     sim::Simulator,
     udp::UdpBound,
 };
@@ -150,8 +157,62 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let (event_tx, event_rx) = rtrb::RingBuffer::<Event>::new(config.core.event_queue_capacity);
     spawn_named("qilin-events", move || log_events(event_rx))?;
 
+    let audit_path = qilin_audit::resolve_path(config.core.audit_log.as_deref());
+    let sessions_enabled = config.source.kind == SourceKind::Sim && config.source.sim.sessions.enabled;
+    let open_audit = || match AuditLog::open(&audit_path) {
+        Ok(log) => Ok(Some(log)),
+        Err(e) if sessions_enabled => Err(anyhow::anyhow!(
+            "{e}: session switches and refused credentials must be audited (set core.audit_log or QILIN_AUDIT_LOG)"
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit log unavailable: refused control connections are only logged");
+            Ok(None)
+        }
+    };
     let control_path = config.core.control_socket(&config.feed.name);
-    let control = ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx)?;
+    let mut control =
+        ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx.clone())?;
+    if let Some(log) = open_audit()? {
+        control = control.with_audit(log);
+    }
+    // Two sessions (simulated now; the CTP SDK later): their manager thread and hand-offs.
+    let mut session_inputs = None;
+    if sessions_enabled {
+        let links = Links::new();
+        let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
+        let (ptx, prx) = handoff(config.core.handoff_capacity);
+        let (btx, brx) = handoff(config.core.handoff_capacity);
+        let sim = Simulator::new(&config.source.sim, &products)?;
+        let fronts =
+            SimFronts::start(&config.source.sim.sessions, links.clone(), msg_tx.clone(), sim.trading_day_now())
+                .context("starting the simulated fronts")?;
+        let manager = Manager::new(
+            config.failover.clone(),
+            Box::new(fronts),
+            links.clone(),
+            command_tx,
+            open_audit()?,
+            segment.clone(),
+            msg_rx,
+        );
+        spawn_named("qilin-sessions", move || manager.run())?;
+        let secrets_uid = config.core.secrets_uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        control = control.with_sessions(SessionControl {
+            manager: msg_tx,
+            secrets_uid,
+            timeout: Duration::from_millis(config.failover.command_timeout_ms),
+        });
+        tracing::info!(
+            instruments = sim.instrument_count(),
+            rate = config.source.sim.ticks_per_second,
+            secrets_uid,
+            audit_log = %audit_path.display(),
+            "simulator with primary and backup sessions ready; waiting for credentials on the control socket"
+        );
+        let sim_links = links.clone();
+        spawn_named("qilin-sim", move || sim.run_sessions(ptx, btx, sim_links))?;
+        session_inputs = Some(Input::Sessions { primary: prx, backup: brx, links });
+    }
     let command_drops = control.dropped_commands();
     tracing::info!(socket = %control.path().display(), "control socket listening");
     spawn_named("qilin-control", move || control.serve())?;
@@ -171,6 +232,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
 
     let input = match config.source.kind {
+        SourceKind::Sim if session_inputs.is_some() => session_inputs.take().expect("checked"),
         SourceKind::Sim => {
             let (tx, rx) = handoff(config.core.handoff_capacity);
             let sim = Simulator::new(&config.source.sim, &products)?;

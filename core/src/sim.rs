@@ -25,6 +25,7 @@ use crate::{
     handoff::HandoffTx,
     instruments::{Instruments, ProductSpec},
     normalize::time::{Date, parse_date},
+    session::{Links, Which},
 };
 
 /// The SPI side of the hand-off: what the vendor SDK's `OnRtnDepthMarketData` (and the simulator)
@@ -50,6 +51,53 @@ impl MdCallback {
     /// Whether the core stopped consuming.
     pub fn is_abandoned(&self) -> bool {
         self.tx.is_abandoned()
+    }
+}
+
+/// Where the simulated market's ticks go.
+trait Sink {
+    /// Whether anyone takes ticks now.
+    fn is_open(&self) -> bool;
+    /// Whether the core stopped consuming.
+    fn is_abandoned(&self) -> bool;
+    /// Hands one raw struct to every listener.
+    fn deliver(&mut self, raw: &[u8]);
+}
+
+/// The single anonymous session (`source = sim`).
+struct OneSession(MdCallback);
+
+impl Sink for OneSession {
+    fn is_open(&self) -> bool {
+        true
+    }
+    fn is_abandoned(&self) -> bool {
+        self.0.is_abandoned()
+    }
+    fn deliver(&mut self, raw: &[u8]) {
+        self.0.on_rtn_depth_market_data(raw);
+    }
+}
+
+/// The primary and backup sessions: each gets the tick while it is logged in.
+struct TwoSessions {
+    callbacks: [MdCallback; 2],
+    links: Links,
+}
+
+impl Sink for TwoSessions {
+    fn is_open(&self) -> bool {
+        Which::BOTH.iter().any(|w| self.links.is_up(*w))
+    }
+    fn is_abandoned(&self) -> bool {
+        self.callbacks.iter().all(MdCallback::is_abandoned)
+    }
+    fn deliver(&mut self, raw: &[u8]) {
+        for which in Which::BOTH {
+            if self.links.is_up(which) {
+                self.callbacks[which.index()].on_rtn_depth_market_data(raw);
+            }
+        }
     }
 }
 
@@ -158,15 +206,37 @@ impl Simulator {
     }
 
     /// Produces ticks into `tx` until `max_ticks` (if set) or until the core goes away.
-    pub fn run(mut self, tx: HandoffTx) {
-        let mut callback = MdCallback::new(tx, Source::Sim);
+    pub fn run(self, tx: HandoffTx) {
+        let mut sink = OneSession(MdCallback::new(tx, Source::Sim));
+        self.generate(&mut sink);
+    }
+
+    /// Produces each tick once and delivers it to every session that is up (logged in), as two
+    /// CTP sessions of one market both receive it, each through its own hand-off. While neither
+    /// session is up the simulated market waits (so a test can count every tick it made); a tick
+    /// made in the instant both go down is delivered to neither, as in the real world.
+    pub fn run_sessions(self, primary: HandoffTx, backup: HandoffTx, links: Links) {
+        let mut sink = TwoSessions {
+            callbacks: [MdCallback::new(primary, Source::Primary), MdCallback::new(backup, Source::Backup)],
+            links,
+        };
+        self.generate(&mut sink);
+    }
+
+    /// The trading day of the simulated clock now, YYYYMMDD (what a simulated login reports).
+    pub fn trading_day_now(&self) -> u32 {
+        self.trading_day().ymd
+    }
+
+    fn generate(mut self, sink: &mut impl Sink) {
         let rate = self.config.ticks_per_second;
         let interval = Duration::from_millis(self.config.snapshot_interval_ms);
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut produced = 0u64;
+        let mut paced_from = 0u64;
         let mut buf = [0u8; 584];
         let mut next_round = Instant::now();
-        while !callback.is_abandoned() && (self.config.max_ticks == 0 || produced < self.config.max_ticks) {
+        while !sink.is_abandoned() && (self.config.max_ticks == 0 || produced < self.config.max_ticks) {
             if rate == 0 {
                 let now = Instant::now();
                 if now < next_round {
@@ -178,11 +248,18 @@ impl Simulator {
                 if self.config.max_ticks != 0 && produced >= self.config.max_ticks {
                     break;
                 }
+                if !sink.is_open() {
+                    // Nobody listens: hold the market, then pace from here rather than catch up.
+                    while !sink.is_open() && !sink.is_abandoned() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    (started, paced_from, next_round) = (Instant::now(), produced, Instant::now());
+                }
                 let Some(len) = self.tick(i, &mut buf) else { continue };
-                callback.on_rtn_depth_market_data(&buf[..len]);
+                sink.deliver(&buf[..len]);
                 produced += 1;
                 if rate > 0 && produced.is_multiple_of(64) {
-                    pace(started, produced, rate);
+                    pace(started, produced - paced_from, rate);
                 }
             }
             self.advance();

@@ -170,6 +170,18 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// The state as a word (`logged_in`, `failed_over`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Idle => "idle",
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::LoggedIn => "logged_in",
+            LinkState::FailedOver => "failed_over",
+            LinkState::Disconnected => "disconnected",
+        }
+    }
+
     /// Decodes the header word.
     pub const fn from_code(code: u32) -> Option<LinkState> {
         match code {
@@ -248,6 +260,8 @@ counters! {
     UdpDatagrams = "udp_datagrams",
     /// `recvmmsg` calls that failed with an error other than "nothing there".
     UdpReceiveErrors = "udp_receive_errors",
+    /// Ticks of the standby session left out (not active, no switch under way).
+    StandbyTicks = "standby_ticks",
 }
 
 /// Capacity of the header's counter block; [`Counter`] indexes the first `Counter::ALL.len()` words.

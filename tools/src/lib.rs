@@ -3,7 +3,6 @@
 //! prices (NaN) are `null`. qilinctl reads only the segment; it never links the core.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
-pub mod audit;
 pub mod calendar;
 pub mod cheader;
 pub mod journal_cli;
@@ -14,9 +13,12 @@ pub mod replay;
 pub mod secrets;
 pub mod tick_csv;
 
+/// The audit log (crate `qilin-audit`, shared with the core and the sidecars).
+pub use qilin_audit as audit;
+
 use std::path::{Path, PathBuf};
 
-use qilin_shm::{Counter, Exchange, Liveness, Reader, Source, TickRecord, layout::id_str, quality};
+use qilin_shm::{Counter, Exchange, LinkState, Liveness, Reader, Source, TickRecord, layout::id_str, quality};
 use serde_json::{Map, Value, json};
 
 /// Exchange code as its CTP ExchangeID ("?" if unknown).
@@ -142,8 +144,9 @@ pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {
         "write_cursor": reader.write_cursor(),
         "instruments": reader.directory_len(),
         "link": status.map(|s| json!({
-            "state": s.link_state,
-            "active_source": s.active_source,
+            "state": LinkState::from_code(s.link_state).map_or("?", LinkState::as_str),
+            "active_source": (s.active_source != 0).then(|| source_name(s.active_source as u8)),
+            "failovers": s.failovers,
             "trading_day": s.trading_day,
             "api_version": id_str(&s.api_version).unwrap_or(""),
             "front": id_str(&s.front).unwrap_or(""),

@@ -846,11 +846,12 @@ fn action_summary(action: &Value) -> String {
 }
 
 fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
-    let now = qilin_shm::now_ns();
     let stale_ns = stale_ms as i64 * 1_000_000;
     let before = reader.write_cursor();
     std::thread::sleep(Duration::from_millis(200));
     let rate = (reader.write_cursor() - before) * 5;
+    // After the rate sample: a `now` from before it made the heartbeat look 200 ms in the future.
+    let now = qilin_shm::now_ns();
     let mut value = status_json(reader, now, stale_ns);
     value["rate_per_s"] = serde_json::json!(rate);
     value["sidecars"] = sidecars_json(reader.path(), now, SIDECAR_STALE_NS.max(stale_ns));
@@ -870,6 +871,18 @@ fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
         println!("heartbeat    {:.1} ms ago", value["heartbeat_age_ms"].as_f64().unwrap_or(f64::NAN));
         println!("sequence     {}  ({rate} ticks/s)", value["write_cursor"]);
         println!("instruments  {}", value["instruments"]);
+        let link = &value["link"];
+        if link.is_object() && link["state"] != "idle" {
+            println!(
+                "link         {}  active session {}  front {}  trading day {}  failovers {}  api {}",
+                link["state"].as_str().unwrap_or("?"),
+                link["active_source"].as_str().unwrap_or("none"),
+                link["front"].as_str().filter(|f| !f.is_empty()).unwrap_or("-"),
+                link["trading_day"],
+                link["failovers"],
+                link["api_version"].as_str().filter(|f| !f.is_empty()).unwrap_or("-"),
+            );
+        }
         if let Some(counters) = value["counters"].as_object() {
             for (name, v) in counters.iter().filter(|(_, v)| v.as_u64() != Some(0)) {
                 println!("  {name:<28} {v}");

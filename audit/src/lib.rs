@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per operation, hash-chained, shared by `qilinctl` and the sidecars.
+//! The audit log: one JSON line per operation, hash-chained, shared by qilin-core, the sidecars and
+//! `qilinctl` (crate `qilin-audit`; `qilin_tools::audit` re-exports it).
 //!
 //! # Format
 //!
@@ -49,6 +50,8 @@
 //! [`default_path`]: `$XDG_STATE_HOME/qilin/audit.jsonl`, `~/.local/state/qilin/audit.jsonl`, or
 //! `state/audit.jsonl` without a home, so a newcomer's commands work without root. Production sets
 //! `QILIN_AUDIT_LOG=/var/log/qilin/audit.jsonl` for the service user.
+
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 use std::{
     ffi::OsString,
