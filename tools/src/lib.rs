@@ -6,6 +6,7 @@
 pub mod calendar;
 pub mod cheader;
 pub mod journal_cli;
+pub mod keys;
 pub mod products;
 pub mod quality_report;
 pub mod replay;

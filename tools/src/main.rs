@@ -23,6 +23,10 @@
 //! `validate-env` (audited): 0 the secrets are clean for the profile, 1 problems (every one printed
 //! with its key and reason, never a value), 2 the source cannot be read, 4 the audit log cannot be
 //! written so nothing was checked, 5 checked but not audited.
+//!
+//! `keys` (managed keys, docs/KEYS.md): 0 done, 1 `keys verify` refused the token, 2 the key store
+//! cannot be used (nothing changed), 4 the audit log cannot be written so nothing was done, 5 done
+//! but not audited.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -210,6 +214,9 @@ enum Cmd {
         #[arg(long)]
         audit_log: Option<PathBuf>,
     },
+    /// Managed keys (NATS and API tokens, signing and encryption keys): list, add, rotate,
+    /// history, backup, restore; every change audited (docs/KEYS.md).
+    Keys(qilin_tools::keys::cli::KeysArgs),
     /// Data-quality report of a journal, per trading day and instrument (table, or JSON).
     Quality {
         #[command(flatten)]
@@ -351,6 +358,7 @@ fn main() -> ExitCode {
         Cmd::ValidateEnv { profile, source, json, audit_log } => {
             return validate_env(*profile, source.as_deref(), *json, audit_log.as_deref());
         }
+        Cmd::Keys(keys) => return qilin_tools::keys::cli::run(keys),
         Cmd::Quality { journal, json, stale_after_s, instruments } => {
             return quality(journal, *json, *stale_after_s, instruments.as_deref(), args.segment.as_deref());
         }
@@ -380,6 +388,7 @@ fn main() -> ExitCode {
         | Cmd::Import { .. }
         | Cmd::Replay { .. }
         | Cmd::ValidateEnv { .. }
+        | Cmd::Keys(_)
         | Cmd::Quality { .. } => unreachable!("handled above"),
     }
 }

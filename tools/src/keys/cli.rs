@@ -1,0 +1,603 @@
+//! `qilinctl keys`: list, add, rotate, history, show, verify, backup and restore managed keys
+//! (docs/KEYS.md). Every change (add, rotate, retire, reveal, backup, restore) appends an audit
+//! entry naming the key and versions and the outcome, never material; the audit log is opened
+//! first, so a change that could not be audited is not made.
+//!
+//! Exit codes: 0 done; 1 `verify` refused the token; 2 the store cannot be used (master key
+//! missing or wrong, store tampered with or corrupt, unknown key, I/O) and nothing was changed;
+//! 4 the audit log cannot be written, so nothing was done; 5 done but not audited.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use clap::{Args, Subcommand};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::{
+    KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, backup,
+    crypto::KdfParams,
+    model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
+    store,
+};
+use crate::audit::{self, AuditLog, Entry};
+
+/// `qilinctl keys …`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Key store [default: $QILIN_KEY_STORE, else keys.json beside the default audit log:
+    /// $XDG_STATE_HOME/qilin/keys.json, else ~/.local/state/qilin/keys.json].
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
+    /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+    /// ~/.local/state/qilin/audit.jsonl].
+    #[arg(long, global = true)]
+    audit_log: Option<PathBuf>,
+    /// The current time in Unix seconds instead of the clock (tests of the schedule).
+    #[arg(long, global = true, hide = true)]
+    now_unix_s: Option<i64>,
+    #[command(subcommand)]
+    command: KeysCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Every key: type, active version, its age, when it is next due, versions per state.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key with fresh random material as version 1 (creates the store if missing; audited).
+    Add {
+        /// Key name: lowercase letters, digits, '-', '_', '.' (nats-token, audit-signing, …).
+        name: String,
+        /// api (90 days), encryption (180 days) or signing (60 days).
+        #[arg(long = "type", value_enum)]
+        key_type: KeyType,
+        /// Rotation period in days [default: the type's].
+        #[arg(long)]
+        period_days: Option<u32>,
+        /// How long a replaced version still verifies, in days.
+        #[arg(long, default_value_t = super::model::DEFAULT_GRACE_DAYS)]
+        grace_days: u32,
+    },
+    /// Rotate NAME now, or with --due every key whose period has elapsed (for a timer; audited,
+    /// one entry per rotation).
+    Rotate {
+        /// The key to rotate now, whatever its schedule.
+        #[arg(required_unless_present = "due", conflicts_with = "due")]
+        name: Option<String>,
+        /// Rotate every key that is due, and retire versions whose grace has ended.
+        #[arg(long)]
+        due: bool,
+        /// Retire the previous version at once instead of giving it a grace period (it leaked).
+        #[arg(long, requires = "name")]
+        revoke_previous: bool,
+    },
+    /// Every version of a key with its state changes and their times.
+    History {
+        name: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A version's details; with --reveal, its material (64 hex characters) alone on stdout (audited).
+    Show {
+        name: String,
+        /// The version [default: the active one].
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print the material. Nothing else ever does.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Read a token from stdin: exit 0 if it is the active version or one still in its grace
+    /// period, 1 if not.
+    Verify { name: String },
+    /// Copy the store (still encrypted under the master key, with a checksum) to a new file, mode
+    /// 0600 (audited).
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the store by a backup that decrypts under the current master key; the replaced
+    /// store is kept as <store>.before-restore (audited).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
+}
+
+/// Runs `qilinctl keys …`.
+pub fn run(args: &KeysArgs) -> ExitCode {
+    let path = store::resolve_path(args.store.as_deref());
+    let now = args
+        .now_unix_s
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
+    let ctx = Ctx { path, now, audit_log: args.audit_log.as_deref() };
+    match &args.command {
+        KeysCmd::List { json } => ctx.read(|s| list(s, now, *json)),
+        KeysCmd::History { name, json } => ctx.read(|s| history(s, name, now, *json)),
+        KeysCmd::Verify { name } => ctx.read(|s| verify(s, name, now)),
+        KeysCmd::Show { name, version, reveal: false } => ctx.read(|s| show(s, name, *version, now)),
+        KeysCmd::Show { name, version, reveal: true } => ctx.reveal(name, *version),
+        KeysCmd::Add { name, key_type, period_days, grace_days } => ctx.add(name, *key_type, *period_days, *grace_days),
+        KeysCmd::Rotate { name: Some(name), revoke_previous, .. } => ctx.rotate(Some(name), *revoke_previous),
+        KeysCmd::Rotate { name: None, .. } => ctx.rotate(None, false),
+        KeysCmd::Backup { out } => ctx.backup(out),
+        KeysCmd::Restore { from } => ctx.restore(from),
+    }
+}
+
+struct Ctx<'a> {
+    path: PathBuf,
+    now: i64,
+    audit_log: Option<&'a Path>,
+}
+
+fn fail(e: &KeyError) -> ExitCode {
+    eprintln!("qilinctl: keys: {e}");
+    ExitCode::from(2)
+}
+
+/// The audit log of one command: opened before anything is done.
+struct Audit {
+    log: AuditLog,
+    failed: bool,
+}
+
+impl Audit {
+    fn open(audit_log: Option<&Path>) -> Result<Audit, ExitCode> {
+        AuditLog::open(audit::resolve_path(audit_log)).map(|log| Audit { log, failed: false }).map_err(|e| {
+            eprintln!("qilinctl: keys: {e}; nothing done (operations that cannot be audited are refused)");
+            ExitCode::from(4)
+        })
+    }
+
+    /// Appends one entry; remembers a failure for [`Audit::exit`].
+    fn record(&mut self, command: &str, code: u8, action: Value) {
+        let args = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        let entry = Entry { command: command.to_owned(), args, exit_code: i32::from(code), actions: vec![action] };
+        if let Err(e) = self.log.append(&entry) {
+            eprintln!("qilinctl: keys: {command} was done (exit code {code}) but its audit entry failed: {e}");
+            self.failed = true;
+        }
+    }
+
+    /// Records a failed operation (exit 2) and returns its exit code.
+    fn failed(&mut self, command: &str, mut action: Value, e: &KeyError) -> ExitCode {
+        eprintln!("qilinctl: keys: {e}");
+        action["error"] = json!(e.to_string());
+        self.record(command, 2, action);
+        if self.failed { ExitCode::from(5) } else { ExitCode::from(2) }
+    }
+
+    fn exit(&self, code: u8) -> ExitCode {
+        if self.failed { ExitCode::from(5) } else { ExitCode::from(code) }
+    }
+}
+
+impl Ctx<'_> {
+    fn store_json(&self) -> Value {
+        json!(self.path.display().to_string())
+    }
+
+    /// Opens the store read-only (no lock: writers replace it atomically) and runs `f`.
+    fn read(&self, f: impl FnOnce(&Store) -> ExitCode) -> ExitCode {
+        let opened = MasterKey::from_env().and_then(|master| Store::load(&self.path, &master));
+        match opened {
+            Ok(store) => {
+                for note in store.notes() {
+                    eprintln!("qilinctl: keys: note: {note}");
+                }
+                f(&store)
+            }
+            Err(e) => fail(&e),
+        }
+    }
+
+    /// Under the store's lock: opens the store (or creates it when `create`), runs `f`, saves.
+    fn change<T>(&self, create: bool, f: impl FnOnce(&mut Store) -> Result<T, KeyError>) -> Result<T, KeyError> {
+        let master = MasterKey::from_env()?;
+        let _lock = store::lock(&self.path)?;
+        let mut store = match Store::load(&self.path, &master) {
+            Err(KeyError::NotFound { .. }) if create => {
+                let store = Store::create(&self.path, &master, KdfParams::for_new_store()?)?;
+                for note in store.notes() {
+                    eprintln!("qilinctl: keys: note: {note}");
+                }
+                store
+            }
+            other => other?,
+        };
+        let out = f(&mut store)?;
+        store.save()?;
+        Ok(out)
+    }
+
+    fn add(&self, name: &str, key_type: KeyType, period_days: Option<u32>, grace_days: u32) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "key": name, "type": key_type.as_str()});
+        let added = self.change(true, |s| {
+            s.add(name, key_type, period_days, Some(grace_days), self.now)?;
+            Ok(s.key(name)?.clone())
+        });
+        match added {
+            Ok(key) => {
+                println!(
+                    "added {name} ({}, rotates every {} days, grace {} days): version 1 active \
+                     (`qilinctl keys show {name} --reveal` prints it)",
+                    key_type.as_str(),
+                    key.rotation_period_days,
+                    key.grace_period_days
+                );
+                action["new_version"] = json!(1);
+                action["rotation_period_days"] = json!(key.rotation_period_days);
+                action["grace_period_days"] = json!(key.grace_period_days);
+                audit.record("keys add", 0, action);
+                audit.exit(0)
+            }
+            Err(e) => audit.failed("keys add", action, &e),
+        }
+    }
+
+    fn rotate(&self, name: Option<&str>, revoke_previous: bool) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let now = self.now;
+        let result = self.change(false, |s| match name {
+            Some(name) => Ok((vec![s.rotate(name, now, CreatedBy::Forced, revoke_previous)?], Vec::new(), None)),
+            None => {
+                let (rotations, retired) = s.rotate_due(now)?;
+                let next = s.keys().iter().filter_map(|k| Some((k.next_due()?, k.name.clone()))).min();
+                Ok((rotations, retired, next))
+            }
+        });
+        let (rotations, retired, next) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                let action = json!({"store": self.store_json(), "key": name, "due": name.is_none()});
+                return audit.failed("keys rotate", action, &e);
+            }
+        };
+        for r in &rotations {
+            println!("{}", rotation_line(r));
+            for t in &r.retired {
+                println!("{}", retirement_line(t));
+            }
+            audit.record("keys rotate", 0, rotation_json(r, &self.path));
+        }
+        let loose: Vec<&Retirement> =
+            retired.iter().filter(|t| !rotations.iter().any(|r| r.retired.contains(t))).collect();
+        for t in &loose {
+            println!("{}", retirement_line(t));
+            let action = json!({"store": self.store_json(), "key": t.name, "version": t.version,
+                                "retired_at": ts(t.at), "because": "grace ended"});
+            audit.record("keys retire", 0, action);
+        }
+        if rotations.is_empty() && name.is_none() {
+            match next {
+                Some((due, key)) => println!("nothing due (next: {key} at {})", ts(due)),
+                None => println!("nothing due (no keys)"),
+            }
+        }
+        audit.exit(0)
+    }
+
+    fn reveal(&self, name: &str, version: Option<u32>) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "key": name, "version": version});
+        let token = MasterKey::from_env()
+            .and_then(|master| Store::load(&self.path, &master))
+            .and_then(|store| store.token(name, version));
+        match token {
+            Ok((version, token)) => {
+                action["version"] = json!(version);
+                audit.record("keys reveal", 0, action);
+                if audit.failed {
+                    return audit.exit(0); // not revealed: it could not be audited
+                }
+                println!("{}", token.expose_secret());
+                ExitCode::SUCCESS
+            }
+            Err(e) => audit.failed("keys reveal", action, &e),
+        }
+    }
+
+    fn backup(&self, out: &Path) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "out": out.display().to_string()});
+        let done = MasterKey::from_env().and_then(|master| {
+            let _lock = store::lock(&self.path)?;
+            backup::backup(&self.path, out, &master, self.now)
+        });
+        match done {
+            Ok(summary) => {
+                println!(
+                    "backed up {} ({} keys, {} versions) to {} (sha256 {})",
+                    self.path.display(),
+                    summary.keys,
+                    summary.versions,
+                    out.display(),
+                    summary.sha256
+                );
+                action["keys"] = json!(summary.keys);
+                action["versions"] = json!(summary.versions);
+                action["sha256"] = json!(summary.sha256);
+                audit.record("keys backup", 0, action);
+                audit.exit(0)
+            }
+            Err(e) => audit.failed("keys backup", action, &e),
+        }
+    }
+
+    fn restore(&self, from: &Path) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "from": from.display().to_string()});
+        let done = MasterKey::from_env().and_then(|master| {
+            let _lock = store::lock(&self.path)?;
+            backup::restore(&self.path, from, &master)
+        });
+        match done {
+            Ok(summary) => {
+                println!(
+                    "restored {} from {} ({} keys, {} versions){}",
+                    self.path.display(),
+                    from.display(),
+                    summary.keys,
+                    summary.versions,
+                    summary
+                        .previous
+                        .as_ref()
+                        .map(|p| format!("; the replaced store is kept as {}", p.display()))
+                        .unwrap_or_default()
+                );
+                action["keys"] = json!(summary.keys);
+                action["versions"] = json!(summary.versions);
+                action["sha256"] = json!(summary.sha256);
+                action["previous"] = json!(summary.previous.map(|p| p.display().to_string()));
+                audit.record("keys restore", 0, action);
+                audit.exit(0)
+            }
+            Err(e) => audit.failed("keys restore", action, &e),
+        }
+    }
+}
+
+/// `2026-01-01T00:00:00Z` from Unix seconds.
+pub fn ts(unix_s: i64) -> String {
+    let full = audit::rfc3339_ns(unix_s.saturating_mul(1_000_000_000));
+    format!("{}Z", &full[..19])
+}
+
+/// `12d 3h`, `5h 2m`, `40s`.
+pub fn span(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h {}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d {}h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+fn rotation_line(r: &Rotation) -> String {
+    let old = match (r.old_version, r.old_state, r.old_grace_until) {
+        (Some(v), Some(State::Grace), Some(until)) => format!("; version {v} still verifies until {}", ts(until)),
+        (Some(v), _, _) => format!("; version {v} retired at once"),
+        (None, _, _) => String::new(),
+    };
+    let from = r.old_version.map(|v| format!("version {v} -> ")).unwrap_or_default();
+    format!("rotated {}: {from}version {} ({}){old}", r.name, r.new_version, r.created_by.as_str())
+}
+
+fn retirement_line(t: &Retirement) -> String {
+    format!("retired {} version {} (grace ended {})", t.name, t.version, ts(t.at))
+}
+
+fn rotation_json(r: &Rotation, store: &Path) -> Value {
+    json!({
+        "store": store.display().to_string(),
+        "key": r.name,
+        "old_version": r.old_version,
+        "old_state": r.old_state.map(State::as_str),
+        "old_grace_until": r.old_grace_until.map(ts),
+        "new_version": r.new_version,
+        "trigger": r.created_by.as_str(),
+        "retired": r.retired.iter().map(|t| t.version).collect::<Vec<_>>(),
+        "outcome": "ok",
+    })
+}
+
+fn key_json(k: &KeyEntry, now: i64) -> Value {
+    let active = k.active();
+    let (a, g, r) = k.state_counts(now);
+    json!({
+        "name": k.name,
+        "type": k.key_type.as_str(),
+        "active_version": active.map(|v| v.version),
+        "active_since": active.map(|v| ts(v.activated_unix_s)),
+        "age_s": active.map(|v| now - v.activated_unix_s),
+        "next_due": k.next_due().map(ts),
+        "due": k.is_due(now),
+        "rotation_period_days": k.rotation_period_days,
+        "grace_period_days": k.grace_period_days,
+        "states": {"active": a, "grace": g, "retired": r},
+    })
+}
+
+fn list(store: &Store, now: i64, json: bool) -> ExitCode {
+    if json {
+        let kdf = store.kdf();
+        let value = json!({
+            "store": store.path().display().to_string(),
+            "now": ts(now),
+            "kdf": {"algorithm": kdf.algorithm, "m_cost_kib": kdf.m_cost_kib, "t_cost": kdf.t_cost, "p_cost": kdf.p_cost},
+            "keys": store.keys().iter().map(|k| key_json(k, now)).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<24} {:<10} {:>6}  {:<8}  {:<30} {:>6} {:>5}  states",
+        "name", "type", "active", "age", "next due", "period", "grace"
+    );
+    for k in store.keys() {
+        let (a, g, r) = k.state_counts(now);
+        let active = k.active();
+        let due = match k.next_due() {
+            Some(due) if due <= now => format!("{} (overdue)", ts(due)),
+            Some(due) => ts(due),
+            None => "now (no active version)".into(),
+        };
+        println!(
+            "{:<24} {:<10} {:>6}  {:<8}  {:<30} {:>5}d {:>4}d  {a} active, {g} grace, {r} retired",
+            k.name,
+            k.key_type.as_str(),
+            active.map_or("-".into(), |v| format!("v{}", v.version)),
+            active.map_or("-".into(), |v| span(now - v.activated_unix_s)),
+            due,
+            k.rotation_period_days,
+            k.grace_period_days,
+        );
+    }
+    if store.keys().is_empty() {
+        println!("(no keys in {})", store.path().display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn version_json(v: &VersionEntry, now: i64) -> Value {
+    json!({
+        "version": v.version,
+        "state": v.state_at(now).as_str(),
+        "created_by": v.created_by.as_str(),
+        "activated": ts(v.activated_unix_s),
+        "grace_from": v.grace_from_unix_s.map(ts),
+        "grace_until": v.grace_until_unix_s.map(ts),
+        "retired": v.retired_unix_s.or(v.grace_until_unix_s.filter(|_| v.state_at(now) == State::Retired)).map(ts),
+        "retired_because": v.retired_because.clone().or((v.state_at(now) == State::Retired).then(|| "grace ended".into())),
+        "has_material": v.material.is_some() && v.state_at(now) != State::Retired,
+    })
+}
+
+fn version_line(v: &VersionEntry, now: i64) -> String {
+    let j = version_json(v, now);
+    let mut line = format!(
+        "  v{:<4} {:<8} by {:<10} active {}",
+        v.version,
+        v.state_at(now).as_str(),
+        v.created_by.as_str(),
+        ts(v.activated_unix_s)
+    );
+    if let (Some(from), Some(until)) = (v.grace_from_unix_s, v.grace_until_unix_s) {
+        line += &format!("  replaced {}  verifies until {}", ts(from), ts(until));
+    }
+    if let (Some(at), Some(because)) = (j["retired"].as_str(), j["retired_because"].as_str()) {
+        line += &format!("  retired {at} ({because})");
+    }
+    line
+}
+
+fn history(store: &Store, name: &str, now: i64, json: bool) -> ExitCode {
+    let key = match store.key(name) {
+        Ok(key) => key,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        let mut value = key_json(key, now);
+        value["created"] = json!(ts(key.created_unix_s));
+        value["versions"] = key.versions.iter().map(|v| version_json(v, now)).collect();
+        println!("{value}");
+    } else {
+        println!(
+            "{} ({}, rotates every {} days, grace {} days), added {}",
+            key.name,
+            key.key_type.as_str(),
+            key.rotation_period_days,
+            key.grace_period_days,
+            ts(key.created_unix_s)
+        );
+        for v in &key.versions {
+            println!("{}", version_line(v, now));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn show(store: &Store, name: &str, version: Option<u32>, now: i64) -> ExitCode {
+    let key = match store.key(name) {
+        Ok(key) => key,
+        Err(e) => return fail(&e),
+    };
+    let v = match version.map_or(key.active(), |n| key.version(n)) {
+        Some(v) => v,
+        None => return fail(&KeyError::NoMaterial { name: name.to_owned(), version: version.unwrap_or(0) }),
+    };
+    println!("{} ({})", key.name, key.key_type.as_str());
+    println!("{}", version_line(v, now));
+    println!("  material not shown (`--reveal` prints it)");
+    ExitCode::SUCCESS
+}
+
+fn verify(store: &Store, name: &str, now: i64) -> ExitCode {
+    let mut input = Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("qilinctl: keys: verify: reading the token from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let token = input.strip_suffix('\n').unwrap_or(&input);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    match store.verify(name, token.as_bytes(), now) {
+        Ok(Verdict::Active { version }) => {
+            println!("accepted: {name} version {version} (active)");
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Grace { version, until_unix_s }) => {
+            println!("accepted: {name} version {version} (grace, until {})", ts(until_unix_s));
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Rejected) => {
+            println!("refused: not a current version of {name}");
+            ExitCode::from(1)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_spans_read_well() {
+        assert_eq!(ts(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(ts(0), "1970-01-01T00:00:00Z");
+        assert_eq!(span(40), "40s");
+        assert_eq!(span(3 * 60 + 5), "3m");
+        assert_eq!(span(5 * 3600 + 120), "5h 2m");
+        assert_eq!(span(12 * 86_400 + 3 * 3600 + 59), "12d 3h");
+    }
+}
