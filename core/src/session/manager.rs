@@ -257,8 +257,14 @@ impl Manager {
             SessionEvent::HeartbeatWarning { seconds } => {
                 let words = format!("heartbeat warning: no data for {seconds} s");
                 tracing::warn!(session = which.name(), seconds, "heartbeat warning");
-                self.session(which).last_error = Some(words.clone());
-                if seconds >= self.config.heartbeat_warning_s as i32 {
+                let threshold = self.config.heartbeat_warning_s as i32;
+                let s = self.session(which);
+                s.last_error = Some(words.clone());
+                if seconds >= threshold {
+                    // Still logged in, but not healthy: the failback clock starts again.
+                    if s.state == State::LoggedIn {
+                        s.up_since = Some(now);
+                    }
                     self.fail_active(which, &words);
                 }
             }

@@ -154,6 +154,20 @@ pub struct Core {
 impl Core {
     /// Simulator at `rate` ticks/s for `max_ticks` ticks into a ring of `ring_slots`.
     pub fn start(dir: &Path, feed: &str, ring_slots: u64, rate: u64, max_ticks: u64) -> Core {
+        Core::start_with(dir, feed, ring_slots, rate, max_ticks, "", "")
+    }
+
+    /// As [`Core::start`], with `core_extra` lines added to `[core]` and `tail` (more tables)
+    /// after `[source.sim]`. The control socket is `<dir>/core.sock`, the log `<dir>/core.log`.
+    pub fn start_with(
+        dir: &Path,
+        feed: &str,
+        ring_slots: u64,
+        rate: u64,
+        max_ticks: u64,
+        core_extra: &str,
+        tail: &str,
+    ) -> Core {
         let segment = PathBuf::from(format!("/dev/shm/{feed}"));
         let config = dir.join("core.toml");
         let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
@@ -161,8 +175,8 @@ impl Core {
             &config,
             format!(
                 "[feed]\nname = {feed:?}\nsegment_path = {:?}\nring_slots = {ring_slots}\n\
-                 [core]\nlock_memory = false\ncontrol_socket = {:?}\ninstruments_file = {:?}\n\
-                 [source.sim]\nticks_per_second = {rate}\nmax_ticks = {max_ticks}\n",
+                 [core]\nlock_memory = false\ncontrol_socket = {:?}\ninstruments_file = {:?}\n{core_extra}\n\
+                 [source.sim]\nticks_per_second = {rate}\nmax_ticks = {max_ticks}\n{tail}\n",
                 segment.display().to_string(),
                 dir.join("core.sock").display().to_string(),
                 instruments.display().to_string(),
@@ -194,6 +208,10 @@ impl Core {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
