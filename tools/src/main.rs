@@ -135,6 +135,33 @@ enum Cmd {
         #[command(flatten)]
         control: ControlOpts,
     },
+    /// Switch the feed to the backup account's session (control socket `failover`; audited). The
+    /// backup must be logged in; ticks of both sessions are taken, deduplicated, during the switch.
+    /// A failover on command holds until `failback`.
+    Failover {
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Switch the feed back to the primary account's session (control socket `failback`; audited).
+    Failback {
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Log a standby session out and in again with its current credentials, waiting for the
+    /// broker's answer (control socket `relogin`; audited). Refused for the active session.
+    Relogin {
+        /// `primary` or `backup`.
+        #[arg(value_parser = ["primary", "backup"])]
+        session: String,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Both sessions' state: which is active, logins, failures, disconnects, fronts (control
+    /// socket `sessions`; read-only, not audited). Never shows credentials.
+    Sessions {
+        #[command(flatten)]
+        control: ControlOpts,
+    },
     /// The audit log of operations: verify its hash chain, show its entries.
     Audit {
         #[command(subcommand)]
@@ -333,6 +360,14 @@ fn main() -> ExitCode {
         Cmd::Subscribe { ids, control } => return operate("subscribe", &requests("subscribe", ids), control),
         Cmd::Unsubscribe { ids, control } => return operate("unsubscribe", &requests("unsubscribe", ids), control),
         Cmd::Shutdown { control } => return operate("shutdown", &["shutdown".to_owned()], control),
+        Cmd::Failover { control } => return operate("failover", &["failover".to_owned()], control),
+        Cmd::Failback { control } => return operate("failback", &["failback".to_owned()], control),
+        Cmd::Relogin { session, control } => return operate("relogin", &[format!("relogin {session}")], control),
+        Cmd::Sessions { control } => {
+            let (code, _) =
+                send_requests(&control.socket(), &["sessions".to_owned()], Duration::from_millis(control.timeout_ms));
+            return ExitCode::from(code);
+        }
         Cmd::Audit { command: AuditCmd::Verify { log, json } } => return audit_verify(log.as_deref(), *json),
         Cmd::Audit { command: AuditCmd::Show { log, json, last } } => return audit_show(log.as_deref(), *json, *last),
         Cmd::Export { csv, journal, instrument, output } => {
@@ -383,6 +418,10 @@ fn main() -> ExitCode {
         | Cmd::Subscribe { .. }
         | Cmd::Unsubscribe { .. }
         | Cmd::Shutdown { .. }
+        | Cmd::Failover { .. }
+        | Cmd::Failback { .. }
+        | Cmd::Relogin { .. }
+        | Cmd::Sessions { .. }
         | Cmd::Audit { .. }
         | Cmd::Export { .. }
         | Cmd::Import { .. }

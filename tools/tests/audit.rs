@@ -50,7 +50,13 @@ struct Core {
 }
 
 impl Core {
+    /// The UDP source (no ticks unless sent).
     fn start() -> Core {
+        Core::start_with("", &["--source", "udp", "--udp-bind", "127.0.0.1:0"])
+    }
+
+    /// `extra` appended to the config file, `args` added to the command line.
+    fn start_with(extra: &str, args: &[&str]) -> Core {
         let dir = tempfile::tempdir().unwrap();
         let segment = PathBuf::from(format!("/dev/shm/{}", unique("core")));
         let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
@@ -59,8 +65,9 @@ impl Core {
             &config,
             format!(
                 "[feed]\nname = \"audit-test\"\nring_slots = 1024\ninstrument_capacity = 64\n\n\
-                 [core]\nlock_memory = false\ninstruments_file = {:?}\n",
-                instruments.display().to_string()
+                 [core]\nlock_memory = false\ninstruments_file = {:?}\naudit_log = {:?}\n{extra}",
+                instruments.display().to_string(),
+                dir.path().join("core-audit.jsonl").display().to_string(),
             ),
         )
         .unwrap();
@@ -68,7 +75,8 @@ impl Core {
         let child = Command::new(core_bin())
             .arg("--config")
             .arg(&config)
-            .args(["--source", "udp", "--udp-bind", "127.0.0.1:0", "--segment"])
+            .args(args)
+            .arg("--segment")
             .arg(&segment)
             .arg("--control-socket")
             .arg(dir.path().join("control.sock"))
@@ -330,4 +338,86 @@ fn concurrent_qilinctl_processes_make_one_chain_at_the_default_paths() {
     let (code, out, _) = run(qilinctl(&["audit", "verify"]).env("XDG_STATE_HOME", &state));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(default_log.to_str().unwrap()), "{out}");
+}
+
+/// `qilinctl failover`, `failback`, `relogin` and `sessions` against a real core whose simulator
+/// runs two sessions: each operation's entry carries the core's reply; a refused relogin (the
+/// active session) exits 1 and is audited as such; `status` shows the link line of each state.
+#[test]
+fn failover_failback_and_relogin_are_audited() {
+    let core = Core::start_with(
+        "[source.sim]\nticks_per_second = 2000\n[source.sim.sessions]\nenabled = true\nlogin_ms = 5\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let socket = core.socket();
+    let ctl = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--control-socket", socket.to_str().unwrap(), "--audit-log", log.to_str().unwrap()]);
+        run(&mut qilinctl(&all))
+    };
+    // Credentials, as qilin-secrets hands them over (this test runs as the core's own uid).
+    for session in ["primary", "backup"] {
+        let line = format!(
+            "credentials {}",
+            json!({"session": session, "broker_id": "9999", "user_id": session, "password": "pw-not-real",
+                   "md_fronts": [format!("tcp://127.0.0.1:{}", if session == "primary" { 1 } else { 2 })]})
+        );
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        std::io::Write::write_all(&mut stream, format!("{line}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut reply).unwrap();
+        assert!(reply.contains("\"ok\":true"), "{reply}");
+    }
+    let sessions = core.wait_for("both sessions logged in", || {
+        let (code, out, _) = ctl(&["sessions"]);
+        let v: Value = serde_json::from_str(out.trim()).ok()?;
+        (code == Some(0) && v["active"] == "primary" && v["sessions"]["backup"]["state"] == "logged_in").then_some(v)
+    });
+    assert_eq!(sessions["sessions"]["primary"]["front"], "tcp://127.0.0.1:1");
+    let status = |what: &str| {
+        let (_, out, _) = run(&mut qilinctl(&["--segment", core.segment.to_str().unwrap(), "status"]));
+        assert!(out.contains(what), "status does not show {what:?}:\n{out}");
+    };
+    status("link         logged_in  active session primary  front tcp://127.0.0.1:1");
+
+    let (code, out, err) = ctl(&["failover"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("\"active\":\"backup\""), "{out}");
+    status("link         failed_over  active session backup  front tcp://127.0.0.1:2");
+    let (code, _, err) = ctl(&["relogin", "backup"]);
+    assert_eq!(code, Some(1), "relogin of the active session must be refused");
+    assert!(err.contains("fail over first"), "{err}");
+    let (code, out, _) = ctl(&["relogin", "primary"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"state\":\"logged_in\""), "{out}");
+    let (code, out, _) = ctl(&["failback"]);
+    assert_eq!(code, Some(0), "{out}");
+    status("link         logged_in  active session primary");
+
+    let got: Vec<(String, i64, String)> = entries(&log)
+        .iter()
+        .map(|e| {
+            let reply = &e["actions"][0]["reply"];
+            (
+                e["command"].as_str().unwrap().to_string(),
+                e["exit_code"].as_i64().unwrap(),
+                reply["active"].as_str().or(reply["state"].as_str()).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64, String)> =
+        [("failover", 0, "backup"), ("relogin", 1, ""), ("relogin", 0, "logged_in"), ("failback", 0, "primary")]
+            .iter()
+            .map(|(c, x, r)| (c.to_string(), *x, r.to_string()))
+            .collect();
+    assert_eq!(got, want, "qilinctl's audit entries");
+    // The core audits the switches themselves too, in its own log.
+    let core_log = core.dir.path().join("core-audit.jsonl");
+    let switches: Vec<String> = entries(&core_log).iter().map(|e| e["command"].as_str().unwrap().to_string()).collect();
+    assert_eq!(switches, ["activate", "failover", "failback"]);
+    assert!(!fs::read_to_string(&core_log).unwrap().contains("pw-not-real"));
+    let (code, _, err) = run(&mut qilinctl(&["audit", "verify", "--log", log.to_str().unwrap()]));
+    assert_eq!(code, Some(0), "{err}");
 }
