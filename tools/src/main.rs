@@ -854,14 +854,15 @@ fn audit_show(log: Option<&Path>, json: bool, last: Option<usize>) -> ExitCode {
                     None => r.operator.user.clone(),
                 };
                 let actions: Vec<String> = r.actions.iter().map(action_summary).collect();
+                let args = if r.args.is_empty() { String::new() } else { format!(" ({})", r.args.join(" ")) };
                 println!(
-                    "{:>6} {} {who}@{} pid {} {}: {} -> exit {}  [{}]",
+                    "{:>6} {} {who}@{} pid {} {} {}{args} -> exit {}  [{}]",
                     r.seq,
                     r.ts,
                     r.host,
                     r.pid,
                     r.program,
-                    r.args.join(" "),
+                    r.command,
                     r.exit_code,
                     actions.join("; ")
                 );
