@@ -521,7 +521,7 @@ fn peer_uids_are_checked_on_both_ends() {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let feed = unique("uid");
-    let core = session_core(dir.path(), &feed, 1_000, 0, "control_allowed_uids = [0, 65534]\nsecrets_uid = 0", "");
+    let _core = session_core(dir.path(), &feed, 1_000, 0, "control_allowed_uids = [0, 65534]\nsecrets_uid = 0", "");
     let socket = dir.path().join("core.sock");
     // Mode 0660 keeps others out at the file level; open it so the uid check itself is exercised.
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
