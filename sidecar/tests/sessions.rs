@@ -105,7 +105,11 @@ fn session_core(dir: &Path, feed: &str, rate: u64, max_ticks: u64, core_extra: &
         "seed = 5\n[source.sim.sessions]\nenabled = true\nlogin_ms = 10\nreconnect_ms = 200\n[failover]\n\
          overlap_ms = 200\nlogin_retry_ms = 100\n{failover}\n"
     );
-    Core::start_with(dir, feed, 1 << 17, rate, max_ticks, &core_extra, &tail)
+    let core = Core::start_with(dir, feed, 1 << 17, rate, max_ticks, &core_extra, &tail);
+    // The segment exists before the control socket is bound: wait for both.
+    let socket = dir.join("core.sock");
+    wait_for("the core's control socket", || UnixStream::connect(&socket).ok());
+    core
 }
 
 /// The oracle: the same market from one anonymous session, as fast as it goes.
@@ -214,7 +218,11 @@ impl Drop for Secrets {
 
 fn assert_no_secret(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for secret in [PRIMARY_PASSWORD_1, PRIMARY_PASSWORD_2, BACKUP_PASSWORD, "zq7"] {
+    // Whole values and distinctive fragments of them (long enough not to occur by chance in 50 MB
+    // of segment bytes: a three-letter fragment did once).
+    for secret in
+        [PRIMARY_PASSWORD_1, PRIMARY_PASSWORD_2, BACKUP_PASSWORD, "Pw-zq7", "primary-one", "primary-two", "backup-fish"]
+    {
         assert!(!text.contains(secret), "{what} contains the secret {secret:?}");
     }
 }
@@ -555,6 +563,35 @@ fn peer_uids_are_checked_on_both_ends() {
     assert!(log.contains("credentials refused: not the secrets uid") && log.contains("uid=65534"), "{log}");
     assert_no_secret("the core's log", log.as_bytes());
     assert_no_secret("the audit log", &fs::read(&audit).unwrap());
+
+    // qilin-secrets run by a uid the core does not take credentials from: refused, exit 6.
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+    let readable = shared.join("secrets.env");
+    fs::write(&readable, secrets_env(PRIMARY_PASSWORD_1, "tcp://127.0.0.1:10211")).unwrap();
+    fs::set_permissions(&readable, fs::Permissions::from_mode(0o644)).unwrap(); // the sim profile allows it
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(workspace_bin("qilin-secrets"))
+        .args(["--profile", "sim", "--core-uid", "0", "--source"])
+        .arg(&readable)
+        .arg("--audit-log")
+        .arg(shared.join("audit.jsonl"))
+        .arg("--core-socket")
+        .arg(&socket)
+        .env_remove("QILIN_AUDIT_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "qilin-secrets as uid 65534 was not refused:\n{stderr}");
+    assert!(stderr.contains("the core refused the primary credentials: uid 65534 may not hand over"), "{stderr}");
+    assert_no_secret("qilin-secrets' stderr", &out.stderr);
+    let refused_handoffs = audit_entries(&shared.join("audit.jsonl"))
+        .iter()
+        .filter(|e| e["command"] == "secrets handoff" && e["exit_code"] == 1)
+        .count();
+    assert_eq!(refused_handoffs, 2, "both refused hand-offs are audited by qilin-secrets");
 
     // The other end: a socket at the expected path served by uid 65534 gets no credentials.
     let impostor_dir = dir.path().join("impostor");

@@ -46,6 +46,14 @@ pub enum LinkError {
         /// The configured core uid.
         expected: u32,
     },
+    /// The core answered, and refused (the reason is the core's).
+    #[error("the core refused the {session} credentials: {reason}")]
+    Refused {
+        /// `primary` or `backup`.
+        session: String,
+        /// The core's error.
+        reason: String,
+    },
     /// Reading or writing the socket failed, or the reply was not JSON.
     #[error("control socket {path}: {what}")]
     Io {

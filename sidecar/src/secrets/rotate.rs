@@ -107,12 +107,14 @@ impl Holder {
     }
 
     /// Hands both accounts' credentials to the core (at start, and when the core asks again).
-    /// Returns how many sessions took them; an unreachable core is `Err` (retried by [`poll`]).
+    /// Returns how many sessions took them. An unreachable core is `Err(Unreachable)` (retried by
+    /// [`poll`]); a refusal by the core is `Err(Refused)` after both accounts were tried.
     ///
     /// [`poll`]: Holder::poll
     pub fn hand_over_all(&mut self, why: &str) -> Result<usize, LinkError> {
         let Some(link) = self.link.clone() else { return Ok(0) };
         let mut taken = 0;
+        let mut refused = None;
         for (session, _) in ACCOUNTS {
             let reply = match link.hand_over(&self.current, session) {
                 Ok(None) => continue,
@@ -133,6 +135,8 @@ impl Holder {
                 tracing::info!(session, "credentials handed to the core");
             } else {
                 tracing::error!(session, error = %reply["error"], "the core refused the credentials");
+                let reason = reply["error"].as_str().unwrap_or("no reason given").to_string();
+                refused.get_or_insert(LinkError::Refused { session: session.to_string(), reason });
             }
             self.audit(
                 "secrets handoff",
@@ -142,7 +146,10 @@ impl Holder {
             );
         }
         self.core_unreachable_logged = false;
-        Ok(taken)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
     }
 
     /// One round: re-hand credentials to a core that waits for them, and look for a changed source.
