@@ -646,3 +646,72 @@ except Exception: pass
     assert_no_secret("qilin-secrets' stderr", &out.stderr);
     assert_audit_verifies(&audit);
 }
+
+/// Raw bytes on the control socket; the reply line.
+fn ctl_bytes(socket: &Path, bytes: &[u8]) -> Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:?}"))
+}
+
+/// Bad session commands get a clear refusal naming what is wrong (never a value), change nothing,
+/// and the socket keeps serving: malformed credentials from the secrets uid itself, unknown
+/// sessions and faults, a failover to a session that is not logged in (audited as refused), an
+/// over-long line, a line that is not UTF-8, and session commands on a core without sessions.
+#[test]
+fn bad_session_commands_are_refused_clearly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let core = session_core(dir.path(), &unique("cmd"), 1_000, 0, "", "");
+    let socket = dir.path().join("core.sock");
+    let error = |reply: Value| -> String {
+        assert_eq!(reply["ok"], false, "{reply}");
+        reply["error"].as_str().unwrap_or_default().to_string()
+    };
+    let e = error(ctl(&socket, "credentials {\"session\": \"primary\", \"password\": \"Pw-zq7-cut"));
+    assert!(e.contains("not valid JSON") && !e.contains("zq7"), "{e}");
+    let e = error(ctl(
+        &socket,
+        r#"credentials {"session":"primary","broker_id":"1","user_id":"u","password":999777,"md_fronts":[]}"#,
+    ));
+    assert!(e.contains("missing, unknown or of the wrong type") && !e.contains("999777"), "{e}");
+    let e = error(ctl(&socket, &credentials("primary", "Pw-zq7-ok", "tcp://no-port")));
+    assert!(e.contains("md_fronts[0]") && e.contains("no :port") && !e.contains("Pw-zq7"), "{e}");
+    assert!(error(ctl(&socket, "inject primary explode")).starts_with("usage: inject"));
+    assert!(error(ctl(&socket, "inject primary login-fail 0")).starts_with("usage: inject"));
+    assert!(error(ctl(&socket, "inject tertiary disconnect")).starts_with("usage: inject"));
+    assert!(error(ctl(&socket, "relogin tertiary")).contains("expected primary or backup"));
+    assert!(error(ctl(&socket, "relogin primary")).contains("no credentials"));
+    let e = error(ctl(&socket, "failover"));
+    assert!(e.contains("backup session is not logged in (waiting_credentials)"), "{e}");
+    let mut long = vec![b'x'; 70 * 1024];
+    long.push(b'\n');
+    assert!(error(ctl_bytes(&socket, &long)).contains("longer than 65536 bytes"));
+    assert!(error(ctl_bytes(&socket, b"status \xff\xfe\n")).contains("not UTF-8"));
+    let sessions = ctl(&socket, "sessions");
+    for s in ["primary", "backup"] {
+        assert_eq!(sessions["sessions"][s]["state"], "waiting_credentials", "a refused command changed {s}");
+        assert_eq!(sessions["sessions"][s]["credentials_version"], 0);
+    }
+    let refused = audit_entries(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .find(|e| e["command"] == "failover")
+        .expect("the refused failover is audited");
+    assert_eq!(refused["exit_code"], 1);
+    assert!(refused["actions"][0]["outcome"].as_str().unwrap().starts_with("refused: "), "{refused}");
+    assert_no_secret("the core's log", &fs::read(dir.path().join("core.log")).unwrap());
+    drop(core);
+
+    // A core without sessions answers session commands with what it would need.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let _plain = Core::start(plain_dir.path(), &unique("nos"), 1024, 100, 0);
+    let plain_socket = plain_dir.path().join("core.sock");
+    wait_for("the control socket", || UnixStream::connect(&plain_socket).ok());
+    for line in ["sessions", "failover", &credentials("primary", "Pw-zq7-x", "tcp://h:1")] {
+        let e = error(ctl(&plain_socket, line));
+        assert!(e.contains("this source has no primary/backup sessions"), "{line}: {e}");
+    }
+}

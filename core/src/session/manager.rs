@@ -410,7 +410,7 @@ impl Manager {
     fn audit_switch(&self, from: Option<Which>, to: Which, trigger: &str, reason: &str, error: Option<&str>) {
         let Some(audit) = &self.audit else { return };
         let command = match (from, to) {
-            (None, _) => "activate",
+            (None, _) if error.is_none() => "activate",
             (_, Which::Backup) => "failover",
             (_, Which::Primary) => "failback",
         };
