@@ -22,7 +22,7 @@ use qilin_core::{
         manager::{Manager, Msg},
         sim::SimFronts,
     },
-    sim::{MdCallback, Simulator},
+    sim::Simulator,
     udp::UdpBound,
 };
 use qilin_shm::{SegmentOptions, Source, Writer};
@@ -198,11 +198,11 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
         let (ptx, prx) = handoff(config.core.handoff_capacity);
         let (btx, brx) = handoff(config.core.handoff_capacity);
-        let mut sim_market = None;
-        let fronts: Box<dyn Fronts> = match config.source.kind {
+        let (fronts, sim_market): (Box<dyn Fronts>, _) = match config.source.kind {
             #[cfg(feature = "ctp")]
             SourceKind::Ctp => {
                 let sdk = ctp_sdk.clone().context("the CTP SDK was not checked")?;
+                use qilin_core::sim::MdCallback;
                 let callbacks = [MdCallback::new(ptx, Source::Primary), MdCallback::new(btx, Source::Backup)];
                 let (fronts, shutdown) = qilin_core::session::ctp::CtpFronts::start(
                     sdk,
@@ -215,15 +215,14 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
                 )
                 .context("starting the CTP fronts' thread")?;
                 ctp_shutdown = Some(shutdown);
-                Box::new(fronts)
+                (Box::new(fronts), None)
             }
             _ => {
                 let sim = Simulator::new(&config.source.sim, &products)?;
                 let fronts =
                     SimFronts::start(&config.source.sim.sessions, links.clone(), msg_tx.clone(), sim.trading_day_now())
                         .context("starting the simulated fronts")?;
-                sim_market = Some((sim, ptx, btx));
-                Box::new(fronts)
+                (Box::new(fronts), Some((sim, ptx, btx)))
             }
         };
         let manager = Manager::new(

@@ -16,6 +16,7 @@
 //!
 //! The tests skip, saying so on stderr, only when the library cannot be downloaded (no pip, no
 //! network); `.ci/run` makes sure it can be.
+#![cfg(feature = "ctp")]
 
 mod common;
 
