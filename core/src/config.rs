@@ -174,6 +174,9 @@ pub enum SourceKind {
     Udp,
     /// Journal files written by qilin-recorder.
     Replay,
+    /// The CTP market-data SDK (`[source.ctp]`): primary and backup sessions logged in with the
+    /// credentials qilin-secrets hands over.
+    Ctp,
 }
 
 /// `[source]`.
@@ -188,6 +191,51 @@ pub struct SourceConfig {
     pub udp: UdpConfig,
     /// `[source.replay]`.
     pub replay: ReplayConfig,
+    /// `[source.ctp]`.
+    pub ctp: CtpConfig,
+}
+
+/// `[source.ctp]`: the vendor market-data SDK (see docs/CTP.md). The fronts and the account come
+/// with the credentials over the control socket; the instruments subscribed are `core.subscribe`
+/// plus those subscribed over the control socket.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CtpConfig {
+    /// The SDK's market-data library, `thostmduserapi_se.so`, of the version this core was built for
+    /// (loaded at start; nothing is linked at build time).
+    pub sdk_path: PathBuf,
+    /// Directory for the SDK's flow files, one subdirectory per session; default
+    /// `/tmp/qilin-<feed>.ctp-flow`.
+    pub flow_dir: Option<PathBuf>,
+    /// `CreateFtdcMdApi`'s production-mode flag (6.7.11 and later): false only for a test front that
+    /// requires it.
+    pub production_mode: Option<bool>,
+    /// Where the SDK's own stdout diagnostics go: `"log"` (each line into the core's log, target
+    /// `ctp_sdk`) or `"inherit"` (the process's stdout, untouched).
+    pub sdk_stdout: SdkStdout,
+}
+
+/// `source.ctp.sdk_stdout`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SdkStdout {
+    /// The SDK's stdout lines go into the core's log (target `ctp_sdk`).
+    #[default]
+    Log,
+    /// Left on the process's stdout.
+    Inherit,
+}
+
+impl CtpConfig {
+    /// The flow directory in force.
+    pub fn flow_dir(&self, feed: &str) -> PathBuf {
+        self.flow_dir.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/qilin-{feed}.ctp-flow")))
+    }
+
+    /// The production-mode flag in force (default true).
+    pub fn production_mode(&self) -> bool {
+        self.production_mode.unwrap_or(true)
+    }
 }
 
 /// `[source.replay]`.
@@ -454,6 +502,14 @@ impl Config {
         if !(r.speed.is_finite() && r.speed >= 0.0) {
             bad("source.replay.speed", format!("{}: 0 (as fast as possible) or a positive factor", r.speed));
         }
+        if self.source.kind == SourceKind::Ctp {
+            if self.source.ctp.sdk_path.as_os_str().is_empty() {
+                bad("source.ctp.sdk_path", "empty: the ctp source needs the path of thostmduserapi_se.so".into());
+            }
+            if !cfg!(feature = "ctp") {
+                bad("source.kind", "\"ctp\": this qilin-core was built without the ctp feature".into());
+            }
+        }
         if self.source.kind == SourceKind::Replay && r.path.as_os_str().is_empty() {
             bad("source.replay.path", "empty: the replay source needs a journal file or directory".into());
         }
@@ -505,6 +561,18 @@ mod tests {
         assert_eq!(example.core.instruments_file, PathBuf::from("config/instruments.toml"));
         example.core.instruments_file = Config::default().core.instruments_file;
         assert_eq!(example, Config::default(), "config/core.example.toml and the defaults disagree");
+    }
+
+    #[test]
+    fn ctp_source_needs_an_sdk_path() {
+        let err = Config::parse("[source]\nkind = \"ctp\"\n", "c.toml").unwrap_err();
+        assert_eq!(err.problems[0].0, "source.ctp.sdk_path");
+        let c = Config::parse(
+            "[source]\nkind = \"ctp\"\n[source.ctp]\nsdk_path = \"/opt/ctp/thostmduserapi_se.so\"\n",
+            "c.toml",
+        );
+        assert_eq!(c.is_ok(), cfg!(feature = "ctp"));
+        assert_eq!(Config::default().source.ctp.flow_dir("f"), PathBuf::from("/tmp/qilin-f.ctp-flow"));
     }
 
     #[test]

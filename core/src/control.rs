@@ -210,6 +210,14 @@ impl ControlServer {
         }
     }
 
+    /// Tells the sessions' fronts (through the session manager, never the hot thread) that an
+    /// instrument was subscribed or unsubscribed, so the CTP SDK subscribes it too.
+    fn tell_fronts(&self, id: &str, subscribed: bool) {
+        if let Some(sessions) = &self.sessions {
+            let _ = sessions.manager.send(Msg::Subscription(id.to_string(), subscribed));
+        }
+    }
+
     /// Forwards a request to the session manager and waits for its answer.
     fn ask(&self, request: Request) -> Value {
         let Some(sessions) = &self.sessions else {
@@ -280,13 +288,19 @@ impl ControlServer {
                     return json!({"ok": false, "error": format!("{id:?} is not an InstrumentID (1-31 ASCII characters)")});
                 };
                 if verb == "unsubscribe" {
-                    return self.send(Command::Unsubscribe(key), json!({"ok": true, "instrument": id}));
+                    let answer = self.send(Command::Unsubscribe(key), json!({"ok": true, "instrument": id}));
+                    self.tell_fronts(id, false);
+                    return answer;
                 }
                 let queued = self.send(Command::Subscribe(key), json!({"ok": true}));
                 if queued["ok"] != json!(true) {
                     return queued;
                 }
-                self.await_directory(id)
+                let answer = self.await_directory(id);
+                if answer["ok"] == json!(true) {
+                    self.tell_fronts(id, true);
+                }
+                answer
             }
             _ => {
                 json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | sessions | failover | failback | relogin primary|backup | shutdown")})

@@ -18,7 +18,7 @@ use qilin_core::{
     handoff::handoff,
     instruments::Instruments,
     session::{
-        Links,
+        Fronts, Links,
         manager::{Manager, Msg},
         sim::SimFronts,
     },
@@ -125,6 +125,19 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 
 fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let products = Instruments::load(&config.core.instruments_file)?;
+    // The CTP SDK is checked before anything else exists: a wrong path or version stops here.
+    #[cfg(feature = "ctp")]
+    let ctp_sdk = if config.source.kind == SourceKind::Ctp {
+        use qilin_core::{config::SdkStdout, session::ctp};
+        if config.source.ctp.sdk_stdout == SdkStdout::Log && !demo {
+            ctp::stdout::capture_into_log().context("capturing the CTP SDK's stdout")?;
+        }
+        let sdk = ctp::Sdk::check(&config.source.ctp.sdk_path)?;
+        tracing::info!(path = %sdk.path.display(), version = %sdk.version, built_for = ctp::BUILT_FOR, "CTP SDK loaded");
+        Some(sdk)
+    } else {
+        None
+    };
     if config.core.lock_memory {
         lock_memory();
     }
@@ -158,7 +171,8 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     spawn_named("qilin-events", move || log_events(event_rx))?;
 
     let audit_path = qilin_audit::resolve_path(config.core.audit_log.as_deref());
-    let sessions_enabled = config.source.kind == SourceKind::Sim && config.source.sim.sessions.enabled;
+    let sessions_enabled = (config.source.kind == SourceKind::Sim && config.source.sim.sessions.enabled)
+        || config.source.kind == SourceKind::Ctp;
     let open_audit = || match AuditLog::open(&audit_path) {
         Ok(log) => Ok(Some(log)),
         Err(e) if sessions_enabled => Err(anyhow::anyhow!(
@@ -175,20 +189,45 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     if let Some(log) = open_audit()? {
         control = control.with_audit(log);
     }
-    // Two sessions (simulated now; the CTP SDK later): their manager thread and hand-offs.
+    // Two sessions (simulated, or the CTP SDK's): their manager thread and hand-offs.
     let mut session_inputs = None;
+    #[cfg(feature = "ctp")]
+    let mut ctp_shutdown = None;
     if sessions_enabled {
         let links = Links::new();
         let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
         let (ptx, prx) = handoff(config.core.handoff_capacity);
         let (btx, brx) = handoff(config.core.handoff_capacity);
-        let sim = Simulator::new(&config.source.sim, &products)?;
-        let fronts =
-            SimFronts::start(&config.source.sim.sessions, links.clone(), msg_tx.clone(), sim.trading_day_now())
-                .context("starting the simulated fronts")?;
+        let (fronts, sim_market): (Box<dyn Fronts>, _) = match config.source.kind {
+            #[cfg(feature = "ctp")]
+            SourceKind::Ctp => {
+                let sdk = ctp_sdk.clone().context("the CTP SDK was not checked")?;
+                use qilin_core::sim::MdCallback;
+                let callbacks = [MdCallback::new(ptx, Source::Primary), MdCallback::new(btx, Source::Backup)];
+                let (fronts, shutdown) = qilin_core::session::ctp::CtpFronts::start(
+                    sdk,
+                    &config.source.ctp,
+                    &config.feed.name,
+                    links.clone(),
+                    msg_tx.clone(),
+                    callbacks,
+                    &config.core.subscribe,
+                )
+                .context("starting the CTP fronts' thread")?;
+                ctp_shutdown = Some(shutdown);
+                (Box::new(fronts), None)
+            }
+            _ => {
+                let sim = Simulator::new(&config.source.sim, &products)?;
+                let fronts =
+                    SimFronts::start(&config.source.sim.sessions, links.clone(), msg_tx.clone(), sim.trading_day_now())
+                        .context("starting the simulated fronts")?;
+                (Box::new(fronts), Some((sim, ptx, btx)))
+            }
+        };
         let manager = Manager::new(
             config.failover.clone(),
-            Box::new(fronts),
+            fronts,
             links.clone(),
             command_tx,
             open_audit()?,
@@ -202,15 +241,23 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             secrets_uid,
             timeout: Duration::from_millis(config.failover.command_timeout_ms),
         });
-        tracing::info!(
-            instruments = sim.instrument_count(),
-            rate = config.source.sim.ticks_per_second,
-            secrets_uid,
-            audit_log = %audit_path.display(),
-            "simulator with primary and backup sessions ready; waiting for credentials on the control socket"
-        );
-        let sim_links = links.clone();
-        spawn_named("qilin-sim", move || sim.run_sessions(ptx, btx, sim_links))?;
+        if let Some((sim, ptx, btx)) = sim_market {
+            tracing::info!(
+                instruments = sim.instrument_count(),
+                rate = config.source.sim.ticks_per_second,
+                secrets_uid,
+                audit_log = %audit_path.display(),
+                "simulator with primary and backup sessions ready; waiting for credentials on the control socket"
+            );
+            let sim_links = links.clone();
+            spawn_named("qilin-sim", move || sim.run_sessions(ptx, btx, sim_links))?;
+        } else {
+            tracing::info!(
+                secrets_uid,
+                audit_log = %audit_path.display(),
+                "CTP primary and backup sessions ready; waiting for credentials on the control socket"
+            );
+        }
         session_inputs = Some(Input::Sessions { primary: prx, backup: brx, links });
     }
     let command_drops = control.dropped_commands();
@@ -232,7 +279,8 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
 
     let input = match config.source.kind {
-        SourceKind::Sim if session_inputs.is_some() => session_inputs.take().expect("checked"),
+        SourceKind::Sim | SourceKind::Ctp if session_inputs.is_some() => session_inputs.take().expect("checked"),
+        SourceKind::Ctp => anyhow::bail!("source.kind = \"ctp\": this qilin-core was built without the ctp feature"),
         SourceKind::Sim => {
             let (tx, rx) = handoff(config.core.handoff_capacity);
             let sim = Simulator::new(&config.source.sim, &products)?;
@@ -270,6 +318,14 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         })
         .context("starting the hot thread")?;
     let report = hot.join().map_err(|_| anyhow::anyhow!("the hot thread panicked"))?;
+    #[cfg(feature = "ctp")]
+    if let Some(ctp) = ctp_shutdown {
+        // The SDK's teardown (RegisterSpi(NULL), Release) before the process exits, bounded.
+        match ctp.shutdown(Duration::from_secs(10)) {
+            Ok(()) => tracing::info!("CTP sessions released"),
+            Err(e) => tracing::error!(error = %e, "CTP sessions not released cleanly"),
+        }
+    }
     tracing::info!(received = report.received, published = report.published, rejected = report.rejected, "stopped");
     let _ = std::fs::remove_file(&control_path);
     Ok(())

@@ -22,6 +22,8 @@ pub enum Msg {
     Event(Which, SessionEvent),
     /// An operator or sidecar request; the JSON reply goes back on the channel.
     Request(Request, Sender<Value>),
+    /// An instrument subscribed (`true`) or unsubscribed over the control socket, for the fronts.
+    Subscription(String, bool),
 }
 
 /// Requests the control thread forwards (after checking the peer's uid).
@@ -84,6 +86,10 @@ struct Session {
     logins: u64,
     login_failures: u64,
     disconnects: u64,
+    /// Disconnects per reason, in words (`0x1001 network read failed`).
+    disconnect_reasons: std::collections::BTreeMap<String, u64>,
+    /// Error answers (`OnRspError`, refused subscriptions).
+    rsp_errors: u64,
     last_error: Option<String>,
     up_since: Option<Instant>,
     retry_at: Option<Instant>,
@@ -101,6 +107,8 @@ impl Session {
             logins: 0,
             login_failures: 0,
             disconnects: 0,
+            disconnect_reasons: Default::default(),
+            rsp_errors: 0,
             last_error: None,
             up_since: None,
             retry_at: None,
@@ -119,6 +127,8 @@ impl Session {
             "logins": self.logins,
             "login_failures": self.login_failures,
             "disconnects": self.disconnects,
+            "disconnect_reasons": self.disconnect_reasons,
+            "rsp_errors": self.rsp_errors,
             "up_for_ms": self.up_since.map(|t| now.duration_since(t).as_millis() as u64),
             "last_error": self.last_error,
         })
@@ -182,6 +192,7 @@ impl Manager {
             match self.rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Msg::Event(which, event)) => self.on_event(which, event),
                 Ok(Msg::Request(request, reply)) => self.on_request(request, reply),
+                Ok(Msg::Subscription(instrument, subscribed)) => self.fronts.subscription(&instrument, subscribed),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -249,10 +260,17 @@ impl Manager {
                 let s = self.session(which);
                 s.state = State::Disconnected;
                 s.disconnects += 1;
+                *s.disconnect_reasons.entry(format!("{reason:#x} {}", disconnect_reason(reason))).or_default() += 1;
                 s.up_since = None;
                 s.last_error = Some(words.clone());
                 self.send(Command::Count(Counter::FrontDisconnects, 1));
                 self.fail_active(which, &words);
+            }
+            SessionEvent::RspError { request, error_id, message } => {
+                tracing::warn!(session = which.name(), request, error_id, %message, "error answer from the front");
+                let s = self.session(which);
+                s.rsp_errors += 1;
+                s.last_error = Some(format!("{request}: ErrorID {error_id}: {message}"));
             }
             SessionEvent::HeartbeatWarning { seconds } => {
                 let words = format!("heartbeat warning: no data for {seconds} s");

@@ -20,6 +20,8 @@
 //! (`failover`, `failback`, `relogin`, `sessions`, `inject`), tells the hot thread which session is
 //! active and what to put in the header's status line, and writes every switch to the audit log.
 
+#[cfg(feature = "ctp")]
+pub mod ctp;
 pub mod manager;
 pub mod sim;
 
@@ -199,6 +201,16 @@ pub enum SessionEvent {
         /// Seconds since the last data.
         seconds: i32,
     },
+    /// `OnRspError`, or an error in the answer to a request other than the login (a refused
+    /// `SubscribeMarketData`, say): logged and counted; the session's state does not change.
+    RspError {
+        /// The request it answers (`"OnRspError"` when the SDK does not say).
+        request: &'static str,
+        /// CTP ErrorID.
+        error_id: i32,
+        /// The error message (decoded to UTF-8).
+        message: String,
+    },
 }
 
 /// CTP's `OnFrontDisconnected` reason codes in words.
@@ -238,6 +250,11 @@ pub trait Fronts: Send {
     fn inject(&mut self, which: Which, fault: Fault) -> Result<(), String>;
     /// The vendor API version string for the header's status line.
     fn api_version(&self) -> &str;
+    /// An instrument was subscribed (`true`) or unsubscribed over the control socket: the fronts
+    /// subscribe it on every logged-in session now and at every later login (CTP:
+    /// `SubscribeMarketData` / `UnSubscribeMarketData`). The simulator delivers every instrument and
+    /// ignores it.
+    fn subscription(&mut self, _instrument: &str, _subscribed: bool) {}
 }
 
 /// Per-session "logged in and delivering" flags shared by the fronts (which set them), the
