@@ -312,3 +312,53 @@ fn refused_commands_are_counted_in_the_header() {
     let _ = std::fs::remove_file(&segment);
     let _ = std::fs::remove_file(&config);
 }
+
+/// Two real `qilin-core` processes on one segment: the second stops at start with an error naming
+/// the segment and the pid that holds it, and the first goes on publishing untouched. Then a
+/// segment whose header was corrupted (magic overwritten) is refused by a new core with an error
+/// naming the file, without a panic and without the file being overwritten.
+#[test]
+fn a_second_core_or_a_corrupt_segment_is_refused_clearly() {
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("twice")));
+    let socket = std::env::temp_dir().join(format!("{}.sock", unique("twice")));
+    let args = ["--source", "sim", "--sim-rate", "5000"];
+    let first = Core::start(&segment, &socket, &args);
+    let reader = Reader::open(&segment).unwrap();
+    let run = |segment: &Path, socket: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+            .arg("--segment")
+            .arg(segment)
+            .arg("--control-socket")
+            .arg(socket)
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .expect("running qilin-core")
+    };
+    let other_socket = std::env::temp_dir().join(format!("{}.sock", unique("twice-b")));
+    let out = run(&segment, &other_socket);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second core on the same segment started:\n{stderr}");
+    assert!(stderr.contains(&segment.display().to_string()), "the error does not name the segment:\n{stderr}");
+    assert!(stderr.contains(&first.child.id().to_string()), "the error does not name the holder's pid:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(reader.writer_pid(), u64::from(first.child.id()), "the refused core took the segment over");
+    let before = reader.write_cursor();
+    wait_for("the first core to go on publishing", || (reader.write_cursor() > before + 500).then_some(()));
+    drop(first);
+
+    // A header whose magic was overwritten: refused, named, left as it was.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[..8].copy_from_slice(b"GARBAGE!");
+    std::fs::write(&segment, &bytes).unwrap();
+    let out = run(&segment, &other_socket);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a core started on a corrupt segment:\n{stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()) && stderr.contains("not a qilin segment"),
+        "the error does not say what is wrong with which file:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(&std::fs::read(&segment).unwrap()[..8], b"GARBAGE!", "the corrupt segment was overwritten");
+    let _ = std::fs::remove_file(&segment);
+}
