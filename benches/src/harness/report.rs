@@ -133,7 +133,7 @@ pub fn targets(run: &Run) -> Vec<(String, String, Option<bool>)> {
         ));
         out.push(("writer → reader, p99.9 ≤ 2 µs".into(), format!("{} ns", p[3]), Some(p[3] <= 2_000)));
     }
-    let last = run.series.iter().filter(|s| s.name.starts_with("writer_cost/")).last();
+    let last = run.series.iter().rfind(|s| s.name.starts_with("writer_cost/"));
     if let (Some(one), Some(last)) = (find(run, "writer_cost/1_reader"), last) {
         let (a, b) = (one.percentiles()[0], last.percentiles()[0]);
         out.push((
