@@ -95,6 +95,18 @@ enum Role {
         #[arg(long)]
         count: u64,
     },
+    /// (child) iceoryx2 subscriber: receives records, prints a JSON histogram.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2Sub {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        cpu: usize,
+        #[arg(long)]
+        warmup: u64,
+        #[arg(long)]
+        count: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +120,10 @@ fn main() -> anyhow::Result<()> {
             return child::run_reader(&segment, cpu, from, warmup, count);
         }
         Some(Role::UdsPeer { socket, cpu, warmup, count }) => return child::run_uds_peer(&socket, cpu, warmup, count),
+        #[cfg(feature = "iceoryx2")]
+        Some(Role::Iceoryx2Sub { service, cpu, warmup, count }) => {
+            return qilin_benches::harness::iceoryx2::run_subscriber(&service, cpu, warmup, count);
+        }
         None => {}
     }
     if args.cores.len() < 2 {

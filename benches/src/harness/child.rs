@@ -105,14 +105,16 @@ pub fn run_uds_peer(socket: &Path, cpu: usize, warmup: u64, count: u64) -> anyho
     done(&hist, count, 0)
 }
 
-fn ready() -> anyhow::Result<()> {
+/// Prints `ready`.
+pub fn ready() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
     Ok(())
 }
 
-fn done(hist: &Histogram<u64>, ticks: u64, lost: u64) -> anyhow::Result<()> {
+/// Prints the result line.
+pub fn done(hist: &Histogram<u64>, ticks: u64, lost: u64) -> anyhow::Result<()> {
     let line = json!({ "hist": histogram_to_json(hist), "ticks": ticks, "lost": lost });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;

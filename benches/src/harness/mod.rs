@@ -19,6 +19,8 @@ pub mod child;
 pub mod core_paths;
 pub mod e2e;
 pub mod floor;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2;
 pub mod machine;
 pub mod report;
 pub mod segment;

@@ -25,6 +25,10 @@ pub const HONESTY: [&str; 4] = [
      take turns on one CPU",
 ];
 
+/// Printed when the optional iceoryx2 baseline is not compiled in.
+const NOT_BUILT: &str =
+    "baseline/iceoryx2: not in this build (cargo build --release -p qilin-benches --features iceoryx2)";
+
 /// Everything one run measured.
 #[derive(Debug)]
 pub struct Run {
@@ -71,6 +75,8 @@ pub fn run(plan: &Plan) -> Run {
         step("baselines");
         keep("baseline/crossbeam_spsc", on_thread(|| baselines::measure_crossbeam(plan)), &mut series);
         keep("baseline/uds_pair", on_thread(|| baselines::measure_uds(plan)), &mut series);
+        #[cfg(feature = "iceoryx2")]
+        keep("baseline/iceoryx2", on_thread(|| super::iceoryx2::measure(plan)), &mut series);
     }
     for &n in plan.reader_counts.iter().filter(|_| plan.runs("segment")) {
         step(&format!("segment, {n} reader(s)"));
@@ -194,6 +200,9 @@ pub fn table(run: &Run, plan: &Plan) -> String {
     for (name, why) in &run.skipped {
         t.push_str(&format!("{name:<28} skipped: {why}\n"));
     }
+    if !cfg!(feature = "iceoryx2") {
+        t.push_str(&format!("{NOT_BUILT}\n"));
+    }
     t.push_str(&format!("\nthroughput: {}\n", run.throughput));
     t.push_str("\ndesign.md targets:\n");
     for (target, measured, met) in targets(run) {
@@ -256,6 +265,7 @@ pub fn json(run: &Run, plan: &Plan) -> Value {
         },
         "rules": HONESTY,
         "series": series,
+        "not_built": if cfg!(feature = "iceoryx2") { json!([]) } else { json!([NOT_BUILT]) },
         "skipped": run.skipped.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
         "throughput": run.throughput,
         "targets": targets(run).into_iter().map(|(t, m, met)| json!({"target": t, "measured": m, "met": met})).collect::<Vec<_>>(),
