@@ -58,3 +58,42 @@ pub fn measure(plan: &Plan) -> (Floor, Vec<Series>) {
     ];
     (floor, series)
 }
+
+/// How much of a CPU a busy-spinning thread pinned there actually got: it reads the clock for
+/// `duration_ns` and counts every jump of more than 20 µs between two reads as time it was not
+/// running (preempted by another task or the hypervisor). On an isolated core this is ≈ 0.
+#[derive(Clone, Copy, Debug)]
+pub struct Availability {
+    /// The CPU.
+    pub cpu: usize,
+    /// Share of the time the thread was off the CPU, 0..=1.
+    pub off_cpu: f64,
+    /// Number of such gaps.
+    pub gaps: u64,
+    /// Longest gap, ns.
+    pub longest_ns: i64,
+}
+
+/// Measures [`Availability`] on `cpu` for `duration_ns` (on a thread of its own).
+pub fn availability(cpu: usize, duration_ns: i64) -> Availability {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_cpu(cpu);
+            let start = qilin_shm::now_ns();
+            let (mut prev, mut off, mut gaps, mut longest) = (start, 0i64, 0u64, 0i64);
+            while prev - start < duration_ns {
+                let now = qilin_shm::now_ns();
+                let gap = now - prev;
+                if gap > 20_000 {
+                    off += gap;
+                    gaps += 1;
+                    longest = longest.max(gap);
+                }
+                prev = now;
+            }
+            Availability { cpu, off_cpu: off as f64 / (prev - start).max(1) as f64, gaps, longest_ns: longest }
+        })
+        .join()
+        .expect("availability thread")
+    })
+}

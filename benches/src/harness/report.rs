@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Plan, Series, baselines, core_paths, e2e,
-    floor::{self, Floor},
+    floor::{self, Availability, Floor},
     machine::Machine,
     segment,
     series::PERCENTILES,
@@ -36,6 +36,8 @@ pub struct Run {
     pub machine_start: Machine,
     /// The load average when it ended.
     pub load_end: String,
+    /// How much of each CPU a spinning thread got, at the start and at the end.
+    pub availability: Vec<(&'static str, Availability)>,
     /// The floor (first measurement).
     pub floor: Floor,
     /// Every measured series, in run order.
@@ -68,6 +70,12 @@ pub fn run(plan: &Plan) -> Run {
             skipped.push((name.to_string(), format!("{e:#}")));
         }
     };
+    let probe_ns = if plan.samples >= 100_000 { 1_000_000_000 } else { 200_000_000 };
+    let mut availability = Vec::new();
+    step("CPU availability");
+    for &cpu in &plan.cores {
+        availability.push(("start", floor::availability(cpu, probe_ns)));
+    }
     step("floor");
     let (floor, floor_series) = on_thread(|| floor::measure(plan));
     series.extend(floor_series);
@@ -114,7 +122,10 @@ pub fn run(plan: &Plan) -> Run {
         s.plot = false;
         series.push(s);
     }
-    Run { machine_start, load_end: super::machine::load_average(), floor, series, skipped, throughput }
+    for &cpu in &plan.cores {
+        availability.push(("end", floor::availability(cpu, probe_ns)));
+    }
+    Run { machine_start, load_end: super::machine::load_average(), availability, floor, series, skipped, throughput }
 }
 
 fn find<'a>(run: &'a Run, name: &str) -> Option<&'a Series> {
@@ -174,6 +185,15 @@ pub fn table(run: &Run, plan: &Plan) -> String {
         plan.e2e_rate,
         plan.e2e_samples
     ));
+    for (when, a) in &run.availability {
+        t.push_str(&format!(
+            "CPU {} at the {when}: a spinning thread was off the CPU {:.1} % of the time ({} gaps > 20 µs, longest {:.2} ms)\n",
+            a.cpu,
+            a.off_cpu * 100.0,
+            a.gaps,
+            a.longest_ns as f64 / 1e6
+        ));
+    }
     t.push_str(&format!(
         "floor = c2c one-way p50 {} ns + clock read p50 {} ns = {} ns\n\n",
         run.floor.c2c_p50,
@@ -251,6 +271,9 @@ pub fn json(run: &Run, plan: &Plan) -> Value {
         "tool": "qilin-bench",
         "machine": run.machine_start.json(),
         "load_average_end": run.load_end,
+        "cpu_availability": run.availability.iter().map(|(when, a)| json!({
+            "when": when, "cpu": a.cpu, "off_cpu_share": a.off_cpu, "gaps_over_20us": a.gaps, "longest_gap_ns": a.longest_ns,
+        })).collect::<Vec<_>>(),
         "plan": {
             "cores": plan.cores, "writer_cpu": plan.writer_cpu(), "reader_cpus": &plan.cores[1..],
             "rate_ticks_per_s": plan.rate, "samples": plan.samples, "warmup": plan.warmup,

@@ -39,7 +39,7 @@ pub fn measure(plan: &Plan, readers: usize) -> anyhow::Result<(Series, Series)> 
         }
     }
 
-    let mut cost = new_histogram();
+    let (mut cost, mut late) = (new_histogram(), new_histogram());
     let schedule = Schedule::starting_soon(plan.interval_ns());
     let mut records: Vec<_> = (0..crate::INSTRUMENTS).map(sample_record).collect();
     for i in 0..total {
@@ -50,6 +50,7 @@ pub fn measure(plan: &Plan, readers: usize) -> anyhow::Result<(Series, Series)> 
         let after = qilin_shm::now_ns();
         if i >= plan.warmup {
             record(&mut cost, after - now);
+            record(&mut late, now - due);
         }
     }
 
@@ -84,6 +85,12 @@ pub fn measure(plan: &Plan, readers: usize) -> anyhow::Result<(Series, Series)> 
         merged,
     )
     .note(format!("{ticks} ticks recorded, {lost} lost (lapped); per-reader p50 {per_reader_p50:?} ns"))
+    .note(format!(
+        "the writer itself published late by p50 {} / p99 {} / max {} ns (its CPU was taken): that lateness is in the figure",
+        late.value_at_quantile(0.5),
+        late.value_at_quantile(0.99),
+        late.max()
+    ))
     .note(sharing.clone());
     let cost = Series::new(
         format!("writer_cost/{readers}_{plural}"),
