@@ -207,6 +207,17 @@ impl Peer {
     }
 }
 
+impl Drop for Peer {
+    /// A child not reaped by `finish` (an error path: another reader failed, the parent bailed) is
+    /// killed rather than left spinning until its own watchdog.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn parse_result(line: &str) -> anyhow::Result<PeerResult> {
     let v: Value = serde_json::from_str(line)?;
     let mut hist = new_histogram();
