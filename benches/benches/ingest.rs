@@ -25,10 +25,9 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group};
-use qilin_benches::{TempSegment, pin_current};
+use qilin_benches::{TempSegment, harness::core_paths::RawTicks, pin_current};
 use qilin_core::{
     config::Admit,
-    ctp::RawFields,
     engine::{Command, Engine, EngineOptions, Input},
     handoff::handoff,
     instruments::Instruments,
@@ -40,49 +39,11 @@ fn instruments() -> Instruments {
         .expect("config/instruments.toml")
 }
 
-/// `per_instrument` raw 6.7.x structs for every listed instrument, in day-session time order.
+/// `per_instrument` raw 6.7.x structs for every listed instrument, in day-session time order (the
+/// harness's generator, so both measure the same structs).
 fn raw_structs(products: &Instruments, per_instrument: usize) -> Vec<[u8; 584]> {
-    let mut out = Vec::new();
-    for k in 0..per_instrument {
-        let ms = 10 * 3_600_000 + k as u32 * 500;
-        let time = format!("{:02}:{:02}:{:02}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
-        for spec in products.products() {
-            for id in &spec.instruments {
-                let price = spec.reference_price;
-                let mut f = RawFields {
-                    instrument_id: id.clone(),
-                    exchange_id: spec.exchange.as_str().into(),
-                    trading_day: "20260302".into(),
-                    action_day: "20260302".into(),
-                    update_time: time.clone(),
-                    update_millisec: (ms % 1000) as i32,
-                    last_price: price,
-                    pre_settlement_price: price,
-                    pre_close_price: price,
-                    open_price: price,
-                    highest_price: price,
-                    lowest_price: price,
-                    volume: 10 * k as i32,
-                    turnover: 10.0 * k as f64 * price * f64::from(spec.volume_multiple),
-                    open_interest: 1000.0,
-                    close_price: f64::MAX,
-                    settlement_price: f64::MAX,
-                    upper_limit_price: price * 1.1,
-                    lower_limit_price: price * 0.9,
-                    average_price: price * f64::from(spec.volume_multiple),
-                    ..RawFields::default()
-                };
-                for level in 0..5 {
-                    f.bid_price[level] = price - (level + 1) as f64 * spec.price_tick;
-                    f.ask_price[level] = price + (level + 1) as f64 * spec.price_tick;
-                    f.bid_volume[level] = 5;
-                    f.ask_volume[level] = 7;
-                }
-                out.push(f.to_v67_bytes());
-            }
-        }
-    }
-    out
+    let mut ticks = RawTicks::new(products);
+    (0..per_instrument * ticks.instruments()).map(|_| ticks.next_struct()).collect()
 }
 
 fn engine(label: &str, ring_slots: u64) -> (TempSegment, Engine, crossbeam_channel::Sender<Command>) {

@@ -18,6 +18,8 @@ use std::{
 use hdrhistogram::Histogram;
 use qilin_shm::{Exchange, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer};
 
+pub mod harness;
+
 /// Ring capacity the design's figures are stated for.
 pub const RING_SLOTS: u64 = 65_536;
 /// Instruments in a benchmark segment ("a few").
@@ -152,11 +154,24 @@ pub struct CacheLinePingPong {
 impl CacheLinePingPong {
     /// Starts the responder, pinned to available core `responder_core` when there is one.
     pub fn start(responder_core: usize) -> CacheLinePingPong {
+        CacheLinePingPong::start_with(move || {
+            pin_current(responder_core);
+        })
+    }
+
+    /// Starts the responder pinned to CPU `cpu` (the OS's number, as `--cores` names them).
+    pub fn start_on_cpu(cpu: usize) -> CacheLinePingPong {
+        CacheLinePingPong::start_with(move || {
+            harness::pin_cpu(cpu);
+        })
+    }
+
+    fn start_with(pin: impl FnOnce() + Send + 'static) -> CacheLinePingPong {
         let ball = Arc::new(CachePadded(AtomicUsize::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let (b, s) = (ball.clone(), stop.clone());
         let responder = std::thread::spawn(move || {
-            pin_current(responder_core);
+            pin();
             let mut expect = 1usize;
             while spin_until(&s, || b.0.load(Ordering::Acquire) == expect) {
                 b.0.store(expect + 1, Ordering::Release);

@@ -1,0 +1,317 @@
+//! One harness run from start to finish, and its three outputs: the terminal table (absolute ns and
+//! ratio to the floor for each percentile), the JSON file, and the SVG plot.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+
+use super::{
+    Plan, Series, baselines, core_paths, e2e,
+    floor::{self, Availability, Floor},
+    machine::Machine,
+    segment,
+    series::PERCENTILES,
+    svg, throughput,
+};
+
+/// What the rules of measurement were, printed and stored with every run.
+pub const HONESTY: [&str; 4] = [
+    "warm-up excluded: the first `warmup` samples of every series are taken and discarded",
+    "coordinated omission avoided: writers and senders follow a paced schedule and every latency is measured from \
+     the tick's due time (the e2e series: from the simulator callback's stamp; the simulator never waits for the core)",
+    "floor measured in the same run on the same CPUs: cache-line ping-pong one-way + one clock read; ratio = value ÷ floor",
+    "read the machine line: a shared or virtual machine with few cores is noisy, and readers beyond the cores available \
+     take turns on one CPU",
+];
+
+/// Printed when the optional iceoryx2 baseline is not compiled in.
+const NOT_BUILT: &str =
+    "baseline/iceoryx2: not in this build (cargo build --release -p qilin-benches --features iceoryx2)";
+
+/// Everything one run measured.
+#[derive(Debug)]
+pub struct Run {
+    /// The machine when the run started.
+    pub machine_start: Machine,
+    /// The load average when it ended.
+    pub load_end: String,
+    /// How much of each CPU a spinning thread got, at the start and at the end.
+    pub availability: Vec<(&'static str, Availability)>,
+    /// The floor (first measurement).
+    pub floor: Floor,
+    /// Every measured series, in run order.
+    pub series: Vec<Series>,
+    /// Series that could not be measured here, with why.
+    pub skipped: Vec<(String, String)>,
+    /// The throughput rounds (or why not).
+    pub throughput: Value,
+}
+
+/// Runs one measurement on a thread of its own, so the pinning it does ends with it: the main thread
+/// stays unpinned and the processes started later (the core, readers) inherit no one-CPU mask.
+fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("measurement thread panicked"))
+}
+
+fn step(what: &str) {
+    eprintln!("qilin-bench: {what} (load {})", super::machine::load_average());
+}
+
+/// Runs every series of `plan`.
+pub fn run(plan: &Plan) -> Run {
+    let machine_start = Machine::now();
+    let mut series = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keep = |name: &str, result: anyhow::Result<Series>, series: &mut Vec<Series>| match result {
+        Ok(s) => series.push(s),
+        Err(e) => {
+            eprintln!("qilin-bench: {name} skipped: {e:#}");
+            skipped.push((name.to_string(), format!("{e:#}")));
+        }
+    };
+    let probe_ns = if plan.samples >= 100_000 { 1_000_000_000 } else { 200_000_000 };
+    let mut availability = Vec::new();
+    step("CPU availability");
+    for &cpu in &plan.cores {
+        availability.push(("start", floor::availability(cpu, probe_ns)));
+    }
+    step("floor");
+    let (floor, floor_series) = on_thread(|| floor::measure(plan));
+    series.extend(floor_series);
+    if plan.runs("baseline") {
+        step("baselines");
+        keep("baseline/crossbeam_spsc", on_thread(|| baselines::measure_crossbeam(plan)), &mut series);
+        keep("baseline/uds_pair", on_thread(|| baselines::measure_uds(plan)), &mut series);
+        #[cfg(feature = "iceoryx2")]
+        keep("baseline/iceoryx2", on_thread(|| super::iceoryx2::measure(plan)), &mut series);
+    }
+    for &n in plan.reader_counts.iter().filter(|_| plan.runs("segment")) {
+        step(&format!("segment, {n} reader(s)"));
+        match on_thread(|| segment::measure(plan, n)) {
+            Ok((latency, cost)) => {
+                series.push(latency);
+                series.push(cost);
+            }
+            Err(e) => keep(&format!("segment/{n}_readers"), Err(e), &mut series),
+        }
+    }
+    if plan.runs("core") {
+        step("core hand-off");
+        keep("core/handoff", on_thread(|| core_paths::measure_handoff(plan)), &mut series);
+        step("core UDP relay");
+        keep("core/udp_relay", on_thread(|| core_paths::measure_udp(plan)), &mut series);
+    }
+    if plan.runs("e2e") {
+        step("end to end (qilin-core binary)");
+        for (name, result) in on_thread(|| e2e::measure(plan)) {
+            keep(&name, result, &mut series);
+        }
+    }
+    let throughput = if plan.runs("throughput") {
+        step("throughput");
+        on_thread(|| throughput::measure(plan)).unwrap_or_else(|e| json!({ "skipped": format!("{e:#}") }))
+    } else {
+        json!({ "skipped": "not asked for (--only)" })
+    };
+    step("floor again (to see whether it moved during the run)");
+    let (_, again) = on_thread(|| floor::measure(plan));
+    for mut s in again {
+        s.name.push_str("_end");
+        s.what.push_str(" — measured again at the end of the run; the ratios use the first measurement");
+        s.plot = false;
+        series.push(s);
+    }
+    for &cpu in &plan.cores {
+        availability.push(("end", floor::availability(cpu, probe_ns)));
+    }
+    Run { machine_start, load_end: super::machine::load_average(), availability, floor, series, skipped, throughput }
+}
+
+fn find<'a>(run: &'a Run, name: &str) -> Option<&'a Series> {
+    run.series.iter().find(|s| s.name == name)
+}
+
+/// The design's targets that this run can judge, as `(target, measured, met)`.
+pub fn targets(run: &Run) -> Vec<(String, String, Option<bool>)> {
+    let mut out = Vec::new();
+    if let Some(s) = find(run, "segment/1_reader") {
+        let p = s.percentiles();
+        let limit = 2 * run.floor.c2c_p50;
+        out.push((
+            "writer → reader in another process, median ≤ 2 × core-to-core (same run)".into(),
+            format!(
+                "{} ns vs 2 × {} = {limit} ns ({:.2} × c2c)",
+                p[0],
+                run.floor.c2c_p50,
+                p[0] as f64 / run.floor.c2c_p50.max(1) as f64
+            ),
+            Some(p[0] <= limit),
+        ));
+        out.push(("writer → reader, p99.9 ≤ 2 µs".into(), format!("{} ns", p[3]), Some(p[3] <= 2_000)));
+    }
+    let last = run.series.iter().rfind(|s| s.name.starts_with("writer_cost/"));
+    if let (Some(one), Some(last)) = (find(run, "writer_cost/1_reader"), last) {
+        let (a, b) = (one.percentiles()[0], last.percentiles()[0]);
+        out.push((
+            format!("writer cost flat: ≤ 10 % more from 1 reader to {}", last.name.trim_start_matches("writer_cost/")),
+            format!("p50 {a} → {b} ns ({:+.0} %)", (b as f64 / a.max(1) as f64 - 1.0) * 100.0),
+            Some(b as f64 <= a as f64 * 1.10),
+        ));
+    }
+    if let Some(median) = run.throughput["median_ticks_per_s_without_loss"].as_f64() {
+        out.push((
+            "sustained ingest, one reader keeping up, zero loss: ≥ 5 M ticks/s".into(),
+            format!("{:.2} M ticks/s (median of the rounds without loss)", median / 1e6),
+            Some(median >= 5e6),
+        ));
+    }
+    out
+}
+
+/// The terminal table.
+pub fn table(run: &Run, plan: &Plan) -> String {
+    let mut t = String::new();
+    t.push_str(&format!("machine: {}\n", run.machine_start.line()));
+    t.push_str(&format!("load average at the end: {}\n", run.load_end));
+    t.push_str(&format!(
+        "cores: {:?} (writer/sender CPU {}, reader CPU(s) {:?}); paced at {} ticks/s; {} samples per series after {} warm-up; e2e at {} ticks/s, {} samples\n",
+        plan.cores,
+        plan.writer_cpu(),
+        &plan.cores[1..],
+        plan.rate,
+        plan.samples,
+        plan.warmup,
+        plan.e2e_rate,
+        plan.e2e_samples
+    ));
+    for (when, a) in &run.availability {
+        t.push_str(&format!(
+            "CPU {} at the {when}: a spinning thread was off the CPU {:.1} % of the time ({} gaps > 20 µs, longest {:.2} ms)\n",
+            a.cpu,
+            a.off_cpu * 100.0,
+            a.gaps,
+            a.longest_ns as f64 / 1e6
+        ));
+    }
+    t.push_str(&format!(
+        "floor = c2c one-way p50 {} ns + clock read p50 {} ns = {} ns\n\n",
+        run.floor.c2c_p50,
+        run.floor.clock_p50,
+        run.floor.ns()
+    ));
+    t.push_str(&format!("{:<28} {:>9}", "series (ns; second row × floor)", "n"));
+    for (key, _) in PERCENTILES {
+        t.push_str(&format!(" {key:>10}"));
+    }
+    t.push('\n');
+    for s in &run.series {
+        let p = s.percentiles();
+        t.push_str(&format!("{:<28} {:>9}", s.name, s.hist.len()));
+        for v in p {
+            t.push_str(&format!(" {v:>10}"));
+        }
+        t.push_str(&format!("\n{:<28} {:>9}", "", ""));
+        for v in p {
+            t.push_str(&format!(" {:>9.2}×", v as f64 / run.floor.ns() as f64));
+        }
+        t.push('\n');
+    }
+    for (name, why) in &run.skipped {
+        t.push_str(&format!("{name:<28} skipped: {why}\n"));
+    }
+    if !cfg!(feature = "iceoryx2") {
+        t.push_str(&format!("{NOT_BUILT}\n"));
+    }
+    t.push_str(&format!("\nthroughput: {}\n", run.throughput));
+    t.push_str("\ndesign.md targets:\n");
+    for (target, measured, met) in targets(run) {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "n/a",
+        };
+        t.push_str(&format!("  [{verdict}] {target}: {measured}\n"));
+    }
+    t.push_str("\nrules:\n");
+    for rule in HONESTY {
+        t.push_str(&format!("  - {rule}\n"));
+    }
+    t
+}
+
+fn keyed(values: impl Iterator<Item = Value>) -> Value {
+    let mut map = Map::new();
+    for ((key, _), v) in PERCENTILES.iter().zip(values) {
+        map.insert((*key).to_string(), v);
+    }
+    Value::Object(map)
+}
+
+/// The JSON document.
+pub fn json(run: &Run, plan: &Plan) -> Value {
+    let floor = run.floor.ns() as f64;
+    let series: Vec<Value> = run
+        .series
+        .iter()
+        .map(|s| {
+            let p = s.percentiles();
+            json!({
+                "name": s.name,
+                "what": s.what,
+                "unit": "ns",
+                "n": s.hist.len(),
+                "percentiles": keyed(p.iter().map(|v| json!(v))),
+                "ratio_to_floor": keyed(p.iter().map(|v| json!(*v as f64 / floor))),
+                "notes": s.notes,
+            })
+        })
+        .collect();
+    json!({
+        "tool": "qilin-bench",
+        "machine": run.machine_start.json(),
+        "load_average_end": run.load_end,
+        "cpu_availability": run.availability.iter().map(|(when, a)| json!({
+            "when": when, "cpu": a.cpu, "off_cpu_share": a.off_cpu, "gaps_over_20us": a.gaps, "longest_gap_ns": a.longest_ns,
+        })).collect::<Vec<_>>(),
+        "plan": {
+            "cores": plan.cores, "writer_cpu": plan.writer_cpu(), "reader_cpus": &plan.cores[1..],
+            "rate_ticks_per_s": plan.rate, "samples": plan.samples, "warmup": plan.warmup,
+            "e2e_rate_ticks_per_s": plan.e2e_rate, "e2e_samples": plan.e2e_samples,
+            "reader_counts": plan.reader_counts,
+        },
+        "floor": {
+            "c2c_one_way_p50_ns": run.floor.c2c_p50,
+            "clock_read_p50_ns": run.floor.clock_p50,
+            "floor_ns": run.floor.ns(),
+            "definition": "c2c one-way p50 + clock read p50 (floor/c2c_one_way, floor/clock_read); every ratio_to_floor is value / floor_ns",
+        },
+        "rules": HONESTY,
+        "series": series,
+        "not_built": if cfg!(feature = "iceoryx2") { json!([]) } else { json!([NOT_BUILT]) },
+        "skipped": run.skipped.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
+        "throughput": run.throughput,
+        "targets": targets(run).into_iter().map(|(t, m, met)| json!({"target": t, "measured": m, "met": met})).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes the JSON and SVG files asked for.
+pub fn write_outputs(run: &Run, plan: &Plan, json_path: Option<&Path>, svg_path: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(path) = json_path {
+        let text = serde_json::to_string_pretty(&json(run, plan))?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = svg_path {
+        let title = format!(
+            "qilin-bench {} — {} ({} CPUs, load {}) — cores {:?}",
+            run.machine_start.utc,
+            run.machine_start.cpu_model,
+            run.machine_start.cpus,
+            run.machine_start.load,
+            plan.cores
+        );
+        let all: Vec<&Series> = run.series.iter().collect();
+        std::fs::write(path, svg::render(&title, &all)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
