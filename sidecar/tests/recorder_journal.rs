@@ -7,7 +7,7 @@ mod common;
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -16,11 +16,8 @@ use std::{
 };
 
 use common::*;
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
-use qilin_journal::{DirReader, Entry, GapReason, journal_files, verify};
+use nix::sys::signal::Signal;
+use qilin_journal::{GapReason, journal_files, verify};
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use zerocopy::IntoBytes;
 
@@ -33,69 +30,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A real qilin-recorder process.
-struct Recorder {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Recorder {
-    fn start(config: &Path, log: &Path) -> Recorder {
-        let mut recorder = Recorder { child: None, config: config.to_path_buf(), log: log.to_path_buf() };
-        recorder.restart();
-        recorder
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn signal(&mut self, signal: Signal) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-        wait_for("qilin-recorder to exit", || child.try_wait().unwrap())
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Writes a recorder config for a test.
-fn recorder_config(dir: &Path, segment: &Path, journal_dir: &Path, extra_journal: &str) -> PathBuf {
-    let path = dir.join("recorder.toml");
-    fs::write(
-        &path,
-        format!(
-            "name = \"recorder\"\nsegment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n\
-             [journal]\nretry_interval_ms = 100\n{extra_journal}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            segment.display().to_string(),
-            journal_dir.display().to_string(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn recorder_status(segment: &Path) -> Option<serde_json::Value> {
     status(segment, "recorder")
 }
@@ -104,27 +38,6 @@ fn wait_position(segment: &Path, n: u64) -> serde_json::Value {
     wait_for(&format!("the recorder to journal sequence {n}"), || {
         recorder_status(segment).filter(|s| s["position"].as_u64().is_some_and(|p| p >= n))
     })
-}
-
-/// Reads the feed's whole journal and checks that it holds every sequence from 1 to `last` once,
-/// in order, as a tick or inside a gap record. Returns the ticks and the gap records.
-fn read_journal(dir: &Path, feed: &str, last: u64) -> (Vec<TickRecord>, Vec<qilin_journal::Gap>) {
-    for file in journal_files(dir, feed).unwrap() {
-        verify(&file.path).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let mut next = 1;
-    let (mut ticks, mut gaps) = (Vec::new(), Vec::new());
-    for entry in DirReader::open(dir, feed, 0..=u32::MAX).unwrap() {
-        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(entry.first_sequence(), next, "expected sequence {next}, found {entry:?}");
-        next = entry.last_sequence() + 1;
-        match entry {
-            Entry::Tick(t) => ticks.push(t),
-            Entry::Gap(g) => gaps.push(g),
-        }
-    }
-    assert_eq!(next, last + 1, "the journal ends at sequence {} instead of {last}", next - 1);
-    (ticks, gaps)
 }
 
 /// Every record of the ring from sequence 1 (the ring must not have wrapped).
@@ -154,11 +67,6 @@ fn assert_identical(journal: &[TickRecord], seen: &[TickRecord]) {
     }
     assert!(compared > 0, "nothing to compare");
     println!("{compared} journal records compared byte for byte");
-}
-
-fn lcg(state: &mut u64) -> u64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    *state >> 33
 }
 
 #[test]

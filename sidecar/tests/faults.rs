@@ -1,0 +1,132 @@
+//! The fault suite's first scenario (issue 11): the simulator under load with every sidecar
+//! running (qilin-nats to a real JetStream server with backfill from the journal, qilin-recorder),
+//! each sidecar SIGKILLed and restarted at random moments many times, and the core itself
+//! SIGKILLed once and restarted on the same segment. Afterwards: JetStream holds every sequence
+//! exactly once and the journal holds every sequence exactly once, both with no gap (no sidecar was
+//! down longer than the ring holds); the core never stalled while sidecars died (largest heartbeat
+//! age, hand-off drops); the sidecars noticed the core's new epoch and went on.
+//!
+//! Short by default (CI). The soak is the same test, longer:
+//! `QILIN_SOAK_SECS=600 QILIN_SOAK_RATE=10000 cargo test --release -p qilin-sidecar --test faults -- --nocapture`
+//! prints the summary table (tests/FAULTS.md keeps the figures of a 10-minute run).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use qilin_shm::Counter;
+
+fn env_u64(key: &str, default: u64) -> u64 {
+    match std::env::var(key) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{key}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+#[test]
+fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
+    let secs = env_u64("QILIN_SOAK_SECS", 8);
+    let rate = env_u64("QILIN_SOAK_RATE", 10_000);
+    let per_core_run = secs * rate / 2; // the core runs twice: before and after its SIGKILL
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("faults");
+    let server = NatsServer::start(dir.path());
+    // 2^16 slots hold 6.5 s at 10 000 ticks/s; a sidecar is never down for more than 0.5 s.
+    let mut core = Core::start(dir.path(), &feed, 1 << 16, rate, per_core_run);
+    let journal = dir.path().join("journal");
+    let mut recorder =
+        Recorder::start(&recorder_config(dir.path(), &core.segment, &journal, ""), &dir.path().join("recorder.log"));
+    let nats_config = sidecar_config(
+        dir.path(),
+        &core.segment,
+        &server.url(),
+        "",
+        &format!("journal_dir = {:?}\n", journal.display().to_string()),
+    );
+    let mut nats = Sidecar::start(&nats_config, &dir.path().join("nats.log"));
+    let mut watch = CoreWatch::new(&core);
+
+    let mut seed = std::process::id() as u64 ^ qilin_shm::now_ns() as u64;
+    println!("kill schedule seed {seed}; {secs} s at {rate} ticks/s");
+    let (mut nats_kills, mut recorder_kills, mut core_restarts) = (0u64, 0u64, 0u64);
+    let started = Instant::now();
+    let mut killed_at = 0;
+    let mut largest_before_restart = 0;
+    while core.reader().write_cursor() < killed_at + per_core_run * 9 / 10 {
+        watch.sleep(Duration::from_millis(100 + lcg(&mut seed) % 400));
+        if core_restarts == 0 && started.elapsed() > Duration::from_secs(secs) * 2 / 5 {
+            // The core itself: SIGKILL, restart on the same segment (new epoch, sequences continue).
+            largest_before_restart = watch.max_heartbeat_age_ns;
+            core.kill();
+            killed_at = core.reader().write_cursor();
+            core.restart();
+            core_restarts += 1;
+            watch.reset(&core);
+            continue;
+        }
+        if lcg(&mut seed).is_multiple_of(2) {
+            assert_eq!(nats.signal(Signal::SIGKILL).code(), None);
+            nats_kills += 1;
+            watch.sleep(Duration::from_millis(lcg(&mut seed) % 300));
+            nats.restart();
+        } else {
+            assert_eq!(recorder.signal(Signal::SIGKILL).code(), None);
+            recorder_kills += 1;
+            watch.sleep(Duration::from_millis(lcg(&mut seed) % 300));
+            recorder.restart();
+        }
+    }
+    assert_eq!(core_restarts, 1, "the run was too short to restart the core mid-stream");
+    assert!(nats_kills >= 2 && recorder_kills >= 2, "only {nats_kills} + {recorder_kills} sidecar kills happened");
+
+    // The restarted core's simulator makes `per_core_run` more ticks after the last sequence the
+    // first one published.
+    let total = killed_at + per_core_run;
+    watch.wait_published(total);
+    std::thread::sleep(Duration::from_millis(200));
+    let reader = core.reader();
+    assert_eq!(reader.write_cursor(), total, "the ring's sequence does not continue across the restart");
+    let nats_status = wait_for("qilin-nats to confirm every sequence", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"] == total)
+    });
+    wait_for("the recorder to journal every sequence", || {
+        watch.sample();
+        status(&core.segment, "recorder").filter(|s| s["position"].as_u64() >= Some(total))
+    });
+    assert_eq!(nats.signal(Signal::SIGTERM).code(), Some(0), "qilin-nats: clean stop:\n{}", nats.log());
+    assert_eq!(recorder.signal(Signal::SIGTERM).code(), Some(0), "qilin-recorder: clean stop:\n{}", recorder.log());
+
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream_name(&feed)));
+    let stream_gaps = assert_exactly_once(&stored, total);
+    let (journal_ticks, journal_gaps) = read_journal(&journal, &feed, total);
+    assert!(stream_gaps.is_empty(), "gap events although no sidecar was down for a lap: {stream_gaps:?}");
+    assert!(journal_gaps.is_empty(), "journal gap records although the recorder never lost a lap: {journal_gaps:?}");
+    assert_eq!(journal_ticks.len() as u64, total);
+    assert_eq!(reader.counter(Counter::HandoffFull), 0, "the core dropped ticks at its hand-off");
+    assert!(
+        largest_before_restart.max(watch.max_heartbeat_age_ns) < 5_000_000_000,
+        "the core's heartbeat went quiet for {} ms while sidecars died",
+        largest_before_restart.max(watch.max_heartbeat_age_ns) / 1_000_000
+    );
+    let epochs = reader.current_epoch();
+    assert_eq!(epochs, 2, "the restart is one new epoch");
+
+    println!("| what | value |");
+    println!("|---|---|");
+    println!("| duration, rate | {:.1} s at {rate} ticks/s |", started.elapsed().as_secs_f64());
+    println!("| sequences published (two core runs) | {total} |");
+    println!(
+        "| qilin-nats SIGKILLs / qilin-recorder SIGKILLs / core SIGKILL + restart | {nats_kills} / {recorder_kills} / {core_restarts} |"
+    );
+    println!("| JetStream: messages, gaps, duplicates | {}, {}, 0 |", stored.len(), stream_gaps.len());
+    println!("| journal: records, gap records, duplicates | {}, {}, 0 |", journal_ticks.len(), journal_gaps.len());
+    println!("| ticks qilin-nats took from the journal (backfill) | {} |", nats_status["counters"]["backfilled"]);
+    println!(
+        "| largest core heartbeat age while sidecars died (ms) | {:.1} |",
+        largest_before_restart.max(watch.max_heartbeat_age_ns) as f64 / 1e6
+    );
+    println!("| hand-off drops | {} |", reader.counter(Counter::HandoffFull));
+}
