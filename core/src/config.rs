@@ -581,4 +581,37 @@ mod tests {
         assert_eq!(err.problems[0].0, "source.udp.multicast_group");
         assert!(Config::parse("[source.udp]\nmulticast_group = \"239.1.2.3\"\n", "m.toml").is_ok());
     }
+
+    /// Each key `validate` checks, given a bad value on its own: refused, reported with that key
+    /// (and only that key), the reason naming the value or the bound.
+    #[test]
+    fn every_checked_key_refuses_its_bad_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[feed]\nname = \"\"", "feed.name", "1 to 31 characters"),
+            ("[feed]\nname = \"this-feed-name-is-longer-than-31-bytes\"", "feed.name", "1 to 31"),
+            ("[feed]\nname = \"a b\"", "feed.name", "[A-Za-z0-9_-]"),
+            ("[feed]\ninstrument_capacity = 0", "feed.instrument_capacity", "instrument_capacity = 0"),
+            ("[core]\ncpu = 4096", "core.cpu", "4096"),
+            ("[core]\nhandoff_capacity = 0", "core.handoff_capacity", "between 1 and"),
+            ("[core]\ncommand_queue_capacity = 99999999", "core.command_queue_capacity", "between 1 and"),
+            ("[core]\nevent_queue_capacity = 0", "core.event_queue_capacity", "between 1 and"),
+            ("[core]\nheartbeat_interval_ms = 5000", "core.heartbeat_interval_ms", "between 1 and 1000"),
+            ("[core]\nsubscribe = [\"\"]", "core.subscribe", "1 to 31 ASCII"),
+            ("[source.sim]\nsnapshot_interval_ms = 0", "source.sim.snapshot_interval_ms", "at least 1"),
+            ("[source.sim]\nstart = \"2026-03-02T09:00:00\"", "source.sim.start", "YYYY-MM-DD HH:MM:SS"),
+            ("[source.sim.sessions]\nlogin_ms = 60001", "source.sim.sessions", "login_ms"),
+            ("[failover]\noverlap_ms = 60001", "failover.overlap_ms", "at most 60000"),
+            ("[failover]\nlogin_retry_ms = 0", "failover.login_retry_ms", "at least 1"),
+            ("[failover]\ncommand_timeout_ms = 0", "failover.command_timeout_ms", "at least 1"),
+            ("[source.udp]\nbatch = 0", "source.udp.batch", "between 1 and 1024"),
+            ("[source.replay]\nspeed = -1.0", "source.replay.speed", "positive factor"),
+            ("[source]\nkind = \"replay\"", "source.replay.path", "needs a journal file"),
+        ];
+        for (text, key, reason) in cases {
+            let err = Config::parse(text, "case.toml").expect_err(text);
+            let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, [*key], "{text}");
+            assert!(err.problems[0].1.contains(reason), "{text}: {:?} lacks {reason:?}", err.problems[0].1);
+        }
+    }
 }

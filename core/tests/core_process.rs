@@ -362,3 +362,34 @@ fn a_second_core_or_a_corrupt_segment_is_refused_clearly() {
     assert_eq!(&std::fs::read(&segment).unwrap()[..8], b"GARBAGE!", "the corrupt segment was overwritten");
     let _ = std::fs::remove_file(&segment);
 }
+
+/// `qilin-core --config FILE` with bad values stops at once: a non-zero exit, every problem on
+/// stderr with the file and the key, no segment created, no panic.
+#[test]
+fn a_bad_config_file_stops_the_core_with_every_problem_named() {
+    let dir = std::env::temp_dir().join(unique("badcfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("core.toml");
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("badcfg")));
+    std::fs::write(
+        &config,
+        format!(
+            "[feed]\nsegment_path = {:?}\nring_slots = 1000\n[core]\nheartbeat_interval_ms = 0\n",
+            segment.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qilin-core")).arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the core started with a bad config:\n{stderr}");
+    for needle in [
+        format!("{}: feed.ring_slots", config.display()),
+        format!("{}: core.heartbeat_interval_ms", config.display()),
+        "2 problem(s)".to_string(),
+    ] {
+        assert!(stderr.contains(&needle), "stderr lacks {needle:?}:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!segment.exists(), "a segment was created from a refused config");
+    let _ = std::fs::remove_dir_all(&dir);
+}
