@@ -140,14 +140,15 @@ impl Reader {
     pub fn seek(&mut self, start: Start) {
         let cursor = self.write_cursor();
         self.next = match start {
-            Start::Newest => cursor + 1,
+            // Saturating: only a corrupt segment has a cursor near u64::MAX (fuzzed, see fuzz/).
+            Start::Newest => cursor.saturating_add(1),
             Start::Oldest => self.oldest_available(cursor),
             Start::Sequence(seq) => seq.max(1),
         };
     }
 
     fn oldest_available(&self, cursor: u64) -> u64 {
-        (cursor + 1).saturating_sub(self.mask + 1).max(1)
+        cursor.saturating_add(1).saturating_sub(self.mask + 1).max(1)
     }
 
     /// After being lapped, resume `slots` ahead of the oldest slot still in the ring instead of at it,
@@ -215,7 +216,7 @@ impl Reader {
             SlotState::Ready => {
                 let words: &mut [u64; RECORD_WORDS] = zerocopy::transmute_mut!(out);
                 if seqlock::copy_validated(slot.stamp, seen, slot.words, words) {
-                    self.next = want + 1;
+                    self.next = want.saturating_add(1);
                     Next::Tick
                 } else {
                     self.lapped(want)
@@ -232,8 +233,8 @@ impl Reader {
         // (Relaxed) store, the model gives no lower bound on the cursor; `resume >= want + 1` keeps
         // the result exact anyway (the loss is then reported as several exact gaps, not one).
         let cursor = self.write_cursor();
-        let resume = (self.oldest_available(cursor) + self.lap_margin).min(cursor + 1);
-        let resume = resume.max(want + 1);
+        let resume = self.oldest_available(cursor).saturating_add(self.lap_margin).min(cursor.saturating_add(1));
+        let resume = resume.max(want.saturating_add(1));
         self.next = resume;
         Next::Gap { first: want, last: resume - 1 }
     }

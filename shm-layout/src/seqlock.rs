@@ -64,16 +64,18 @@ pub(crate) fn copy_validated<const N: usize>(
     stamp.load(Ordering::Relaxed) == seen
 }
 
-/// Stamp of ring sequence `seq` (≥ 1) while its slot is being written.
+/// Stamp of ring sequence `seq` (≥ 1) while its slot is being written. Wrapping: a real sequence
+/// never reaches 2^63 (centuries at 10^8 ticks/s), but a reader of a corrupt segment can be handed
+/// any cursor, and must misclassify a slot rather than panic (found by fuzz/segment_open).
 #[inline(always)]
 pub(crate) const fn ring_busy(seq: u64) -> u64 {
-    2 * seq - 1
+    seq.wrapping_mul(2).wrapping_sub(1)
 }
 
-/// Stamp of ring sequence `seq` (≥ 1) once its slot is whole.
+/// Stamp of ring sequence `seq` (≥ 1) once its slot is whole (wrapping, as [`ring_busy`]).
 #[inline(always)]
 pub(crate) const fn ring_done(seq: u64) -> u64 {
-    2 * seq
+    seq.wrapping_mul(2)
 }
 
 /// What a ring slot's stamp says about the sequence a reader wants.
