@@ -110,6 +110,25 @@ impl NatsServer {
         server
     }
 
+    /// One node of a JetStream cluster on loopback: `name`, its client `port`, its route port and
+    /// the route ports of every node (its own included, as nats-server allows).
+    pub fn start_cluster_node(dir: &Path, name: &str, port: u16, route_port: u16, routes: &[u16]) -> NatsServer {
+        let node_dir = dir.join(name);
+        fs::create_dir_all(&node_dir).unwrap();
+        let routes: Vec<String> = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+        let conf = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n\
+             cluster {{\n  name: qilin-test\n  listen: 127.0.0.1:{route_port}\n  routes: [{}]\n}}\n",
+            node_dir.join("jetstream").display().to_string(),
+            routes.join(", "),
+        );
+        let path = node_dir.join("nats-server.conf");
+        fs::write(&path, conf).unwrap();
+        let mut server = NatsServer { port, dir: node_dir, conf: path, child: None };
+        server.restart();
+        server
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
