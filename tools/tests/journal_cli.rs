@@ -605,3 +605,44 @@ fn a_torn_tail_is_read_up_to_with_a_note() {
     assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), 11);
     assert!(String::from_utf8_lossy(&out.stderr).contains("torn tail"), "{}", text(&out));
 }
+
+/// A journal of another record layout (its header names another layout fingerprint), and one cut
+/// inside its header: `export`, `quality` and `replay` refuse each with the file and the reason
+/// (exit 2), print no tick, start nothing and do not panic; the files are left as they were.
+#[test]
+fn a_journal_of_another_layout_or_cut_in_its_header_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = JournalWriter::open(dir.path(), "other", DAY, 0, WriterOptions::default()).unwrap();
+    for seq in 1..=10 {
+        w.append_tick(&tick(seq, "rb2605", Exchange::Shfe, DAY, (9, 0, seq as u32), 0)).unwrap();
+    }
+    w.finish().unwrap();
+    let path = file_path(dir.path(), "other", DAY);
+    let mut bytes = fs::read(&path).unwrap();
+    let mut header = qilin_journal::FileHeader::new("other", DAY, 0, 1);
+    header.fingerprint ^= 0x5a5a;
+    bytes[..128].copy_from_slice(&header.encode());
+    let other_layout = dir.path().join("other-layout.qj");
+    fs::write(&other_layout, &bytes).unwrap();
+    let cut = dir.path().join("cut-in-header.qj");
+    fs::write(&cut, &bytes[..64]).unwrap();
+
+    let segment = format!("/dev/shm/{}", unique("refused"));
+    for (file, reason) in [(&other_layout, "was written with"), (&cut, "not a qilin journal")] {
+        let before = fs::read(file).unwrap();
+        for args in [
+            vec!["export", "--csv", "--file", s(file)],
+            vec!["quality", "--file", s(file)],
+            vec!["replay", "--file", s(file), "--segment", &segment],
+        ] {
+            let out = qilinctl(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            assert!(stderr.contains(&file.display().to_string()) && stderr.contains(reason), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            assert!(out.stdout.iter().filter(|b| **b == b'\n').count() <= 1, "{args:?} printed ticks: {}", text(&out));
+        }
+        assert_eq!(fs::read(file).unwrap(), before, "{} was changed", file.display());
+    }
+    assert!(!Path::new(&segment).exists(), "a core was started for a refused journal");
+}
