@@ -130,3 +130,59 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
     );
     println!("| hand-off drops | {} |", reader.counter(Counter::HandoffFull));
 }
+
+/// qilin-nats frozen (SIGSTOP) for longer than the ring holds, then thawed (SIGCONT), with the
+/// recorder running: it finds it was lapped, says so, takes the lost range from the journal, and
+/// the stream ends up holding every sequence exactly once with no gap, as the journal does.
+#[test]
+fn a_sidecar_stopped_past_the_ring_backfills_from_the_journal_after_sigcont() {
+    const TICKS: u64 = 40_000;
+    const RING: u64 = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("stop");
+    let server = NatsServer::start(dir.path());
+    let core = Core::start(dir.path(), &feed, RING, 10_000, TICKS);
+    let mut watch = CoreWatch::new(&core);
+    let journal = dir.path().join("journal");
+    let mut recorder =
+        Recorder::start(&recorder_config(dir.path(), &core.segment, &journal, ""), &dir.path().join("recorder.log"));
+    let config = sidecar_config(
+        dir.path(),
+        &core.segment,
+        &server.url(),
+        "",
+        &format!("journal_dir = {:?}\n", journal.display().to_string()),
+    );
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    wait_for("some ticks confirmed", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+    });
+    sidecar.send(Signal::SIGSTOP);
+    let stopped_at = core.reader().write_cursor();
+    wait_for("the core to lap the stopped sidecar", || {
+        watch.sample();
+        (core.reader().write_cursor() > stopped_at + 3 * RING).then_some(())
+    });
+    sidecar.send(Signal::SIGCONT);
+    watch.wait_published(TICKS);
+    wait_for("the recorder to journal everything", || {
+        status(&core.segment, "recorder").filter(|s| s["position"] == TICKS)
+    });
+    let nats_status = wait_for("qilin-nats to confirm every sequence", || {
+        watch.sample();
+        status(&core.segment, "nats").filter(|s| s["position"] == TICKS)
+    });
+    assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0), "clean stop:\n{}", sidecar.log());
+    assert_eq!(recorder.signal(Signal::SIGTERM).code(), Some(0), "clean stop:\n{}", recorder.log());
+
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream_name(&feed)));
+    let gaps = assert_exactly_once(&stored, TICKS);
+    let (_, journal_gaps) = read_journal(&journal, &feed, TICKS);
+    assert!(journal_gaps.is_empty() && gaps.is_empty(), "gaps: stream {gaps:?}, journal {journal_gaps:?}");
+    let backfilled = nats_status["counters"]["backfilled"].as_u64().unwrap();
+    assert!(backfilled >= 2 * RING, "only {backfilled} ticks came from the journal: {nats_status}");
+    assert!(sidecar.log().contains("from the journal"), "the lap and the backfill were not logged:\n{}", sidecar.log());
+    watch.assert_no_stall_or_drop(TICKS);
+    println!("stopped at {stopped_at}; {backfilled} ticks backfilled from the journal; no gap");
+}

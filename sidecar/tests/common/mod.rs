@@ -317,6 +317,12 @@ impl Sidecar {
         wait_for("qilin-nats to exit", || child.try_wait().unwrap())
     }
 
+    /// Sends `signal` without waiting for an exit (SIGSTOP, SIGCONT).
+    pub fn send(&self, signal: Signal) {
+        let child = self.child.as_ref().expect("running");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
