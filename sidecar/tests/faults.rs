@@ -47,6 +47,7 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
     );
     let mut nats = Sidecar::start(&nats_config, &dir.path().join("nats.log"));
     let mut watch = CoreWatch::new(&core);
+    let follower = follow(core.reader());
 
     let mut seed = std::process::id() as u64 ^ qilin_shm::now_ns() as u64;
     println!("kill schedule seed {seed}; {secs} s at {rate} ticks/s");
@@ -113,6 +114,10 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
     );
     let epochs = reader.current_epoch();
     assert_eq!(epochs, 2, "the restart is one new epoch");
+    follower.stop_at.send(total).unwrap();
+    let followed = follower.done.join().expect("the follower panicked");
+    assert_eq!(followed.ticks + followed.lost, total, "the follower accounted for every sequence");
+    assert_eq!(followed.new_epochs, 1, "the follower saw the restart once");
 
     println!("| what | value |");
     println!("|---|---|");
@@ -129,6 +134,60 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
         largest_before_restart.max(watch.max_heartbeat_age_ns) as f64 / 1e6
     );
     println!("| hand-off drops | {} |", reader.counter(Counter::HandoffFull));
+    println!(
+        "| Rust reader following the ring: ticks, lost to laps, new epochs, torn | {}, {}, {}, 0 |",
+        followed.ticks, followed.lost, followed.new_epochs
+    );
+}
+
+/// What the ring follower saw.
+struct Followed {
+    ticks: u64,
+    lost: u64,
+    new_epochs: u64,
+}
+
+struct Follower {
+    stop_at: std::sync::mpsc::Sender<u64>,
+    done: std::thread::JoinHandle<Followed>,
+}
+
+/// A strategy-like reader on its own thread, following the ring from sequence 1 through every
+/// kill: each tick it is handed must be whole (its own sequence field is the one expected: a torn
+/// or overwritten record would carry another), gaps must be exact and contiguous, and the core's
+/// restart must show as a new epoch. Stops once it has accounted for `stop_at` sequences.
+fn follow(mut reader: qilin_shm::Reader) -> Follower {
+    let (stop_at, stop) = std::sync::mpsc::channel::<u64>();
+    let done = std::thread::spawn(move || {
+        let mut last = u64::MAX;
+        reader.seek(qilin_shm::Start::Sequence(1));
+        let mut tick = qilin_shm::TickRecord::ZERO;
+        let mut seen = Followed { ticks: 0, lost: 0, new_epochs: 0 };
+        let mut expected = 1;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while expected <= last {
+            if let Ok(n) = stop.try_recv() {
+                last = n;
+            }
+            assert!(Instant::now() < deadline, "the follower never finished");
+            match reader.try_next(&mut tick) {
+                qilin_shm::Next::Tick => {
+                    assert_eq!(tick.sequence, expected, "a torn or misplaced record");
+                    seen.ticks += 1;
+                    expected += 1;
+                }
+                qilin_shm::Next::Gap { first, last } => {
+                    assert_eq!(first, expected, "a gap that does not start where the reader was");
+                    seen.lost += last - first + 1;
+                    expected = last + 1;
+                }
+                qilin_shm::Next::NewEpoch { .. } => seen.new_epochs += 1,
+                qilin_shm::Next::Empty => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+        seen
+    });
+    Follower { stop_at, done }
 }
 
 /// qilin-nats frozen (SIGSTOP) for longer than the ring holds, then thawed (SIGCONT), with the
