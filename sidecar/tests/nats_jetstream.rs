@@ -210,25 +210,8 @@ fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
     let core = Core::start(dir.path(), &feed, RING, 10_000, TICKS);
     let mut watch = CoreWatch::new(&core);
     let journal = dir.path().join("journal");
-    let recorder_config = dir.path().join("recorder.toml");
-    std::fs::write(
-        &recorder_config,
-        format!(
-            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            core.segment.display().to_string(),
-            journal.display().to_string()
-        ),
-    )
-    .unwrap();
-    let recorder_log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
-    let _recorder = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
-            .arg("--config")
-            .arg(&recorder_config)
-            .stderr(recorder_log)
-            .spawn()
-            .unwrap(),
-    );
+    let _recorder =
+        Recorder::start(&recorder_config(dir.path(), &core.segment, &journal, ""), &dir.path().join("recorder.log"));
     let config = sidecar_config(
         dir.path(),
         &core.segment,
