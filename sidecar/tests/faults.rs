@@ -12,7 +12,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -55,6 +60,7 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
     let started = Instant::now();
     let mut killed_at = 0;
     let mut largest_before_restart = 0;
+    let mut foreign = None;
     while core.reader().write_cursor() < killed_at + per_core_run * 9 / 10 {
         watch.sleep(Duration::from_millis(100 + lcg(&mut seed) % 400));
         if core_restarts == 0 && started.elapsed() > Duration::from_secs(secs) * 2 / 5 {
@@ -65,6 +71,9 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
             core.restart();
             core_restarts += 1;
             watch.reset(&core);
+            // From now on the end is known: C and Python readers follow the rest of the run from
+            // sequence 1 (what the ring no longer holds they must report as an exact gap).
+            foreign = Some(ForeignReaders::start(dir.path(), &core.segment, killed_at + per_core_run));
             continue;
         }
         if lcg(&mut seed).is_multiple_of(2) {
@@ -118,6 +127,7 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
     let followed = follower.done.join().expect("the follower panicked");
     assert_eq!(followed.ticks + followed.lost, total, "the follower accounted for every sequence");
     assert_eq!(followed.new_epochs, 1, "the follower saw the restart once");
+    let foreign = foreign.expect("started at the core's restart").finish(total);
 
     println!("| what | value |");
     println!("|---|---|");
@@ -138,6 +148,82 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
         "| Rust reader following the ring: ticks, lost to laps, new epochs, torn | {}, {}, {}, 0 |",
         followed.ticks, followed.lost, followed.new_epochs
     );
+    for (name, ticks, lost) in foreign {
+        println!("| {name} reader from the core's restart: ticks, reported lost, torn | {ticks}, {lost}, 0 |");
+    }
+}
+
+/// The C reader (`examples/c/qilin_tail.c` on `shm-layout/include/qilin_shm.h`) and the Python
+/// reader (`python/qilin_shm.py` via `python/tests/dump_events.py`), reading every sequence up to
+/// `until` from 1 as separate processes.
+struct ForeignReaders {
+    children: Vec<(&'static str, KillOnDrop, PathBuf)>,
+}
+
+impl ForeignReaders {
+    fn start(dir: &Path, segment: &Path, until: u64) -> ForeignReaders {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let tail = dir.join("qilin_tail");
+        let out = Command::new("gcc")
+            .args(["-std=c11", "-O2", "-Wall", "-Werror", "-I"])
+            .arg(repo.join("shm-layout/include"))
+            .arg(repo.join("examples/c/qilin_tail.c"))
+            .arg("-o")
+            .arg(&tail)
+            .output()
+            .expect("gcc is installed by .ci/run");
+        assert!(out.status.success(), "building qilin_tail: {}", String::from_utf8_lossy(&out.stderr));
+        let until = until.to_string();
+        let (c_out, py_out) = (dir.join("c-reader.txt"), dir.join("python-reader.txt"));
+        let c = Command::new(&tail)
+            .arg(segment)
+            .args(["--from", "1", "--until", &until, "--format", "compare"])
+            .stdout(Stdio::from(fs::File::create(&c_out).unwrap()))
+            .spawn()
+            .unwrap();
+        let python = Command::new("python3")
+            .arg(repo.join("python/tests/dump_events.py"))
+            .arg("dump")
+            .arg(segment)
+            .args(["--start", "1", "--until", &until, "--timeout", "600", "--out"])
+            .arg(&py_out)
+            .spawn()
+            .unwrap();
+        ForeignReaders { children: vec![("C", KillOnDrop(c), c_out), ("Python", KillOnDrop(python), py_out)] }
+    }
+
+    /// Waits for both readers to account for every sequence up to `total`, and checks what they
+    /// printed: each tick line carries the sequence expected there (none torn or misplaced), each
+    /// gap starts where the reader stood. Returns (name, ticks, sequences reported lost) per reader.
+    fn finish(mut self, total: u64) -> Vec<(&'static str, u64, u64)> {
+        let mut seen = Vec::new();
+        for (name, child, out) in &mut self.children {
+            let status = wait_for(&format!("the {name} reader to finish"), || child.0.try_wait().unwrap());
+            assert!(status.success(), "the {name} reader failed: {status}");
+            let (mut expected, mut ticks, mut lost) = (1u64, 0u64, 0u64);
+            for line in fs::read_to_string(&*out).unwrap().lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.first().copied() {
+                    Some("tick") => {
+                        let seq: u64 = words[1].parse().unwrap();
+                        assert_eq!(seq, expected, "{name} reader: a torn or misplaced record: {line}");
+                        (expected, ticks) = (expected + 1, ticks + 1);
+                    }
+                    Some("gap") => {
+                        let (first, last): (u64, u64) = (words[1].parse().unwrap(), words[2].parse().unwrap());
+                        assert_eq!(first, expected, "{name} reader: a gap not where it stood: {line}");
+                        (expected, lost) = (last + 1, lost + last - first + 1);
+                    }
+                    Some("epoch") | Some("ready") | None => {}
+                    Some(other) => panic!("{name} reader: unexpected line {other:?}: {line}"),
+                }
+            }
+            assert_eq!(expected, total + 1, "{name} reader stopped at {}", expected - 1);
+            assert!(ticks > 0, "{name} reader read no tick");
+            seen.push((*name, ticks, lost));
+        }
+        seen
+    }
 }
 
 /// What the ring follower saw.
