@@ -13,6 +13,21 @@ use crate::{
 
 const DAY: u32 = 20260302;
 
+/// The full-disk test spawns `mount` and `umount`. A spawned child holds a copy of every open file
+/// description of this process until it execs, journal files included, and a journal's lock
+/// (`flock`) is released only when the last copy closes: a test that closed its writer and reopens
+/// the file at that moment would find it "locked by another writer". So every test holds this
+/// lock shared for its whole run, and the spawns take it exclusively (seen once in CI under load).
+static NO_SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn no_spawn() -> std::sync::RwLockReadGuard<'static, ()> {
+    NO_SPAWN.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn spawning() -> std::sync::RwLockWriteGuard<'static, ()> {
+    NO_SPAWN.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A tick whose every field depends on `sequence`, so a misplaced byte shows.
 fn tick(sequence: u64) -> TickRecord {
     let mut t = TickRecord::ZERO;
@@ -59,6 +74,7 @@ fn assert_complete(entries: &[Entry], from: u64, to: u64) {
 
 #[test]
 fn ticks_and_gaps_round_trip_byte_for_byte() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, report) = open(dir.path(), 100, options(4, FsyncPolicy::Never));
     assert!(report.created);
@@ -89,6 +105,7 @@ fn ticks_and_gaps_round_trip_byte_for_byte() {
 
 #[test]
 fn gaps_that_follow_each_other_become_one_record() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     w.append_tick(&tick(1)).unwrap();
@@ -114,6 +131,7 @@ fn gaps_that_follow_each_other_become_one_record() {
 
 #[test]
 fn reopening_continues_after_the_last_sequence() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(3, FsyncPolicy::Never));
     for s in 1..=7 {
@@ -148,6 +166,7 @@ fn block_bytes(base: u64, n: u64) -> Vec<u8> {
 
 #[test]
 fn a_torn_tail_is_reported_by_readers_and_cut_by_the_writer() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     for s in 1..=8 {
@@ -185,6 +204,7 @@ fn a_torn_tail_is_reported_by_readers_and_cut_by_the_writer() {
 
 #[test]
 fn the_writer_reports_how_much_it_cut() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(2, FsyncPolicy::Never));
     for s in 1..=4 {
@@ -206,6 +226,7 @@ fn the_writer_reports_how_much_it_cut() {
 
 #[test]
 fn a_damaged_last_block_is_a_tail_and_is_cut() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(2, FsyncPolicy::Never));
     for s in 1..=6 {
@@ -230,6 +251,7 @@ fn flip_byte(file: &Path, at: u64) {
 
 #[test]
 fn a_flipped_byte_in_the_middle_is_named_and_nothing_is_cut() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     for s in 1..=40 {
@@ -270,6 +292,7 @@ fn rewrite_header(file: &Path, edit: impl FnOnce(&mut FileHeader)) {
 
 #[test]
 fn a_journal_of_another_layout_is_refused_before_reading() {
+    let _no_spawn = no_spawn();
     for (what, edit) in [
         ("qilin_shm layout version", Box::new(|h: &mut FileHeader| h.layout_version += 1) as Box<dyn FnOnce(&mut _)>),
         ("qilin_shm layout fingerprint", Box::new(|h: &mut FileHeader| h.fingerprint ^= 1)),
@@ -293,6 +316,7 @@ fn a_journal_of_another_layout_is_refused_before_reading() {
 
 #[test]
 fn damaged_or_foreign_headers_are_refused() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     drop(w);
@@ -309,6 +333,7 @@ fn damaged_or_foreign_headers_are_refused() {
 
 #[test]
 fn an_empty_file_is_not_a_journal_to_readers_and_is_recreated_by_the_writer() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let file = path(dir.path());
     fs::write(&file, b"").unwrap();
@@ -324,6 +349,7 @@ fn an_empty_file_is_not_a_journal_to_readers_and_is_recreated_by_the_writer() {
 
 #[test]
 fn a_header_only_file_says_where_its_writer_stood() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (w, _) = open(dir.path(), 5000, options(4, FsyncPolicy::EveryBlock));
     assert!(w.is_empty());
@@ -340,6 +366,7 @@ fn a_header_only_file_says_where_its_writer_stood() {
 
 #[test]
 fn one_writer_per_file() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));
     let err = JournalWriter::open(dir.path(), "feed-a", DAY, 0, options(4, FsyncPolicy::Never)).unwrap_err();
@@ -350,6 +377,7 @@ fn one_writer_per_file() {
 
 #[test]
 fn a_file_of_another_feed_or_day_is_not_appended_to() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path(), 0, options(4, FsyncPolicy::Never)).0);
     let other = file_path(dir.path(), "feed-b", DAY);
@@ -366,6 +394,7 @@ fn a_file_of_another_feed_or_day_is_not_appended_to() {
 
 #[test]
 fn a_directory_reads_as_one_stream_over_days() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let days = [20260302, 20260303, 20260304];
     let mut next = 1;
@@ -400,6 +429,7 @@ fn a_directory_reads_as_one_stream_over_days() {
 
 #[test]
 fn fsync_policies_sync_when_they_say() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), 0, options(2, FsyncPolicy::EveryBlock));
     for s in 1..=6 {
@@ -434,6 +464,7 @@ fn fsync_policies_sync_when_they_say() {
 
 #[test]
 fn maintain_writes_a_partial_block_once_it_is_old() {
+    let _no_spawn = no_spawn();
     let dir = tempfile::tempdir().unwrap();
     let opts = WriterOptions { block_records: 64, max_block_age: Duration::ZERO, fsync: FsyncPolicy::Never };
     let (mut w, _) = open(dir.path(), 0, opts);
@@ -452,6 +483,7 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
+        let _spawning = spawning();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
@@ -468,6 +500,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
+        let _spawning = spawning();
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
