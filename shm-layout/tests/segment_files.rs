@@ -46,6 +46,7 @@ fn len(path: &Path) -> u64 {
 
 #[test]
 fn wrong_magic_is_refused_by_reader_and_writer() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("magic");
     patch(segment.path(), "magic", b"NOTQILIN");
     let error = reader_error(&segment);
@@ -59,6 +60,7 @@ fn wrong_magic_is_refused_by_reader_and_writer() {
 
 #[test]
 fn wrong_layout_version() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("version");
     patch(segment.path(), "layout_version", &(LAYOUT_VERSION + 1).to_ne_bytes());
     let error = reader_error(&segment);
@@ -69,6 +71,7 @@ fn wrong_layout_version() {
 
 #[test]
 fn wrong_fingerprint() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("fingerprint");
     patch(segment.path(), "fingerprint", &(FINGERPRINT ^ 0x10).to_ne_bytes());
     let error = reader_error(&segment);
@@ -79,6 +82,7 @@ fn wrong_fingerprint() {
 
 #[test]
 fn truncated_file() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("truncated");
     let full = len(segment.path());
     OpenOptions::new().write(true).open(segment.path()).unwrap().set_len(full - 4096).unwrap();
@@ -91,6 +95,7 @@ fn truncated_file() {
 
 #[test]
 fn file_shorter_than_a_header() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("short");
     OpenOptions::new().write(true).open(segment.path()).unwrap().set_len(100).unwrap();
     let error = reader_error(&segment);
@@ -99,6 +104,7 @@ fn file_shorter_than_a_header() {
 
 #[test]
 fn zero_magic_is_not_initialised_and_a_writer_recreates_it() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("zero");
     patch(segment.path(), "magic", &[0; 8]);
     assert!(matches!(reader_error(&segment), OpenError::NotInitialised { .. }));
@@ -110,6 +116,7 @@ fn zero_magic_is_not_initialised_and_a_writer_recreates_it() {
 
 #[test]
 fn inconsistent_capacities_are_a_corrupt_header() {
+    let _no_spawn = common::no_spawn();
     for (field, value) in
         [("ring_slots", 128u64), ("ring_slots", 3), ("ring_offset", 4096 * 9), ("total_size", 1 << 20)]
     {
@@ -122,6 +129,7 @@ fn inconsistent_capacities_are_a_corrupt_header() {
 
 #[test]
 fn writer_with_other_capacities_is_refused_naming_the_key() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("capacity");
     for (opts, key, found, wanted) in
         [(options(128, 4), "ring_slots", 64, 128), (options(64, 8), "instrument_capacity", 4, 8)]
@@ -138,6 +146,7 @@ fn writer_with_other_capacities_is_refused_naming_the_key() {
 
 #[test]
 fn second_writer_in_this_process_is_locked_out() {
+    let _no_spawn = common::no_spawn();
     let segment = TempSegment::new("lock");
     let first = Writer::open(segment.path(), &options(64, 4)).expect("first writer");
     let error = Writer::open(segment.path(), &options(64, 4)).expect_err("second writer");
@@ -175,6 +184,7 @@ fn second_writer_in_another_process_is_locked_out() {
 
 #[test]
 fn segment_is_created_with_mode_0640() {
+    let _no_spawn = common::no_spawn();
     let segment = segment("mode");
     let mode = std::fs::metadata(segment.path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640, "mode {mode:o}");
@@ -225,6 +235,7 @@ fn mapping_permissions(path: &Path) -> Vec<String> {
 
 #[test]
 fn reader_mapping_is_read_only_and_writer_mapping_is_not() {
+    let _no_spawn = common::no_spawn();
     let segment = TempSegment::new("maps");
     let writer = Writer::open(segment.path(), &options(64, 4)).unwrap();
     assert_eq!(mapping_permissions(segment.path()), ["rw-s"], "the writer's shared read-write mapping");
@@ -241,6 +252,7 @@ fn reader_mapping_is_read_only_and_writer_mapping_is_not() {
 /// old session, directory, last values or ring survives, whatever the new capacities.
 #[test]
 fn recreating_a_zero_magic_segment_starts_clean() {
+    let _no_spawn = common::no_spawn();
     let segment = TempSegment::new("recreate");
     let mut writer = Writer::open(segment.path(), &options(64, 4)).unwrap();
     for i in 0..4 {
@@ -273,6 +285,7 @@ fn recreating_a_zero_magic_segment_starts_clean() {
 /// initialised", not "truncated".
 #[test]
 fn an_empty_file_is_not_initialised() {
+    let _no_spawn = common::no_spawn();
     let segment = TempSegment::new("empty");
     std::fs::File::create(segment.path()).unwrap();
     let error = Reader::open(segment.path()).unwrap_err();

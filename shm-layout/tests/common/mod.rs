@@ -20,6 +20,17 @@ use std::{
 
 use qilin_shm::{SegmentOptions, TickRecord, layout::RECORD_WORDS};
 
+/// A spawned child holds copies of every open file of this process until it execs, segment files
+/// included, and a writer's lock (`flock`) is released only when the last copy closes: a test that
+/// drops a writer and reopens the segment at that moment sees `Locked` (once in CI, under load).
+/// Tests that reopen hold [`no_spawn`] for their whole run; [`ChildProc::start`] spawns exclusively.
+pub static NO_SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds off spawns by other tests of this binary while the caller runs.
+pub fn no_spawn() -> std::sync::RwLockReadGuard<'static, ()> {
+    NO_SPAWN.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Environment variable naming a child's role; unset in a normal `cargo test` run.
 pub const ROLE: &str = "QILIN_STRESS_ROLE";
 /// Environment variable carrying the segment path to a child.
@@ -136,7 +147,10 @@ impl ChildProc {
     /// Starts `command` with piped stdio.
     pub fn start(mut command: Command, name: String) -> ChildProc {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut child = {
+            let _spawning = NO_SPAWN.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"))
+        };
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
