@@ -221,7 +221,7 @@ impl ControlServer {
     /// Forwards a request to the session manager and waits for its answer.
     fn ask(&self, request: Request) -> Value {
         let Some(sessions) = &self.sessions else {
-            return json!({"ok": false, "error": "this source has no primary/backup sessions (sim with [source.sim.sessions] enabled, or ctp)"});
+            return no_sessions();
         };
         let (tx, rx) = crossbeam_channel::bounded(1);
         if sessions.manager.send(Msg::Request(request, tx)).is_err() {
@@ -233,7 +233,7 @@ impl ControlServer {
 
     fn credentials(&self, json_text: &str, uid: u32) -> Value {
         let Some(sessions) = &self.sessions else {
-            return self.ask(Request::Sessions); // the same "no sessions" answer, without parsing
+            return no_sessions(); // refused before the line is parsed
         };
         if uid != sessions.secrets_uid {
             let reason =
@@ -356,6 +356,11 @@ pub fn status_json(reader: &Reader) -> Value {
         "instruments": reader.directory_len(),
         "counters": counters,
     })
+}
+
+/// The reply to a session command on a core whose source has no primary/backup sessions.
+fn no_sessions() -> Value {
+    json!({"ok": false, "error": "this source has no primary/backup sessions (sim with [source.sim.sessions] enabled, or ctp)"})
 }
 
 /// Reads newline-terminated lines into one buffer that is zeroed after each line is handled (and

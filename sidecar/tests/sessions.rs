@@ -58,12 +58,7 @@ fn write_secret_file(path: &Path, content: &str) {
 
 /// One request on the core's control socket.
 fn ctl(socket: &Path, line: &str) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    writeln!(stream, "{line}").unwrap();
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply to {line:?} is not JSON ({e}): {reply:?}"))
+    ctl_bytes(socket, format!("{line}\n").as_bytes())
 }
 
 fn credentials(session: &str, password: &str, front: &str) -> String {
@@ -649,12 +644,13 @@ except Exception: pass
 
 /// Raw bytes on the control socket; the reply line.
 fn ctl_bytes(socket: &Path, bytes: &[u8]) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
     stream.set_read_timeout(Some(WATCHDOG)).unwrap();
     stream.write_all(bytes).unwrap();
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:?}"))
+    let sent = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply to {sent:?} is not JSON ({e}): {reply:?}"))
 }
 
 /// Bad session commands get a clear refusal naming what is wrong (never a value), change nothing,
