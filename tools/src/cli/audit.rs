@@ -1,0 +1,127 @@
+//! `audit verify` and `audit show`: read the audit log of operations.
+//!
+//! `audit verify`: 0 the chain is intact, 1 tampered (every problem is printed with its line), 2 the
+//! log cannot be read. `audit show`: 0, or 2 when the log cannot be read.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::Subcommand;
+use qilin_tools::audit;
+use serde_json::{Value, json};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain, the numbering and the head file; name every damaged line.
+    Verify {
+        /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
+        /// ~/.local/state/qilin/audit.jsonl].
+        #[arg(long, visible_alias = "audit-log")]
+        log: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the entries (as stored with --json).
+    Show {
+        /// Audit log [default: as for verify].
+        #[arg(long, visible_alias = "audit-log")]
+        log: Option<PathBuf>,
+        /// The stored JSON lines, byte for byte.
+        #[arg(long)]
+        json: bool,
+        /// Only the last N entries.
+        #[arg(long)]
+        last: Option<usize>,
+    },
+}
+
+/// Runs an `audit` subcommand.
+pub fn run(command: &AuditCmd) -> ExitCode {
+    match command {
+        AuditCmd::Verify { log, json } => audit_verify(log.as_deref(), *json),
+        AuditCmd::Show { log, json, last } => audit_show(log.as_deref(), *json, *last),
+    }
+}
+
+fn audit_verify(log: Option<&Path>, json: bool) -> ExitCode {
+    let path = audit::resolve_path(log);
+    let report = match audit::verify(&path) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let mut value = json!(report);
+        value["log"] = json!(path.display().to_string());
+        value["clean"] = json!(report.is_clean());
+        println!("{value}");
+    } else {
+        for problem in &report.problems {
+            println!("{}", problem.detail);
+        }
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        if report.is_clean() {
+            println!("{}: {} entries, chain intact, head at seq {}", path.display(), report.lines, report.last_seq);
+        } else {
+            println!("{}: TAMPERED: {} problem(s) in {} lines", path.display(), report.problems.len(), report.lines);
+        }
+    }
+    if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn audit_show(log: Option<&Path>, json: bool, last: Option<usize>) -> ExitCode {
+    let path = audit::resolve_path(log);
+    let lines = match audit::read_lines(&path) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("qilinctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
+    for (line, record) in &lines[skip..] {
+        match record {
+            _ if json => println!("{line}"),
+            Some(r) => {
+                let who = match &r.operator.sudo_user {
+                    Some(sudo) => format!("{} (sudo by {sudo})", r.operator.user),
+                    None => r.operator.user.clone(),
+                };
+                let actions: Vec<String> = r.actions.iter().map(action_summary).collect();
+                let args = if r.args.is_empty() { String::new() } else { format!(" ({})", r.args.join(" ")) };
+                println!(
+                    "{:>6} {} {who}@{} pid {} {} {}{args} -> exit {}  [{}]",
+                    r.seq,
+                    r.ts,
+                    r.host,
+                    r.pid,
+                    r.program,
+                    r.command,
+                    r.exit_code,
+                    actions.join("; ")
+                );
+            }
+            None => println!("     ? (not an audit entry) {line}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `request → reply` for the control actions, the JSON otherwise.
+fn action_summary(action: &Value) -> String {
+    match (action["request"].as_str(), action.get("reply"), action["error"].as_str()) {
+        (Some(request), Some(reply), _) => format!("{request} -> {reply}"),
+        (Some(request), None, Some(error)) => format!("{request} -> error: {error}"),
+        _ => match action.as_str() {
+            Some(s) => s.to_owned(),
+            None => action.to_string(),
+        },
+    }
+}

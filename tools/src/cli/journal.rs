@@ -1,0 +1,298 @@
+//! Journal commands (docs/CSV.md): `export --csv`, `import --csv`, `replay`, `quality`, and the
+//! journal selection they share.
+//!
+//! Exit codes: `export --csv`, `quality`: 0 done, 2 the journal or the CSV could not be read or
+//! written. `import --csv` (audited): 0 imported, 2 nothing imported (a bad row, a journal that
+//! would be overwritten, …), 4 the audit log cannot be written so nothing was done, 5 imported but
+//! not audited. `replay` (audited when it starts): 2 the journal is missing or damaged or
+//! `qilin-core` cannot be run, 4 the audit log cannot be written; otherwise qilinctl becomes the
+//! core (exec) and the exit code is the core's.
+
+use std::{
+    ops::RangeInclusive,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::Args as ClapArgs;
+use qilin_shm::Reader;
+use qilin_tools::{
+    journal_cli::{self, ImportOptions, JournalSel, parse_days},
+    products::Products,
+    quality_report::{self, QualityOptions},
+    replay,
+};
+use serde_json::{Value, json};
+
+use super::audited::{audit_entry, open_audit};
+
+/// Which journal files: a directory and feed (and days), or one file.
+#[derive(Debug, ClapArgs)]
+pub struct JournalOpts {
+    /// Journal directory (the recorder's journal_dir).
+    #[arg(long, default_value = "journal")]
+    journal_dir: PathBuf,
+    /// Feed whose journals to read [default: qilin; with --file, replay names the segment's feed
+    /// after the file's].
+    #[arg(long)]
+    feed: Option<String>,
+    /// Trading days: YYYYMMDD, YYYYMMDD..YYYYMMDD or all.
+    #[arg(long, default_value = "all", value_parser = parse_days)]
+    day: RangeInclusive<u32>,
+    /// One journal file instead of a directory.
+    #[arg(long, conflicts_with_all = ["journal_dir", "day"])]
+    file: Option<PathBuf>,
+}
+
+impl JournalOpts {
+    fn selection(&self) -> JournalSel {
+        match &self.file {
+            Some(file) => JournalSel::File(file.clone()),
+            None => JournalSel::Dir {
+                dir: self.journal_dir.clone(),
+                feed: self.feed.clone().unwrap_or_else(|| "qilin".into()),
+                days: self.day.clone(),
+            },
+        }
+    }
+}
+
+pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: Option<&Path>) -> ExitCode {
+    if !csv {
+        eprintln!("qilinctl: export needs --csv (the only format)");
+        return ExitCode::from(2);
+    }
+    let sel = journal.selection();
+    let result = match output {
+        Some(path) if path != Path::new("-") => journal_cli::export_to_file(&sel, instruments, path),
+        _ => {
+            journal_cli::export(&sel, instruments, std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+        }
+    };
+    match result {
+        Ok(report) => {
+            for note in &report.notes {
+                eprintln!("qilinctl: {note}");
+            }
+            eprintln!(
+                "qilinctl: exported {} ticks from {} journal file(s){}{}",
+                report.ticks,
+                report.files,
+                if report.filtered > 0 {
+                    format!(", {} of other instruments left out", report.filtered)
+                } else {
+                    String::new()
+                },
+                if report.gaps > 0 {
+                    format!(
+                        "; {} gap record(s) covering {} sequences are not in the CSV (the sequence column skips them)",
+                        report.gaps, report.gap_sequences
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qilinctl: export: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn import(
+    input: &Path,
+    dir: &Path,
+    feed: &str,
+    force: bool,
+    instruments: Option<&Path>,
+    audit_log: Option<&Path>,
+) -> ExitCode {
+    let log = match open_audit(audit_log, "nothing imported") {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let products = match Products::find(instruments) {
+        Ok(products) => products,
+        Err(e) => {
+            eprintln!("qilinctl: import: {e}");
+            return audit_entry(&log, "import", 2, vec![json!({"error": e})]);
+        }
+    };
+    let options = ImportOptions {
+        input: input.to_owned(),
+        dir: dir.to_owned(),
+        feed: feed.to_owned(),
+        force,
+        products: products.clone(),
+    };
+    let report = match journal_cli::import(&options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: import: {e}; nothing was written");
+            return audit_entry(
+                &log,
+                "import",
+                2,
+                vec![json!({"input": input.display().to_string(), "error": e.to_string()})],
+            );
+        }
+    };
+    let d = &report.derived;
+    if d.vendor {
+        eprintln!(
+            "qilinctl: {} has no quality column: read as a vendor CTP export, normalized as the core does{}",
+            input.display(),
+            match &products {
+                Some(p) => format!(
+                    " (products from {}; {} row(s) of unknown products)",
+                    p.path.display(),
+                    d.rows_without_product
+                ),
+                None => " (no product file: ExchangeID, AveragePrice and stale flags as the file gives them)".into(),
+            }
+        );
+    }
+    if !d.missing.is_empty() {
+        eprintln!("qilinctl: columns derived or left empty (docs/CSV.md): {}", d.missing.join(","));
+    }
+    if let Some(why) = &report.renumbered_because {
+        eprintln!("qilinctl: {why}");
+    }
+    let journals: Vec<Value> = report
+        .days
+        .iter()
+        .map(|day| {
+            eprintln!(
+                "qilinctl: wrote {} ({} ticks, sequences {}..={})",
+                day.path.display(),
+                day.ticks,
+                day.sequences.0,
+                day.sequences.1
+            );
+            json!({"file": day.path.display().to_string(), "trading_day": day.trading_day, "ticks": day.ticks,
+                   "first_sequence": day.sequences.0, "last_sequence": day.sequences.1})
+        })
+        .collect();
+    let action = json!({
+        "input": input.display().to_string(),
+        "rows": report.rows,
+        "vendor_format": d.vendor,
+        "sequences": if report.kept_sequences { "kept" } else { "renumbered" },
+        "journals": journals,
+        "replaced": report.replaced.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    audit_entry(&log, "import", 0, vec![action])
+}
+
+/// How to run the replaying core.
+pub struct CoreOpts<'a> {
+    pub segment: &'a Path,
+    pub speed: f64,
+    pub control_socket: Option<&'a Path>,
+    pub core_config: Option<&'a Path>,
+    pub core: Option<&'a Path>,
+}
+
+pub fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<&Path>) -> ExitCode {
+    let sel = journal.selection();
+    let plan = match replay::plan(&sel) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("qilinctl: replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let core = match opts.core.map(Path::to_owned).map_or_else(replay::core_beside_self, Ok) {
+        Ok(core) if core.is_file() => core,
+        Ok(core) => {
+            eprintln!(
+                "qilinctl: replay: {} not found (install qilin-core beside qilinctl, or give --core)",
+                core.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("qilinctl: replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let feed = match (&journal.feed, &sel) {
+        (Some(feed), _) => feed.clone(),
+        (None, JournalSel::File(_)) => plan.verified[0].1.header.feed.clone(),
+        (None, JournalSel::Dir { feed, .. }) => feed.clone(),
+    };
+    let mut command = std::process::Command::new(&core);
+    if let Some(config) = opts.core_config {
+        command.arg("--config").arg(config);
+    }
+    command.arg("--replay").arg(&plan.replay_path).arg("--segment").arg(opts.segment).arg("--feed").arg(&feed);
+    command.arg("--replay-speed").arg(opts.speed.to_string());
+    if let Some(socket) = opts.control_socket {
+        command.arg("--control-socket").arg(socket);
+    }
+    let argv: Vec<String> = std::iter::once(core.display().to_string())
+        .chain(command.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let log = match open_audit(audit_log, "replay") {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let actions = vec![plan.verified_json(), json!({"exec": argv})];
+    let audited = audit_entry(&log, "replay", 0, actions);
+    if audited != ExitCode::SUCCESS {
+        eprintln!("qilinctl: replay not started: it could not be audited");
+        return ExitCode::from(4);
+    }
+    eprintln!(
+        "qilinctl: journal verified ({} ticks in {} file(s)); running {}",
+        plan.ticks(),
+        plan.verified.len(),
+        argv.join(" ")
+    );
+    let error = command.exec();
+    eprintln!("qilinctl: replay: running {}: {error}", core.display());
+    audit_entry(&log, "replay", 2, vec![json!({"exec": argv, "error": error.to_string()})]);
+    ExitCode::from(2)
+}
+
+pub fn quality(
+    journal: &JournalOpts,
+    json: bool,
+    stale_after_s: u64,
+    instruments: Option<&Path>,
+    segment: Option<&Path>,
+) -> ExitCode {
+    let products = match Products::find(instruments) {
+        Ok(products) => products,
+        Err(e) => {
+            eprintln!("qilinctl: quality: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = QualityOptions { stale_after_s, products };
+    let mut report = match quality_report::report(&journal.selection(), &options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("qilinctl: quality: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(segment) = segment {
+        match Reader::open(segment) {
+            Ok(reader) => report.rejects = quality_report::rejects_from_segment(&reader),
+            Err(e) => {
+                eprintln!("qilinctl: quality: --segment {}: {e}", segment.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if json {
+        println!("{}", json!(report));
+    } else {
+        print!("{}", quality_report::render_table(&report));
+    }
+    ExitCode::SUCCESS
+}
