@@ -30,8 +30,8 @@ use qilin_core::{
     config::Admit,
     engine::{Command, Engine, EngineOptions, Input},
     handoff::handoff,
-    instruments::Instruments,
 };
+use qilin_market::Instruments;
 use qilin_shm::{Counter, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer};
 
 fn instruments() -> Instruments {

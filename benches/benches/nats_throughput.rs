@@ -61,7 +61,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use qilin_benches::TempSegment;
-use qilin_core::instruments::Instruments;
+use qilin_market::Instruments;
 use qilin_shm::{
     Exchange, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer,
     layout::{FINGERPRINT, LAYOUT_VERSION},
@@ -396,7 +396,7 @@ impl Bench {
             let subject = subjects
                 .entry((tick.exchange, tick.instrument_id))
                 .or_insert_with(|| {
-                    let exchange = qilin_tools::exchange_name(tick.exchange);
+                    let exchange = qilin_market::names::exchange_name(tick.exchange);
                     let id = tick.instrument_id_str().unwrap_or("");
                     Subject::from(format!("{}.{}.{}", self.prefix, subject_token(exchange), subject_token(id)))
                 })
@@ -409,13 +409,13 @@ impl Bench {
                 // A fresh stream: message k follows stream sequence k - 1.
                 headers.insert(NATS_EXPECTED_LAST_SEQUENCE, (tick.sequence - 1).to_string().as_str());
             }
-            headers.insert(SOURCE_HEADER, qilin_tools::source_name(tick.source));
+            headers.insert(SOURCE_HEADER, qilin_market::names::source_name(tick.source));
             let body = match kind.payload() {
                 Payload::Raw => {
                     headers.insert(LAYOUT_HEADER, layout.as_str());
                     Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
                 }
-                Payload::Json => Bytes::from(serde_json::to_vec(&qilin_tools::tick_json(&tick)).unwrap()),
+                Payload::Json => Bytes::from(serde_json::to_vec(&qilin_market::names::tick_json(&tick)).unwrap()),
             };
             out.push((subject, headers, body));
         }

@@ -10,9 +10,9 @@ use std::{hint::black_box, path::Path};
 use criterion::{Criterion, criterion_group};
 use qilin_core::{
     ctp::{RawFields, RawTick},
-    instruments::Instruments,
     normalize::{InstrumentState, normalize},
 };
+use qilin_market::{Calendar, Instruments};
 use qilin_shm::{Source, TickRecord};
 
 /// A live SHFE rebar tick in the day session, with a few absent (DBL_MAX) prices as CTP sends them.
@@ -56,6 +56,9 @@ fn bench_normalize(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
     let instruments = Instruments::load(&path).expect("config/instruments.toml");
     let spec = instruments.spec_for("rb2510").expect("rb in the instruments file");
+    let calendar =
+        Calendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/calendar")).expect("config/calendar");
+    let calendar = &calendar;
     let bytes = rebar_tick();
     let mut state = InstrumentState::new();
     let mut out = TickRecord::ZERO;
@@ -64,7 +67,7 @@ fn bench_normalize(c: &mut Criterion) {
     group.bench_function("parse_and_normalize_v67", |b| {
         b.iter(|| {
             let raw = RawTick::parse(black_box(&bytes[..])).unwrap();
-            normalize(&raw, spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+            normalize(&raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
             black_box(&out);
         })
     });
@@ -72,7 +75,7 @@ fn bench_normalize(c: &mut Criterion) {
     let raw = RawTick::parse(&bytes).unwrap();
     group.bench_function("normalize_only", |b| {
         b.iter(|| {
-            normalize(black_box(&raw), spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+            normalize(black_box(&raw), spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
             black_box(&out);
         })
     });
@@ -84,6 +87,9 @@ fn count_loop(n: u64) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
     let instruments = Instruments::load(&path).expect("config/instruments.toml");
     let spec = instruments.spec_for("rb2510").expect("rb in the instruments file");
+    let calendar =
+        Calendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/calendar")).expect("config/calendar");
+    let calendar = &calendar;
     let bytes = rebar_tick();
     let mut state = InstrumentState::new();
     let mut out = TickRecord::ZERO;
@@ -97,14 +103,14 @@ fn count_loop(n: u64) {
         }
         "normalize" => {
             for _ in 0..n {
-                normalize(black_box(&raw), spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                normalize(black_box(&raw), spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
                 black_box(&out);
             }
         }
         _ => {
             for _ in 0..n {
                 let raw = RawTick::parse(black_box(&bytes[..])).unwrap();
-                normalize(&raw, spec, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                normalize(&raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
                 black_box(&out);
             }
         }

@@ -3,7 +3,6 @@
 //! problem with its key at once.
 
 use std::{
-    fmt,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
@@ -124,6 +123,8 @@ pub struct CoreConfig {
     pub lock_memory: bool,
     /// Product specifications.
     pub instruments_file: PathBuf,
+    /// The trading calendar's directory (`YYYY.toml` per year, docs/CALENDAR.md).
+    pub calendar_dir: PathBuf,
     /// Admission policy.
     pub admit: Admit,
     /// Instruments subscribed at start (with `admit = "subscribed-only"`).
@@ -144,6 +145,7 @@ impl Default for CoreConfig {
             audit_log: None,
             lock_memory: true,
             instruments_file: default_instruments_file(),
+            calendar_dir: in_tree_or_cwd("config/calendar"),
             admit: Admit::AnyKnownProduct,
             subscribe: Vec::new(),
         }
@@ -152,8 +154,13 @@ impl Default for CoreConfig {
 
 /// `config/instruments.toml` next to the workspace when run from a checkout, else the cwd-relative path.
 fn default_instruments_file() -> PathBuf {
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
-    if in_tree.exists() { in_tree } else { PathBuf::from("config/instruments.toml") }
+    in_tree_or_cwd("config/instruments.toml")
+}
+
+/// `relative` in the workspace when run from a checkout, else relative to the working directory.
+fn in_tree_or_cwd(relative: &str) -> PathBuf {
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative);
+    if in_tree.exists() { in_tree } else { PathBuf::from(relative) }
 }
 
 impl CoreConfig {
@@ -381,42 +388,19 @@ impl Default for UdpConfig {
     }
 }
 
-/// Every problem found in a configuration, each with its file and key.
-#[derive(Debug)]
-pub struct ConfigError {
-    /// The file (or `<defaults>`).
-    pub file: String,
-    /// `(key, reason)` pairs.
-    pub problems: Vec<(String, String)>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has {} problem(s):", self.file, self.problems.len())?;
-        for (key, reason) in &self.problems {
-            write!(f, "\n  {}: {key}: {reason}", self.file)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use qilin_market::config::ConfigError;
 
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), problems: vec![("(file)".into(), e.to_string())] })?;
-        Config::parse(&text, &file)
+        let config: Config = qilin_market::config::load_toml(path)?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| format!("line {}", line_of(text, s.start))).unwrap_or_else(|| "(toml)".into());
-            ConfigError { file: file.into(), problems: vec![(key, e.message().to_string())] }
-        })?;
+        let config: Config = qilin_market::config::parse_toml(text, file)?;
         config.validate(file)?;
         Ok(config)
     }
@@ -517,10 +501,6 @@ impl Config {
     }
 }
 
-fn line_of(text: &str, byte: usize) -> usize {
-    text[..byte.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +540,8 @@ mod tests {
         let mut example = Config::load(&path).unwrap();
         assert_eq!(example.core.instruments_file, PathBuf::from("config/instruments.toml"));
         example.core.instruments_file = Config::default().core.instruments_file;
+        assert_eq!(example.core.calendar_dir, PathBuf::from("config/calendar"));
+        example.core.calendar_dir = Config::default().core.calendar_dir;
         assert_eq!(example, Config::default(), "config/core.example.toml and the defaults disagree");
     }
 

@@ -19,6 +19,7 @@ use std::{
 
 use std::hash::Hasher;
 
+use qilin_market::{Calendar, Instruments};
 use qilin_shm::{
     Counter, RunState, Source, TickRecord, Writer,
     layout::{INSTRUMENT_ID_LEN, StatusRecord},
@@ -30,7 +31,6 @@ use crate::{
     ctp::RawTick,
     dedup::RecentSet,
     handoff::{HandoffRx, RAW_MAX},
-    instruments::Instruments,
     normalize::{InstrumentState, Reject, normalize},
     session::Links,
     udp::{UdpBound, UdpSource},
@@ -172,6 +172,7 @@ pub struct EngineReport {
 pub struct Engine {
     writer: Writer,
     products: Instruments,
+    calendar: Calendar,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
     registered: Vec<Registered>,
     capacity: usize,
@@ -214,6 +215,7 @@ impl Engine {
         let mut engine = Engine {
             writer,
             products,
+            calendar: Calendar::weekdays_only(),
             by_id: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
             registered: Vec::with_capacity(capacity),
             capacity,
@@ -232,6 +234,12 @@ impl Engine {
         };
         engine.writer.set_run_state(RunState::Starting);
         engine
+    }
+
+    /// Uses `calendar` for the trading days (by default the weekday rule: every weekday trades).
+    pub fn with_calendar(mut self, calendar: Calendar) -> Engine {
+        self.calendar = calendar;
+        self
     }
 
     /// Publishes the control thread's count of refused commands as `command_queue_full`.
@@ -514,7 +522,8 @@ impl Engine {
         }
         let entry = &mut self.registered[slot];
         let spec = &self.products.products()[entry.product];
-        if let Err(reason) = normalize(&raw, spec, &mut entry.state, receive_ns, source, entry.index, &mut self.out) {
+        let (calendar, out) = (&self.calendar, &mut self.out);
+        if let Err(reason) = normalize(&raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out) {
             return self.reject(reason);
         }
         if dedup != Dedup::Off {

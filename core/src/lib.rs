@@ -3,7 +3,7 @@
 //!
 //! Module map:
 //! - [`ctp`]: the raw `CThostFtdcDepthMarketDataField` layouts (6.7.x, 6.5.x, 6.3.x) as bytes.
-//! - [`instruments`]: product specifications (tick size, multiplier, trading sessions).
+//! - products, the calendar and dates come from `qilin_market`.
 //! - [`normalize`]: every CTP quirk, in one place: raw struct → `TickRecord` or a counted reject.
 //! - [`handoff`]: the bounded SPSC queue from a callback thread to the hot thread.
 //! - [`sim`], [`udp`]: the sources.
@@ -18,7 +18,6 @@ pub mod dedup;
 pub mod demo;
 pub mod engine;
 pub mod handoff;
-pub mod instruments;
 pub mod normalize;
 pub mod replay;
 pub mod session;

@@ -16,7 +16,6 @@ use qilin_core::{
     control::SessionControl,
     engine::{Command, Engine, EngineOptions, Event, Input},
     handoff::handoff,
-    instruments::Instruments,
     session::{
         Fronts, Links,
         manager::{Manager, Msg},
@@ -25,6 +24,7 @@ use qilin_core::{
     sim::Simulator,
     udp::UdpBound,
 };
+use qilin_market::{Calendar, Date, Instruments};
 use qilin_shm::{SegmentOptions, Source, Writer};
 
 /// qilin-core: CTP depth market data → normalized ticks in a shared-memory segment.
@@ -125,6 +125,8 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 
 fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let products = Instruments::load(&config.core.instruments_file)?;
+    let calendar = Calendar::load_dir(&config.core.calendar_dir)?;
+    warn_if_calendar_missing(&calendar, qilin_shm::now_ns());
     // The CTP SDK is checked before anything else exists: a wrong path or version stops here.
     #[cfg(feature = "ctp")]
     let ctp_sdk = if config.source.kind == SourceKind::Ctp {
@@ -270,7 +272,8 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         heartbeat_interval_ns: config.core.heartbeat_interval_ms as i64 * 1_000_000,
         batch: 256,
     };
-    let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop));
+    let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop))
+        .with_calendar(calendar);
     engine.count_command_drops(command_drops);
     for id in &config.core.subscribe {
         if engine.subscribe(id).is_none() {
@@ -384,5 +387,25 @@ fn log_events(mut events: rtrb::Consumer<Event>) {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Warns when the calendar has no file for today's year (China time), or, in December, for the
+/// next one: the weekday rule answers for such days (holidays would be taken for trading days).
+fn warn_if_calendar_missing(calendar: &Calendar, now_ns: i64) {
+    let today = Date::china_of(now_ns);
+    let mut missing = vec![today.year()];
+    if today.ymd / 100 % 100 == 12 {
+        missing.push(today.year() + 1);
+    }
+    missing.retain(|year| !calendar.years().contains(year));
+    if !missing.is_empty() {
+        tracing::warn!(
+            dir = %calendar.dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            missing = ?missing,
+            loaded = ?calendar.years(),
+            "the trading calendar has no file for these years: their weekdays count as trading days and \
+             holidays are not known (add config/calendar/YYYY.toml, docs/CALENDAR.md)"
+        );
     }
 }

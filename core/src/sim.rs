@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use qilin_shm::{Exchange, Source};
 
+use qilin_market::{Date, Instruments, ProductSpec};
+
 use crate::{
     config::{InjectConfig, SimConfig},
     ctp::RawFields,
     handoff::HandoffTx,
-    instruments::{Instruments, ProductSpec},
-    normalize::time::{Date, parse_date},
     session::{Links, Which},
 };
 
@@ -108,7 +108,7 @@ pub fn parse_start(text: &str) -> Option<(Date, u32)> {
     if parts.len() != 3 || parts[0].len() != 4 || parts[1].len() != 2 || parts[2].len() != 2 {
         return None;
     }
-    let day = parse_date(&parts.concat())?;
+    let day = Date::parse(&parts.concat())?;
     let mut c = clock.split(':').map(|p| p.parse::<u32>().ok());
     let (h, min, s) = (c.next()??, c.next()??, c.next()??);
     if c.next().is_some() || h > 23 || min > 59 || s > 59 {
@@ -294,7 +294,7 @@ impl Simulator {
     fn in_session(&self, spec: &ProductSpec) -> bool {
         let weekday = self.day.weekday(); // 0 = Monday
         let open_day = weekday < 5 || (weekday == 5 && self.clock_ms < 3 * 3_600_000);
-        open_day && crate::instruments::in_session(spec, self.clock_ms)
+        open_day && spec.in_session(self.clock_ms)
     }
 
     /// The trading day a tick at the simulated time belongs to.

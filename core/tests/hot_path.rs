@@ -28,10 +28,10 @@ use qilin_core::{
     ctp::RawFields,
     engine::{Command, Engine, EngineOptions, EngineReport, Event, Input, id_key},
     handoff::handoff,
-    instruments::Instruments,
     sim::Simulator,
     udp::UdpBound,
 };
+use qilin_market::Instruments;
 use qilin_shm::{Counter, Reader, RunState, SegmentOptions, Source, TickRecord, Writer};
 
 // --- the counting allocator -----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qilin_tools::secrets::{Source, dotenv, load};
+use qilin_market::secrets::{Source, dotenv, load};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

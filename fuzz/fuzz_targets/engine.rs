@@ -5,10 +5,10 @@ use std::{
     sync::{Arc, Mutex, OnceLock, atomic::AtomicBool},
 };
 
+use qilin_market::Instruments;
 use qilin_core::{
     config::Admit,
     engine::{Engine, EngineOptions},
-    instruments::Instruments,
 };
 use qilin_shm::{SegmentOptions, Writer};
 

@@ -87,6 +87,8 @@ mod sync;
 pub(crate) mod seqlock;
 
 #[cfg(not(loom))]
+pub mod cheader;
+#[cfg(not(loom))]
 pub mod codes;
 #[cfg(not(loom))]
 pub mod descriptor;

@@ -13,10 +13,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
-    products::Products,
-    tick_csv::{CsvError, Derived, EncodeError, TickCsvReader, TickCsvWriter},
-};
+use qilin_market::{Date, Market};
+
+use crate::tick_csv::{CsvError, Derived, EncodeError, TickCsvReader, TickCsvWriter};
 use qilin_journal::{
     Entry, FsyncPolicy, JournalError, JournalReader, JournalWriter, WriterOptions, file_path, journal_files, valid_feed,
 };
@@ -48,8 +47,7 @@ type Result<T> = std::result::Result<T, CliError>;
 
 /// `YYYYMMDD`, `YYYYMMDD..YYYYMMDD` or `all`.
 pub fn parse_days(text: &str) -> std::result::Result<RangeInclusive<u32>, String> {
-    let day =
-        |t: &str| crate::calendar::Date::parse(t).map(|d| d.ymd).ok_or_else(|| format!("{t:?} is not a YYYYMMDD date"));
+    let day = |t: &str| Date::parse(t).map(|d| d.ymd).ok_or_else(|| format!("{t:?} is not a YYYYMMDD date"));
     match text {
         "all" => Ok(0..=u32::MAX),
         _ => match text.split_once("..") {
@@ -251,7 +249,7 @@ pub struct ImportOptions {
     /// Replace existing journals of the same days.
     pub force: bool,
     /// The core's product file, for vendor files.
-    pub products: Option<Products>,
+    pub products: Option<Market>,
 }
 
 /// Imports a CSV file into one journal per trading day. Nothing is written unless every row is

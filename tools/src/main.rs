@@ -199,7 +199,7 @@ enum Cmd {
     /// Check secrets before launch: every problem at once, with its key, never the value (audited).
     ValidateEnv {
         /// sim (no CTP credentials required) or live (accounts required, private files, NATS TLS).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["sim", "live"]), |s| s.parse::<qilin_market::secrets::Profile>().expect("a listed value")))]
         profile: qilin_tools::secrets::Profile,
         /// A dotenv file or a directory of secret files (one per key) [default: the environment].
         #[arg(long)]

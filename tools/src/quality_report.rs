@@ -31,11 +31,11 @@ use qilin_journal::Entry;
 use qilin_shm::{Counter, Reader, TickRecord, quality};
 use serde::Serialize;
 
+use qilin_market::{Market, date::local_ms};
+
 use crate::{
-    calendar::local_ms,
     exchange_name,
     journal_cli::{CliError, JournalSel, for_each_entry},
-    products::Products,
 };
 
 /// Settings of a report.
@@ -43,8 +43,8 @@ use crate::{
 pub struct QualityOptions {
     /// A silence longer than this (trading time when sessions are known) is a stale period.
     pub stale_after_s: u64,
-    /// The product file, for sessions.
-    pub products: Option<Products>,
+    /// The product file and calendar, for sessions.
+    pub products: Option<Market>,
 }
 
 /// The counts of one instrument (or of a whole day).
@@ -206,7 +206,7 @@ pub fn report(sel: &JournalSel, options: &QualityOptions) -> Result<QualityRepor
     }
     Ok(QualityReport {
         stale_after_s: options.stale_after_s,
-        sessions_from: options.products.as_ref().map(|p| p.path.display().to_string()),
+        sessions_from: options.products.as_ref().map(|p| p.instruments.path().display().to_string()),
         days,
         rejects: no_rejects(),
     })
@@ -214,7 +214,7 @@ pub fn report(sel: &JournalSel, options: &QualityOptions) -> Result<QualityRepor
 
 fn tick(t: &TickRecord, instruments: &mut HashMap<[u8; 32], InstrumentState>, options: &QualityOptions) {
     let id = t.instrument_id_str().unwrap_or("?");
-    let product = options.products.as_ref().and_then(|p| p.of(id));
+    let product = options.products.as_ref().and_then(|p| p.spec_for(id).map(|spec| (spec, &p.calendar)));
     let state = instruments.entry(t.instrument_id).or_insert_with(|| InstrumentState {
         id: id.to_owned(),
         counts: Counts::new(exchange_name(t.exchange).to_owned(), product.is_some()),
@@ -244,7 +244,9 @@ fn tick(t: &TickRecord, instruments: &mut HashMap<[u8; 32], InstrumentState>, op
             c.timestamp_regressions += 1;
         } else {
             let silence_ms = match product {
-                Some(p) => p.session_ms_between(local_ms(previous), local_ms(t.exchange_time_ns)),
+                Some((spec, calendar)) => {
+                    spec.session_ms_between(local_ms(previous), local_ms(t.exchange_time_ns), calendar)
+                }
                 None => (t.exchange_time_ns - previous) / 1_000_000,
             };
             let silence_s = silence_ms as f64 / 1000.0;

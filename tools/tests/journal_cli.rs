@@ -12,11 +12,9 @@ use std::{
 };
 
 use qilin_journal::{Entry, GapReason, JournalReader, JournalWriter, WriterOptions, file_path};
+use qilin_market::{Date, date::utc_ns};
 use qilin_shm::{Counter, Exchange, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer, quality};
-use qilin_tools::{
-    calendar::{Date, utc_ns},
-    tick_csv::TickCsvWriter,
-};
+use qilin_tools::tick_csv::TickCsvWriter;
 use serde_json::Value;
 use zerocopy::IntoBytes;
 
@@ -58,7 +56,7 @@ fn tick(seq: u64, id: &str, exchange: Exchange, day: u32, hms: (u32, u32, u32), 
     t.trading_day = day;
     t.action_day = day;
     t.update_time_ms = (hms.0 * 3600 + hms.1 * 60 + hms.2) * 1000 + ms;
-    t.exchange_time_ns = utc_ns(Date::from_ymd(day).unwrap(), t.update_time_ms);
+    t.exchange_time_ns = utc_ns(Date::from_ymd(day).unwrap(), t.update_time_ms / 1000, t.update_time_ms % 1000);
     t.receive_ns = t.exchange_time_ns + 2_345_678;
     t.publish_ns = t.receive_ns + 910;
     t.source = Source::Sim as u8;

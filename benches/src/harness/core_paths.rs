@@ -22,9 +22,9 @@ use qilin_core::{
     ctp::RawFields,
     engine::{Command, Engine, EngineOptions, EngineReport, Input},
     handoff::handoff,
-    instruments::Instruments,
     udp::UdpBound,
 };
+use qilin_market::Instruments;
 use qilin_shm::{Counter, Next, Reader, RunState, SegmentOptions, Source, Start, TickRecord, Writer};
 
 use super::{Plan, Schedule, Series, WATCHDOG, new_histogram, pin_cpu, record};

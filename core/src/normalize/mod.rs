@@ -6,29 +6,29 @@
 //! |---|---|---|
 //! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] (applied branch-free in [`normalize`]) | NaN + `ABSENT_PRICE` |
 //! | infinite / NaN price | [`price`] (likewise) | `Reject::Price` |
-//! | TradingDay/ActionDay meaning per exchange | [`time::tick_days`] | `DERIVED_ACTION_DAY` (DCE night) |
-//! | CST → UTC, no DST | [`time::utc_ns`] | — |
+//! | TradingDay/ActionDay meaning per exchange, across weekends and holidays | [`Calendar::tick_days`] | `DERIVED_ACTION_DAY` (DCE night) |
+//! | CST → UTC, no DST | [`date::utc_ns`] | — |
 //! | CZCE repeated seconds with UpdateMillisec 0 | [`normalize`] | `REPEATED_SECOND` |
 //! | cumulative Volume going down | [`normalize`] | `VOLUME_REGRESSION` |
 //! | Turnover going down (normal on CZCE) | [`normalize`] | `TURNOVER_REGRESSION` |
 //! | AveragePrice per lot except on CZCE | [`normalize`] | `AVERAGE_PRICE_SCALED` |
-//! | snapshots outside trading hours | [`crate::instruments::in_session`] | `STALE_SNAPSHOT` |
+//! | snapshots outside trading hours, or on a weekend or holiday | [`ProductSpec::in_session`], [`Calendar::trades_at`] | `STALE_SNAPSHOT` |
 //! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
 //! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
 
 mod reject;
-pub mod time;
 
 #[cfg(test)]
 mod tests;
 
+use qilin_market::{
+    Calendar, ProductSpec,
+    date::{self, Date},
+};
 use qilin_shm::{Exchange, Source, TickRecord, quality};
 
 pub use self::reject::Reject;
-use crate::{
-    ctp::RawTick,
-    instruments::{ProductSpec, in_session},
-};
+use crate::ctp::RawTick;
 
 /// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX; anything this large is no price).
 pub const ABSENT_FROM: f64 = 1e300;
@@ -57,19 +57,19 @@ pub struct InstrumentState {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DateMemo {
     texts: [u64; 2],
-    dates: [time::Date; 2],
+    dates: [Date; 2],
 }
 
 impl DateMemo {
     /// An empty memo.
     pub const fn new() -> DateMemo {
-        DateMemo { texts: [0; 2], dates: [time::Date { days: 0, ymd: 0 }; 2] }
+        DateMemo { texts: [0; 2], dates: [Date { days: 0, ymd: 0 }; 2] }
     }
 
     /// Parses a `YYYYMMDD` date, answering from the memo when the text was seen last time;
     /// the memo itself is refreshed by [`DateMemo::remember`].
     #[inline(always)]
-    fn parse(&self, text: &[u8]) -> Option<(time::Date, u64)> {
+    fn parse(&self, text: &[u8]) -> Option<(Date, u64)> {
         let key = u64::from_le_bytes(text.try_into().ok()?);
         // An eight-character text has no zero byte, so it never matches an empty (zero) entry.
         if key == self.texts[0] {
@@ -77,12 +77,12 @@ impl DateMemo {
         } else if key == self.texts[1] {
             Some((self.dates[1], key))
         } else {
-            time::parse_date_bytes(text).map(|d| (d, key))
+            Date::parse_bytes(text).map(|d| (d, key))
         }
     }
 
     #[inline]
-    fn remember(&mut self, trading: (time::Date, u64), action: (time::Date, u64)) {
+    fn remember(&mut self, trading: (Date, u64), action: (Date, u64)) {
         *self = DateMemo { texts: [trading.1, action.1], dates: [trading.0, action.0] };
     }
 }
@@ -181,7 +181,7 @@ const EXCHANGE_WORDS: [u64; 8] = {
 };
 
 /// Whether `code` is the product of `id` (the answer of `product_of(id) == code`, see
-/// [`crate::instruments::product_of`], without scanning the whole id): `id` starts with `code`, `code` is letters and the
+/// [`qilin_market::product_of`], without scanning the whole id): `id` starts with `code`, `code` is letters and the
 /// byte after it (if any) is not a letter.
 #[inline(always)]
 fn is_product_of(id: &[u8], code: &[u8]) -> bool {
@@ -194,7 +194,7 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 /// Turns one validated raw struct into a [`TickRecord`].
 ///
 /// **Inputs.** `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
-/// looks it up once per directory entry, e.g. with [`crate::instruments::Instruments::spec_for`]);
+/// looks it up once per directory entry, e.g. with [`qilin_market::Instruments::spec_for`]);
 /// `state` this instrument's running state; `receive_ns` the local UTC-ns time the raw struct
 /// arrived; `source` which session or source it came from; `instrument_index` its directory index.
 ///
@@ -202,7 +202,7 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 /// as they were (the engine and the writer set them):
 /// - `instrument_id` NUL-padded, `exchange` (from ExchangeID, or from `spec` if ExchangeID is empty),
 ///   `source`, `instrument_index`, `receive_ns`, reserved fields zero;
-/// - `trading_day` / `action_day` as `YYYYMMDD` after the exchange's day rules ([`time::tick_days`]):
+/// - `trading_day` / `action_day` as `YYYYMMDD` after the exchange's day rules ([`Calendar::tick_days`]):
 ///   DCE night ticks get their calendar day derived (`DERIVED_ACTION_DAY`), CZCE night ticks their
 ///   trading day; `update_time_ms` = UpdateTime + milliseconds since local midnight and
 ///   `exchange_time_ns` the same instant in UTC ns, both using the adjusted milliseconds on CZCE
@@ -212,7 +212,8 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 ///   by `spec.volume_multiple` except on CZCE (`AVERAGE_PRICE_SCALED`); volumes as sent;
 /// - `quality`: the bits above plus `VOLUME_REGRESSION` / `TURNOVER_REGRESSION` when the cumulative
 ///   value is below the previous tick's of the same trading day (values are kept as sent) and
-///   `STALE_SNAPSHOT` when UpdateTime is outside the product's sessions;
+///   `STALE_SNAPSHOT` when UpdateTime is outside the product's sessions or the calendar holds no
+///   session then (a weekend, a holiday, an evening before one: [`Calendar::trades_at`]);
 /// - `state` is advanced to this tick.
 ///
 /// **On `Err`** `state` is unchanged and `out` may be partly written (do not publish it):
@@ -228,6 +229,7 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 pub fn normalize(
     raw: &RawTick<'_>,
     spec: &ProductSpec,
+    calendar: &Calendar,
     state: &mut InstrumentState,
     receive_ns: i64,
     source: Source,
@@ -258,21 +260,21 @@ pub fn normalize(
     let action_memo = state.dates.parse(raw.action_day).ok_or(Reject::Time)?;
     let (trading_day, action_day) = (trading_memo.0, action_memo.0);
     let time_word = u64::from_le_bytes(raw.update_time.try_into().map_err(|_| Reject::Time)?);
-    let secs = time::parse_hms_word(time_word).ok_or(Reject::Time)?;
+    let secs = date::parse_hms_word(time_word).ok_or(Reject::Time)?;
     let sent_ms = raw.body.update_millisec.get();
     if !(0..=999).contains(&sent_ms) {
         return Err(Reject::Time);
     }
     let mut millis = sent_ms as u32;
-    let days = time::tick_days(exchange, trading_day, action_day, secs);
+    let days = calendar.tick_days(exchange, trading_day, Some(action_day), secs);
     let mut flags = if days.derived_calendar { quality::DERIVED_ACTION_DAY } else { 0 };
-    let local_second = days.calendar.days * time::DAY_SECS + i64::from(secs);
+    let local_second = days.calendar.days * date::DAY_SECS + i64::from(secs);
     if exchange == Exchange::Czce && local_second == state.local_second && millis <= state.millis {
         millis = (state.millis + 1).min(999);
         flags |= quality::REPEATED_SECOND;
     }
     let update_time_ms = secs * 1000 + millis;
-    if !in_session(spec, update_time_ms) {
+    if !spec.in_session(update_time_ms) || !calendar.trades_at(days.calendar, secs) {
         flags |= quality::STALE_SNAPSHOT;
     }
 
@@ -368,7 +370,7 @@ pub fn normalize(
     state.millis = millis;
     state.dates.remember(trading_memo, action_memo);
 
-    out.exchange_time_ns = time::utc_ns(days.calendar, secs, millis);
+    out.exchange_time_ns = date::utc_ns(days.calendar, secs, millis);
     out.receive_ns = receive_ns;
     out.instrument_index = instrument_index;
     out.trading_day = days.trading.ymd;

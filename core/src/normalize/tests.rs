@@ -4,10 +4,9 @@
 use qilin_shm::{Exchange, Source, TickRecord, quality};
 
 use super::*;
-use crate::{
-    ctp::{RawFields, RawTick},
-    instruments::{ProductSpec, Segment},
-};
+use qilin_market::{Kind, Segment};
+
+use crate::ctp::{RawFields, RawTick};
 
 const NS: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
@@ -16,13 +15,25 @@ fn spec(exchange: Exchange, code: &str, volume_multiple: u32, night: Option<&str
     ProductSpec {
         exchange,
         code: code.to_owned(),
+        name: String::new(),
+        kind: Kind::Future,
+        underlying: None,
         price_tick: 1.0,
         volume_multiple,
         day_sessions: ["09:00-10:15", "10:30-11:30", "13:30-15:00"].map(|s| Segment::parse(s).unwrap()).to_vec(),
         night_session: night.map(|s| Segment::parse(s).unwrap()),
         instruments: Vec::new(),
         reference_price: 1000.0,
+        unknown: false,
     }
+}
+
+/// The shipped calendar (2025 and 2026).
+fn calendar() -> &'static Calendar {
+    static CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
+    CALENDAR.get_or_init(|| {
+        Calendar::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/calendar")).unwrap()
+    })
 }
 
 fn rb() -> ProductSpec {
@@ -78,7 +89,7 @@ fn run(f: &RawFields, spec: &ProductSpec, state: &mut InstrumentState) -> Result
     let bytes = f.to_v67_bytes();
     let raw = RawTick::parse(&bytes)?;
     let mut out = TickRecord::ZERO;
-    normalize(&raw, spec, state, 42, Source::Udp, 7, &mut out).map(|()| out)
+    normalize(&raw, spec, calendar(), state, 42, Source::Udp, 7, &mut out).map(|()| out)
 }
 
 fn one(f: &RawFields, spec: &ProductSpec) -> Result<TickRecord, Reject> {
@@ -94,8 +105,17 @@ fn shfe_day_tick_fills_every_field() {
     let mut out = TickRecord::ZERO;
     out.sequence = 99;
     out.publish_ns = -5;
-    normalize(&raw, &rb(), &mut InstrumentState::new(), 1_747_013_400_600_000_123, Source::Backup, 3, &mut out)
-        .unwrap();
+    normalize(
+        &raw,
+        &rb(),
+        calendar(),
+        &mut InstrumentState::new(),
+        1_747_013_400_600_000_123,
+        Source::Backup,
+        3,
+        &mut out,
+    )
+    .unwrap();
     assert_eq!((out.sequence, out.publish_ns), (99, -5), "left to the engine and writer");
     // 2025-05-12 09:30:00.500 CST = 2025-05-12T01:30:00.500Z = 1747013400.5 s.
     assert_eq!(out.exchange_time_ns, 1_747_013_400 * NS + 500 * MS);
@@ -358,6 +378,36 @@ fn snapshots_outside_sessions_are_stale() {
 }
 
 #[test]
+fn snapshots_on_weekends_holidays_and_evenings_before_them_are_stale() {
+    let stale = |trading: &str, action: &str, time: &str| {
+        let out = one(&fields("rb2610", "SHFE", trading, action, time, 0), &rb()).unwrap();
+        out.quality & quality::STALE_SNAPSHOT != 0
+    };
+    assert!(!stale("20260212", "20260212", "10:00:00"), "an ordinary Thursday");
+    assert!(stale("20260216", "20260216", "10:00:00"), "Monday 2026-02-16, Spring Festival");
+    assert!(stale("20260214", "20260214", "10:00:00"), "Saturday 2026-02-14, a make-up working day: no trading");
+    assert!(stale("20260307", "20260307", "10:00:00"), "a Saturday morning");
+    assert!(stale("20260224", "20260213", "21:30:00"), "Friday 13th evening before the holiday: no night session");
+    assert!(!stale("20260309", "20260306", "21:30:00"), "an ordinary Friday night");
+    // A day with no calendar file is answered by the weekday rule (and the core warns at start).
+    assert!(!stale("20270101", "20270101", "10:00:00"), "2027 has no file yet: a weekday trades");
+}
+
+#[test]
+fn dce_night_calendar_day_is_the_previous_trading_days_evening_across_a_holiday() {
+    // Trading day Tuesday 2025-05-06, after Labour Day (Thursday 1 to Monday 5 May). Its night
+    // session ran on the evening of the previous trading day, Wednesday 30 April, 21:05 CST =
+    // 2025-04-30T13:05:00Z = 1746018300 s — not "the weekday before", Monday 5 May (a holiday).
+    let out = one(&fields("m2509", "DCE", "20250506", "20250506", "21:05:00", 0), &m()).unwrap();
+    assert_eq!((out.trading_day, out.action_day), (20250506, 20250430));
+    assert_eq!(out.exchange_time_ns, 1_746_018_300 * NS);
+    assert_ne!(out.quality & quality::DERIVED_ACTION_DAY, 0);
+    // …and after midnight: Thursday 2025-05-01 00:30 CST.
+    let out = one(&fields("m2509", "DCE", "20250506", "20250506", "00:30:00", 0), &m()).unwrap();
+    assert_eq!(out.action_day, 20250501);
+}
+
+#[test]
 fn exchange_id_is_checked_or_taken_from_the_spec() {
     let out = one(&fields("rb2510", "", "20250512", "20250512", "10:00:00", 0), &rb()).unwrap();
     assert_eq!(out.exchange, Exchange::Shfe as u8, "older fronts leave ExchangeID empty");
@@ -403,7 +453,7 @@ fn older_structs_have_no_banding_prices() {
     for bytes in [f.to_v63_bytes().to_vec(), f.to_v65_bytes().to_vec()] {
         let raw = RawTick::parse(&bytes).unwrap();
         let mut out = TickRecord::ZERO;
-        normalize(&raw, &rb(), &mut InstrumentState::new(), 0, Source::Sim, 0, &mut out).unwrap();
+        normalize(&raw, &rb(), calendar(), &mut InstrumentState::new(), 0, Source::Sim, 0, &mut out).unwrap();
         assert!(out.banding_upper_price.is_nan() && out.banding_lower_price.is_nan());
         assert_eq!(out.quality & quality::ABSENT_PRICE, 0);
         assert_eq!(out.last_price, 3101.0);

@@ -34,58 +34,8 @@ use qilin_shm::Source;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// One of the two sessions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Which {
-    /// The primary account's session.
-    Primary = 0,
-    /// The backup account's session.
-    Backup = 1,
-}
-
-impl Which {
-    /// Both, primary first.
-    pub const BOTH: [Which; 2] = [Which::Primary, Which::Backup];
-
-    /// Index into per-session arrays.
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The other session.
-    pub const fn other(self) -> Which {
-        match self {
-            Which::Primary => Which::Backup,
-            Which::Backup => Which::Primary,
-        }
-    }
-
-    /// What its ticks record as their source.
-    pub const fn source(self) -> Source {
-        match self {
-            Which::Primary => Source::Primary,
-            Which::Backup => Source::Backup,
-        }
-    }
-
-    /// `primary` / `backup`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Which::Primary => "primary",
-            Which::Backup => "backup",
-        }
-    }
-
-    /// Parses `primary` / `backup`.
-    pub fn parse(word: &str) -> Option<Which> {
-        match word {
-            "primary" => Some(Which::Primary),
-            "backup" => Some(Which::Backup),
-            _ => None,
-        }
-    }
-}
+/// One of the two sessions, and the faults a simulated one can show: the control protocol's types.
+pub use qilin_market::control::{Fault, Which};
 
 /// One account's credentials, as the secrets sidecar hands them over (one JSON object on the control
 /// socket). The password and the auth code stay in `secrecy` types: their `Debug` is redacted, and
@@ -223,17 +173,6 @@ pub fn disconnect_reason(reason: i32) -> &'static str {
         0x2003 => "received a bad message",
         _ => "unknown reason",
     }
-}
-
-/// Faults the simulated sessions can be told to show (`inject …` on the control socket).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The front drops the connection (reason 0x1001) and comes back after `reconnect_ms`.
-    Disconnect,
-    /// The next `n` logins fail (ErrorID 3, invalid login).
-    LoginFailures(u32),
-    /// The front reports a heartbeat warning of this many seconds.
-    HeartbeatWarning(i32),
 }
 
 /// What connects a session and logs it in: the simulator's fronts now, the CTP SDK later. Every

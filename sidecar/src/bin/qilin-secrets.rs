@@ -25,7 +25,7 @@ use qilin_sidecar::secrets::{
     handoff::{CoreLink, LinkError},
     rotate::{Holder, HolderConfig},
 };
-use qilin_tools::audit::{self, AuditLog, Entry};
+use qilin_audit::{self as audit, AuditLog, Entry};
 use serde_json::{Value, json};
 
 /// Loads, validates and holds the feed's secrets.
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, requires = "source")]
     shred_source: bool,
     /// Profile the secrets are checked for.
-    #[arg(long, value_enum, default_value_t = Profile::Live)]
+    #[arg(long, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["sim", "live"]), |s| s.parse::<qilin_market::secrets::Profile>().expect("a listed value")), default_value_t = Profile::Live)]
     profile: Profile,
     /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
     /// ~/.local/state/qilin/audit.jsonl].

@@ -1,5 +1,5 @@
-//! `qilin-secrets`' library: the schema, loading and validation are [`qilin_tools::secrets`] (so
-//! `qilinctl validate-env` and this sidecar run the same checks without qilinctl linking a sidecar),
+//! `qilin-secrets`' library: the schema, loading and validation are [`qilin_market::secrets`] (so
+//! `qilinctl validate-env` and this sidecar run the same checks),
 //! re-exported here; this module adds what only the sidecar does: [`shred()`]ding the runtime file
 //! once its secrets are held in memory, the [`handoff`] of CTP credentials to the core over its
 //! control socket, and [`rotate`]: watching the source and driving failover → re-login → failback.
@@ -8,7 +8,7 @@ pub mod handoff;
 pub mod rotate;
 pub mod shred;
 
-pub use qilin_tools::secrets::{
+pub use qilin_market::secrets::{
     Loaded, Origin, Problem, Profile, Source, SourceError, Value, check, load, schema, validate,
 };
 pub use shred::shred;

@@ -16,10 +16,10 @@ use std::{
 };
 
 use clap::Args as ClapArgs;
+use qilin_market::Market;
 use qilin_shm::Reader;
 use qilin_tools::{
     journal_cli::{self, ImportOptions, JournalSel, parse_days},
-    products::Products,
     quality_report::{self, QualityOptions},
     replay,
 };
@@ -114,7 +114,7 @@ pub fn import(
         Ok(log) => log,
         Err(code) => return code,
     };
-    let products = match Products::find(instruments) {
+    let products = match Market::find(instruments) {
         Ok(products) => products,
         Err(e) => {
             eprintln!("qilinctl: import: {e}");
@@ -148,7 +148,7 @@ pub fn import(
             match &products {
                 Some(p) => format!(
                     " (products from {}; {} row(s) of unknown products)",
-                    p.path.display(),
+                    p.instruments.path().display(),
                     d.rows_without_product
                 ),
                 None => " (no product file: ExchangeID, AveragePrice and stale flags as the file gives them)".into(),
@@ -265,7 +265,7 @@ pub fn quality(
     instruments: Option<&Path>,
     segment: Option<&Path>,
 ) -> ExitCode {
-    let products = match Products::find(instruments) {
+    let products = match Market::find(instruments) {
         Ok(products) => products,
         Err(e) => {
             eprintln!("qilinctl: quality: {e}");

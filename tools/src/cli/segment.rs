@@ -25,7 +25,7 @@ pub fn open(segment: Option<&Path>) -> Result<Reader, ExitCode> {
 /// `layout`: the C header, the JSON, or the text table.
 pub fn layout(json: bool, c_header: bool) -> ExitCode {
     if c_header {
-        print!("{}", qilin_tools::cheader::c_header());
+        print!("{}", qilin_shm::cheader::c_header());
     } else if json {
         println!("{}", qilin_tools::layout_json());
     } else {

@@ -11,9 +11,9 @@ use std::{
 use qilin_shm::{Exchange, Source, TickRecord, layout::fixed_id, quality};
 
 use super::{COLUMNS, F64_FIELDS, Field, IGNORED_COLUMNS};
-use crate::{
-    calendar::{Date, parse_hms, tick_days, utc_ns},
-    products::Products,
+use qilin_market::{
+    Calendar, Date, Market,
+    date::{parse_hms, utc_ns},
 };
 
 /// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX), as in the core.
@@ -63,7 +63,8 @@ pub struct TickCsvReader<R: Read> {
     fields: Vec<Option<Field>>,
     names: Vec<String>,
     has: HashMap<&'static str, usize>,
-    products: Option<Products>,
+    market: Option<Market>,
+    calendar: Calendar,
     derived: Derived,
     instruments: HashMap<[u8; 32], InstrumentState>,
     row: ::csv::ByteRecord,
@@ -78,21 +79,21 @@ impl<R: Read> std::fmt::Debug for TickCsvReader<R> {
 
 impl TickCsvReader<std::fs::File> {
     /// Opens a file.
-    pub fn open(path: &Path, products: Option<Products>) -> Result<Self, CsvError> {
+    pub fn open(path: &Path, market: Option<Market>) -> Result<Self, CsvError> {
         let file = std::fs::File::open(path).map_err(|e| CsvError {
             path: path.to_owned(),
             line: None,
             column: None,
             message: format!("opening: {e}"),
         })?;
-        TickCsvReader::new(file, path, products)
+        TickCsvReader::new(file, path, market)
     }
 }
 
 impl<R: Read> TickCsvReader<R> {
     /// Reads and checks the header line. `path` names the input in errors; `products` (the core's
     /// product file) lets a vendor file get the exchange, AveragePrice scaling and stale flags.
-    pub fn new(input: R, path: &Path, products: Option<Products>) -> Result<Self, CsvError> {
+    pub fn new(input: R, path: &Path, market: Option<Market>) -> Result<Self, CsvError> {
         let mut inner = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(input);
         let error = |message: String| CsvError { path: path.to_owned(), line: Some(1), column: None, message };
         let header = inner.byte_headers().map_err(|e| error(format!("reading the header: {e}")))?.clone();
@@ -133,7 +134,8 @@ impl<R: Read> TickCsvReader<R> {
             fields,
             names,
             has,
-            products,
+            calendar: market.as_ref().map_or_else(Calendar::weekdays_only, |m| m.calendar.clone()),
+            market,
             derived,
             instruments: HashMap::new(),
             row: ::csv::ByteRecord::new(),
@@ -230,13 +232,14 @@ impl<R: Read> TickCsvReader<R> {
         std::mem::swap(&mut self.row, &mut row);
         result?;
         let trading = trading.expect("TradingDay is a required column");
-        let product = self.products.as_ref().and_then(|p| p.of(t.instrument_id_str().unwrap_or_default()));
+        let product = self.market.as_ref().and_then(|m| m.spec_for(t.instrument_id_str().unwrap_or_default()));
         if vendor && t.exchange == 0 {
-            t.exchange = product.and_then(|p| Exchange::from_id(&p.exchange)).map_or(0, |e| e as u8);
+            t.exchange = product.map_or(0, |p| p.exchange as u8);
         }
-        let exchange = Exchange::from_code(t.exchange).map_or("", Exchange::as_str);
+        // An unknown exchange takes its days as sent, as SHFE, INE, CFFEX and GFEX do.
+        let exchange = Exchange::from_code(t.exchange).unwrap_or(Exchange::Shfe);
         t.update_time_ms = secs * 1000 + millis;
-        let days = tick_days(exchange, trading, action, secs);
+        let days = self.calendar.tick_days(exchange, trading, action, secs);
         if vendor {
             t.trading_day = days.trading.ymd;
             t.action_day = days.calendar.ymd;
@@ -248,7 +251,7 @@ impl<R: Read> TickCsvReader<R> {
             t.action_day = action.unwrap_or(days.calendar).ymd;
         }
         let calendar = Date::from_ymd(t.action_day).expect("a checked date");
-        t.exchange_time_ns = exchange_time.unwrap_or_else(|| utc_ns(calendar, t.update_time_ms));
+        t.exchange_time_ns = exchange_time.unwrap_or_else(|| utc_ns(calendar, secs, millis));
         t.receive_ns = receive.unwrap_or(t.exchange_time_ns);
         let next_index = self.instruments.len() as u32;
         let state = self.instruments.entry(t.instrument_id).or_insert(InstrumentState {
@@ -261,11 +264,11 @@ impl<R: Read> TickCsvReader<R> {
         if vendor {
             match product {
                 Some(p) => {
-                    if exchange != "CZCE" && p.volume_multiple > 0 && !t.average_price.is_nan() {
+                    if exchange != Exchange::Czce && p.volume_multiple > 0 && !t.average_price.is_nan() {
                         t.average_price /= f64::from(p.volume_multiple);
                         flags |= quality::AVERAGE_PRICE_SCALED;
                     }
-                    if !p.in_session(t.update_time_ms) {
+                    if !p.in_session(t.update_time_ms) || !self.calendar.trades_at(days.calendar, secs) {
                         flags |= quality::STALE_SNAPSHOT;
                     }
                 }

@@ -273,7 +273,7 @@ impl<W: Write> TickCsvWriter<W> {
     pub fn write(&mut self, tick: &TickRecord) -> Result<(), EncodeError> {
         let sequence = tick.sequence;
         let id = tick.instrument_id_str().ok_or(EncodeError::InstrumentId { sequence })?;
-        if tick.update_time_ms >= crate::calendar::DAY_MS {
+        if tick.update_time_ms >= qilin_market::date::DAY_MS {
             return Err(EncodeError::UpdateTime { sequence, ms: tick.update_time_ms });
         }
         let mut t = *tick;

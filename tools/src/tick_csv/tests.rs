@@ -5,7 +5,7 @@ use qilin_shm::{Exchange, Source, TickRecord, layout::fixed_id, quality};
 use zerocopy::IntoBytes;
 
 use super::*;
-use crate::products::Products;
+use qilin_market::{Date, Market};
 
 fn bytes(t: &TickRecord) -> &[u8] {
     t.as_bytes()
@@ -19,7 +19,7 @@ fn write_all(ticks: &[TickRecord]) -> Vec<u8> {
     w.finish().unwrap()
 }
 
-fn read_all(csv: &[u8], products: Option<Products>) -> Result<Vec<TickRecord>, CsvError> {
+fn read_all(csv: &[u8], products: Option<Market>) -> Result<Vec<TickRecord>, CsvError> {
     let mut r = TickCsvReader::new(csv, Path::new("test.csv"), products)?;
     let mut out = Vec::new();
     while let Some(t) = r.next_tick()? {
@@ -129,7 +129,7 @@ prop_compose! {
     fn record()(
         words in any::<[u64; 4]>(),
         small in any::<[u32; 2]>(),
-        days in (0i64..40_000, 0i64..3),
+        days in (7_400i64..40_000, 0i64..3), // 1990-04 .. 2079: the years a CTP date may name
         time in 0u32..86_400_000,
         codes in any::<(u8, u8)>(),
         id in "[A-Za-z0-9_.,\"-]{1,31}",
@@ -144,8 +144,8 @@ prop_compose! {
         t.publish_ns = words[3] as i64;
         t.instrument_index = small[0];
         t.quality = small[1];
-        t.trading_day = crate::calendar::Date::from_days(days.0).ymd;
-        t.action_day = crate::calendar::Date::from_days(days.0 - days.1).ymd;
+        t.trading_day = Date::from_days(days.0).ymd;
+        t.action_day = Date::from_days(days.0 - days.1).ymd;
         t.update_time_ms = time;
         (t.exchange, t.source) = codes;
         t.instrument_id = fixed_id(&id).unwrap();
@@ -172,8 +172,8 @@ proptest! {
     }
 }
 
-fn repo_products() -> Products {
-    Products::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")).unwrap()
+fn repo_products() -> Market {
+    Market::find(Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml"))).unwrap().unwrap()
 }
 
 const VENDOR_HEADER: &str = "TradingDay,InstrumentID,ExchangeID,ExchangeInstID,LastPrice,PreSettlementPrice,\

@@ -12,8 +12,8 @@ use std::{
     process::Command,
 };
 
+use qilin_shm::cheader::{c_header, c_struct_name};
 use qilin_shm::{Counter, Exchange, FINGERPRINT, Geometry, LAYOUT_VERSION, MAX_INSTRUMENTS, MAX_RING_SLOTS, layout};
-use qilin_tools::cheader::{c_header, c_struct_name};
 
 const REGENERATE: &str =
     "cargo run -p qilin-tools --bin qilinctl -- layout --c-header > shm-layout/include/qilin_shm.h";

@@ -6,7 +6,7 @@ use std::{net::IpAddr, os::unix::fs::PermissionsExt, path::Path};
 use secrecy::ExposeSecret;
 
 use super::{
-    Loaded, Origin, Problem, Profile, Source,
+    Loaded, Problem, Profile, Source,
     schema::{self, Format, KEYS, Need},
 };
 
@@ -21,16 +21,12 @@ pub fn validate(loaded: &Loaded, profile: Profile) -> Vec<Problem> {
     {
         problems.push(Problem::new(path.display().to_string(), reason));
     }
-    for (key, value) in &loaded.values {
-        if let (true, Origin::File { mode, .. }) = (live, &value.origin)
-            && let Some(reason) = exposed(*mode)
-        {
-            problems.push(Problem::new(key, format!("secret file {reason}")));
-        }
-    }
+    // Per-key secret files that are group/world-readable were refused when read (secrets::file)
+    // and are already among the problems; they are not reported missing as well.
+    let refused: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
     for spec in KEYS {
         match loaded.get(spec.name) {
-            None if live && spec.need == Need::Live => {
+            None if live && spec.need == Need::Live && !refused.iter().any(|k| k == spec.name) => {
                 problems.push(Problem::new(spec.name, "missing (required in the live profile)"));
             }
             None => {}

@@ -4,17 +4,16 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
-    io::{self, Read},
-    os::unix::fs::PermissionsExt,
+    fs, io,
     path::{Path, PathBuf},
 };
 
-use secrecy::{SecretString, zeroize::Zeroizing};
+use secrecy::SecretString;
 
 use super::{
     Loaded, Origin, Problem, Source, Value,
     dotenv::{Line, parse_line},
+    file::{self, Exposure, FileError},
     schema,
 };
 
@@ -66,19 +65,13 @@ fn load_env(loaded: &mut Loaded) {
     }
 }
 
-fn read_private(path: &Path) -> io::Result<(Zeroizing<Vec<u8>>, u32)> {
-    let mut file = fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    file.read_to_end(&mut bytes)?;
-    Ok((bytes, meta.permissions().mode() & 0o777))
-}
-
 fn load_file(path: &Path, loaded: &mut Loaded) -> Result<(), SourceError> {
-    let (bytes, mode) = read_private(path).map_err(source_error(path))?;
+    // The profile decides whether the dotenv file may be group/world-readable (validate).
+    let (bytes, mode) = match file::read(path, Exposure::Allowed) {
+        Ok(contents) => (contents.bytes, contents.mode),
+        Err(FileError::Io { source, .. }) => return Err(source_error(path)(source)),
+        Err(other) => return Err(source_error(path)(io::Error::new(io::ErrorKind::InvalidInput, other.to_string()))),
+    };
     loaded.file_mode = Some(mode);
     let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -132,10 +125,15 @@ fn load_dir(dir: &Path, loaded: &mut Loaded) -> Result<(), SourceError> {
             continue;
         }
         let path = dir.join(&name);
-        let (bytes, mode) = match read_private(&path) {
-            Ok(read) => read,
+        let (bytes, mode) = match file::read(&path, Exposure::Private) {
+            Ok(contents) => (contents.bytes, contents.mode),
+            Err(FileError::Exposed { mode, .. }) => {
+                let reason = format!("secret file group/world-readable (mode {mode:04o}); chmod 0600 (not read)");
+                loaded.problems.push(Problem::new(&name, reason));
+                continue;
+            }
             Err(e) => {
-                loaded.problems.push(Problem::new(&name, format!("secret file {} unreadable: {e}", path.display())));
+                loaded.problems.push(Problem::new(&name, e.to_string()));
                 continue;
             }
         };

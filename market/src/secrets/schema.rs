@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// Which deployment a set of secrets is checked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// The built-in simulator: no broker, so no CTP credential is required; anything given is still
     /// checked for its format.
@@ -20,6 +20,19 @@ impl Profile {
         match self {
             Profile::Sim => "sim",
             Profile::Live => "live",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    /// `sim` or `live` (command lines take it through this).
+    fn from_str(text: &str) -> Result<Profile, String> {
+        match text {
+            "sim" => Ok(Profile::Sim),
+            "live" => Ok(Profile::Live),
+            _ => Err(format!("{text:?} is not a profile: sim or live")),
         }
     }
 }

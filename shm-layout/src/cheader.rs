@@ -1,20 +1,20 @@
 //! Generates the C header `qilin_shm.h` from the Rust layout definitions.
 //!
 //! Everything that describes the layout is derived from `qilin_shm`: the struct field tables
-//! ([`qilin_shm::layout::STRUCTS`]), sizes, [`LAYOUT_VERSION`], [`FINGERPRINT`], counter names,
+//! ([`crate::layout::STRUCTS`]), sizes, [`LAYOUT_VERSION`], [`FINGERPRINT`], counter names,
 //! quality bits and the exchange, source, run-state and link-state codes. A field's size alone does
 //! not tell its C type (`u64` or `i64` or `f64`?), so [`FIELD_TYPES`] names the Rust type of every
 //! field; the generator checks each entry against the field table (size must match, every field must
 //! have an entry, no entry may be stale) and refuses to produce a header otherwise. The read
-//! protocol itself is the fixed block [`INLINE_FUNCTIONS`], the same steps as `qilin_shm::Reader`.
+//! protocol itself is the fixed block [`INLINE_FUNCTIONS`], the same steps as `crate::Reader`.
 //!
 //! The committed `shm-layout/include/qilin_shm.h` must equal [`c_header`] byte for byte
-//! (tools/tests/c_header.rs); regenerate it with
+//! (shm-layout/tests/c_header.rs); regenerate it with
 //! `cargo run -p qilin-tools --bin qilinctl -- layout --c-header > shm-layout/include/qilin_shm.h`.
 
 use std::fmt::Write as _;
 
-use qilin_shm::{
+use crate::{
     Counter, Exchange, LinkState, MAX_INSTRUMENTS, MAX_RING_SLOTS, RunState, Source,
     descriptor::StructDesc,
     layout::{CACHE_LINE, FINGERPRINT, INSTRUMENT_ID_LEN, LAYOUT_VERSION, MAGIC, RECORD_WORDS, STATUS_WORDS, STRUCTS},
@@ -126,7 +126,7 @@ pub const FIELD_TYPES: &[(&str, &str)] = &[
     ("Header.counters", "Counters"),
 ];
 
-/// Page size the geometry rounds the ring and the total size to (`qilin_shm::Geometry`).
+/// Page size the geometry rounds the ring and the total size to (`crate::Geometry`).
 const PAGE: u64 = 4096;
 
 /// `TickRecord` → `qilin_tick_record` (the C tag; the typedef adds `_t`).
@@ -284,7 +284,7 @@ fn constants(out: &mut String) {
     w(out, "QILIN_INSTRUMENT_ID_LEN", format!("{INSTRUMENT_ID_LEN}u"), "InstrumentID bytes incl. NUL padding");
     w(out, "QILIN_RECORD_WORDS", format!("{RECORD_WORDS}u"), "64-bit words in a tick record");
     w(out, "QILIN_STATUS_WORDS", format!("{STATUS_WORDS}u"), "64-bit words in a status record");
-    w(out, "QILIN_COUNTER_SLOTS", format!("{}u", qilin_shm::codes::COUNTER_SLOTS), "words in the counter block");
+    w(out, "QILIN_COUNTER_SLOTS", format!("{}u", crate::codes::COUNTER_SLOTS), "words in the counter block");
     w(out, "QILIN_MAX_RING_SLOTS", format!("UINT64_C({MAX_RING_SLOTS})"), "largest ring accepted");
     w(out, "QILIN_MAX_INSTRUMENTS", format!("{MAX_INSTRUMENTS}u"), "largest directory accepted");
     w(out, "QILIN_PAGE", format!("UINT64_C({PAGE})"), "ring and total size are page multiples");
@@ -411,7 +411,7 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 
 "#;
 
-/// The read protocol: the same steps as `qilin_shm::Reader` (see shm-layout/src/lib.rs and seqlock.rs).
+/// The read protocol: the same steps as `crate::Reader` (see shm-layout/src/lib.rs and seqlock.rs).
 pub const INLINE_FUNCTIONS: &str = r#"/* ---- reader --------------------------------------------------------------------------- */
 
 /* Outcome of qilin_try_next. */
@@ -441,7 +441,7 @@ typedef struct qilin_reader {
     uint64_t total_size;
 } qilin_reader_t;
 
-/* Where every region of a segment with given capacities starts (qilin_shm::Geometry). */
+/* Where every region of a segment with given capacities starts (crate::Geometry). */
 typedef struct qilin_geometry {
     uint64_t ring_slots;
     uint32_t instrument_capacity;
@@ -524,7 +524,7 @@ static inline const uint64_t *qilin__word(const qilin_reader_t *r, size_t offset
 
 /* Copies a stamped record's data words (Relaxed loads, never memcpy of memory the writer may be
  * changing), then an Acquire fence, then reloads the stamp: the copy is whole iff it still reads
- * `seen`. Same as qilin_shm::seqlock::copy_validated; the pairing is argued there. */
+ * `seen`. Same as crate::seqlock::copy_validated; the pairing is argued there. */
 static inline int qilin__copy_validated(const uint64_t *stamp, uint64_t seen, const uint64_t *words, uint64_t *out,
                                         size_t n) {
     size_t i;
@@ -740,7 +740,7 @@ fail:
 /* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
  * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes at the oldest sequence
  * still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
- * Same steps as qilin_shm::Reader::try_next. */
+ * Same steps as crate::Reader::try_next. */
 static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
     uint64_t words[QILIN_RECORD_WORDS];
     uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
@@ -808,7 +808,7 @@ static inline int64_t qilin_find_instrument(const qilin_reader_t *r, const char 
 }
 
 /* Reads a versioned record (even = whole, odd = being written, 0 = never written) with bounded
- * retries: 1 found, 0 never written, -2 contended. Same as qilin_shm::seqlock::read_versioned. */
+ * retries: 1 found, 0 never written, -2 contended. Same as crate::seqlock::read_versioned. */
 static inline int qilin__read_versioned(const uint64_t *stamp, uint64_t *out, size_t n) {
     unsigned attempt;
     for (attempt = 0; attempt < QILIN_VERSIONED_ATTEMPTS; attempt++) {
@@ -851,7 +851,7 @@ static inline int qilin_status(const qilin_reader_t *r, qilin_status_record_t *o
 
 #[cfg(test)]
 mod tests {
-    use qilin_shm::descriptor::FieldDesc;
+    use crate::descriptor::FieldDesc;
 
     use super::*;
 

@@ -9,10 +9,15 @@
 //! - [`dotenv`]: the dotenv line parser (no environment substitution, no value in errors).
 //! - [`mod@validate`]: every problem at once, each with its key and a reason, never the value.
 //!
-//! This lives in qilin-tools so that `qilinctl` (which must not link a sidecar) and the
-//! `qilin-secrets` sidecar (which depends on qilin-tools) run exactly the same checks.
+//! - [`file`]: the one secret-file loader (`O_NOFOLLOW`, checked on the open descriptor, private
+//!   mode required), used for every secret read from a file, including the sidecars' single-value
+//!   files ([`file::load`]).
+//!
+//! `qilinctl validate-env`, `qilin-secrets` and the sidecars all take this module, so they run
+//! exactly the same checks.
 
 pub mod dotenv;
+pub mod file;
 pub mod schema;
 pub mod source;
 pub mod validate;

@@ -1,28 +1,31 @@
-//! Exchange time: parsing CTP's TradingDay/ActionDay/UpdateTime text, the civil-calendar arithmetic
-//! (days from 1970-01-01, written out here rather than pulling in a date crate), and the per-exchange
-//! rules that turn the two day fields into a calendar day and a trading day.
+//! China-time dates, the one implementation the feed uses: civil-calendar arithmetic (days since
+//! 1970-01-01, Howard Hinnant's algorithms, written out rather than pulling in a date crate for
+//! three functions), CTP's `YYYYMMDD` and `HH:MM:SS` texts, China Standard Time and RFC 3339 UTC
+//! stamps.
 //!
-//! China Standard Time is UTC+8 all year (no daylight saving), so a local time converts to UTC by
-//! subtracting eight hours.
+//! China Standard Time is UTC+8 all year (no daylight saving since 1991), so a local time converts
+//! to UTC by subtracting eight hours.
 //!
-//! **Exchange holidays are ignored**: "previous/next trading day" below means previous/next weekday
-//! (Monday–Friday). In practice this is right because the exchanges hold no night session on the
-//! evening before a holiday, so a night tick always sits between two adjacent trading days; a
-//! holiday calendar would only matter if that ever changed.
-
-use qilin_shm::Exchange;
+//! Which days are trading days is not known here: that is the trading calendar's
+//! ([`crate::calendar`]).
 
 /// Seconds in a day.
 pub const DAY_SECS: i64 = 86_400;
+/// Milliseconds in a day.
+pub const DAY_MS: u32 = 86_400_000;
+/// Nanoseconds in a day.
+pub const DAY_NS: i64 = DAY_SECS * 1_000_000_000;
 /// China Standard Time offset from UTC, seconds (UTC+8, no DST).
 pub const CST_OFFSET_SECS: i64 = 8 * 3600;
 /// Local second-of-day at and after which a tick belongs to the evening part of a night session.
 pub const EVENING_FROM_SECS: u32 = 18 * 3600;
 /// Local second-of-day before which a tick belongs to the after-midnight part of a night session.
 pub const AFTER_MIDNIGHT_UNTIL_SECS: u32 = 6 * 3600;
+/// Years a CTP date may name (TradingDay, ActionDay): anything else is a malformed field.
+pub const CTP_YEARS: std::ops::RangeInclusive<u32> = 1990..=2199;
 
 /// A calendar date: days since 1970-01-01 and the same date as `YYYYMMDD`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
     /// Days since 1970-01-01 (negative before).
     pub days: i64,
@@ -37,9 +40,62 @@ impl Date {
         Date { days, ymd: y as u32 * 10_000 + m * 100 + d }
     }
 
+    /// A `YYYYMMDD` number naming a real date in 1900..=9999; `None` otherwise.
+    pub const fn from_ymd(ymd: u32) -> Option<Date> {
+        let (y, m, d) = (ymd / 10_000, ymd / 100 % 100, ymd % 100);
+        if y < 1900 || y > 9999 || m < 1 || m > 12 || d == 0 || d > days_in_month(y, m) {
+            return None;
+        }
+        Some(Date { days: days_from_civil(y as i64, m, d), ymd })
+    }
+
+    /// Parses CTP's `YYYYMMDD`: exactly eight digits naming a real date in [`CTP_YEARS`].
+    pub fn parse(text: &str) -> Option<Date> {
+        Date::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Date::parse`] on bytes.
+    pub fn parse_bytes(text: &[u8]) -> Option<Date> {
+        let ymd = digits::<8>(text)?;
+        if !CTP_YEARS.contains(&(ymd / 10_000)) {
+            return None;
+        }
+        Date::from_ymd(ymd)
+    }
+
+    /// Parses `YYYY-MM-DD` (the calendar files' and operators' form) naming a real date.
+    pub fn parse_iso(text: &str) -> Option<Date> {
+        let b = text.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let (y, m, d) = (digits::<4>(&b[0..4])?, digits::<2>(&b[5..7])?, digits::<2>(&b[8..10])?);
+        Date::from_ymd(y * 10_000 + m * 100 + d)
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn iso(self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year(), self.ymd / 100 % 100, self.ymd % 100)
+    }
+
+    /// The year.
+    pub const fn year(self) -> u32 {
+        self.ymd / 10_000
+    }
+
+    /// The date `n` days later (earlier if negative).
+    pub const fn add_days(self, n: i64) -> Date {
+        Date::from_days(self.days + n)
+    }
+
     /// Day of the week, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday).
     pub const fn weekday(self) -> u32 {
         (self.days + 3).rem_euclid(7) as u32
+    }
+
+    /// Monday to Friday.
+    pub const fn is_weekday(self) -> bool {
+        self.weekday() < 5
     }
 
     /// The closest Monday–Friday strictly before this date.
@@ -60,6 +116,18 @@ impl Date {
             _ => 1,
         };
         Date::from_days(self.days + ahead)
+    }
+
+    /// The China-local calendar day of a UTC nanosecond time.
+    pub const fn china_of(utc_ns: i64) -> Date {
+        Date::from_days(local_ms(utc_ns).div_euclid(DAY_MS as i64))
+    }
+}
+
+impl std::fmt::Display for Date {
+    /// `YYYYMMDD`, as CTP writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08}", self.ymd)
     }
 }
 
@@ -115,21 +183,6 @@ fn digits<const N: usize>(text: &[u8]) -> Option<u32> {
     Some(value)
 }
 
-/// Parses CTP's `YYYYMMDD` (exactly eight digits, a real date in 1990..=2199); `None` otherwise.
-pub fn parse_date(text: &str) -> Option<Date> {
-    parse_date_bytes(text.as_bytes())
-}
-
-/// [`parse_date`] on bytes.
-pub fn parse_date_bytes(text: &[u8]) -> Option<Date> {
-    let ymd = digits::<8>(text)?;
-    let (y, m, d) = (ymd / 10_000, ymd / 100 % 100, ymd % 100);
-    if !(1990..=2199).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(Date { days: days_from_civil(i64::from(y), m, d), ymd })
-}
-
 /// Parses CTP's `HH:MM:SS` (exactly that shape, 00:00:00..=23:59:59) into seconds since local midnight.
 pub fn parse_hms(text: &str) -> Option<u32> {
     parse_hms_bytes(text.as_bytes())
@@ -145,7 +198,7 @@ pub fn parse_hms_bytes(b: &[u8]) -> Option<u32> {
 }
 
 /// [`parse_hms_bytes`] on the eight bytes of an eight-character text as a little-endian word (byte 0
-/// lowest), without a loop: the same answer for every word (tested against it).
+/// lowest), without a loop: the same answer for every word (tested against it). The hot path's form.
 #[inline(always)]
 pub const fn parse_hms_word(word: u64) -> Option<u32> {
     // Bytes 2 and 5 are ':'; the other six are digits.
@@ -167,57 +220,10 @@ pub const fn parse_hms_word(word: u64) -> Option<u32> {
     if h < 24 && m < 60 && s < 60 { Some(h * 3600 + m * 60 + s) } else { None }
 }
 
-/// The calendar day and trading day of one tick after the exchange's rules are applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TickDays {
-    /// The trading day the tick belongs to.
-    pub trading: Date,
-    /// The calendar (China local) day on which the tick happened.
-    pub calendar: Date,
-    /// The calendar day was derived (DCE night), not taken from ActionDay.
-    pub derived_calendar: bool,
-}
-
-/// Applies the exchange's TradingDay/ActionDay convention to a tick at `secs` past local midnight.
-///
-/// - SHFE, INE: ActionDay is the calendar day, TradingDay the trading day: both taken as sent.
-/// - DCE: both fields carry the trading day, also at night. An evening tick (≥ 18:00) happened on
-///   the weekday before the trading day (Friday for a Monday trading day); an after-midnight tick
-///   (< 06:00) on the calendar day after that evening. `derived_calendar` is set for both.
-/// - CZCE: both fields carry the calendar day. An evening tick belongs to the next weekday after
-///   ActionDay; an after-midnight tick to the next weekday after the previous calendar day.
-/// - CFFEX, GFEX: day session only; both fields are taken as sent.
-#[inline(always)]
-pub fn tick_days(exchange: Exchange, trading_day: Date, action_day: Date, secs: u32) -> TickDays {
-    let night = !(AFTER_MIDNIGHT_UNTIL_SECS..EVENING_FROM_SECS).contains(&secs);
-    if night && matches!(exchange, Exchange::Dce | Exchange::Czce) {
-        night_days(exchange, trading_day, action_day, secs)
-    } else {
-        TickDays { trading: trading_day, calendar: action_day, derived_calendar: false }
-    }
-}
-
-/// [`tick_days`] with the calendar arithmetic, kept out of line (DCE and CZCE night ticks only).
-#[inline(never)]
-fn night_days(exchange: Exchange, trading_day: Date, action_day: Date, secs: u32) -> TickDays {
-    let night_evening = secs >= EVENING_FROM_SECS;
-    let night_morning = secs < AFTER_MIDNIGHT_UNTIL_SECS;
-    let as_sent = TickDays { trading: trading_day, calendar: action_day, derived_calendar: false };
-    match exchange {
-        Exchange::Dce if night_evening => {
-            TickDays { trading: trading_day, calendar: trading_day.prev_weekday(), derived_calendar: true }
-        }
-        Exchange::Dce if night_morning => TickDays {
-            trading: trading_day,
-            calendar: Date::from_days(trading_day.prev_weekday().days + 1),
-            derived_calendar: true,
-        },
-        Exchange::Czce if night_evening => TickDays { trading: action_day.next_weekday(), ..as_sent },
-        Exchange::Czce if night_morning => {
-            TickDays { trading: Date::from_days(action_day.days - 1).next_weekday(), ..as_sent }
-        }
-        _ => as_sent,
-    }
+/// `HH:MM:SS` and milliseconds from milliseconds since local midnight.
+pub fn hms_text(ms: u32) -> (String, u32) {
+    let s = ms / 1000;
+    (format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60), ms % 1000)
 }
 
 /// UTC nanoseconds of a China-local calendar day, second of day and millisecond.
@@ -226,12 +232,34 @@ pub const fn utc_ns(calendar: Date, secs: u32, millis: u32) -> i64 {
     (utc_secs * 1000 + millis as i64) * 1_000_000
 }
 
+/// China-local milliseconds since 1970-01-01 00:00 local of a UTC nanosecond time.
+pub const fn local_ms(utc_ns: i64) -> i64 {
+    utc_ns.div_euclid(1_000_000) + CST_OFFSET_SECS * 1000
+}
+
+/// RFC 3339 UTC with nanoseconds: `2026-03-02T15:59:59.000000001Z`.
+pub fn rfc3339_ns(ns: i64) -> String {
+    let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    format!("{}.{nanos:09}Z", rfc3339_stem(secs))
+}
+
+/// RFC 3339 UTC to the second: `2026-03-02T15:59:59Z`.
+pub fn rfc3339_secs(secs: i64) -> String {
+    format!("{}Z", rfc3339_stem(secs))
+}
+
+fn rfc3339_stem(secs: i64) -> String {
+    let (days, sod) = (secs.div_euclid(DAY_SECS), secs.rem_euclid(DAY_SECS));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn date(text: &str) -> Date {
-        parse_date(text).unwrap()
+        Date::parse(text).unwrap()
     }
 
     #[test]
@@ -260,6 +288,7 @@ mod tests {
         assert_eq!(date("20250510").next_weekday().ymd, 20250512, "Saturday → Monday");
         assert_eq!(date("20250602").prev_weekday().ymd, 20250530, "across a month end");
         assert_eq!(date("20251231").next_weekday().ymd, 20260101, "across a year end");
+        assert!(date("20251231").is_weekday() && !date("20260103").is_weekday());
     }
 
     #[test]
@@ -267,7 +296,14 @@ mod tests {
         assert_eq!(date("20240229").ymd, 20240229);
         for bad in ["20250229", "20250231", "20251301", "20250100", "2025051", "202505120", "2025-5-1", "", "19000101"]
         {
-            assert_eq!(parse_date(bad), None, "{bad:?}");
+            assert_eq!(Date::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Date::from_ymd(19000101).map(|d| d.ymd), Some(19000101), "the general form takes 1900");
+        assert_eq!(Date::parse_iso("2026-02-16"), Some(date("20260216")));
+        assert_eq!(date("20260216").iso(), "2026-02-16");
+        assert_eq!(date("20260216").to_string(), "20260216");
+        for bad in ["2026-2-16", "2026-02-30", "20260216", "2026/02/16", "2026-02-16 "] {
+            assert_eq!(Date::parse_iso(bad), None, "{bad:?}");
         }
     }
 
@@ -279,6 +315,7 @@ mod tests {
         for bad in ["25:61:00", "24:00:00", "12:60:00", "12:00:60", "9:00:00", "09:00", "09-00-00", "09:00:0a", ""] {
             assert_eq!(parse_hms(bad), None, "{bad:?}");
         }
+        assert_eq!(hms_text(21 * 3_600_000 + 30 * 60_000 + 5_500), ("21:30:05".to_owned(), 500));
     }
 
     #[test]
@@ -305,32 +342,24 @@ mod tests {
     }
 
     #[test]
-    fn exchange_day_rules() {
-        let h = |hh: u32, mm: u32| hh * 3600 + mm * 60;
-        // DCE Friday night: both fields carry Monday 20250512.
-        let d = tick_days(Exchange::Dce, date("20250512"), date("20250512"), h(21, 30));
-        assert_eq!((d.trading.ymd, d.calendar.ymd, d.derived_calendar), (20250512, 20250509, true));
-        let d = tick_days(Exchange::Dce, date("20250512"), date("20250512"), h(0, 30));
-        assert_eq!((d.trading.ymd, d.calendar.ymd, d.derived_calendar), (20250512, 20250510, true));
-        let d = tick_days(Exchange::Dce, date("20250512"), date("20250512"), h(9, 30));
-        assert_eq!((d.trading.ymd, d.calendar.ymd, d.derived_calendar), (20250512, 20250512, false));
-        // CZCE: both fields carry the calendar day.
-        let d = tick_days(Exchange::Czce, date("20250509"), date("20250509"), h(21, 5));
-        assert_eq!((d.trading.ymd, d.calendar.ymd, d.derived_calendar), (20250512, 20250509, false));
-        let d = tick_days(Exchange::Czce, date("20250514"), date("20250514"), h(22, 0));
-        assert_eq!((d.trading.ymd, d.calendar.ymd), (20250515, 20250514));
-        let d = tick_days(Exchange::Czce, date("20250510"), date("20250510"), h(0, 30));
-        assert_eq!((d.trading.ymd, d.calendar.ymd), (20250512, 20250510));
-        // SHFE after midnight on Saturday: as sent.
-        let d = tick_days(Exchange::Shfe, date("20250512"), date("20250510"), h(1, 0));
-        assert_eq!((d.trading.ymd, d.calendar.ymd, d.derived_calendar), (20250512, 20250510, false));
-    }
-
-    #[test]
     fn utc_conversion_subtracts_eight_hours() {
         // 2025-05-09 21:30:00.500 CST = 2025-05-09T13:30:00.500Z = 1746797400.5 s (`date -u -d`).
         assert_eq!(utc_ns(date("20250509"), 21 * 3600 + 30 * 60, 500), 1_746_797_400_500_000_000);
         // Local 00:00 is the previous UTC day's 16:00.
         assert_eq!(utc_ns(Date::from_days(1), 0, 0), 16 * 3600 * 1_000_000_000);
+        assert_eq!(local_ms(1_747_011_600_500_000_000).rem_euclid(i64::from(DAY_MS)), 9 * 3_600_000 + 500);
+    }
+
+    #[test]
+    fn china_dates_and_utc_stamps() {
+        // 2026-03-02 15:59:59 UTC is 23:59:59 in Shanghai; a second later it is 2026-03-03 there.
+        let ns = 1_772_467_199_000_000_000;
+        assert_eq!(Date::china_of(ns).ymd, 20260302);
+        assert_eq!(Date::china_of(ns + 1_000_000_000).ymd, 20260303);
+        assert_eq!(Date::china_of(0).ymd, 19700101);
+        assert_eq!(Date::china_of(951_753_600_000_000_000).ymd, 20000229, "2000-02-29 00:00 in Shanghai");
+        assert_eq!(rfc3339_ns(ns + 1), "2026-03-02T15:59:59.000000001Z");
+        assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
     }
 }
