@@ -1,19 +1,7 @@
 //! The control socket: a Unix stream socket (mode 0660) served by its own thread, never the hot one.
 //! Each connection's peer uid is checked with SO_PEERCRED against the allowed list. One command per
-//! line, one JSON reply per line:
-//!
-//! ```text
-//! status                 → {"ok":true,"epoch":…,"write_cursor":…,"heartbeat_age_ms":…,"counters":{…}}
-//! subscribe rb2505       → {"ok":true,"instrument":"rb2505","index":3}
-//! unsubscribe rb2505     → {"ok":true,"instrument":"rb2505"}
-//! shutdown               → {"ok":true}
-//! sessions               → {"ok":true,"active":"primary","failovers":0,"sessions":{"primary":{…},"backup":{…}}}
-//! failover | failback    → {"ok":true,"active":"backup","from":"primary","switched":true}
-//! relogin primary        → {"ok":true,"session":"primary","state":"logged_in"}   (after the login)
-//! inject primary disconnect | login-fail N | heartbeat-warning SECONDS   (simulated sessions only)
-//! credentials {"session":"primary","broker_id":…,"user_id":…,"password":…,"md_fronts":[…]}
-//!                        → {"ok":true,"session":"primary","credentials_version":2,"applied":"…"}
-//! ```
+//! line, one JSON reply per line: the protocol and its typed requests are
+//! `qilin_market::control` (shared with qilinctl and qilin-secrets).
 //!
 //! Commands reach the hot thread through a bounded crossbeam channel (`try_send`: a full channel is
 //! an error reply and a counted drop, never a wait); their effect is read back from the segment.
@@ -42,20 +30,19 @@ use std::sync::{
 use anyhow::Context;
 use nix::sys::socket::{getsockopt, sockopt};
 use qilin_audit::{AuditLog, Entry};
-use qilin_shm::{Counter, Reader};
+use qilin_market::control::{MAX_LINE, Request, RequestError};
+use qilin_shm::Reader;
 use secrecy::zeroize::Zeroize;
 use serde_json::{Value, json};
 
 use crate::{
     engine::{Command, id_key},
     session::{
-        Credentials, Fault, Which,
-        manager::{Msg, Request},
+        Credentials,
+        manager::{Msg, Request as ManagerRequest},
     },
 };
 
-/// Longest command line accepted (a credentials object is well under 4 KiB).
-const MAX_LINE: usize = 64 * 1024;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -219,7 +206,7 @@ impl ControlServer {
     }
 
     /// Forwards a request to the session manager and waits for its answer.
-    fn ask(&self, request: Request) -> Value {
+    fn ask(&self, request: ManagerRequest) -> Value {
         let Some(sessions) = &self.sessions else {
             return no_sessions();
         };
@@ -243,7 +230,7 @@ impl ControlServer {
             return json!({"ok": false, "error": reason});
         }
         match Credentials::parse(json_text) {
-            Ok(creds) => self.ask(Request::Credentials(Box::new(creds))),
+            Ok(creds) => self.ask(ManagerRequest::Credentials(Box::new(creds))),
             Err(e) => {
                 tracing::warn!(uid, error = %e, "credentials refused: malformed");
                 json!({"ok": false, "error": e})
@@ -252,42 +239,24 @@ impl ControlServer {
     }
 
     fn execute(&self, line: &str, uid: u32) -> Value {
-        if let Some(rest) = line.strip_prefix("credentials") {
-            return self.credentials(rest.trim(), uid);
-        }
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("sessions"), None, _) => self.ask(Request::Sessions),
-            (Some("failover"), None, _) => self.ask(Request::Failover),
-            (Some("failback"), None, _) => self.ask(Request::Failback),
-            (Some("relogin"), Some(which), None) => match Which::parse(which) {
-                Some(which) => self.ask(Request::Relogin(which)),
-                None => json!({"ok": false, "error": format!("{which:?}: expected primary or backup")}),
-            },
-            (Some("inject"), Some(which), Some(what)) => {
-                let arg = words.next();
-                let fault = match (what, arg.map(str::parse::<i64>)) {
-                    ("disconnect", None) => Some(Fault::Disconnect),
-                    ("login-fail", Some(Ok(n))) if (1..=1000).contains(&n) => Some(Fault::LoginFailures(n as u32)),
-                    ("heartbeat-warning", Some(Ok(s))) if (1..=3600).contains(&s) => {
-                        Some(Fault::HeartbeatWarning(s as i32))
-                    }
-                    _ => None,
-                };
-                match (Which::parse(which), fault, words.next()) {
-                    (Some(which), Some(fault), None) => self.ask(Request::Inject(which, fault)),
-                    _ => {
-                        json!({"ok": false, "error": "usage: inject primary|backup disconnect | login-fail N (1-1000) | heartbeat-warning SECONDS (1-3600)"})
-                    }
-                }
-            }
-            (Some("status"), None, _) => self.status(),
-            (Some("shutdown"), None, _) => self.send(Command::Shutdown, json!({"ok": true})),
-            (Some(verb @ ("subscribe" | "unsubscribe")), Some(id), None) => {
+        let request = match Request::parse(line) {
+            Ok(request) => request,
+            Err(e) => return json!({"ok": false, "error": e.to_string()}),
+        };
+        match request {
+            Request::Credentials(json_text) => self.credentials(json_text, uid),
+            Request::Sessions => self.ask(ManagerRequest::Sessions),
+            Request::Failover => self.ask(ManagerRequest::Failover),
+            Request::Failback => self.ask(ManagerRequest::Failback),
+            Request::Relogin(which) => self.ask(ManagerRequest::Relogin(which)),
+            Request::Inject(which, fault) => self.ask(ManagerRequest::Inject(which, fault)),
+            Request::Status => self.status(),
+            Request::Shutdown => self.send(Command::Shutdown, json!({"ok": true})),
+            Request::Subscribe(id) | Request::Unsubscribe(id) => {
                 let Some(key) = id_key(id) else {
-                    return json!({"ok": false, "error": format!("{id:?} is not an InstrumentID (1-31 ASCII characters)")});
+                    return json!({"ok": false, "error": RequestError::Instrument(id.to_owned()).to_string()});
                 };
-                if verb == "unsubscribe" {
+                if matches!(request, Request::Unsubscribe(_)) {
                     let answer = self.send(Command::Unsubscribe(key), json!({"ok": true, "instrument": id}));
                     self.tell_fronts(id, false);
                     return answer;
@@ -301,9 +270,6 @@ impl ControlServer {
                     self.tell_fronts(id, true);
                 }
                 answer
-            }
-            _ => {
-                json!({"ok": false, "error": format!("unknown command {line:?}; try: status | subscribe ID | unsubscribe ID | sessions | failover | failback | relogin primary|backup | shutdown")})
             }
         }
     }
@@ -340,23 +306,16 @@ impl ControlServer {
     }
 }
 
-/// The status of a segment as JSON (shared by the control socket and `qilinctl status --json`).
+/// The status of a segment as the control socket's reply: `qilinctl status --json`'s object
+/// (`qilin_market::names::status_json`) with `"ok": true`.
 pub fn status_json(reader: &Reader) -> Value {
-    let now = qilin_shm::now_ns();
-    let counters: serde_json::Map<String, Value> =
-        Counter::ALL.iter().map(|c| (c.name().to_string(), json!(reader.counter(*c)))).collect();
-    json!({
-        "ok": true,
-        "feed": reader.feed_name(),
-        "epoch": reader.current_epoch(),
-        "writer_pid": reader.writer_pid(),
-        "run_state": reader.run_state().map(|state| format!("{state:?}")),
-        "write_cursor": reader.write_cursor(),
-        "heartbeat_age_ms": (now - reader.heartbeat_ns()) as f64 / 1e6,
-        "instruments": reader.directory_len(),
-        "counters": counters,
-    })
+    let mut value = qilin_market::names::status_json(reader, qilin_shm::now_ns(), STALE_AFTER_NS);
+    value["ok"] = json!(true);
+    value
 }
+
+/// A heartbeat older than this reads as stale in the `status` reply (the core beats every ~1 ms).
+const STALE_AFTER_NS: i64 = 2_000_000_000;
 
 /// The reply to a session command on a core whose source has no primary/backup sessions.
 fn no_sessions() -> Value {

@@ -23,6 +23,7 @@ use cli::{
     journal::{self, CoreOpts, JournalOpts},
     segment, validate_env,
 };
+use qilin_market::control::{Request, Which};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Inspect a qilin-feed segment, operate its core (audited), verify the audit log")]
@@ -238,16 +239,28 @@ fn main() -> ExitCode {
     match &args.command {
         Cmd::Layout { json, c_header } => return segment::layout(*json, *c_header),
         Cmd::Subscribe { ids, control } => {
-            return control::operate("subscribe", &control::requests("subscribe", ids), control);
+            return control::operate(
+                "subscribe",
+                &ids.iter().map(|id| Request::Subscribe(id)).collect::<Vec<_>>(),
+                control,
+            );
         }
         Cmd::Unsubscribe { ids, control } => {
-            return control::operate("unsubscribe", &control::requests("unsubscribe", ids), control);
+            return control::operate(
+                "unsubscribe",
+                &ids.iter().map(|id| Request::Unsubscribe(id)).collect::<Vec<_>>(),
+                control,
+            );
         }
-        Cmd::Shutdown { control } => return control::operate("shutdown", &["shutdown".to_owned()], control),
-        Cmd::Failover { control } => return control::operate("failover", &["failover".to_owned()], control),
-        Cmd::Failback { control } => return control::operate("failback", &["failback".to_owned()], control),
+        Cmd::Shutdown { control } => return control::operate("shutdown", &[Request::Shutdown], control),
+        Cmd::Failover { control } => return control::operate("failover", &[Request::Failover], control),
+        Cmd::Failback { control } => return control::operate("failback", &[Request::Failback], control),
         Cmd::Relogin { session, control } => {
-            return control::operate("relogin", &[format!("relogin {session}")], control);
+            return control::operate(
+                "relogin",
+                &[Request::Relogin(Which::parse(session).expect("clap took primary or backup"))],
+                control,
+            );
         }
         Cmd::Sessions { control } => return control::sessions(control),
         Cmd::Audit { command } => return cli::audit::run(command),

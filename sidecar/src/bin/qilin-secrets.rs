@@ -20,12 +20,12 @@ use nix::sys::{
     signal::{SigSet, Signal},
     signalfd::{SfdFlags, SignalFd},
 };
+use qilin_audit::{self as audit, AuditLog, Entry};
 use qilin_sidecar::secrets::{
     self, Profile, Source,
     handoff::{CoreLink, LinkError},
     rotate::{Holder, HolderConfig},
 };
-use qilin_audit::{self as audit, AuditLog, Entry};
 use serde_json::{Value, json};
 
 /// Loads, validates and holds the feed's secrets.

@@ -11,6 +11,8 @@ use qilin_shm::{
     Counter, Exchange, LinkState, Liveness, Next, OpenError, Reader, RunState, Source, Start, TickRecord, now_ns,
 };
 
+// Also reachable here as `collect::age_s`, where the unit tests look for it.
+pub(crate) use super::encode::age_s;
 use super::{
     calendar::Schedule,
     encode::{Out, SECONDS, flag, label},
@@ -261,12 +263,6 @@ const SOURCES: [(&str, Option<Source>); 6] = [
     ("replay", Some(Source::Replay)),
     ("udp", Some(Source::Udp)),
 ];
-
-/// Seconds from `then_ns` to `now_ns`, never negative (the core may stamp a heartbeat or a tick a
-/// moment after the scrape read the clock).
-pub(crate) fn age_s(now_ns: i64, then_ns: i64) -> f64 {
-    now_ns.saturating_sub(then_ns).max(0) as f64 / 1e9
-}
 
 /// HELP text of a plain core counter (rejects and flags have their own families).
 fn core_counter_help(counter: Counter) -> &'static str {

@@ -1,6 +1,7 @@
 //! A thin layer over prometheus-client's descriptor encoder for values read at scrape time:
 //! one call per metric family (HELP and TYPE once, then one sample per label set). Names are given
-//! without the registry prefix (`qilin`), the unit suffix or `_total`; the encoder adds them.
+//! without the registry prefix (`qilin`), the unit suffix or `_total`; the encoder adds them. Also the
+//! small value helpers every part of a scrape shares (`flag`, `label`, `age_s`).
 
 use std::fmt;
 
@@ -87,4 +88,10 @@ pub fn flag(b: bool) -> u32 {
 /// One label.
 pub fn label(name: &'static str, value: impl Into<String>) -> Labels {
     vec![(name, value.into())]
+}
+
+/// Seconds from `then_ns` to `now_ns`, never negative (the core may stamp a heartbeat or a tick a
+/// moment after the scrape read the clock).
+pub(crate) fn age_s(now_ns: i64, then_ns: i64) -> f64 {
+    now_ns.saturating_sub(then_ns).max(0) as f64 / 1e9
 }

@@ -2,7 +2,7 @@
 //! whether its disk is full, and fsync durations. Any [`JournalSource`] can feed it:
 //!
 //! - the recorder's own shared stats, `qilin_sidecar::recorder::SharedStats` (read at each scrape;
-//!   see `recorder.rs` beside this file): nothing to call from the recorder's loop, fsync latency
+//!   its impl is in the recorder, `recorder/journal_source.rs`): nothing to call from the recorder's loop, fsync latency
 //!   as the last and longest values;
 //! - a [`JournalMetrics`] mailbox the embedding code fills, which also keeps a histogram of every
 //!   fsync it is told about:

@@ -45,7 +45,6 @@ mod hist;
 pub mod journal;
 pub mod latency;
 mod ready;
-mod recorder;
 mod report;
 mod server;
 #[cfg(test)]

@@ -6,8 +6,7 @@ use std::{fmt, path::Path};
 use serde_json::Value;
 
 use super::{
-    collect::age_s,
-    encode::{BYTES, Labels, Out, SECONDS, flag, label},
+    encode::{BYTES, Labels, Out, SECONDS, age_s, flag, label},
     journal::{FSYNC_BOUNDS_S, JournalReading, JournalSource},
     latency::{EXCHANGE_TO_RECEIVE_BOUNDS_S, LatencyHistograms, RECEIVE_TO_PUBLISH_BOUNDS_S, Skip},
 };

@@ -31,6 +31,7 @@
 
 pub mod config;
 mod journal;
+mod journal_source;
 
 use std::{
     path::PathBuf,

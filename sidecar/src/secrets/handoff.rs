@@ -9,6 +9,7 @@
 //! The credentials line is built in a zeroizing buffer, written with one `write_all`, and zeroed.
 
 use std::{
+    fmt::Write as _,
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -16,9 +17,9 @@ use std::{
 };
 
 use nix::sys::socket::{getsockopt, sockopt};
+use qilin_market::control::{Reply, Request};
 use secrecy::{ExposeSecret, zeroize::Zeroizing};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::Loaded;
 
@@ -83,15 +84,21 @@ impl CoreLink {
         &self.path
     }
 
-    /// Sends one command line and returns the core's JSON reply.
-    pub fn request(&self, line: &str) -> Result<Value, LinkError> {
+    /// Sends one request and returns the core's reply.
+    pub fn request(&self, request: &Request<'_>) -> Result<Reply, LinkError> {
+        let stream = self.connect()?;
+        self.exchange(stream, request.line().as_bytes())
+    }
+
+    /// Sends a line built by [`credentials_line`] (kept in its zeroizing buffer) and returns the reply.
+    pub fn send_credentials(&self, line: &str) -> Result<Reply, LinkError> {
         let stream = self.connect()?;
         self.exchange(stream, line.as_bytes())
     }
 
     /// Hands `session`'s credentials from `loaded` (keys `CTP_PRIMARY_*` or `CTP_BACKUP_*`) to the
     /// core. `Ok(None)` if `loaded` has no user id for that account (nothing to hand over).
-    pub fn hand_over(&self, loaded: &Loaded, session: &str) -> Result<Option<Value>, LinkError> {
+    pub fn hand_over(&self, loaded: &Loaded, session: &str) -> Result<Option<Reply>, LinkError> {
         let Some(line) = credentials_line(loaded, session) else { return Ok(None) };
         let stream = self.connect()?;
         self.exchange(stream, line.as_bytes()).map(Some)
@@ -114,7 +121,7 @@ impl CoreLink {
         Ok(stream)
     }
 
-    fn exchange(&self, mut stream: UnixStream, line: &[u8]) -> Result<Value, LinkError> {
+    fn exchange(&self, mut stream: UnixStream, line: &[u8]) -> Result<Reply, LinkError> {
         let io = |what: String| LinkError::Io { path: self.path.clone(), what };
         let mut message = Zeroizing::new(Vec::with_capacity(line.len() + 1));
         message.extend_from_slice(line);
@@ -125,7 +132,7 @@ impl CoreLink {
         if reply.is_empty() {
             return Err(io("the core closed the connection without a reply".into()));
         }
-        serde_json::from_str(&reply).map_err(|e| io(format!("the reply is not JSON: {e}")))
+        Reply::parse(&reply).map_err(io)
     }
 }
 
@@ -157,11 +164,10 @@ pub fn credentials_line(loaded: &Loaded, session: &str) -> Option<Zeroizing<Stri
         auth_code: get("AUTH_CODE"),
     };
     // Both buffers are sized up front (no reallocation leaves a copy behind) and zeroed on drop.
-    let mut line = Zeroizing::new(String::with_capacity(4096));
-    line.push_str("credentials ");
     let mut json = Zeroizing::new(Vec::with_capacity(4096));
     serde_json::to_writer(&mut *json, &wire).ok()?;
-    line.push_str(std::str::from_utf8(&json).ok()?);
+    let mut line = Zeroizing::new(String::with_capacity(json.len() + 64));
+    write!(line, "{}", Request::Credentials(std::str::from_utf8(&json).ok()?)).ok()?;
     Some(line)
 }
 

@@ -30,6 +30,8 @@ use qilin_audit::{AuditLog, Entry};
 use qilin_shm::{Next, Reader, Source as TickSource, Start, TickRecord};
 use serde_json::{Value, json};
 
+use qilin_market::control::{Reply, Request, SessionsReply, Which};
+
 use super::{
     Loaded, Profile, Source,
     handoff::{ACCOUNTS, CoreLink, LinkError, account_changed, changed_keys, credentials_line},
@@ -129,15 +131,15 @@ impl Holder {
                     return Err(e);
                 }
             };
-            let ok = reply["ok"] == true;
-            if ok {
+            let ok = reply.is_ok();
+            if let Reply::Refused(reason) = &reply {
+                tracing::error!(session, error = %reason, "the core refused the credentials");
+                refused.get_or_insert(LinkError::Refused { session: session.to_string(), reason: reason.clone() });
+            } else {
                 taken += 1;
                 tracing::info!(session, "credentials handed to the core");
-            } else {
-                tracing::error!(session, error = %reply["error"], "the core refused the credentials");
-                let reason = reply["error"].as_str().unwrap_or("no reason given").to_string();
-                refused.get_or_insert(LinkError::Refused { session: session.to_string(), reason });
             }
+            let reply = reply.to_value();
             self.audit(
                 "secrets handoff",
                 i32::from(!ok),
@@ -182,12 +184,18 @@ impl Holder {
 
     fn serve_waiting_core(&mut self) {
         let Some(link) = &self.link else { return };
-        match link.request("sessions") {
+        match link.request(&Request::Sessions) {
             Ok(reply) => {
                 self.core_unreachable_logged = false;
+                let sessions = match &reply {
+                    Reply::Ok(value) => SessionsReply::from_value(value).ok(),
+                    Reply::Refused(_) => None,
+                };
                 let waiting = ACCOUNTS.iter().any(|(session, prefix)| {
-                    reply["sessions"][session]["state"] == "waiting_credentials"
-                        && self.current.get(&format!("{prefix}USER_ID")).is_some()
+                    let state = Which::parse(session)
+                        .and_then(|which| sessions.as_ref().and_then(|s| s.sessions.get(&which)))
+                        .map(|s| s.state.as_str());
+                    state == Some("waiting_credentials") && self.current.get(&format!("{prefix}USER_ID")).is_some()
                 });
                 if waiting
                     && let Err(e) = self.hand_over_all("the core is waiting for credentials (started or restarted)")
@@ -296,14 +304,14 @@ impl Run<'_> {
 
     /// Sends `line`, audits the step with the reply; `Err` (and records the failure) unless the
     /// reply is ok.
-    fn step(&mut self, step: &str, line: &str) -> Result<Value, ()> {
-        let result = self.link().request(line);
+    fn step(&mut self, step: &str, request: Request<'_>) -> Result<Value, ()> {
+        let result = self.link().request(&request);
         self.record(step, result)
     }
 
-    fn record(&mut self, step: &str, result: Result<Value, LinkError>) -> Result<Value, ()> {
+    fn record(&mut self, step: &str, result: Result<Reply, LinkError>) -> Result<Value, ()> {
         match result {
-            Ok(reply) if reply["ok"] == true => {
+            Ok(Reply::Ok(reply)) => {
                 tracing::info!(rotation = %self.id, step, "done");
                 self.holder.audit(
                     "secrets rotate",
@@ -312,8 +320,8 @@ impl Run<'_> {
                 );
                 Ok(reply)
             }
-            Ok(reply) => {
-                let error = reply["error"].as_str().unwrap_or("refused").to_string();
+            Ok(Reply::Refused(error)) => {
+                let reply = Reply::Refused(error.clone()).to_value();
                 self.holder.audit(
                     "secrets rotate",
                     1,
@@ -340,29 +348,34 @@ impl Run<'_> {
     fn hand(&mut self, step: &str, set: Option<&Loaded>, session: &str) -> Result<Value, ()> {
         let line = credentials_line(set.unwrap_or(&self.holder.current), session);
         let result = match line {
-            Some(line) => self.link().request(&line),
-            None => Ok(json!({"ok": false, "error": "no user id for this account"})),
+            Some(line) => self.link().send_credentials(&line),
+            None => Ok(Reply::refused("no user id for this account")),
         };
         self.record(step, result)
     }
 
     fn active(&self) -> Option<String> {
-        self.link().request("sessions").ok().and_then(|r| r["active"].as_str().map(str::to_owned))
+        match self.link().request(&Request::Sessions) {
+            Ok(Reply::Ok(value)) => SessionsReply::from_value(&value).ok()?.active.map(|which| which.name().to_owned()),
+            _ => None,
+        }
     }
 
     /// The backup changed: rotate it while it is the standby.
     fn rotate_backup(&mut self, new: &Loaded) {
-        if self.active().as_deref() == Some("backup") && self.step("failback (backup is active)", "failback").is_err() {
+        if self.active().as_deref() == Some("backup")
+            && self.step("failback (backup is active)", Request::Failback).is_err()
+        {
             return;
         }
         if self.hand("hand over backup", Some(new), "backup").is_err() {
             return;
         }
-        if self.step("relogin backup", "relogin backup").is_err() {
+        if self.step("relogin backup", Request::Relogin(Which::Backup)).is_err() {
             // Refused by the broker: put the old credentials back.
             let failed = self.failed.take();
             let _ = self.hand("roll back backup", None, "backup");
-            let _ = self.step("relogin backup (previous credentials)", "relogin backup");
+            let _ = self.step("relogin backup (previous credentials)", Request::Relogin(Which::Backup));
             self.failed = failed;
             if let Some(f) = &mut self.failed {
                 f.message.push_str("; the backup runs on its previous credentials");
@@ -373,17 +386,17 @@ impl Run<'_> {
 
     /// The primary changed: failover → new credentials → relogin → failback → verify.
     fn rotate_primary(&mut self, new: &Loaded) {
-        if self.step("failover", "failover").is_err() {
+        if self.step("failover", Request::Failover).is_err() {
             return;
         }
         if self.hand("hand over primary", Some(new), "primary").is_err() {
             return;
         }
-        if self.step("relogin primary", "relogin primary").is_err() {
+        if self.step("relogin primary", Request::Relogin(Which::Primary)).is_err() {
             let message = self.failed.take().map(|f| f.message).unwrap_or_default();
             let rolled_back = self.hand("roll back primary", None, "primary").is_ok()
-                && self.step("relogin primary (previous credentials)", "relogin primary").is_ok()
-                && self.step("failback", "failback").is_ok();
+                && self.step("relogin primary (previous credentials)", Request::Relogin(Which::Primary)).is_ok()
+                && self.step("failback", Request::Failback).is_ok();
             let state = if rolled_back {
                 "rolled back: the primary runs on its previous credentials"
             } else {
@@ -393,7 +406,7 @@ impl Run<'_> {
             return;
         }
         let failback_ns = qilin_shm::now_ns();
-        if self.step("failback", "failback").is_err() {
+        if self.step("failback", Request::Failback).is_err() {
             return;
         }
         let verdict = verify_health(&self.holder.config.segment, failback_ns, self.holder.config.health_within);

@@ -9,6 +9,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Args as ClapArgs;
+use qilin_market::control::Request;
 use qilin_tools::audit::{self, AuditLog};
 
 use super::{audited::audit_entry, control_client::send_requests};
@@ -37,21 +38,15 @@ impl ControlOpts {
     }
 }
 
-/// `VERB ID` for each id: the requests of `subscribe` and `unsubscribe`.
-pub fn requests(verb: &str, ids: &[String]) -> Vec<String> {
-    ids.iter().map(|id| format!("{verb} {id}")).collect()
-}
-
 /// `sessions`: asks the core for both sessions' state; read-only, not audited.
 pub fn sessions(control: &ControlOpts) -> ExitCode {
-    let (code, _) =
-        send_requests(&control.socket(), &["sessions".to_owned()], Duration::from_millis(control.timeout_ms));
+    let (code, _) = send_requests(&control.socket(), &[Request::Sessions], Duration::from_millis(control.timeout_ms));
     ExitCode::from(code)
 }
 
 /// Sends `requests` to the core and appends one audit entry with the outcome. The log is opened
 /// first: an operation that could not be audited is not done.
-pub fn operate(command: &str, requests: &[String], opts: &ControlOpts) -> ExitCode {
+pub fn operate(command: &str, requests: &[Request<'_>], opts: &ControlOpts) -> ExitCode {
     let log_path = audit::resolve_path(opts.audit_log.as_deref());
     let log = match AuditLog::open(&log_path) {
         Ok(log) => log,

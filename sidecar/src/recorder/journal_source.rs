@@ -1,17 +1,20 @@
-//! The recorder's shared stats as a [`JournalSource`]: `Exporter::with_journal(recorder.stats())`
-//! exports the journal the recorder keeps with nothing to call from its loop. The stats are the
-//! snapshot the recorder takes at every status interval (the one its status file is written from).
+//! The recorder's shared stats as a metrics [`JournalSource`]:
+//! `Exporter::with_journal(recorder.stats())` exports the journal the recorder keeps with nothing to
+//! call from its loop. The stats are the snapshot the recorder takes at every status interval (the
+//! one its status file is written from). The impl lives here, beside `Stats`, so the recorder
+//! depends on `metrics` and `metrics` knows nothing of the recorder.
 //!
 //! The journal counts as writable while a journal file is open, the disk is not full and the last
 //! operation did not fail (`last_error` is cleared once things work again). The recorder keeps the
 //! last and the longest fsync, not each one, so this source has no fsync histogram; a recorder
-//! that wants one calls [`JournalMetrics::observe_fsync`](super::JournalMetrics::observe_fsync)
-//! after each sync and hands over a `JournalMetrics` instead.
+//! that wants one calls
+//! [`JournalMetrics::observe_fsync`](crate::metrics::JournalMetrics::observe_fsync) after each
+//! sync and hands over a `JournalMetrics` instead.
 
 use std::sync::{Mutex, PoisonError};
 
-use super::journal::{JournalReading, JournalSource, JournalTotals};
-use crate::recorder::Stats;
+use super::Stats;
+use crate::metrics::{JournalReading, JournalSource, JournalTotals};
 
 impl JournalSource for Mutex<Stats> {
     fn read(&self, f: &mut dyn FnMut(&JournalReading<'_>)) {
