@@ -58,7 +58,6 @@ mod head;
 mod location;
 mod mask;
 mod record;
-mod time;
 mod verify;
 mod writer;
 
@@ -69,7 +68,8 @@ pub use chain::{GENESIS, sha256_hex};
 pub use head::{FILE_MODE, Head, head_path};
 pub use location::{ENV_PATH, default_path, resolve_path};
 pub use mask::{MASK, is_secret_key, mask_args};
+/// Timestamps of the log: RFC 3339 UTC with nanoseconds (`qilin_market::date`).
+pub use qilin_market::date::rfc3339_ns;
 pub use record::{Entry, Operator, Record};
-pub use time::rfc3339_ns;
 pub use verify::{Problem, ProblemKind, Report, VerifyError, read_lines, verify};
 pub use writer::{AuditError, AuditLog};

@@ -9,12 +9,13 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use qilin_market::date::rfc3339_ns;
+
 use crate::{
     chain::{GENESIS, Probe, sha256_hex},
     head::{FILE_MODE, Head, read_head, sync_dir, write_head},
     mask::mask_args,
     record::{Entry, Operator, Record},
-    time::rfc3339_ns,
 };
 
 /// Writing the log failed; the message names the file and the step.

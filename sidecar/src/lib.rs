@@ -3,19 +3,18 @@
 //!
 //! - [`nats`]: `qilin-nats`, every tick to NATS (core NATS or JetStream), idempotent across
 //!   restarts, with a durable cursor.
-//! - [`status`]: the small JSON status file every sidecar keeps beside the segment
-//!   (`<segment>.sidecars/<name>.json`), read by `qilinctl status` and the metrics exporter.
 //! - [`cursor`]: the durable cursor file (last sequence confirmed downstream), replaced atomically.
-//! - [`secret`]: secrets from the environment or from secret files, held in `secrecy` types.
+//! - [`secrets`]: `qilin-secrets`' hand-off, rotation and shredding.
+//! - [`metrics`], [`recorder`]: `qilin-recorder`'s journal, metrics and health endpoints.
+//!
+//! What they share with the core and the tools (status files, config loading, secret files, tick
+//! JSON, the control protocol) is `qilin_market`'s.
 
-pub mod config;
 pub mod cursor;
 pub mod metrics;
 pub mod nats;
 pub mod recorder;
-pub mod secret;
 pub mod secrets;
-pub mod status;
 
 use std::path::Path;
 

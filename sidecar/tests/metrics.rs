@@ -24,12 +24,10 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
+use qilin_market::status::StatusFile;
 use qilin_shm::{Counter, Exchange, Next, Reader, Start, TickRecord, now_ns};
-use qilin_sidecar::{
-    metrics::{
-        Exporter, JournalMetrics, JournalTotals, LatencyHistograms, MetricsConfig, MetricsServer, SessionConfig,
-    },
-    status::StatusFile,
+use qilin_sidecar::metrics::{
+    Exporter, JournalMetrics, JournalTotals, LatencyHistograms, MetricsConfig, MetricsServer, SessionConfig,
 };
 use serde_json::{Value, json};
 

@@ -385,7 +385,7 @@ fn password_from_a_secret_file_works_and_never_leaks() {
     let options = ConnectOptions::new().user_and_password("qilin".into(), password.clone());
     deliver_all(&mut sidecar, &core, &feed, &server.url(), options);
 
-    let status_file = fs::read(qilin_sidecar::status::status_dir(&core.segment).join("nats.json")).unwrap();
+    let status_file = fs::read(qilin_market::status::status_dir(&core.segment).join("nats.json")).unwrap();
     let cursor_file = fs::read(dir.path().join("state/nats.cursor")).unwrap();
     let cursor: serde_json::Value = serde_json::from_slice(&cursor_file).unwrap();
     assert_eq!(cursor["sequence"], TICKS, "the cursor file holds the last confirmed sequence");
@@ -459,7 +459,7 @@ fn a_token_from_nats_token_works_and_never_leaks() {
     let cmdline = proc_cmdline(&running);
     let options = ConnectOptions::new().token(token.clone());
     deliver_all(&mut sidecar, &core, &feed, &server.url(), options);
-    let status_file = fs::read(qilin_sidecar::status::status_dir(&core.segment).join("nats.json")).unwrap();
+    let status_file = fs::read(qilin_market::status::status_dir(&core.segment).join("nats.json")).unwrap();
     let cursor_file = fs::read(dir.path().join("state/nats.cursor")).unwrap();
     let log = sidecar.log();
     assert_connect_traced(&log);

@@ -2,12 +2,14 @@
 //! China Standard Time is UTC+8 all year (no daylight saving since 1991), so local time is plain
 //! arithmetic on UTC nanoseconds.
 
+use qilin_market::{Calendar, Date, date::DAY_NS};
 use qilin_shm::Exchange;
 
 /// Seconds China time is ahead of UTC.
-const CHINA_OFFSET_S: i64 = 8 * 3600;
-const DAY_S: i64 = 86_400;
+const CHINA_OFFSET_NS: i64 = qilin_market::date::CST_OFFSET_SECS * 1_000_000_000;
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Segments opening at or after this minute of the day are night segments (the evening's).
+const EVENING_FROM_MIN: u32 = 18 * 60;
 
 /// One `HH:MM-HH:MM` segment for some exchanges on some weekdays.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,19 +24,26 @@ pub struct Segment {
     pub end_min: u32,
 }
 
-/// Every session segment and the holidays on which none starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every session segment, and the trading calendar that says which weekdays are holidays and which
+/// evenings hold no night session.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     segments: Vec<Segment>,
-    /// Days since 1970-01-01 (China calendar), sorted.
-    holidays: Vec<i64>,
+    calendar: Calendar,
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule::new(Vec::new(), Calendar::weekdays_only())
+    }
 }
 
 impl Schedule {
-    /// A schedule of `segments`; no segment starts on a day in `holidays` (days since 1970-01-01).
-    pub fn new(segments: Vec<Segment>, mut holidays: Vec<i64>) -> Schedule {
-        holidays.sort_unstable();
-        Schedule { segments, holidays }
+    /// A schedule of `segments`: a segment starts on the weekdays of its mask, except on an
+    /// exchange holiday of `calendar` (a day segment) or an evening without a night session (a
+    /// segment opening at 18:00 or later).
+    pub fn new(segments: Vec<Segment>, calendar: Calendar) -> Schedule {
+        Schedule { segments, calendar }
     }
 
     /// If `exchange` is in session at `now_ns` (UTC ns), for how long it has been (ns).
@@ -46,30 +55,42 @@ impl Schedule {
             .max()
     }
 
+    /// Whether segment `s` starts on China calendar day `day`.
+    fn starts_on(&self, s: &Segment, day: i64) -> bool {
+        let date = Date::from_days(day);
+        if s.days & (1 << date.weekday()) == 0 {
+            return false;
+        }
+        // Weekends are the mask's business; on weekdays the calendar knows holidays and the
+        // evenings before them.
+        if !date.is_weekday() {
+            return true;
+        }
+        if s.start_min >= EVENING_FROM_MIN {
+            self.calendar.has_night_session(date)
+        } else {
+            self.calendar.is_trading_day(date)
+        }
+    }
+
     fn segment_open(&self, s: &Segment, now_ns: i64) -> Option<i64> {
-        let local_ns = now_ns + CHINA_OFFSET_S * 1_000_000_000;
-        let day = local_ns.div_euclid(DAY_S * 1_000_000_000);
-        let in_day_ns = local_ns.rem_euclid(DAY_S * 1_000_000_000);
+        let local_ns = now_ns + CHINA_OFFSET_NS;
+        let day = local_ns.div_euclid(DAY_NS);
+        let in_day_ns = local_ns.rem_euclid(DAY_NS);
         let start_ns = i64::from(s.start_min) * 60_000_000_000;
         let end_ns = i64::from(s.end_min) * 60_000_000_000;
-        let starts_on = |d: i64| s.days & (1 << weekday(d)) != 0 && self.holidays.binary_search(&d).is_err();
         if s.end_min > s.start_min {
-            (starts_on(day) && (start_ns..end_ns).contains(&in_day_ns)).then(|| in_day_ns - start_ns)
+            (self.starts_on(s, day) && (start_ns..end_ns).contains(&in_day_ns)).then(|| in_day_ns - start_ns)
         } else if in_day_ns >= start_ns {
             // The evening part of a segment crossing midnight.
-            starts_on(day).then(|| in_day_ns - start_ns)
+            self.starts_on(s, day).then(|| in_day_ns - start_ns)
         } else if in_day_ns < end_ns {
             // The morning part: it started the evening before.
-            starts_on(day - 1).then(|| in_day_ns + DAY_S * 1_000_000_000 - start_ns)
+            self.starts_on(s, day - 1).then(|| in_day_ns + DAY_NS - start_ns)
         } else {
             None
         }
     }
-}
-
-/// Weekday of a day number (days since 1970-01-01, a Thursday): 0 = Monday.
-fn weekday(day: i64) -> u32 {
-    (day + 3).rem_euclid(7) as u32
 }
 
 /// `mon` … `sun` → 0 … 6.
@@ -100,43 +121,20 @@ pub fn parse_segment(text: &str) -> Result<(u32, u32), &'static str> {
     Ok((start, end))
 }
 
-/// `YYYY-MM-DD` → days since 1970-01-01.
-pub fn parse_date(text: &str) -> Option<i64> {
-    let mut parts = text.split('-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month[m as usize - 1] {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// UTC ns of a China local time.
     fn china(date: &str, hh: i64, mm: i64) -> i64 {
-        ((parse_date(date).unwrap() * DAY_S + hh * 3600 + mm * 60) - CHINA_OFFSET_S) * 1_000_000_000
+        qilin_market::date::utc_ns(Date::parse_iso(date).unwrap(), (hh * 3600 + mm * 60) as u32, 0)
     }
 
-    fn schedule(times: &[&str], days: &[u32], holidays: &[&str]) -> Schedule {
+    fn shipped_calendar() -> Calendar {
+        Calendar::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/calendar")).unwrap()
+    }
+
+    fn schedule(times: &[&str], days: &[u32], calendar: Calendar) -> Schedule {
         let segments = times
             .iter()
             .map(|t| {
@@ -145,17 +143,11 @@ mod tests {
                 Segment { exchanges: vec![Exchange::Shfe], days, start_min, end_min }
             })
             .collect();
-        Schedule::new(segments, holidays.iter().map(|d| parse_date(d).unwrap()).collect())
+        Schedule::new(segments, calendar)
     }
 
     #[test]
-    fn dates_and_weekdays() {
-        assert_eq!(parse_date("1970-01-01"), Some(0));
-        assert_eq!(parse_date("2000-03-01"), Some(11_017));
-        assert_eq!(parse_date("2024-02-29").map(weekday), Some(3)); // a Thursday
-        assert_eq!(parse_date("2026-05-04").map(weekday), Some(0)); // a Monday
-        assert_eq!(parse_date("2023-02-29"), None);
-        assert_eq!(parse_date("2026-1-01"), None);
+    fn day_names() {
         assert_eq!(parse_day("sun"), Some(6));
         assert_eq!(parse_day("Sun"), None);
     }
@@ -173,18 +165,18 @@ mod tests {
 
     #[test]
     fn day_segments_follow_china_time_and_weekdays() {
-        let s = schedule(&["09:00-10:15"], &[0, 1, 2, 3, 4], &[]);
-        // Monday 2026-05-04 09:05 China = 01:05 UTC.
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-04", 9, 5)), Some(5 * 60_000_000_000));
-        assert_eq!(s.open_since(Exchange::Dce, china("2026-05-04", 9, 5)), None, "other exchange");
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-04", 8, 59)), None);
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-04", 10, 15)), None, "end is exclusive");
+        let s = schedule(&["09:00-10:15"], &[0, 1, 2, 3, 4], Calendar::weekdays_only());
+        // Monday 2026-05-11 09:05 China = 01:05 UTC.
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-11", 9, 5)), Some(5 * 60_000_000_000));
+        assert_eq!(s.open_since(Exchange::Dce, china("2026-05-11", 9, 5)), None, "other exchange");
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-11", 8, 59)), None);
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-11", 10, 15)), None, "end is exclusive");
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-09", 9, 5)), None, "Saturday");
     }
 
     #[test]
     fn night_segments_cross_midnight_and_belong_to_their_start_day() {
-        let s = schedule(&["21:00-02:30"], &[0, 1, 2, 3, 4], &["2026-05-06"]);
+        let s = schedule(&["21:00-02:30"], &[0, 1, 2, 3, 4], Calendar::weekdays_only());
         // Friday night runs into Saturday morning.
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-09", 1, 0)), Some(4 * 3_600_000_000_000));
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-08", 21, 30)), Some(30 * 60_000_000_000));
@@ -192,16 +184,25 @@ mod tests {
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-10", 22, 0)), None);
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-11", 1, 0)), None);
         assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-11", 2, 30)), None);
-        // A holiday: its night does not start, the night before it runs into it.
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-06", 21, 30)), None);
-        assert!(s.open_since(Exchange::Shfe, china("2026-05-06", 1, 0)).is_some());
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-07", 1, 0)), None);
+    }
+
+    #[test]
+    fn the_trading_calendar_closes_holidays_and_the_evenings_before_them() {
+        let s = schedule(&["09:00-10:15", "21:00-02:30"], &[0, 1, 2, 3, 4], shipped_calendar());
+        // Labour Day 2026: Friday 1 May to Tuesday 5 May. Thursday 30 April holds no night session.
+        assert!(s.open_since(Exchange::Shfe, china("2026-04-30", 9, 30)).is_some(), "the last trading day");
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-04-30", 21, 30)), None, "no night before the holiday");
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-01", 1, 0)), None, "so no tail after midnight");
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-04", 9, 30)), None, "Monday 4 May, a holiday");
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-05", 21, 30)), None, "the holiday's evening");
+        assert!(s.open_since(Exchange::Shfe, china("2026-05-06", 9, 30)).is_some(), "Wednesday trades again");
+        assert!(s.open_since(Exchange::Shfe, china("2026-05-06", 21, 30)).is_some());
     }
 
     #[test]
     fn whole_day() {
-        let s = schedule(&["00:00-24:00"], &[0, 1, 2, 3, 4, 5, 6], &[]);
-        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-10", 0, 0)), Some(0));
+        let s = schedule(&["00:00-24:00"], &[0, 1, 2, 3, 4, 5, 6], shipped_calendar());
+        assert_eq!(s.open_since(Exchange::Shfe, china("2026-05-10", 0, 0)), Some(0), "a Sunday, in the mask");
         assert!(s.open_since(Exchange::Shfe, china("2026-05-10", 23, 59)).is_some());
     }
 }

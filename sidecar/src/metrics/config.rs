@@ -2,14 +2,15 @@
 //! and the trading sessions (China time) during which ticks must flow. Every key has a default;
 //! unknown keys are refused; [`MetricsConfig::problems`] reports every bad value with its key.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
+use qilin_market::Calendar;
 use qilin_shm::Exchange;
 use serde::Deserialize;
 
-pub use crate::config::ConfigError;
+pub use qilin_market::config::ConfigError;
 
-use super::calendar::{Schedule, Segment, parse_date, parse_day, parse_segment};
+use super::calendar::{Schedule, Segment, parse_day, parse_segment};
 
 /// `[metrics]`: the Prometheus `/metrics` endpoint and the `/healthz` and `/readyz` probes.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -32,9 +33,10 @@ pub struct MetricsConfig {
     pub sidecar_stale_ms: u64,
     /// Trading sessions in China time (UTC+8). Outside them no tick is expected.
     pub sessions: Vec<SessionConfig>,
-    /// China calendar days (`YYYY-MM-DD`) on which no session starts (exchange holidays). A night
-    /// session belongs to the day it starts on.
-    pub holidays: Vec<String>,
+    /// The exchanges' trading calendar (docs/CALENDAR.md): on its holidays no session starts, and
+    /// on the evenings it lists without a night session no night segment starts. Default:
+    /// `config/calendar` when it exists, else every weekday trades.
+    pub calendar_dir: Option<PathBuf>,
 }
 
 /// One `[[metrics.sessions]]` entry: segments of trading time for some exchanges on some days.
@@ -87,7 +89,7 @@ impl Default for MetricsConfig {
                     times: strings(&["09:30-11:30", "13:00-15:00"]),
                 },
             ],
-            holidays: Vec::new(),
+            calendar_dir: None,
         }
     }
 }
@@ -140,10 +142,8 @@ impl MetricsConfig {
                 }
             }
         }
-        for day in &self.holidays {
-            if parse_date(day).is_none() {
-                problems.push((key("holidays"), format!("{day:?}: not a date YYYY-MM-DD")));
-            }
+        if let Err(e) = Calendar::find(self.calendar_dir.as_deref()) {
+            problems.push((key("calendar_dir"), e.to_string()));
         }
         problems
     }
@@ -173,8 +173,12 @@ impl MetricsConfig {
                 }
             }
         }
-        let holidays = self.holidays.iter().filter_map(|d| parse_date(d)).collect();
-        Schedule::new(segments, holidays)
+        // Checked by `problems`; a calendar that became unreadable since falls back to weekdays.
+        let calendar = Calendar::find(self.calendar_dir.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metrics: the trading calendar cannot be read; every weekday counts as trading");
+            Calendar::weekdays_only()
+        });
+        Schedule::new(segments, calendar)
     }
 }
 
@@ -215,7 +219,7 @@ mod tests {
             heartbeat_stale_ms = 0
             ticks_stale_ms = 1
             sidecar_stale_ms = 0
-            holidays = ["2026-13-01"]
+            calendar_dir = "/nonexistent/calendar"
             [[metrics.sessions]]
             exchanges = ["SHFE", "NYMEX"]
             days = ["mon", "monday"]
@@ -232,7 +236,7 @@ mod tests {
             "metrics.heartbeat_stale_ms",
             "metrics.ticks_stale_ms",
             "metrics.sidecar_stale_ms",
-            "metrics.holidays",
+            "metrics.calendar_dir",
             "metrics.sessions[0].exchanges",
             "metrics.sessions[0].days",
             "metrics.sessions[0].times",

@@ -13,7 +13,7 @@ use super::{
 
 /// Every sidecar status file beside the segment.
 pub(crate) fn encode_sidecars(out: &mut Out, segment: &Path, stale_ns: i64, now: i64) -> fmt::Result {
-    let statuses = qilin_tools::sidecar_statuses(segment);
+    let statuses = qilin_market::status::read_all(segment);
     let by = |name: &str| label("sidecar", name);
     let num = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64);
     out.gauges(

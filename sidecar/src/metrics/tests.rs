@@ -6,12 +6,14 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use qilin_shm::{Counter, Exchange, LinkState, RunState, SegmentOptions, Source, StatusRecord, TickRecord, Writer};
 use serde_json::json;
 
-use super::{calendar::parse_date, *};
-use crate::status::StatusFile;
+use qilin_market::{Date, date::utc_ns};
+
+use super::*;
+use qilin_market::status::StatusFile;
 
 /// UTC ns of a China local time.
 fn china(date: &str, hh: i64, mm: i64) -> i64 {
-    ((parse_date(date).unwrap() * 86_400 + hh * 3600 + mm * 60) - 8 * 3600) * 1_000_000_000
+    utc_ns(Date::parse_iso(date).unwrap(), (hh * 3600 + mm * 60) as u32, 0)
 }
 
 /// Monday 2026-05-04 10:00 China time: inside the default SHFE and CFFEX day sessions.

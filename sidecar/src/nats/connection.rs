@@ -15,7 +15,7 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, jetstream};
 use secrecy::ExposeSecret;
 
 use super::config::{self, Config, Mode};
-use crate::secret;
+use qilin_market::secrets::file as secret;
 
 /// Builds the connect options from the config plus secrets from the environment or secret files.
 pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::Result<ConnectOptions> {

@@ -61,7 +61,9 @@ pub use self::{
     },
     status::Counters,
 };
-use crate::{cursor::CursorFile, status::StatusFile};
+use qilin_market::status::StatusFile;
+
+use crate::cursor::CursorFile;
 
 /// The sidecar: a reader on the segment and a NATS connection.
 pub struct Sidecar {

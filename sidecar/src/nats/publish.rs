@@ -54,7 +54,7 @@ impl Sidecar {
         {
             return subject.clone();
         }
-        let exchange = qilin_tools::exchange_name(tick.exchange);
+        let exchange = qilin_market::names::exchange_name(tick.exchange);
         let id = tick.instrument_id_str().unwrap_or("");
         let subject = Subject::from(format!("{}.{}.{}", self.prefix, subject_token(exchange), subject_token(id)));
         // Indexes are bounded by the segment's instrument capacity; a bogus one is not cached.
@@ -122,13 +122,13 @@ impl Sidecar {
         let tick = self.tick;
         let subject = self.subject(&tick);
         let mut headers = self.headers(tick.sequence, format!("{}-{}", self.feed, tick.sequence));
-        headers.insert(SOURCE_NAME, qilin_tools::source_name(tick.source));
+        headers.insert(SOURCE_NAME, qilin_market::names::source_name(tick.source));
         let body = match self.config.nats.payload {
             Payload::Raw => {
                 headers.insert(LAYOUT_NAME, self.layout_text.clone());
                 Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
             }
-            Payload::Json => Bytes::from(serde_json::to_vec(&qilin_tools::tick_json(&tick))?),
+            Payload::Json => Bytes::from(serde_json::to_vec(&qilin_market::names::tick_json(&tick))?),
         };
         self.send(subject, headers, body, tick.sequence, tick.publish_ns).await
     }

@@ -12,7 +12,9 @@ use async_nats::Subject;
 use qilin_shm::{Reader, TickRecord};
 
 use super::{Config, Counters, Prober, Sidecar, connection};
-use crate::{cursor::CursorFile, status::StatusFile};
+use qilin_market::status::StatusFile;
+
+use crate::cursor::CursorFile;
 
 impl Sidecar {
     /// Opens the segment, connects and prepares the stream. Retries while the server is

@@ -9,7 +9,7 @@ use std::{
 use qilin_journal::{FsyncPolicy, WriterOptions};
 use serde::Deserialize;
 
-pub use crate::config::ConfigError;
+pub use qilin_market::config::ConfigError;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -116,7 +116,7 @@ impl JournalConfig {
     }
 }
 
-impl crate::config::Validate for Config {
+impl qilin_market::config::Validate for Config {
     fn check(&self, file: &str) -> Result<(), ConfigError> {
         self.validate(file)
     }
@@ -125,12 +125,12 @@ impl crate::config::Validate for Config {
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        crate::config::load(path)
+        qilin_market::config::load(path)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        crate::config::parse(text, file)
+        qilin_market::config::parse(text, file)
     }
 
     /// Checks every value, reporting all problems at once.

@@ -19,7 +19,9 @@ use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use serde_json::json;
 
 use super::{Config, Counters, SharedStats, StartAt, Stats, config::ms};
-use crate::{metrics::LatencyHistograms, status::StatusFile};
+use qilin_market::{Date, status::StatusFile};
+
+use crate::metrics::LatencyHistograms;
 
 /// The recorder: a reader on the segment and the journal writer of the current trading day.
 pub struct Recorder {
@@ -70,22 +72,6 @@ fn add(a: WriterStats, b: WriterStats) -> WriterStats {
         last_fsync_ns: if b.fsyncs > 0 { b.last_fsync_ns } else { a.last_fsync_ns },
         max_fsync_ns: a.max_fsync_ns.max(b.max_fsync_ns),
     }
-}
-
-/// The calendar date in China (UTC+8) at `ns`, as YYYYMMDD.
-fn china_date(ns: i64) -> u32 {
-    let days = (ns / 1_000_000_000 + 8 * 3600).div_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y * 10_000 + m * 100 + d) as u32
 }
 
 impl Recorder {
@@ -280,7 +266,7 @@ impl Recorder {
     fn fallback_day(&self) -> u32 {
         match self.reader.status() {
             Ok(s) if valid_trading_day(s.trading_day) => s.trading_day,
-            _ => china_date(now_ns()),
+            _ => Date::china_of(now_ns()).ymd,
         }
     }
 
@@ -548,16 +534,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn china_dates_follow_utc_plus_eight() {
-        // 2026-03-02 15:59:59 UTC is 23:59:59 in Shanghai; a second later it is 2026-03-03 there.
-        let ns = 1_772_467_199_000_000_000;
-        assert_eq!(china_date(ns), 20260302);
-        assert_eq!(china_date(ns + 1_000_000_000), 20260303);
-        assert_eq!(china_date(0), 19700101);
-        assert_eq!(china_date(951_753_600_000_000_000), 20000229, "2000-02-29 00:00 in Shanghai");
-    }
-
-    #[test]
     fn writer_totals_add_up_across_files() {
         let a =
             WriterStats { blocks: 2, ticks: 100, fsyncs: 1, last_fsync_ns: 5, max_fsync_ns: 9, ..Default::default() };
@@ -596,7 +572,7 @@ mod tests {
     impl Drop for Segment {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.path);
-            let _ = std::fs::remove_dir_all(crate::status::status_dir(&self.path));
+            let _ = std::fs::remove_dir_all(qilin_market::status::status_dir(&self.path));
         }
     }
 

@@ -339,7 +339,7 @@ impl Drop for Sidecar {
 
 /// The sidecar's status file.
 pub fn status(segment: &Path, name: &str) -> Option<serde_json::Value> {
-    let path = qilin_sidecar::status::status_dir(segment).join(format!("{name}.json"));
+    let path = qilin_market::status::status_dir(segment).join(format!("{name}.json"));
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
 
