@@ -220,7 +220,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
                 (Box::new(fronts), None)
             }
             _ => {
-                let sim = Simulator::new(&config.source.sim, &products)?;
+                let sim = Simulator::new(&config.source.sim, &products)?.with_calendar(calendar.clone());
                 let fronts =
                     SimFronts::start(&config.source.sim.sessions, links.clone(), msg_tx.clone(), sim.trading_day_now())
                         .context("starting the simulated fronts")?;
@@ -273,7 +273,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         batch: 256,
     };
     let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop))
-        .with_calendar(calendar);
+        .with_calendar(calendar.clone());
     engine.count_command_drops(command_drops);
     for id in &config.core.subscribe {
         if engine.subscribe(id).is_none() {
@@ -286,7 +286,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         SourceKind::Ctp => anyhow::bail!("source.kind = \"ctp\": this qilin-core was built without the ctp feature"),
         SourceKind::Sim => {
             let (tx, rx) = handoff(config.core.handoff_capacity);
-            let sim = Simulator::new(&config.source.sim, &products)?;
+            let sim = Simulator::new(&config.source.sim, &products)?.with_calendar(calendar.clone());
             tracing::info!(
                 instruments = sim.instrument_count(),
                 rate = config.source.sim.ticks_per_second,

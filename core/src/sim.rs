@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use qilin_shm::{Exchange, Source};
 
-use qilin_market::{Date, Instruments, ProductSpec};
+use qilin_market::{Calendar, Date, Instruments, ProductSpec};
 
 use crate::{
     config::{InjectConfig, SimConfig},
@@ -157,6 +157,8 @@ pub struct Simulator {
     instruments: Vec<SimInstrument>,
     config: SimConfig,
     rng: Rng,
+    /// Which days trade and which evenings hold a night session.
+    calendar: Calendar,
     /// Calendar day (China) and ms since midnight of the simulated clock.
     day: Date,
     clock_ms: u32,
@@ -197,7 +199,20 @@ impl Simulator {
         if instruments.is_empty() {
             anyhow::bail!("the simulator has no instruments: list some in the instruments file");
         }
-        Ok(Simulator { instruments, config: config.clone(), rng: Rng(config.seed), day, clock_ms })
+        Ok(Simulator {
+            instruments,
+            config: config.clone(),
+            rng: Rng(config.seed),
+            calendar: Calendar::weekdays_only(),
+            day,
+            clock_ms,
+        })
+    }
+
+    /// Trades on `calendar`'s trading days and night sessions (by default every weekday does).
+    pub fn with_calendar(mut self, calendar: Calendar) -> Simulator {
+        self.calendar = calendar;
+        self
     }
 
     /// Number of simulated instruments.
@@ -276,8 +291,9 @@ impl Simulator {
         if self.instruments.iter().any(|i| self.in_session(&i.spec)) {
             return;
         }
-        // Nothing trades now: jump minute by minute (bounded: a week) to the next open session.
-        for _ in 0..7 * 24 * 60 {
+        // Nothing trades now: jump minute by minute (bounded: three weeks, longer than any
+        // holiday) to the next open session.
+        for _ in 0..21 * 24 * 60 {
             self.clock_ms = (self.clock_ms / 60_000 + 1) * 60_000;
             if self.clock_ms >= DAY_MS {
                 self.clock_ms -= DAY_MS;
@@ -289,22 +305,20 @@ impl Simulator {
         }
     }
 
-    /// Whether the product trades at the simulated time (weekends: only the small hours of
-    /// Saturday, the tail of Friday's night session).
+    /// Whether the product trades at the simulated time: in one of its sessions, on a day (or
+    /// evening, or after the midnight of an evening) the calendar holds that session.
     fn in_session(&self, spec: &ProductSpec) -> bool {
-        let weekday = self.day.weekday(); // 0 = Monday
-        let open_day = weekday < 5 || (weekday == 5 && self.clock_ms < 3 * 3_600_000);
-        open_day && spec.in_session(self.clock_ms)
+        self.calendar.trades_at(self.day, self.clock_ms / 1000) && spec.in_session(self.clock_ms)
     }
 
     /// The trading day a tick at the simulated time belongs to.
     fn trading_day(&self) -> Date {
         if self.clock_ms >= 18 * 3_600_000 {
-            self.day.next_weekday()
+            self.calendar.next_trading_day(self.day)
         } else if self.clock_ms < 6 * 3_600_000 {
-            // After midnight of a night session: the trading day is the next weekday after the
-            // evening's calendar day (Saturday 01:00 belongs to Monday).
-            Date::from_days(self.day.days - 1).next_weekday()
+            // After midnight of a night session: the trading day is the next trading day after
+            // the evening's calendar day (Saturday 01:00 belongs to Monday).
+            self.calendar.next_trading_day(self.day.add_days(-1))
         } else {
             self.day
         }

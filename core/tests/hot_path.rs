@@ -336,6 +336,9 @@ fn sim_with_every_fault_and_commands_allocates_nothing_on_the_hot_thread() {
         max_ticks: TICKS,
         seed: 7,
         inject: every_fault(0.02),
+        // Monday 09:30: every product of the table is in session (CFFEX opens at 09:30), so every
+        // listed instrument ticks in the first round, whatever the table holds.
+        start: "2026-03-02 09:30:00".into(),
         ..SimConfig::default()
     };
     let sim_done = start_sim(config, tx);

@@ -12,6 +12,7 @@
 //! - [`secrets`]: the secret keys, their sources (environment, dotenv, secret files) and checks,
 //!   and the one secret-file loader.
 //! - [`control`]: the control socket's typed requests and replies (core, qilinctl, qilin-secrets).
+//! - [`paths`]: the default state directory (audit log, journal, cursors).
 //!
 //! No threads, no hot-loop state: the core's hot path calls the small `#[inline]` lookups here on
 //! data built at start-up. Depends on no crate of ours but `qilin-shm`.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod date;
 pub mod names;
+pub mod paths;
 pub mod products;
 pub mod secrets;
 pub mod status;

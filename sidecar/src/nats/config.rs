@@ -19,7 +19,8 @@ pub struct Config {
     pub name: String,
     /// The segment to read.
     pub segment: PathBuf,
-    /// Directory of the durable cursor file.
+    /// Directory of the durable cursor file; default the state directory (`$XDG_STATE_HOME/qilin`
+    /// or `~/.local/state/qilin`).
     pub state_dir: PathBuf,
     /// Where to start when there is no cursor (first start).
     pub start: StartAt,
@@ -44,7 +45,7 @@ impl Default for Config {
         Config {
             name: "nats".into(),
             segment: PathBuf::from("/dev/shm/qilin"),
-            state_dir: PathBuf::from("state"),
+            state_dir: qilin_market::paths::state_dir(),
             start: StartAt::Oldest,
             status_interval_ms: 250,
             cursor_interval_ms: 200,
@@ -343,6 +344,8 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed: Config = toml::from_str(&text).unwrap();
         assert_eq!(parsed, Config::default(), "config/nats.example.toml must show the defaults");
+        // Started from a checkout as the README shows, the cursor must not land in the source tree.
+        assert!(parsed.state_dir.is_absolute(), "{}", parsed.state_dir.display());
         Config::default().validate("<defaults>").unwrap();
     }
 

@@ -19,7 +19,8 @@ pub struct Config {
     pub name: String,
     /// The segment to read.
     pub segment: PathBuf,
-    /// Directory of the journal files `<feed>-<YYYYMMDD>.qj`.
+    /// Directory of the journal files `<feed>-<YYYYMMDD>.qj`; default `journal` in the state
+    /// directory (`$XDG_STATE_HOME/qilin` or `~/.local/state/qilin`).
     pub journal_dir: PathBuf,
     /// Where to start when the journal directory holds no file of the feed yet (first start).
     pub start: StartAt,
@@ -38,7 +39,7 @@ impl Default for Config {
         Config {
             name: "recorder".into(),
             segment: PathBuf::from("/dev/shm/qilin"),
-            journal_dir: PathBuf::from("journal"),
+            journal_dir: qilin_market::paths::state_dir().join("journal"),
             start: StartAt::Oldest,
             status_interval_ms: 250,
             poll_interval_us: 500,
@@ -181,6 +182,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed: Config = toml::from_str(&text).unwrap();
         assert_eq!(parsed, Config::default(), "config/recorder.example.toml must show the defaults");
+        // Started from a checkout as the README shows, the journal must not land in the source tree.
+        assert!(parsed.journal_dir.is_absolute(), "{}", parsed.journal_dir.display());
+        assert!(parsed.journal_dir.ends_with("qilin/journal"), "{}", parsed.journal_dir.display());
         Config::default().validate("<defaults>").unwrap();
     }
 
