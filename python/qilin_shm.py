@@ -229,7 +229,7 @@ COUNTERS = (
     "reject_size", "reject_id", "reject_exchange", "reject_price", "reject_time",
     "reject_unknown_instrument", "flag_stale_snapshot", "flag_volume_regression",
     "flag_repeated_second", "command_queue_full", "event_queue_full", "front_disconnects",
-    "failovers", "udp_datagrams", "udp_receive_errors", "standby_ticks",
+    "failovers", "udp_datagrams", "udp_receive_errors", "standby_ticks", "flag_unknown_product",
 )
 COUNTER_SLOTS = 64
 
@@ -241,8 +241,13 @@ QUALITY = {
     "repeated_second": 1 << 3,
     "derived_action_day": 1 << 4,
     "absent_price": 1 << 5,
-    "average_price_scaled": 1 << 6,
+    "average_price_scaled": 1 << 6,  # retired: never set by current feeds (LAYOUT.md)
+    "unknown_product": 1 << 7,
 }
+# Kinds of quality bits (LAYOUT.md, "Quality flags"): anomalies a user should look at, notes on
+# how the feed normalized the tick.
+QUALITY_ANOMALIES = 0x1 | 0x2 | 0x4 | 0x20 | 0x80
+QUALITY_NOTES = 0x8 | 0x10 | 0x40
 EXCHANGES = {1: "SHFE", 2: "INE", 3: "DCE", 4: "CZCE", 5: "CFFEX", 6: "GFEX"}
 SOURCES = {1: "primary", 2: "backup", 3: "sim", 4: "replay", 5: "udp"}
 RUN_STATES = {1: "starting", 2: "running", 3: "stopped"}
@@ -459,6 +464,8 @@ def layout_json():
         ],
         "counters": list(COUNTERS),
         "quality": [{"bit": bit, "name": name} for name, bit in QUALITY.items()],
+        "quality_anomalies": QUALITY_ANOMALIES,
+        "quality_notes": QUALITY_NOTES,
     }
 
 

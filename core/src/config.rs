@@ -84,6 +84,19 @@ impl FeedConfig {
     }
 }
 
+/// What the core does with a tick whose product the product table does not list.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownProducts {
+    /// Admit it with its exchange's default sessions, flag every tick `unknown_product` and count
+    /// it (`flag_unknown_product`): a feed that silently drops a product loses data, and a new
+    /// listing appears before the table is updated.
+    #[default]
+    Admit,
+    /// Refuse it (`reject_unknown_instrument`), as feeds that carry only what they know do.
+    Reject,
+}
+
 /// Which instruments the core admits into the directory.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -127,6 +140,8 @@ pub struct CoreConfig {
     pub calendar_dir: PathBuf,
     /// Admission policy.
     pub admit: Admit,
+    /// Ticks of products the table does not list: `admit` (flagged) or `reject`.
+    pub unknown_products: UnknownProducts,
     /// Instruments subscribed at start (with `admit = "subscribed-only"`).
     pub subscribe: Vec<String>,
 }
@@ -147,6 +162,7 @@ impl Default for CoreConfig {
             instruments_file: default_instruments_file(),
             calendar_dir: in_tree_or_cwd("config/calendar"),
             admit: Admit::AnyKnownProduct,
+            unknown_products: UnknownProducts::Admit,
             subscribe: Vec::new(),
         }
     }

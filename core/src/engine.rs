@@ -19,19 +19,19 @@ use std::{
 
 use std::hash::Hasher;
 
-use qilin_market::{Calendar, Instruments};
+use qilin_market::{Calendar, Instruments, ProductSpec};
 use qilin_shm::{
-    Counter, RunState, Source, TickRecord, Writer,
+    Counter, Exchange, RunState, Source, TickRecord, Writer,
     layout::{INSTRUMENT_ID_LEN, StatusRecord},
 };
 use rustc_hash::FxHasher;
 
 use crate::{
-    config::Admit,
+    config::{Admit, UnknownProducts},
     ctp::RawTick,
     dedup::RecentSet,
     handoff::{HandoffRx, RAW_MAX},
-    normalize::{InstrumentState, Reject, normalize},
+    normalize::{InstrumentState, Reject, exchange_of, normalize},
     session::Links,
     udp::{UdpBound, UdpSource},
 };
@@ -140,7 +140,7 @@ enum Dedup {
 
 struct Registered {
     index: u32,
-    /// Index into `Instruments::products`.
+    /// Index into `Engine::specs`.
     product: usize,
     state: InstrumentState,
     subscribed: bool,
@@ -172,6 +172,10 @@ pub struct EngineReport {
 pub struct Engine {
     writer: Writer,
     products: Instruments,
+    /// `products.products()` followed by one stand-in per exchange (`Exchange::ALL` order) for
+    /// products the table lacks.
+    specs: Vec<ProductSpec>,
+    unknown_products: UnknownProducts,
     calendar: Calendar,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
     registered: Vec<Registered>,
@@ -214,7 +218,9 @@ impl Engine {
         let capacity = capacity as usize;
         let mut engine = Engine {
             writer,
+            specs: products.products().iter().cloned().chain(Exchange::ALL.map(ProductSpec::stand_in)).collect(),
             products,
+            unknown_products: UnknownProducts::Admit,
             calendar: Calendar::weekdays_only(),
             by_id: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
             registered: Vec::with_capacity(capacity),
@@ -234,6 +240,12 @@ impl Engine {
         };
         engine.writer.set_run_state(RunState::Starting);
         engine
+    }
+
+    /// Ticks of products the table lacks: admitted and flagged (the default) or rejected.
+    pub fn with_unknown_products(mut self, policy: UnknownProducts) -> Engine {
+        self.unknown_products = policy;
+        self
     }
 
     /// Uses `calendar` for the trading days (by default the weekday rule: every weekday trades).
@@ -398,7 +410,7 @@ impl Engine {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Subscribe(key) => {
-                if let Some(slot) = self.admit(key) {
+                if let Some(slot) = self.admit(key, || None) {
                     self.registered[slot].subscribed = true;
                     self.emit(Event::Subscription { id: key, subscribed: true });
                 }
@@ -420,17 +432,27 @@ impl Engine {
     }
 
     /// Finds or creates the registry slot of an instrument. No allocation: the map and the vector
-    /// were sized for the segment's capacity, and admission stops at that capacity.
-    fn admit(&mut self, key: IdKey) -> Option<usize> {
+    /// were sized for the segment's capacity, and admission stops at that capacity. A product the
+    /// table lacks is admitted with its exchange's stand-in when the policy admits them and the
+    /// exchange is known (`exchange`, asked only then) and the id has a contract's form.
+    fn admit(&mut self, key: IdKey, exchange: impl FnOnce() -> Option<Exchange>) -> Option<usize> {
         if let Some(slot) = self.by_id.get(&key) {
             return Some(*slot);
         }
         let id = qilin_shm::layout::id_str(&key)?;
-        let Some(product) = self.products.index_of(id) else {
+        let known = self.products.index_of(id);
+        let product = match (known, self.unknown_products) {
+            (Some(product), _) => Some(product),
+            (None, UnknownProducts::Admit) if qilin_market::products::contract_form(id).is_some() => exchange()
+                .and_then(|e| Exchange::ALL.iter().position(|x| *x == e))
+                .map(|i| self.products.products().len() + i),
+            (None, _) => None,
+        };
+        let Some(product) = product else {
             self.emit(Event::UnknownProduct { id: key });
             return None;
         };
-        let spec = &self.products.products()[product];
+        let spec = &self.specs[product];
         if self.registered.len() >= self.capacity {
             self.pending[Counter::DirectoryFull as usize] += 1;
             self.emit(Event::DirectoryFull { id: key });
@@ -460,11 +482,11 @@ impl Engine {
     /// The registry slot of a subscribed instrument: known ones, or (with `any-known-product`)
     /// admitted on first sight. `None` for an instrument the feed does not take.
     #[inline]
-    fn subscribed_slot(&mut self, key: IdKey) -> Option<usize> {
+    fn subscribed_slot(&mut self, key: IdKey, exchange: impl FnOnce() -> Option<Exchange>) -> Option<usize> {
         let slot = match self.by_id.get(&key) {
             Some(slot) => *slot,
             None if self.options.admit == Admit::AnyKnownProduct => {
-                let slot = self.admit(key)?;
+                let slot = self.admit(key, exchange)?;
                 self.registered[slot].subscribed = true;
                 slot
             }
@@ -483,7 +505,10 @@ impl Engine {
         if qilin_shm::layout::id_str(&key).is_none_or(str::is_empty) {
             return self.reject(Reject::Id);
         }
-        let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
+        let exchange = record.exchange;
+        let Some(slot) = self.subscribed_slot(key, || Exchange::from_code(exchange)) else {
+            return self.reject(Reject::UnknownInstrument);
+        };
         let entry = &self.registered[slot];
         self.out = *record;
         self.out.instrument_index = entry.index;
@@ -510,7 +535,9 @@ impl Engine {
         };
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
-        let Some(slot) = self.subscribed_slot(key) else { return self.reject(Reject::UnknownInstrument) };
+        let Some(slot) = self.subscribed_slot(key, || exchange_of(&raw)) else {
+            return self.reject(Reject::UnknownInstrument);
+        };
         // Deduplicate on the struct as the exchange sent it, before normalizing: what normalize
         // derives (an adjusted millisecond, flags) depends on the instrument's previous tick, which
         // can differ between the two sessions' copies.
@@ -521,7 +548,7 @@ impl Engine {
             return;
         }
         let entry = &mut self.registered[slot];
-        let spec = &self.products.products()[entry.product];
+        let spec = &self.specs[entry.product];
         let (calendar, out) = (&self.calendar, &mut self.out);
         if let Err(reason) = normalize(&raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out) {
             return self.reject(reason);
@@ -545,6 +572,7 @@ impl Engine {
                     (qilin_shm::quality::STALE_SNAPSHOT, Counter::FlagStaleSnapshot),
                     (qilin_shm::quality::VOLUME_REGRESSION, Counter::FlagVolumeRegression),
                     (qilin_shm::quality::REPEATED_SECOND, Counter::FlagRepeatedSecond),
+                    (qilin_shm::quality::UNKNOWN_PRODUCT, Counter::FlagUnknownProduct),
                 ] {
                     if flags & bit != 0 {
                         self.pending[counter as usize] += 1;

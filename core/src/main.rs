@@ -273,7 +273,8 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         batch: 256,
     };
     let mut engine = Engine::new(writer, products.clone(), capacity, options, command_rx, event_tx, Arc::clone(&stop))
-        .with_calendar(calendar.clone());
+        .with_calendar(calendar.clone())
+        .with_unknown_products(config.core.unknown_products);
     engine.count_command_drops(command_drops);
     for id in &config.core.subscribe {
         if engine.subscribe(id).is_none() {

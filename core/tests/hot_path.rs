@@ -24,7 +24,7 @@ use std::{
 };
 
 use qilin_core::{
-    config::{Admit, InjectConfig, SimConfig, UdpConfig},
+    config::{Admit, InjectConfig, SimConfig, UdpConfig, UnknownProducts},
     ctp::RawFields,
     engine::{Command, Engine, EngineOptions, EngineReport, Event, Input, id_key},
     handoff::handoff,
@@ -32,7 +32,7 @@ use qilin_core::{
     udp::UdpBound,
 };
 use qilin_market::Instruments;
-use qilin_shm::{Counter, Reader, RunState, SegmentOptions, Source, TickRecord, Writer};
+use qilin_shm::{Counter, Next, Reader, RunState, SegmentOptions, Source, Start, TickRecord, Writer, quality};
 
 // --- the counting allocator -----------------------------------------------------------------------
 
@@ -156,6 +156,16 @@ impl Rig {
         event_queue_capacity: usize,
         input: impl FnOnce() -> Input + Send + 'static,
     ) -> Rig {
+        Rig::start_with(name, instrument_capacity, event_queue_capacity, UnknownProducts::Admit, input)
+    }
+
+    fn start_with(
+        name: &'static str,
+        instrument_capacity: u32,
+        event_queue_capacity: usize,
+        unknown_products: UnknownProducts,
+        input: impl FnOnce() -> Input + Send + 'static,
+    ) -> Rig {
         let segment = SegmentFile::new(name);
         let writer = Writer::open(
             &segment.0,
@@ -173,7 +183,8 @@ impl Rig {
             command_rx,
             event_tx,
             Arc::new(AtomicBool::new(false)),
-        );
+        )
+        .with_unknown_products(unknown_products);
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name(format!("hot-{name}"))
@@ -426,14 +437,26 @@ fn full_handoff_and_full_directory_allocate_nothing_on_the_hot_thread() {
 }
 
 /// The hot thread polling a UDP socket itself: valid 584/568/408-byte structs for listed
-/// instruments, plus 3-byte, 2000-byte and wrong-exchange datagrams.
+/// instruments and for a product the table lacks, plus 3-byte, 2000-byte and wrong-exchange
+/// datagrams.
 #[test]
 fn udp_input_allocates_nothing_on_the_hot_thread() {
+    udp_rounds(UnknownProducts::Admit);
+}
+
+/// The same with `unknown_products = "reject"`: the unknown product's ticks are refused and counted.
+#[test]
+fn udp_input_with_unknown_products_rejected() {
+    udp_rounds(UnknownProducts::Reject);
+}
+
+fn udp_rounds(unknown_products: UnknownProducts) {
     let _serial = serial();
     let config = UdpConfig { bind: "127.0.0.1:0".parse().unwrap(), batch: 32, ..UdpConfig::default() };
     let bound = UdpBound::bind(&config).expect("binding 127.0.0.1:0");
     let to = bound.local_addr().unwrap();
-    let mut rig = Rig::start("udp", 4096, 4096, move || Input::Udp(bound, Source::Udp));
+    let name = if unknown_products == UnknownProducts::Admit { "udp" } else { "udp-reject" };
+    let mut rig = Rig::start_with(name, 4096, 4096, unknown_products, move || Input::Udp(bound, Source::Udp));
     let reader = rig.reader();
     rig.wait_until("the engine to run", |_| reader.run_state() == Some(RunState::Running));
 
@@ -458,7 +481,8 @@ fn udp_input_allocates_nothing_on_the_hot_thread() {
             sent += 1;
         }
         let wrong_exchange = fields("rb2605", "DCE", round).to_v67_bytes();
-        for bytes in [&[1u8, 2, 3][..], &[0x5a; 2000][..], &wrong_exchange[..]] {
+        let unknown_product = fields("xx2605", "SHFE", round).to_v67_bytes();
+        for bytes in [&[1u8, 2, 3][..], &[0x5a; 2000][..], &wrong_exchange[..], &unknown_product[..]] {
             sender.send_to(bytes, to).unwrap();
             sent += 1;
         }
@@ -481,7 +505,40 @@ fn udp_input_allocates_nothing_on_the_hot_thread() {
     assert!(reader.counter(Counter::RejectSize) > 0, "3- and 2000-byte datagrams not rejected by size");
     assert!(reader.counter(Counter::RejectExchange) > 0, "wrong-exchange structs not rejected");
     assert_eq!(run.report.received, datagrams);
-    assert_eq!(reader.directory_len() as usize, listed.len(), "every listed instrument admitted");
+    let unknown_ticks = reader.counter(Counter::FlagUnknownProduct);
+    match unknown_products {
+        UnknownProducts::Admit => {
+            assert_eq!(
+                reader.directory_len() as usize,
+                listed.len() + 1,
+                "every listed instrument and xx2605 admitted"
+            );
+            assert!(reader.find_instrument("xx2605").is_some());
+            assert!(unknown_ticks > 0, "xx2605's ticks not flagged unknown_product");
+            // The ring (65 536 slots) holds every tick of the run: read them all from the oldest.
+            let mut tail = rig.reader();
+            tail.seek(Start::Oldest);
+            let (mut t, mut flagged) = (TickRecord::ZERO, 0);
+            loop {
+                match tail.try_next(&mut t) {
+                    Next::Tick => {
+                        let unknown = t.instrument_id_str() == Some("xx2605");
+                        assert_eq!(t.quality & quality::UNKNOWN_PRODUCT != 0, unknown, "{:?}", t.instrument_id_str());
+                        flagged += u64::from(unknown);
+                    }
+                    Next::Empty => break,
+                    other => panic!("{other:?} reading the whole run"),
+                }
+            }
+            assert_eq!(flagged, unknown_ticks, "every flagged tick counted");
+        }
+        UnknownProducts::Reject => {
+            assert_eq!(reader.directory_len() as usize, listed.len(), "every listed instrument admitted, xx2605 not");
+            assert!(reader.find_instrument("xx2605").is_none());
+            assert_eq!(unknown_ticks, 0);
+            assert!(reader.counter(Counter::RejectUnknownInstrument) > 0, "xx2605's ticks not counted as refused");
+        }
+    }
 }
 
 /// A source that ends (the simulator reaching `max_ticks`, a dropped producer) does not stop the

@@ -244,6 +244,8 @@ fn python_layout_table_is_layout_structs() {
         .collect();
     let expected: Vec<(u64, &str)> = qilin_shm::quality::NAMES.iter().map(|(b, n)| (u64::from(*b), *n)).collect();
     assert_eq!(quality, expected);
+    assert_eq!(py["quality_anomalies"], qilin_shm::quality::ANOMALIES);
+    assert_eq!(py["quality_notes"], qilin_shm::quality::NOTES);
     let structs = py["structs"].as_array().unwrap();
     assert_eq!(structs.len(), qilin_shm::layout::STRUCTS.len());
     for (p, r) in structs.iter().zip(qilin_shm::layout::STRUCTS) {

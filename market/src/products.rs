@@ -473,18 +473,19 @@ impl Instruments {
         let kind = contract_form(instrument_id)?;
         self.products.iter().position(|p| p.code == code && p.kind == kind)
     }
+}
 
-    /// A product for an instrument the file does not list: its exchange's default sessions, no
-    /// night session, price tick 0.0001 and multiplier 1 (AveragePrice is left as sent), flagged
-    /// [`ProductSpec::unknown`]. `None` for an id that is not a product code and a contract.
-    pub fn unknown_spec(instrument_id: &str, exchange: Exchange) -> Option<ProductSpec> {
-        let code = product_of(instrument_id);
-        let kind = contract_form(instrument_id)?;
-        Some(ProductSpec {
+impl ProductSpec {
+    /// The stand-in for products of `exchange` the table does not list (`unknown_products =
+    /// "admit"`): its exchange's default sessions, no night session, price tick 0.0001 and
+    /// multiplier 1 (AveragePrice is left as sent), [`ProductSpec::unknown`] set, no code (any
+    /// instrument of the exchange).
+    pub fn stand_in(exchange: Exchange) -> ProductSpec {
+        ProductSpec {
             exchange,
-            code: code.to_owned(),
+            code: String::new(),
             name: String::new(),
-            kind,
+            kind: Kind::Future,
             underlying: None,
             price_tick: 0.0001,
             volume_multiple: 1,
@@ -493,9 +494,10 @@ impl Instruments {
             instruments: Vec::new(),
             reference_price: 1.0,
             unknown: true,
-        })
+        }
     }
 }
 
+pub mod render;
 #[cfg(test)]
 mod tests;

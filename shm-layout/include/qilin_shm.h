@@ -59,7 +59,7 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 /* ---- constants ------------------------------------------------------------------------ */
 #define QILIN_MAGIC                              "QILINSHM"               /* first 8 bytes of every segment */
 #define QILIN_LAYOUT_VERSION                     1u                       /* Identity.layout_version */
-#define QILIN_FINGERPRINT                        UINT64_C(0x2f53be00732f6bf5) /* Identity.fingerprint */
+#define QILIN_FINGERPRINT                        UINT64_C(0xfe3ccafe5fd1812b) /* Identity.fingerprint */
 #define QILIN_CACHE_LINE                         128u                     /* hot words sit on their own 128-byte line */
 #define QILIN_INSTRUMENT_ID_LEN                  32u                      /* InstrumentID bytes incl. NUL padding */
 #define QILIN_RECORD_WORDS                       47u                      /* 64-bit words in a tick record */
@@ -102,6 +102,9 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 #define QILIN_QUALITY_DERIVED_ACTION_DAY         0x10u                    /* derived_action_day */
 #define QILIN_QUALITY_ABSENT_PRICE               0x20u                    /* absent_price */
 #define QILIN_QUALITY_AVERAGE_PRICE_SCALED       0x40u                    /* average_price_scaled */
+#define QILIN_QUALITY_UNKNOWN_PRODUCT            0x80u                    /* unknown_product */
+#define QILIN_QUALITY_ANOMALIES                  0xa7u                    /* bits a user should look at */
+#define QILIN_QUALITY_NOTES                      0x58u                    /* bits saying how the feed normalized */
 /* Counter indexes into Counters.values. */
 #define QILIN_COUNTER_TICKS_RECEIVED             0u                       /* ticks_received */
 #define QILIN_COUNTER_TICKS_PUBLISHED            1u                       /* ticks_published */
@@ -124,7 +127,8 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 #define QILIN_COUNTER_UDP_DATAGRAMS              18u                      /* udp_datagrams */
 #define QILIN_COUNTER_UDP_RECEIVE_ERRORS         19u                      /* udp_receive_errors */
 #define QILIN_COUNTER_STANDBY_TICKS              20u                      /* standby_ticks */
-#define QILIN_COUNTER_COUNT                      21u                      /* defined counters */
+#define QILIN_COUNTER_FLAG_UNKNOWN_PRODUCT       21u                      /* flag_unknown_product */
+#define QILIN_COUNTER_COUNT                      22u                      /* defined counters */
 
 /* Name of counter `index` (metric style), NULL if undefined. */
 static inline const char *qilin_counter_name(unsigned index) {
@@ -150,6 +154,7 @@ static inline const char *qilin_counter_name(unsigned index) {
         "udp_datagrams",
         "udp_receive_errors",
         "standby_ticks",
+        "flag_unknown_product",
     };
     return index < QILIN_COUNTER_COUNT ? names[index] : NULL;
 }
@@ -542,7 +547,7 @@ typedef struct qilin_reader {
     uint64_t total_size;
 } qilin_reader_t;
 
-/* Where every region of a segment with given capacities starts (qilin_shm::Geometry). */
+/* Where every region of a segment with given capacities starts (crate::Geometry). */
 typedef struct qilin_geometry {
     uint64_t ring_slots;
     uint32_t instrument_capacity;
@@ -625,7 +630,7 @@ static inline const uint64_t *qilin__word(const qilin_reader_t *r, size_t offset
 
 /* Copies a stamped record's data words (Relaxed loads, never memcpy of memory the writer may be
  * changing), then an Acquire fence, then reloads the stamp: the copy is whole iff it still reads
- * `seen`. Same as qilin_shm::seqlock::copy_validated; the pairing is argued there. */
+ * `seen`. Same as crate::seqlock::copy_validated; the pairing is argued there. */
 static inline int qilin__copy_validated(const uint64_t *stamp, uint64_t seen, const uint64_t *words, uint64_t *out,
                                         size_t n) {
     size_t i;
@@ -841,7 +846,7 @@ fail:
 /* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
  * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes at the oldest sequence
  * still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
- * Same steps as qilin_shm::Reader::try_next. */
+ * Same steps as crate::Reader::try_next. */
 static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
     uint64_t words[QILIN_RECORD_WORDS];
     uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
@@ -909,7 +914,7 @@ static inline int64_t qilin_find_instrument(const qilin_reader_t *r, const char 
 }
 
 /* Reads a versioned record (even = whole, odd = being written, 0 = never written) with bounded
- * retries: 1 found, 0 never written, -2 contended. Same as qilin_shm::seqlock::read_versioned. */
+ * retries: 1 found, 0 never written, -2 contended. Same as crate::seqlock::read_versioned. */
 static inline int qilin__read_versioned(const uint64_t *stamp, uint64_t *out, size_t n) {
     unsigned attempt;
     for (attempt = 0; attempt < QILIN_VERSIONED_ATTEMPTS; attempt++) {

@@ -319,6 +319,8 @@ fn constants(out: &mut String) {
     for (bit, name) in quality::NAMES {
         w(out, &format!("QILIN_QUALITY_{}", upper_snake(name)), format!("{bit:#x}u"), name);
     }
+    w(out, "QILIN_QUALITY_ANOMALIES", format!("{:#x}u", quality::ANOMALIES), "bits a user should look at");
+    w(out, "QILIN_QUALITY_NOTES", format!("{:#x}u", quality::NOTES), "bits saying how the feed normalized");
     out.push_str("/* Counter indexes into Counters.values. */\n");
     for (i, name) in Counter::NAMES.iter().enumerate() {
         w(out, &format!("QILIN_COUNTER_{}", upper_snake(name)), format!("{i}u"), name);

@@ -98,6 +98,11 @@ impl Source {
 }
 
 /// Bits of `TickRecord::quality`. A set bit never means the tick was dropped: it qualifies it.
+///
+/// Two kinds (LAYOUT.md, "Quality flags"): [`ANOMALIES`](quality::ANOMALIES), something about
+/// the tick a user should look at, and [`NOTES`](quality::NOTES), what the feed did to normalize
+/// it. What CTP does by design (ClosePrice, SettlementPrice and CurrDelta absent until the close,
+/// empty book levels, AveragePrice per lot) sets no bit.
 pub mod quality {
     /// A snapshot pushed outside trading hours (e.g. on subscribe): values are not live.
     pub const STALE_SNAPSHOT: u32 = 1 << 0;
@@ -110,13 +115,26 @@ pub mod quality {
     pub const REPEATED_SECOND: u32 = 1 << 3;
     /// ActionDay was derived by the feed (DCE night session sends the trading day in both fields).
     pub const DERIVED_ACTION_DAY: u32 = 1 << 4;
-    /// One or more prices were absent (DBL_MAX in CTP) and are stored as NaN.
+    /// A price that should be present is absent (DBL_MAX in CTP, stored as NaN): LastPrice of an
+    /// instrument that has traded (Volume > 0), or a book level's price whose volume is not 0.
+    /// Prices absent by design (ClosePrice, SettlementPrice, the deltas, empty levels) are NaN
+    /// without this bit.
     pub const ABSENT_PRICE: u32 = 1 << 5;
-    /// Average price was divided by the contract multiplier (non-CZCE exchanges quote it per lot).
+    /// Retired: feeds before 2026-12 set it on every tick whose AveragePrice they divided by the
+    /// multiplier. AveragePrice is always per unit; the bit is never set now (old journals keep it).
     pub const AVERAGE_PRICE_SCALED: u32 = 1 << 6;
+    /// The instrument's product is not in the feed's product table (`unknown_products = "admit"`):
+    /// its exchange's default sessions, tick 0.0001 and multiplier 1 were used.
+    pub const UNKNOWN_PRODUCT: u32 = 1 << 7;
+
+    /// Bits that say something about the market data a user should look at.
+    pub const ANOMALIES: u32 =
+        STALE_SNAPSHOT | VOLUME_REGRESSION | TURNOVER_REGRESSION | ABSENT_PRICE | UNKNOWN_PRODUCT;
+    /// Bits that say what the feed did to normalize a tick (nothing is wrong with it).
+    pub const NOTES: u32 = REPEATED_SECOND | DERIVED_ACTION_DAY | AVERAGE_PRICE_SCALED;
 
     /// Name of every defined bit, lowest first (for tools).
-    pub const NAMES: [(u32, &str); 7] = [
+    pub const NAMES: [(u32, &str); 8] = [
         (STALE_SNAPSHOT, "stale_snapshot"),
         (VOLUME_REGRESSION, "volume_regression"),
         (TURNOVER_REGRESSION, "turnover_regression"),
@@ -124,7 +142,10 @@ pub mod quality {
         (DERIVED_ACTION_DAY, "derived_action_day"),
         (ABSENT_PRICE, "absent_price"),
         (AVERAGE_PRICE_SCALED, "average_price_scaled"),
+        (UNKNOWN_PRODUCT, "unknown_product"),
     ];
+
+    const _: () = assert!(ANOMALIES & NOTES == 0);
 }
 
 /// The writer's run state in the header (`Session::run_state`).
@@ -262,6 +283,8 @@ counters! {
     UdpReceiveErrors = "udp_receive_errors",
     /// Ticks of the standby session left out (not active, no switch under way).
     StandbyTicks = "standby_ticks",
+    /// Ticks published with `UNKNOWN_PRODUCT` (their product is not in the product table).
+    FlagUnknownProduct = "flag_unknown_product",
 }
 
 /// Capacity of the header's counter block; [`Counter`] indexes the first `Counter::ALL.len()` words.

@@ -5,6 +5,7 @@
 
 pub mod journal_cli;
 pub mod keys;
+pub mod products_import;
 pub mod quality_report;
 pub mod replay;
 pub mod tick_csv;
@@ -63,6 +64,8 @@ pub fn layout_json() -> Value {
         "structs": structs,
         "counters": Counter::NAMES,
         "quality": quality::NAMES.iter().map(|(bit, name)| json!({"bit": bit, "name": name})).collect::<Vec<_>>(),
+        "quality_anomalies": quality::ANOMALIES,
+        "quality_notes": quality::NOTES,
     })
 }
 

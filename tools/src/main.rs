@@ -21,6 +21,7 @@ use cli::{
     audit::AuditCmd,
     control::{self, ControlOpts},
     journal::{self, CoreOpts, JournalOpts},
+    products::ProductsCmd,
     segment, validate_env,
 };
 use qilin_market::control::{Request, Which};
@@ -70,6 +71,10 @@ enum Cmd {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Only instruments whose product is not in the core's product table (admitted with
+        /// `unknown_products = "admit"`: their last tick carries `unknown_product`).
+        #[arg(long)]
+        unknown: bool,
     },
     /// Every instrument's last value (consistent per instrument), as a table or JSON lines.
     Snapshot {
@@ -232,6 +237,12 @@ enum Cmd {
         #[arg(long)]
         instruments: Option<PathBuf>,
     },
+    /// The product table: `import` it from a CTP instrument query (audited), `check` a journal
+    /// or a segment for instruments it lacks (docs/PRODUCTS.md).
+    Products {
+        #[command(subcommand)]
+        command: ProductsCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -291,6 +302,7 @@ fn main() -> ExitCode {
         Cmd::Quality { journal, json, stale_after_s, instruments } => {
             return journal::quality(journal, *json, *stale_after_s, instruments.as_deref(), args.segment.as_deref());
         }
+        Cmd::Products { command } => return cli::products::run(command, args.segment.as_deref()),
         _ => {}
     }
     let reader = match segment::open(args.segment.as_deref()) {
@@ -302,7 +314,7 @@ fn main() -> ExitCode {
         Cmd::Tail { from, instrument, json, count, idle_exit_ms } => {
             segment::tail(reader, &from, &instrument, json, count, idle_exit_ms)
         }
-        Cmd::Instruments { json } => segment::instruments(&reader, json),
+        Cmd::Instruments { json, unknown } => segment::instruments(&reader, json, unknown),
         Cmd::Snapshot { json } => segment::snapshot(&reader, json),
         Cmd::Layout { .. }
         | Cmd::Subscribe { .. }
@@ -318,6 +330,7 @@ fn main() -> ExitCode {
         | Cmd::Replay { .. }
         | Cmd::ValidateEnv { .. }
         | Cmd::Keys(_)
-        | Cmd::Quality { .. } => unreachable!("handled above"),
+        | Cmd::Quality { .. }
+        | Cmd::Products { .. } => unreachable!("handled above"),
     }
 }

@@ -177,6 +177,25 @@ fn instruments_lists_the_directory_with_last_values() {
 }
 
 #[test]
+fn instruments_unknown_lists_only_products_admitted_without_a_spec() {
+    let segment = Segment::new("instruments-unknown");
+    let mut w = writer(&segment, 16, 4);
+    assert_eq!(text(&qilinctl(&segment.0, &["instruments", "--unknown"])).0, "", "none unknown yet");
+    let index = w.add_instrument("xx2605", Exchange::Shfe, 1, 0.0001).unwrap();
+    let mut t = TickRecord::ZERO;
+    t.instrument_index = index;
+    t.instrument_id = fixed_id("xx2605").unwrap();
+    t.exchange = Exchange::Shfe as u8;
+    t.quality = qilin_shm::quality::UNKNOWN_PRODUCT;
+    w.publish(&mut t).unwrap();
+    let out = qilinctl(&segment.0, &["instruments", "--unknown", "--json"]);
+    let lines: Vec<Value> = text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0]["InstrumentID"].as_str(), lines[0]["index"].as_u64()), (Some("xx2605"), Some(2)));
+    assert_eq!(lines[0]["last"]["quality"], serde_json::json!(["unknown_product"]));
+}
+
+#[test]
 fn layout_prints_every_field_offset() {
     let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("layout").output().unwrap();
     let stdout = text(&out).0;

@@ -4,14 +4,15 @@
 //!
 //! | quirk | handled in | quality bit / reject |
 //! |---|---|---|
-//! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] (applied branch-free in [`normalize`]) | NaN + `ABSENT_PRICE` |
+//! | DBL_MAX (or any \|x\| ≥ 1e300) means "absent" | [`price`] (applied branch-free in [`normalize`]) | NaN; `ABSENT_PRICE` only where a price should be present (LastPrice after a trade, a level with volume) |
 //! | infinite / NaN price | [`price`] (likewise) | `Reject::Price` |
 //! | TradingDay/ActionDay meaning per exchange, across weekends and holidays | [`Calendar::tick_days`] | `DERIVED_ACTION_DAY` (DCE night) |
 //! | CST → UTC, no DST | [`date::utc_ns`] | — |
 //! | CZCE repeated seconds with UpdateMillisec 0 | [`normalize`] | `REPEATED_SECOND` |
 //! | cumulative Volume going down | [`normalize`] | `VOLUME_REGRESSION` |
 //! | Turnover going down (normal on CZCE) | [`normalize`] | `TURNOVER_REGRESSION` |
-//! | AveragePrice per lot except on CZCE | [`normalize`] | `AVERAGE_PRICE_SCALED` |
+//! | AveragePrice per lot except on CZCE | [`normalize`] | — (always per unit) |
+//! | a product not in the table (`unknown_products = "admit"`) | [`normalize`] | `UNKNOWN_PRODUCT` |
 //! | snapshots outside trading hours, or on a weekend or holiday | [`ProductSpec::in_session`], [`Calendar::trades_at`] | `STALE_SNAPSHOT` |
 //! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
 //! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
@@ -113,14 +114,14 @@ impl Default for InstrumentState {
     }
 }
 
-/// One double from the raw struct: DBL_MAX-like (|x| ≥ [`ABSENT_FROM`]) becomes NaN and sets
-/// `ABSENT_PRICE` in `flags`; infinite or NaN is [`Reject::Price`]; anything else passes unchanged.
+/// One double from the raw struct: DBL_MAX-like (|x| ≥ [`ABSENT_FROM`]) becomes NaN; infinite or
+/// NaN is [`Reject::Price`]; anything else passes unchanged. (Whether an absent price is an
+/// anomaly, `ABSENT_PRICE`, depends on the field and the volumes: [`normalize`].)
 #[inline(always)]
-pub fn price(x: f64, flags: &mut u32) -> Result<f64, Reject> {
+pub fn price(x: f64) -> Result<f64, Reject> {
     if !x.is_finite() {
         Err(Reject::Price)
     } else if x.abs() >= ABSENT_FROM {
-        *flags |= quality::ABSENT_PRICE;
         Ok(f64::NAN)
     } else {
         Ok(x)
@@ -133,27 +134,23 @@ pub fn price(x: f64, flags: &mut u32) -> Result<f64, Reject> {
 const PRICES: usize = 28;
 
 /// [`price`] for many doubles at once, without a branch each: the doubles with absent ones
-/// (|x| ≥ [`ABSENT_FROM`]) as NaN, whether any was absent, whether any was infinite or NaN. Written
-/// as lane-wise bit operations with OR accumulators so the compiler cleans two doubles per
-/// instruction (plain `bool` accumulators made it test each double on its own).
+/// (|x| ≥ [`ABSENT_FROM`]) as NaN, and whether any was infinite or NaN. Written as lane-wise bit
+/// operations with an OR accumulator so the compiler cleans two doubles per instruction (a plain
+/// `bool` accumulator made it test each double on its own).
 #[inline(always)]
-fn clean_prices<const N: usize>(x: [f64; N]) -> ([f64; N], bool, bool) {
+fn clean_prices<const N: usize>(x: [f64; N]) -> ([f64; N], bool) {
     const MAGNITUDE: u64 = !(1 << 63);
-    // Adding these sets bit 63 of a magnitude exactly when it is at least ABSENT_FROM (NaN too),
-    // respectively infinite or NaN (the bit patterns of non-negative doubles sort like their values).
-    const ABSENT_BIAS: u64 = (1 << 63) - ABSENT_FROM.to_bits();
+    // Adding this sets bit 63 of a magnitude exactly when it is infinite or NaN (the bit patterns
+    // of non-negative doubles sort like their values).
     const BAD_BIAS: u64 = (1 << 63) - f64::INFINITY.to_bits();
     let mut out = [0.0; N];
-    let mut absent = [0u64; N];
     let mut bad = [0u64; N];
     for i in 0..N {
         let magnitude = x[i].to_bits() & MAGNITUDE;
-        absent[i] = magnitude.wrapping_add(ABSENT_BIAS);
         bad[i] = magnitude.wrapping_add(BAD_BIAS);
         out[i] = if f64::from_bits(magnitude) < ABSENT_FROM { x[i] } else { f64::NAN };
     }
-    let any = |bits: [u64; N]| bits.iter().fold(0, |acc, b| acc | b) >> 63 != 0;
-    (out, any(absent), any(bad))
+    (out, bad.iter().fold(0, |acc, b| acc | b) >> 63 != 0)
 }
 
 /// Equality of two short byte strings without a call to `memcmp` (ids are a few bytes long).
@@ -179,6 +176,13 @@ const EXCHANGE_WORDS: [u64; 8] = {
     }
     words
 };
+
+/// The exchange a raw struct names in ExchangeID (`None` when empty or unknown). Not on the hot
+/// path: the engine asks when it admits an instrument whose product the table lacks.
+pub fn exchange_of(raw: &RawTick<'_>) -> Option<Exchange> {
+    let word = raw.exchange_word();
+    Exchange::ALL.into_iter().find(|e| word != 0 && EXCHANGE_WORDS[*e as usize] == word)
+}
 
 /// Whether `code` is the product of `id` (the answer of `product_of(id) == code`, see
 /// [`qilin_market::product_of`], without scanning the whole id): `id` starts with `code`, `code` is letters and the
@@ -207,9 +211,11 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 ///   trading day; `update_time_ms` = UpdateTime + milliseconds since local midnight and
 ///   `exchange_time_ns` the same instant in UTC ns, both using the adjusted milliseconds on CZCE
 ///   repeated seconds (`REPEATED_SECOND`: previous ms + 1, at most 999);
-/// - every price as sent, except absent ones (DBL_MAX) as NaN (`ABSENT_PRICE`); the banding
+/// - every price as sent, except absent ones (DBL_MAX) as NaN (`ABSENT_PRICE` when LastPrice is
+///   absent with Volume > 0 or a book level's price with its volume not 0); the banding
 ///   prices are NaN without that flag on 6.3/6.5 structs, which have none; `average_price` divided
-///   by `spec.volume_multiple` except on CZCE (`AVERAGE_PRICE_SCALED`); volumes as sent;
+///   by `spec.volume_multiple` except on CZCE (per unit everywhere, no flag); volumes as sent;
+/// - `UNKNOWN_PRODUCT` when `spec` is a stand-in for a product the table lacks;
 /// - `quality`: the bits above plus `VOLUME_REGRESSION` / `TURNOVER_REGRESSION` when the cumulative
 ///   value is below the previous tick's of the same trading day (values are kept as sent) and
 ///   `STALE_SNAPSHOT` when UpdateTime is outside the product's sessions or the calendar holds no
@@ -243,7 +249,7 @@ pub fn normalize(
     if exchange_word != 0 && exchange_word != EXCHANGE_WORDS[exchange as usize] {
         return Err(Reject::Exchange);
     }
-    if !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) {
+    if !spec.unknown && !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) {
         return Err(Reject::UnknownInstrument);
     }
     let id = raw.id_words();
@@ -268,6 +274,9 @@ pub fn normalize(
     let mut millis = sent_ms as u32;
     let days = calendar.tick_days(exchange, trading_day, Some(action_day), secs);
     let mut flags = if days.derived_calendar { quality::DERIVED_ACTION_DAY } else { 0 };
+    if spec.unknown {
+        flags |= quality::UNKNOWN_PRODUCT;
+    }
     let local_second = days.calendar.days * date::DAY_SECS + i64::from(secs);
     if exchange == Exchange::Czce && local_second == state.local_second && millis <= state.millis {
         millis = (state.millis + 1).min(999);
@@ -282,7 +291,7 @@ pub fn normalize(
     // prices a 6.3/6.5 struct does not have are cleaned as 0 and stored as NaN without ABSENT_PRICE.
     let b = raw.body;
     let l = &b.levels;
-    let (p, any_absent, any_bad) = clean_prices::<PRICES>([
+    let (p, any_bad) = clean_prices::<PRICES>([
         b.last_price.get(),
         b.pre_settlement_price.get(),
         b.pre_close_price.get(),
@@ -315,7 +324,15 @@ pub fn normalize(
     if any_bad {
         return Err(Reject::Price);
     }
-    if any_absent {
+    // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
+    // the close, an empty book level) is no anomaly; absent where there is trading or volume is.
+    let volume = i64::from(b.volume.get());
+    let mut missing = p[0].is_nan() & (volume > 0);
+    for i in 0..5 {
+        missing |= p[18 + i].is_nan() & (l[i].bid_volume.get() != 0);
+        missing |= p[23 + i].is_nan() & (l[i].ask_volume.get() != 0);
+    }
+    if missing {
         flags |= quality::ABSENT_PRICE;
     }
     out.last_price = p[0];
@@ -340,15 +357,10 @@ pub fn normalize(
     out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
     out.bid_volume = l.map(|level| level.bid_volume.get());
     out.ask_volume = l.map(|level| level.ask_volume.get());
-    out.average_price = if exchange == Exchange::Czce || average.is_nan() {
-        average
-    } else {
-        flags |= quality::AVERAGE_PRICE_SCALED;
-        average / f64::from(spec.volume_multiple)
-    };
+    // Per unit everywhere (CZCE sends it so, the others per lot): a normalization, not flagged.
+    out.average_price = if exchange == Exchange::Czce { average } else { average / f64::from(spec.volume_multiple) };
 
     // Cumulative values: compared within one trading day, kept as sent.
-    let volume = i64::from(b.volume.get());
     if state.trading_day == days.trading.ymd {
         if volume < state.volume {
             flags |= quality::VOLUME_REGRESSION;

@@ -122,7 +122,7 @@ fn shfe_day_tick_fills_every_field() {
     assert_eq!(out.receive_ns, 1_747_013_400_600_000_123);
     assert_eq!((out.instrument_index, out.trading_day, out.action_day), (3, 20250512, 20250512));
     assert_eq!(out.update_time_ms, (9 * 3600 + 30 * 60) * 1000 + 500);
-    assert_eq!(out.quality, quality::AVERAGE_PRICE_SCALED);
+    assert_eq!(out.quality, 0, "a normal live tick carries no flag");
     assert_eq!((out.exchange, out.source), (Exchange::Shfe as u8, Source::Backup as u8));
     assert_eq!(out.instrument_id_str(), Some("rb2510"));
     assert!(out.instrument_id[6..].iter().all(|&b| b == 0));
@@ -152,28 +152,40 @@ fn shfe_day_tick_fills_every_field() {
 }
 
 #[test]
-fn dbl_max_prices_become_nan_and_are_flagged() {
+fn dbl_max_prices_become_nan_and_only_missing_ones_are_flagged() {
+    // What CTP leaves out by design during the session: ClosePrice, SettlementPrice, CurrDelta, an
+    // empty fifth ask level. NaN, and no flag: a flag on nearly every tick would tell nothing.
     let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
     f.close_price = f64::MAX;
     f.settlement_price = -f64::MAX;
     f.curr_delta = 1e300;
     f.ask_price[4] = f64::MAX;
+    f.ask_volume[4] = 0;
+    f.average_price = f64::MAX;
     f.pre_delta = 9.9e299; // large but below the absent threshold: a value
     let out = one(&f, &rb()).unwrap();
     assert!(out.close_price.is_nan() && out.settlement_price.is_nan() && out.curr_delta.is_nan());
-    assert!(out.ask_price[4].is_nan());
+    assert!(out.ask_price[4].is_nan() && out.average_price.is_nan());
     assert_eq!(out.ask_price[3], 3104.0);
     assert_eq!(out.pre_delta, 9.9e299);
-    assert_ne!(out.quality & quality::ABSENT_PRICE, 0);
+    assert_eq!(out.quality, 0, "absent by design is not an anomaly");
 
-    let present = one(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0), &rb()).unwrap();
-    assert_eq!(present.quality & quality::ABSENT_PRICE, 0);
-
+    // A price that should be there and is not: LastPrice after a trade, a level with volume.
     let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
-    f.average_price = f64::MAX;
-    let out = one(&f, &rb()).unwrap();
-    assert!(out.average_price.is_nan());
-    assert_eq!(out.quality & (quality::ABSENT_PRICE | quality::AVERAGE_PRICE_SCALED), quality::ABSENT_PRICE);
+    f.last_price = f64::MAX;
+    assert_eq!(one(&f, &rb()).unwrap().quality, quality::ABSENT_PRICE, "LastPrice with Volume 1000");
+    f.volume = 0;
+    assert_eq!(one(&f, &rb()).unwrap().quality, 0, "no trade yet: no LastPrice is normal");
+    for level in [0, 4] {
+        let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
+        f.bid_price[level] = f64::MAX;
+        assert_eq!(one(&f, &rb()).unwrap().quality, quality::ABSENT_PRICE, "bid level {level} has volume");
+        f.bid_volume[level] = 0;
+        assert_eq!(one(&f, &rb()).unwrap().quality, 0, "bid level {level} empty");
+        let mut f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0);
+        f.ask_price[level] = f64::MAX;
+        assert_eq!(one(&f, &rb()).unwrap().quality, quality::ABSENT_PRICE, "ask level {level} has volume");
+    }
 }
 
 #[test]
@@ -350,7 +362,7 @@ fn average_price_is_per_unit_everywhere() {
     f.average_price = 5812.5;
     let out = one(&f, &sr()).unwrap();
     assert_eq!(out.average_price, 5812.5, "CZCE already per unit");
-    assert_eq!(out.quality & quality::AVERAGE_PRICE_SCALED, 0);
+    assert_eq!(out.quality, 0);
     let index = ProductSpec {
         day_sessions: vec![Segment::parse("09:30-11:30").unwrap()],
         ..spec(Exchange::Cffex, "IF", 300, None)
@@ -359,7 +371,7 @@ fn average_price_is_per_unit_everywhere() {
     f.average_price = 1_167_360.0; // 3891.2 points × 300
     let out = one(&f, &index).unwrap();
     assert_eq!(out.average_price, 3891.2);
-    assert_ne!(out.quality & quality::AVERAGE_PRICE_SCALED, 0);
+    assert_eq!(out.quality & quality::AVERAGE_PRICE_SCALED, 0, "a normalization step, not flagged");
 }
 
 #[test]

@@ -291,10 +291,9 @@ fn unknown_keys_and_missing_files_name_the_file() {
 
 #[test]
 fn unknown_products_get_their_exchanges_default_sessions() {
-    let spec = Instruments::unknown_spec("xx2605", Exchange::Shfe).unwrap();
-    assert!(spec.unknown && spec.night_session.is_none());
+    let spec = ProductSpec::stand_in(Exchange::Shfe);
+    assert!(spec.unknown && spec.night_session.is_none() && spec.code.is_empty());
     assert!(spec.in_session(at(9, 30)) && !spec.in_session(at(21, 30)));
-    let bond = Instruments::unknown_spec("TX2606", Exchange::Cffex).unwrap();
-    assert!(bond.in_session(at(15, 10)));
-    assert!(Instruments::unknown_spec("not an id", Exchange::Shfe).is_none());
+    let bond = ProductSpec::stand_in(Exchange::Cffex);
+    assert!(bond.in_session(at(15, 10)) && !bond.in_session(at(9, 0)));
 }

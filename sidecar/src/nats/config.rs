@@ -395,6 +395,6 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.subject_prefix("sim-1"), "qilin.sim-1");
         assert_eq!(c.stream_name("sim-1"), "QILIN_SIM_1");
-        assert_eq!(c.cursor_path(), Path::new("state/nats.cursor"));
+        assert_eq!(c.cursor_path(), qilin_market::paths::state_dir().join("nats.cursor"));
     }
 }

@@ -7,5 +7,6 @@ pub mod audited;
 pub mod control;
 pub mod control_client;
 pub mod journal;
+pub mod products;
 pub mod segment;
 pub mod validate_env;

@@ -176,10 +176,15 @@ pub fn tail(
     }
 }
 
-pub fn instruments(reader: &Reader, json: bool) -> ExitCode {
+/// `instruments [--unknown]`: the directory, each entry with its last value; with `unknown_only`,
+/// the entries whose last tick carries `unknown_product` (every tick of such an instrument does).
+pub fn instruments(reader: &Reader, json: bool, unknown_only: bool) -> ExitCode {
     let mut out = TickRecord::ZERO;
     for (index, entry) in reader.instruments().iter().enumerate() {
         let has = reader.latest(index as u32, &mut out).unwrap_or(false);
+        if unknown_only && !(has && out.quality & qilin_shm::quality::UNKNOWN_PRODUCT != 0) {
+            continue;
+        }
         let id = entry.instrument_id_str().unwrap_or("?");
         if json {
             let last = if has { tick_json(&out) } else { serde_json::Value::Null };
