@@ -468,7 +468,7 @@ impl Config {
         if s.snapshot_interval_ms == 0 {
             bad("source.sim.snapshot_interval_ms", "0: must be at least 1".into());
         }
-        if crate::sim::parse_start(&s.start).is_none() {
+        if qilin_market::date::parse_local_datetime(&s.start).is_none() {
             bad("source.sim.start", format!("{:?}: expected China local time as YYYY-MM-DD HH:MM:SS", s.start));
         }
         for (key, p) in s.inject.all() {

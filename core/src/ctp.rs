@@ -29,7 +29,7 @@ use zerocopy::{
     byteorder::native_endian::{F64, I32},
 };
 
-use crate::normalize::Reject;
+use crate::reject::Reject;
 
 /// Size of the 6.6.7+/6.7.x struct.
 pub const V67_SIZE: usize = 584;

@@ -19,6 +19,7 @@ pub mod demo;
 pub mod engine;
 pub mod handoff;
 pub mod normalize;
+pub mod reject;
 pub mod replay;
 pub mod session;
 pub mod sim;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use qilin_shm::{Exchange, Source};
 
-use qilin_market::{Calendar, Date, Instruments, ProductSpec};
+use qilin_market::{Calendar, Date, Instruments, ProductSpec, date::parse_local_datetime};
 
 use crate::{
     config::{InjectConfig, SimConfig},
@@ -101,22 +101,6 @@ impl Sink for TwoSessions {
     }
 }
 
-/// Parses `YYYY-MM-DD HH:MM:SS` (China local time) into the date and ms since midnight.
-pub fn parse_start(text: &str) -> Option<(Date, u32)> {
-    let (date, clock) = text.trim().split_once(' ')?;
-    let parts: Vec<&str> = date.split('-').collect();
-    if parts.len() != 3 || parts[0].len() != 4 || parts[1].len() != 2 || parts[2].len() != 2 {
-        return None;
-    }
-    let day = Date::parse(&parts.concat())?;
-    let mut c = clock.split(':').map(|p| p.parse::<u32>().ok());
-    let (h, min, s) = (c.next()??, c.next()??, c.next()??);
-    if c.next().is_some() || h > 23 || min > 59 || s > 59 {
-        return None;
-    }
-    Some((day, ((h * 60 + min) * 60 + s) * 1000))
-}
-
 /// SplitMix64: small, seedable, good enough for prices.
 #[derive(Clone, Debug)]
 struct Rng(u64);
@@ -169,7 +153,7 @@ const DAY_MS: u32 = 86_400_000;
 impl Simulator {
     /// Picks the configured instruments (or every listed one) from the instruments file.
     pub fn new(config: &SimConfig, products: &Instruments) -> anyhow::Result<Simulator> {
-        let (day, clock_ms) = parse_start(&config.start)
+        let (day, clock_ms) = parse_local_datetime(&config.start)
             .ok_or_else(|| anyhow::anyhow!("source.sim.start: {:?} is not YYYY-MM-DD HH:MM:SS", config.start))?;
         let mut instruments = Vec::new();
         let listed = products.products().iter().flat_map(|spec| spec.instruments.iter().map(move |id| (id, spec)));
@@ -463,15 +447,6 @@ fn pace(started: Instant, produced: u64, rate: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_times_parse_and_bad_ones_do_not() {
-        assert_eq!(parse_start("2025-05-12 09:00:00").map(|(d, ms)| (d.ymd, ms)), Some((20250512, 32_400_000)));
-        assert_eq!(parse_start("2025-05-09 21:30:05").map(|(d, ms)| (d.ymd, ms)), Some((20250509, 77_405_000)));
-        assert_eq!(parse_start("2025-02-30 09:00:00"), None);
-        assert_eq!(parse_start("2025-05-12 24:00:00"), None);
-        assert_eq!(parse_start("2025-05-12T09:00:00"), None);
-    }
 
     #[test]
     fn rng_is_deterministic_per_seed() {

@@ -220,6 +220,12 @@ pub const fn parse_hms_word(word: u64) -> Option<u32> {
     if h < 24 && m < 60 && s < 60 { Some(h * 3600 + m * 60 + s) } else { None }
 }
 
+/// Parses `YYYY-MM-DD HH:MM:SS` (China local time) into the date and milliseconds since midnight.
+pub fn parse_local_datetime(text: &str) -> Option<(Date, u32)> {
+    let (date, clock) = text.trim().split_once(' ')?;
+    Some((Date::parse_iso(date)?, parse_hms(clock)? * 1000))
+}
+
 /// `HH:MM:SS` and milliseconds from milliseconds since local midnight.
 pub fn hms_text(ms: u32) -> (String, u32) {
     let s = ms / 1000;
@@ -316,6 +322,12 @@ mod tests {
             assert_eq!(parse_hms(bad), None, "{bad:?}");
         }
         assert_eq!(hms_text(21 * 3_600_000 + 30 * 60_000 + 5_500), ("21:30:05".to_owned(), 500));
+        let local = |t: &str| parse_local_datetime(t).map(|(d, ms)| (d.ymd, ms));
+        assert_eq!(local("2025-05-12 09:00:00"), Some((20250512, 32_400_000)));
+        assert_eq!(local("2025-05-09 21:30:05"), Some((20250509, 77_405_000)));
+        for bad in ["2025-02-30 09:00:00", "2025-05-12 24:00:00", "2025-05-12T09:00:00", "2025-05-12 9:00:00"] {
+            assert_eq!(parse_local_datetime(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

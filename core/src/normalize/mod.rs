@@ -17,8 +17,6 @@
 //! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
 //! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
 
-mod reject;
-
 #[cfg(test)]
 mod tests;
 
@@ -28,8 +26,8 @@ use qilin_market::{
 };
 use qilin_shm::{Exchange, Source, TickRecord, quality};
 
-pub use self::reject::Reject;
 use crate::ctp::RawTick;
+pub use crate::reject::Reject;
 
 /// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX; anything this large is no price).
 pub const ABSENT_FROM: f64 = 1e300;
