@@ -1,5 +1,5 @@
 //! The audit log: one JSON line per operation, hash-chained, shared by qilin-core, the sidecars and
-//! `qilinctl` (crate `qilin-audit`; `qilin_tools::audit` re-exports it).
+//! `qilinctl` (crate `qilin-audit`).
 //!
 //! # Format
 //!

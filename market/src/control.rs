@@ -227,13 +227,14 @@ impl fmt::Display for Request<'_> {
     }
 }
 
-/// A reply: `{"ok":true,…}` with its fields, or `{"ok":false,"error":…}`.
+/// A reply: `{"ok":true,…}` with its fields, or `{"ok":false,"error":…}` (a refusal may carry
+/// more fields, such as the instrument). Each variant holds the whole reply object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// Done; the whole reply object (with `"ok": true`).
+    /// Done (`"ok": true`).
     Ok(Value),
-    /// Refused, with the reason.
-    Refused(String),
+    /// Refused (`"ok": false`); [`Reply::error`] says why.
+    Refused(Value),
 }
 
 impl Reply {
@@ -249,7 +250,15 @@ impl Reply {
 
     /// A refusal.
     pub fn refused(error: impl Into<String>) -> Reply {
-        Reply::Refused(error.into())
+        Reply::Refused(json!({"ok": false, "error": error.into()}))
+    }
+
+    /// The reason of a refusal (`None` for [`Reply::Ok`]).
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Reply::Ok(_) => None,
+            Reply::Refused(value) => Some(value["error"].as_str().unwrap_or("no reason given")),
+        }
     }
 
     /// Parses a reply line; a line that is not a reply object is an error naming what came.
@@ -258,7 +267,7 @@ impl Reply {
             serde_json::from_str(line.trim()).map_err(|e| format!("the core's reply is not JSON ({e})"))?;
         match value["ok"].as_bool() {
             Some(true) => Ok(Reply::Ok(value)),
-            Some(false) => Ok(Reply::Refused(value["error"].as_str().unwrap_or("no reason given").to_owned())),
+            Some(false) => Ok(Reply::Refused(value)),
             None => Err("the core's reply has no \"ok\" field".to_owned()),
         }
     }
@@ -266,8 +275,7 @@ impl Reply {
     /// The reply as its JSON value.
     pub fn to_value(&self) -> Value {
         match self {
-            Reply::Ok(value) => value.clone(),
-            Reply::Refused(error) => json!({"ok": false, "error": error}),
+            Reply::Ok(value) | Reply::Refused(value) => value.clone(),
         }
     }
 
@@ -363,7 +371,10 @@ mod tests {
         assert!(ok.is_ok() && ok.to_value()["index"] == 3);
         let no = Reply::refused("busy");
         assert_eq!(no.to_string(), r#"{"error":"busy","ok":false}"#);
+        assert_eq!((no.error(), ok.error()), (Some("busy"), None));
         assert_eq!(Reply::parse(&no.to_string()), Ok(no));
+        let with_id = Reply::parse(r#"{"ok":false,"error":"not admitted","instrument":"zz9999"}"#).unwrap();
+        assert_eq!((with_id.error(), &with_id.to_value()["instrument"]), (Some("not admitted"), &json!("zz9999")));
         assert!(Reply::parse("{}").unwrap_err().contains("no \"ok\""));
         assert!(Reply::parse("nope").unwrap_err().contains("not JSON"));
         let sessions = json!({"ok": true, "active": "backup", "failovers": 2,

@@ -13,6 +13,7 @@
 //!   and the one secret-file loader.
 //! - [`control`]: the control socket's typed requests and replies (core, qilinctl, qilin-secrets).
 //! - [`paths`]: the default state directory (audit log, journal, cursors).
+//! - [`quality`]: the absent-price rules shared by the core's and qilinctl's normalizers.
 //!
 //! No threads, no hot-loop state: the core's hot path calls the small `#[inline]` lookups here on
 //! data built at start-up. Depends on no crate of ours but `qilin-shm`.
@@ -25,6 +26,7 @@ pub mod date;
 pub mod names;
 pub mod paths;
 pub mod products;
+pub mod quality;
 pub mod secrets;
 pub mod status;
 

@@ -346,7 +346,7 @@ fn a_world_readable_client_key_is_refused_naming_nats_tls_key_file() {
     let line = exit_line(&log);
     assert!(line.contains("nats.tls.key_file"), "the config key is not named: {line}");
     assert!(line.contains(&client.key.display().to_string()), "the file is not named: {line}");
-    assert!(line.contains("readable by every user") && line.contains("0644"), "{line}");
+    assert!(line.contains("group/world-readable (mode 0644)"), "{line}");
     assert_absent(&client.key_pem, &[("the log", log.as_bytes())]);
 
     // The same key made private works: the refusal was about the mode only.
@@ -434,7 +434,15 @@ fn a_wrong_password_is_an_authorization_error_and_a_world_readable_one_is_refuse
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats-mode.log"));
     let (_, log) = fatal_exit(&mut sidecar, "world-readable password file");
     let line = exit_line(&log);
-    assert!(line.contains("nats.password_file") && line.contains("readable by every user"), "{line}");
+    assert!(line.contains("nats.password_file") && line.contains("group/world-readable (mode 0644)"), "{line}");
+    assert_absent(&password, &[("the sidecar's log", log.as_bytes())]);
+
+    // Readable by the group only: refused too (the one secret-file loader requires 0600 or 0400).
+    write_file(&secret, &format!("{password}\n"), 0o640);
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats-group.log"));
+    let (_, log) = fatal_exit(&mut sidecar, "group-readable password file");
+    let line = exit_line(&log);
+    assert!(line.contains("nats.password_file") && line.contains("group/world-readable (mode 0640)"), "{line}");
     assert_absent(&password, &[("the sidecar's log", log.as_bytes())]);
 }
 

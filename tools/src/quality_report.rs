@@ -10,8 +10,8 @@
 //!   limit counts when present: not NaN and above zero);
 //! - `stale_periods`: silences longer than `--stale-after-s` between consecutive ticks of the
 //!   instrument, measured on exchange time. With the product file (`config/instruments.toml`) only
-//!   trading time counts: session breaks, nights and weekends are not silences, but **exchange
-//!   holidays are not known** and a silence across one counts. Without it (or for an instrument
+//!   trading time counts: session breaks, nights, weekends and exchange holidays (the trading
+//!   calendar beside the product file) are not silences. Without it (or for an instrument
 //!   whose product is not in it) every silence counts, breaks included. `longest_silence_s` is the
 //!   longest such silence;
 //! - `timestamp_regressions`: ticks whose exchange time is before the previous tick's.

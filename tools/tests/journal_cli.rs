@@ -253,7 +253,7 @@ fn a_vendor_ctp_export_imports_with_the_feed_columns_derived() {
         &input,
         "TradingDay,InstrumentID,ExchangeID,ExchangeInstID,LastPrice,Volume,UpperLimitPrice,LowerLimitPrice,UpdateTime,UpdateMillisec,BidPrice1,BidVolume1,AskPrice1,AskVolume1,AveragePrice,ActionDay\r\n\
          20250512,rb2605,SHFE,rb2605,3101,10,3400,2800,21:00:00,500,3100,1,3102,2,31010,20250509\r\n\
-         20250512,rb2605,SHFE,rb2605,3102,12,3400,2800,21:00:01,0,3101,1,1.7976931348623157e+308,0,31020,20250509\r\n",
+         20250512,rb2605,SHFE,rb2605,3102,12,3400,2800,21:00:01,0,3101,1,1.7976931348623157e+308,3,31020,20250509\r\n",
     )
     .unwrap();
     let instruments = repo_instruments();
@@ -277,8 +277,11 @@ fn a_vendor_ctp_export_imports_with_the_feed_columns_derived() {
     assert_eq!(ticks[0].exchange_time_ns, 1_746_795_600_500_000_000, "2025-05-09 21:00:00.500 China time");
     assert_eq!(ticks[0].receive_ns, ticks[0].exchange_time_ns);
     assert_eq!(ticks[0].average_price, 3101.0, "per unit: ÷ 10 for rb");
-    assert_eq!(ticks[0].quality, quality::AVERAGE_PRICE_SCALED);
-    assert!(ticks[1].ask_price[0].is_nan() && ticks[1].quality & quality::ABSENT_PRICE != 0, "DBL_MAX is absent");
+    assert_eq!(ticks[0].quality, 0, "a normal tick carries no flag (AveragePrice per unit is no anomaly)");
+    assert!(
+        ticks[1].ask_price[0].is_nan() && ticks[1].quality & quality::ABSENT_PRICE != 0,
+        "DBL_MAX ask with volume 3: absent where a price is expected"
+    );
     assert!(ticks[0].settlement_price.is_nan(), "a column the file lacks is absent");
 
     // Exported, it carries the feed's columns; imported again and exported, the same bytes.

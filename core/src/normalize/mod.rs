@@ -29,8 +29,7 @@ use qilin_shm::{Exchange, Source, TickRecord, quality};
 use crate::ctp::RawTick;
 pub use crate::reject::Reject;
 
-/// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX; anything this large is no price).
-pub const ABSENT_FROM: f64 = 1e300;
+pub use qilin_market::quality::ABSENT_FROM;
 
 /// What [`normalize`] remembers about one instrument between its ticks. The engine keeps one per
 /// directory index in a preallocated `Vec` (`vec![InstrumentState::new(); capacity]`).
@@ -322,17 +321,7 @@ pub fn normalize(
     if any_bad {
         return Err(Reject::Price);
     }
-    // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
-    // the close, an empty book level) is no anomaly; absent where there is trading or volume is.
     let volume = i64::from(b.volume.get());
-    let mut missing = p[0].is_nan() & (volume > 0);
-    for i in 0..5 {
-        missing |= p[18 + i].is_nan() & (l[i].bid_volume.get() != 0);
-        missing |= p[23 + i].is_nan() & (l[i].ask_volume.get() != 0);
-    }
-    if missing {
-        flags |= quality::ABSENT_PRICE;
-    }
     out.last_price = p[0];
     out.pre_settlement_price = p[1];
     out.pre_close_price = p[2];
@@ -355,6 +344,12 @@ pub fn normalize(
     out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
     out.bid_volume = l.map(|level| level.bid_volume.get());
     out.ask_volume = l.map(|level| level.ask_volume.get());
+    out.volume = volume;
+    // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
+    // the close, an empty book level) is no anomaly; absent where there is trading or volume is.
+    if qilin_market::quality::absent_where_expected(out) {
+        flags |= quality::ABSENT_PRICE;
+    }
     // Per unit everywhere (CZCE sends it so, the others per lot): a normalization, not flagged.
     out.average_price = if exchange == Exchange::Czce { average } else { average / f64::from(spec.volume_multiple) };
 
@@ -390,7 +385,6 @@ pub fn normalize(
     out.exchange = exchange as u8;
     out.source = source as u8;
     out.reserved0 = [0; 2];
-    out.volume = volume;
     out.reserved1 = [0; 2];
     Ok(())
 }

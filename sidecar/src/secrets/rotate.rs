@@ -132,9 +132,9 @@ impl Holder {
                 }
             };
             let ok = reply.is_ok();
-            if let Reply::Refused(reason) = &reply {
+            if let Some(reason) = reply.error() {
                 tracing::error!(session, error = %reason, "the core refused the credentials");
-                refused.get_or_insert(LinkError::Refused { session: session.to_string(), reason: reason.clone() });
+                refused.get_or_insert(LinkError::Refused { session: session.to_string(), reason: reason.to_owned() });
             } else {
                 taken += 1;
                 tracing::info!(session, "credentials handed to the core");
@@ -320,8 +320,9 @@ impl Run<'_> {
                 );
                 Ok(reply)
             }
-            Ok(Reply::Refused(error)) => {
-                let reply = Reply::Refused(error.clone()).to_value();
+            Ok(refused @ Reply::Refused(_)) => {
+                let error = refused.error().unwrap_or("refused").to_owned();
+                let reply = refused.to_value();
                 self.holder.audit(
                     "secrets rotate",
                     1,

@@ -35,7 +35,7 @@ pub fn send_requests(socket: &Path, requests: &[Request<'_>], timeout: Duration)
         match ask(&mut stream, &mut lines, request) {
             Ok((line, reply)) => {
                 println!("{line}");
-                if let Reply::Refused(reason) = &reply {
+                if let Some(reason) = reply.error() {
                     eprintln!("qilinctl: the core refused {:?}: {reason}", request.line());
                     code = code.max(1);
                 }

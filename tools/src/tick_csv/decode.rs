@@ -14,10 +14,10 @@ use super::{COLUMNS, F64_FIELDS, Field, IGNORED_COLUMNS};
 use qilin_market::{
     Calendar, Date, Market,
     date::{parse_hms, utc_ns},
+    quality::absent_where_expected,
 };
 
-/// Magnitude from which a double is CTP's "no value" (it sends DBL_MAX), as in the core.
-pub const ABSENT_FROM: f64 = 1e300;
+pub use qilin_market::quality::ABSENT_FROM;
 
 /// A CSV file that cannot be read as ticks, with where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,7 +210,7 @@ impl<R: Read> TickCsvReader<R> {
                             .ok_or_else(|| bad("an InstrumentID (1 to 31 ASCII characters)"))?;
                     }
                     Field::ExchangeId => t.exchange = parse_exchange(text).ok_or_else(|| bad("an ExchangeID"))?,
-                    Field::F64(k) => *F64_FIELDS[k].1(&mut t) = self.parse_f64(i, text, vendor, &mut flags)?,
+                    Field::F64(k) => *F64_FIELDS[k].1(&mut t) = self.parse_f64(i, text, vendor)?,
                     Field::Volume => t.volume = number(text).ok_or_else(|| bad("an integer"))?,
                     Field::UpdateTime => secs = parse_hms(text).ok_or_else(|| bad("a time HH:MM:SS"))?,
                     Field::UpdateMillisec => {
@@ -264,9 +264,9 @@ impl<R: Read> TickCsvReader<R> {
         if vendor {
             match product {
                 Some(p) => {
+                    // Per unit everywhere, as the core does (a normalization, not flagged).
                     if exchange != Exchange::Czce && p.volume_multiple > 0 && !t.average_price.is_nan() {
                         t.average_price /= f64::from(p.volume_multiple);
-                        flags |= quality::AVERAGE_PRICE_SCALED;
                     }
                     if !p.in_session(t.update_time_ms) || !self.calendar.trades_at(days.calendar, secs) {
                         flags |= quality::STALE_SNAPSHOT;
@@ -289,16 +289,16 @@ impl<R: Read> TickCsvReader<R> {
             if !t.turnover.is_nan() {
                 state.turnover = t.turnover;
             }
+            if absent_where_expected(&t) {
+                flags |= quality::ABSENT_PRICE;
+            }
             t.quality = flags;
         }
         Ok(t)
     }
 
-    fn parse_f64(&self, i: usize, text: &str, vendor: bool, flags: &mut u32) -> Result<f64, CsvError> {
+    fn parse_f64(&self, i: usize, text: &str, vendor: bool) -> Result<f64, CsvError> {
         if text.is_empty() {
-            if vendor {
-                *flags |= quality::ABSENT_PRICE;
-            }
             return Ok(f64::NAN);
         }
         let x: f64 = text.parse().map_err(|_| self.cell_error(i, format!("{text:?} is not a number")))?;
@@ -309,7 +309,6 @@ impl<R: Read> TickCsvReader<R> {
             return Err(self.cell_error(i, format!("{text:?}: infinite or NaN (the core rejects such a tick)")));
         }
         if x.abs() >= ABSENT_FROM {
-            *flags |= quality::ABSENT_PRICE;
             return Ok(f64::NAN);
         }
         Ok(x)

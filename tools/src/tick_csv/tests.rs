@@ -185,7 +185,7 @@ fn a_vendor_file_with_only_ctp_columns_is_normalized_as_the_core_would() {
     let csv = format!(
         "{VENDOR_HEADER}\n\
          20250512,rb2605,SHFE,rb2605,3101,3090,100,3101000,3400,2800,1.7976931348623157e+308,21:00:00,500,3100,5,3102,7,,31010,20250509\n\
-         20250512,rb2605,,rb2605,3102,3090,90,3000000,3400,2800,,21:00:01,0,3101,5,3103,7,3104,31020,20250509\n\
+         20250512,rb2605,,rb2605,,3090,90,3000000,3400,2800,,21:00:01,0,3101,5,3103,7,3104,31020,20250509\n\
          20250512,m2609,DCE,m2609,2900,2890,10,290000,3100,2700,0,21:30:00,250,2899,1,2901,2,2902,29000,20250512\n\
          20250512,m2609,DCE,m2609,2900,2890,11,290000,3100,2700,0,01:30:00,0,2899,1,2901,2,2902,29000,20250512\n\
          20250509,SR609,CZCE,SR609,5800,5790,3,100,6000,5600,0,21:05:00,0,5799,1,5801,1,5802,5800,20250509\n\
@@ -195,13 +195,14 @@ fn a_vendor_file_with_only_ctp_columns_is_normalized_as_the_core_would() {
     assert_eq!(ticks.len(), 6);
     let [a, b, dce_evening, dce_morning, czce, after_close] = ticks.try_into().unwrap();
 
-    // DBL_MAX and empty cells: NaN + absent_price; missing columns: NaN without the flag.
+    // DBL_MAX and empty cells are NaN; missing columns too. Only a price that should be there
+    // (LastPrice after trades, a level with volume) is an anomaly: absent_price, as in the core.
     assert!(a.pre_delta.is_nan() && a.ask_price[1].is_nan() && a.pre_close_price.is_nan());
-    assert_ne!(a.quality & quality::ABSENT_PRICE, 0);
-    assert!(b.pre_delta.is_nan() && b.quality & quality::ABSENT_PRICE != 0);
+    assert_eq!(a.quality & quality::ABSENT_PRICE, 0, "PreDelta and an empty second level: by design");
+    assert!(b.pre_delta.is_nan() && b.last_price.is_nan() && b.quality & quality::ABSENT_PRICE != 0);
     assert_eq!(dce_evening.quality & quality::ABSENT_PRICE, 0, "every cell present: {:#x}", dce_evening.quality);
-    // AveragePrice per unit (÷ 10 for rb), flagged; CZCE's is per unit already.
-    assert_eq!((a.average_price, a.quality & quality::AVERAGE_PRICE_SCALED), (3101.0, quality::AVERAGE_PRICE_SCALED));
+    // AveragePrice per unit (÷ 10 for rb), not flagged; CZCE's is per unit already.
+    assert_eq!((a.average_price, a.quality & quality::AVERAGE_PRICE_SCALED), (3101.0, 0));
     assert_eq!((czce.average_price, czce.quality & quality::AVERAGE_PRICE_SCALED), (5800.0, 0));
     // Empty ExchangeID from the product file.
     assert_eq!(b.exchange, Exchange::Shfe as u8);
