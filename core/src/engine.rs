@@ -177,6 +177,8 @@ pub struct Engine {
     specs: Vec<ProductSpec>,
     unknown_products: UnknownProducts,
     calendar: Calendar,
+    /// Days since 1970-01-01 of the China date the calendar's coverage was last checked for.
+    calendar_checked_day: i64,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
     registered: Vec<Registered>,
     capacity: usize,
@@ -222,6 +224,7 @@ impl Engine {
             products,
             unknown_products: UnknownProducts::Admit,
             calendar: Calendar::weekdays_only(),
+            calendar_checked_day: i64::MIN,
             by_id: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
             registered: Vec::with_capacity(capacity),
             capacity,
@@ -377,6 +380,14 @@ impl Engine {
     /// Heartbeat, counters, commands. Returns true when the loop must stop.
     fn housekeeping(&mut self, now: i64) -> bool {
         self.writer.heartbeat(now);
+        // Once per China day: does the calendar know today? (One division a millisecond.)
+        let day = qilin_market::date::local_ms(now).div_euclid(i64::from(qilin_market::date::DAY_MS));
+        if day != self.calendar_checked_day {
+            self.calendar_checked_day = day;
+            if !self.calendar.covers(qilin_market::Date::from_days(day)) {
+                self.pending[Counter::CalendarMissing as usize] += 1;
+            }
+        }
         if let Some((dropped, seen)) = &mut self.command_drops {
             let total = dropped.load(Ordering::Relaxed) as u64;
             self.pending[Counter::CommandQueueFull as usize] += total - *seen;

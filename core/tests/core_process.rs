@@ -395,3 +395,50 @@ fn a_bad_config_file_stops_the_core_with_every_problem_named() {
     assert!(!segment.exists(), "a segment was created from a refused config");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A core whose trading calendar has no file for today's year (China time) says so at start and
+/// counts the day in `calendar_missing`; with a file for the year the counter stays 0.
+#[test]
+fn a_calendar_without_todays_year_is_warned_about_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let year = qilin_market::Date::china_of(qilin_shm::now_ns()).year();
+    let run = |tag: &str, calendar: &Path| {
+        let config = dir.path().join(format!("{tag}.toml"));
+        std::fs::write(&config, format!("[core]\ncalendar_dir = {:?}\n", calendar.display().to_string())).unwrap();
+        let log = dir.path().join(format!("{tag}.log"));
+        let segment = PathBuf::from(format!("/dev/shm/{}", unique(tag)));
+        let socket = std::env::temp_dir().join(format!("{}.sock", unique(tag)));
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+            .args(["--config", config.to_str().unwrap(), "--segment", segment.to_str().unwrap()])
+            .arg("--control-socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut core = Core { child, segment: segment.clone(), socket };
+        core.wait_running();
+        let reader = Reader::open(&segment).unwrap();
+        // Two heartbeats after the start: the first housekeeping (which checks the day) is done.
+        let first = reader.heartbeat_ns();
+        wait_for("two heartbeats", || (reader.heartbeat_ns() > first).then_some(()));
+        let missing = reader.counter(Counter::CalendarMissing);
+        core.kill();
+        let _ = std::fs::remove_file(&segment);
+        (missing, std::fs::read_to_string(&log).unwrap())
+    };
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (missing, log) = run("cal-missing", &empty);
+    assert_eq!(missing, 1, "{log}");
+    assert!(
+        log.contains("the trading calendar has no file for these years") && log.contains(&year.to_string()),
+        "{log}"
+    );
+
+    let covered = dir.path().join("covered");
+    std::fs::create_dir(&covered).unwrap();
+    std::fs::write(covered.join(format!("{year}.toml")), format!("year = {year}\n")).unwrap();
+    let (missing, log) = run("cal-covered", &covered);
+    assert_eq!(missing, 0, "{log}");
+}

@@ -285,6 +285,9 @@ counters! {
     StandbyTicks = "standby_ticks",
     /// Ticks published with `UNKNOWN_PRODUCT` (their product is not in the product table).
     FlagUnknownProduct = "flag_unknown_product",
+    /// China calendar days the core ran on that its trading calendar has no file for (counted at
+    /// start and at each day change): non-zero means holidays are not known (docs/CALENDAR.md).
+    CalendarMissing = "calendar_missing",
 }
 
 /// Capacity of the header's counter block; [`Counter`] indexes the first `Counter::ALL.len()` words.

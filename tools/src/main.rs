@@ -243,6 +243,26 @@ enum Cmd {
         #[command(subcommand)]
         command: ProductsCmd,
     },
+    /// The trading calendar: `check` loads it as the core does and names the years the feed needs
+    /// but has no file for (docs/CALENDAR.md).
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCmd {
+    /// Validate `config/calendar/` (or `--dir`), print each year's trading days, holidays and
+    /// evenings without a night session; exit 1 when this year (or, in December, the next) is missing.
+    Check {
+        /// The calendar directory [default: config/calendar].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -303,6 +323,9 @@ fn main() -> ExitCode {
             return journal::quality(journal, *json, *stale_after_s, instruments.as_deref(), args.segment.as_deref());
         }
         Cmd::Products { command } => return cli::products::run(command, args.segment.as_deref()),
+        Cmd::Calendar { command: CalendarCmd::Check { dir, json } } => {
+            return cli::calendar::check(dir.as_deref(), *json);
+        }
         _ => {}
     }
     let reader = match segment::open(args.segment.as_deref()) {
@@ -331,6 +354,7 @@ fn main() -> ExitCode {
         | Cmd::ValidateEnv { .. }
         | Cmd::Keys(_)
         | Cmd::Quality { .. }
-        | Cmd::Products { .. } => unreachable!("handled above"),
+        | Cmd::Products { .. }
+        | Cmd::Calendar { .. } => unreachable!("handled above"),
     }
 }

@@ -3,10 +3,14 @@
 //! behind, `quality` on a journal crafted with known defects, and `replay` through the real
 //! `qilin-core` into a segment, audited.
 
+mod common;
+
+use common::{qilinctl, repo_instruments, s, text};
+
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -24,27 +28,6 @@ const WATCHDOG: Duration = Duration::from_secs(120);
 fn unique(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("qilin-test-jcli-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn qilinctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qilinctl")).args(args).env_remove("QILIN_AUDIT_LOG").output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn repo_instruments() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")
 }
 
 /// A tick of `id` at China-local `hh:mm:ss.ms` on `day` (a day-session tick: trading day = calendar day).

@@ -4,37 +4,20 @@
 //! lacks; bad rows named by line and column with nothing written; a journal and a segment holding
 //! an instrument the table lacks.
 
+mod common;
+
+use common::{qilinctl, repo_instruments, s, text};
+
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
 use qilin_journal::{JournalWriter, WriterOptions};
 use qilin_market::{Instruments, Kind, Segment, products::default_day_sessions};
 use qilin_shm::{Exchange, SegmentOptions, TickRecord, Writer};
 use serde_json::Value;
-
-fn qilinctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qilinctl")).args(args).env_remove("QILIN_AUDIT_LOG").output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn repo_instruments() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")
-}
 
 fn audit_lines(log: &Path) -> Vec<Value> {
     fs::read_to_string(log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()

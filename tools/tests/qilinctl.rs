@@ -223,3 +223,34 @@ fn snapshot_prints_every_last_value_and_layout_json_has_every_field() {
     assert_eq!((field["offset"].as_u64(), field["size"].as_u64()), (Some(340), Some(20)));
     assert_eq!(layout["counters"][0], "ticks_received");
 }
+
+#[test]
+fn calendar_check_names_missing_years_and_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = qilin_market::Date::china_of(qilin_shm::now_ns());
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_qilinctl")).args(args).output().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Nothing yet: this year is missing (exit 1, named).
+    let out = run(&["calendar", "check", "--dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).0.contains(&format!("{}: MISSING", today.year())), "{:?}", text(&out));
+    // This year (and, in December, the next): valid and complete.
+    for year in [today.year(), today.year() + 1] {
+        std::fs::write(dir.path().join(format!("{year}.toml")), format!("year = {year}\n")).unwrap();
+    }
+    let out = run(&["calendar", "check", "--dir", d, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v: Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(v["missing"], serde_json::json!([]));
+    assert!(v["years"][0]["trading_days"].as_u64().unwrap() >= 260, "a year of weekdays: {v}");
+    // A holiday on a Saturday: the file and the date are named, exit 2.
+    let saturday = (0..7).map(|i| today.add_days(i)).find(|d| d.weekday() == 5 && d.year() == today.year());
+    if let Some(saturday) = saturday {
+        let text_file = format!("year = {}\n[[holiday]]\ndate = \"{}\"\nname = \"x\"\n", today.year(), saturday.iso());
+        std::fs::write(dir.path().join(format!("{}.toml", today.year())), text_file).unwrap();
+        let out = run(&["calendar", "check", "--dir", d]);
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        let err = text(&out).1;
+        assert!(err.contains(&format!("{}.toml", today.year())) && err.contains(&saturday.iso()), "{err}");
+    }
+}

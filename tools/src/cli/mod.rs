@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod audited;
+pub mod calendar;
 pub mod control;
 pub mod control_client;
 pub mod journal;
