@@ -495,3 +495,70 @@ fn record_id_follows_the_raw_id_even_if_the_state_is_reused() {
     assert_eq!(ids, ["rb2510", "rb2510", "rb25101", "rb251"]);
     assert!(d.instrument_id[5..].iter().all(|&b| b == 0));
 }
+
+/// Every product of the shipped table, at every kind of session boundary, on real 2026 dates:
+/// the exchange time, trading day, calendar day and the stale flag come out as the exchange's
+/// conventions and the calendar say. Expected values are written from the dates' day numbers
+/// (`date -u -d 2026-03-04 +%s` / 86400 = 20516 …), not computed by the code under test.
+#[test]
+fn every_product_at_every_session_boundary() {
+    // (YYYYMMDD, days since 1970-01-01)
+    const WED: (u32, i64) = (20260304, 20516);
+    const FRI: (u32, i64) = (20260306, 20518);
+    const SAT: (u32, i64) = (20260307, 20519);
+    const MON: (u32, i64) = (20260309, 20521);
+    const EVE_OF_HOLIDAY: (u32, i64) = (20260430, 20573); // Thursday; Labour Day 1–5 May
+    const FIRST_AFTER: (u32, i64) = (20260506, 20579); // Wednesday, first trading day after it
+    let table = qilin_market::Instruments::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml"),
+    )
+    .unwrap();
+    let hms = |ms: u32| format!("{:02}:{:02}:{:02}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut checked = 0;
+    for spec in table.products().iter().filter(|p| p.kind == Kind::Future) {
+        let id = &spec.instruments[0];
+        let exchange = spec.exchange;
+        // The two day fields as the exchange fills them for a tick of `trading` happening on `calendar`.
+        let raw_days = |trading: u32, calendar: u32| match exchange {
+            Exchange::Dce => (trading, trading),
+            Exchange::Czce => (calendar, calendar),
+            _ => (trading, calendar),
+        };
+        // One tick at local `ms` of day `calendar` belonging to `trading`; checks every derived value.
+        let check = |what: &str, trading: (u32, i64), calendar: (u32, i64), ms: u32, stale: bool| {
+            let (td, ad) = raw_days(trading.0, calendar.0);
+            let f = fields(id, exchange.as_str(), &td.to_string(), &ad.to_string(), &hms(ms), (ms % 1000) as i32);
+            let out = one(&f, spec).unwrap_or_else(|e| panic!("{id} {what}: rejected {e:?}"));
+            let expected_ns = (calendar.1 * 86_400_000 + i64::from(ms) - 8 * 3_600_000) * 1_000_000;
+            assert_eq!(out.exchange_time_ns, expected_ns, "{id} {what}: exchange time");
+            assert_eq!((out.trading_day, out.action_day), (trading.0, calendar.0), "{id} {what}: days");
+            assert_eq!(out.quality & quality::STALE_SNAPSHOT != 0, stale, "{id} {what}: stale flag");
+        };
+        let first = spec.day_sessions[0];
+        let auction = first.start_ms - 5 * 60_000;
+        check("call auction opens", WED, WED, auction, false);
+        check("before the call auction", WED, WED, auction - 1000, true);
+        check("first tick", WED, WED, first.start_ms, false);
+        for s in &spec.day_sessions {
+            check("closing second of a section", WED, WED, s.end_ms + 500, false);
+            check("after a section's closing second", WED, WED, s.end_ms + 1000, true);
+        }
+        check("first day after a holiday", FIRST_AFTER, FIRST_AFTER, first.start_ms, false);
+        match spec.night_session {
+            Some(night) => {
+                let evening = night.start_ms + 30 * 60_000;
+                check("Friday night", MON, FRI, evening, false);
+                check("the evening before a holiday", FIRST_AFTER, EVE_OF_HOLIDAY, evening, true);
+                if night.wraps() {
+                    check("night across midnight", MON, SAT, 30 * 60_000, false);
+                    check("after the night's end", MON, SAT, night.end_ms + 1000, true);
+                } else {
+                    check("after the night's end", MON, FRI, night.end_ms + 1000, true);
+                }
+            }
+            None => check("no night session", MON, FRI, 21 * 3_600_000 + 30 * 60_000, true),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 80, "{checked} products");
+}
