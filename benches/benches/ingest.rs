@@ -31,7 +31,7 @@ use qilin_core::{
     engine::{Command, Engine, EngineOptions, Input},
     handoff::handoff,
 };
-use qilin_market::Instruments;
+use qilin_market::{Calendar, Instruments};
 use qilin_shm::{Counter, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer};
 
 fn instruments() -> Instruments {
@@ -60,6 +60,9 @@ fn engine(label: &str, ring_slots: u64) -> (TempSegment, Engine, crossbeam_chann
         command_rx,
         events,
         Arc::new(AtomicBool::new(false)),
+    )
+    .with_calendar(
+        Calendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/calendar")).expect("config/calendar"),
     );
     (segment, engine, command_tx)
 }

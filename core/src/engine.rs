@@ -31,7 +31,7 @@ use crate::{
     ctp::RawTick,
     dedup::RecentSet,
     handoff::{HandoffRx, RAW_MAX},
-    normalize::{InstrumentState, Reject, exchange_of, normalize},
+    normalize::{InstrumentState, Reject, exchange_from_word, exchange_word, normalize},
     session::Links,
     udp::{UdpBound, UdpSource},
 };
@@ -421,7 +421,7 @@ impl Engine {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Subscribe(key) => {
-                if let Some(slot) = self.admit(key, || None) {
+                if let Some(slot) = self.admit(key, 0) {
                     self.registered[slot].subscribed = true;
                     self.emit(Event::Subscription { id: key, subscribed: true });
                 }
@@ -445,8 +445,9 @@ impl Engine {
     /// Finds or creates the registry slot of an instrument. No allocation: the map and the vector
     /// were sized for the segment's capacity, and admission stops at that capacity. A product the
     /// table lacks is admitted with its exchange's stand-in when the policy admits them and the
-    /// exchange is known (`exchange`, asked only then) and the id has a contract's form.
-    fn admit(&mut self, key: IdKey, exchange: impl FnOnce() -> Option<Exchange>) -> Option<usize> {
+    /// exchange is known (`exchange_word`: ExchangeID as a NUL-padded word, 0 if none) and the id
+    /// has a contract's form.
+    fn admit(&mut self, key: IdKey, exchange_word: u64) -> Option<usize> {
         if let Some(slot) = self.by_id.get(&key) {
             return Some(*slot);
         }
@@ -454,9 +455,11 @@ impl Engine {
         let known = self.products.index_of(id);
         let product = match (known, self.unknown_products) {
             (Some(product), _) => Some(product),
-            (None, UnknownProducts::Admit) if qilin_market::products::contract_form(id).is_some() => exchange()
-                .and_then(|e| Exchange::ALL.iter().position(|x| *x == e))
-                .map(|i| self.products.products().len() + i),
+            (None, UnknownProducts::Admit) if qilin_market::products::contract_form(id).is_some() => {
+                exchange_from_word(exchange_word)
+                    .and_then(|e| Exchange::ALL.iter().position(|x| *x == e))
+                    .map(|i| self.products.products().len() + i)
+            }
             (None, _) => None,
         };
         let Some(product) = product else {
@@ -493,11 +496,11 @@ impl Engine {
     /// The registry slot of a subscribed instrument: known ones, or (with `any-known-product`)
     /// admitted on first sight. `None` for an instrument the feed does not take.
     #[inline]
-    fn subscribed_slot(&mut self, key: IdKey, exchange: impl FnOnce() -> Option<Exchange>) -> Option<usize> {
+    fn subscribed_slot(&mut self, key: IdKey, exchange_word: u64) -> Option<usize> {
         let slot = match self.by_id.get(&key) {
             Some(slot) => *slot,
             None if self.options.admit == Admit::AnyKnownProduct => {
-                let slot = self.admit(key, exchange)?;
+                let slot = self.admit(key, exchange_word)?;
                 self.registered[slot].subscribed = true;
                 slot
             }
@@ -516,8 +519,8 @@ impl Engine {
         if qilin_shm::layout::id_str(&key).is_none_or(str::is_empty) {
             return self.reject(Reject::Id);
         }
-        let exchange = record.exchange;
-        let Some(slot) = self.subscribed_slot(key, || Exchange::from_code(exchange)) else {
+        let exchange_word = Exchange::from_code(record.exchange).map_or(0, exchange_word);
+        let Some(slot) = self.subscribed_slot(key, exchange_word) else {
             return self.reject(Reject::UnknownInstrument);
         };
         let entry = &self.registered[slot];
@@ -546,7 +549,8 @@ impl Engine {
         };
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
-        let Some(slot) = self.subscribed_slot(key, || exchange_of(&raw)) else {
+        // A word taken by value (not a closure over `raw`, which made the compiler copy the view).
+        let Some(slot) = self.subscribed_slot(key, raw.exchange_word()) else {
             return self.reject(Reject::UnknownInstrument);
         };
         // Deduplicate on the struct as the exchange sent it, before normalizing: what normalize

@@ -19,15 +19,19 @@ use crate::date::{AFTER_MIDNIGHT_UNTIL_SECS, Date, EVENING_FROM_SECS};
 pub const DEFAULT_DIR: &str = "config/calendar";
 
 const COVERED: u8 = 1;
+/// The day session is held.
 const TRADING: u8 = 2;
+/// The evening holds the night session.
 const NIGHT: u8 = 4;
+/// The previous evening held the night session (its after-midnight part falls on this day).
+const NIGHT_BEFORE: u8 = 8;
 
 /// Trading days and night sessions, for the years whose files were loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Calendar {
     /// Days since 1970-01-01 of `flags[0]`.
     first: i64,
-    /// Per day from `first`: `COVERED | TRADING | NIGHT` bits.
+    /// Per day from `first`: `COVERED | TRADING | NIGHT | NIGHT_BEFORE` bits.
     flags: Vec<u8>,
     /// The years loaded, ascending.
     years: Vec<u32>,
@@ -146,6 +150,15 @@ impl Calendar {
                     COVERED | if trading { TRADING } else { 0 } | if night { NIGHT } else { 0 };
             }
         }
+        // The after-midnight part of a night session falls on the next calendar day: keep its
+        // answer beside that day's, so `trades_at` reads one byte. The day before the first file
+        // follows the weekday rule.
+        for i in 0..flags.len() {
+            let before = if i == 0 { Date::from_days(first - 1).is_weekday() } else { flags[i - 1] & NIGHT != 0 };
+            if before {
+                flags[i] |= NIGHT_BEFORE;
+            }
+        }
         Calendar { first, flags, years: years.iter().map(|y| y.year).collect(), dir }
     }
 
@@ -221,6 +234,24 @@ impl Calendar {
     /// product's question ([`crate::products::ProductSpec::in_session`]).
     #[inline(always)]
     pub fn trades_at(&self, date: Date, secs: u32) -> bool {
+        let bit = if secs >= EVENING_FROM_SECS {
+            NIGHT
+        } else if secs < AFTER_MIDNIGHT_UNTIL_SECS {
+            NIGHT_BEFORE
+        } else {
+            TRADING
+        };
+        let i = date.days.wrapping_sub(self.first) as u64;
+        if i < self.flags.len() as u64 {
+            self.flags[i as usize] & bit != 0
+        } else {
+            self.trades_at_uncovered(date, secs)
+        }
+    }
+
+    /// [`Calendar::trades_at`] for a day no file covers: the weekday rule.
+    #[cold]
+    fn trades_at_uncovered(&self, date: Date, secs: u32) -> bool {
         if secs >= EVENING_FROM_SECS {
             self.has_night_session(date)
         } else if secs < AFTER_MIDNIGHT_UNTIL_SECS {

@@ -35,6 +35,7 @@ pub struct Date {
 
 impl Date {
     /// The date `days` after 1970-01-01.
+    #[inline]
     pub const fn from_days(days: i64) -> Date {
         let (y, m, d) = civil_from_days(days);
         Date { days, ymd: y as u32 * 10_000 + m * 100 + d }
@@ -55,6 +56,7 @@ impl Date {
     }
 
     /// [`Date::parse`] on bytes.
+    #[inline]
     pub fn parse_bytes(text: &[u8]) -> Option<Date> {
         let ymd = digits::<8>(text)?;
         if !CTP_YEARS.contains(&(ymd / 10_000)) {
@@ -79,26 +81,31 @@ impl Date {
     }
 
     /// The year.
+    #[inline]
     pub const fn year(self) -> u32 {
         self.ymd / 10_000
     }
 
     /// The date `n` days later (earlier if negative).
+    #[inline]
     pub const fn add_days(self, n: i64) -> Date {
         Date::from_days(self.days + n)
     }
 
     /// Day of the week, Monday = 0 … Sunday = 6 (1970-01-01 was a Thursday).
+    #[inline]
     pub const fn weekday(self) -> u32 {
         (self.days + 3).rem_euclid(7) as u32
     }
 
     /// Monday to Friday.
+    #[inline]
     pub const fn is_weekday(self) -> bool {
         self.weekday() < 5
     }
 
     /// The closest Monday–Friday strictly before this date.
+    #[inline]
     pub const fn prev_weekday(self) -> Date {
         let back = match self.weekday() {
             0 => 3, // Monday → Friday
@@ -109,6 +116,7 @@ impl Date {
     }
 
     /// The closest Monday–Friday strictly after this date.
+    #[inline]
     pub const fn next_weekday(self) -> Date {
         let ahead = match self.weekday() {
             4 => 3, // Friday → Monday
@@ -119,6 +127,7 @@ impl Date {
     }
 
     /// The China-local calendar day of a UTC nanosecond time.
+    #[inline]
     pub const fn china_of(utc_ns: i64) -> Date {
         Date::from_days(local_ms(utc_ns).div_euclid(DAY_MS as i64))
     }
@@ -132,6 +141,7 @@ impl std::fmt::Display for Date {
 }
 
 /// Days from 1970-01-01 to the proleptic-Gregorian date `y-m-d` (Howard Hinnant's algorithm).
+#[inline]
 pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
@@ -143,6 +153,7 @@ pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// The inverse of [`days_from_civil`]: `(year, month, day)`.
+#[inline]
 pub const fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
@@ -169,6 +180,7 @@ const fn days_in_month(y: u32, m: u32) -> u32 {
     }
 }
 
+#[inline]
 fn digits<const N: usize>(text: &[u8]) -> Option<u32> {
     if text.len() != N {
         return None;
@@ -233,12 +245,14 @@ pub fn hms_text(ms: u32) -> (String, u32) {
 }
 
 /// UTC nanoseconds of a China-local calendar day, second of day and millisecond.
+#[inline]
 pub const fn utc_ns(calendar: Date, secs: u32, millis: u32) -> i64 {
     let utc_secs = calendar.days * DAY_SECS + secs as i64 - CST_OFFSET_SECS;
     (utc_secs * 1000 + millis as i64) * 1_000_000
 }
 
 /// China-local milliseconds since 1970-01-01 00:00 local of a UTC nanosecond time.
+#[inline]
 pub const fn local_ms(utc_ns: i64) -> i64 {
     utc_ns.div_euclid(1_000_000) + CST_OFFSET_SECS * 1000
 }

@@ -24,19 +24,25 @@ use qilin_core::{
     handoff::handoff,
     udp::UdpBound,
 };
-use qilin_market::Instruments;
+use qilin_market::{Calendar, Instruments};
 use qilin_shm::{Counter, Next, Reader, RunState, SegmentOptions, Source, Start, TickRecord, Writer};
 
 use super::{Plan, Schedule, Series, WATCHDOG, new_histogram, pin_cpu, record};
 use crate::TempSegment;
 
-/// Instrument capacity of the engine's segment (the instruments file lists 68).
+/// Instrument capacity of the engine's segment (the instruments file lists about 185).
 const CAPACITY: u32 = 256;
 
 /// The instruments file of the source tree.
 pub fn instruments(repo: &Path) -> anyhow::Result<Instruments> {
     let path = repo.join("config/instruments.toml");
     Instruments::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// The trading calendar of the source tree (the engine runs on it as `qilin-core` does).
+pub fn calendar(repo: &Path) -> anyhow::Result<Calendar> {
+    let dir = repo.join("config/calendar");
+    Calendar::load_dir(&dir).with_context(|| format!("loading {}", dir.display()))
 }
 
 /// Valid raw CTP 6.7.x structs for every listed instrument, round robin, day-session time and
@@ -137,7 +143,8 @@ impl RunningEngine {
             command_rx,
             event_tx,
             Arc::new(AtomicBool::new(false)),
-        );
+        )
+        .with_calendar(calendar(&plan.repo)?);
         let thread = std::thread::Builder::new()
             .name(format!("hot-{label}"))
             .spawn(move || {

@@ -174,11 +174,16 @@ const EXCHANGE_WORDS: [u64; 8] = {
     words
 };
 
-/// The exchange a raw struct names in ExchangeID (`None` when empty or unknown). Not on the hot
-/// path: the engine asks when it admits an instrument whose product the table lacks.
-pub fn exchange_of(raw: &RawTick<'_>) -> Option<Exchange> {
-    let word = raw.exchange_word();
+/// The exchange whose ExchangeID is `word` (as [`RawTick::exchange_word`] gives it; `None` when
+/// empty or unknown). Not on the hot path: the engine asks when it admits an instrument whose
+/// product the table lacks.
+pub fn exchange_from_word(word: u64) -> Option<Exchange> {
     Exchange::ALL.into_iter().find(|e| word != 0 && EXCHANGE_WORDS[*e as usize] == word)
+}
+
+/// `exchange`'s ExchangeID as [`RawTick::exchange_word`] gives it.
+pub fn exchange_word(exchange: Exchange) -> u64 {
+    EXCHANGE_WORDS[exchange as usize]
 }
 
 /// Whether `code` is the product of `id` (the answer of `product_of(id) == code`, see
@@ -246,7 +251,7 @@ pub fn normalize(
     if exchange_word != 0 && exchange_word != EXCHANGE_WORDS[exchange as usize] {
         return Err(Reject::Exchange);
     }
-    if !spec.unknown && !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) {
+    if !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) && !spec.unknown {
         return Err(Reject::UnknownInstrument);
     }
     let id = raw.id_words();
