@@ -131,23 +131,29 @@ pub fn price(x: f64) -> Result<f64, Reject> {
 const PRICES: usize = 28;
 
 /// [`price`] for many doubles at once, without a branch each: the doubles with absent ones
-/// (|x| ≥ [`ABSENT_FROM`]) as NaN, and whether any was infinite or NaN. Written as lane-wise bit
-/// operations with an OR accumulator so the compiler cleans two doubles per instruction (a plain
-/// `bool` accumulator made it test each double on its own).
+/// (|x| ≥ [`ABSENT_FROM`]) as NaN, whether a double absent where `expected` is all ones was absent
+/// (the `ABSENT_PRICE` rule, `qilin_market::quality::absent_where_expected`, lane by lane), and
+/// whether any was infinite or NaN. Written as lane-wise bit operations with OR accumulators so the
+/// compiler cleans two doubles per instruction (plain `bool` accumulators made it test each
+/// double on its own).
 #[inline(always)]
-fn clean_prices<const N: usize>(x: [f64; N]) -> ([f64; N], bool) {
+fn clean_prices<const N: usize>(x: [f64; N], expected: [u64; N]) -> ([f64; N], bool, bool) {
     const MAGNITUDE: u64 = !(1 << 63);
-    // Adding this sets bit 63 of a magnitude exactly when it is infinite or NaN (the bit patterns
-    // of non-negative doubles sort like their values).
+    // Adding these sets bit 63 of a magnitude exactly when it is at least ABSENT_FROM (NaN too),
+    // respectively infinite or NaN (the bit patterns of non-negative doubles sort like their values).
+    const ABSENT_BIAS: u64 = (1 << 63) - ABSENT_FROM.to_bits();
     const BAD_BIAS: u64 = (1 << 63) - f64::INFINITY.to_bits();
     let mut out = [0.0; N];
+    let mut missing = [0u64; N];
     let mut bad = [0u64; N];
     for i in 0..N {
         let magnitude = x[i].to_bits() & MAGNITUDE;
+        missing[i] = magnitude.wrapping_add(ABSENT_BIAS) & expected[i];
         bad[i] = magnitude.wrapping_add(BAD_BIAS);
         out[i] = if f64::from_bits(magnitude) < ABSENT_FROM { x[i] } else { f64::NAN };
     }
-    (out, bad.iter().fold(0, |acc, b| acc | b) >> 63 != 0)
+    let any = |bits: [u64; N]| bits.iter().fold(0, |acc, b| acc | b) >> 63 != 0;
+    (out, any(missing), any(bad))
 }
 
 /// Equality of two short byte strings without a call to `memcmp` (ids are a few bytes long).
@@ -293,40 +299,58 @@ pub fn normalize(
     // prices a 6.3/6.5 struct does not have are cleaned as 0 and stored as NaN without ABSENT_PRICE.
     let b = raw.body;
     let l = &b.levels;
-    let (p, any_bad) = clean_prices::<PRICES>([
-        b.last_price.get(),
-        b.pre_settlement_price.get(),
-        b.pre_close_price.get(),
-        b.pre_open_interest.get(),
-        b.open_price.get(),
-        b.highest_price.get(),
-        b.lowest_price.get(),
-        b.turnover.get(),
-        b.open_interest.get(),
-        b.close_price.get(),
-        b.settlement_price.get(),
-        b.upper_limit_price.get(),
-        b.lower_limit_price.get(),
-        b.pre_delta.get(),
-        b.curr_delta.get(),
-        b.average_price.get(),
-        raw.banding_upper_price.unwrap_or(0.0),
-        raw.banding_lower_price.unwrap_or(0.0),
-        l[0].bid_price.get(),
-        l[1].bid_price.get(),
-        l[2].bid_price.get(),
-        l[3].bid_price.get(),
-        l[4].bid_price.get(),
-        l[0].ask_price.get(),
-        l[1].ask_price.get(),
-        l[2].ask_price.get(),
-        l[3].ask_price.get(),
-        l[4].ask_price.get(),
-    ]);
+    let volume = i64::from(b.volume.get());
+    let bid_volume = l.map(|level| level.bid_volume.get());
+    let ask_volume = l.map(|level| level.ask_volume.get());
+    // Where a price must be present (all ones): LastPrice once traded, a book level with volume.
+    let must = |present: bool| u64::from(present).wrapping_neg();
+    let mut expected = [0u64; PRICES];
+    expected[0] = must(volume > 0);
+    for i in 0..5 {
+        expected[18 + i] = must(bid_volume[i] != 0);
+        expected[23 + i] = must(ask_volume[i] != 0);
+    }
+    let (p, missing, any_bad) = clean_prices::<PRICES>(
+        [
+            b.last_price.get(),
+            b.pre_settlement_price.get(),
+            b.pre_close_price.get(),
+            b.pre_open_interest.get(),
+            b.open_price.get(),
+            b.highest_price.get(),
+            b.lowest_price.get(),
+            b.turnover.get(),
+            b.open_interest.get(),
+            b.close_price.get(),
+            b.settlement_price.get(),
+            b.upper_limit_price.get(),
+            b.lower_limit_price.get(),
+            b.pre_delta.get(),
+            b.curr_delta.get(),
+            b.average_price.get(),
+            raw.banding_upper_price.unwrap_or(0.0),
+            raw.banding_lower_price.unwrap_or(0.0),
+            l[0].bid_price.get(),
+            l[1].bid_price.get(),
+            l[2].bid_price.get(),
+            l[3].bid_price.get(),
+            l[4].bid_price.get(),
+            l[0].ask_price.get(),
+            l[1].ask_price.get(),
+            l[2].ask_price.get(),
+            l[3].ask_price.get(),
+            l[4].ask_price.get(),
+        ],
+        expected,
+    );
     if any_bad {
         return Err(Reject::Price);
     }
-    let volume = i64::from(b.volume.get());
+    // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
+    // the close, an empty book level) is no anomaly; absent where there is trading or volume is.
+    if missing {
+        flags |= quality::ABSENT_PRICE;
+    }
     out.last_price = p[0];
     out.pre_settlement_price = p[1];
     out.pre_close_price = p[2];
@@ -347,14 +371,10 @@ pub fn normalize(
     out.banding_lower_price = if raw.banding_lower_price.is_some() { p[17] } else { f64::NAN };
     out.bid_price = [p[18], p[19], p[20], p[21], p[22]];
     out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
-    out.bid_volume = l.map(|level| level.bid_volume.get());
-    out.ask_volume = l.map(|level| level.ask_volume.get());
+    out.bid_volume = bid_volume;
+    out.ask_volume = ask_volume;
     out.volume = volume;
-    // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
-    // the close, an empty book level) is no anomaly; absent where there is trading or volume is.
-    if qilin_market::quality::absent_where_expected(out) {
-        flags |= quality::ABSENT_PRICE;
-    }
+    debug_assert_eq!(missing, qilin_market::quality::absent_where_expected(out), "the two forms of the rule");
     // Per unit everywhere (CZCE sends it so, the others per lot): a normalization, not flagged.
     out.average_price = if exchange == Exchange::Czce { average } else { average / f64::from(spec.volume_multiple) };
 
