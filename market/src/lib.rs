@@ -32,7 +32,7 @@ pub mod status;
 
 pub use calendar::{Calendar, CalendarError, TickDays};
 pub use date::Date;
-pub use products::{IdForm, Instruments, InstrumentsError, Kind, ProductSpec, Segment, product_of};
+pub use products::{IdForm, Instruments, InstrumentsError, Kind, ProductSpec, Segment, SessionMap, product_of};
 
 /// The product table and the trading calendar together, as the tools load them.
 #[derive(Clone, Debug, PartialEq)]

@@ -80,6 +80,50 @@ fn hh_mm(text: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some((h * 60 + m) * 60_000)
 }
 
+/// The instants of a day a product's sessions cover, by minute, so that [`ProductSpec::in_session`]
+/// is two bit tests rather than a walk over the segments: bit `m` of `open` is set when every instant
+/// of minute `m` is in session (call auctions included), bit `m` of `closing` when only its first
+/// second is (the closing second of a segment ending at minute `m`). Built from the segments by
+/// [`SessionMap::new`]; debug builds check every lookup against the segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionMap {
+    open: [u64; 23],
+    closing: [u64; 23],
+}
+
+impl SessionMap {
+    /// The map of `day_sessions` (the first with [`CALL_AUCTION_MS`] before it) and `night`
+    /// (with the auction before it), each with its closing second.
+    pub fn new(day_sessions: &[Segment], night: Option<Segment>) -> SessionMap {
+        let mut map = SessionMap { open: [0; 23], closing: [0; 23] };
+        let segments = night
+            .map(|n| (n, CALL_AUCTION_MS))
+            .into_iter()
+            .chain(day_sessions.iter().enumerate().map(|(i, s)| (*s, if i == 0 { CALL_AUCTION_MS } else { 0 })));
+        let minutes = DAY_MS / 60_000;
+        for (segment, lead) in segments {
+            let from = (segment.start_ms + DAY_MS - lead) % DAY_MS / 60_000;
+            let to = segment.end_ms / 60_000;
+            let mut m = from;
+            while m != to {
+                map.open[(m / 64) as usize] |= 1 << (m % 64);
+                m = (m + 1) % minutes;
+            }
+            map.closing[(to / 64) as usize] |= 1 << (to % 64);
+        }
+        map
+    }
+
+    /// Whether `ms` (since local midnight, below one day) is covered.
+    #[inline(always)]
+    pub fn contains(&self, ms: u32) -> bool {
+        let minute = ms / 60_000;
+        let (word, bit) = ((minute / 64) as usize % 23, minute % 64);
+        let closing_second = u64::from(ms % 60_000 < CLOSE_GRACE_MS);
+        ((self.open[word] | (self.closing[word] & closing_second.wrapping_neg())) >> bit) & 1 != 0
+    }
+}
+
 /// How an exchange writes the ids of its options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,6 +167,9 @@ pub struct ProductSpec {
     pub day_sessions: Vec<Segment>,
     /// Night session, if the product trades at night.
     pub night_session: Option<Segment>,
+    /// `day_sessions` and `night_session` by minute ([`SessionMap::new`] of them: keep it in step
+    /// when building a spec by hand).
+    pub session_map: SessionMap,
     /// Listed instrument ids the simulator generates (none for options).
     pub instruments: Vec<String>,
     /// Price around which the simulator generates.
@@ -138,6 +185,18 @@ impl ProductSpec {
     /// not allocate.
     #[inline(always)]
     pub fn in_session(&self, ms_since_local_midnight: u32) -> bool {
+        let covered = self.session_map.contains(ms_since_local_midnight);
+        debug_assert_eq!(
+            covered,
+            self.in_session_by_segments(ms_since_local_midnight),
+            "{}: session_map out of step with the segments",
+            self.code
+        );
+        covered
+    }
+
+    /// [`ProductSpec::in_session`] by walking the segments (the definition the map is built from).
+    pub fn in_session_by_segments(&self, ms_since_local_midnight: u32) -> bool {
         let ms = ms_since_local_midnight;
         if self.night_session.is_some_and(|night| night.contains(ms, CALL_AUCTION_MS)) {
             return true;
@@ -389,6 +448,7 @@ impl InstrumentsFile {
                 underlying: None,
                 price_tick: p.price_tick,
                 volume_multiple: p.volume_multiple,
+                session_map: SessionMap::new(&day_sessions, night_session),
                 day_sessions,
                 night_session,
                 instruments: p.instruments,
@@ -489,6 +549,7 @@ impl ProductSpec {
             underlying: None,
             price_tick: 0.0001,
             volume_multiple: 1,
+            session_map: SessionMap::new(&default_day_sessions(exchange), None),
             day_sessions: default_day_sessions(exchange),
             night_session: None,
             instruments: Vec::new(),

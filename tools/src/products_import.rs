@@ -19,8 +19,8 @@ use std::{
 use qilin_market::{
     Date,
     products::{
-        IdForm, Instruments, Kind, MAX_INSTRUMENT_ID, ProductSpec, contract_form, default_day_sessions, product_of,
-        render::render_products,
+        IdForm, Instruments, Kind, MAX_INSTRUMENT_ID, ProductSpec, SessionMap, contract_form, default_day_sessions,
+        product_of, render::render_products,
     },
 };
 use qilin_shm::Exchange;
@@ -430,6 +430,7 @@ pub fn import(options: &ImportOptions<'_>) -> Result<Imported, ImportError> {
         }
         let day_sessions = default_day_sessions(g.exchange);
         let future = ProductSpec {
+            session_map: SessionMap::new(&day_sessions, None),
             exchange: g.exchange,
             code: g.code.clone(),
             name: name_part(&g.name).unwrap_or_else(|| g.code.clone()),

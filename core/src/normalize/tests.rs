@@ -4,7 +4,7 @@
 use qilin_shm::{Exchange, Source, TickRecord, quality};
 
 use super::*;
-use qilin_market::{Kind, Segment};
+use qilin_market::{Kind, Segment, SessionMap};
 
 use crate::ctp::{RawFields, RawTick};
 
@@ -12,6 +12,9 @@ const NS: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
 
 fn spec(exchange: Exchange, code: &str, volume_multiple: u32, night: Option<&str>) -> ProductSpec {
+    let day_sessions: Vec<Segment> =
+        ["09:00-10:15", "10:30-11:30", "13:30-15:00"].map(|s| Segment::parse(s).unwrap()).to_vec();
+    let night_session = night.map(|s| Segment::parse(s).unwrap());
     ProductSpec {
         exchange,
         code: code.to_owned(),
@@ -20,8 +23,9 @@ fn spec(exchange: Exchange, code: &str, volume_multiple: u32, night: Option<&str
         underlying: None,
         price_tick: 1.0,
         volume_multiple,
-        day_sessions: ["09:00-10:15", "10:30-11:30", "13:30-15:00"].map(|s| Segment::parse(s).unwrap()).to_vec(),
-        night_session: night.map(|s| Segment::parse(s).unwrap()),
+        session_map: SessionMap::new(&day_sessions, night_session),
+        day_sessions,
+        night_session,
         instruments: Vec::new(),
         reference_price: 1000.0,
         unknown: false,
@@ -363,8 +367,10 @@ fn average_price_is_per_unit_everywhere() {
     let out = one(&f, &sr()).unwrap();
     assert_eq!(out.average_price, 5812.5, "CZCE already per unit");
     assert_eq!(out.quality, 0);
+    let day_sessions = vec![Segment::parse("09:30-11:30").unwrap()];
     let index = ProductSpec {
-        day_sessions: vec![Segment::parse("09:30-11:30").unwrap()],
+        session_map: SessionMap::new(&day_sessions, None),
+        day_sessions,
         ..spec(Exchange::Cffex, "IF", 300, None)
     };
     let mut f = fields("IF2506", "CFFEX", "20250514", "20250514", "10:00:00", 0);

@@ -155,8 +155,10 @@ mod tests {
         products[0].name = "copper \"Cu\" \\ 铜\tx".to_owned();
         products[0].price_tick = 1e-5;
         products[0].reference_price = 0.3;
-        products[0].night_session = None;
-        products[1].night_session = None;
+        for p in &mut products[..2] {
+            p.night_session = None;
+            p.session_map = super::super::SessionMap::new(&p.day_sessions, None);
+        }
         let text = render_products(&products, "line one\n\nline three");
         assert!(text.starts_with("# line one\n#\n# line three\n"), "{text}");
         let back = Instruments::from_toml_str(&text, Path::new("x.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));

@@ -297,3 +297,24 @@ fn unknown_products_get_their_exchanges_default_sessions() {
     let bond = ProductSpec::stand_in(Exchange::Cffex);
     assert!(bond.in_session(at(15, 10)) && !bond.in_session(at(9, 0)));
 }
+
+/// The minute map answers exactly what the segments do, for every product of the table (futures,
+/// options and the stand-ins) at every half second of the day.
+#[test]
+fn session_maps_agree_with_the_segments_everywhere() {
+    let all = shipped();
+    let stand_ins = Exchange::ALL.map(ProductSpec::stand_in);
+    let mut checked = 0u64;
+    for spec in all.products().iter().chain(stand_ins.iter()) {
+        for ms in (0..DAY_MS).step_by(500) {
+            assert_eq!(spec.session_map.contains(ms), spec.in_session_by_segments(ms), "{} at {ms}", spec.code);
+            checked += 1;
+        }
+    }
+    assert!(checked > 150 * 172_800, "{checked}");
+    // A map out of step with its segments is caught in debug builds.
+    let mut rb = all.product("rb").unwrap().clone();
+    rb.night_session = None;
+    let caught = std::panic::catch_unwind(|| rb.in_session(21 * 3_600_000 + 30 * 60_000));
+    assert_eq!(caught.is_err(), cfg!(debug_assertions));
+}
