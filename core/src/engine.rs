@@ -381,7 +381,7 @@ impl Engine {
     fn housekeeping(&mut self, now: i64) -> bool {
         self.writer.heartbeat(now);
         // Once per China day: does the calendar know today? (One division a millisecond.)
-        let day = qilin_market::date::local_ms(now).div_euclid(i64::from(qilin_market::date::DAY_MS));
+        let day = qilin_market::date::china_days(now);
         if day != self.calendar_checked_day {
             self.calendar_checked_day = day;
             if !self.calendar.covers(qilin_market::Date::from_days(day)) {

@@ -394,12 +394,7 @@ fn log_events(mut events: rtrb::Consumer<Event>) {
 /// Warns when the calendar has no file for today's year (China time), or, in December, for the
 /// next one: the weekday rule answers for such days (holidays would be taken for trading days).
 fn warn_if_calendar_missing(calendar: &Calendar, now_ns: i64) {
-    let today = Date::china_of(now_ns);
-    let mut missing = vec![today.year()];
-    if today.ymd / 100 % 100 == 12 {
-        missing.push(today.year() + 1);
-    }
-    missing.retain(|year| !calendar.years().contains(year));
+    let missing = calendar.missing_years(Date::china_of(now_ns));
     if !missing.is_empty() {
         tracing::warn!(
             dir = %calendar.dir().map(|d| d.display().to_string()).unwrap_or_default(),

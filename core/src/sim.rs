@@ -292,7 +292,7 @@ impl Simulator {
     /// Whether the product trades at the simulated time: in one of its sessions, on a day (or
     /// evening, or after the midnight of an evening) the calendar holds that session.
     fn in_session(&self, spec: &ProductSpec) -> bool {
-        self.calendar.trades_at(self.day, self.clock_ms / 1000) && spec.in_session(self.clock_ms)
+        self.calendar.in_session(spec, self.day, self.clock_ms)
     }
 
     /// The trading day a tick at the simulated time belongs to.

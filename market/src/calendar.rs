@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use qilin_shm::Exchange;
 use serde::Deserialize;
 
-use crate::date::{AFTER_MIDNIGHT_UNTIL_SECS, Date, EVENING_FROM_SECS};
+use crate::{
+    date::{AFTER_MIDNIGHT_UNTIL_SECS, Date, EVENING_FROM_SECS},
+    products::ProductSpec,
+};
 
 /// The calendar directory's default location, relative to the working directory.
 pub const DEFAULT_DIR: &str = "config/calendar";
@@ -140,13 +143,10 @@ impl Calendar {
         let end = Date::from_ymd((high.year + 1) * 10_000 + 101).map_or(first, |d| d.days);
         let mut flags = vec![0u8; (end - first) as usize];
         for year in years {
-            let start = Date::from_ymd(year.year * 10_000 + 101).map_or(0, |d| d.days);
-            let stop = Date::from_ymd((year.year + 1) * 10_000 + 101).map_or(start, |d| d.days);
-            for days in start..stop {
-                let date = Date::from_days(days);
+            for date in Date::days_of_year(year.year) {
                 let trading = date.is_weekday() && year.holidays.binary_search(&date).is_err();
                 let night = trading && !year.no_night.contains(&date);
-                flags[(days - first) as usize] =
+                flags[(date.days - first) as usize] =
                     COVERED | if trading { TRADING } else { 0 } | if night { NIGHT } else { 0 };
             }
         }
@@ -164,10 +164,8 @@ impl Calendar {
 
     /// Checks a year's `no_night_session` list against the rule wherever the next trading day is known.
     fn check_nights(&self, year: &Year, problems: &mut Vec<String>) {
-        for date in
-            (0..366).map(|d| Date::from_days(Date::from_ymd(year.year * 10_000 + 101).map_or(0, |x| x.days) + d))
-        {
-            if date.year() != year.year || !self.is_trading_day(date) {
+        for date in Date::days_of_year(year.year) {
+            if !self.is_trading_day(date) {
                 continue;
             }
             let next = self.next_trading_day(date);
@@ -195,6 +193,16 @@ impl Calendar {
     /// The years loaded, ascending.
     pub fn years(&self) -> &[u32] {
         &self.years
+    }
+
+    /// The years the feed needs on `today` (its year, and in December the next) that have no file.
+    pub fn missing_years(&self, today: Date) -> Vec<u32> {
+        let mut needed = vec![today.year()];
+        if today.ymd / 100 % 100 == 12 {
+            needed.push(today.year() + 1);
+        }
+        needed.retain(|year| !self.years.contains(year));
+        needed
     }
 
     /// The directory loaded (`None` for the weekday rule).
@@ -228,33 +236,37 @@ impl Calendar {
         if f & COVERED != 0 { f & NIGHT != 0 } else { date.is_weekday() }
     }
 
-    /// Whether a tick at local second `secs` of calendar day `date` can be in a session: a day
+    /// Whether a tick at local millisecond `ms` of calendar day `date` can be in a session: a day
     /// session on a trading day, the evening part of a night session on an evening that holds one,
     /// or its after-midnight part following such an evening. Time of day within the day is the
-    /// product's question ([`crate::products::ProductSpec::in_session`]).
+    /// product's question; [`Calendar::in_session`] asks both.
     #[inline(always)]
-    pub fn trades_at(&self, date: Date, secs: u32) -> bool {
-        let bit = if secs >= EVENING_FROM_SECS {
+    pub fn trades_at(&self, date: Date, ms: u32) -> bool {
+        let bit = if ms >= EVENING_FROM_SECS * 1000 {
             NIGHT
-        } else if secs < AFTER_MIDNIGHT_UNTIL_SECS {
+        } else if ms < AFTER_MIDNIGHT_UNTIL_SECS * 1000 {
             NIGHT_BEFORE
         } else {
             TRADING
         };
         let i = date.days.wrapping_sub(self.first) as u64;
-        if i < self.flags.len() as u64 {
-            self.flags[i as usize] & bit != 0
-        } else {
-            self.trades_at_uncovered(date, secs)
-        }
+        if i < self.flags.len() as u64 { self.flags[i as usize] & bit != 0 } else { self.trades_at_uncovered(date, ms) }
+    }
+
+    /// Whether a tick of `spec`'s product at local millisecond `ms` of calendar day `date` is in
+    /// session: inside one of the product's sessions ([`ProductSpec::in_session`]) on a day or
+    /// evening that holds it ([`Calendar::trades_at`]). Outside, a tick is a stale snapshot.
+    #[inline(always)]
+    pub fn in_session(&self, spec: &ProductSpec, date: Date, ms: u32) -> bool {
+        spec.in_session(ms) && self.trades_at(date, ms)
     }
 
     /// [`Calendar::trades_at`] for a day no file covers: the weekday rule.
     #[cold]
-    fn trades_at_uncovered(&self, date: Date, secs: u32) -> bool {
-        if secs >= EVENING_FROM_SECS {
+    fn trades_at_uncovered(&self, date: Date, ms: u32) -> bool {
+        if ms >= EVENING_FROM_SECS * 1000 {
             self.has_night_session(date)
-        } else if secs < AFTER_MIDNIGHT_UNTIL_SECS {
+        } else if ms < AFTER_MIDNIGHT_UNTIL_SECS * 1000 {
             self.has_night_session(date.add_days(-1))
         } else {
             self.is_trading_day(date)

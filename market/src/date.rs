@@ -129,7 +129,14 @@ impl Date {
     /// The China-local calendar day of a UTC nanosecond time.
     #[inline]
     pub const fn china_of(utc_ns: i64) -> Date {
-        Date::from_days(local_ms(utc_ns).div_euclid(DAY_MS as i64))
+        Date::from_days(china_days(utc_ns))
+    }
+
+    /// Every date of `year` (1900..=9999), in order.
+    pub fn days_of_year(year: u32) -> impl Iterator<Item = Date> {
+        let first = Date::from_ymd(year * 10_000 + 101).map_or(0, |d| d.days);
+        let end = Date::from_ymd((year + 1) * 10_000 + 101).map_or(first, |d| d.days);
+        (first..end).map(Date::from_days)
     }
 }
 
@@ -249,6 +256,13 @@ pub fn hms_text(ms: u32) -> (String, u32) {
 pub const fn utc_ns(calendar: Date, secs: u32, millis: u32) -> i64 {
     let utc_secs = calendar.days * DAY_SECS + secs as i64 - CST_OFFSET_SECS;
     (utc_secs * 1000 + millis as i64) * 1_000_000
+}
+
+/// Days since 1970-01-01 of the China-local calendar day of a UTC nanosecond time (without the
+/// civil date: what a once-a-day check compares).
+#[inline]
+pub const fn china_days(utc_ns: i64) -> i64 {
+    local_ms(utc_ns).div_euclid(DAY_MS as i64)
 }
 
 /// China-local milliseconds since 1970-01-01 00:00 local of a UTC nanosecond time.
@@ -391,5 +405,9 @@ mod tests {
         assert_eq!(rfc3339_ns(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
         assert_eq!(rfc3339_ns(4_102_444_799_999_999_999), "2099-12-31T23:59:59.999999999Z");
         assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(china_days(ns + 1_000_000_000), date("20260303").days);
+        let y2024: Vec<Date> = Date::days_of_year(2024).collect();
+        assert_eq!((y2024.len(), y2024[0].ymd, y2024[365].ymd), (366, 20240101, 20241231));
+        assert_eq!(Date::days_of_year(2026).count(), 365);
     }
 }

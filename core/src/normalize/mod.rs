@@ -13,7 +13,7 @@
 //! | Turnover going down (normal on CZCE) | [`normalize`] | `TURNOVER_REGRESSION` |
 //! | AveragePrice per lot except on CZCE | [`normalize`] | — (always per unit) |
 //! | a product not in the table (`unknown_products = "admit"`) | [`normalize`] | `UNKNOWN_PRODUCT` |
-//! | snapshots outside trading hours, or on a weekend or holiday | [`ProductSpec::in_session`], [`Calendar::trades_at`] | `STALE_SNAPSHOT` |
+//! | snapshots outside trading hours, or on a weekend or holiday | [`Calendar::in_session`] (the product's sessions on the calendar's days) | `STALE_SNAPSHOT` |
 //! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
 //! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
 
@@ -291,7 +291,7 @@ pub fn normalize(
         flags |= quality::REPEATED_SECOND;
     }
     let update_time_ms = secs * 1000 + millis;
-    if !spec.in_session(update_time_ms) || !calendar.trades_at(days.calendar, secs) {
+    if !calendar.in_session(spec, days.calendar, update_time_ms) {
         flags |= quality::STALE_SNAPSHOT;
     }
 

@@ -33,12 +33,7 @@ fn shipped_calendar_knows_the_holidays_and_the_evenings_before_them() {
     // Weekends are never trading days, make-up working days included (Saturday 2026-02-14).
     assert!(!c.is_trading_day(d(20260214)) && !c.has_night_session(d(20260214)));
     // 243 trading days in 2025, 242 in 2026.
-    let count = |year: u32| {
-        (0..366)
-            .map(|i| d(year * 10_000 + 101).add_days(i))
-            .filter(|x| x.year() == year && c.is_trading_day(*x))
-            .count()
-    };
+    let count = |year: u32| Date::days_of_year(year).filter(|x| c.is_trading_day(*x)).count();
     assert_eq!((count(2025), count(2026)), (243, 242));
 }
 
@@ -48,6 +43,9 @@ fn a_missing_year_is_answered_by_the_weekday_rule_and_said_so() {
     let new_year_2027 = d(20270101); // a Friday and a holiday, but no 2027 file
     assert!(!c.covers(new_year_2027));
     assert!(c.is_trading_day(new_year_2027) && c.has_night_session(new_year_2027));
+    assert_eq!(c.missing_years(d(20261203)), [2027], "in December the next year is needed too");
+    assert_eq!(c.missing_years(d(20261130)), Vec::<u32>::new());
+    assert_eq!(c.missing_years(d(20270105)), [2027]);
     let none = Calendar::weekdays_only();
     assert!(none.years().is_empty() && !none.covers(d(20260216)) && none.is_trading_day(d(20260216)));
 }
@@ -55,7 +53,7 @@ fn a_missing_year_is_answered_by_the_weekday_rule_and_said_so() {
 #[test]
 fn trades_at_follows_day_evening_and_after_midnight() {
     let c = shipped();
-    let h = |hh: u32| hh * 3600;
+    let h = |hh: u32| hh * 3_600_000;
     assert!(c.trades_at(d(20260212), h(10)) && c.trades_at(d(20260212), h(21)));
     assert!(c.trades_at(d(20260213), h(1)), "after midnight of Thursday's night session");
     assert!(c.trades_at(d(20260213), h(10)) && !c.trades_at(d(20260213), h(21)), "no night before the holiday");

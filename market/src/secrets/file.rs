@@ -77,6 +77,18 @@ pub struct Contents {
     pub mode: u32,
 }
 
+impl Contents {
+    /// The text of a single-value file: UTF-8 (else `None`), with the trailing newlines secret
+    /// renderers write dropped.
+    pub fn value(&self) -> Option<&str> {
+        let mut end = self.bytes.len();
+        while end > 0 && matches!(self.bytes[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        std::str::from_utf8(&self.bytes[..end]).ok()
+    }
+}
+
 /// Opens `path` without following a symlink, checks the open file and reads it.
 pub fn read(path: &Path, exposure: Exposure) -> Result<Contents, FileError> {
     let io_error = |source| FileError::Io { path: path.to_owned(), source };
@@ -101,11 +113,7 @@ pub fn read(path: &Path, exposure: Exposure) -> Result<Contents, FileError> {
 /// One secret value from a file (private, trailing newlines dropped, UTF-8, not empty).
 pub fn read_value(path: &Path) -> Result<SecretString, FileError> {
     let contents = read(path, Exposure::Private)?;
-    let mut end = contents.bytes.len();
-    while end > 0 && matches!(contents.bytes[end - 1], b'\n' | b'\r') {
-        end -= 1;
-    }
-    let text = std::str::from_utf8(&contents.bytes[..end]).map_err(|_| FileError::NotUtf8 { path: path.to_owned() })?;
+    let text = contents.value().ok_or_else(|| FileError::NotUtf8 { path: path.to_owned() })?;
     if text.is_empty() {
         return Err(FileError::Empty { path: path.to_owned() });
     }

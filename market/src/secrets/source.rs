@@ -125,8 +125,8 @@ fn load_dir(dir: &Path, loaded: &mut Loaded) -> Result<(), SourceError> {
             continue;
         }
         let path = dir.join(&name);
-        let (bytes, mode) = match file::read(&path, Exposure::Private) {
-            Ok(contents) => (contents.bytes, contents.mode),
+        let contents = match file::read(&path, Exposure::Private) {
+            Ok(contents) => contents,
             Err(FileError::Exposed { mode, .. }) => {
                 let reason = format!("secret file group/world-readable (mode {mode:04o}); chmod 0600 (not read)");
                 loaded.problems.push(Problem::new(&name, reason));
@@ -137,16 +137,12 @@ fn load_dir(dir: &Path, loaded: &mut Loaded) -> Result<(), SourceError> {
                 continue;
             }
         };
-        let mut end = bytes.len();
-        while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
-            end -= 1;
-        }
-        match std::str::from_utf8(&bytes[..end]) {
-            Ok(text) => {
-                let value = Value { secret: SecretString::from(text), origin: Origin::File { path, mode } };
-                loaded.values.insert(name, value);
+        match contents.value() {
+            Some(text) => {
+                let origin = Origin::File { path, mode: contents.mode };
+                loaded.values.insert(name, Value { secret: SecretString::from(text), origin });
             }
-            Err(_) => loaded.problems.push(Problem::new(&name, "not valid UTF-8")),
+            None => loaded.problems.push(Problem::new(&name, "not valid UTF-8")),
         }
     }
     Ok(())

@@ -20,18 +20,12 @@ pub fn check(dir: Option<&Path>, json_out: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let today = Date::china_of(qilin_shm::now_ns());
-    let mut needed = vec![today.year()];
-    if today.ymd / 100 % 100 == 12 {
-        needed.push(today.year() + 1);
-    }
-    let missing: Vec<u32> = needed.into_iter().filter(|y| !calendar.years().contains(y)).collect();
+    let missing = calendar.missing_years(Date::china_of(qilin_shm::now_ns()));
     let years: Vec<_> = calendar
         .years()
         .iter()
         .map(|&year| {
-            let days = (0..366).map(|i| Date::from_ymd(year * 10_000 + 101).map_or(today, |d| d.add_days(i)));
-            let days: Vec<Date> = days.filter(|d| d.year() == year).collect();
+            let days: Vec<Date> = Date::days_of_year(year).collect();
             let trading = days.iter().filter(|d| calendar.is_trading_day(**d)).count();
             let holidays: Vec<String> =
                 days.iter().filter(|d| d.is_weekday() && !calendar.is_trading_day(**d)).map(|d| d.iso()).collect();

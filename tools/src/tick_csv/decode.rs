@@ -268,7 +268,7 @@ impl<R: Read> TickCsvReader<R> {
                     if exchange != Exchange::Czce && p.volume_multiple > 0 && !t.average_price.is_nan() {
                         t.average_price /= f64::from(p.volume_multiple);
                     }
-                    if !p.in_session(t.update_time_ms) || !self.calendar.trades_at(days.calendar, secs) {
+                    if !self.calendar.in_session(p, days.calendar, t.update_time_ms) {
                         flags |= quality::STALE_SNAPSHOT;
                     }
                 }
