@@ -299,12 +299,17 @@ fn a_sidecar_stopped_past_the_ring_backfills_from_the_journal_after_sigcont() {
         &format!("journal_dir = {:?}\n", journal.display().to_string()),
     );
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
-    wait_for("some ticks confirmed", || {
-        watch.sample();
-        status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+    // The lap below must happen whatever the machine's load: the core is frozen at 2 000 ticks
+    // until the sidecar has confirmed 1 000 and is stopped, so more than three rings are still to come.
+    let stopped_at = while_core_frozen_at(&core, 2000, || {
+        wait_for("some ticks confirmed", || {
+            status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+        });
+        sidecar.send(Signal::SIGSTOP);
+        core.reader().write_cursor()
     });
-    sidecar.send(Signal::SIGSTOP);
-    let stopped_at = core.reader().write_cursor();
+    assert!(stopped_at + 3 * RING < TICKS, "the core ran {stopped_at} ticks before it was frozen");
+    watch.reset(&core); // the heartbeat was quiet on purpose
     wait_for("the core to lap the stopped sidecar", || {
         watch.sample();
         (core.reader().write_cursor() > stopped_at + 3 * RING).then_some(())

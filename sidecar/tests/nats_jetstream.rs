@@ -123,17 +123,17 @@ fn lapped_while_nats_is_down_publishes_the_exact_lost_range() {
     let mut watch = CoreWatch::new(&core);
     let config = sidecar_config(dir.path(), &core.segment, &server.url(), "", "");
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
-    // The lap below must happen whatever the machine's load: the core is frozen (SIGSTOP) once it
-    // has 2 000 ticks, so however long the sidecar takes to confirm its first 1 000, at least
-    // TICKS − down_at > 3 rings are still to come when NATS goes down.
-    let core_pid = nix::unistd::Pid::from_raw(core.pid() as i32);
-    wait_for("2 000 ticks", || (core.reader().write_cursor() >= 2000).then_some(()));
-    nix::sys::signal::kill(core_pid, Signal::SIGSTOP).unwrap();
-    wait_for("some ticks confirmed", || status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000)));
-    server.stop(Signal::SIGKILL);
-    let down_at = core.reader().write_cursor();
+    // The lap below must happen whatever the machine's load: the core is frozen at 2 000 ticks, so
+    // however long the sidecar takes to confirm its first 1 000, at least TICKS − down_at > 3 rings
+    // are still to come when NATS goes down.
+    let down_at = while_core_frozen_at(&core, 2000, || {
+        wait_for("some ticks confirmed", || {
+            status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+        });
+        server.stop(Signal::SIGKILL);
+        core.reader().write_cursor()
+    });
     assert!(down_at + 3 * RING < TICKS, "the core ran {down_at} ticks before it was frozen");
-    nix::sys::signal::kill(core_pid, Signal::SIGCONT).unwrap();
     watch.reset(&core); // the heartbeat was quiet on purpose
     wait_for("the core to lap the sidecar", || {
         watch.sample();
@@ -226,17 +226,17 @@ fn ticks_the_ring_lost_are_published_from_the_recorders_journal() {
         &format!("journal_dir = {:?}\n", journal.display().to_string()),
     );
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
-    // The lap below must happen whatever the machine's load: the core is frozen (SIGSTOP) once it
-    // has 2 000 ticks, so however long the sidecar takes to confirm its first 1 000, at least
-    // TICKS − down_at > 3 rings are still to come when NATS goes down.
-    let core_pid = nix::unistd::Pid::from_raw(core.pid() as i32);
-    wait_for("2 000 ticks", || (core.reader().write_cursor() >= 2000).then_some(()));
-    nix::sys::signal::kill(core_pid, Signal::SIGSTOP).unwrap();
-    wait_for("some ticks confirmed", || status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000)));
-    server.stop(Signal::SIGKILL);
-    let down_at = core.reader().write_cursor();
+    // The lap below must happen whatever the machine's load: the core is frozen at 2 000 ticks, so
+    // however long the sidecar takes to confirm its first 1 000, at least TICKS − down_at > 3 rings
+    // are still to come when NATS goes down.
+    let down_at = while_core_frozen_at(&core, 2000, || {
+        wait_for("some ticks confirmed", || {
+            status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+        });
+        server.stop(Signal::SIGKILL);
+        core.reader().write_cursor()
+    });
     assert!(down_at + 3 * RING < TICKS, "the core ran {down_at} ticks before it was frozen");
-    nix::sys::signal::kill(core_pid, Signal::SIGCONT).unwrap();
     watch.reset(&core); // the heartbeat was quiet on purpose
     wait_for("the core to lap the sidecar", || {
         watch.sample();

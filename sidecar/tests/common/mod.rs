@@ -445,6 +445,20 @@ pub fn assert_exactly_once(stored: &[Stored], last: u64) -> Vec<(u64, u64)> {
     gaps
 }
 
+/// Freezes the core (SIGSTOP) once it has published `at` ticks, runs `f` while it stays frozen, then
+/// thaws it (SIGCONT), so what `f` waits for (a sidecar catching up, say) cannot let the core run
+/// ahead however loaded the machine is: a lap that must follow has its ticks still to come. The
+/// heartbeat is quiet meanwhile on purpose: call `CoreWatch::reset` afterwards.
+pub fn while_core_frozen_at<T>(core: &Core, at: u64, f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{Signal, kill};
+    let pid = nix::unistd::Pid::from_raw(core.pid() as i32);
+    wait_for(&format!("{at} ticks"), || (core.reader().write_cursor() >= at).then_some(()));
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let result = f();
+    kill(pid, Signal::SIGCONT).unwrap();
+    result
+}
+
 /// Watches the core while a test runs: the largest heartbeat age seen. A stall of the core caused
 /// by a sidecar would show here; the bound checked at the end is a hang guard, not a latency figure.
 pub struct CoreWatch {
