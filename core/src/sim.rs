@@ -101,6 +101,21 @@ impl Sink for TwoSessions {
     }
 }
 
+/// Any consumer of raw structs (`run_into`): `false` stops the simulator.
+struct Consumer<F>(F, bool);
+
+impl<F: FnMut(&[u8]) -> bool> Sink for Consumer<F> {
+    fn is_open(&self) -> bool {
+        true
+    }
+    fn is_abandoned(&self) -> bool {
+        self.1
+    }
+    fn deliver(&mut self, raw: &[u8]) {
+        self.1 = !(self.0)(raw);
+    }
+}
+
 /// SplitMix64: small, seedable, good enough for prices.
 #[derive(Clone, Debug)]
 struct Rng(u64);
@@ -208,6 +223,12 @@ impl Simulator {
     pub fn run(self, tx: HandoffTx) {
         let mut sink = OneSession(MdCallback::new(tx, Source::Sim));
         self.generate(&mut sink);
+    }
+
+    /// Produces ticks (raw 6.7.x structs) into `consume`, paced as configured, until `max_ticks` or
+    /// until `consume` returns `false`. For drivers outside the core (the CTP stand-in's front).
+    pub fn run_into(self, consume: impl FnMut(&[u8]) -> bool) {
+        self.generate(&mut Consumer(consume, false));
     }
 
     /// Produces each tick once and delivers it to every session that is up (logged in), as two
