@@ -68,6 +68,7 @@ enum : uint8_t {
     kStall = 'z',         // ms u32: the callback thread sleeps that long
     kRspError = 'e',      // error id i32, ErrorMsg bytes
     kPing = 'p',          // token u64: answered with kPong once everything before it is handled
+    kWelcome = 'W',       // the front accepts the connection: OnFrontConnected
 };
 
 struct Frame {
@@ -288,7 +289,6 @@ private:
             put_u32(hello, uint32_t(getpid()));
             hello += flow_;
             send(kHello, hello);
-            enqueue(Frame{'C', {}, conn});  // OnFrontConnected
             int32_t reason = 0x1001;        // network read failed, unless the driver says otherwise
             while (true) {
                 char head[5];
@@ -302,6 +302,9 @@ private:
                     reason = get<int32_t>(f.body, 0);
                     break;
                 }
+                // Like the vendor's library, OnFrontConnected only once the front has answered (a
+                // bare listener never makes it); a lost connection is reported either way.
+                if (f.type == kWelcome) f.type = 'C';
                 enqueue(std::move(f));
             }
             {

@@ -128,6 +128,11 @@ pub struct Script {
     pub refuse_logins: bool,
     /// Instruments whose subscription is refused, with the ErrorID and GB18030 message.
     pub refuse_instruments: BTreeMap<String, (i32, Vec<u8>)>,
+    /// Hold new connections: accepted, but not answered (no `OnFrontConnected`) until this is
+    /// cleared, as an unresponsive front.
+    pub hold_connections: bool,
+    /// Hold login requests unanswered until this is cleared.
+    pub hold_logins: bool,
 }
 
 impl Default for Script {
@@ -138,6 +143,8 @@ impl Default for Script {
             refusal: (3, INVALID_LOGIN_GB18030.to_vec()),
             refuse_logins: false,
             refuse_instruments: BTreeMap::new(),
+            hold_connections: false,
+            hold_logins: false,
         }
     }
 }
@@ -163,6 +170,8 @@ pub struct Seen {
     pub unsubscribed: Vec<String>,
     /// Whether a connection is open now.
     pub connected: bool,
+    /// A login request is held unanswered (`Script::hold_logins`).
+    pub login_waiting: bool,
 }
 
 /// One login request the front answered.
@@ -194,6 +203,10 @@ struct State {
     next_token: u64,
     /// The number of the latest connection.
     current: u64,
+    /// The latest connection waits for its welcome (`hold_connections`).
+    welcome_held: bool,
+    /// A login request held unanswered (`hold_logins`): the user's fields.
+    login_held: Option<Vec<String>>,
     stopping: bool,
 }
 
@@ -239,6 +252,7 @@ mod frame {
     pub const STALL: u8 = b'z';
     pub const RSP_ERROR: u8 = b'e';
     pub const PING: u8 = b'p';
+    pub const WELCOME: u8 = b'W';
 }
 
 fn encode(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -271,6 +285,8 @@ impl Front {
                 pongs: BTreeMap::new(),
                 next_token: 1,
                 current: 0,
+                welcome_held: false,
+                login_held: None,
                 stopping: false,
             }),
             changed: Condvar::new(),
@@ -294,6 +310,11 @@ impl Front {
                     st.seen.connected = true;
                     st.seen.logged_in = false;
                     st.seen.subscribed.clear();
+                    st.login_held = None;
+                    st.welcome_held = st.script.hold_connections;
+                    if !st.welcome_held {
+                        let _ = st.writer.as_ref().map(|w| (&*w).write_all(&encode(frame::WELCOME, &[])));
+                    }
                     st.current
                 };
                 serving.changed.notify_all();
@@ -314,9 +335,23 @@ impl Front {
         self.addr.port()
     }
 
-    /// Changes the script.
+    /// Changes the script; a held connection or login is answered once the script no longer
+    /// holds it.
     pub fn script(&self, change: impl FnOnce(&mut Script)) {
-        change(&mut self.shared.lock().script);
+        let mut st = self.shared.lock();
+        change(&mut st.script);
+        if st.welcome_held && !st.script.hold_connections {
+            st.welcome_held = false;
+            let _ = st.writer.as_ref().map(|w| (&*w).write_all(&encode(frame::WELCOME, &[])));
+        }
+        if !st.script.hold_logins
+            && let Some(fields) = st.login_held.take()
+        {
+            let answer = answer_login(&mut st, &fields);
+            let _ = st.writer.as_ref().map(|w| (&*w).write_all(&encode(frame::LOGIN_RSP, &answer)));
+        }
+        drop(st);
+        self.shared.changed.notify_all();
     }
 
     /// What the front has seen so far.
@@ -419,6 +454,29 @@ impl Drop for Front {
     }
 }
 
+/// Records a login request (BrokerID, UserID, Password) and makes its answer after the script.
+fn answer_login(st: &mut State, fields: &[String]) -> Vec<u8> {
+    let field = |i: usize| fields.get(i).cloned().unwrap_or_default();
+    let password_ok = st.script.password.as_ref().is_none_or(|p| *p == field(2));
+    let accepted = password_ok && !st.script.refuse_logins;
+    let mut answer = Vec::new();
+    let mut day = [0u8; 9];
+    if accepted {
+        answer.extend_from_slice(&0i32.to_le_bytes());
+        let d = st.script.trading_day.as_bytes();
+        day[..d.len().min(8)].copy_from_slice(&d[..d.len().min(8)]);
+        answer.extend_from_slice(&day);
+    } else {
+        answer.extend_from_slice(&st.script.refusal.0.to_le_bytes());
+        answer.extend_from_slice(&day);
+        answer.extend_from_slice(&st.script.refusal.1);
+    }
+    st.seen.logins.push(Login { broker_id: field(0), user_id: field(1), password_ok, accepted });
+    st.seen.login_waiting = false;
+    st.seen.logged_in = accepted;
+    answer
+}
+
 /// Reads one connection's frames and answers them after the script.
 fn serve(shared: &Shared, id: u64, mut stream: TcpStream) {
     let reply = |stream: &TcpStream, kind: u8, body: &[u8]| {
@@ -445,24 +503,13 @@ fn serve(shared: &Shared, id: u64, mut stream: TcpStream) {
             }
             frame::LOGIN => {
                 let fields = body.get(4..).unwrap_or(&[]).split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>();
-                let field = |i: usize| fields.get(i).cloned().unwrap_or_default();
-                let password_ok = st.script.password.as_ref().is_none_or(|p| *p == field(2));
-                let accepted = password_ok && !st.script.refuse_logins;
-                let mut answer = Vec::new();
-                let mut day = [0u8; 9];
-                if accepted {
-                    answer.extend_from_slice(&0i32.to_le_bytes());
-                    let d = st.script.trading_day.as_bytes();
-                    day[..d.len().min(8)].copy_from_slice(&d[..d.len().min(8)]);
-                    answer.extend_from_slice(&day);
+                if st.script.hold_logins {
+                    st.login_held = Some(fields);
+                    st.seen.login_waiting = true;
                 } else {
-                    answer.extend_from_slice(&st.script.refusal.0.to_le_bytes());
-                    answer.extend_from_slice(&day);
-                    answer.extend_from_slice(&st.script.refusal.1);
+                    let answer = answer_login(&mut st, &fields);
+                    reply(&stream, frame::LOGIN_RSP, &answer);
                 }
-                st.seen.logins.push(Login { broker_id: field(0), user_id: field(1), password_ok, accepted });
-                st.seen.logged_in = accepted;
-                reply(&stream, frame::LOGIN_RSP, &answer);
             }
             frame::SUBSCRIBE | frame::UNSUBSCRIBE => {
                 let ids = cstrings(&body);
