@@ -24,6 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod vendor;
+
 /// `sizeof(CThostFtdcDepthMarketDataField)` in 6.7.x: the unit of [`Front::push`].
 pub const DEPTH_SIZE: usize = 584;
 

@@ -1,11 +1,11 @@
 //! The `ctp` source against the real vendor SDK: the official Linux market-data library of CTP
 //! 6.7.11 (`libthostmduserapi_se.so` from the PyPI wheel `openctp-ctp==6.7.11.0`, fetched with
-//! `pip download` into the target directory, never committed; `QILIN_CTP_SDK=/path/to/lib` uses
-//! another copy). Without a broker the SDK is pointed at a TCP listener the test owns: the SDK
-//! connects to it at once (the test sees the accept and the SDK's first bytes), and when the test
-//! closes the connection the SDK reports `OnFrontDisconnected(0x1001)` and reconnects by itself.
-//! `OnFrontConnected` needs a real front's answer, so logins are not exercised here (see the opt-in
-//! live test at the end, and docs/CTP.md).
+//! `pip download` into the target directory by `qilin_ctp_standin::vendor::library`, never
+//! committed; `QILIN_CTP_SDK=/path/to/lib` uses another copy). Without a broker the SDK is pointed
+//! at a TCP listener the test owns: the SDK connects to it at once (the test sees the accept and the
+//! SDK's first bytes), and when the test closes the connection the SDK reports
+//! `OnFrontDisconnected(0x1001)` and reconnects by itself. `OnFrontConnected` needs a real front's
+//! answer, so logins are not exercised here (see the opt-in live test at the end, and docs/CTP.md).
 //!
 //! What is checked: the SDK's version in the header and in `qilinctl status`; connecting,
 //! disconnected (reason decoded and counted) and reconnecting, each in the header and in
@@ -15,8 +15,8 @@
 //! version each stop the core at start with an error naming the path and the version expected.
 //!
 //! The tests skip, saying so on stderr, only when the library cannot be downloaded (no pip, no
-//! network); `.ci/run` makes sure it can be.
-#![cfg(feature = "ctp")]
+//! network); `.ci/run` makes sure it can be. qilin-e2e builds qilin-core with its default
+//! features, which include the `ctp` source.
 
 mod common;
 
@@ -26,11 +26,10 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use common::{WATCHDOG, unique, wait_for};
+use common::{WATCHDOG, unique, wait_for, workspace, workspace_bin};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -39,93 +38,14 @@ use qilin_core::session::ctp::{BUILT_FOR, Sdk};
 use qilin_shm::{Counter, LinkState, Reader, RunState};
 use serde_json::{Value, json};
 
-/// The wheel the library comes from, and the version it must report.
-const WHEEL: &str = "openctp-ctp==6.7.11.0";
-const SDK_VERSION: &str = "6.7.11";
+/// The version the vendor's library must report.
+const SDK_VERSION: &str = qilin_ctp_standin::SDK_VERSION;
 const PASSWORD: &str = "pw-ctp-test-7f3a91-never-shown";
 
-/// The SDK library, fetched once per target directory; `None` (after saying why) if it cannot be.
+/// The vendor's library (fetched once per target directory); `None` (after saying why) if it
+/// cannot be.
 fn sdk_library() -> Option<PathBuf> {
-    static SDK: OnceLock<Option<PathBuf>> = OnceLock::new();
-    SDK.get_or_init(|| {
-        if let Some(path) = std::env::var_os("QILIN_CTP_SDK") {
-            return Some(PathBuf::from(path));
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ctp-sdk-{SDK_VERSION}"));
-        let lib = dir.join("libthostmduserapi_se.so");
-        if lib.is_file() {
-            return Some(lib);
-        }
-        match fetch_sdk(&dir, &lib) {
-            Ok(()) => Some(lib),
-            Err(why) => {
-                eprintln!(
-                    "SKIPPED: the CTP SDK tests need {WHEEL}'s libthostmduserapi_se.so and it could not be \
-                     downloaded: {why}. Install pip (Debian: python3-pip) with network access, or set \
-                     QILIN_CTP_SDK=/path/to/libthostmduserapi_se.so (version {SDK_VERSION})."
-                );
-                None
-            }
-        }
-    })
-    .clone()
-}
-
-/// `pip download` the wheel into `dir` and unpack the market-data library to `lib`.
-fn fetch_sdk(dir: &Path, lib: &Path) -> Result<(), String> {
-    let download = dir.join("download");
-    std::fs::create_dir_all(&download).map_err(|e| format!("creating {}: {e}", download.display()))?;
-    let pip_args = [
-        "download",
-        WHEEL,
-        "--no-deps",
-        "--only-binary=:all:",
-        "--platform",
-        "manylinux2014_x86_64",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-d",
-    ];
-    let mut tried = Vec::new();
-    let mut fetched = false;
-    for pip in [&["pip"][..], &["pip3"], &["python3", "-m", "pip"]] {
-        match Command::new(pip[0]).args(&pip[1..]).args(pip_args).arg(&download).output() {
-            Ok(out) if out.status.success() => {
-                fetched = true;
-                break;
-            }
-            Ok(out) => tried.push(format!(
-                "`{}` failed: {}",
-                pip.join(" "),
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-            )),
-            Err(e) => tried.push(format!("`{}`: {e}", pip.join(" "))),
-        }
-    }
-    if !fetched {
-        return Err(tried.join("; "));
-    }
-    // Unpack with Python's zipfile (pip needs Python anyway): the wheel's openctp_ctp.libs/
-    // libthostmduserapi_se-<hash>.so, written under a temporary name then renamed into place.
-    let script = r#"
-import glob, os, sys, zipfile
-wheel = glob.glob(os.path.join(sys.argv[1], "openctp_ctp-*.whl"))[0]
-z = zipfile.ZipFile(wheel)
-names = [n for n in z.namelist() if os.path.basename(n).startswith("libthostmduserapi_se") and n.endswith(".so")]
-tmp = sys.argv[2] + ".part"
-open(tmp, "wb").write(z.read(names[0]))
-os.replace(tmp, sys.argv[2])
-"#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&download)
-        .arg(lib)
-        .output()
-        .map_err(|e| format!("running python3 to unpack the wheel: {e}"))?;
-    if !out.status.success() || !lib.is_file() {
-        return Err(format!("unpacking the wheel failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(())
+    qilin_ctp_standin::vendor::library(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// A `qilin-core` with the ctp source; killed on drop if still running.
@@ -141,7 +61,7 @@ impl CtpCore {
         let dir = tempfile::tempdir().unwrap();
         let feed = unique("ctp");
         let segment = PathBuf::from(format!("/dev/shm/{feed}"));
-        let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+        let instruments = workspace().join("config/instruments.toml");
         let config = dir.path().join("core.toml");
         std::fs::write(
             &config,
@@ -157,7 +77,7 @@ impl CtpCore {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+        let child = Command::new(workspace_bin("qilin-core"))
             .arg("--config")
             .arg(&config)
             .arg("--segment")
@@ -231,7 +151,7 @@ impl CtpCore {
 
     /// `qilinctl status --json`'s `link` object.
     fn qilinctl_link(&self) -> Value {
-        let out = Command::new(qilinctl())
+        let out = Command::new(workspace_bin("qilinctl"))
             .arg("--segment")
             .arg(&self.segment)
             .args(["status", "--json"])
@@ -279,21 +199,6 @@ impl Drop for CtpCore {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.segment);
     }
-}
-
-/// `qilinctl`, built beside `qilin-core` (built here if a `cargo test -p qilin-core` left it out).
-fn qilinctl() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = Path::new(env!("CARGO_BIN_EXE_qilin-core")).with_file_name("qilinctl");
-        if !path.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo).args(["build", "-q", "-p", "qilin-tools", "--bin", "qilinctl"]).status();
-            assert!(status.is_ok_and(|s| s.success()) && path.exists(), "building qilinctl for {}", path.display());
-        }
-        path
-    })
-    .clone()
 }
 
 /// A listener standing in for a front, polled without blocking forever.
