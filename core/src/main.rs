@@ -136,6 +136,12 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         }
         let sdk = ctp::Sdk::check(&config.source.ctp.sdk_path)?;
         tracing::info!(path = %sdk.path.display(), version = %sdk.version, built_for = ctp::BUILT_FOR, "CTP SDK loaded");
+        if sdk.is_standin() {
+            tracing::warn!(
+                path = %sdk.path.display(),
+                "this is qilin's CTP stand-in (ctp-standin/), not the vendor's library: its fronts are scenario drivers, not exchanges"
+            );
+        }
         Some(sdk)
     } else {
         None

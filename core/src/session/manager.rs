@@ -90,6 +90,8 @@ struct Session {
     disconnect_reasons: std::collections::BTreeMap<String, u64>,
     /// Error answers (`OnRspError`, refused subscriptions).
     rsp_errors: u64,
+    /// Instruments the front refused to subscribe at this login, with the error in words.
+    refused: std::collections::BTreeMap<String, String>,
     last_error: Option<String>,
     up_since: Option<Instant>,
     retry_at: Option<Instant>,
@@ -109,6 +111,7 @@ impl Session {
             disconnects: 0,
             disconnect_reasons: Default::default(),
             rsp_errors: 0,
+            refused: Default::default(),
             last_error: None,
             up_since: None,
             retry_at: None,
@@ -129,6 +132,7 @@ impl Session {
             "disconnects": self.disconnects,
             "disconnect_reasons": self.disconnect_reasons,
             "rsp_errors": self.rsp_errors,
+            "refused_instruments": self.refused,
             "up_for_ms": self.up_since.map(|t| now.duration_since(t).as_millis() as u64),
             "last_error": self.last_error,
         })
@@ -223,6 +227,7 @@ impl Manager {
                 s.trading_day = trading_day;
                 s.up_since = Some(now);
                 s.retry_at = None;
+                s.refused.clear(); // this login subscribes everything again
                 if let Some((reply, _)) = s.relogin_waiter.take() {
                     let _ = reply.send(json!({"ok": true, "session": which.name(), "state": "logged_in"}));
                 }
@@ -271,6 +276,14 @@ impl Manager {
                 let s = self.session(which);
                 s.rsp_errors += 1;
                 s.last_error = Some(format!("{request}: ErrorID {error_id}: {message}"));
+            }
+            SessionEvent::SubscriptionRefused { instrument, error_id, message } => {
+                tracing::warn!(session = which.name(), %instrument, error_id, %message, "the front refused to subscribe this instrument");
+                let s = self.session(which);
+                s.rsp_errors += 1;
+                let error = format!("ErrorID {error_id}: {message}");
+                s.last_error = Some(format!("SubscribeMarketData {instrument}: {error}"));
+                s.refused.insert(instrument, error);
             }
             SessionEvent::HeartbeatWarning { seconds } => {
                 let words = format!("heartbeat warning: no data for {seconds} s");
@@ -527,10 +540,16 @@ impl Manager {
 
     fn publish_status(&mut self) {
         let link_state = match self.active {
-            None if self.sessions.iter().any(|s| matches!(s.state, State::Connecting | State::LoggingIn)) => {
-                LinkState::Connecting
+            // No session active yet: the furthest any session got. A front that answered counts as
+            // connected while the login is sent or after it was refused, as for the active session.
+            None if self
+                .sessions
+                .iter()
+                .any(|s| matches!(s.state, State::Connected | State::LoggingIn | State::LoginFailed)) =>
+            {
+                LinkState::Connected
             }
-            None if self.sessions.iter().any(|s| s.state == State::Connected) => LinkState::Connected,
+            None if self.sessions.iter().any(|s| s.state == State::Connecting) => LinkState::Connecting,
             None if self.sessions.iter().any(|s| s.state == State::Disconnected) => LinkState::Disconnected,
             None => LinkState::Idle,
             Some(w) => match self.sessions[w.index()].state {

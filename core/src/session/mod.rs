@@ -161,6 +161,16 @@ pub enum SessionEvent {
         /// The error message (decoded to UTF-8).
         message: String,
     },
+    /// The front refused to subscribe one instrument (`OnRspSubMarketData` with an error): reported
+    /// by name, counted with the error answers; the other instruments are not affected.
+    SubscriptionRefused {
+        /// The instrument.
+        instrument: String,
+        /// CTP ErrorID.
+        error_id: i32,
+        /// The error message (decoded to UTF-8).
+        message: String,
+    },
 }
 
 /// CTP's `OnFrontDisconnected` reason codes in words.

@@ -38,6 +38,11 @@ use self::{ffi::RegisteredSpi, front::FrontSet, spi::Spi};
 use super::{Credentials, Fault, Fronts, Links, SessionEvent, Which, manager::Msg};
 use crate::{config::CtpConfig, sim::MdCallback};
 
+/// Instrument ids per `SubscribeMarketData` call. The vendor documents no limit; a login with a
+/// whole product table's instruments goes out as several calls of this many, which keeps each
+/// request small and a refused call (-2, -3: the SDK's request flow control) down to one batch.
+pub const SUBSCRIBE_BATCH: usize = 100;
+
 /// What the fronts' thread is asked to do (by [`CtpFronts`], and by the SPI after a login).
 pub(crate) enum Op {
     Connect(Which, Vec<String>),
@@ -326,19 +331,38 @@ impl Player {
         }
     }
 
-    /// Subscribes (or unsubscribes) `ids` on `which` if it is logged in.
+    /// Subscribes (or unsubscribes) `ids` on `which` if it is logged in, [`SUBSCRIBE_BATCH`] ids
+    /// per call.
     fn subscribe(&mut self, which: Which, ids: &[String], on: bool) {
         let Some(conn) = self.slots[which.index()].conn.as_ref().filter(|c| c.logged_in) else { return };
         let ids: Vec<&String> = ids.iter().filter(|id| !id.is_empty() && !id.contains('\0')).collect();
-        if ids.is_empty() {
-            return;
-        }
-        let rc = if on { conn.api.subscribe_market_data(&ids) } else { conn.api.unsubscribe_market_data(&ids) };
         let request = if on { "SubscribeMarketData" } else { "UnSubscribeMarketData" };
-        if rc != 0 {
-            self.emit(which, SessionEvent::RspError { request, error_id: rc, message: request_refused(rc).into() });
-        } else {
-            tracing::info!(session = which.name(), instruments = ids.len(), request, "sent");
+        let mut failed = Vec::new();
+        for batch in ids.chunks(SUBSCRIBE_BATCH) {
+            let rc = if on { conn.api.subscribe_market_data(batch) } else { conn.api.unsubscribe_market_data(batch) };
+            if rc != 0 {
+                let first = batch.first().map_or("", |s| s.as_str());
+                let message = format!(
+                    "{} ({} instruments from {first}): {}",
+                    request_refused(rc),
+                    batch.len(),
+                    batch.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+                );
+                failed.push(SessionEvent::RspError { request, error_id: rc, message });
+            }
+        }
+        if !ids.is_empty() {
+            tracing::info!(
+                session = which.name(),
+                instruments = ids.len(),
+                calls = ids.len().div_ceil(SUBSCRIBE_BATCH),
+                failed = failed.len(),
+                request,
+                "sent"
+            );
+        }
+        for event in failed {
+            self.emit(which, event);
         }
     }
 

@@ -62,6 +62,13 @@ impl Sdk {
     }
 }
 
+impl Sdk {
+    /// Whether this is qilin's CTP stand-in (`ctp-standin/`): it reports `v<version>_qilin-standin`.
+    pub fn is_standin(&self) -> bool {
+        self.version.ends_with("_qilin-standin")
+    }
+}
+
 /// Whether a `GetApiVersion()` string (`v6.7.11_20250617 16:22:00.10369`) is of `wanted` (`6.7.11`).
 pub fn version_matches(reported: &str, wanted: &str) -> bool {
     let bare = reported.trim().strip_prefix('v').unwrap_or(reported.trim());

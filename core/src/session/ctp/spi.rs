@@ -84,12 +84,8 @@ impl MdSpi for Spi {
         _is_last: bool,
     ) {
         if let Some((error_id, message)) = Self::error(info) {
-            let id = instrument.map_or_else(String::new, |i| sdk::c_text(&i.InstrumentID));
-            self.emit(SessionEvent::RspError {
-                request: "SubscribeMarketData",
-                error_id,
-                message: format!("{id}: {message}"),
-            });
+            let instrument = instrument.map_or_else(String::new, |i| sdk::c_text(&i.InstrumentID));
+            self.emit(SessionEvent::SubscriptionRefused { instrument, error_id, message });
         }
     }
 
