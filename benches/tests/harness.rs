@@ -14,7 +14,7 @@ use serde_json::Value;
 /// The run takes seconds in release and under a minute in debug; past this it has hung.
 const WATCHDOG: Duration = Duration::from_secs(600);
 
-const SERIES: [&str; 19] = [
+const SERIES: [&str; 21] = [
     "floor/c2c_one_way",
     "floor/clock_read",
     "baseline/crossbeam_spsc",
@@ -29,6 +29,8 @@ const SERIES: [&str; 19] = [
     "writer_cost/32_readers",
     "core/handoff",
     "core/udp_relay",
+    "core/ctp",
+    "core/ctp_front",
     "e2e/rust",
     "e2e/c",
     "e2e/python",

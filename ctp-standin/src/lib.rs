@@ -50,13 +50,66 @@ pub const REASONS: [(i32, &str); 5] = [
     (0x2003, "received an error message"),
 ];
 
-/// The directory of the 6.7.11 Linux headers inside the ctp2rs crate's source, found with
-/// `cargo metadata` (the crate is a dependency of qilin-core, so its source is on this machine).
+/// The directory of the 6.7.11 Linux headers inside the ctp2rs crate's source (the crate is a
+/// dependency of qilin-core and of this crate, so a build has unpacked it on this machine).
+///
+/// Looked up first in Cargo's registry sources by the version `Cargo.lock` pins, with no network
+/// and no `cargo` run; then, failing that, with `cargo metadata` (which downloads every package of
+/// the lock file, for every platform, when they are not all cached: it needs the registry).
 pub fn headers() -> Result<PathBuf, String> {
+    let source = match ctp2rs_in_registry() {
+        Ok(dir) => dir,
+        Err(registry) => ctp2rs_from_metadata()
+            .map_err(|metadata| format!("the ctp2rs crate's source: {registry}; and {metadata}"))?,
+    };
+    linux_headers(&source)
+}
+
+/// `api/ctp/v6.7.11/<the Linux build>` in ctp2rs's source.
+fn linux_headers(source: &Path) -> Result<PathBuf, String> {
+    let versions = source.join("api").join("ctp").join(format!("v{SDK_VERSION}"));
+    let dir = std::fs::read_dir(&versions)
+        .map_err(|e| format!("{}: {e}", versions.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().contains("linux")) && p.join("ThostFtdcMdApi.h").is_file()
+        })
+        .ok_or_else(|| format!("no Linux headers of {SDK_VERSION} under {}", versions.display()))?;
+    Ok(dir)
+}
+
+/// `$CARGO_HOME/registry/src/*/ctp2rs-<the version in Cargo.lock>`.
+fn ctp2rs_in_registry() -> Result<PathBuf, String> {
+    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let version = lock
+        .split("[[package]]")
+        .find_map(|entry| {
+            let mut lines = entry.lines().map(str::trim);
+            (lines.clone().any(|l| l == "name = \"ctp2rs\""))
+                .then(|| lines.find_map(|l| l.strip_prefix("version = \"")?.strip_suffix('"')))
+                .flatten()
+        })
+        .ok_or_else(|| format!("{} pins no ctp2rs version", lock_path.display()))?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let registry = home.join("registry").join("src");
+    let crate_dir = format!("ctp2rs-{version}");
+    std::fs::read_dir(&registry)
+        .map_err(|e| format!("{}: {e}", registry.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join(&crate_dir)))
+        .find(|p| p.join("Cargo.toml").is_file())
+        .ok_or_else(|| format!("{crate_dir} is not unpacked under {}", registry.display()))
+}
+
+/// The ctp2rs crate's source directory, as `cargo metadata` reports it.
+fn ctp2rs_from_metadata() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let out = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", "x86_64-unknown-linux-gnu", "--manifest-path"])
+        .args(["metadata", "--format-version", "1", "--filter-platform", "x86_64-unknown-linux-gnu", "--manifest-path"])
         .arg(&manifest)
         .output()
         .map_err(|e| format!("running {cargo} metadata: {e}"))?;
@@ -65,18 +118,12 @@ pub fn headers() -> Result<PathBuf, String> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata's output: {e}"))?;
-    let ctp2rs = meta["packages"]
+    let manifest = meta["packages"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "ctp2rs"))
         .and_then(|p| p["manifest_path"].as_str())
         .ok_or("the ctp2rs crate is not in the workspace's dependency graph")?;
-    let versions = Path::new(ctp2rs).with_file_name("api").join("ctp").join(format!("v{SDK_VERSION}"));
-    let dir = std::fs::read_dir(&versions)
-        .map_err(|e| format!("{}: {e}", versions.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("linux")) && p.join("ThostFtdcMdApi.h").is_file())
-        .ok_or_else(|| format!("no Linux headers of {SDK_VERSION} under {}", versions.display()))?;
-    Ok(dir)
+    Path::new(manifest).parent().map(Path::to_path_buf).ok_or_else(|| format!("ctp2rs's manifest path {manifest}"))
 }
 
 /// Builds the stand-in with g++ into `out_dir/ctp-standin/libthostmduserapi_se.so` (once per
@@ -97,7 +144,18 @@ pub fn build(out_dir: &Path) -> Result<PathBuf, String> {
         std::fs::create_dir_all(lib.parent().unwrap()).map_err(|e| format!("{}: {e}", dir.display()))?;
         let part = lib.with_extension(format!("so.{}", std::process::id()));
         let out = Command::new("g++")
-            .args(["-std=c++17", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread", "-isystem"])
+            .args([
+                "-std=c++17",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-shared",
+                "-fPIC",
+                "-pthread",
+                "-isystem",
+            ])
             .arg(&headers)
             .arg(&source)
             .arg("-o")
@@ -321,7 +379,8 @@ impl Front {
                 };
                 serving.changed.notify_all();
                 let conn = serving.clone();
-                let _ = std::thread::Builder::new().name("ctp-front-conn".into()).spawn(move || serve(&conn, id, stream));
+                let _ =
+                    std::thread::Builder::new().name("ctp-front-conn".into()).spawn(move || serve(&conn, id, stream));
             }
         })?;
         Ok(Front { addr, shared, thread: Some(thread) })
@@ -504,7 +563,12 @@ fn serve(shared: &Shared, id: u64, mut stream: TcpStream) {
                 st.seen.flow_path = String::from_utf8_lossy(body.get(4..).unwrap_or(&[])).into_owned();
             }
             frame::LOGIN => {
-                let fields = body.get(4..).unwrap_or(&[]).split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>();
+                let fields = body
+                    .get(4..)
+                    .unwrap_or(&[])
+                    .split(|b| *b == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>();
                 if st.script.hold_logins {
                     st.login_held = Some(fields);
                     st.seen.login_waiting = true;
@@ -540,7 +604,9 @@ fn serve(shared: &Shared, id: u64, mut stream: TcpStream) {
             }
             frame::LOGOUT => st.seen.logged_in = false,
             frame::PONG => {
-                let word = |i: usize| u64::from_le_bytes(body.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+                let word = |i: usize| {
+                    u64::from_le_bytes(body.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]))
+                };
                 st.pongs.insert(word(0), Delivery { delivered: word(1), undelivered: word(2) });
             }
             _ => {}
@@ -557,4 +623,19 @@ fn serve(shared: &Shared, id: u64, mut stream: TcpStream) {
     }
     drop(st);
     shared.changed.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers are found without running cargo (whose `metadata` wants every package of the
+    /// lock file for every platform, which a machine that only built for Linux has not downloaded).
+    #[test]
+    fn headers_are_found_in_the_registry_without_cargo() {
+        let source = ctp2rs_in_registry().expect("ctp2rs's source in the registry");
+        let dir = linux_headers(&source).expect("the 6.7.11 Linux headers");
+        assert!(dir.join("ThostFtdcMdApi.h").is_file(), "{}", dir.display());
+        assert!(dir.join("ThostFtdcUserApiStruct.h").is_file(), "{}", dir.display());
+    }
 }

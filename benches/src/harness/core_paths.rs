@@ -96,6 +96,11 @@ impl RawTicks {
         self.templates.len()
     }
 
+    /// Their ids, in the order they are cycled through.
+    pub fn instrument_ids(&self) -> Vec<String> {
+        self.templates.iter().map(|f| f.instrument_id.clone()).collect()
+    }
+
     /// The next struct (allocates for the time text: call it outside timed code).
     pub fn next_struct(&mut self) -> [u8; 584] {
         let (i, round) = (self.n % self.templates.len(), self.n / self.templates.len());
@@ -189,13 +194,25 @@ impl Drop for RunningEngine {
 
 /// Spins until the next tick is visible; `Err` if nothing shows within 5 s of handing it in at `sent`.
 fn wait_visible(reader: &mut Reader, out: &mut TickRecord, sent: i64, lost: &mut u64) -> anyhow::Result<i64> {
+    wait_visible_with(reader, out, sent, lost, core::hint::spin_loop)
+}
+
+/// [`wait_visible`] calling `idle` between polls that find nothing (a spin hint, or a yield when
+/// the path being measured needs this CPU).
+pub(super) fn wait_visible_with(
+    reader: &mut Reader,
+    out: &mut TickRecord,
+    sent: i64,
+    lost: &mut u64,
+    idle: impl Fn(),
+) -> anyhow::Result<i64> {
     loop {
         match reader.try_next(out) {
             Next::Tick => return Ok(qilin_shm::now_ns()),
             Next::Gap { first, last } => *lost += last - first + 1,
             Next::NewEpoch { .. } => {}
             Next::Empty => {
-                core::hint::spin_loop();
+                idle();
                 if qilin_shm::now_ns() - sent > 5_000_000_000 {
                     bail!(
                         "a tick handed in did not reach the segment within 5 s: received {}, published {}, \

@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 
 pub mod baselines;
 pub mod child;
+pub mod core_ctp;
 pub mod core_paths;
 pub mod e2e;
 pub mod floor;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Plan, Series, baselines, core_paths, e2e,
+    Plan, Series, baselines, core_ctp, core_paths, e2e,
     floor::{self, Availability, Floor},
     machine::Machine,
     segment,
@@ -101,6 +101,10 @@ pub fn run(plan: &Plan) -> Run {
         keep("core/handoff", on_thread(|| core_paths::measure_handoff(plan)), &mut series);
         step("core UDP relay");
         keep("core/udp_relay", on_thread(|| core_paths::measure_udp(plan)), &mut series);
+        step("core ctp source (qilin-core binary on the CTP stand-in)");
+        for (name, result) in on_thread(|| core_ctp::measure(plan)) {
+            keep(&name, result, &mut series);
+        }
     }
     if plan.runs("e2e") {
         step("end to end (qilin-core binary)");
