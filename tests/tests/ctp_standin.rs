@@ -14,10 +14,9 @@ use std::{collections::BTreeSet, net::UdpSocket, sync::Mutex, time::Instant};
 
 use common::{
     WATCHDOG,
-    ctp::{Options, PASSWORD, Rig},
+    ctp::{Options, PASSWORD, Rig, quirky_ticks},
     unique, wait_for, workspace, workspace_bin,
 };
-use qilin_core::{config::SimConfig, sim::Simulator};
 use qilin_ctp_standin::{DEPTH_SIZE, INVALID_LOGIN_GB18030, NO_SUCH_INSTRUMENT_GB18030, REASONS};
 use qilin_market::Instruments;
 use qilin_shm::{Counter, LinkState, Next, Reader, Start, TickRecord};
@@ -188,28 +187,6 @@ fn five_hundred_instruments_are_subscribed_in_batches_and_a_refused_one_is_named
     assert!(log.contains("instrument=m2605-C-2050") && log.contains("refused to subscribe"), "{log}");
     rig.ctl("shutdown");
     rig.assert_clean_exit();
-}
-
-/// The simulator's ticks for a few instruments of every exchange, with its quirks: absent prices
-/// (DBL_MAX), volume regressions, CZCE's UpdateMillisec 0 and repeated seconds, DCE's night dates.
-fn quirky_ticks(n: u64, instruments: &[&str]) -> Vec<[u8; DEPTH_SIZE]> {
-    let products = Instruments::load(&workspace().join("config/instruments.toml")).unwrap();
-    let mut config = SimConfig {
-        ticks_per_second: 1_000_000_000,
-        max_ticks: n,
-        seed: 17,
-        instruments: instruments.iter().map(|s| s.to_string()).collect(),
-        start: "2026-03-02 20:59:00".into(),
-        ..SimConfig::default()
-    };
-    config.inject.absent_prices = 0.05;
-    config.inject.volume_regression = 0.01;
-    let mut out = Vec::with_capacity(n as usize);
-    Simulator::new(&config, &products).unwrap().run_into(|raw| {
-        out.push(raw.try_into().expect("the simulator makes 584-byte structs"));
-        true
-    });
-    out
 }
 
 /// A record's fields as the struct carried them, read from the struct with ctp2rs's own layout

@@ -16,7 +16,9 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use qilin_ctp_standin::{Front, Script};
+use qilin_core::{config::SimConfig, sim::Simulator};
+use qilin_ctp_standin::{DEPTH_SIZE, Front, Script};
+use qilin_market::Instruments;
 use qilin_shm::{Counter, LinkState, Reader, RunState, layout::StatusRecord};
 use serde_json::{Value, json};
 
@@ -286,4 +288,26 @@ impl Drop for Rig {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.segment);
     }
+}
+
+/// The simulator's ticks for a few instruments of every exchange, with its quirks: absent prices
+/// (DBL_MAX), volume regressions, CZCE's UpdateMillisec 0 and repeated seconds, DCE's night dates.
+pub fn quirky_ticks(n: u64, instruments: &[&str]) -> Vec<[u8; DEPTH_SIZE]> {
+    let products = Instruments::load(&workspace().join("config/instruments.toml")).unwrap();
+    let mut config = SimConfig {
+        ticks_per_second: 1_000_000_000,
+        max_ticks: n,
+        seed: 17,
+        instruments: instruments.iter().map(|s| s.to_string()).collect(),
+        start: "2026-03-02 20:59:00".into(),
+        ..SimConfig::default()
+    };
+    config.inject.absent_prices = 0.05;
+    config.inject.volume_regression = 0.01;
+    let mut out = Vec::with_capacity(n as usize);
+    Simulator::new(&config, &products).unwrap().run_into(|raw| {
+        out.push(raw.try_into().expect("the simulator makes 584-byte structs"));
+        true
+    });
+    out
 }
