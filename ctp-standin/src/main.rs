@@ -82,7 +82,10 @@ fn main() -> anyhow::Result<()> {
     });
 
     if args.no_core {
-        println!("serving; start qilin-core with {} and hand it credentials whose md_fronts are these fronts", args.config.display());
+        println!(
+            "serving; start qilin-core with {} and hand it credentials whose md_fronts are these fronts",
+            args.config.display()
+        );
         loop {
             std::thread::park();
         }
