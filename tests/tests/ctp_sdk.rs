@@ -25,22 +25,21 @@ use std::{
     net::{TcpListener, TcpStream},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    process::{Command, ExitStatus},
 };
 
-use common::{WATCHDOG, unique, wait_for, workspace, workspace_bin};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
+use common::{
+    WATCHDOG,
+    ctp::{Options, PASSWORD, Rig},
+    wait_for,
 };
+use nix::sys::signal::Signal;
 use qilin_core::session::ctp::{BUILT_FOR, Sdk};
-use qilin_shm::{Counter, LinkState, Reader, RunState};
+use qilin_shm::{Counter, LinkState, Reader};
 use serde_json::{Value, json};
 
 /// The version the vendor's library must report.
 const SDK_VERSION: &str = qilin_ctp_standin::SDK_VERSION;
-const PASSWORD: &str = "pw-ctp-test-7f3a91-never-shown";
 
 /// The vendor's library (fetched once per target directory); `None` (after saying why) if it
 /// cannot be.
@@ -48,157 +47,23 @@ fn sdk_library() -> Option<PathBuf> {
     qilin_ctp_standin::vendor::library(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
-/// A `qilin-core` with the ctp source; killed on drop if still running.
-struct CtpCore {
-    child: Child,
-    dir: tempfile::TempDir,
-    segment: PathBuf,
+/// A `qilin-core` on the vendor's library `lib` (the rig's stand-in fronts stay unused: the SDK is
+/// pointed at the test's listeners).
+fn core_on(lib: &Path) -> Rig {
+    Rig::start(&options(lib))
 }
 
-impl CtpCore {
-    /// Starts the core on `sdk` without waiting for it.
-    fn spawn(sdk: &Path, extra: &str) -> CtpCore {
-        let dir = tempfile::tempdir().unwrap();
-        let feed = unique("ctp");
-        let segment = PathBuf::from(format!("/dev/shm/{feed}"));
-        let instruments = workspace().join("config/instruments.toml");
-        let config = dir.path().join("core.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[feed]\nname = \"ctp-test\"\nring_slots = 1024\ninstrument_capacity = 64\n\n\
-                 [core]\nlock_memory = false\ninstruments_file = {:?}\naudit_log = {:?}\nsubscribe = [\"rb2605\"]\n\n\
-                 [source]\nkind = \"ctp\"\n\n[source.ctp]\nsdk_path = {:?}\nflow_dir = {:?}\n{extra}\n\n\
-                 [failover]\nlogin_retry_ms = 200\ncommand_timeout_ms = 1000\n",
-                instruments.display().to_string(),
-                dir.path().join("audit.jsonl").display().to_string(),
-                sdk.display().to_string(),
-                dir.path().join("flow").display().to_string(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new(workspace_bin("qilin-core"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--segment")
-            .arg(&segment)
-            .arg("--control-socket")
-            .arg(dir.path().join("control.sock"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(std::fs::File::create(dir.path().join("stdout")).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("log")).unwrap()))
-            .spawn()
-            .expect("starting qilin-core");
-        CtpCore { child, dir, segment }
-    }
-
-    /// Starts the core and waits until it runs with its control socket bound.
-    fn start(sdk: &Path) -> CtpCore {
-        let core = CtpCore::spawn(sdk, "");
-        let pid = u64::from(core.child.id());
-        core.wait("the core running", || {
-            let running = Reader::open(&core.segment)
-                .is_ok_and(|r| r.writer_pid() == pid && r.run_state() == Some(RunState::Running));
-            (running && core.socket().exists()).then_some(())
-        });
-        core
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("control.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
-    }
-
-    /// Polls `f` until it yields; fails with the core's log after the watchdog.
-    fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "watchdog: no {what} within {WATCHDOG:?}; core log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn ctl(&self, line: &str) -> Value {
-        let mut stream = UnixStream::connect(self.socket()).expect("connecting to the control socket");
-        stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-        writeln!(stream, "{line}").unwrap();
-        let mut reply = String::new();
-        BufReader::new(&stream).read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply to {line:?} is not JSON ({e}): {reply:?}"))
-    }
-
-    fn credentials(&self, session: &str, front: &str) -> Value {
-        let creds = json!({"session": session, "broker_id": "9999", "user_id": format!("{session}-user"),
-                           "password": PASSWORD, "md_fronts": [front]});
-        self.ctl(&format!("credentials {creds}"))
-    }
-
-    /// The header's link state.
-    fn link_state(&self) -> Option<LinkState> {
-        let status = Reader::open(&self.segment).ok()?.status().ok()?;
-        LinkState::from_code(status.link_state)
-    }
-
-    /// `qilinctl status --json`'s `link` object.
-    fn qilinctl_link(&self) -> Value {
-        let out = Command::new(workspace_bin("qilinctl"))
-            .arg("--segment")
-            .arg(&self.segment)
-            .args(["status", "--json"])
-            .output()
-            .expect("running qilinctl");
-        assert!(out.status.success(), "qilinctl status failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).expect("qilinctl status --json prints JSON");
-        v["link"].clone()
-    }
-
-    /// Waits for the header and `qilinctl status` to show `state`.
-    fn await_state(&self, state: LinkState) -> Value {
-        self.wait(&format!("link state {} in the header and qilinctl status", state.as_str()), || {
-            (self.link_state() == Some(state)).then(|| self.qilinctl_link()).filter(|l| l["state"] == state.as_str())
-        })
-    }
-
-    /// Waits for the process to exit.
-    fn exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "watchdog: the core did not exit; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Checks a clean stop: exit status 0, both sessions released, no secret in any output.
-    fn assert_clean_exit(&mut self) {
-        let status = self.exit();
-        let log = self.log();
-        assert!(status.success(), "exit status {status:?}; log:\n{log}");
-        assert!(log.contains("CTP sessions released"), "{log}");
-        assert!(!log.contains("not released cleanly"), "{log}");
-        assert!(!log.contains(PASSWORD) && !self.stdout().contains(PASSWORD), "the password appeared in an output");
-        assert!(!self.segment.exists() || Reader::open(&self.segment).unwrap().run_state() == Some(RunState::Stopped));
+fn options(lib: &Path) -> Options {
+    Options {
+        lib: Some(lib.to_path_buf()),
+        failover: "login_retry_ms = 200\ncommand_timeout_ms = 1000\n".into(),
+        ..Options::default()
     }
 }
 
-impl Drop for CtpCore {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.segment);
-    }
+/// `qilinctl status --json`'s `link` object.
+fn qilinctl_link(core: &Rig) -> Value {
+    core.qilinctl_status()["link"].clone()
 }
 
 /// A listener standing in for a front, polled without blocking forever.
@@ -216,7 +81,7 @@ impl FakeFront {
     }
 
     /// Waits for the SDK to connect and reads its first bytes.
-    fn accept(&self, core: &CtpCore) -> (TcpStream, usize) {
+    fn accept(&self, core: &Rig) -> (TcpStream, usize) {
         let (mut stream, _) = core.wait("the SDK connecting to the test's front", || self.0.accept().ok());
         stream.set_nonblocking(false).unwrap();
         stream.set_read_timeout(Some(WATCHDOG)).unwrap();
@@ -237,19 +102,19 @@ fn the_sdk_reports_the_version_the_core_is_built_for() {
 #[test]
 fn connect_disconnect_reconnect_each_in_the_header_and_qilinctl_status() {
     let Some(lib) = sdk_library() else { return };
-    let mut core = CtpCore::start(&lib);
+    let mut core = core_on(&lib);
     let front = FakeFront::new();
 
     // Before any credentials: the SDK's version, no session.
-    let link = core.qilinctl_link();
+    let link = qilinctl_link(&core);
     assert!(link["api_version"].as_str().unwrap().starts_with(&format!("v{SDK_VERSION}_")), "{link}");
     assert_eq!(link["state"], "idle", "{link}");
     let status = Reader::open(&core.segment).unwrap().status().unwrap();
     assert!(qilin_shm::layout::id_str(&status.api_version).unwrap().starts_with("v6.7.11_"));
 
-    let answer = core.credentials("primary", &front.url());
+    let answer = core.credentials_for("primary", PASSWORD, &front.url());
     assert_eq!(answer["ok"], true, "{answer}");
-    let link = core.await_state(LinkState::Connecting);
+    let link = core.await_state(LinkState::Connecting)["link"].clone();
     assert_eq!(link["active_source"], Value::Null, "{link}");
     let (connection, first_bytes) = front.accept(&core);
     assert!(first_bytes > 0, "the SDK sent nothing after connecting");
@@ -286,22 +151,22 @@ fn connect_disconnect_reconnect_each_in_the_header_and_qilinctl_status() {
 #[test]
 fn shutdown_while_connecting_is_clean() {
     let Some(lib) = sdk_library() else { return };
-    let mut core = CtpCore::start(&lib);
+    let mut core = core_on(&lib);
     // A front nobody listens on: the SDK keeps trying.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    assert_eq!(core.credentials("primary", &format!("tcp://127.0.0.1:{port}"))["ok"], true);
-    assert_eq!(core.credentials("backup", &format!("tcp://127.0.0.1:{port}"))["ok"], true);
+    assert_eq!(core.credentials_for("primary", PASSWORD, &format!("tcp://127.0.0.1:{port}"))["ok"], true);
+    assert_eq!(core.credentials_for("backup", PASSWORD, &format!("tcp://127.0.0.1:{port}"))["ok"], true);
     core.await_state(LinkState::Connecting);
-    kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).unwrap();
+    core.signal(Signal::SIGTERM);
     core.assert_clean_exit();
 }
 
 #[test]
 fn relogin_releases_and_recreates_the_api() {
     let Some(lib) = sdk_library() else { return };
-    let mut core = CtpCore::start(&lib);
+    let mut core = core_on(&lib);
     let front = FakeFront::new();
-    assert_eq!(core.credentials("backup", &front.url())["ok"], true);
+    assert_eq!(core.credentials_for("backup", PASSWORD, &front.url())["ok"], true);
     let (first, _) = front.accept(&core);
     // A relogin of the (standby) backup releases its API and creates a new one, which connects anew.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -330,7 +195,7 @@ fn relogin_releases_and_recreates_the_api() {
 
 /// Starts the core on `sdk` and returns its exit status and log (it must stop by itself).
 fn refused_at_start(sdk: &Path) -> (ExitStatus, String) {
-    let mut core = CtpCore::spawn(sdk, "");
+    let mut core = Rig::spawn(&options(sdk));
     let status = core.exit();
     (status, core.log())
 }
@@ -396,11 +261,11 @@ fn live_front_delivers_ticks_into_the_segment() {
     let (broker, user, password, front, instrument) =
         (var("CTP_BROKER_ID"), var("CTP_USER_ID"), var("CTP_PASSWORD"), var("CTP_MD_FRONT"), var("CTP_INSTRUMENT"));
     let lib = sdk_library().expect("CTP_LIVE=1 needs the SDK library");
-    let mut core = CtpCore::start(&lib);
+    let mut core = core_on(&lib);
     let creds = json!({"session": "primary", "broker_id": broker, "user_id": user, "password": password,
                        "md_fronts": [front]});
     assert_eq!(core.ctl(&format!("credentials {creds}"))["ok"], true);
-    let link = core.await_state(LinkState::LoggedIn);
+    let link = core.await_state(LinkState::LoggedIn)["link"].clone();
     assert!(link["trading_day"].as_u64().unwrap() > 20_000_000, "{link}");
     assert_eq!(core.ctl(&format!("subscribe {instrument}"))["ok"], true);
     core.wait("a tick of the live instrument in the segment", || {

@@ -39,6 +39,8 @@ pub struct Options {
     pub failover: String,
     /// Lines added to `[core]`.
     pub core: String,
+    /// The market-data library: the stand-in unless this names another (the vendor's).
+    pub lib: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             instrument_capacity: 1024,
             failover: "login_retry_ms = 200\ncommand_timeout_ms = 20000\n".into(),
             core: String::new(),
+            lib: None,
         }
     }
 }
@@ -67,7 +70,14 @@ pub struct Rig {
 impl Rig {
     /// Starts the core (no credentials yet) and waits until it runs with its control socket bound.
     pub fn start(options: &Options) -> Rig {
-        let lib = standin();
+        let rig = Rig::spawn(options);
+        rig.await_running();
+        rig
+    }
+
+    /// Starts the core without waiting for it (it may stop at start).
+    pub fn spawn(options: &Options) -> Rig {
+        let lib = options.lib.clone().unwrap_or_else(standin);
         let dir = tempfile::tempdir().unwrap();
         let segment = PathBuf::from(format!("/dev/shm/{}", unique("ctp")));
         let config = dir.path().join("core.toml");
@@ -96,9 +106,7 @@ impl Rig {
         .unwrap();
         let fronts = [Front::start(Script::default()).unwrap(), Front::start(Script::default()).unwrap()];
         let child = Rig::spawn_core(dir.path(), &config, &segment, "log");
-        let rig = Rig { dir, segment, config, fronts, child, lib };
-        rig.await_running();
-        rig
+        Rig { dir, segment, config, fronts, child, lib }
     }
 
     fn spawn_core(dir: &Path, config: &Path, segment: &Path, log: &str) -> Child {
@@ -178,11 +186,16 @@ impl Rig {
 
     /// Hands `session` its credentials (as qilin-secrets does), its front being the rig's.
     pub fn credentials(&self, session: &str, password: &str) -> Value {
-        let creds = json!({"session": session, "broker_id": "9999", "user_id": format!("{session}-user"),
-                           "password": password, "md_fronts": [self.front(session).url()]});
-        let reply = self.ctl(&format!("credentials {creds}"));
+        let reply = self.credentials_for(session, password, &self.front(session).url());
         assert_eq!(reply["ok"], true, "credentials refused: {reply}");
         reply
+    }
+
+    /// Hands `session` its credentials with the front `url`; the core's reply.
+    pub fn credentials_for(&self, session: &str, password: &str, url: &str) -> Value {
+        let creds = json!({"session": session, "broker_id": "9999", "user_id": format!("{session}-user"),
+                           "password": password, "md_fronts": [url]});
+        self.ctl(&format!("credentials {creds}"))
     }
 
     /// `sessions` on the control socket.
@@ -255,14 +268,19 @@ impl Rig {
         }
     }
 
-    /// Checks a clean stop: exit 0, both sessions released within the core's bound, no password
-    /// anywhere.
+    /// Checks a clean stop: exit 0, both sessions released within the core's bound, the segment
+    /// marked stopped, no password anywhere.
     pub fn assert_clean_exit(&mut self) {
         let status = self.exit();
         let log = self.log();
         assert!(status.success(), "exit status {status:?}; log:\n{log}");
         assert!(log.contains("CTP sessions released"), "{log}");
-        assert!(!log.contains("did not release its sessions"), "{log}");
+        assert!(!log.contains("not released cleanly") && !log.contains("did not release its sessions"), "{log}");
+        assert!(
+            !self.segment.exists()
+                || Reader::open(&self.segment).is_ok_and(|r| r.run_state() == Some(RunState::Stopped)),
+            "the segment is left without being marked stopped"
+        );
         self.assert_no_password(PASSWORD);
     }
 
