@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{unique, wait_for};
+use common::unique;
 
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +13,8 @@ use std::{
 };
 
 use qilin_journal::{GapReason, JournalWriter, WriterOptions, file_path};
-use qilin_shm::{Next, Reader, Source, Start, TickRecord};
+use qilin_shm::{Reader, Source, TickRecord};
+use qilin_testkit::read_ring;
 use zerocopy::IntoBytes;
 
 struct Proc(Child, PathBuf);
@@ -41,24 +42,6 @@ fn core(segment: &Path, args: &[&str]) -> Proc {
     Proc(child, segment.to_owned())
 }
 
-/// Reads sequences 1..=n from a segment.
-fn read_all(segment: &Path, n: u64) -> Vec<TickRecord> {
-    let reader = wait_for("the segment", || Reader::open(segment).ok());
-    wait_for("every tick published", || (reader.write_cursor() >= n).then_some(()));
-    let mut reader = reader;
-    reader.seek(Start::Sequence(1));
-    let mut out = Vec::new();
-    let mut tick = TickRecord::ZERO;
-    while (out.len() as u64) < n {
-        match reader.try_next(&mut tick) {
-            Next::Tick => out.push(tick),
-            Next::Empty | Next::NewEpoch { .. } => {}
-            Next::Gap { first, last } => panic!("lost {first}..={last} reading the test's own segment"),
-        }
-    }
-    out
-}
-
 /// The record with the fields replay re-assigns set to the original's, so the rest compares
 /// byte for byte.
 fn normalized(mut replayed: TickRecord, original: &TickRecord) -> TickRecord {
@@ -76,7 +59,7 @@ fn a_replayed_journal_reproduces_every_record_in_order() {
     let seg_a = PathBuf::from(format!("/dev/shm/{}", unique("replay-a")));
     let seg_b = PathBuf::from(format!("/dev/shm/{}", unique("replay-b")));
     let sim = core(&seg_a, &["--feed", "replay-a", "--sim-rate", "50000", "--sim-max-ticks", &TICKS.to_string()]);
-    let original = read_all(&seg_a, TICKS);
+    let original = read_ring(&seg_a, TICKS);
     drop(sim);
 
     // Journal: 1..=2000, a gap record for 2001..=2100 (those ticks are left out), 2101..=6000.
@@ -95,7 +78,7 @@ fn a_replayed_journal_reproduces_every_record_in_order() {
 
     let file = file_path(dir.path(), "replay-a", day);
     let _replay = core(&seg_b, &["--feed", "replay-b", "--replay", file.to_str().unwrap()]);
-    let replayed = read_all(&seg_b, kept.len() as u64);
+    let replayed = read_ring(&seg_b, kept.len() as u64);
     for (i, (r, o)) in replayed.iter().zip(&kept).enumerate() {
         assert_eq!(r.sequence, i as u64 + 1, "the second segment numbers its own ticks");
         assert_eq!(r.source, Source::Replay as u8);

@@ -25,7 +25,8 @@ use std::{
 };
 
 use common::{Core, WATCHDOG, unique, wait_for, workspace_bin};
-use qilin_shm::{Counter, LinkState, Next, Reader, Source, Start, TickRecord};
+use qilin_shm::{Counter, LinkState, Next, Source, Start, TickRecord};
+use qilin_testkit::{read_ring, source_runs};
 use serde_json::{Value, json};
 use zerocopy::IntoBytes;
 
@@ -112,24 +113,8 @@ fn oracle(dir: &Path, feed: &str, max_ticks: u64) -> (Core, Vec<TickRecord>) {
     let core = Core::start_with(dir, feed, 1 << 17, 400_000, max_ticks, "", "seed = 5\n");
     let reader = core.reader();
     wait_for("the oracle's ticks", || (reader.write_cursor() >= max_ticks).then_some(()));
-    let ticks = read_all(&reader, max_ticks);
+    let ticks = read_ring(reader.path(), max_ticks);
     (core, ticks)
-}
-
-/// Sequences 1..=n from the ring (which holds them all).
-fn read_all(reader: &Reader, n: u64) -> Vec<TickRecord> {
-    let mut reader = Reader::open(reader.path()).unwrap();
-    reader.seek(Start::Sequence(1));
-    let mut out = Vec::with_capacity(n as usize);
-    let mut t = TickRecord::ZERO;
-    while (out.len() as u64) < n {
-        match reader.try_next(&mut t) {
-            Next::Tick => out.push(t),
-            Next::Empty => std::thread::sleep(Duration::from_millis(1)),
-            other => panic!("reading the ring: {other:?}"),
-        }
-    }
-    out
 }
 
 /// A tick's exchange content without what the feed adds or derives from the previous tick.
@@ -158,18 +143,6 @@ fn assert_same_market(what: &str, ticks: &[TickRecord], oracle: &[TickRecord]) {
     let missing = want.iter().filter(|w| got.binary_search(w).is_err()).count();
     assert_eq!(missing, 0, "{what}: {missing} market ticks are missing from the ring");
     assert_eq!(got, want, "{what}: the ring's market ticks differ from the oracle's");
-}
-
-fn sources(ticks: &[TickRecord]) -> Vec<(Source, usize)> {
-    let mut runs: Vec<(Source, usize)> = Vec::new();
-    for t in ticks {
-        let s = Source::from_code(t.source).expect("a known source");
-        match runs.last_mut() {
-            Some((last, n)) if *last == s => *n += 1,
-            _ => runs.push((s, 1)),
-        }
-    }
-    runs
 }
 
 struct Secrets {
@@ -264,9 +237,9 @@ fn rotation_while_ticks_flow_loses_and_doubles_nothing() {
     wait_for("every tick", || (reader.write_cursor() >= TICKS).then_some(()));
     std::thread::sleep(Duration::from_millis(300)); // a doubled tick would be published by now
     assert_eq!(reader.write_cursor(), TICKS, "more ticks in the ring than the market made");
-    let ticks = read_all(&reader, TICKS);
+    let ticks = read_ring(reader.path(), TICKS);
     assert_same_market("rotation", &ticks, &oracle);
-    let runs = sources(&ticks);
+    let runs = source_runs(&ticks);
     eprintln!("rotation: source runs {runs:?}; duplicates dropped {}", reader.counter(Counter::Duplicates));
     assert!(runs.iter().any(|(s, _)| *s == Source::Backup), "no tick came from the backup during the rotation");
     assert_eq!(runs.first().map(|r| r.0), Some(Source::Primary));
@@ -458,9 +431,9 @@ fn automatic_failover_and_failback_lose_and_double_nothing() {
     wait_for("every tick", || (reader.write_cursor() >= TICKS).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(reader.write_cursor(), TICKS, "more ticks in the ring than the market made");
-    let ticks = read_all(&reader, TICKS);
+    let ticks = read_ring(reader.path(), TICKS);
     assert_same_market("automatic failover", &ticks, &oracle);
-    eprintln!("auto: source runs {:?}", sources(&ticks));
+    eprintln!("auto: source runs {:?}", source_runs(&ticks));
     let sessions = ctl(&socket, "sessions");
     assert_eq!(sessions["sessions"]["primary"]["login_failures"], 2, "{sessions}");
     assert_eq!(sessions["sessions"]["primary"]["disconnects"], 2, "{sessions}");

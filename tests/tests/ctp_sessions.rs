@@ -35,6 +35,7 @@ use common::{
 };
 use qilin_ctp_standin::DEPTH_SIZE;
 use qilin_shm::{Counter, LinkState, Next, Reader, Source, Start, TickRecord};
+use qilin_testkit::{read_ring, source_runs};
 use serde_json::Value;
 use zerocopy::IntoBytes;
 
@@ -111,19 +112,6 @@ impl Market {
     }
 }
 
-/// Every record of the ring from sequence 1 (the ring holds them all), `n` of them.
-fn read_all(path: &Path, n: u64) -> Vec<TickRecord> {
-    let mut reader = Reader::open(path).unwrap();
-    reader.seek(Start::Sequence(1));
-    let mut t = TickRecord::ZERO;
-    (0..n)
-        .map(|_| match reader.try_next(&mut t) {
-            Next::Tick => t,
-            other => panic!("reading the ring: {other:?}"),
-        })
-        .collect()
-}
-
 /// The exchange's part of a record (see the module comment).
 fn exchange_part(t: &TickRecord) -> Vec<u8> {
     let mut m = *t;
@@ -147,7 +135,7 @@ fn oracle(market: &Market) -> Vec<Vec<u8>> {
     let reader = rig.reader();
     rig.wait("the oracle's ticks", || (reader.counter(Counter::TicksReceived) >= n).then_some(()));
     assert_eq!(reader.counter(Counter::TicksPublished), n, "the oracle published every tick");
-    let mut ticks: Vec<Vec<u8>> = read_all(&rig.segment, n).iter().map(exchange_part).collect();
+    let mut ticks: Vec<Vec<u8>> = read_ring(&rig.segment, n).iter().map(exchange_part).collect();
     ticks.sort();
     ticks
 }
@@ -161,19 +149,6 @@ fn assert_exactly_once(what: &str, ring: &[TickRecord], oracle: &[Vec<u8>]) {
     let missing = oracle.iter().filter(|t| got.binary_search(t).is_err()).count();
     assert_eq!(missing, 0, "{what}: {missing} of the market's {} ticks are not in the ring", oracle.len());
     assert_eq!(got, oracle, "{what}: the ring holds ticks the market did not make");
-}
-
-/// Runs of consecutive ticks by source.
-fn source_runs(ticks: &[TickRecord]) -> Vec<(Source, usize)> {
-    let mut runs: Vec<(Source, usize)> = Vec::new();
-    for t in ticks {
-        let s = Source::from_code(t.source).expect("a session's source");
-        match runs.last_mut() {
-            Some((last, n)) if *last == s => *n += 1,
-            _ => runs.push((s, 1)),
-        }
-    }
-    runs
 }
 
 /// Waits for `session` active in the header, with `state`.
@@ -309,7 +284,7 @@ fn failover_and_failback_between_two_standin_sessions_deliver_every_tick_once() 
     let reader = rig.reader();
     assert_eq!(reader.counter(Counter::HandoffFull), 0, "hand-off drops would lose ticks");
     assert_eq!(reader.write_cursor(), n, "the ring holds {} ticks, the market made {n}", reader.write_cursor());
-    let ring = read_all(&rig.segment, n);
+    let ring = read_ring(&rig.segment, n);
     assert_exactly_once("two sessions", &ring, &oracle);
     let runs = source_runs(&ring);
     eprintln!("{} runs of one source; duplicates dropped {}", runs.len(), reader.counter(Counter::Duplicates));
@@ -457,7 +432,7 @@ fn rotation_and_a_killed_core_resume_both_sessions_through_qilin_secrets() {
     let n = oracle.len() as u64;
     let reader = rig.reader();
     assert_eq!(reader.write_cursor(), n, "the ring holds {} ticks, the market made {n}", reader.write_cursor());
-    let ring = read_all(&rig.segment, n);
+    let ring = read_ring(&rig.segment, n);
     assert_exactly_once("rotation", &ring, &oracle);
     let runs = source_runs(&ring);
     eprintln!("rotation: {} runs of one source", runs.len());

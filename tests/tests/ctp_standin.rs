@@ -19,7 +19,8 @@ use common::{
 };
 use qilin_ctp_standin::{DEPTH_SIZE, INVALID_LOGIN_GB18030, NO_SUCH_INSTRUMENT_GB18030, REASONS};
 use qilin_market::Instruments;
-use qilin_shm::{Counter, LinkState, Next, Reader, Start, TickRecord};
+use qilin_shm::{Counter, LinkState, Reader, TickRecord};
+use qilin_testkit::read_ring;
 use zerocopy::IntoBytes;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -37,22 +38,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
         let _ = std::fs::remove_file(&self.1);
     }
-}
-
-/// Every record in the ring from sequence 1, once `n` are there (the ring holds them all).
-fn read_all(reader: &Reader, n: u64) -> Vec<TickRecord> {
-    wait_for(&format!("{n} records in the ring"), || (reader.write_cursor() >= n).then_some(()));
-    let mut reader = Reader::open(reader.path()).unwrap();
-    reader.seek(Start::Sequence(1));
-    let mut out = Vec::with_capacity(n as usize);
-    let mut t = TickRecord::ZERO;
-    while (out.len() as u64) < n {
-        match reader.try_next(&mut t) {
-            Next::Tick => out.push(t),
-            other => panic!("reading the ring: {other:?}"),
-        }
-    }
-    out
 }
 
 #[test]
@@ -296,7 +281,7 @@ fn a_hundred_thousand_quirky_ticks_reach_the_segment_as_pushed_and_as_the_udp_so
     assert_eq!((delivery.delivered, delivery.undelivered), (N, 0));
     assert_eq!(reader.counter(Counter::HandoffFull), 0);
     assert_eq!(reader.counter(Counter::TicksPublished), N, "the simulator's quirks are all admissible");
-    let records = read_all(&reader, N);
+    let records = read_ring(reader.path(), N);
     for (i, (raw, t)) in ticks.iter().zip(&records).enumerate() {
         assert_eq!(t.sequence, i as u64 + 1);
         assert_as_pushed(i, raw, t);
@@ -366,7 +351,7 @@ fn a_hundred_thousand_quirky_ticks_reach_the_segment_as_pushed_and_as_the_udp_so
             (udp_reader.counter(Counter::UdpDatagrams) >= probes + sent).then_some(())
         });
     }
-    let udp_records = read_all(&udp_reader, N);
+    let udp_records = read_ring(udp_reader.path(), N);
     drop(udp_core);
     for (i, (a, b)) in records.iter().zip(&udp_records).enumerate() {
         // Byte for byte (NaN included): the same normalization of the same struct.

@@ -5,6 +5,7 @@
 //! - only the benches, these end-to-end tests, the fuzz targets and the CTP stand-in's driver depend
 //!   on `qilin-core`;
 //! - nothing depends on `qilin-tools` (the operator CLI is a leaf), so the sidecars do not either;
+//! - `qilin-testkit` (what the process tests share) depends on nothing of ours but `qilin-shm`;
 //! - the sidecars and the tools talk to the core only through the segment and the control socket.
 //!
 //! Every kind of dependency counts (normal, build and dev). `rules_catch_a_sidecar_that_links_the_core`
@@ -21,8 +22,9 @@ fn allowed(krate: &str) -> Option<&'static [&'static str]> {
         "qilin-market" => &["qilin-shm"],
         "qilin-journal" => &["qilin-shm", "qilin-market"],
         "qilin-audit" => &["qilin-shm", "qilin-market"],
+        "qilin-testkit" => &["qilin-shm"],
         "qilin-core" | "qilin-sidecar" | "qilin-tools" => {
-            &["qilin-shm", "qilin-market", "qilin-journal", "qilin-audit"]
+            &["qilin-shm", "qilin-market", "qilin-journal", "qilin-audit", "qilin-testkit"]
         }
         // The benches, the end-to-end tests and the fuzz targets measure and exercise everything.
         // So does the CTP stand-in's driver (it plays the simulator's ticks to the stand-in).

@@ -9,7 +9,6 @@ use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -19,46 +18,8 @@ use nix::{
     unistd::Pid,
 };
 
-pub const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// A name unique to this test process and call.
-pub fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Polls `f` every 10 ms until it returns `Some`, failing after [`WATCHDOG`].
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {WATCHDOG:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A binary of the workspace built beside this test (`cargo test --workspace` builds them all);
-/// built with cargo when missing (running this crate's tests alone).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--workspace", "--bins"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().unwrap();
-        assert!(status.success(), "building the workspace binaries failed");
-    }
-    assert!(path.exists(), "{} not found after building", path.display());
-    path
-}
+#[allow(unused_imports)] // each test file uses a different part
+pub use qilin_testkit::{WATCHDOG, unique, wait_for, workspace_bin};
 
 /// A TCP port free at the time of the call.
 pub fn free_port() -> u16 {

@@ -1,0 +1,105 @@
+//! What every process-level test of qilin-feed shares (a dev-dependency only): the watchdog that
+//! bounds every wait, names unique to a test process, the workspace's binaries, built beside the
+//! tests, and reading a test's ring back.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use qilin_shm::{Next, Reader, Source, Start, TickRecord};
+
+/// Generous bound for anything that waits on a process; reaching it fails the test. A hang guard,
+/// never a performance assertion.
+pub const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// A name unique to this test process and call: `qilin-test-<tag>-<pid>-<n>`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("qilin-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `f` every 2 ms until it returns `Some`, failing after [`WATCHDOG`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WATCHDOG:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The workspace root.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit/ sits in the workspace")
+}
+
+/// A binary of the workspace built beside the running test (`cargo test --workspace` builds them
+/// all); built with cargo when missing (running one crate's tests alone).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("a test binary sits in <target>/<profile>/deps");
+    let path = dir.join(name);
+    let _once = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace()).args(["build", "--workspace", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+    }
+    assert!(path.exists(), "{} not found after building", path.display());
+    path
+}
+
+/// Records 1..=`n` of the segment at `path`, once the writer has published them (the test's ring
+/// is sized to hold them all; a gap fails the test).
+pub fn read_ring(path: &Path, n: u64) -> Vec<TickRecord> {
+    let mut reader = wait_for("the segment", || Reader::open(path).ok());
+    wait_for(&format!("{n} records in the ring"), || (reader.write_cursor() >= n).then_some(()));
+    reader.seek(Start::Sequence(1));
+    let mut out = Vec::with_capacity(n as usize);
+    let mut tick = TickRecord::ZERO;
+    while (out.len() as u64) < n {
+        match reader.try_next(&mut tick) {
+            Next::Tick => out.push(tick),
+            Next::Empty | Next::NewEpoch { .. } => {}
+            Next::Gap { first, last } => panic!("lost {first}..={last} reading the test's own ring"),
+        }
+    }
+    out
+}
+
+/// Runs of consecutive records by source: which session the feed took its ticks from, in order.
+pub fn source_runs(ticks: &[TickRecord]) -> Vec<(Source, usize)> {
+    let mut runs: Vec<(Source, usize)> = Vec::new();
+    for t in ticks {
+        let s = Source::from_code(t.source).expect("a known source");
+        match runs.last_mut() {
+            Some((last, n)) if *last == s => *n += 1,
+            _ => runs.push((s, 1)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_the_workspace_is_found() {
+        assert_ne!(unique("a"), unique("a"));
+        assert!(workspace().join("Cargo.toml").is_file() && workspace().join("testkit").is_dir());
+        assert_eq!(wait_for("an answer", || Some(7)), 7);
+    }
+}
