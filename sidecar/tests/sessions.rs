@@ -26,7 +26,7 @@ use std::{
 
 use common::{Core, WATCHDOG, unique, wait_for, workspace_bin};
 use qilin_shm::{Counter, LinkState, Next, Source, Start, TickRecord};
-use qilin_testkit::{read_ring, source_runs};
+use qilin_testkit::{assert_audit_verifies, audit_entries, read_ring, source_runs};
 use serde_json::{Value, json};
 use zerocopy::IntoBytes;
 
@@ -70,11 +70,6 @@ fn credentials(session: &str, password: &str, front: &str) -> String {
     )
 }
 
-/// The audit log's entries.
-fn audit_entries(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 /// Waits until an audit entry satisfies `f`.
 fn await_audit(path: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     wait_for(what, || audit_entries(path).into_iter().find(|e| f(e)))
@@ -82,16 +77,6 @@ fn await_audit(path: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
 
 fn step_of(e: &Value) -> &str {
     e["actions"][0]["step"].as_str().unwrap_or("")
-}
-
-fn assert_audit_verifies(path: &Path) {
-    let out = Command::new(workspace_bin("qilinctl")).args(["audit", "verify", "--log"]).arg(path).output().unwrap();
-    assert!(
-        out.status.success(),
-        "qilinctl audit verify failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A core with two simulated sessions, auditing into `<dir>/audit.jsonl`.

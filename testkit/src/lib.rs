@@ -1,6 +1,6 @@
 //! What every process-level test of qilin-feed shares (a dev-dependency only): the watchdog that
 //! bounds every wait, names unique to a test process, the workspace's binaries, built beside the
-//! tests, and reading a test's ring back.
+//! tests, reading a test's ring back, and its audit log.
 
 use std::{
     path::{Path, PathBuf},
@@ -90,6 +90,22 @@ pub fn source_runs(ticks: &[TickRecord]) -> Vec<(Source, usize)> {
         }
     }
     runs
+}
+
+/// The audit log's entries (JSON lines; a line being written is skipped).
+pub fn audit_entries(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// `qilinctl audit verify` passes on the log at `path` (its hash chain and every entry sound).
+pub fn assert_audit_verifies(path: &Path) {
+    let out = Command::new(workspace_bin("qilinctl")).args(["audit", "verify", "--log"]).arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "qilinctl audit verify failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[cfg(test)]

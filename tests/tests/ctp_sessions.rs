@@ -35,8 +35,7 @@ use common::{
 };
 use qilin_ctp_standin::DEPTH_SIZE;
 use qilin_shm::{Counter, LinkState, Next, Reader, Source, Start, TickRecord};
-use qilin_testkit::{read_ring, source_runs};
-use serde_json::Value;
+use qilin_testkit::{assert_audit_verifies, audit_entries, read_ring, source_runs};
 use zerocopy::IntoBytes;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -157,10 +156,6 @@ fn await_active(rig: &Rig, session: Source, state: LinkState) -> Option<()> {
     (s.active_source == session as u32 && LinkState::from_code(s.link_state) == Some(state)).then_some(())
 }
 
-fn audit_entries(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 /// The core's switches in the audit log: (command, trigger).
 fn switches(path: &Path) -> Vec<(String, String)> {
     audit_entries(path)
@@ -168,16 +163,6 @@ fn switches(path: &Path) -> Vec<(String, String)> {
         .filter(|e| e["program"] == "qilin-core")
         .map(|e| (e["command"].as_str().unwrap_or("").into(), e["actions"][0]["trigger"].as_str().unwrap_or("").into()))
         .collect()
-}
-
-fn assert_audit_verifies(path: &Path) {
-    let out = Command::new(workspace_bin("qilinctl")).args(["audit", "verify", "--log"]).arg(path).output().unwrap();
-    assert!(
-        out.status.success(),
-        "qilinctl audit verify failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// None of the passwords (nor a distinctive fragment) in `bytes`.

@@ -35,7 +35,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -123,12 +123,6 @@ fn confine_others(pid: u32, cpu: usize) -> anyhow::Result<usize> {
 /// Starts `qilin-core` on the ctp source with the stand-in at `sdk`, subscribing `ids`, its hot
 /// thread pinned to the reader CPU, and waits until it runs with its control socket bound.
 fn start_core(plan: &Plan, sdk: &Path, segment: &Path, ids: &[String]) -> anyhow::Result<CtpCore> {
-    if !plan.core_bin.exists() {
-        bail!(
-            "{} not found: build it (cargo build --release -p qilin-core) or pass --core-bin",
-            plan.core_bin.display()
-        );
-    }
     let dir = std::env::temp_dir().join(format!("qilin-bench-{}-ctp", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -147,21 +141,18 @@ fn start_core(plan: &Plan, sdk: &Path, segment: &Path, ids: &[String]) -> anyhow
     let config_path = dir.join("core.toml");
     std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
     let log = std::fs::File::create(dir.join("core.log")).context("creating qilin-core's log")?;
-    let child = Command::new(&plan.core_bin)
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--segment")
-        .arg(segment)
-        .arg("--control-socket")
-        .arg(dir.join("control.sock"))
-        .args(["--cpu", &plan.reader_cpu().to_string()])
-        .current_dir(&plan.repo)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", plan.core_bin.display()))?;
+    let (socket, cpu) = (dir.join("control.sock"), plan.reader_cpu().to_string());
+    let args: [&std::ffi::OsStr; 8] = [
+        "--config".as_ref(),
+        config_path.as_ref(),
+        "--segment".as_ref(),
+        segment.as_ref(),
+        "--control-socket".as_ref(),
+        socket.as_ref(),
+        "--cpu".as_ref(),
+        cpu.as_ref(),
+    ];
+    let child = super::e2e::spawn_core(plan, &args, log)?;
     let mut core = CtpCore { child, dir };
     let deadline = Instant::now() + WATCHDOG;
     loop {

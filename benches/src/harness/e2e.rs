@@ -38,29 +38,48 @@ impl Drop for Core {
     }
 }
 
-fn start_core(plan: &Plan, segment: &Path) -> anyhow::Result<Core> {
+/// Starts the `qilin-core` binary with `args`, its stderr into `log`, from the repository (its
+/// config paths are relative to it); the error names what is missing.
+pub(super) fn spawn_core(
+    plan: &Plan,
+    args: &[&std::ffi::OsStr],
+    log: std::fs::File,
+) -> anyhow::Result<std::process::Child> {
     if !plan.core_bin.exists() {
         bail!(
             "{} not found: build it (cargo build --release -p qilin-core) or pass --core-bin",
             plan.core_bin.display()
         );
     }
-    let socket = std::env::temp_dir().join(format!("qilin-bench-{}-e2e.sock", std::process::id()));
-    let log_path = std::env::temp_dir().join(format!("qilin-bench-{}-core.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let child = Command::new(&plan.core_bin)
-        .args(["--source", "sim", "--sim-rate", &plan.e2e_rate.to_string(), "--cpu", &plan.reader_cpu().to_string()])
-        .arg("--segment")
-        .arg(segment)
-        .arg("--control-socket")
-        .arg(&socket)
+    Command::new(&plan.core_bin)
+        .args(args)
         .current_dir(&plan.repo)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", plan.core_bin.display()))?;
+        .with_context(|| format!("starting {}", plan.core_bin.display()))
+}
+
+fn start_core(plan: &Plan, segment: &Path) -> anyhow::Result<Core> {
+    let socket = std::env::temp_dir().join(format!("qilin-bench-{}-e2e.sock", std::process::id()));
+    let log_path = std::env::temp_dir().join(format!("qilin-bench-{}-core.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let (rate, cpu) = (plan.e2e_rate.to_string(), plan.reader_cpu().to_string());
+    let args: [&std::ffi::OsStr; 10] = [
+        "--source".as_ref(),
+        "sim".as_ref(),
+        "--sim-rate".as_ref(),
+        rate.as_ref(),
+        "--cpu".as_ref(),
+        cpu.as_ref(),
+        "--segment".as_ref(),
+        segment.as_ref(),
+        "--control-socket".as_ref(),
+        socket.as_ref(),
+    ];
+    let child = spawn_core(plan, &args, log)?;
     let mut core = Core { child, socket, log: log_path };
     let deadline = Instant::now() + WATCHDOG;
     loop {
