@@ -163,6 +163,42 @@ fn tail_prints_ctp_json_filters_by_instrument_and_reports_gaps() {
     assert!(stdout.contains("-- gap: sequences 1..=24 lost (24 ticks)"), "{stdout}");
 }
 
+/// `qilinctl tail | head`: the reader closing the pipe ends tail quietly with exit 0, as `cat`
+/// would, not with a panic and a backtrace. The segment holds far more rows than a pipe buffers, so
+/// tail is still writing when the read end closes.
+#[test]
+fn tail_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader, Read};
+    let segment = Segment::new("pipe");
+    let _w = writer(&segment, 8192, 8000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qilinctl"))
+        .arg("--segment")
+        .arg(&segment.0)
+        .args(["tail", "--from", "oldest", "--json"])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"sequence\":1"), "{first}");
+    drop(stdout); // `head -1` exits
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "qilinctl tail kept running after its reader went away");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "tail said something on a closed pipe: {err}");
+}
+
 #[test]
 fn instruments_lists_the_directory_with_last_values() {
     let segment = Segment::new("instruments");

@@ -130,8 +130,17 @@ pub fn tail(
         },
     };
     reader.seek(start);
+    let mut stdout = std::io::stdout().lock();
+    // One line out; a reader that has gone (`qilinctl tail | head`) ends the command quietly.
+    macro_rules! emit {
+        ($($arg:tt)*) => {
+            if let Err(code) = write_line(&mut stdout, format_args!($($arg)*)) {
+                return code;
+            }
+        };
+    }
     if !json {
-        println!("{TICK_HEADER}");
+        emit!("{TICK_HEADER}");
     }
     let mut out = TickRecord::ZERO;
     let (mut printed, mut last_tick) = (0u64, std::time::Instant::now());
@@ -143,9 +152,9 @@ pub fn tail(
                     continue;
                 }
                 if json {
-                    println!("{}", tick_json(&out));
+                    emit!("{}", tick_json(&out));
                 } else {
-                    println!("{}", tick_row(&out));
+                    emit!("{}", tick_row(&out));
                 }
                 printed += 1;
                 if count.is_some_and(|c| printed >= c) {
@@ -154,16 +163,16 @@ pub fn tail(
             }
             Next::Gap { first, last } => {
                 if json {
-                    println!("{}", serde_json::json!({"gap": {"first": first, "last": last}}));
+                    emit!("{}", serde_json::json!({"gap": {"first": first, "last": last}}));
                 } else {
-                    println!("-- gap: sequences {first}..={last} lost ({} ticks)", last - first + 1);
+                    emit!("-- gap: sequences {first}..={last} lost ({} ticks)", last - first + 1);
                 }
             }
             Next::NewEpoch { previous, current } => {
                 if json {
-                    println!("{}", serde_json::json!({"epoch": {"previous": previous, "current": current}}));
+                    emit!("{}", serde_json::json!({"epoch": {"previous": previous, "current": current}}));
                 } else {
-                    println!("-- writer restarted: epoch {previous} -> {current}");
+                    emit!("-- writer restarted: epoch {previous} -> {current}");
                 }
             }
             Next::Empty => {
@@ -174,6 +183,19 @@ pub fn tail(
             }
         }
     }
+}
+
+/// Writes one line; `Err` with the exit code when stdout is gone: 0 for a closed pipe (its reader
+/// has all it wanted, as with `cat`), 1 for any other write error, said on stderr.
+fn write_line(out: &mut impl std::io::Write, line: std::fmt::Arguments) -> Result<(), ExitCode> {
+    writeln!(out, "{line}").map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("qilinctl: writing to stdout: {e}");
+            ExitCode::from(1)
+        }
+    })
 }
 
 /// `instruments [--unknown]`: the directory, each entry with its last value; with `unknown_only`,
