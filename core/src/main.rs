@@ -78,6 +78,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The core holds the CTP passwords once they are handed over: no core dump of it, and no
+    // ptrace by other processes of its uid (its unit also sets LimitCORE=0).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "could not disable core dumps (PR_SET_DUMPABLE)");
+    }
     let args = Args::parse();
     let config = load_config(&args)?;
     run(config, args.demo)

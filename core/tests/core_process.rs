@@ -442,3 +442,36 @@ fn a_calendar_without_todays_year_is_warned_about_and_counted() {
     let (missing, log) = run("cal-covered", &covered);
     assert_eq!(missing, 0, "{log}");
 }
+
+/// The core holds CTP passwords: it is not dumpable (no core file, no ptrace by its own uid). The
+/// kernel shows that in /proc: the files of a non-dumpable process belong to root, not to the
+/// process's uid. So the core runs here as uid 65534 (`setpriv`, root needed, as CI has) and
+/// /proc/<pid>/status must belong to uid 0.
+#[test]
+fn the_core_is_not_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(nix::unistd::geteuid().is_root(), "this test runs the core as uid 65534 with setpriv and must run as root");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("dump")));
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_qilin-core"))
+        .args(["--source", "sim", "--sim-rate", "1000", "--segment"])
+        .arg(&segment)
+        .arg("--control-socket")
+        .arg(dir.path().join("core.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let pid = u64::from(child.id());
+    wait_for("the core running as uid 65534", || {
+        Reader::open(&segment).ok().filter(|r| r.writer_pid() == pid && r.run_state() == Some(RunState::Running))
+    });
+    let owner = std::fs::metadata(format!("/proc/{pid}/status")).map(|m| m.uid());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&segment);
+    assert_eq!(owner.unwrap(), 0, "/proc/<core>/status belongs to the core's uid: the core is dumpable");
+}

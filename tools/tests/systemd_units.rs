@@ -93,6 +93,7 @@ fn the_units_say_what_operations_rely_on() {
     has("qilin-core.service", "RuntimeDirectoryPreserve=yes");
     has("qilin-core.service", "Restart=on-failure");
     has("qilin-secrets.service", "LimitCORE=0");
+    has("qilin-core.service", "LimitCORE=0");
     has("qilin-secrets.service", "User=qilin-secrets");
     let target = read("qilin-feed.target");
     for unit in &UNITS[1..] {
