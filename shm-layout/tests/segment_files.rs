@@ -270,15 +270,16 @@ fn recreating_a_zero_magic_segment_starts_clean() {
     let reader = Reader::open(segment.path()).unwrap();
     assert_eq!(reader.directory_len(), 0);
     assert_eq!(reader.write_cursor(), 0);
-    let mut r = qilin_shm::TickRecord::ZERO;
-    for i in 0..reader.directory_len() {
-        let found = reader.latest(i, &mut r);
-        assert!(
-            found != Ok(true) || r.instrument_index == i,
-            "latest({i}) = record of instrument {}",
-            r.instrument_index
-        );
+    // The old session's last values must not surface under the instruments of the new one: add
+    // instruments again (the same ids, and more) and none of them may have a last value yet.
+    let mut writer = writer;
+    for i in 0..40 {
+        writer.add_instrument(&format!("i{i}"), qilin_shm::Exchange::Shfe, 1, 1.0).unwrap();
     }
+    assert_eq!(reader.directory_len(), 40);
+    let mut r = qilin_shm::TickRecord::ZERO;
+    let surfaced: Vec<u32> = (0..40).filter(|&i| reader.latest(i, &mut r) != Ok(false)).collect();
+    assert!(surfaced.is_empty(), "instruments with a last value from before the re-creation: {surfaced:?}");
 }
 
 /// A file that exists but is still empty (its writer has created it and not yet sized it) is "not
