@@ -14,6 +14,9 @@
 //!     after_init, after_release}, "caller_tid", "callbacks": [{event, reason, tid, at_ms}],
 //!     "callbacks_after_release", "trading_day_before_init", "trading_day_before_login",
 //!     "timed_out"}.
+//! ctp-probe fetch <tmpdir>
+//!     Downloads the vendor's library (hash-checked) into <tmpdir>/ctp-sdk-6.7.11/ unless it is
+//!     there, as the tests do, and prints its path; exits 1 saying why it cannot (`.ci/run`).
 //! ```
 //!
 //! It runs in a process of its own so that the thread counts (`/proc/self/task`) are the library's
@@ -174,9 +177,14 @@ fn main() -> anyhow::Result<()> {
     nix::unistd::dup2_stdout(std::io::stderr()).context("dup2(stderr, stdout)")?;
 
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: ctp-probe create <library> <flow-path> | \
+    let usage = "usage: ctp-probe fetch <tmpdir> | ctp-probe create <library> <flow-path> | \
                  ctp-probe run <library> <front> <flow-path> <disconnects> [timeout-seconds]";
     let observed = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["fetch", tmpdir] => {
+            let lib =
+                qilin_ctp_standin::vendor::fetch_library(std::path::Path::new(tmpdir)).map_err(anyhow::Error::msg)?;
+            json!({"library": lib})
+        }
         ["create", library, flow] => probe_create(library, flow)?,
         ["run", library, front, flow, disconnects, ref rest @ ..] if rest.len() <= 1 => {
             let disconnects = disconnects.parse().context("<disconnects>")?;
