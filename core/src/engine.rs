@@ -56,7 +56,7 @@ pub enum Command {
     Unsubscribe(IdKey),
     /// Finish the current batch, mark the segment stopped, return.
     Shutdown,
-    /// Take ticks from this session from now on; until `overlap_until_ns` (CLOCK_REALTIME) take
+    /// Take ticks from this session from now on; until `overlap_until_ns` ([`mono_ns`]) take
     /// both sessions' ticks, deduplicated.
     Switch {
         /// The session now active.
@@ -117,6 +117,14 @@ pub enum Input {
         /// Which sessions are up.
         links: Links,
     },
+}
+
+/// CLOCK_MONOTONIC in ns since the first call in this process: what the hot loop and the session
+/// manager schedule with (housekeeping, the failover overlap). Wall time (`qilin_shm::now_ns`) is
+/// only for stamps. No allocation, no lock after the first call (one atomic load).
+pub fn mono_ns() -> i64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now).elapsed().as_nanos() as i64
 }
 
 /// An input as polled (built on the hot thread).
@@ -290,8 +298,10 @@ impl Engine {
             }
         };
         self.writer.set_run_state(RunState::Running);
+        // Scheduled on the monotonic clock: a step of the wall clock (an administrator, NTP) must not
+        // freeze the heartbeat, commands and shutdown for the size of a backward step.
         let mut next_housekeeping = 0i64;
-        let mut now = qilin_shm::now_ns();
+        let mut now = mono_ns();
         on_started();
         loop {
             let taken = match &mut input {
@@ -335,10 +345,10 @@ impl Engine {
             if taken == 0 {
                 core::hint::spin_loop();
             }
-            now = qilin_shm::now_ns();
+            now = mono_ns();
             if now >= next_housekeeping {
                 next_housekeeping = now + self.options.heartbeat_interval_ns;
-                if self.housekeeping(now) {
+                if self.housekeeping(qilin_shm::now_ns()) {
                     break;
                 }
             }
@@ -378,6 +388,7 @@ impl Engine {
     }
 
     /// Heartbeat, counters, commands. Returns true when the loop must stop.
+    /// `now`: CLOCK_REALTIME (the heartbeat is wall time, as readers compare it).
     fn housekeeping(&mut self, now: i64) -> bool {
         self.writer.heartbeat(now);
         // Once per China day: does the calendar know today? (One division a millisecond.)

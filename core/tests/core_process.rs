@@ -475,3 +475,83 @@ fn the_core_is_not_dumpable() {
     let _ = std::fs::remove_file(&segment);
     assert_eq!(owner.unwrap(), 0, "/proc/<core>/status belongs to the core's uid: the core is dumpable");
 }
+
+/// libfaketime (Debian `faketime`, installed by `.ci/run`): the core's CLOCK_REALTIME follows the
+/// offset in `file` (re-read at most once a second), its CLOCK_MONOTONIC is left alone, as an
+/// administrator's or NTP's step does.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A step of the wall clock freezes nothing. The core's CLOCK_REALTIME steps back a day while it
+/// runs: the heartbeat follows the new time at once and keeps moving (the hot loop schedules its
+/// housekeeping on the monotonic clock; on CLOCK_REALTIME it froze heartbeat, commands and
+/// shutdown for the size of the step), and `shutdown` stops it. Stepped a day ahead instead, its
+/// heartbeat lies in readers' future: the Rust reader and `qilinctl status` call that stale, not
+/// live.
+#[test]
+fn a_step_of_the_wall_clock_freezes_nothing_and_a_heartbeat_from_the_future_is_stale() {
+    assert!(std::path::Path::new(FAKETIME).is_file(), "{FAKETIME} is missing: apt-get install faketime (.ci/run does)");
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("clock")));
+    let socket = dir.path().join("core.sock");
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+            .args(["--source", "sim", "--sim-rate", "1000", "--segment"])
+            .arg(&segment)
+            .arg("--control-socket")
+            .arg(&socket)
+            .env("LD_PRELOAD", FAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset)
+            .env("FAKETIME_CACHE_DURATION", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = u64::from(child.0.id());
+    let reader = wait_for("the core running", || {
+        Reader::open(&segment).ok().filter(|r| r.writer_pid() == pid && r.run_state() == Some(RunState::Running))
+    });
+    const DAY: i64 = 86_400_000_000_000;
+    let real = qilin_shm::now_ns;
+
+    // A day back: heartbeats of the new time, one after another.
+    std::fs::write(&offset, "-1d\n").unwrap();
+    let mut seen = wait_for("a heartbeat of the stepped-back clock", || {
+        let h = reader.heartbeat_ns();
+        (h < real() - DAY / 2).then_some(h)
+    });
+    for _ in 0..20 {
+        seen = wait_for("the heartbeat moving after the step back", || {
+            let h = reader.heartbeat_ns();
+            (h > seen).then_some(h)
+        });
+    }
+    assert!(matches!(reader.liveness(real(), 1_000_000_000), Liveness::Stale { .. }));
+
+    // A day ahead: the heartbeat is in the future for every reader on the real clock.
+    std::fs::write(&offset, "+1d\n").unwrap();
+    wait_for("a heartbeat of the stepped-ahead clock", || (reader.heartbeat_ns() > real() + DAY / 2).then_some(()));
+    let liveness = reader.liveness(real(), 1_000_000_000);
+    assert!(matches!(liveness, Liveness::Stale { age_ns } if age_ns < -DAY / 2), "{liveness:?}");
+    let out =
+        Command::new(qilin_testkit::workspace_bin("qilinctl")).arg("--segment").arg(&segment).arg("status").output();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(3), "qilinctl status on a heartbeat from the future: {out:?}");
+
+    // Commands are still served: shutdown stops it cleanly.
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut stream, b"shutdown\n").unwrap();
+    let status = wait_for("the core to stop", || child.0.try_wait().unwrap());
+    let _ = std::fs::remove_file(&segment);
+    assert!(status.success(), "{status:?}");
+}

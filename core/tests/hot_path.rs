@@ -659,7 +659,7 @@ fn two_sessions_with_switches_allocate_nothing_and_publish_each_tick_once() {
     let switch = |rig: &Rig, to: Which, overlap_ms: i64| {
         rig.command(Command::Switch {
             active: to.source(),
-            overlap_until_ns: qilin_shm::now_ns() + overlap_ms * 1_000_000,
+            overlap_until_ns: qilin_core::engine::mono_ns() + overlap_ms * 1_000_000,
         });
     };
     links.set(Which::Primary, true);

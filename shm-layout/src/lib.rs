@@ -117,7 +117,7 @@ pub use crate::{
     codes::{Counter, Exchange, LinkState, RunState, Source, quality},
     error::{DirectoryError, GeometryError, OpenError, PublishError},
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
-    reader::{LatestError, Liveness, Next, Reader, Start},
+    reader::{FUTURE_SLACK_NS, LatestError, Liveness, Next, Reader, Start},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},
     writer::{OpenReport, SegmentOptions, Writer, now_ns},

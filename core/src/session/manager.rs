@@ -427,7 +427,7 @@ impl Manager {
         let from = self.active;
         self.active = Some(to);
         self.auto_failed_over = trigger != "command" && to == Which::Backup;
-        let overlap_until_ns = qilin_shm::now_ns() + (self.config.overlap_ms as i64) * 1_000_000;
+        let overlap_until_ns = crate::engine::mono_ns() + (self.config.overlap_ms as i64) * 1_000_000;
         self.send(Command::Switch { active: to.source(), overlap_until_ns });
         if from.is_some() {
             self.failovers += 1;
