@@ -555,3 +555,27 @@ fn a_step_of_the_wall_clock_freezes_nothing_and_a_heartbeat_from_the_future_is_s
     let _ = std::fs::remove_file(&segment);
     assert!(status.success(), "{status:?}");
 }
+
+/// A /dev/shm too small for the segment: the core stops at start with an error naming the segment,
+/// its size and what to do, instead of dying of SIGBUS on the hot thread later. (A 1 MiB tmpfs
+/// stands in for a full /dev/shm; root needed, as CI has.)
+#[test]
+fn a_full_dev_shm_stops_the_core_at_start_naming_the_size_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = qilin_testkit::Tmpfs::mount(dir.path().join("shm"), "1m");
+    let segment = tmpfs.dir.join("qilin");
+    let out = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
+        .args(["--source", "sim", "--sim-rate", "1000", "--segment"])
+        .arg(&segment)
+        .arg("--control-socket")
+        .arg(dir.path().join("core.sock"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()) && stderr.contains("bytes") && stderr.contains("MiB"),
+        "the error names the segment and its size: {stderr}"
+    );
+    assert!(stderr.contains("No space left on device") || stderr.contains("ENOSPC"), "{stderr}");
+}

@@ -37,6 +37,22 @@ pub enum OpenError {
         /// The OS error.
         source: io::Error,
     },
+    /// The filesystem (normally the tmpfs of /dev/shm) cannot back the whole segment.
+    #[error(
+        "segment {path} needs {needed} bytes ({:.1} MiB) and its filesystem cannot provide them ({error}): \
+         free space there (df {}), or make the ring smaller (feed.ring_slots)",
+        *needed as f64 / 1048576.0,
+        path.parent().map_or_else(|| ".".into(), |p| p.display().to_string())
+    )]
+    NoSpace {
+        /// The segment file.
+        path: PathBuf,
+        /// The segment's size.
+        needed: u64,
+        /// What posix_fallocate said (ENOSPC, or EFBIG past a size limit); in the message, so not
+        /// a separate `source` (it would be printed twice).
+        error: io::Error,
+    },
     /// Another process holds the writer lock.
     #[error(
         "segment {path} is already being written by another process (pid {pid} per its header); one writer per segment"

@@ -93,6 +93,18 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
         file.set_len(0).map_err(io("clearing", path))?;
         file.set_len(geometry.total_size).map_err(io("sizing", path))?;
     }
+    // Back every page now: `set_len` leaves the file sparse, and MAP_POPULATE ignores a page the
+    // filesystem cannot provide, so on a full /dev/shm the first write to it would kill the hot
+    // thread with SIGBUS. A segment that cannot be backed is refused here, with its size; a fresh
+    // one is emptied again (readers see "not initialised", the next start re-creates it), an
+    // existing one keeps what it holds.
+    let size = if fresh { geometry.total_size } else { len };
+    if let Err(errno) = nix::fcntl::posix_fallocate(&file, 0, size as i64) {
+        if fresh {
+            let _ = file.set_len(0);
+        }
+        return Err(OpenError::NoSpace { path: path.to_owned(), needed: size, error: errno.into() });
+    }
     // MAP_POPULATE: fault every page in now, not on the hot path's first write to it.
     // SAFETY: we hold the exclusive flock, so no other writer maps this file for writing; readers map
     // it read-only. The mapping lives in `Backing::ReadWrite` as long as the region; memory is only

@@ -293,3 +293,31 @@ fn an_empty_file_is_not_initialised() {
     assert!(matches!(error, OpenError::NotInitialised { .. }), "{error}");
     assert!(error.to_string().contains(&segment.path().display().to_string()), "{error}");
 }
+
+/// A full /dev/shm: the writer backs every page before mapping (posix_fallocate), so a segment the
+/// filesystem cannot hold is refused at open with its size, instead of a sparse file whose first
+/// unbacked page kills the writer with SIGBUS. The fresh file is left empty (readers: "not
+/// initialised"), and once there is room the same path opens. Needs root for the tmpfs (CI is).
+#[test]
+fn a_segment_larger_than_the_free_space_is_refused_at_open_with_its_size() {
+    let _no_spawn = common::no_spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = qilin_testkit::Tmpfs::mount(dir.path().join("shm"), "1m");
+    let path = tmpfs.dir.join("segment");
+    // 16 384 slots of 256 bytes: 4 MiB of ring alone.
+    let err = Writer::open(&path, &options(16_384, 64)).expect_err("a 4 MiB segment on a 1 MiB tmpfs");
+    let text = err.to_string();
+    assert!(matches!(err, OpenError::NoSpace { .. }), "{err:?}");
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("MiB") && text.contains("ring_slots"),
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the refused segment is left empty");
+    assert!(matches!(Reader::open(&path), Err(OpenError::NotInitialised { .. })));
+    // A segment that fits opens, and every page of it can be written.
+    let mut writer = Writer::open(&path, &options(1_024, 16)).expect("a segment that fits");
+    writer.add_instrument("i0", qilin_shm::Exchange::Shfe, 1, 1.0).unwrap();
+    for seq in 1..=3_000 {
+        writer.publish(&mut common::record(seq, 1)).unwrap();
+    }
+}

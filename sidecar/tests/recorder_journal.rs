@@ -6,8 +6,7 @@ mod common;
 
 use std::{
     fs,
-    path::{Path, PathBuf},
-    process::Command,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -229,52 +228,11 @@ fn a_recorder_down_longer_than_the_ring_writes_gap_records() {
     assert!(recorder.log().contains("are gone from the ring; gap record (restart)"), "{}", recorder.log());
 }
 
-/// A tmpfs mounted on a directory for the test, unmounted on drop (also when the test fails).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: PathBuf, size: &str) -> Tmpfs {
-        fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn available(&self) -> u64 {
-        let s = nix::sys::statvfs::statvfs(&self.dir).unwrap();
-        s.blocks_available() as u64 * s.fragment_size() as u64
-    }
-
-    /// A file that leaves about `leave` bytes free.
-    fn fill(&self, name: &str, leave: u64) -> PathBuf {
-        let path = self.dir.join(name);
-        let size = self.available().saturating_sub(leave);
-        fs::write(&path, vec![0xa5u8; size as usize]).unwrap();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 #[test]
 fn a_full_disk_pauses_recording_reports_it_and_resumes_without_corruption() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let tmpfs = Tmpfs::mount(dir.path().join("disk"), "2m");
+    let tmpfs = qilin_testkit::Tmpfs::mount(dir.path().join("disk"), "2m");
     let feed = unique("rec-full");
     const TICKS: u64 = 5_000;
     const RING: u64 = 2048;

@@ -1,6 +1,6 @@
 //! What every process-level test of qilin-feed shares (a dev-dependency only): the watchdog that
 //! bounds every wait, names unique to a test process, the workspace's binaries, built beside the
-//! tests, reading a test's ring back, and its audit log.
+//! tests, reading a test's ring back, its audit log, and a small tmpfs for a full disk.
 
 use std::{
     path::{Path, PathBuf},
@@ -106,6 +106,50 @@ pub fn assert_audit_verifies(path: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A tmpfs mounted on a directory for the test, unmounted on drop (also when the test fails).
+pub struct Tmpfs {
+    /// The mount point.
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `2m`) on `dir` (created); needs root.
+    pub fn mount(dir: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    /// Bytes free.
+    pub fn available(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.dir).unwrap();
+        s.blocks_available() as u64 * s.fragment_size() as u64
+    }
+
+    /// A file that leaves about `leave` bytes free.
+    pub fn fill(&self, name: &str, leave: u64) -> PathBuf {
+        let path = self.dir.join(name);
+        let size = self.available().saturating_sub(leave);
+        std::fs::write(&path, vec![0xa5u8; size as usize]).unwrap();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
 }
 
 #[cfg(test)]
