@@ -230,7 +230,7 @@ COUNTERS = (
     "reject_unknown_instrument", "flag_stale_snapshot", "flag_volume_regression",
     "flag_repeated_second", "command_queue_full", "event_queue_full", "front_disconnects",
     "failovers", "udp_datagrams", "udp_receive_errors", "standby_ticks", "flag_unknown_product",
-    "calendar_missing",
+    "calendar_missing", "udp_refused",
 )
 COUNTER_SLOTS = 64
 

@@ -380,8 +380,12 @@ impl InjectConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UdpConfig {
-    /// Address to bind (for multicast: the group's port on 0.0.0.0).
+    /// Address to bind: loopback by default (a relay on this host); a relay on another host needs
+    /// an interface address or 0.0.0.0 (for multicast: the group's port on 0.0.0.0).
     pub bind: SocketAddr,
+    /// Senders whose datagrams are taken: addresses or CIDR ranges (`10.1.2.0/24`). Any other
+    /// sender's datagrams are dropped and counted (`udp_refused`).
+    pub allow: Vec<String>,
     /// Multicast group to join; none = unicast.
     pub multicast_group: Option<Ipv4Addr>,
     /// Interface address for the multicast join.
@@ -395,12 +399,28 @@ pub struct UdpConfig {
 impl Default for UdpConfig {
     fn default() -> Self {
         UdpConfig {
-            bind: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            allow: vec!["127.0.0.0/8".into()],
             multicast_group: None,
             multicast_interface: Ipv4Addr::UNSPECIFIED,
             batch: 32,
             recv_buffer_bytes: 8 << 20,
         }
+    }
+}
+
+/// One `source.udp.allow` entry: `a.b.c.d/n`, an IPv6 range, or a single address (a /32 or /128).
+pub fn parse_net(entry: &str) -> Result<ipnet::IpNet, String> {
+    entry
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{entry:?}: not an address or a CIDR range (e.g. 10.1.2.0/24)"))
+}
+
+impl UdpConfig {
+    /// The allowed senders, parsed (the config is validated: every entry parses).
+    pub fn allowed(&self) -> Vec<ipnet::IpNet> {
+        self.allow.iter().filter_map(|e| parse_net(e).ok()).collect()
     }
 }
 
@@ -497,6 +517,14 @@ impl Config {
         }
         if !(1..=1024).contains(&u.batch) {
             bad("source.udp.batch", format!("{}: must be between 1 and 1024", u.batch));
+        }
+        if u.allow.is_empty() {
+            bad("source.udp.allow", "empty: no sender would be taken; list the relay's address or range".into());
+        }
+        for (i, entry) in u.allow.iter().enumerate() {
+            if let Err(e) = parse_net(entry) {
+                bad(&format!("source.udp.allow[{i}]"), e);
+            }
         }
         let r = &self.source.replay;
         if !(r.speed.is_finite() && r.speed >= 0.0) {
@@ -602,6 +630,13 @@ mod tests {
             ("[failover]\nlogin_retry_ms = 0", "failover.login_retry_ms", "at least 1"),
             ("[failover]\ncommand_timeout_ms = 0", "failover.command_timeout_ms", "at least 1"),
             ("[source.udp]\nbatch = 0", "source.udp.batch", "between 1 and 1024"),
+            ("[source.udp]\nallow = []", "source.udp.allow", "no sender would be taken"),
+            (
+                "[source.udp]\nallow = [\"10.0.0.0/8\", \"10.0.0.0/33\"]",
+                "source.udp.allow[1]",
+                "not an address or a CIDR range",
+            ),
+            ("[source.udp]\nallow = [\"relay.example\"]", "source.udp.allow[0]", "not an address or a CIDR range"),
             ("[source.replay]\nspeed = -1.0", "source.replay.speed", "positive factor"),
             ("[source]\nkind = \"replay\"", "source.replay.path", "needs a journal file"),
         ];

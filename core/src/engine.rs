@@ -330,6 +330,7 @@ impl Engine {
                     let n = socket.poll(|bytes, receive_ns| self.process(bytes, receive_ns, source));
                     self.pending[Counter::UdpDatagrams as usize] += n as u64;
                     self.pending[Counter::UdpReceiveErrors as usize] += socket.take_errors();
+                    self.pending[Counter::UdpRefused as usize] += socket.take_refused();
                     n
                 }
                 Polled::Replay(queue) => {
@@ -462,6 +463,13 @@ impl Engine {
         if let Some(slot) = self.by_id.get(&key) {
             return Some(*slot);
         }
+        let product = self.product_for(key, exchange_word)?;
+        self.register(key, product, InstrumentState::default())
+    }
+
+    /// The product an instrument not yet in the directory would be admitted under (`None`, after
+    /// reporting it, if none: unknown product, or unknown products refused).
+    fn product_for(&mut self, key: IdKey, exchange_word: u64) -> Option<usize> {
         let id = qilin_shm::layout::id_str(&key)?;
         let known = self.products.index_of(id);
         let product = match (known, self.unknown_products) {
@@ -473,10 +481,15 @@ impl Engine {
             }
             (None, _) => None,
         };
-        let Some(product) = product else {
+        if product.is_none() {
             self.emit(Event::UnknownProduct { id: key });
-            return None;
-        };
+        }
+        product
+    }
+
+    /// Adds an instrument to the directory (for good: indexes are permanent) with `state`.
+    fn register(&mut self, key: IdKey, product: usize, state: InstrumentState) -> Option<usize> {
+        let id = qilin_shm::layout::id_str(&key)?;
         let spec = &self.specs[product];
         if self.registered.len() >= self.capacity {
             self.pending[Counter::DirectoryFull as usize] += 1;
@@ -492,7 +505,7 @@ impl Engine {
             }
         };
         let slot = self.registered.len();
-        self.registered.push(Registered { index, product, state: InstrumentState::default(), subscribed: false });
+        self.registered.push(Registered { index, product, state, subscribed: false });
         self.by_id.insert(key, slot);
         self.emit(Event::Admitted { id: key, index });
         Some(slot)
@@ -560,9 +573,11 @@ impl Engine {
         };
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
-        // A word taken by value (not a closure over `raw`, which made the compiler copy the view).
-        let Some(slot) = self.subscribed_slot(key, raw.exchange_word()) else {
-            return self.reject(Reject::UnknownInstrument);
+        let slot = match self.by_id.get(&key) {
+            Some(&slot) if self.registered[slot].subscribed => Some(slot),
+            Some(_) => return self.reject(Reject::UnknownInstrument),
+            None if self.options.admit == Admit::AnyKnownProduct => None,
+            None => return self.reject(Reject::UnknownInstrument),
         };
         // Deduplicate on the struct as the exchange sent it, before normalizing: what normalize
         // derives (an adjusted millisecond, flags) depends on the instrument's previous tick, which
@@ -573,11 +588,37 @@ impl Engine {
             self.pending[Counter::Duplicates as usize] += 1;
             return;
         }
-        let entry = &mut self.registered[slot];
-        let spec = &self.specs[entry.product];
-        let (calendar, out) = (&self.calendar, &mut self.out);
-        if let Err(reason) = normalize(&raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out) {
-            return self.reject(reason);
+        match slot {
+            Some(slot) => {
+                let entry = &mut self.registered[slot];
+                let spec = &self.specs[entry.product];
+                let (calendar, out) = (&self.calendar, &mut self.out);
+                if let Err(reason) =
+                    normalize(&raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out)
+                {
+                    return self.reject(reason);
+                }
+            }
+            None => {
+                // A new instrument enters the directory only with a tick that normalizes: the
+                // directory lives as long as the segment, so an invalid or forged struct must not
+                // take a place in it. Its state starts fresh, as a registered one's does.
+                let Some(product) = self.product_for(key, raw.exchange_word()) else {
+                    return self.reject(Reject::UnknownInstrument);
+                };
+                let mut state = InstrumentState::default();
+                let spec = &self.specs[product];
+                if let Err(reason) =
+                    normalize(&raw, spec, &self.calendar, &mut state, receive_ns, source, 0, &mut self.out)
+                {
+                    return self.reject(reason);
+                }
+                let Some(slot) = self.register(key, product, state) else {
+                    return self.reject(Reject::UnknownInstrument);
+                };
+                self.registered[slot].subscribed = true;
+                self.out.instrument_index = self.registered[slot].index;
+            }
         }
         if dedup != Dedup::Off {
             self.recent.insert(print);

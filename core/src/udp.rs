@@ -2,7 +2,8 @@
 //! on another host sends them (unicast or multicast). The hot thread polls the socket itself —
 //! non-blocking `recvmmsg`, a batch per call, no allocation — so a datagram goes from the kernel to
 //! the ring without crossing threads. The struct version is told by the datagram size later, in
-//! normalization; this module only moves bytes.
+//! normalization; this module only moves bytes, from the senders `source.udp.allow` lists: any
+//! other sender's datagram is dropped here and counted (`udp_refused`).
 
 use std::{
     io::IoSliceMut,
@@ -30,6 +31,7 @@ const BUF_LEN: usize = 1024;
 pub struct UdpBound {
     socket: UdpSocket,
     batch: usize,
+    allow: Box<[ipnet::IpNet]>,
 }
 
 /// A bound, non-blocking UDP socket with preallocated receive buffers and `recvmmsg` headers.
@@ -40,6 +42,8 @@ pub struct UdpSource {
     bufs: Box<[[u8; BUF_LEN]; MAX_BATCH]>,
     batch: usize,
     errors: u64,
+    allow: Box<[ipnet::IpNet]>,
+    refused: u64,
 }
 
 impl UdpBound {
@@ -55,7 +59,7 @@ impl UdpBound {
                 .join_multicast_v4(&group, &config.multicast_interface)
                 .with_context(|| format!("joining multicast group {group} on {}", config.multicast_interface))?;
         }
-        Ok(UdpBound { socket, batch: config.batch.clamp(1, MAX_BATCH) })
+        Ok(UdpBound { socket, batch: config.batch.clamp(1, MAX_BATCH), allow: config.allowed().into_boxed_slice() })
     }
 
     /// The bound address (useful with port 0).
@@ -71,6 +75,8 @@ impl UdpBound {
             bufs: Box::new([[0; BUF_LEN]; MAX_BATCH]),
             batch: self.batch,
             errors: 0,
+            allow: self.allow,
+            refused: 0,
         }
     }
 }
@@ -87,8 +93,15 @@ impl UdpSource {
         std::mem::take(&mut self.errors)
     }
 
-    /// Takes up to one batch of datagrams without blocking and hands each to `f` with the receive
-    /// time (one clock read per batch). Returns how many.
+    /// Datagrams dropped because their sender is not allowed, since the previous call (the engine
+    /// publishes them as `udp_refused`).
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// Takes up to one batch of datagrams without blocking and hands each from an allowed sender
+    /// to `f` with the receive time (one clock read per batch). Returns how many arrived (allowed
+    /// or not).
     #[inline]
     pub fn poll(&mut self, mut f: impl FnMut(&[u8], i64)) -> usize {
         let mut lens = [0usize; MAX_BATCH];
@@ -106,7 +119,9 @@ impl UdpSource {
                 Ok(results) => {
                     let mut n = 0;
                     for msg in results {
-                        lens[n] = msg.bytes;
+                        // usize::MAX marks a datagram whose sender is not allowed.
+                        lens[n] =
+                            if allowed_sender(&self.allow, msg.address.as_ref()) { msg.bytes } else { usize::MAX };
                         n += 1;
                     }
                     n
@@ -121,11 +136,27 @@ impl UdpSource {
         if received > 0 {
             let now = qilin_shm::now_ns();
             for (buf, len) in self.bufs.iter().zip(&lens[..received]) {
-                f(&buf[..(*len).min(BUF_LEN)], now);
+                if *len == usize::MAX {
+                    self.refused += 1;
+                } else {
+                    f(&buf[..(*len).min(BUF_LEN)], now);
+                }
             }
         }
         received
     }
+}
+
+/// Whether `address` (a datagram's sender) is in `allow`; no address (never for UDP) is not.
+#[inline]
+fn allowed_sender(allow: &[ipnet::IpNet], address: Option<&SockaddrStorage>) -> bool {
+    let Some(address) = address else { return false };
+    let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+        (Some(v4), _) => std::net::IpAddr::V4(v4.ip()),
+        (None, Some(v6)) => std::net::IpAddr::V6(v6.ip()),
+        _ => return false,
+    };
+    allow.iter().any(|net| net.contains(&ip))
 }
 
 #[cfg(test)]

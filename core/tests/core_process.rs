@@ -579,3 +579,78 @@ fn a_full_dev_shm_stops_the_core_at_start_naming_the_size_needed() {
     );
     assert!(stderr.contains("No space left on device") || stderr.contains("ENOSPC"), "{stderr}");
 }
+
+/// Hostile datagrams on the UDP source. The core takes datagrams only from `source.udp.allow`
+/// (here 127.0.0.1 alone): 10 000 structs with forged ids from 127.0.0.2 are dropped and counted
+/// (`udp_refused`), nothing else moves. From the allowed sender, 10 000 invalid structs with forged
+/// ids (NaN price, impossible time) are rejected by reason, and none takes a place in the
+/// instrument directory, which lives as long as the segment: an instrument is admitted only with a
+/// tick that normalizes (before the fix each forged id was admitted first, until the directory was
+/// full). A valid tick of a new contract is still admitted.
+#[test]
+fn forged_and_invalid_datagrams_neither_pass_a_refused_sender_nor_fill_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("udpallow")));
+    let bind = format!("127.0.0.1:{}", free_udp_port());
+    let config = dir.path().join("core.toml");
+    std::fs::write(
+        &config,
+        format!("[source]\nkind = \"udp\"\n\n[source.udp]\nbind = \"{bind}\"\nallow = [\"127.0.0.1/32\"]\n"),
+    )
+    .unwrap();
+    let core = Core::start(&segment, &dir.path().join("core.sock"), &["--config", config.to_str().unwrap()]);
+    let reader = Reader::open(&segment).unwrap();
+    let directory = reader.directory_len();
+    let forged = |i: usize| format!("rb{i:04}");
+    // In bursts, each taken in full before the next (no datagram lost to a full socket buffer).
+    let send_all = |from: &str, structs: &mut dyn Iterator<Item = Vec<u8>>, counter: Counter| {
+        let socket = UdpSocket::bind(format!("{from}:0")).unwrap();
+        let mut sent = 0;
+        loop {
+            let burst: Vec<Vec<u8>> = structs.take(500).collect();
+            if burst.is_empty() {
+                break;
+            }
+            for bytes in &burst {
+                socket.send_to(bytes, &bind).unwrap();
+            }
+            sent += burst.len() as u64;
+            wait_for("the burst counted", || (reader.counter(counter) >= sent).then_some(()));
+        }
+        sent
+    };
+
+    // A refused sender: forged ids, otherwise valid ticks.
+    let mut from_stranger =
+        (0..10_000).map(|i| fields(&forged(i), "SHFE", "20260302", "20260227", "21:30:00", 0).to_v67_bytes().to_vec());
+    assert_eq!(send_all("127.0.0.2", &mut from_stranger, Counter::UdpRefused), 10_000);
+    assert_eq!(reader.counter(Counter::UdpRefused), 10_000);
+    assert_eq!(reader.counter(Counter::TicksReceived), 0, "a refused datagram reached the engine");
+    assert_eq!(reader.directory_len(), directory);
+
+    // The allowed sender: forged ids on invalid ticks.
+    let mut invalid = (0..10_000).map(|i| {
+        let mut f = fields(&forged(i), "SHFE", "20260302", "20260227", "21:30:00", 0);
+        if i % 2 == 0 {
+            f.last_price = f64::NAN;
+        } else {
+            f.update_time = "25:61:00".into();
+        }
+        f.to_v67_bytes().to_vec()
+    });
+    assert_eq!(send_all("127.0.0.1", &mut invalid, Counter::TicksReceived), 10_000);
+    assert_eq!((reader.counter(Counter::RejectPrice), reader.counter(Counter::RejectTime)), (5_000, 5_000));
+    assert_eq!(reader.counter(Counter::TicksPublished), 0);
+    assert_eq!(reader.counter(Counter::DirectoryFull), 0);
+    assert_eq!(reader.directory_len(), directory, "invalid ticks took places in the directory");
+
+    // A valid tick of a contract not seen before is admitted and published.
+    let mut valid =
+        std::iter::once(fields("rb2611", "SHFE", "20260302", "20260227", "21:30:00", 0).to_v67_bytes().to_vec());
+    send_all("127.0.0.1", &mut valid, Counter::TicksPublished);
+    assert_eq!(reader.directory_len(), directory + 1);
+    assert!(reader.find_instrument("rb2611").is_some());
+    assert_eq!(reader.counter(Counter::UdpRefused), 10_000);
+    drop(core);
+    let _ = std::fs::remove_file(&segment);
+}

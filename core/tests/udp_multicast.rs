@@ -35,7 +35,7 @@ fn the_udp_source_receives_a_multicast_group() {
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"udp\"\n[source.udp]\nbind = \"0.0.0.0:{PORT}\"\nmulticast_group = \"{GROUP}\"\nmulticast_interface = \"127.0.0.1\"\n"
+            "[source]\nkind = \"udp\"\n[source.udp]\nbind = \"0.0.0.0:{PORT}\"\nmulticast_group = \"{GROUP}\"\nmulticast_interface = \"127.0.0.1\"\nallow = [\"127.0.0.1\"]\n"
         ),
     )
     .unwrap();
@@ -72,7 +72,7 @@ fn the_udp_source_receives_a_multicast_group() {
     let datagram = std::env::temp_dir().join(format!("{}.bin", unique("mcast")));
     std::fs::write(&datagram, f.to_v67_bytes()).unwrap();
     let send = format!(
-        "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(open(sys.argv[1],'rb').read(),('{GROUP}',{PORT}))"
+        "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('127.0.0.1',0)); s.sendto(open(sys.argv[1],'rb').read(),('{GROUP}',{PORT}))"
     );
     let status = Command::new("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))

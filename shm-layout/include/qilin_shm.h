@@ -59,7 +59,7 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 /* ---- constants ------------------------------------------------------------------------ */
 #define QILIN_MAGIC                              "QILINSHM"               /* first 8 bytes of every segment */
 #define QILIN_LAYOUT_VERSION                     1u                       /* Identity.layout_version */
-#define QILIN_FINGERPRINT                        UINT64_C(0xb27700d21adb9acb) /* Identity.fingerprint */
+#define QILIN_FINGERPRINT                        UINT64_C(0x10266eeff883a132) /* Identity.fingerprint */
 #define QILIN_CACHE_LINE                         128u                     /* hot words sit on their own 128-byte line */
 #define QILIN_INSTRUMENT_ID_LEN                  32u                      /* InstrumentID bytes incl. NUL padding */
 #define QILIN_RECORD_WORDS                       47u                      /* 64-bit words in a tick record */
@@ -129,7 +129,8 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 #define QILIN_COUNTER_STANDBY_TICKS              20u                      /* standby_ticks */
 #define QILIN_COUNTER_FLAG_UNKNOWN_PRODUCT       21u                      /* flag_unknown_product */
 #define QILIN_COUNTER_CALENDAR_MISSING           22u                      /* calendar_missing */
-#define QILIN_COUNTER_COUNT                      23u                      /* defined counters */
+#define QILIN_COUNTER_UDP_REFUSED                23u                      /* udp_refused */
+#define QILIN_COUNTER_COUNT                      24u                      /* defined counters */
 
 /* Name of counter `index` (metric style), NULL if undefined. */
 static inline const char *qilin_counter_name(unsigned index) {
@@ -157,6 +158,7 @@ static inline const char *qilin_counter_name(unsigned index) {
         "standby_ticks",
         "flag_unknown_product",
         "calendar_missing",
+        "udp_refused",
     };
     return index < QILIN_COUNTER_COUNT ? names[index] : NULL;
 }

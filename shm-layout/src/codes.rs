@@ -288,6 +288,8 @@ counters! {
     /// China calendar days the core ran on that its trading calendar has no file for (counted at
     /// start and at each day change): non-zero means holidays are not known (docs/CALENDAR.md).
     CalendarMissing = "calendar_missing",
+    /// Datagrams the UDP source dropped because their sender is not in `source.udp.allow`.
+    UdpRefused = "udp_refused",
 }
 
 /// Capacity of the header's counter block; [`Counter`] indexes the first `Counter::ALL.len()` words.

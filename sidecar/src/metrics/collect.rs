@@ -278,6 +278,7 @@ fn core_counter_help(counter: Counter) -> &'static str {
         Counter::Failovers => "Switches between the primary and backup sessions.",
         Counter::UdpDatagrams => "Datagrams received by the UDP source.",
         Counter::UdpReceiveErrors => "recvmmsg calls that failed with an error other than nothing-there.",
+        Counter::UdpRefused => "Datagrams dropped because their sender is not in source.udp.allow.",
         _ => "A core header counter (see qilin_shm::Counter).",
     }
 }
