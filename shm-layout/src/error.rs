@@ -53,6 +53,15 @@ pub enum OpenError {
         /// a separate `source` (it would be printed twice).
         error: io::Error,
     },
+    /// The path is not a file the writer can trust: a symbolic link, another uid's file, or one
+    /// open to others.
+    #[error("segment {path} is refused: {reason}")]
+    Untrusted {
+        /// The segment (or its lock file).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another process holds the writer lock.
     #[error(
         "segment {path} is already being written by another process (pid {pid} per its header); one writer per segment"

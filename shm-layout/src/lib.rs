@@ -41,8 +41,10 @@
 //!
 //! ## Protocol, step by step
 //!
-//! **Creating.** [`Writer::open`] creates the file (mode 0640), takes an exclusive `flock` (a second
-//! writer fails with [`OpenError::Locked`]), sizes and maps it, writes the identity line and
+//! **Creating.** [`Writer::open`] takes an exclusive `flock` on `<segment>.lock` (mode 0600, which
+//! readers cannot open, so none can hold a restart off; a second writer fails with
+//! [`OpenError::Locked`]), creates the file (mode 0640; never through a symbolic link, and an
+//! existing one must be this uid's and within 0640: [`OpenError::Untrusted`]), backs, sizes and maps it, writes the identity line and
 //! publishes the magic last with a Release store. A reader that sees no magic refuses
 //! ([`OpenError::NotInitialised`]).
 //!
@@ -117,6 +119,7 @@ pub use crate::{
     codes::{Counter, Exchange, LinkState, RunState, Source, quality},
     error::{DirectoryError, GeometryError, OpenError, PublishError},
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
+    mapping::lock_path,
     reader::{FUTURE_SLACK_NS, LatestError, Liveness, Next, Reader, Start},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},

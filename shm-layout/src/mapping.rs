@@ -4,8 +4,8 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
+    os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
     ptr::NonNull,
 };
 
@@ -21,7 +21,8 @@ use crate::{
 pub(crate) enum Backing {
     /// A reader's `PROT_READ` mapping of a file opened `O_RDONLY`.
     ReadOnly(#[allow(dead_code)] memmap2::Mmap),
-    /// The writer's read-write mapping and the locked file (the `flock` lives as long as the file).
+    /// The writer's read-write mapping and its locked `<segment>.lock` (the `flock` lives as long as
+    /// the file).
     ReadWrite {
         #[allow(dead_code)]
         map: memmap2::MmapMut,
@@ -64,27 +65,76 @@ pub(crate) enum Opened {
     Existing,
 }
 
-/// Creates or opens the segment for writing, takes the exclusive lock, sizes and maps it.
+/// The writer's lock file beside a segment: `<segment>.lock`, mode 0600. The exclusive `flock` is
+/// taken on it, not on the segment, which every reader opens (a read-only descriptor can `flock`
+/// too, so a reader could otherwise hold a core restart off); readers cannot open this one.
+pub fn lock_path(segment: &Path) -> PathBuf {
+    let mut name = segment.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".lock");
+    segment.with_file_name(name)
+}
+
+/// Creates or opens the segment for writing, takes the exclusive lock, sizes and maps it. Neither
+/// the segment nor its lock file is followed through a symbolic link (O_NOFOLLOW); an existing
+/// segment must belong to this process's uid and be closed to others (mode within 0640).
 pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Backing, Opened), OpenError> {
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let refuse_link = |what: &'static str, at: &Path| {
+        let at = at.to_owned();
+        move |e: std::io::Error| {
+            if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                OpenError::Untrusted { path: at.clone(), reason: "it is a symbolic link (not followed)".into() }
+            } else {
+                OpenError::Io { what, path: at.clone(), source: e }
+            }
+        }
+    };
+    let lock_file = lock_path(path);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nofollow)
+        .open(&lock_file)
+        .map_err(refuse_link("opening", &lock_file))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid(path) });
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(OpenError::Io { what: "locking", path: lock_file, source });
+        }
+    }
+    // umask may have widened nothing but may have narrowed; the contract is exactly 0600.
+    lock.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io("setting mode 0600 on", &lock_file))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o640)
+        .custom_flags(nofollow)
         .open(path)
-        .map_err(io("opening", path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid(path) });
-        }
-        Err(std::fs::TryLockError::Error(source)) => {
-            return Err(OpenError::Io { what: "locking", path: path.to_owned(), source });
-        }
+        .map_err(refuse_link("opening", path))?;
+    // Checked on the descriptor (fstat), so what is checked is what is mapped.
+    let meta = file.metadata().map_err(io("reading metadata of", path))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        let reason = format!("it is owned by uid {}, not this process's uid {uid}", meta.uid());
+        return Err(OpenError::Untrusted { path: path.to_owned(), reason });
     }
-    let len = file.metadata().map_err(io("reading metadata of", path))?.len();
+    let len = meta.len();
     let fresh = len == 0 || (len >= size_of::<Header>() as u64 && header_magic_is_zero(&file));
+    if !fresh && meta.mode() & 0o137 != 0 {
+        let reason = format!(
+            "mode {:04o}: wider than 0640 (others, or the group's write); the writer creates it 0640",
+            meta.mode() & 0o7777
+        );
+        return Err(OpenError::Untrusted { path: path.to_owned(), reason });
+    }
     if fresh {
         // umask may have narrowed the mode; the contract is exactly 0640.
         file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io("setting mode 0640 on", path))?;
@@ -106,7 +156,7 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
         return Err(OpenError::NoSpace { path: path.to_owned(), needed: size, error: errno.into() });
     }
     // MAP_POPULATE: fault every page in now, not on the hot path's first write to it.
-    // SAFETY: we hold the exclusive flock, so no other writer maps this file for writing; readers map
+    // SAFETY: we hold the exclusive flock on the lock file, so no other writer maps this file for writing; readers map
     // it read-only. The mapping lives in `Backing::ReadWrite` as long as the region; memory is only
     // accessed through `Region` (atomics, plus the documented non-atomic writes of the writer).
     let mut map = unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }.map_err(io("mapping", path))?;
@@ -121,7 +171,7 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
         unsafe { validate(base, map_len, path)? }
     };
     let opened = if fresh { Opened::Fresh } else { Opened::Existing };
-    Ok((region, Backing::ReadWrite { map, lock: file }, opened))
+    Ok((region, Backing::ReadWrite { map, lock }, opened))
 }
 
 fn header_magic_is_zero(file: &File) -> bool {

@@ -321,3 +321,57 @@ fn a_segment_larger_than_the_free_space_is_refused_at_open_with_its_size() {
         writer.publish(&mut common::record(seq, 1)).unwrap();
     }
 }
+
+/// A reader cannot hold the writer off: the writer's exclusive lock is on `<segment>.lock` (mode
+/// 0600, which readers cannot open), not on the segment, which any reader opens and could `flock`
+/// through its read-only descriptor. Here a process of the segment's readers holds an exclusive
+/// flock on the segment file itself, and a new writer (a core restart) still opens it.
+#[test]
+fn a_reader_flocking_the_segment_does_not_block_the_writer() {
+    let _no_spawn = common::no_spawn();
+    let segment = TempSegment::new("flock");
+    drop(Writer::open(segment.path(), &options(64, 4)).unwrap());
+    let held = std::fs::File::open(segment.path()).unwrap();
+    held.try_lock().expect("a read-only descriptor can take an exclusive flock");
+    let writer = Writer::open(segment.path(), &options(64, 4)).expect("a restart despite the reader's flock");
+    let lock = qilin_shm::lock_path(segment.path());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777, 0o600, "{}", lock.display());
+    // A second writer is still refused, naming the first.
+    match Writer::open(segment.path(), &options(64, 4)) {
+        Err(OpenError::Locked { pid, .. }) => assert_eq!(pid, u64::from(std::process::id())),
+        other => panic!("a second writer: {other:?}"),
+    }
+    drop(writer);
+    drop(held);
+}
+
+/// The writer does not follow a symlink at the segment path (O_NOFOLLOW: someone who can write
+/// /dev/shm could point it at a file of the core's uid), and it refuses an existing segment owned
+/// by another uid or open to others (mode wider than 0640), naming the owner and mode. Root is
+/// needed to chown (CI runs as root).
+#[test]
+fn a_symlink_or_a_foreign_or_exposed_file_is_refused_by_the_writer() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let _no_spawn = common::no_spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("victim");
+    std::fs::write(&target, b"").unwrap();
+    let link = TempSegment::new("symlink");
+    symlink(&target, link.path()).unwrap();
+    let err = Writer::open(link.path(), &options(64, 4)).expect_err("a symlink at the segment path");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), 0, "the symlink's target was written");
+
+    let foreign = TempSegment::new("foreign");
+    drop(Writer::open(foreign.path(), &options(64, 4)).unwrap());
+    std::os::unix::fs::chown(foreign.path(), Some(65534), Some(65534)).unwrap();
+    let err = Writer::open(foreign.path(), &options(64, 4)).expect_err("a segment owned by uid 65534");
+    assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+
+    let exposed = TempSegment::new("exposed");
+    drop(Writer::open(exposed.path(), &options(64, 4)).unwrap());
+    std::fs::set_permissions(exposed.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = Writer::open(exposed.path(), &options(64, 4)).expect_err("a segment others may write");
+    assert!(err.to_string().contains("mode 0666"), "{err}");
+}

@@ -110,6 +110,7 @@ impl TempSegment {
 impl Drop for TempSegment {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(qilin_shm::lock_path(&self.0));
     }
 }
 
