@@ -15,7 +15,7 @@ use std::{
 
 use clap::Parser;
 use qilin_shm::Reader;
-use qilin_sidecar::nats::{Config, Sidecar};
+use qilin_sidecar::nats::{Config, Sidecar, Starting};
 
 /// Publishes every tick of a qilin segment to NATS.
 #[derive(Debug, Parser)]
@@ -104,31 +104,44 @@ async fn run(config: Config) -> anyhow::Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let reader = open_segment(&config, &stop).await?;
-    tracing::info!(
-        "reading feed {:?} from {} (epoch {}, newest sequence {})",
-        reader.feed_name(),
-        reader.path().display(),
-        reader.epoch(),
-        reader.write_cursor()
-    );
-    let mut sidecar = Sidecar::start(config, reader, &stop).await?;
+    // The status file from the first moment: waiting for the segment, then for NATS.
+    let starting = Starting::begin(&config);
+    let started = async {
+        let reader = open_segment(&config, &stop, &starting).await?;
+        tracing::info!(
+            "reading feed {:?} from {} (epoch {}, newest sequence {})",
+            reader.feed_name(),
+            reader.path().display(),
+            reader.epoch(),
+            reader.write_cursor()
+        );
+        Sidecar::start_reporting(config.clone(), reader, &stop, &starting).await
+    };
+    let mut sidecar = match started.await {
+        Ok(sidecar) => sidecar,
+        Err(e) => {
+            starting.failed(&format!("{e:#}"));
+            return Err(e);
+        }
+    };
     sidecar.run(&stop, None).await?;
     tracing::info!("stopped at sequence {}", sidecar.confirmed());
     Ok(())
 }
 
 /// Waits for the segment to appear (the sidecar may start before the core).
-async fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Reader> {
+async fn open_segment(config: &Config, stop: &AtomicBool, starting: &Starting) -> anyhow::Result<Reader> {
     let mut told = false;
     loop {
         match qilin_sidecar::open_segment(&config.segment) {
             Ok(Ok(reader)) => return Ok(reader),
-            Ok(Err(reason)) if !told => {
-                tracing::warn!("{reason}; waiting for the core");
-                told = true;
+            Ok(Err(reason)) => {
+                if !told {
+                    tracing::warn!("{reason}; waiting for the core");
+                    told = true;
+                }
+                starting.waiting_for_segment(&reason);
             }
-            Ok(Err(_)) => {}
             Err(e) => anyhow::bail!("segment {}: {e}", config.segment.display()),
         }
         if stop.load(Ordering::Relaxed) {

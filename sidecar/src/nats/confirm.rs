@@ -80,15 +80,16 @@ impl Sidecar {
         loop {
             let must_wait = wait || self.pending.len() >= window;
             let Some(front) = self.pending.front_mut() else { break };
-            let result = if must_wait {
-                (&mut front.ack).await
+            let (done, result) = if must_wait {
+                let mut done = self.pending.pop_front().expect("front exists");
+                let result = self.keeping_status(&mut done.ack).await;
+                (done, result)
             } else {
                 match (&mut front.ack).now_or_never() {
-                    Some(result) => result,
+                    Some(result) => (self.pending.pop_front().expect("front exists"), result),
                     None => break,
                 }
             };
-            let done = self.pending.pop_front().expect("front exists");
             let ack = result.with_context(|| format!("ack of sequence {}", done.sequence))?;
             if ack.duplicate {
                 self.counters.duplicates += 1;
@@ -97,13 +98,19 @@ impl Sidecar {
             self.confirm(done.sequence, done.publish_ns);
         }
         if self.js.is_none() {
-            if let Some((_, _, round_trip)) = &mut self.confirming {
-                let result = if wait { Some(round_trip.await) } else { round_trip.now_or_never() };
-                if let Some(result) = result {
-                    let (sequence, publish_ns, _) = self.confirming.take().expect("round trip in flight");
-                    result.map_err(|e| anyhow!("confirming with the server: {e}"))?;
-                    self.counters.acked += sequence - self.confirmed;
-                    self.confirm(sequence, publish_ns);
+            if let Some((sequence, publish_ns, mut round_trip)) = self.confirming.take() {
+                let result = if wait {
+                    Some(self.keeping_status(&mut round_trip).await)
+                } else {
+                    (&mut round_trip).now_or_never()
+                };
+                match result {
+                    Some(result) => {
+                        result.map_err(|e| anyhow!("confirming with the server: {e}"))?;
+                        self.counters.acked += sequence - self.confirmed;
+                        self.confirm(sequence, publish_ns);
+                    }
+                    None => self.confirming = Some((sequence, publish_ns, round_trip)),
                 }
             }
             let due = self.last_confirm.elapsed() >= config::ms(self.config.nats.flush_interval_ms);

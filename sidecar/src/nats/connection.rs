@@ -14,7 +14,10 @@ use anyhow::{Context as _, anyhow, bail};
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, jetstream};
 use secrecy::ExposeSecret;
 
-use super::config::{self, Config, Mode};
+use super::{
+    Starting,
+    config::{self, Config, Mode},
+};
 use qilin_market::secrets::file as secret;
 
 /// Builds the connect options from the config plus secrets from the environment or secret files.
@@ -84,7 +87,11 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
 /// Connects, retrying while the server is unreachable (logging each failure, doubling the delay up
 /// to `reconnect_max_delay_ms`); gives up at once on TLS and authentication failures, or when
 /// `stop` is set. Returns the client and the flag its event callback keeps up to date.
-pub(super) async fn connect(config: &Config, stop: &AtomicBool) -> anyhow::Result<(Client, Arc<AtomicBool>)> {
+pub(super) async fn connect(
+    config: &Config,
+    stop: &AtomicBool,
+    starting: &Starting,
+) -> anyhow::Result<(Client, Arc<AtomicBool>)> {
     let connected = Arc::new(AtomicBool::new(false));
     let urls = config.nats.urls.join(", ");
     let mut delay = Duration::from_millis(100);
@@ -100,6 +107,7 @@ pub(super) async fn connect(config: &Config, stop: &AtomicBool) -> anyhow::Resul
             Err(e) if is_fatal(e.kind()) => bail!("cannot connect to NATS at {urls} (not retried): {e}"),
             Err(e) => {
                 tracing::warn!("cannot connect to NATS at {urls}: {e}; retrying in {delay:?}");
+                starting.connect_failed(format!("cannot connect to NATS at {urls}: {e}"));
                 if stop.load(Ordering::Relaxed) {
                     bail!("stopped before NATS could be reached");
                 }

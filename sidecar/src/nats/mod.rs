@@ -27,8 +27,9 @@
 //! `stream` (the JetStream stream), `start` (opening the sidecar and finding where to resume),
 //! `publish` (subjects, headers, messages), `confirm` (acks and round trips moving `confirmed`),
 //! `run` (the publish loop), `resync` (failure, backoff and resynchronisation), `backfill`
-//! (lost ranges from the recorder's journal or as gap events), `cursor` (the durable cursor) and
-//! `status` (counters and the status file).
+//! (lost ranges from the recorder's journal or as gap events), `cursor` (the durable cursor),
+//! `status` (counters and the status file) and `starting` (the status file before the sidecar
+//! exists: waiting for the segment or for NATS).
 
 mod backfill;
 pub mod config;
@@ -39,6 +40,7 @@ mod publish;
 mod resync;
 mod run;
 mod start;
+mod starting;
 mod status;
 mod stream;
 
@@ -59,7 +61,8 @@ pub use self::{
     publish::{
         EPOCH_HEADER, GAP_FIRST_HEADER, GAP_LAST_HEADER, LAYOUT_HEADER, SEQ_HEADER, SOURCE_HEADER, subject_token,
     },
-    status::Counters,
+    starting::Starting,
+    status::{Counters, State},
 };
 use qilin_market::status::StatusFile;
 
@@ -71,9 +74,10 @@ pub struct Sidecar {
     reader: Reader,
     feed: String,
     prefix: String,
-    client: Client,
+    /// Shared, so a publish that has to wait can be awaited while the status is kept fresh.
+    client: Arc<Client>,
     prober: Arc<Prober>,
-    js: Option<jetstream::Context>,
+    js: Option<Arc<jetstream::Context>>,
     connected: Arc<AtomicBool>,
     stream_name: String,
     /// Subjects by instrument index (checked against the tick's exchange and id).
@@ -105,6 +109,7 @@ pub struct Sidecar {
     last_save: Instant,
     status: StatusFile,
     last_status: Instant,
+    state: State,
     backoff: Duration,
     tick: TickRecord,
 }

@@ -94,22 +94,19 @@ impl Sidecar {
         publish_ns: i64,
     ) -> anyhow::Result<()> {
         let len = body.len() as u64;
-        if let Some(js) = &self.js {
-            let ack: PublishAckFuture = js.publish_with_headers(subject, headers, body).await?;
+        // A publish that has to wait (for an ack permit, for room in the client's queue) keeps
+        // the status fresh meanwhile; the first poll nearly always finishes, at no timer's cost.
+        if let Some(js) = self.js.clone() {
+            let ack: PublishAckFuture = self.keeping_status(js.publish_with_headers(subject, headers, body)).await?;
             self.pending.push_back(Pending { sequence, publish_ns, ack: ack.into_future() });
         } else {
             // The client's queue is bounded (`client_capacity`); while NATS is away a full queue
             // would wait for the reconnect, so bound the wait and let the failure path take over.
-            // The first poll nearly always finishes (the queue has room): only a publish that has
-            // to wait pays for the timer.
             let timeout = config::ms(self.config.nats.request_timeout_ms);
-            let mut publish = std::pin::pin!(self.client.publish_with_headers(subject, headers, body));
-            match futures::poll!(publish.as_mut()) {
-                std::task::Poll::Ready(result) => result?,
-                std::task::Poll::Pending => tokio::time::timeout(timeout, publish)
-                    .await
-                    .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??,
-            }
+            let client = self.client.clone();
+            self.keeping_status(tokio::time::timeout(timeout, client.publish_with_headers(subject, headers, body)))
+                .await
+                .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??;
         }
         self.published_seq = sequence;
         self.published_ns = publish_ns;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::anyhow;
 use qilin_shm::Start;
 
-use super::{SEQ_HEADER, Sidecar, config};
+use super::{SEQ_HEADER, Sidecar, State, config};
 
 impl Sidecar {
     /// Reads the stream's last message and moves the position after it (JetStream), or back to
@@ -33,12 +33,19 @@ impl Sidecar {
         self.counters.retried += self.published_seq.saturating_sub(self.confirmed);
         self.published_seq = self.confirmed;
         self.reader.seek(Start::Sequence(self.confirmed + 1));
+        if self.state == State::Retrying {
+            self.state = State::Publishing;
+        }
     }
 
     async fn try_resync(&mut self) -> anyhow::Result<()> {
         let timeout = config::ms(self.config.nats.request_timeout_ms);
-        // Whatever the client still buffers reaches the server before the stream is read.
-        self.prober.round_trip(timeout).await.map_err(|e| anyhow!("confirming with the server: {e}"))?;
+        // Whatever the client still buffers reaches the server before the stream is read. While
+        // NATS is down this is where the sidecar waits: the status stays fresh meanwhile.
+        let prober = self.prober.clone();
+        self.keeping_status(prober.round_trip(timeout))
+            .await
+            .map_err(|e| anyhow!("confirming with the server: {e}"))?;
         let Some(js) = &self.js else { return Ok(()) };
         let stream = match js.get_stream(&self.stream_name).await {
             Ok(s) => s,
@@ -85,11 +92,14 @@ impl Sidecar {
             tracing::warn!("{error}; retrying from sequence {}", self.confirmed + 1);
         }
         self.last_error = Some(error);
+        if self.state == State::Publishing {
+            self.state = State::Retrying;
+        }
         self.maintain();
     }
 
     pub(super) async fn sleep_backoff(&mut self) {
-        tokio::time::sleep(self.backoff).await;
+        self.keeping_status(tokio::time::sleep(self.backoff)).await;
         self.backoff = (self.backoff * 2).min(config::ms(self.config.nats.reconnect_max_delay_ms));
     }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use qilin_shm::Next;
 
-use super::{Sidecar, Stopped, config};
+use super::{Sidecar, State, Stopped, config};
 
 impl Sidecar {
     /// Publishes until `stop` is set (or, with `until`, until every sequence up to it is
@@ -17,6 +17,7 @@ impl Sidecar {
     pub async fn run(&mut self, stop: &AtomicBool, until: Option<u64>) -> anyhow::Result<Stopped> {
         const BATCH: usize = 256;
         let idle = Duration::from_millis(1);
+        self.state = State::Publishing;
         loop {
             if stop.load(Ordering::Relaxed) {
                 self.finish().await;
@@ -66,6 +67,7 @@ impl Sidecar {
             tracing::warn!("stopping with unconfirmed messages after sequence {}: {e:#}", self.confirmed);
         }
         self.save_cursor_now().await;
+        self.state = State::Stopped;
         self.write_status();
     }
 

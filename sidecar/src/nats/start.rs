@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use async_nats::Subject;
 use qilin_shm::{Reader, TickRecord};
 
-use super::{Config, Counters, Prober, Sidecar, connection};
+use super::{Config, Counters, Prober, Sidecar, Starting, State, connection};
 use qilin_market::status::StatusFile;
 
 use crate::cursor::CursorFile;
@@ -19,11 +19,26 @@ use crate::cursor::CursorFile;
 impl Sidecar {
     /// Opens the segment, connects and prepares the stream. Retries while the server is
     /// unreachable (logging each failure); gives up at once on TLS and authentication failures.
+    /// The status file is written from the first moment (see [`Starting`]).
     pub async fn start(config: Config, reader: Reader, stop: &AtomicBool) -> anyhow::Result<Sidecar> {
+        let starting = Starting::begin(&config);
+        Sidecar::start_reporting(config, reader, stop, &starting).await
+    }
+
+    /// [`start`](Self::start) with the status the caller began before the segment was open; the
+    /// sidecar takes it over (its counters and last error) once it has found its position.
+    pub async fn start_reporting(
+        config: Config,
+        reader: Reader,
+        stop: &AtomicBool,
+        starting: &Starting,
+    ) -> anyhow::Result<Sidecar> {
+        starting.segment_opened(&reader);
         let feed = reader.feed_name();
         let prefix = config.subject_prefix(&feed);
-        let (client, connected) = connection::connect(&config, stop).await?;
-        let js = connection::jetstream_context(&config, &client);
+        let (client, connected) = connection::connect(&config, stop, starting).await?;
+        starting.connected(connected.clone());
+        let js = connection::jetstream_context(&config, &client).map(Arc::new);
         let prober = Arc::new(Prober::new(client.clone()).await?);
         let stream_name = config.stream_name(&feed);
         let status = StatusFile::new(reader.path(), &config.name)
@@ -34,7 +49,7 @@ impl Sidecar {
             gap_subject: Subject::from(format!("{prefix}._gap")),
             feed,
             prefix,
-            client,
+            client: Arc::new(client),
             prober,
             js,
             connected,
@@ -59,6 +74,7 @@ impl Sidecar {
             last_save: now,
             status,
             last_status: now,
+            state: State::Resuming,
             backoff: Duration::from_millis(50),
             tick: TickRecord::ZERO,
             reader,
@@ -67,6 +83,10 @@ impl Sidecar {
         if sidecar.js.is_some() {
             sidecar.ensure_stream().await?;
         }
+        // From here on the sidecar writes its own status (a wait on the server keeps it fresh).
+        let (counters, last_error) = starting.finish();
+        sidecar.counters = counters;
+        sidecar.last_error = last_error;
         let write_cursor = sidecar.resume_from_cursor()?;
         sidecar.published_seq = sidecar.confirmed;
         if sidecar.js.is_some() {
@@ -82,6 +102,7 @@ impl Sidecar {
                 );
             }
         }
+        sidecar.state = State::Publishing;
         sidecar.write_status();
         Ok(sidecar)
     }

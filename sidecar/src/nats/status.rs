@@ -5,7 +5,41 @@ use std::{sync::atomic::Ordering, time::Instant};
 use qilin_shm::now_ns;
 use serde_json::json;
 
-use super::{Mode, Sidecar};
+use super::{Mode, Sidecar, config};
+
+/// What the sidecar is doing: `state` in its status file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The segment does not exist yet, or the core is still creating it.
+    WaitingForSegment,
+    /// No connection to NATS yet (retried with backoff; `last_error` says why).
+    Connecting,
+    /// Connected; preparing the stream and finding where to resume.
+    Resuming,
+    /// Publishing (`connected` says whether NATS is reachable right now).
+    Publishing,
+    /// A publish, ack or round trip failed: backing off and resynchronising (`last_error`).
+    Retrying,
+    /// Stopped on request (the last status of a clean stop).
+    Stopped,
+    /// Gave up: an error retrying cannot fix (`last_error`); the process exited.
+    Failed,
+}
+
+impl State {
+    /// The name in the status file.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::WaitingForSegment => "waiting-for-segment",
+            State::Connecting => "connecting",
+            State::Resuming => "resuming",
+            State::Publishing => "publishing",
+            State::Retrying => "retrying",
+            State::Stopped => "stopped",
+            State::Failed => "failed",
+        }
+    }
+}
 
 /// The sidecar's counters (also in its status file).
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -43,6 +77,7 @@ impl Sidecar {
             "name": self.config.name,
             "pid": std::process::id(),
             "feed": self.feed,
+            "state": self.state.name(),
             "mode": match self.config.nats.mode { Mode::Core => "core", Mode::Jetstream => "jetstream" },
             "stream": if self.js.is_some() { Some(&self.stream_name) } else { None },
             "subject_prefix": self.prefix,
@@ -64,5 +99,25 @@ impl Sidecar {
             tracing::error!("status file {}: {e}", self.status.path().display());
         }
         self.last_status = Instant::now();
+    }
+
+    /// Awaits `future`, rewriting the status file (and saving the cursor) whenever they fall due
+    /// meanwhile: a wait on the server (an ack, a round trip, a publish permit) can last
+    /// `request_timeout_ms`, while the status promises a rewrite every `status_interval_ms`, and
+    /// an operator must see `connected: false` rather than a sidecar that looks dead. The future
+    /// is polled once first, so a wait that is over at once costs no timer.
+    pub(super) async fn keeping_status<F: Future>(&mut self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        if let std::task::Poll::Ready(out) = futures::poll!(future.as_mut()) {
+            return out;
+        }
+        let interval = config::ms(self.config.status_interval_ms);
+        loop {
+            let due = tokio::time::Instant::from_std(self.last_status + interval);
+            tokio::select! {
+                out = &mut future => return out,
+                () = tokio::time::sleep_until(due) => self.maintain(),
+            }
+        }
     }
 }
