@@ -4,8 +4,10 @@
 //! (`nats.password_file`, the TLS key, …).
 //!
 //! The rules, the strictest of the loaders this replaced:
-//! - opened `O_NOFOLLOW` (a symlink planted in place of the file is refused) and then checked on the
-//!   open descriptor (`fstat`): a regular file, not what the path names a moment later;
+//! - opened `O_NOFOLLOW` (a symlink planted in place of the file is refused) and `O_NONBLOCK` (a
+//!   FIFO planted there does not hang the loader until someone writes to it), then checked on the
+//!   open descriptor (`fstat`): a regular file, not what the path names a moment later, and read
+//!   through that same descriptor;
 //! - [`Exposure::Private`]: no permission bit for the group or others (0600 or 0400), else refused
 //!   with the mode and the fix. Only the dotenv file of the `sim` profile, which holds simulator
 //!   credentials, is read with [`Exposure::Allowed`];
@@ -94,7 +96,7 @@ pub fn read(path: &Path, exposure: Exposure) -> Result<Contents, FileError> {
     let io_error = |source| FileError::Io { path: path.to_owned(), source };
     let mut file: File = OpenOptions::new()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
         .open(path)
         .map_err(io_error)?;
     let meta = file.metadata().map_err(io_error)?;
@@ -232,6 +234,24 @@ mod tests {
             "{err}"
         );
         assert!(matches!(read_value(dir.path()), Err(FileError::NotFile { .. })));
+    }
+
+    /// A FIFO in place of a secret file: refused as not a regular file, at once (the open does not
+    /// wait for a writer; before O_NONBLOCK it blocked until one came).
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("CTP_PRIMARY_PASSWORD");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_value(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        // A hang guard, not a performance bound: the answer needs no writer at all.
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the loader hung on a FIFO");
+        let err = answer.expect_err("a FIFO is not a secret file");
+        assert!(err.contains("CTP_PRIMARY_PASSWORD") && err.contains("not a regular file"), "{err}");
     }
 
     #[test]
