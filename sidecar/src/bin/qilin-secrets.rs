@@ -5,7 +5,10 @@
 //! hands the CTP credentials to the core over its control socket (peer uid checked both ways) and
 //! again whenever the core asks (it restarted); with `--watch` it rotates them when the source
 //! changes: validate → failover → re-login → failback → verify health from the segment, every step
-//! audited (see `qilin_sidecar::secrets::rotate` and docs/SIDECARS.md).
+//! audited; a failure after the failover puts the previous credentials back on the primary and fails
+//! back (retried with a growing delay until it can), and the rotation's state and counters go to the
+//! status file `<segment>.sidecars/secrets.json` (see `qilin_sidecar::secrets::rotate` and
+//! docs/SIDECARS.md).
 //!
 //! Exit codes: 0 stopped by a signal after a clean load; 1 the secrets have problems (each printed
 //! with its key, never the value; nothing shredded); 2 the source cannot be read, or shredding
@@ -25,6 +28,7 @@ use qilin_sidecar::secrets::{
     self, Profile, Source,
     handoff::{CoreLink, LinkError},
     rotate::{Holder, HolderConfig},
+    status::Status,
 };
 use serde_json::{Value, json};
 
@@ -66,6 +70,17 @@ struct Args {
     /// How long one request to the core may take (a relogin waits for the broker's answer).
     #[arg(long, default_value_t = 15_000)]
     core_timeout_ms: u64,
+    /// A changed source is taken only once it has read the same for this long (a file written in
+    /// place, not renamed, can be read half-written).
+    #[arg(long, default_value_t = 1000)]
+    settle_ms: u64,
+    /// First delay before a failed rotation or an unfinished recovery is tried again; doubled after
+    /// each failure.
+    #[arg(long, default_value_t = 1000)]
+    retry_initial_ms: u64,
+    /// The longest delay between two attempts.
+    #[arg(long, default_value_t = 60_000)]
+    retry_max_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -155,8 +170,22 @@ fn main() -> ExitCode {
         segment: args.segment.clone(),
         health_within: Duration::from_millis(args.health_within_ms),
         watch: args.watch,
+        settle: Duration::from_millis(args.settle_ms),
+        retry_initial: Duration::from_millis(args.retry_initial_ms),
+        retry_max: Duration::from_millis(args.retry_max_ms.max(args.retry_initial_ms)),
     };
-    let mut holder = Holder::new(config, link.clone(), log, loaded);
+    // The rotation's state goes to the status file beside the segment (only when watching: without
+    // --watch there is no rotation to report).
+    let status_file = args.watch.then(|| qilin_market::status::StatusFile::new(&args.segment, "secrets"));
+    let status_file = match status_file {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            tracing::warn!(segment = %args.segment.display(), error = %e, "no status file: cannot create its directory");
+            None
+        }
+        None => None,
+    };
+    let mut holder = Holder::new(config, link.clone(), log, loaded, Status::new(status_file));
     if link.is_some() {
         match holder.hand_over_all("start") {
             Ok(n) => tracing::info!(sessions = n, "credentials handed to the core"),

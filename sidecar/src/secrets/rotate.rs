@@ -2,24 +2,37 @@
 //! (rotation = fail over to the backup account, replace the primary's credentials, fail back),
 //! driven by a change of the watched secret file or directory.
 //!
-//! On every change of the source ([`Holder::poll`] loads it every interval and compares the values):
+//! [`Holder::poll`] loads the source every interval and compares the values with the set it holds.
+//! A changed set is taken only once it has loaded the same for `settle` (a file written in place,
+//! not renamed, can be read half-written; a directory of secret files changes one file at a time).
+//! Then the [`runbook`] runs:
 //!
 //! 1. **validate** the new set with the same checks as `qilinctl validate-env`; a set with problems
 //!    is refused (audited with the key names and reasons) and the running credentials stay;
 //! 2. if the backup account changed: hand the new backup credentials over and **relogin** the
 //!    backup session while it is the standby (failing back first if the backup is active);
 //! 3. if the primary account changed: **failover** to the backup, hand the new primary
-//!    credentials over, **relogin** the primary (if its login is refused, the old credentials are
-//!    handed back and the primary logs in with them again: rolled back), **failback**;
+//!    credentials over, **relogin** the primary, **failback**;
 //! 4. **verify** health from the segment: the heartbeat is live and ticks from the primary session
 //!    are published again within `health_within`.
 //!
+//! Any failure once the failover may have happened **recovers**: the primary gets its previous
+//! credentials back (failing over first if it is active, so its relogin loses no tick), logs in
+//! with them, and the feed fails back. A recovery that cannot finish (the core unreachable, the
+//! login refused again) is retried with a growing delay (`retry_initial` doubling up to
+//! `retry_max`) until it does; no new rotation starts meanwhile. A rotation that failed for a reason
+//! that may pass (the backup not logged in, the core unreachable or silent) is tried again with the
+//! same growing delay; one the core or the broker refused is not, until the source changes.
+//!
 //! Every step is an audit entry (`secrets rotate`, with the rotation's id, the step, the outcome
-//! and the core's reply), never a value. Other keys (NATS, rate-limit tokens) are taken as they
-//! come: the sidecars that use them read their own secret files.
+//! and the core's reply), never a value; the state, the last outcome and counters go to the status
+//! file ([`super::status`]). Other keys (NATS, rate-limit tokens) are taken as they come: the
+//! sidecars that use them read their own secret files.
 //!
 //! The holder also re-hands credentials to a core that asks for them (a session in
 //! `waiting_credentials`: the core restarted), checked every few seconds.
+
+mod runbook;
 
 use std::{
     path::PathBuf,
@@ -27,14 +40,15 @@ use std::{
 };
 
 use qilin_audit::{AuditLog, Entry};
-use qilin_shm::{Next, Reader, Source as TickSource, Start, TickRecord};
+use qilin_market::control::{Reply, Request, SessionsReply, Which};
 use serde_json::{Value, json};
 
-use qilin_market::control::{Reply, Request, SessionsReply, Which};
-
+use self::runbook::Run;
+pub use self::runbook::verify_health;
 use super::{
     Loaded, Profile, Source,
-    handoff::{ACCOUNTS, CoreLink, LinkError, account_changed, changed_keys, credentials_line},
+    handoff::{ACCOUNTS, CoreLink, LinkError, account_changed, changed_keys},
+    status::{State, Status},
 };
 
 /// Settings of the holder.
@@ -50,6 +64,44 @@ pub struct HolderConfig {
     pub health_within: Duration,
     /// Whether to watch the source for changes.
     pub watch: bool,
+    /// How long a changed source must load the same before it is taken.
+    pub settle: Duration,
+    /// The first delay before a failed rotation or recovery is tried again; doubled each time.
+    pub retry_initial: Duration,
+    /// The longest delay between attempts.
+    pub retry_max: Duration,
+}
+
+/// When the next attempt is due, and the delay after it.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    at: Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    /// The delay announced for this attempt, and the one after it (doubled, capped).
+    fn schedule(previous: Option<Backoff>, initial: Duration, max: Duration) -> Backoff {
+        let delay = previous.map_or(initial, |b| (b.delay * 2).min(max)).max(Duration::from_millis(1));
+        Backoff { at: Instant::now() + delay, delay }
+    }
+}
+
+/// A recovery still to finish: the feed back on the primary with the held credentials.
+#[derive(Debug)]
+struct Recovery {
+    /// The rotation that failed.
+    id: String,
+    backoff: Backoff,
+    /// Whether the rotation's set is tried again once recovered.
+    retry_set: bool,
+}
+
+/// A changed set seen in the source, not taken until it stays the same for `settle`.
+#[derive(Debug)]
+struct Pending {
+    set: Loaded,
+    since: Instant,
 }
 
 /// The credentials held and the link to the core.
@@ -61,9 +113,18 @@ pub struct Holder {
     current: Loaded,
     /// The last set refused, so an unchanged bad file is not refused (and audited) again and again.
     refused: Option<Loaded>,
+    pending: Option<Pending>,
+    /// A failed rotation of the pending set, to be tried again.
+    retry: Option<Backoff>,
+    recovery: Option<Recovery>,
+    /// The core's `credentials_version` of the primary credentials held (from its hand-over
+    /// replies): a different version in `sessions` means the core's primary holds others.
+    primary_version: Option<u64>,
+    status: Status,
+    /// The id of the rotation running now.
+    rotating: Option<String>,
     rotations: u64,
     next_core_check: Instant,
-    retry_after: Option<Instant>,
     core_unreachable_logged: bool,
 }
 
@@ -76,22 +137,39 @@ pub enum Outcome {
     Updated,
     /// The new set failed validation; the old one runs.
     Refused,
-    /// A step failed; what runs is described in the message.
+    /// A step failed; what runs (or what is being recovered) is described in the message.
     Failed(String),
 }
 
+/// Whether two loads hold the same values and the same problems.
+fn same(a: &Loaded, b: &Loaded) -> bool {
+    a.problems == b.problems && changed_keys(a, b).is_empty()
+}
+
 impl Holder {
-    /// A holder of `current` (already validated), handing over through `link` if given.
-    pub fn new(config: HolderConfig, link: Option<CoreLink>, audit: AuditLog, current: Loaded) -> Holder {
+    /// A holder of `current` (already validated), handing over through `link` if given, reporting
+    /// in `status`.
+    pub fn new(
+        config: HolderConfig,
+        link: Option<CoreLink>,
+        audit: AuditLog,
+        current: Loaded,
+        status: Status,
+    ) -> Holder {
         Holder {
             config,
             link,
             audit,
             current,
             refused: None,
+            pending: None,
+            retry: None,
+            recovery: None,
+            primary_version: None,
+            status,
+            rotating: None,
             rotations: 0,
             next_core_check: Instant::now(),
-            retry_after: None,
             core_unreachable_logged: false,
         }
     }
@@ -106,6 +184,28 @@ impl Holder {
         if let Err(e) = self.audit.append(&entry) {
             tracing::error!(error = %e, "could not write the audit log");
         }
+    }
+
+    /// Where the rotation machinery is, for the status file.
+    fn state(&self) -> (State, Option<Instant>) {
+        if self.rotating.is_some() {
+            (State::Rotating, None)
+        } else if let Some(r) = &self.recovery {
+            (State::Recovering, Some(r.backoff.at))
+        } else if let Some(r) = &self.retry {
+            (State::Retrying, Some(r.at))
+        } else if self.pending.is_some() {
+            (State::Settling, self.pending.as_ref().map(|p| p.since + self.config.settle))
+        } else {
+            (State::Idle, None)
+        }
+    }
+
+    /// Rewrites the status file.
+    pub fn write_status(&mut self) {
+        let (state, next) = self.state();
+        let extra = json!({"source": self.config.source.to_string(), "profile": self.config.profile.as_str()});
+        self.status.write(state, next, extra);
     }
 
     /// Hands both accounts' credentials to the core (at start, and when the core asks again).
@@ -140,6 +240,9 @@ impl Holder {
                 tracing::info!(session, "credentials handed to the core");
             }
             let reply = reply.to_value();
+            if ok && session == "primary" {
+                self.primary_version = reply["credentials_version"].as_u64();
+            }
             self.audit(
                 "secrets handoff",
                 i32::from(!ok),
@@ -154,14 +257,29 @@ impl Holder {
         }
     }
 
-    /// One round: re-hand credentials to a core that waits for them, and look for a changed source.
+    /// One round: re-hand credentials to a core that waits for them, go on with a recovery that
+    /// is due, and look for a changed source. Rewrites the status file.
     pub fn poll(&mut self) -> Option<Outcome> {
+        let outcome = self.poll_once();
+        self.write_status();
+        outcome
+    }
+
+    fn poll_once(&mut self) -> Option<Outcome> {
         let now = Instant::now();
         if self.link.is_some() && now >= self.next_core_check {
             self.next_core_check = now + Duration::from_secs(2);
             self.serve_waiting_core();
         }
-        if !self.config.watch || self.retry_after.is_some_and(|t| now < t) {
+        if let Some(recovery) = &self.recovery {
+            if now >= recovery.backoff.at {
+                self.recover_again();
+            }
+            if self.recovery.is_some() {
+                return None;
+            }
+        }
+        if !self.config.watch {
             return None;
         }
         let new = match super::load(&self.config.source) {
@@ -172,13 +290,34 @@ impl Holder {
                 return None;
             }
         };
+        if same(&self.current, &new) {
+            // Back to the set that runs: nothing pending, nothing to retry.
+            self.pending = None;
+            self.retry = None;
+            return None;
+        }
+        if self.refused.as_ref().is_some_and(|r| same(r, &new)) {
+            return None;
+        }
+        match &self.pending {
+            Some(p) if same(&p.set, &new) => {}
+            _ => {
+                tracing::info!(
+                    changed = ?changed_keys(&self.current, &new),
+                    settle_ms = self.config.settle.as_millis() as u64,
+                    "the watched source changed; waiting until it is unchanged for the settle time"
+                );
+                self.pending = Some(Pending { set: new, since: now });
+                self.retry = None;
+                return None;
+            }
+        }
+        if self.pending.as_ref().is_some_and(|p| now < p.since + self.config.settle)
+            || self.retry.is_some_and(|r| now < r.at)
+        {
+            return None;
+        }
         let changed = changed_keys(&self.current, &new);
-        if changed.is_empty() && new.problems.is_empty() {
-            return None;
-        }
-        if self.refused.as_ref().is_some_and(|r| changed_keys(r, &new).is_empty()) {
-            return None;
-        }
         Some(self.rotate(new, changed))
     }
 
@@ -187,17 +326,7 @@ impl Holder {
         match link.request(&Request::Sessions) {
             Ok(reply) => {
                 self.core_unreachable_logged = false;
-                let sessions = match &reply {
-                    Reply::Ok(value) => SessionsReply::from_value(value).ok(),
-                    Reply::Refused(_) => None,
-                };
-                let waiting = ACCOUNTS.iter().any(|(session, prefix)| {
-                    let state = Which::parse(session)
-                        .and_then(|which| sessions.as_ref().and_then(|s| s.sessions.get(&which)))
-                        .map(|s| s.state.as_str());
-                    state == Some("waiting_credentials") && self.current.get(&format!("{prefix}USER_ID")).is_some()
-                });
-                if waiting
+                if self.core_waits(&reply)
                     && let Err(e) = self.hand_over_all("the core is waiting for credentials (started or restarted)")
                 {
                     tracing::warn!(error = %e, "hand-off failed; retried");
@@ -212,10 +341,31 @@ impl Holder {
         }
     }
 
+    /// Whether a `sessions` reply shows a session waiting for credentials this holder has.
+    fn core_waits(&self, reply: &Reply) -> bool {
+        let sessions = match reply {
+            Reply::Ok(value) => SessionsReply::from_value(value).ok(),
+            Reply::Refused(_) => None,
+        };
+        ACCOUNTS.iter().any(|(session, prefix)| {
+            let state = Which::parse(session)
+                .and_then(|which| sessions.as_ref().and_then(|s| s.sessions.get(&which)))
+                .map(|s| s.state.as_str());
+            state == Some("waiting_credentials") && self.current.get(&format!("{prefix}USER_ID")).is_some()
+        })
+    }
+
     /// Validates `new` and runs the runbook for what changed.
     pub fn rotate(&mut self, new: Loaded, changed: Vec<String>) -> Outcome {
         self.rotations += 1;
         let id = format!("{}-{}", std::process::id(), self.rotations);
+        self.rotating = Some(id.clone());
+        let outcome = self.run_rotation(id, new, changed);
+        self.rotating = None;
+        outcome
+    }
+
+    fn run_rotation(&mut self, id: String, new: Loaded, changed: Vec<String>) -> Outcome {
         let mut problems = new.problems.clone();
         problems.extend(super::validate(&new, self.config.profile));
         problems.dedup();
@@ -228,7 +378,10 @@ impl Holder {
                 1,
                 json!({"rotation": id, "step": "validate", "changed": changed, "outcome": "refused: the running credentials stay", "problems": problems}),
             );
-            self.refused = Some(new);
+            self.status.counters.rotations_refused += 1;
+            self.status.last = Some((id, "refused".into()));
+            self.status.last_error = Some(format!("new secrets refused: {} problem(s)", problems.len()));
+            self.finish_pending(Some(new), None);
             return Outcome::Refused;
         }
         self.audit(
@@ -240,216 +393,118 @@ impl Holder {
         let backup = account_changed(&self.current, &new, "backup");
         if self.link.is_none() || (!primary && !backup) {
             tracing::info!(?changed, "new secrets held");
-            self.audit(
-                "secrets rotate",
-                0,
-                json!({"rotation": id, "step": "done", "outcome": "updated (no CTP account changed)"}),
-            );
-            self.current = new;
-            self.refused = None;
+            self.succeeded(id, "updated (no CTP account changed)", new, None);
             return Outcome::Updated;
         }
-        let mut run = Run { holder: self, id: &id, failed: None };
+        let mut run = Run::new(self, &id);
         if backup {
             run.rotate_backup(&new);
         }
         if primary && run.failed.is_none() {
             run.rotate_primary(&new);
         }
-        let failed = run.failed.take();
-        match failed {
-            None => {
-                self.audit("secrets rotate", 0, json!({"rotation": id, "step": "done", "outcome": "rotated"}));
-                self.current = new;
-                self.refused = None;
-                self.retry_after = None;
-                Outcome::Rotated
+        let Some(failure) = run.failed.take() else {
+            let version = if primary { run.new_primary_version } else { self.primary_version };
+            self.succeeded(id, "rotated", new, version);
+            return Outcome::Rotated;
+        };
+        let touched = run.touched;
+        let recovered = if touched { Some(run.recover()) } else { None };
+        let message = failure.message;
+        self.status.counters.rotations_failed += 1;
+        self.status.last_error = Some(message.clone());
+        let (state, refused) = match recovered {
+            None if failure.retry => {
+                let backoff = Backoff::schedule(self.retry, self.config.retry_initial, self.config.retry_max);
+                self.retry = Some(backoff);
+                (
+                    format!(
+                        "the feed stays on the primary with its previous credentials; retrying in {} ms",
+                        backoff.delay.as_millis()
+                    ),
+                    None,
+                )
             }
-            Some(Failure { message, retry }) => {
-                tracing::error!(rotation = %id, "rotation failed: {message}");
-                self.audit(
-                    "secrets rotate",
-                    1,
-                    json!({"rotation": id, "step": "done", "outcome": format!("failed: {message}")}),
-                );
-                if retry {
-                    // The core was not there or not ready: try the same set again a little later.
-                    self.retry_after = Some(Instant::now() + Duration::from_secs(10));
+            None => ("the feed stays on the primary with its previous credentials".to_string(), Some(new)),
+            Some(Ok(())) => {
+                self.status.counters.rotations_rolled_back += 1;
+                let mut state = "rolled back: the feed is on the primary with its previous credentials".to_string();
+                let refused = if failure.retry {
+                    let backoff = Backoff::schedule(self.retry, self.config.retry_initial, self.config.retry_max);
+                    self.retry = Some(backoff);
+                    state.push_str(&format!("; retrying in {} ms", backoff.delay.as_millis()));
+                    None
                 } else {
-                    self.refused = Some(new);
-                }
-                Outcome::Failed(message)
+                    Some(new)
+                };
+                (state, refused)
             }
+            Some(Err(why)) => {
+                self.status.counters.recovery_attempts_failed += 1;
+                let backoff = Backoff::schedule(None, self.config.retry_initial, self.config.retry_max);
+                self.recovery = Some(Recovery { id: id.clone(), backoff, retry_set: failure.retry });
+                self.retry = None;
+                let state = format!(
+                    "recovering: the feed is not yet back on the primary with its previous credentials ({why}); \
+                     retrying in {} ms",
+                    backoff.delay.as_millis()
+                );
+                (state, if failure.retry { None } else { Some(new) })
+            }
+        };
+        let outcome = format!("failed: {message}; {state}");
+        tracing::error!(rotation = %id, "rotation failed: {message}; {state}");
+        self.audit("secrets rotate", 1, json!({"rotation": id, "step": "done", "outcome": outcome}));
+        self.status.last = Some((id, outcome.clone()));
+        if let Some(new) = refused {
+            self.finish_pending(Some(new), None);
         }
-    }
-}
-
-struct Failure {
-    message: String,
-    /// Worth retrying the same set later (the core was unreachable or a session not ready).
-    retry: bool,
-}
-
-/// One rotation's steps.
-struct Run<'a> {
-    holder: &'a mut Holder,
-    id: &'a str,
-    failed: Option<Failure>,
-}
-
-impl Run<'_> {
-    fn link(&self) -> CoreLink {
-        self.holder.link.clone().expect("a rotation of CTP accounts runs only with a core link")
+        Outcome::Failed(outcome)
     }
 
-    /// Sends `line`, audits the step with the reply; `Err` (and records the failure) unless the
-    /// reply is ok.
-    fn step(&mut self, step: &str, request: Request<'_>) -> Result<Value, ()> {
-        let result = self.link().request(&request);
-        self.record(step, result)
+    /// A rotation that needs nothing more: `new` is held from now on.
+    fn succeeded(&mut self, id: String, outcome: &str, new: Loaded, primary_version: Option<u64>) {
+        self.audit("secrets rotate", 0, json!({"rotation": id, "step": "done", "outcome": outcome}));
+        self.status.counters.rotations_ok += 1;
+        self.status.last = Some((id, outcome.to_owned()));
+        self.status.last_error = None;
+        self.current = new;
+        self.primary_version = primary_version;
+        self.finish_pending(None, None);
     }
 
-    fn record(&mut self, step: &str, result: Result<Reply, LinkError>) -> Result<Value, ()> {
+    /// The pending set is settled: refused (`refused`), or taken.
+    fn finish_pending(&mut self, refused: Option<Loaded>, retry: Option<Backoff>) {
+        self.pending = None;
+        self.retry = retry;
+        self.refused = refused;
+    }
+
+    /// A recovery attempt that is due. The recovery stays in place while it runs, so the status
+    /// file says `recovering` after each step.
+    fn recover_again(&mut self) {
+        let Some(recovery) = &self.recovery else { return };
+        let (id, backoff, retry_set) = (recovery.id.clone(), recovery.backoff, recovery.retry_set);
+        let result = Run::new(self, &id).recover();
         match result {
-            Ok(Reply::Ok(reply)) => {
-                tracing::info!(rotation = %self.id, step, "done");
-                self.holder.audit(
-                    "secrets rotate",
-                    0,
-                    json!({"rotation": self.id, "step": step, "outcome": "ok", "reply": reply}),
-                );
-                Ok(reply)
+            Ok(()) => {
+                let outcome = "the feed is on the primary with its previous credentials";
+                tracing::info!(rotation = %id, "recovered: {outcome}");
+                self.audit("secrets rotate", 0, json!({"rotation": id, "step": "recovered", "outcome": outcome}));
+                self.status.counters.rotations_rolled_back += 1;
+                self.status.last = Some((id, format!("recovered: {outcome}")));
+                self.recovery = None;
+                if retry_set {
+                    self.retry = Some(Backoff::schedule(None, self.config.retry_initial, self.config.retry_max));
+                }
             }
-            Ok(refused @ Reply::Refused(_)) => {
-                let error = refused.error().unwrap_or("refused").to_owned();
-                let reply = refused.to_value();
-                self.holder.audit(
-                    "secrets rotate",
-                    1,
-                    json!({"rotation": self.id, "step": step, "outcome": format!("failed: {error}"), "reply": reply}),
-                );
-                self.failed = Some(Failure { message: format!("{step}: {error}"), retry: step == "failover" });
-                Err(())
-            }
-            Err(e) => {
-                self.holder.audit(
-                    "secrets rotate",
-                    1,
-                    json!({"rotation": self.id, "step": step, "outcome": format!("failed: {e}")}),
-                );
-                let retry = matches!(e, LinkError::Unreachable { .. });
-                self.failed = Some(Failure { message: format!("{step}: {e}"), retry });
-                Err(())
+            Err(why) => {
+                self.status.counters.recovery_attempts_failed += 1;
+                let backoff = Backoff::schedule(Some(backoff), self.config.retry_initial, self.config.retry_max);
+                tracing::warn!(rotation = %id, "recovery not finished ({why}); retrying in {} ms", backoff.delay.as_millis());
+                self.status.last_error = Some(why);
+                self.recovery = Some(Recovery { id, backoff, retry_set });
             }
         }
     }
-
-    /// Hands `session`'s credentials from `set` over (the line is built first, so `set` may be
-    /// the holder's own).
-    fn hand(&mut self, step: &str, set: Option<&Loaded>, session: &str) -> Result<Value, ()> {
-        let line = credentials_line(set.unwrap_or(&self.holder.current), session);
-        let result = match line {
-            Some(line) => self.link().send_credentials(&line),
-            None => Ok(Reply::refused("no user id for this account")),
-        };
-        self.record(step, result)
-    }
-
-    fn active(&self) -> Option<String> {
-        match self.link().request(&Request::Sessions) {
-            Ok(Reply::Ok(value)) => SessionsReply::from_value(&value).ok()?.active.map(|which| which.name().to_owned()),
-            _ => None,
-        }
-    }
-
-    /// The backup changed: rotate it while it is the standby.
-    fn rotate_backup(&mut self, new: &Loaded) {
-        if self.active().as_deref() == Some("backup")
-            && self.step("failback (backup is active)", Request::Failback).is_err()
-        {
-            return;
-        }
-        if self.hand("hand over backup", Some(new), "backup").is_err() {
-            return;
-        }
-        if self.step("relogin backup", Request::Relogin(Which::Backup)).is_err() {
-            // Refused by the broker: put the old credentials back.
-            let failed = self.failed.take();
-            let _ = self.hand("roll back backup", None, "backup");
-            let _ = self.step("relogin backup (previous credentials)", Request::Relogin(Which::Backup));
-            self.failed = failed;
-            if let Some(f) = &mut self.failed {
-                f.message.push_str("; the backup runs on its previous credentials");
-                f.retry = false;
-            }
-        }
-    }
-
-    /// The primary changed: failover → new credentials → relogin → failback → verify.
-    fn rotate_primary(&mut self, new: &Loaded) {
-        if self.step("failover", Request::Failover).is_err() {
-            return;
-        }
-        if self.hand("hand over primary", Some(new), "primary").is_err() {
-            return;
-        }
-        if self.step("relogin primary", Request::Relogin(Which::Primary)).is_err() {
-            let message = self.failed.take().map(|f| f.message).unwrap_or_default();
-            let rolled_back = self.hand("roll back primary", None, "primary").is_ok()
-                && self.step("relogin primary (previous credentials)", Request::Relogin(Which::Primary)).is_ok()
-                && self.step("failback", Request::Failback).is_ok();
-            let state = if rolled_back {
-                "rolled back: the primary runs on its previous credentials"
-            } else {
-                "the feed runs on the backup session"
-            };
-            self.failed = Some(Failure { message: format!("{message}; {state}"), retry: false });
-            return;
-        }
-        let failback_ns = qilin_shm::now_ns();
-        if self.step("failback", Request::Failback).is_err() {
-            return;
-        }
-        let verdict = verify_health(&self.holder.config.segment, failback_ns, self.holder.config.health_within);
-        let (code, outcome) = match &verdict {
-            Ok(seen) => (0, format!("ok: {seen}")),
-            Err(e) => (1, format!("failed: {e}")),
-        };
-        self.holder.audit(
-            "secrets rotate",
-            code,
-            json!({"rotation": self.id, "step": "verify health", "outcome": outcome}),
-        );
-        if let Err(e) = verdict {
-            self.failed = Some(Failure { message: format!("verify health: {e}"), retry: false });
-        }
-    }
-}
-
-/// Whether the segment shows the primary session publishing after `since_ns` within `within`, with
-/// a live heartbeat. `Ok` says what was seen.
-pub fn verify_health(segment: &std::path::Path, since_ns: i64, within: Duration) -> Result<String, String> {
-    let mut reader = Reader::open(segment).map_err(|e| format!("opening {}: {e}", segment.display()))?;
-    reader.seek(Start::Newest);
-    let deadline = Instant::now() + within;
-    let mut tick = TickRecord::ZERO;
-    let mut other = 0u64;
-    while Instant::now() < deadline {
-        match reader.try_next(&mut tick) {
-            Next::Tick if tick.source == TickSource::Primary as u8 && tick.publish_ns >= since_ns => {
-                let age_ms = (qilin_shm::now_ns() - reader.heartbeat_ns()) as f64 / 1e6;
-                return Ok(format!(
-                    "primary tick sequence {} published; heartbeat {age_ms:.1} ms old; {other} other ticks before it",
-                    tick.sequence
-                ));
-            }
-            Next::Tick => other += 1,
-            Next::Empty => std::thread::sleep(Duration::from_millis(1)),
-            _ => {}
-        }
-    }
-    Err(format!(
-        "no tick from the primary session within {} ms of the failback ({other} other ticks)",
-        within.as_millis()
-    ))
 }
