@@ -13,8 +13,8 @@
 //!    backup session while it is the standby (failing back first if the backup is active);
 //! 3. if the primary account changed: **failover** to the backup, hand the new primary
 //!    credentials over, **relogin** the primary, **failback**;
-//! 4. **verify** health from the segment: the heartbeat is live and ticks from the primary session
-//!    are published again within `health_within`.
+//! 4. **verify** health from the segment: a tick from the primary session is published again
+//!    within `health_within`.
 //!
 //! Any failure once the failover may have happened **recovers**: the primary gets its previous
 //! credentials back (failing over first if it is active, so its relogin loses no tick), logs in

@@ -252,8 +252,8 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Whether the segment shows the primary session publishing after `since_ns` within `within`, with
-/// a live heartbeat. `Ok` says what was seen.
+/// Whether the segment shows a tick of the primary session published after `since_ns`, within
+/// `within`. `Ok` says what was seen (with the heartbeat's age).
 pub fn verify_health(segment: &std::path::Path, since_ns: i64, within: Duration) -> Result<String, String> {
     let mut reader = Reader::open(segment).map_err(|e| format!("opening {}: {e}", segment.display()))?;
     reader.seek(Start::Newest);
