@@ -251,7 +251,11 @@ impl ControlServer {
             Request::Relogin(which) => self.ask(ManagerRequest::Relogin(which)),
             Request::Inject(which, fault) => self.ask(ManagerRequest::Inject(which, fault)),
             Request::Status => self.status(),
-            Request::Shutdown => self.send(Command::Shutdown, json!({"ok": true})),
+            Request::Shutdown => {
+                // Said in the log, so a test (or an operator) can tell a commanded stop from a signal.
+                tracing::info!(uid, "shutdown requested over the control socket");
+                self.send(Command::Shutdown, json!({"ok": true}))
+            }
             Request::Subscribe(id) | Request::Unsubscribe(id) => {
                 let Some(key) = id_key(id) else {
                     return json!({"ok": false, "error": RequestError::Instrument(id.to_owned()).to_string()});

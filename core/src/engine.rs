@@ -603,6 +603,12 @@ impl Engine {
                 // A new instrument enters the directory only with a tick that normalizes: the
                 // directory lives as long as the segment, so an invalid or forged struct must not
                 // take a place in it. Its state starts fresh, as a registered one's does.
+                if self.registered.len() >= self.capacity {
+                    // No place for it whatever the tick: say so without normalizing it.
+                    self.pending[Counter::DirectoryFull as usize] += 1;
+                    self.emit(Event::DirectoryFull { id: key });
+                    return self.reject(Reject::UnknownInstrument);
+                }
                 let Some(product) = self.product_for(key, raw.exchange_word()) else {
                     return self.reject(Reject::UnknownInstrument);
                 };

@@ -713,7 +713,7 @@ fn two_sessions_with_switches_allocate_nothing_and_publish_each_tick_once() {
         no_overflow(&reader);
         reader.write_cursor() >= TICKS
     });
-    std::thread::sleep(Duration::from_millis(50)); // anything more (a doubled tick) would show now
+    qilin_testkit::await_drained(&reader); // anything more (a doubled tick) would show now
     let run = rig.shutdown();
     assert_hot_and_busy(rig.name, &run, &reader, TICKS - 1);
     assert_eq!(reader.counter(Counter::HandoffFull), 0, "the hand-offs overflowed: the count below means nothing");

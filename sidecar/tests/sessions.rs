@@ -26,7 +26,7 @@ use std::{
 
 use common::{Core, WATCHDOG, unique, wait_for, workspace_bin};
 use qilin_shm::{Counter, LinkState, Next, Source, Start, TickRecord};
-use qilin_testkit::{assert_audit_verifies, audit_entries, read_ring, source_runs};
+use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs};
 use serde_json::{Value, json};
 use zerocopy::IntoBytes;
 
@@ -220,7 +220,7 @@ fn rotation_while_ticks_flow_loses_and_doubles_nothing() {
     assert!(at < TICKS, "the rotation finished after the market stopped (cursor {at}): it did not happen under flow");
 
     wait_for("every tick", || (reader.write_cursor() >= TICKS).then_some(()));
-    std::thread::sleep(Duration::from_millis(300)); // a doubled tick would be published by now
+    await_drained(&reader); // a doubled tick would be published by now
     assert_eq!(reader.write_cursor(), TICKS, "more ticks in the ring than the market made");
     let ticks = read_ring(reader.path(), TICKS);
     assert_same_market("rotation", &ticks, &oracle);
@@ -402,7 +402,11 @@ fn automatic_failover_and_failback_lose_and_double_nothing() {
 
     advance(5_000);
     assert_eq!(ctl(&socket, "inject primary heartbeat-warning 3")["ok"], true);
-    std::thread::sleep(Duration::from_millis(100));
+    // The manager has handled it once it is the primary's last error; it switched nothing.
+    wait_for("the 3 s warning handled", || {
+        let s = ctl(&socket, "sessions");
+        s["sessions"]["primary"]["last_error"].as_str().is_some_and(|e| e.contains("no data for 3 s")).then_some(())
+    });
     assert_eq!(
         reader.status().unwrap().active_source,
         Source::Primary as u32,
@@ -414,7 +418,7 @@ fn automatic_failover_and_failback_lose_and_double_nothing() {
     back_on_primary("failback after the warning");
 
     wait_for("every tick", || (reader.write_cursor() >= TICKS).then_some(()));
-    std::thread::sleep(Duration::from_millis(300));
+    await_drained(&reader);
     assert_eq!(reader.write_cursor(), TICKS, "more ticks in the ring than the market made");
     let ticks = read_ring(reader.path(), TICKS);
     assert_same_market("automatic failover", &ticks, &oracle);

@@ -79,6 +79,33 @@ pub fn read_ring(path: &Path, n: u64) -> Vec<TickRecord> {
     out
 }
 
+/// Waits until the writer of `reader`'s segment has taken everything handed to it: two of its
+/// housekeeping rounds (each flushes its counters and follows polling) pass with no struct taken
+/// (received, standby, hand-off drops and refused datagrams unchanged). Call it once the inputs
+/// are known to be finished; then "nothing more was published" is a positive observation, not a
+/// sleep.
+pub fn await_drained(reader: &Reader) {
+    use qilin_shm::Counter;
+    let taken = || {
+        [Counter::TicksReceived, Counter::StandbyTicks, Counter::HandoffFull, Counter::UdpRefused]
+            .iter()
+            .map(|&c| reader.counter(c))
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let before = taken();
+        for _ in 0..2 {
+            let beat = reader.heartbeat_ns();
+            wait_for("a housekeeping round of the writer", || (reader.heartbeat_ns() != beat).then_some(()));
+        }
+        if taken() == before {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WATCHDOG:?} waiting for the writer to drain its inputs");
+    }
+}
+
 /// Runs of consecutive records by source: which session the feed took its ticks from, in order.
 pub fn source_runs(ticks: &[TickRecord]) -> Vec<(Source, usize)> {
     let mut runs: Vec<(Source, usize)> = Vec::new();
