@@ -60,6 +60,12 @@ def dump(args):
     read_since_pause = 0
     after_epoch = None
     while True:
+        if args.until_file and not args.until:
+            # Set once the test knows where to stop (after it restarted the core).
+            try:
+                args.until = int(open(args.until_file).read())
+            except (OSError, ValueError):
+                pass
         if args.until and reader.next_sequence > args.until:
             break
         if args.after_epoch and after_epoch is not None and after_epoch >= args.after_epoch:
@@ -113,6 +119,7 @@ def main():
     d.add_argument("segment")
     d.add_argument("--start", default="oldest", help="oldest | newest | SEQUENCE")
     d.add_argument("--until", type=int, default=0, help="stop once every sequence up to this is accounted for")
+    d.add_argument("--until-file", help="like --until, with the sequence read from this file once it exists")
     d.add_argument("--after-epoch", type=int, default=0, help="stop this many ticks after a NewEpoch")
     d.add_argument("--lap-every", type=int, default=0, help="after this many ticks, wait to be lapped")
     d.add_argument("--lap-by", type=int, default=100)
