@@ -158,3 +158,94 @@ fn qilin_nats_started_while_nats_is_down_is_listed_at_once_and_after_a_restart()
     assert!(stop(&mut second, Signal::SIGTERM).success(), "{}", fs::read_to_string(&log).unwrap());
     drop(core);
 }
+
+/// Sends `signal` to a running process without waiting (SIGSTOP, SIGCONT).
+fn send(process: &KillOnDrop, signal: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.0.id() as i32), signal).unwrap();
+}
+
+/// The sidecar's own status file (`qilinctl status` needs a live segment to list it; this does
+/// not).
+fn own_status(segment: &Path, name: &str, pid: u32) -> Option<Value> {
+    status(segment, name).filter(|s| s["pid"] == pid)
+}
+
+#[test]
+fn a_segment_recreated_under_the_same_path_is_reopened_and_its_new_session_kept_apart() {
+    const OLD: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("recreated");
+    let server = NatsServer::start(dir.path());
+    // The ring holds both sessions' ticks: nothing is lapped, so every loss would be the sidecars'.
+    let mut core = Core::start(dir.path(), &feed, 1 << 16, 5_000, OLD);
+    let segment = core.segment.clone();
+    let journal_dir = dir.path().join("journal");
+    let nats_log = dir.path().join("nats.log");
+    let recorder_log = dir.path().join("recorder.log");
+    let mut nats = spawn_nats(&sidecar_config(dir.path(), &segment, &server.url(), "", ""), &nats_log);
+    let mut recorder = spawn(
+        env!("CARGO_BIN_EXE_qilin-recorder"),
+        &recorder_config(dir.path(), &segment, &journal_dir, ""),
+        &recorder_log,
+    );
+    let (nats_pid, recorder_pid) = (nats.0.id(), recorder.0.id());
+
+    // Both sidecars stopped behind the core by construction: the core is frozen while they catch
+    // up with it and are frozen in turn, and has ticks of the old session still to publish.
+    let frozen_at = while_core_frozen_at(&core, 100, || {
+        let at = core.reader().write_cursor();
+        for name in ["nats", "recorder"] {
+            wait_for(&format!("{name} to reach the frozen core"), || {
+                status(&segment, name).filter(|s| s["position"] == at)
+            });
+        }
+        send(&nats, Signal::SIGSTOP);
+        send(&recorder, Signal::SIGSTOP);
+        at
+    });
+    println!("sidecars frozen at sequence {frozen_at} of {OLD}");
+    wait_for("the old session's last tick", || (core.reader().write_cursor() == OLD).then_some(()));
+
+    // The core dies, its segment is removed, and a core started again creates a new file under
+    // the same path: a new session, sequences from 1 again, which reuse the old session's numbers.
+    core.kill();
+    let old_epoch = core.reader().epoch();
+    fs::remove_file(&segment).unwrap();
+    core.restart();
+    let new_epoch = core.reader().epoch();
+    wait_for("the new session to pass sequence 1000", || (core.reader().write_cursor() >= 1000).then_some(()));
+    println!("old session epoch {old_epoch}, new session epoch {new_epoch}");
+
+    send(&nats, Signal::SIGCONT);
+    send(&recorder, Signal::SIGCONT);
+    // Each reads the old file to its end, then notices the new inode and reopens the path; the
+    // journal and the stream already hold the old session's numbers, so each holds.
+    for (name, pid) in [("nats", nats_pid), ("recorder", recorder_pid)] {
+        let s = wait_for(&format!("{name} to notice the re-created segment"), || {
+            own_status(&segment, name, pid).filter(|s| s["state"] == "segment-recreated")
+        });
+        println!("{name}: {s}");
+        assert_eq!(s["position"], OLD, "{name} read the old file to its end first: {s}");
+        assert_eq!(s["counters"]["recreated"], 1, "{s}");
+        assert!(s["last_error"].as_str().unwrap().contains("re-created"), "{s}");
+        assert!(s["write_cursor"].as_u64().unwrap() >= 1000, "{name} reads the new file: {s}");
+        let listed = wait_listed(&segment, name, pid, &format!("qilinctl status to list {name}"), |_| true);
+        assert_eq!(listed["state"], "segment-recreated", "{listed}");
+    }
+    for (log, name) in [(&nats_log, "qilin-nats"), (&recorder_log, "qilin-recorder")] {
+        let log = fs::read_to_string(log).unwrap();
+        let line =
+            log.lines().find(|l| l.contains("was re-created (inode")).unwrap_or_else(|| panic!("{name}:\n{log}"));
+        assert!(line.contains(&format!("new epoch {new_epoch}")), "{name} logs the new epoch: {line}");
+    }
+
+    // Stopped cleanly, nothing can arrive any more: the old session is in the stream and in the
+    // journal exactly once, none of the new session's repeated numbers with it.
+    assert!(stop(&mut nats, Signal::SIGTERM).success(), "{}", fs::read_to_string(&nats_log).unwrap());
+    assert!(stop(&mut recorder, Signal::SIGTERM).success(), "{}", fs::read_to_string(&recorder_log).unwrap());
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream_name(&feed)));
+    assert!(assert_exactly_once(&stored, OLD).is_empty(), "no gap event");
+    let (ticks, gaps) = read_journal(&journal_dir, &feed, OLD);
+    assert!(gaps.is_empty(), "no gap record: {gaps:?}");
+    assert_eq!(ticks.len() as u64, OLD);
+}

@@ -15,7 +15,10 @@ use std::{
 
 use clap::Parser;
 use qilin_shm::Reader;
-use qilin_sidecar::nats::{Config, Sidecar, Starting};
+use qilin_sidecar::{
+    nats::{Config, Sidecar, Starting},
+    recorder::SegmentFile,
+};
 
 /// Publishes every tick of a qilin segment to NATS.
 #[derive(Debug, Parser)]
@@ -107,7 +110,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The status file from the first moment: waiting for the segment, then for NATS.
     let starting = Starting::begin(&config);
     let started = async {
-        let reader = open_segment(&config, &stop, &starting).await?;
+        let (reader, file) = open_segment(&config, &stop, &starting).await?;
         tracing::info!(
             "reading feed {:?} from {} (epoch {}, newest sequence {})",
             reader.feed_name(),
@@ -115,7 +118,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             reader.epoch(),
             reader.write_cursor()
         );
-        Sidecar::start_reporting(config.clone(), reader, &stop, &starting).await
+        Sidecar::start_reporting(config.clone(), reader, file, &stop, &starting).await
     };
     let mut sidecar = match started.await {
         Ok(sidecar) => sidecar,
@@ -129,12 +132,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the segment to appear (the sidecar may start before the core).
-async fn open_segment(config: &Config, stop: &AtomicBool, starting: &Starting) -> anyhow::Result<Reader> {
+/// Waits for the segment to appear (the sidecar may start before the core); returns the reader
+/// and the identity of the file it mapped (to notice a segment re-created under the same path).
+async fn open_segment(
+    config: &Config,
+    stop: &AtomicBool,
+    starting: &Starting,
+) -> anyhow::Result<(Reader, SegmentFile)> {
     let mut told = false;
     loop {
-        match qilin_sidecar::open_segment(&config.segment) {
-            Ok(Ok(reader)) => return Ok(reader),
+        match SegmentFile::open(&config.segment) {
+            Ok(Ok(opened)) => return Ok(opened),
             Ok(Err(reason)) => {
                 if !told {
                     tracing::warn!("{reason}; waiting for the core");

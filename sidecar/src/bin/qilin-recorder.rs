@@ -18,7 +18,7 @@ use nix::sys::signal::{SigSet, Signal};
 use qilin_shm::Reader;
 use qilin_sidecar::{
     metrics::{Exporter, LatencyHistograms, MetricsServer},
-    recorder::{Config, Recorder},
+    recorder::{Config, Recorder, SegmentFile},
 };
 
 /// Journals every tick of a qilin segment to disk, one file per trading day.
@@ -105,7 +105,7 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
-    let reader = open_segment(&config, stop)?;
+    let (reader, file) = open_segment(&config, stop)?;
     tracing::info!(
         "reading feed {:?} from {} (epoch {}, newest sequence {}); journal in {}",
         reader.feed_name(),
@@ -118,6 +118,7 @@ fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
     let feed = reader.feed_name();
     let segment = config.segment.clone();
     let mut recorder = Recorder::start(config, reader)?;
+    recorder.watch_segment(file);
     let _server = if metrics.enabled {
         let latency = Arc::new(LatencyHistograms::new());
         recorder.record_latency(latency.clone());
@@ -142,12 +143,13 @@ fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the segment to appear (the recorder may start before the core).
-fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<Reader> {
+/// Waits for the segment to appear (the recorder may start before the core). Returns the reader
+/// and the identity of the file it mapped (to notice a segment re-created under the same path).
+fn open_segment(config: &Config, stop: &AtomicBool) -> anyhow::Result<(Reader, SegmentFile)> {
     let mut told = false;
     loop {
-        match qilin_sidecar::open_segment(&config.segment) {
-            Ok(Ok(reader)) => return Ok(reader),
+        match SegmentFile::open(&config.segment) {
+            Ok(Ok(opened)) => return Ok(opened),
             Ok(Err(reason)) if !told => {
                 tracing::warn!("{reason}; waiting for the core");
                 told = true;

@@ -28,8 +28,9 @@
 //! `publish` (subjects, headers, messages), `confirm` (acks and round trips moving `confirmed`),
 //! `run` (the publish loop), `resync` (failure, backoff and resynchronisation), `backfill`
 //! (lost ranges from the recorder's journal or as gap events), `cursor` (the durable cursor),
-//! `status` (counters and the status file) and `starting` (the status file before the sidecar
-//! exists: waiting for the segment or for NATS).
+//! `status` (counters and the status file), `starting` (the status file before the sidecar
+//! exists: waiting for the segment or for NATS) and `recreated` (a segment re-created under the
+//! same path).
 
 mod backfill;
 pub mod config;
@@ -37,6 +38,7 @@ mod confirm;
 mod connection;
 mod cursor;
 mod publish;
+mod recreated;
 mod resync;
 mod run;
 mod start;
@@ -110,6 +112,11 @@ pub struct Sidecar {
     status: StatusFile,
     last_status: Instant,
     state: State,
+    /// The file the reader mapped, to notice a segment re-created under the same path.
+    segment_file: crate::recorder::SegmentFile,
+    last_segment_check: Instant,
+    /// Holding after a re-created segment: why (see `recreated`).
+    held: Option<String>,
     backoff: Duration,
     tick: TickRecord,
 }

@@ -27,6 +27,11 @@ impl Sidecar {
                 self.finish().await;
                 return Ok(Stopped::Reached);
             }
+            if self.held.is_some() {
+                self.maintain();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             let mut moved = 0;
             let mut result = Ok(());
             while moved < BATCH && result.is_ok() {
@@ -47,6 +52,9 @@ impl Sidecar {
             }
             if result.is_ok() {
                 result = self.settle(moved == 0).await;
+            }
+            if result.is_ok() && moved == 0 {
+                result = self.check_segment().await;
             }
             if let Err(e) = result {
                 self.failed(format!("{e:#}"));

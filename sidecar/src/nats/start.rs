@@ -14,7 +14,7 @@ use qilin_shm::{Reader, TickRecord};
 use super::{Config, Counters, Prober, Sidecar, Starting, State, connection};
 use qilin_market::status::StatusFile;
 
-use crate::cursor::CursorFile;
+use crate::{cursor::CursorFile, recorder::SegmentFile};
 
 impl Sidecar {
     /// Opens the segment, connects and prepares the stream. Retries while the server is
@@ -22,14 +22,18 @@ impl Sidecar {
     /// The status file is written from the first moment (see [`Starting`]).
     pub async fn start(config: Config, reader: Reader, stop: &AtomicBool) -> anyhow::Result<Sidecar> {
         let starting = Starting::begin(&config);
-        Sidecar::start_reporting(config, reader, stop, &starting).await
+        let file = SegmentFile::after(&reader);
+        Sidecar::start_reporting(config, reader, file, stop, &starting).await
     }
 
-    /// [`start`](Self::start) with the status the caller began before the segment was open; the
-    /// sidecar takes it over (its counters and last error) once it has found its position.
+    /// [`start`](Self::start) with the status the caller began before the segment was open (the
+    /// sidecar takes it over, its counters and last error, once it has found its position) and
+    /// the identity of the file the reader mapped, taken before it was opened
+    /// ([`SegmentFile::open`]), to notice a segment re-created under the same path.
     pub async fn start_reporting(
         config: Config,
         reader: Reader,
+        segment_file: SegmentFile,
         stop: &AtomicBool,
         starting: &Starting,
     ) -> anyhow::Result<Sidecar> {
@@ -75,6 +79,9 @@ impl Sidecar {
             status,
             last_status: now,
             state: State::Resuming,
+            segment_file,
+            last_segment_check: now,
+            held: None,
             backoff: Duration::from_millis(50),
             tick: TickRecord::ZERO,
             reader,

@@ -20,6 +20,9 @@ pub enum State {
     Publishing,
     /// A publish, ack or round trip failed: backing off and resynchronising (`last_error`).
     Retrying,
+    /// The segment was re-created under the same path and the downstream holds sequences of the
+    /// old session: holding, not publishing (`last_error` says what to do).
+    SegmentRecreated,
     /// Stopped on request (the last status of a clean stop).
     Stopped,
     /// Gave up: an error retrying cannot fix (`last_error`); the process exited.
@@ -35,6 +38,7 @@ impl State {
             State::Resuming => "resuming",
             State::Publishing => "publishing",
             State::Retrying => "retrying",
+            State::SegmentRecreated => "segment-recreated",
             State::Stopped => "stopped",
             State::Failed => "failed",
         }
@@ -60,8 +64,10 @@ pub struct Counters {
     pub errors: u64,
     /// Acks that said the server had the message already.
     pub duplicates: u64,
-    /// Core restarts seen (new segment epochs).
+    /// Core restarts seen (new segment epochs), re-created segments included.
     pub epochs: u64,
+    /// Segments re-created under the same path (a new file) seen while running.
+    pub recreated: u64,
     /// Ticks the ring had lost that were published from the recorder's journal.
     pub backfilled: u64,
 }
@@ -70,7 +76,8 @@ impl Sidecar {
     /// The status object (also written to the status file).
     pub fn status_json(&self) -> serde_json::Value {
         let write_cursor = self.reader.write_cursor();
-        let lag = write_cursor.saturating_sub(self.confirmed);
+        // Held on a re-created segment, none of the new session is delivered.
+        let lag = if self.held.is_some() { write_cursor } else { write_cursor.saturating_sub(self.confirmed) };
         let lag_ns = if lag > 0 && self.confirmed_ns > 0 { (now_ns() - self.confirmed_ns).max(0) } else { 0 };
         json!({
             "sidecar": "qilin-nats",

@@ -18,10 +18,12 @@ use qilin_journal::{
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use serde_json::json;
 
-use super::{Config, Counters, SharedStats, StartAt, Stats, config::ms};
+use super::{Config, Counters, SegmentFile, SharedStats, StartAt, Stats, config::ms};
 use qilin_market::{Date, status::StatusFile};
 
 use crate::metrics::LatencyHistograms;
+
+mod recreated;
 
 /// The recorder: a reader on the segment and the journal writer of the current trading day.
 pub struct Recorder {
@@ -53,6 +55,12 @@ pub struct Recorder {
     shared: SharedStats,
     /// Latency histograms fed with every tick read (for the metrics server), if any.
     latency: Option<Arc<LatencyHistograms>>,
+    /// The file the reader mapped, to notice a segment re-created under the same path.
+    segment_file: SegmentFile,
+    last_segment_check: Instant,
+    /// Holding after a re-created segment: why (see `recreated`).
+    held: Option<String>,
+    stopped: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -95,6 +103,10 @@ impl Recorder {
         reader.seek(Start::Sequence(base + 1));
         let now = Instant::now();
         let mut recorder = Recorder {
+            segment_file: SegmentFile::after(&reader),
+            last_segment_check: now,
+            held: None,
+            stopped: false,
             options: config.journal.writer_options(),
             reader,
             shared: Arc::new(Mutex::new(Stats { feed: feed.clone(), ..Stats::default() })),
@@ -133,6 +145,12 @@ impl Recorder {
         recorder.resume_reason = GapReason::Restart;
         recorder.publish_status();
         Ok(recorder)
+    }
+
+    /// The identity of the segment file the reader was opened on, taken before it was opened
+    /// ([`SegmentFile::open`]); without it, the file found at the path when the recorder started.
+    pub fn watch_segment(&mut self, file: SegmentFile) {
+        self.segment_file = file;
     }
 
     /// Feeds every tick read to `latency` (the metrics server's latency histograms).
@@ -386,6 +404,11 @@ impl Recorder {
                 self.finish();
                 return Ok(());
             }
+            if self.held.is_some() {
+                self.maintain_status();
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             if let Some(until) = self.paused_until {
                 let now = Instant::now();
                 if now < until {
@@ -427,6 +450,9 @@ impl Recorder {
                 }
             }
             self.check_recovered();
+            if moved == 0 {
+                self.check_segment()?;
+            }
             self.maintain_status();
             if moved == 0 {
                 std::thread::sleep(poll);
@@ -446,6 +472,7 @@ impl Recorder {
                 Err(e) => tracing::warn!("stopping with sequences after {} not journaled: {e}", self.position()),
             }
         }
+        self.stopped = true;
         self.publish_status();
     }
 
@@ -460,10 +487,20 @@ impl Recorder {
         let totals = add(self.retired, self.writer.as_ref().map(JournalWriter::stats).unwrap_or_default());
         let position = self.position();
         let write_cursor = self.reader.write_cursor();
-        let lag = write_cursor.saturating_sub(position);
+        // Held on a re-created segment, none of the new session is journaled.
+        let lag = if self.held.is_some() { write_cursor } else { write_cursor.saturating_sub(position) };
         let policy = self.options.fsync;
         Stats {
             feed: self.feed.clone(),
+            state: if self.stopped {
+                "stopped"
+            } else if self.held.is_some() {
+                "segment-recreated"
+            } else if self.paused_until.is_some() {
+                "paused"
+            } else {
+                "recording"
+            },
             updated_ns: now_ns(),
             position,
             synced: self.writer.as_ref().map_or(self.base, JournalWriter::synced_sequence),

@@ -20,6 +20,9 @@
 //! succeeds it logs the recovery. What the ring overwrote meanwhile is one gap record (`disk-full`).
 //! Other write failures are handled the same way (the file is reopened, which verifies it).
 //!
+//! **A re-created segment** (a new file under the same path): noticed when the reader is idle,
+//! after the old file was read to its end; see `journal/recreated.rs`.
+//!
 //! **Metrics.** [`Recorder::stats`] hands out a [`SharedStats`] that the recorder refreshes at
 //! every status interval: a metrics server in the same process reads it without touching the
 //! recorder's loop (the status file is written from the same snapshot).
@@ -32,6 +35,7 @@
 pub mod config;
 mod journal;
 mod journal_source;
+mod segment_file;
 
 use std::{
     path::PathBuf,
@@ -43,6 +47,7 @@ use serde::Serialize;
 pub use self::{
     config::{Config, ConfigError, Fsync, JournalConfig, StartAt},
     journal::Recorder,
+    segment_file::SegmentFile,
 };
 
 /// The recorder's counters (`counters` in the status file).
@@ -64,8 +69,10 @@ pub struct Counters {
     pub files: u64,
     /// Bytes cut off torn tails when opening journal files.
     pub repaired_bytes: u64,
-    /// Core restarts seen (new segment epochs).
+    /// Core restarts seen (new segment epochs), re-created segments included.
     pub epochs: u64,
+    /// Segments re-created under the same path (a new file) seen while running.
+    pub recreated: u64,
     /// Ticks of an earlier trading day than the open file's, kept in it.
     pub late_day_ticks: u64,
     /// Times the disk filled up (one per episode, not per retry).
@@ -81,6 +88,9 @@ pub struct Counters {
 pub struct Stats {
     /// Feed name of the segment.
     pub feed: String,
+    /// `recording`, `paused` (disk full or a write failure, retried), `segment-recreated` (held:
+    /// see docs/SIDECARS.md, "A re-created segment") or `stopped`.
+    pub state: &'static str,
     /// When the snapshot was taken, UTC ns.
     pub updated_ns: i64,
     /// Last sequence in a written journal block (kept if the recorder dies).
