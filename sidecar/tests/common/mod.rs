@@ -425,11 +425,34 @@ pub fn while_core_frozen_at<T>(core: &Core, at: u64, f: impl FnOnce() -> T) -> T
 pub struct CoreWatch {
     reader: qilin_shm::Reader,
     pub max_heartbeat_age_ns: i64,
+    /// The hot thread's `/proc/<pid>/task/<tid>/status` and its voluntary context switches when
+    /// the watch started.
+    hot: (PathBuf, u64),
+}
+
+/// The core's hot thread (named `qilin-hot`): its status file and voluntary context switches now.
+fn hot_thread(pid: u32) -> (PathBuf, u64) {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    let status = wait_for("the core's hot thread", || {
+        fs::read_dir(&tasks).ok()?.filter_map(Result::ok).map(|t| t.path()).find_map(|task| {
+            (fs::read_to_string(task.join("comm")).ok()?.trim() == "qilin-hot").then(|| task.join("status"))
+        })
+    });
+    let switches = voluntary_switches(&status);
+    (status, switches)
+}
+
+fn voluntary_switches(status: &Path) -> u64 {
+    let text = fs::read_to_string(status).unwrap_or_else(|e| panic!("{}: {e}", status.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {}", status.display()))
 }
 
 impl CoreWatch {
     pub fn new(core: &Core) -> CoreWatch {
-        CoreWatch { reader: core.reader(), max_heartbeat_age_ns: 0 }
+        CoreWatch { reader: core.reader(), max_heartbeat_age_ns: 0, hot: hot_thread(core.pid()) }
     }
 
     pub fn sample(&mut self) {
@@ -463,18 +486,27 @@ impl CoreWatch {
     pub fn reset(&mut self, core: &Core) {
         self.reader = core.reader();
         self.max_heartbeat_age_ns = 0;
+        self.hot = hot_thread(core.pid());
     }
 
-    /// The core dropped nothing and never stalled: every simulated tick was published, nothing
-    /// was dropped at the hand-off, and the heartbeat (written every millisecond) never went quiet
-    /// for seconds. The core has no path on which it could wait for a reader, so a stall here would
-    /// be a design failure; the 5 s bound only keeps a 2-core CI machine's scheduling noise (the
-    /// core busy-polls beside nats-server, the sidecar and the simulator) from failing the test.
+    /// The core dropped nothing and never stalled: every simulated tick was published, nothing was
+    /// dropped at the hand-off, and the hot thread never blocked. That is what its loop promises
+    /// (it busy-polls, and nothing on it waits for a reader, a sidecar or a lock), and the kernel
+    /// counts it exactly: a thread that blocks, even once, gets a voluntary context switch; one
+    /// that is only preempted by other work on a busy machine gets none. The largest heartbeat age
+    /// seen is reported (it measures the machine's scheduling as much as the core); a heartbeat
+    /// quiet for 5 s would mean a loop that spins without housekeeping, which fails too.
     pub fn assert_no_stall_or_drop(&self, ticks: u64) {
         use qilin_shm::Counter;
         assert_eq!(self.reader.counter(Counter::HandoffFull), 0, "hand-off drops");
         assert_eq!(self.reader.counter(Counter::TicksPublished), ticks, "ticks published");
-        println!("largest heartbeat age seen: {:.1} ms", self.max_heartbeat_age_ns as f64 / 1e6);
+        let (status, before) = &self.hot;
+        let after = voluntary_switches(status);
+        println!(
+            "largest heartbeat age seen: {:.1} ms; the hot thread's voluntary context switches: {before} → {after}",
+            self.max_heartbeat_age_ns as f64 / 1e6
+        );
+        assert_eq!(after, *before, "the hot thread blocked ({} voluntary context switches)", after - before);
         assert!(
             self.max_heartbeat_age_ns < 5_000_000_000,
             "the core's heartbeat was {} ms old at one point",
