@@ -393,7 +393,7 @@ impl Holder {
         let backup = account_changed(&self.current, &new, "backup");
         if self.link.is_none() || (!primary && !backup) {
             tracing::info!(?changed, "new secrets held");
-            self.succeeded(id, "updated (no CTP account changed)", new, None);
+            self.succeeded(id, "updated (no CTP account changed)", new, self.primary_version);
             return Outcome::Updated;
         }
         let mut run = Run::new(self, &id);
@@ -506,5 +506,24 @@ impl Holder {
                 self.recovery = Some(Recovery { id, backoff, retry_set });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_doubles_up_to_the_cap() {
+        let (initial, max) = (Duration::from_millis(1000), Duration::from_millis(5000));
+        let mut delays = Vec::new();
+        let mut backoff = None;
+        for _ in 0..5 {
+            let next = Backoff::schedule(backoff, initial, max);
+            delays.push(next.delay.as_millis());
+            backoff = Some(next);
+        }
+        assert_eq!(delays, [1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(Backoff::schedule(None, Duration::ZERO, Duration::ZERO).delay, Duration::from_millis(1), "never 0");
     }
 }
