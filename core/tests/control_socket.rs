@@ -51,7 +51,7 @@ impl Files {
 
 impl Drop for Files {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.segment);
+        qilin_testkit::remove_segment(&self.segment);
     }
 }
 

@@ -121,7 +121,7 @@ impl SegmentFile {
 
 impl Drop for SegmentFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        qilin_testkit::remove_segment(&self.0);
     }
 }
 

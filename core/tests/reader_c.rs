@@ -48,7 +48,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.segment);
+        qilin_testkit::remove_segment(&self.segment);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

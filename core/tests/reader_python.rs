@@ -130,7 +130,7 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_file(&self.segment);
+        qilin_testkit::remove_segment(&self.segment);
     }
 }
 

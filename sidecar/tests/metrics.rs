@@ -432,6 +432,8 @@ tests:
         values: '1 1'
       - series: 'qilin_core_failovers_total{{{l}}}'
         values: '0 0 1 1'
+      - series: 'qilin_sidecar_counts{{{l},sidecar="secrets",counter="rotations_failed"}}'
+        values: '0 0 0 1 1'
     alert_rule_test:
       - eval_time: 45s
         alertname: QilinCoreDown
@@ -471,6 +473,16 @@ tests:
             exp_annotations:
               summary: "feed f: market-data session switched between primary and backup"
               description: "A failover or failback happened in the last 10 minutes on h:9464; check the audit log and the link state."
+      - eval_time: 30s
+        alertname: QilinSecretsRotationFailed
+        exp_alerts: []
+      - eval_time: 60s
+        alertname: QilinSecretsRotationFailed
+        exp_alerts:
+          - exp_labels: {{severity: warning, feed: f, instance: "h:9464", job: qilin-recorder, sidecar: secrets, counter: rotations_failed}}
+            exp_annotations:
+              summary: "feed f: a credential rotation failed"
+              description: "qilin-secrets could not complete a rotation in the last 30 minutes (it rolled back or is retrying); see its status file and the audit log."
 "#
         ),
     )

@@ -61,6 +61,12 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Removes a test's segment and the writer's lock file beside it (`<segment>.lock`).
+pub fn remove_segment(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(qilin_shm::lock_path(path));
+}
+
 /// Records 1..=`n` of the segment at `path`, once the writer has published them (the test's ring
 /// is sized to hold them all; a gap fails the test).
 pub fn read_ring(path: &Path, n: u64) -> Vec<TickRecord> {

@@ -36,7 +36,7 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        let _ = std::fs::remove_file(&self.1);
+        qilin_testkit::remove_segment(&self.1);
     }
 }
 

@@ -117,7 +117,7 @@ impl Drop for Core {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = fs::remove_file(&self.segment);
+        qilin_testkit::remove_segment(&self.segment);
     }
 }
 

@@ -464,7 +464,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        let _ = fs::remove_file(&self.1);
+        qilin_testkit::remove_segment(&self.1);
     }
 }
 

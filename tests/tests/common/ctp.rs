@@ -304,7 +304,7 @@ impl Drop for Rig {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.segment);
+        qilin_testkit::remove_segment(&self.segment);
     }
 }
 
