@@ -368,8 +368,6 @@ Snapshot = collections.namedtuple("Snapshot", "as_of ticks")
 Snapshot.__doc__ = ("Every instrument's last value (each whole), in directory order; as_of is the write "
                     "cursor read before the first of them: ring reading continues at as_of + 1.")
 Liveness = collections.namedtuple("Liveness", "state age_ns at_ns")
-# How far a heartbeat may lie ahead of the reader's clock and still count (Rust: FUTURE_SLACK_NS).
-FUTURE_SLACK_NS = 1_000_000
 Liveness.__doc__ = ("state is 'live' or 'stale' (age_ns = heartbeat age, at_ns None) or 'stopped' "
                     "(at_ns = when it stopped, age_ns None).")
 Status = collections.namedtuple("Status", "version link_state active_source trading_day failovers api_version front")
@@ -586,8 +584,8 @@ class Reader:
         if now_ns is None:
             now_ns = time.time_ns()
         age = now_ns - self.heartbeat_ns()
-        # A heartbeat more than FUTURE_SLACK_NS ahead: the clock stepped back since; stale.
-        stale = age > stale_after_ns or age < -FUTURE_SLACK_NS
+        # A heartbeat further ahead than the threshold: the clock stepped back since; stale.
+        stale = age > stale_after_ns or age < -stale_after_ns
         return Liveness("stale" if stale else "live", age, None)
 
     def counter(self, name):

@@ -120,7 +120,7 @@ pub use crate::{
     error::{DirectoryError, GeometryError, OpenError, PublishError},
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
     mapping::lock_path,
-    reader::{FUTURE_SLACK_NS, LatestError, Liveness, Next, Reader, Start},
+    reader::{LatestError, Liveness, Next, Reader, Start},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},
     writer::{OpenReport, SegmentOptions, Writer, now_ns},

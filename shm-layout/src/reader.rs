@@ -50,10 +50,6 @@ pub enum Next {
     },
 }
 
-/// How far a heartbeat may lie ahead of a reader's clock and still count (a reader that reads its
-/// clock just before the heartbeat word can see one a moment newer): 1 ms, one heartbeat period.
-pub const FUTURE_SLACK_NS: i64 = 1_000_000;
-
 /// Whether the writer is alive, judged from the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -63,8 +59,8 @@ pub enum Liveness {
         age_ns: i64,
     },
     /// Running per its state, but the heartbeat is older than the threshold (dead or stalled
-    /// writer), or more than [`FUTURE_SLACK_NS`] in the future (the wall clock stepped back since
-    /// it was written, so its age says nothing: negative).
+    /// writer), or further in the future than the threshold (the wall clock stepped back since it
+    /// was written, so its age says nothing: negative).
     Stale {
         /// Age of the last heartbeat (negative: from the future).
         age_ns: i64,
@@ -296,9 +292,10 @@ impl Reader {
     }
 
     /// Judges the writer alive, stale or stopped. `now_ns` is UTC ns (see [`crate::now_ns`]). A
-    /// heartbeat more than [`FUTURE_SLACK_NS`] ahead of `now_ns` is stale, not live: the clock was
-    /// stepped back after it was written, and until the writer stores one of the new time nothing
-    /// shows it alive.
+    /// heartbeat further ahead of `now_ns` than `stale_after_ns` is stale too, not live: the clock
+    /// was stepped back after it was written, and until the writer stores one of the new time
+    /// nothing shows it alive. (A small negative age is normal for a caller that read its clock
+    /// before the heartbeat.)
     ///
     /// ```
     /// # use qilin_shm::*;
@@ -319,7 +316,7 @@ impl Reader {
             return Liveness::Stopped { at_ns: self.region.word(Word::StoppedNs).load(Ordering::Relaxed) as i64 };
         }
         let age_ns = now_ns.saturating_sub(self.heartbeat_ns());
-        if age_ns > stale_after_ns || age_ns < -FUTURE_SLACK_NS {
+        if age_ns > stale_after_ns || age_ns < -stale_after_ns {
             Liveness::Stale { age_ns }
         } else {
             Liveness::Live { age_ns }

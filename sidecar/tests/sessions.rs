@@ -217,6 +217,9 @@ fn rotation_while_ticks_flow_loses_and_doubles_nothing() {
     let done = await_audit(&audit, "the rotation to finish", |e| step_of(e) == "done");
     let at = reader.write_cursor();
     assert_eq!(done["actions"][0]["outcome"], "rotated", "rotation outcome: {done}");
+    // Failed back: the header says so once the runbook is done (which ticks come last depends on
+    // where the market ends within the failback's overlap, when both sessions' ticks are taken).
+    assert_eq!(Source::from_code(reader.status().unwrap().active_source as u8), Some(Source::Primary));
     assert!(at < TICKS, "the rotation finished after the market stopped (cursor {at}): it did not happen under flow");
 
     wait_for("every tick", || (reader.write_cursor() >= TICKS).then_some(()));
@@ -227,8 +230,6 @@ fn rotation_while_ticks_flow_loses_and_doubles_nothing() {
     let runs = source_runs(&ticks);
     eprintln!("rotation: source runs {runs:?}; duplicates dropped {}", reader.counter(Counter::Duplicates));
     assert!(runs.iter().any(|(s, _)| *s == Source::Backup), "no tick came from the backup during the rotation");
-    assert_eq!(runs.first().map(|r| r.0), Some(Source::Primary));
-    assert_eq!(runs.last().map(|r| r.0), Some(Source::Primary), "the feed did not fail back to the primary");
     assert!(reader.counter(Counter::Duplicates) > 0, "no duplicate was dropped: the overlap was not exercised");
     assert_eq!(reader.counter(Counter::Failovers), 2);
 
