@@ -258,7 +258,11 @@ fn a_server_certificate_of_an_unknown_ca_is_refused_and_not_retried() {
     let line = exit_line(&log);
     assert!(line.contains("cannot connect to NATS at") && line.contains("(not retried)"), "{line}");
     assert!(line.contains("TLS") && line.contains("UnknownIssuer"), "the TLS failure is not named: {line}");
-    assert!(status(&core.segment, "nats").is_none(), "a status file was written without a connection");
+    // Its status said so from the start: not connected, with the reason (it was written before
+    // any connection, as the docs promise).
+    let said = status(&core.segment, "nats").expect("a status file from the first moment");
+    assert_eq!(said["connected"], false, "{said}");
+    assert!(said["last_error"].as_str().is_some_and(|e| e.contains("UnknownIssuer")), "{said}");
 }
 
 #[test]
@@ -380,7 +384,10 @@ fn password_from_a_secret_file_works_and_never_leaks() {
     // trace of its CONNECT must not carry the password either.
     let envs = vec![("RUST_LOG".to_string(), "trace".to_string())];
     let mut sidecar = Sidecar::start_with_env(&config, &dir.path().join("nats.log"), envs);
-    let running = wait_for("a status file", || status(&core.segment, "nats"));
+    let pid = u64::from(sidecar.pid());
+    let running = wait_for("this sidecar's status file", || {
+        status(&core.segment, "nats").filter(|s| s["pid"].as_u64() == Some(pid))
+    });
     let cmdline = proc_cmdline(&running);
     let options = ConnectOptions::new().user_and_password("qilin".into(), password.clone());
     deliver_all(&mut sidecar, &core, &feed, &server.url(), options);
@@ -463,7 +470,10 @@ fn a_token_from_nats_token_works_and_never_leaks() {
     let log_path = dir.path().join("nats.log");
     let envs = vec![("NATS_TOKEN".to_string(), token.clone()), ("RUST_LOG".to_string(), "trace".to_string())];
     let mut sidecar = Sidecar::start_with_env(&config, &log_path, envs);
-    let running = wait_for("a status file", || status(&core.segment, "nats"));
+    let pid = u64::from(sidecar.pid());
+    let running = wait_for("this sidecar's status file", || {
+        status(&core.segment, "nats").filter(|s| s["pid"].as_u64() == Some(pid))
+    });
     let cmdline = proc_cmdline(&running);
     let options = ConnectOptions::new().token(token.clone());
     deliver_all(&mut sidecar, &core, &feed, &server.url(), options);

@@ -279,6 +279,11 @@ impl Sidecar {
     }
 
     /// Sends `signal` without waiting for an exit (SIGSTOP, SIGCONT).
+    /// The running process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn send(&self, signal: Signal) {
         let child = self.child.as_ref().expect("running");
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
