@@ -102,11 +102,17 @@ impl Sidecar {
         } else {
             // The client's queue is bounded (`client_capacity`); while NATS is away a full queue
             // would wait for the reconnect, so bound the wait and let the failure path take over.
+            // Only a publish that has to wait pays for the timer.
             let timeout = config::ms(self.config.nats.request_timeout_ms);
             let client = self.client.clone();
-            self.keeping_status(tokio::time::timeout(timeout, client.publish_with_headers(subject, headers, body)))
-                .await
-                .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??;
+            let mut publish = std::pin::pin!(client.publish_with_headers(subject, headers, body));
+            match futures::poll!(publish.as_mut()) {
+                std::task::Poll::Ready(result) => result?,
+                std::task::Poll::Pending => self
+                    .keeping_status(tokio::time::timeout(timeout, publish))
+                    .await
+                    .map_err(|_| anyhow!("publish timed out after {timeout:?} (client queue full)"))??,
+            }
         }
         self.published_seq = sequence;
         self.published_ns = publish_ns;
