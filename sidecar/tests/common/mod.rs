@@ -430,29 +430,39 @@ pub fn while_core_frozen_at<T>(core: &Core, at: u64, f: impl FnOnce() -> T) -> T
 pub struct CoreWatch {
     reader: qilin_shm::Reader,
     pub max_heartbeat_age_ns: i64,
-    /// The hot thread's `/proc/<pid>/task/<tid>/status` and its voluntary context switches when
-    /// the watch started.
-    hot: (PathBuf, u64),
+    /// The hot thread's `/proc/<pid>/task/<tid>` and its voluntary context switches and major page
+    /// faults when the watch started.
+    hot: (PathBuf, u64, u64),
 }
 
-/// The core's hot thread (named `qilin-hot`): its status file and voluntary context switches now.
-fn hot_thread(pid: u32) -> (PathBuf, u64) {
+/// The core's hot thread (named `qilin-hot`): its /proc directory, and its voluntary context
+/// switches and major page faults now.
+fn hot_thread(pid: u32) -> (PathBuf, u64, u64) {
     let tasks = PathBuf::from(format!("/proc/{pid}/task"));
-    let status = wait_for("the core's hot thread", || {
-        fs::read_dir(&tasks).ok()?.filter_map(Result::ok).map(|t| t.path()).find_map(|task| {
-            (fs::read_to_string(task.join("comm")).ok()?.trim() == "qilin-hot").then(|| task.join("status"))
+    let task = wait_for("the core's hot thread", || {
+        fs::read_dir(&tasks).ok()?.filter_map(Result::ok).map(|t| t.path()).find(|task| {
+            fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim() == "qilin-hot")
         })
     });
-    let switches = voluntary_switches(&status);
-    (status, switches)
+    let (switches, faults) = (voluntary_switches(&task), major_faults(&task));
+    (task, switches, faults)
 }
 
-fn voluntary_switches(status: &Path) -> u64 {
-    let text = fs::read_to_string(status).unwrap_or_else(|e| panic!("{}: {e}", status.display()));
+fn voluntary_switches(task: &Path) -> u64 {
+    let status = task.join("status");
+    let text = fs::read_to_string(&status).unwrap_or_else(|e| panic!("{}: {e}", status.display()));
     text.lines()
         .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no voluntary_ctxt_switches in {}", status.display()))
+}
+
+/// `majflt` of `task/stat` (field 12): page faults that had to wait for a read.
+fn major_faults(task: &Path) -> u64 {
+    let stat = task.join("stat");
+    let text = fs::read_to_string(&stat).unwrap_or_else(|e| panic!("{}: {e}", stat.display()));
+    let after_comm = &text[text.rfind(')').expect("comm in stat") + 1..];
+    after_comm.split_whitespace().nth(9).and_then(|v| v.parse().ok()).expect("majflt in stat")
 }
 
 impl CoreWatch {
@@ -498,20 +508,25 @@ impl CoreWatch {
     /// dropped at the hand-off, and the hot thread never blocked. That is what its loop promises
     /// (it busy-polls, and nothing on it waits for a reader, a sidecar or a lock), and the kernel
     /// counts it exactly: a thread that blocks, even once, gets a voluntary context switch; one
-    /// that is only preempted by other work on a busy machine gets none. The largest heartbeat age
+    /// that is only preempted by other work on a busy machine gets none. The one wait the code
+    /// cannot prevent here is a code or data page read back from disk (these cores run without
+    /// `lock_memory`, which production sets): each is a major fault of the thread, and no more
+    /// waits than those are allowed. The largest heartbeat age
     /// seen is reported (it measures the machine's scheduling as much as the core); a heartbeat
     /// quiet for 5 s would mean a loop that spins without housekeeping, which fails too.
     pub fn assert_no_stall_or_drop(&self, ticks: u64) {
         use qilin_shm::Counter;
         assert_eq!(self.reader.counter(Counter::HandoffFull), 0, "hand-off drops");
         assert_eq!(self.reader.counter(Counter::TicksPublished), ticks, "ticks published");
-        let (status, before) = &self.hot;
-        let after = voluntary_switches(status);
+        let (task, before, faults_before) = &self.hot;
+        let (after, faults_after) = (voluntary_switches(task), major_faults(task));
+        let (waits, page_ins) = (after - before, faults_after - faults_before);
         println!(
-            "largest heartbeat age seen: {:.1} ms; the hot thread's voluntary context switches: {before} → {after}",
+            "largest heartbeat age seen: {:.1} ms; the hot thread waited {waits} times, {page_ins} of them \
+             possibly for a page read back from disk (major faults; the tests run without lock_memory)",
             self.max_heartbeat_age_ns as f64 / 1e6
         );
-        assert_eq!(after, *before, "the hot thread blocked ({} voluntary context switches)", after - before);
+        assert!(waits <= page_ins, "the hot thread blocked: {waits} voluntary context switches, {page_ins} page-ins");
         assert!(
             self.max_heartbeat_age_ns < 5_000_000_000,
             "the core's heartbeat was {} ms old at one point",
