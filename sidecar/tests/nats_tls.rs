@@ -491,3 +491,42 @@ fn a_token_from_nats_token_works_and_never_leaks() {
         ],
     );
 }
+
+/// Credentials that would cross the network in clear are refused at start: a token for a
+/// `nats://` server on another host (10.255.255.1, never contacted) stops qilin-nats with the URL
+/// and what to do, and the token appears nowhere; `allow_plaintext_credentials = true` lets the
+/// same configuration go on to connect (it keeps retrying that unreachable host). Before this
+/// check the sidecar sent the token over plain TCP.
+#[test]
+fn credentials_in_clear_to_another_host_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("plain");
+    let core = Core::start(dir.path(), &feed, 1 << 12, 100, 0);
+    let token = "tok-plain-5e1f0c9a77d24b1e".to_string();
+    let envs = vec![("NATS_TOKEN".to_string(), token.clone())];
+    let url = "nats://10.255.255.1:4222";
+    let config = sidecar_config(dir.path(), &core.segment, url, "connect_timeout_ms = 200\n", "");
+    let mut sidecar = Sidecar::start_with_env(&config, &dir.path().join("refused.log"), envs.clone());
+    let (_, log) = fatal_exit(&mut sidecar, "a token over plain nats:// to another host");
+    let line = exit_line(&log);
+    assert!(line.contains("nats.urls[0]") && line.contains(url) && line.contains("in clear"), "{line}");
+    assert!(line.contains("allow_plaintext_credentials"), "{line}");
+    assert!(!log.contains(&token), "the token appears in the log:\n{log}");
+
+    let allowed = sidecar_config(
+        dir.path(),
+        &core.segment,
+        url,
+        "connect_timeout_ms = 200\nallow_plaintext_credentials = true\n",
+        "",
+    );
+    let log_path = dir.path().join("allowed.log");
+    let mut sidecar = Sidecar::start_with_env(&allowed, &log_path, envs);
+    wait_for("an attempt to connect", || {
+        fs::read_to_string(&log_path).ok().filter(|l| l.contains("cannot connect to NATS at")).map(|_| ())
+    });
+    assert!(!sidecar.log().contains("in clear"), "{}", sidecar.log());
+    // Stopped while still trying to connect (it says so and exits non-zero, as it always has).
+    sidecar.signal(Signal::SIGTERM);
+    assert!(sidecar.log().contains("stopped before NATS could be reached"), "{}", sidecar.log());
+}

@@ -215,6 +215,14 @@ fn nats_url(entry: &str) -> Result<(bool, &str), &'static str> {
     Ok((tls, host_port(rest, false)?))
 }
 
+/// Whether a NATS client given `url` would talk to another host without TLS (a `nats://` or
+/// `ws://` URL whose host is not loopback): credentials sent there cross the network in clear.
+/// `Err` names what is wrong with the URL. `tls_forced`: the client requires TLS whatever the scheme.
+pub fn nats_plaintext_off_host(url: &str, tls_forced: bool) -> Result<bool, &'static str> {
+    let (tls, host) = nats_url(url)?;
+    Ok(!tls && !tls_forced && !is_loopback(host))
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -237,6 +245,11 @@ mod tests {
         assert_eq!(nats_url("nats://[::1]:4222"), Ok((false, "::1")));
         assert!(nats_url("http://h:1").is_err());
         assert!(is_loopback("::1") && is_loopback("LOCALHOST") && is_loopback("127.3.0.1") && !is_loopback("10.0.0.1"));
+        assert_eq!(nats_plaintext_off_host("nats://10.1.2.3:4222", false), Ok(true));
+        assert_eq!(nats_plaintext_off_host("nats://10.1.2.3:4222", true), Ok(false));
+        assert_eq!(nats_plaintext_off_host("tls://10.1.2.3:4222", false), Ok(false));
+        assert_eq!(nats_plaintext_off_host("nats://u:p@127.0.0.1:4222", false), Ok(false));
+        assert!(nats_plaintext_off_host("http://x", false).is_err());
     }
 
     #[test]

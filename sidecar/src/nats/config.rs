@@ -125,6 +125,10 @@ pub struct NatsConfig {
     pub creds_file: Option<PathBuf>,
     /// `[nats.tls]`.
     pub tls: TlsConfig,
+    /// Send credentials that cross the wire (password, token, a `.creds` file's JWT) to a server
+    /// that is neither TLS nor on this host. Off: such a configuration is refused at start. (An
+    /// nkey seed never leaves the process: only a signature does.)
+    pub allow_plaintext_credentials: bool,
 }
 
 impl Default for NatsConfig {
@@ -145,6 +149,7 @@ impl Default for NatsConfig {
             nkey_seed_file: None,
             creds_file: None,
             tls: TlsConfig::default(),
+            allow_plaintext_credentials: false,
         }
     }
 }

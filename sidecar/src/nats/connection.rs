@@ -48,17 +48,21 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
                 }
             }
         });
+    let mut credentials = false;
     let user = if n.user.is_empty() { std::env::var("NATS_USER").unwrap_or_default() } else { n.user.clone() };
     if let Some(password) = secret::load("NATS_PASSWORD", "nats.password_file", n.password_file.as_deref())? {
         if user.is_empty() {
             bail!("a NATS password is given but no user (nats.user or NATS_USER)");
         }
         options = options.user_and_password(user, password.expose_secret().to_owned());
+        credentials = true;
     }
     if let Some(token) = secret::load("NATS_TOKEN", "nats.token_file", n.token_file.as_deref())? {
         options = options.token(token.expose_secret().to_owned());
+        credentials = true;
     }
     if let Some(seed) = secret::load("NATS_NKEY_SEED", "nats.nkey_seed_file", n.nkey_seed_file.as_deref())? {
+        // The seed never leaves this process (the server gets a signature of its nonce).
         options = options.nkey(seed.expose_secret().to_owned());
     }
     let creds = n.creds_file.clone().or_else(|| std::env::var_os("NATS_CREDS_FILE").map(Into::into));
@@ -68,10 +72,23 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
         options = options
             .credentials(text.expose_secret())
             .with_context(|| format!("nats.creds_file {}: not a NATS credentials file", path.display()))?;
+        credentials = true;
     }
     let t = &n.tls;
-    if t.required || t.ca_file.is_some() || t.cert_file.is_some() {
+    let tls_forced = t.required || t.ca_file.is_some() || t.cert_file.is_some();
+    if tls_forced {
         options = options.require_tls(true);
+    }
+    if credentials && !n.allow_plaintext_credentials {
+        for (i, url) in n.urls.iter().enumerate() {
+            if qilin_market::secrets::validate::nats_plaintext_off_host(url, tls_forced).unwrap_or(false) {
+                bail!(
+                    "nats.urls[{i}] = {url:?}: the NATS credentials would cross the network in clear (not TLS, not \
+                     this host): use tls:// or [nats.tls] required = true, or set nats.allow_plaintext_credentials \
+                     = true on a network you trust"
+                );
+            }
+        }
     }
     if let Some(ca) = &t.ca_file {
         options = options.add_root_certificates(ca.clone());
