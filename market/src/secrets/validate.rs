@@ -144,8 +144,9 @@ pub fn check_format(format: Format, value: &str, profile: Profile) -> Result<(),
         }
         Format::NatsUrls => {
             for (i, entry) in value.split(',').enumerate() {
-                let (tls, host) = nats_url(entry.trim()).map_err(|reason| format!("server {}: {reason}", i + 1))?;
-                if profile == Profile::Live && !tls && !is_loopback(host) {
+                let in_clear = nats_plaintext_off_host(entry.trim(), false)
+                    .map_err(|reason| format!("server {}: {reason}", i + 1))?;
+                if profile == Profile::Live && in_clear {
                     return Err(format!(
                         "server {}: not TLS for a non-loopback host (the live profile requires tls://)",
                         i + 1
