@@ -166,13 +166,38 @@ fn the_library_shreds_and_refuses_symlinks() {
     let held = File::open(&file).unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
-    assert!(qilin_sidecar::secrets::shred(&link).is_err(), "a symlink must be refused");
+    assert!(qilin_sidecar::secrets::shred(&link, None).is_err(), "a symlink must be refused");
     assert!(file.exists());
-    assert_eq!(qilin_sidecar::secrets::shred(&file).unwrap(), 14);
+    assert_eq!(qilin_sidecar::secrets::shred(&file, None).unwrap(), 14);
     assert!(!file.exists());
     let mut buf = [0u8; 14];
     held.read_exact_at(&mut buf, 0).unwrap();
     assert_ne!(&buf, b"SECRET-qx9-lib");
+}
+
+/// A file swapped in between the load and the shred (a vault agent writing the next version, or
+/// someone planting one): the loader records which file it read (device and inode, from the
+/// descriptor it read through), and shredding refuses a name that now names another file, leaving
+/// that file whole. Before, shredding opened the name again and overwrote and unlinked whatever it
+/// named. (The swap is made between the two calls: inside qilin-secrets the window cannot be hit
+/// deterministically.)
+#[test]
+fn a_file_swapped_in_after_the_load_is_not_shredded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.env");
+    write_private(&path, "CTP_PRIMARY_PASSWORD=Pw-qx9-first\n");
+    let loaded = qilin_sidecar::secrets::load(&qilin_sidecar::secrets::Source::File(path.clone())).unwrap();
+    let read = loaded.file_identity.expect("the identity of the file read");
+    let next = dir.path().join("next.tmp");
+    write_private(&next, "CTP_PRIMARY_PASSWORD=Pw-qx9-second\n");
+    std::fs::rename(&next, &path).unwrap();
+    let err = qilin_sidecar::secrets::shred(&path, Some(read)).expect_err("another file has the name now");
+    assert!(err.to_string().contains("replaced since the secrets were read"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "CTP_PRIMARY_PASSWORD=Pw-qx9-second\n",
+        "the new file was touched"
+    );
 }
 
 #[test]

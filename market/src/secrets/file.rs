@@ -77,6 +77,9 @@ pub struct Contents {
     pub bytes: Zeroizing<Vec<u8>>,
     /// `mode & 0o777` of the open file.
     pub mode: u32,
+    /// `(st_dev, st_ino)` of the open file: which file was read, to tell it from one put in its
+    /// place later (shredding checks it).
+    pub identity: (u64, u64),
 }
 
 impl Contents {
@@ -109,7 +112,8 @@ pub fn read(path: &Path, exposure: Exposure) -> Result<Contents, FileError> {
     }
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
     file.read_to_end(&mut bytes).map_err(io_error)?;
-    Ok(Contents { bytes, mode })
+    use std::os::unix::fs::MetadataExt;
+    Ok(Contents { bytes, mode, identity: (meta.dev(), meta.ino()) })
 }
 
 /// One secret value from a file (private, trailing newlines dropped, UTF-8, not empty).

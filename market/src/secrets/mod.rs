@@ -113,6 +113,8 @@ pub struct Loaded {
     pub source: Source,
     /// Permission bits of the dotenv file (`None` for the environment and directories).
     pub file_mode: Option<u32>,
+    /// `(st_dev, st_ino)` of the dotenv file read (`None` for the environment and directories).
+    pub file_identity: Option<(u64, u64)>,
     /// Values by key.
     pub values: BTreeMap<String, Value>,
     /// Problems found while reading.

@@ -34,7 +34,13 @@ fn source_error(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
 /// Loads every value of `source`. Problems of individual lines or files are collected in
 /// [`Loaded::problems`]; only a source that cannot be read at all is an error.
 pub fn load(source: &Source) -> Result<Loaded, SourceError> {
-    let mut loaded = Loaded { source: source.clone(), file_mode: None, values: BTreeMap::new(), problems: Vec::new() };
+    let mut loaded = Loaded {
+        source: source.clone(),
+        file_mode: None,
+        file_identity: None,
+        values: BTreeMap::new(),
+        problems: Vec::new(),
+    };
     match source {
         Source::Env => load_env(&mut loaded),
         Source::File(path) => load_file(path, &mut loaded)?,
@@ -68,7 +74,10 @@ fn load_env(loaded: &mut Loaded) {
 fn load_file(path: &Path, loaded: &mut Loaded) -> Result<(), SourceError> {
     // The profile decides whether the dotenv file may be group/world-readable (validate).
     let (bytes, mode) = match file::read(path, Exposure::Allowed) {
-        Ok(contents) => (contents.bytes, contents.mode),
+        Ok(contents) => {
+            loaded.file_identity = Some(contents.identity);
+            (contents.bytes, contents.mode)
+        }
         Err(FileError::Io { source, .. }) => return Err(source_error(path)(source)),
         Err(other) => return Err(source_error(path)(io::Error::new(io::ErrorKind::InvalidInput, other.to_string()))),
     };

@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     if args.shred_source
         && let Source::File(path) = &source
     {
-        match secrets::shred(path) {
+        match secrets::shred(path, loaded.file_identity) {
             Ok(bytes) => {
                 tracing::info!(path = %path.display(), bytes, "runtime file shredded");
                 action["shredded"] = json!({"path": path.display().to_string(), "bytes": bytes});
