@@ -440,9 +440,11 @@ pub struct CoreWatch {
 fn hot_thread(pid: u32) -> (PathBuf, u64, u64) {
     let tasks = PathBuf::from(format!("/proc/{pid}/task"));
     let task = wait_for("the core's hot thread", || {
-        fs::read_dir(&tasks).ok()?.filter_map(Result::ok).map(|t| t.path()).find(|task| {
-            fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim() == "qilin-hot")
-        })
+        fs::read_dir(&tasks)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|t| t.path())
+            .find(|task| fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim() == "qilin-hot"))
     });
     let (switches, faults) = (voluntary_switches(&task), major_faults(&task));
     (task, switches, faults)
