@@ -12,16 +12,18 @@
 
 mod common;
 
+use common::rotation::{self, await_audit, ctl, step_of, write_secret_file};
+
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
-    os::unix::{fs::PermissionsExt, net::UnixStream},
+    io::Write,
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Mutex,
 };
 
-use common::{Core, WATCHDOG, status, unique, wait_for, workspace_bin};
+use common::{Core, status, unique, wait_for, workspace_bin};
 use qilin_shm::{LinkState, Source};
 use qilin_testkit::{assert_audit_verifies, audit_entries};
 use serde_json::Value;
@@ -39,33 +41,7 @@ const OLD_FRONT: &str = "tcp://127.0.0.1:10211";
 const NEW_FRONT: &str = "tcp://127.0.0.9:20211";
 
 fn secrets_env(primary_password: &str, primary_front: &str) -> String {
-    format!(
-        "CTP_PRIMARY_BROKER_ID=9999\nCTP_PRIMARY_USER_ID=prim01\nCTP_PRIMARY_PASSWORD={primary_password}\n\
-         CTP_PRIMARY_MD_FRONTS={primary_front}\nCTP_BACKUP_BROKER_ID=9999\nCTP_BACKUP_USER_ID=back01\n\
-         CTP_BACKUP_PASSWORD={BACKUP_PASSWORD}\nCTP_BACKUP_MD_FRONTS=tcp://127.0.0.2:10211\n"
-    )
-}
-
-/// Replaces `path` as Vault Agent does: a new file renamed over the old one.
-fn write_secret_file(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, content).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
-
-/// One request on the core's control socket.
-fn ctl(socket: &Path, line: &str) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply to {line:?} is not JSON ({e}): {reply:?}"))
-}
-
-fn step_of(e: &Value) -> &str {
-    e["actions"][0]["step"].as_str().unwrap_or("")
+    rotation::secrets_env(primary_password, primary_front, BACKUP_PASSWORD)
 }
 
 fn outcome_of(e: &Value) -> &str {
@@ -106,11 +82,6 @@ fn switches(audit: &Path) -> Vec<(String, String)> {
             (e["command"].as_str().unwrap().to_string(), e["actions"][0]["trigger"].as_str().unwrap_or("").to_string())
         })
         .collect()
-}
-
-/// Waits until an audit entry satisfies `f`.
-fn await_audit(path: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    wait_for(what, || audit_entries(path).into_iter().find(|e| f(e)))
 }
 
 /// A core with two simulated sessions (logins answered after `login_ms`, a refused one tried again

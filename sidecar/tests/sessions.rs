@@ -14,9 +14,11 @@
 
 mod common;
 
+use common::rotation::{self, await_audit, ctl, ctl_bytes, step_of, write_secret_file};
+
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     os::unix::{fs::PermissionsExt, net::UnixStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -24,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Core, WATCHDOG, unique, wait_for, workspace_bin};
+use common::{Core, unique, wait_for, workspace_bin};
 use qilin_shm::{Counter, LinkState, Next, Source, Start, TickRecord};
 use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs};
 use serde_json::{Value, json};
@@ -42,24 +44,7 @@ const PRIMARY_PASSWORD_2: &str = "Pw-zq7-primary-two";
 const BACKUP_PASSWORD: &str = "Pw-zq7-backup-fish";
 
 fn secrets_env(primary_password: &str, primary_front: &str) -> String {
-    format!(
-        "CTP_PRIMARY_BROKER_ID=9999\nCTP_PRIMARY_USER_ID=prim01\nCTP_PRIMARY_PASSWORD={primary_password}\n\
-         CTP_PRIMARY_MD_FRONTS={primary_front}\nCTP_BACKUP_BROKER_ID=9999\nCTP_BACKUP_USER_ID=back01\n\
-         CTP_BACKUP_PASSWORD={BACKUP_PASSWORD}\nCTP_BACKUP_MD_FRONTS=tcp://127.0.0.2:10211\n"
-    )
-}
-
-/// Replaces `path` as Vault Agent does: a new file renamed over the old one.
-fn write_secret_file(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, content).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
-
-/// One request on the core's control socket.
-fn ctl(socket: &Path, line: &str) -> Value {
-    ctl_bytes(socket, format!("{line}\n").as_bytes())
+    rotation::secrets_env(primary_password, primary_front, BACKUP_PASSWORD)
 }
 
 fn credentials(session: &str, password: &str, front: &str) -> String {
@@ -68,15 +53,6 @@ fn credentials(session: &str, password: &str, front: &str) -> String {
         json!({"session": session, "broker_id": "9999", "user_id": format!("{session}-user"),
                "password": password, "md_fronts": [front]})
     )
-}
-
-/// Waits until an audit entry satisfies `f`.
-fn await_audit(path: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    wait_for(what, || audit_entries(path).into_iter().find(|e| f(e)))
-}
-
-fn step_of(e: &Value) -> &str {
-    e["actions"][0]["step"].as_str().unwrap_or("")
 }
 
 /// A core with two simulated sessions, auditing into `<dir>/audit.jsonl`.
@@ -603,17 +579,6 @@ except Exception: pass
     let _ = fake.wait();
     assert_no_secret("qilin-secrets' stderr", &out.stderr);
     assert_audit_verifies(&audit);
-}
-
-/// Raw bytes on the control socket; the reply line.
-fn ctl_bytes(socket: &Path, bytes: &[u8]) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    stream.write_all(bytes).unwrap();
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).unwrap();
-    let sent = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply to {sent:?} is not JSON ({e}): {reply:?}"))
 }
 
 /// Bad session commands get a clear refusal naming what is wrong (never a value), change nothing,

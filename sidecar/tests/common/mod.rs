@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod rotation;
+
 use std::{
     fs,
     net::{TcpListener, TcpStream},
