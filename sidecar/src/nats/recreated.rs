@@ -15,7 +15,6 @@ use std::time::Instant;
 use qilin_shm::Start;
 
 use super::{Sidecar, State, config};
-use crate::recorder::SegmentFile;
 
 impl Sidecar {
     /// Checks (at most every status interval) whether the segment's path names a new file, and
@@ -25,14 +24,9 @@ impl Sidecar {
             return Ok(());
         }
         self.last_segment_check = Instant::now();
-        if !self.segment_file.replaced() {
+        // Not replaced, or the new file is still being created: next time.
+        let Some((reader, file)) = self.segment_file.reopen_if_replaced()? else {
             return Ok(());
-        }
-        let (reader, file) = match SegmentFile::open(self.segment_file.path()) {
-            Ok(Ok(opened)) => opened,
-            // The new file is still being created: next time.
-            Ok(Err(_)) => return Ok(()),
-            Err(e) => anyhow::bail!("segment {} was re-created: {e}", self.segment_file.path().display()),
         };
         // Everything read from the old file is confirmed and the cursor saved before the switch;
         // a failure here takes the usual path (resync on the old file) and the check runs again.

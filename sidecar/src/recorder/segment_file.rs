@@ -58,6 +58,20 @@ impl SegmentFile {
     pub fn replaced(&self) -> bool {
         identity(&self.path).is_some_and(|now| Some(now) != self.id)
     }
+
+    /// The new file, opened, when the path names another file than this one and that file is
+    /// ready; `Ok(None)` when it is the same file, or the new one is still being created (ask
+    /// again later); `Err` naming the path when the new one cannot be opened.
+    pub fn reopen_if_replaced(&self) -> anyhow::Result<Option<(Reader, SegmentFile)>> {
+        if !self.replaced() {
+            return Ok(None);
+        }
+        match SegmentFile::open(&self.path) {
+            Ok(Ok(opened)) => Ok(Some(opened)),
+            Ok(Err(_)) => Ok(None),
+            Err(e) => anyhow::bail!("segment {} was re-created: {e}", self.path.display()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use qilin_shm::Start;
 
-use super::{super::config::ms, Recorder, SegmentFile};
+use super::{super::config::ms, Recorder};
 
 impl Recorder {
     /// Checks (at most every status interval) whether the segment's path names a new file, and
@@ -25,14 +25,9 @@ impl Recorder {
             return Ok(());
         }
         self.last_segment_check = Instant::now();
-        if !self.segment_file.replaced() {
+        // Not replaced, or the new file is still being created: next time.
+        let Some((reader, file)) = self.segment_file.reopen_if_replaced()? else {
             return Ok(());
-        }
-        let (reader, file) = match SegmentFile::open(self.segment_file.path()) {
-            Ok(Ok(opened)) => opened,
-            // The new file is still being created: next time.
-            Ok(Err(_)) => return Ok(()),
-            Err(e) => anyhow::bail!("segment {} was re-created: {e}", self.segment_file.path().display()),
         };
         // Everything read from the old file is journaled and synced before the switch.
         if let Some(writer) = &mut self.writer
