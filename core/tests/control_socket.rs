@@ -36,7 +36,7 @@ impl Files {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let segment = PathBuf::from(format!("/dev/shm/qilin-test-control-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_file(&segment);
+        qilin_testkit::remove_segment(&segment);
         Files { dir: tempfile::tempdir().expect("temp dir"), segment }
     }
 

@@ -230,7 +230,7 @@ fn udp_structs_of_every_version_are_normalized_and_bad_ones_counted() {
     let mut out = TickRecord::ZERO;
     assert_eq!(reader.try_next(&mut out), Next::Empty, "no rejected record reached the ring");
     drop(core);
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn sigkill_and_restart_on_the_same_segment_continues_the_sequence() {
         assert_eq!(pair[1], pair[0] + 1, "sequences continue across the restart with no tick twice");
     }
     drop(second);
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn refused_commands_are_counted_in_the_header() {
         (reader.counter(Counter::CommandQueueFull) == refused).then_some(())
     });
     drop(core);
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
     let _ = std::fs::remove_file(&config);
 }
 
@@ -362,7 +362,7 @@ fn a_second_core_or_a_corrupt_segment_is_refused_clearly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(&std::fs::read(&segment).unwrap()[..8], b"GARBAGE!", "the corrupt segment was overwritten");
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
 }
 
 /// `qilin-core --config FILE` with bad values stops at once: a non-zero exit, every problem on
@@ -424,7 +424,7 @@ fn a_calendar_without_todays_year_is_warned_about_and_counted() {
         wait_for("two heartbeats", || (reader.heartbeat_ns() > first).then_some(()));
         let missing = reader.counter(Counter::CalendarMissing);
         core.kill();
-        let _ = std::fs::remove_file(&segment);
+        qilin_testkit::remove_segment(&segment);
         (missing, std::fs::read_to_string(&log).unwrap())
     };
     let empty = dir.path().join("empty");
@@ -472,7 +472,7 @@ fn the_core_is_not_dumpable() {
     let owner = std::fs::metadata(format!("/proc/{pid}/status")).map(|m| m.uid());
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
     assert_eq!(owner.unwrap(), 0, "/proc/<core>/status belongs to the core's uid: the core is dumpable");
 }
 
@@ -552,7 +552,7 @@ fn a_step_of_the_wall_clock_freezes_nothing_and_a_heartbeat_from_the_future_is_s
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     std::io::Write::write_all(&mut stream, b"shutdown\n").unwrap();
     let status = wait_for("the core to stop", || child.0.try_wait().unwrap());
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
     assert!(status.success(), "{status:?}");
 }
 
@@ -652,5 +652,5 @@ fn forged_and_invalid_datagrams_neither_pass_a_refused_sender_nor_fill_the_direc
     assert!(reader.find_instrument("rb2611").is_some());
     assert_eq!(reader.counter(Counter::UdpRefused), 10_000);
     drop(core);
-    let _ = std::fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
 }

@@ -422,7 +422,7 @@ fn quality_adds_the_segment_reject_counters_when_asked() {
     writer.add_counter(Counter::RejectUnknownInstrument, 2);
     let r = quality_json(&["--journal-dir", s(dir.path()), "--feed", "q", "--segment", s(&segment)]);
     drop(writer);
-    let _ = fs::remove_file(&segment);
+    qilin_testkit::remove_segment(&segment);
     let rejects = &r["rejects"];
     assert_eq!(rejects["available"], true);
     assert_eq!(rejects["by_reason"]["price"], 3);
