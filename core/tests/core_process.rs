@@ -512,6 +512,8 @@ fn a_step_of_the_wall_clock_freezes_nothing_and_a_heartbeat_from_the_future_is_s
             .env("FAKETIME_TIMESTAMP_FILE", &offset)
             .env("FAKETIME_CACHE_DURATION", "1")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            // No shared-memory objects of libfaketime's own left in /dev/shm.
+            .env("FAKETIME_DISABLE_SHM", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
