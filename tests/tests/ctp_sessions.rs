@@ -31,11 +31,11 @@ use std::{
 use common::{
     WATCHDOG,
     ctp::{Options, Rig, quirky_ticks},
-    wait_for, workspace_bin,
+    workspace_bin,
 };
 use qilin_ctp_standin::DEPTH_SIZE;
 use qilin_shm::{Counter, LinkState, Next, Reader, Source, Start, TickRecord};
-use qilin_testkit::{assert_audit_verifies, audit_entries, read_ring, source_runs};
+use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs};
 use zerocopy::IntoBytes;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -405,15 +405,7 @@ fn rotation_and_a_killed_core_resume_both_sessions_through_qilin_secrets() {
     // have run every callback.
     primary.sync(WATCHDOG).unwrap();
     backup.sync(WATCHDOG).unwrap();
-    let taken =
-        || rig.counter(Counter::TicksReceived) + rig.counter(Counter::StandbyTicks) + rig.counter(Counter::HandoffFull);
-    rig.wait("the hand-offs drained", || {
-        let (before, beat) = (taken(), rig.reader().heartbeat_ns());
-        wait_for("two housekeeping rounds", || (rig.reader().heartbeat_ns() > beat).then_some(()));
-        let beat = rig.reader().heartbeat_ns();
-        wait_for("two housekeeping rounds", || (rig.reader().heartbeat_ns() > beat).then_some(()));
-        (taken() == before).then_some(())
-    });
+    await_drained(&rig.reader());
     let n = oracle.len() as u64;
     let reader = rig.reader();
     assert_eq!(reader.write_cursor(), n, "the ring holds {} ticks, the market made {n}", reader.write_cursor());
