@@ -426,6 +426,11 @@ impl UdpConfig {
 
 pub use qilin_market::config::ConfigError;
 
+/// What a core built without the `ctp` feature says when asked for the ctp source.
+pub const CTP_NOT_BUILT: &str = "this qilin-core was built without the ctp feature (the README's `cargo run` \
+     builds it without, as its binding needs libclang to build); build one with it: apt-get install libclang-dev, \
+     then cargo build --release -p qilin-core --features ctp-6-7-11 (docs/CTP.md)";
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -535,7 +540,7 @@ impl Config {
                 bad("source.ctp.sdk_path", "empty: the ctp source needs the path of thostmduserapi_se.so".into());
             }
             if !cfg!(feature = "ctp") {
-                bad("source.kind", "\"ctp\": this qilin-core was built without the ctp feature".into());
+                bad("source.kind", format!("\"ctp\": {CTP_NOT_BUILT}"));
             }
         }
         if self.source.kind == SourceKind::Replay && r.path.as_os_str().is_empty() {
@@ -599,6 +604,26 @@ mod tests {
         );
         assert_eq!(c.is_ok(), cfg!(feature = "ctp"));
         assert_eq!(Config::default().source.ctp.flow_dir("f"), PathBuf::from("/tmp/qilin-f.ctp-flow"));
+    }
+
+    /// The README's first command builds a core without the ctp source; given a ctp config, that
+    /// core must say so and how to build one with it (`scripts/test` runs this without the feature).
+    #[cfg(not(feature = "ctp"))]
+    #[test]
+    fn a_core_built_without_the_ctp_source_says_how_to_build_one() {
+        let err = Config::parse(
+            "[source]\nkind = \"ctp\"\n[source.ctp]\nsdk_path = \"/opt/ctp/thostmduserapi_se.so\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let (key, problem) = &err.problems[0];
+        assert_eq!(key, "source.kind");
+        for part in
+            ["built without the ctp feature", "cargo build --release -p qilin-core --features ctp-6-7-11", "libclang"]
+        {
+            assert!(problem.contains(part), "{problem:?} lacks {part:?}");
+        }
     }
 
     #[test]

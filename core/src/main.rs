@@ -295,7 +295,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let input = match config.source.kind {
         SourceKind::Sim | SourceKind::Ctp if session_inputs.is_some() => session_inputs.take().expect("checked"),
-        SourceKind::Ctp => anyhow::bail!("source.kind = \"ctp\": this qilin-core was built without the ctp feature"),
+        SourceKind::Ctp => anyhow::bail!("source.kind = \"ctp\": {}", qilin_core::config::CTP_NOT_BUILT),
         SourceKind::Sim => {
             let (tx, rx) = handoff(config.core.handoff_capacity);
             let sim = Simulator::new(&config.source.sim, &products)?.with_calendar(calendar.clone());

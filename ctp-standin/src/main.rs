@@ -150,14 +150,16 @@ fn install_standin(sdk_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A binary of the workspace beside this one (built with cargo if missing).
+/// A binary of the workspace beside this one (built with cargo if missing, with the `ctp` source,
+/// which qilin-core builds only with a feature; one built without it refuses this demo's config
+/// saying how to build it).
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::current_exe()?.with_file_name(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = path.parent().and_then(Path::file_name).is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "qilin-core", "--bin", name]);
+        cmd.args(["build", "-p", "qilin-core", "--features", "ctp-6-7-11", "--bin", name]);
         if release {
             cmd.arg("--release");
         }

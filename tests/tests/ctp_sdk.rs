@@ -15,8 +15,8 @@
 //! version each stop the core at start with an error naming the path and the version expected.
 //!
 //! The tests skip, saying so on stderr, only when the library cannot be downloaded (no pip, no
-//! network); `.ci/run` makes sure it can be. qilin-e2e builds qilin-core with its default
-//! features, which include the `ctp` source.
+//! network); `scripts/test` makes sure it can be. qilin-e2e builds qilin-core with the feature
+//! `ctp-6-7-11` (the `ctp` source, off by default: it needs libclang to build).
 
 mod common;
 

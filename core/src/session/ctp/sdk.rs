@@ -55,7 +55,7 @@ impl Sdk {
             })?;
         if !version_matches(&version, BUILT_FOR) {
             return Err(fail(format!(
-                "reports version {version:?} (for another version, build qilin-core with --no-default-features --features ctp-<version>)"
+                "reports version {version:?} (for another version, build qilin-core with --features ctp-<version>)"
             )));
         }
         Ok(Sdk { path: path.to_owned(), version })
