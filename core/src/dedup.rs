@@ -1,47 +1,140 @@
-//! The set of recently published tick fingerprints that deduplicates the two sessions' ticks
-//! during a switch (see [`crate::engine`]): a fixed-capacity, insertion-ordered set. Remembering
-//! the last `capacity` fingerprints whatever their instrument makes deduplication independent of
-//! how far one session's hand-off lags the other's, as long as the lag is below `capacity` ticks;
-//! the engine sizes it at twice a hand-off's capacity, more than one session can be behind.
+//! The set of recently published ticks that deduplicates the two sessions' ticks during a switch
+//! (see [`crate::engine`]): a fixed-capacity, insertion-ordered set of [`TickKey`]s. Remembering
+//! the last `capacity` ticks whatever their instrument makes deduplication independent of how far
+//! one session's hand-off lags the other's, as long as the lag is below `capacity` ticks; the
+//! engine sizes it at twice a hand-off's capacity, more than one session can be behind.
+//!
+//! A hit is exact: the 64-bit fingerprint only finds candidates, and a tick is a duplicate only if
+//! every field of its key equals a remembered one's, so a fingerprint collision cannot drop a real
+//! tick. The price is memory: 280 bytes a remembered tick (about 35 MiB with the default hand-off
+//! capacity of 65 536, next to the two hand-offs' 77 MiB), allocated once at start.
 //!
 //! Open addressing with linear probing (load factor at most ½) and backward-shift deletion, plus a
-//! ring of fingerprints in insertion order for eviction (an identical tick inserted twice is
-//! counted, so it is forgotten with its last insertion). The arrays are allocated once, at start;
-//! `insert` and `contains` never allocate. Fingerprint 0 is the empty marker, so a fingerprint of
-//! 0 is stored as 1 (one more chance in 2^64 of a false duplicate).
+//! ring of keys in insertion order for eviction (an identical tick inserted twice is counted, so
+//! it is forgotten with its last insertion). The arrays are allocated once, at start; `insert` and
+//! `contains` never allocate.
 
-/// A set of the last `capacity` fingerprints inserted.
+use std::hash::Hasher;
+
+use rustc_hash::FxHasher;
+
+use crate::ctp::{LEVELS, RawTick};
+
+/// Words of a [`TickKey`]: the instrument (4), trading day, update time, millisecond, volume, six
+/// prices and the book (4 per level).
+const KEY_WORDS: usize = 14 + 4 * LEVELS;
+
+/// What identifies one exchange tick whichever session delivered it, from the raw struct: the
+/// instrument, trading day, update time and millisecond, cumulative volume and turnover, open
+/// interest, prices and the five-level book, plus their 64-bit fingerprint. Padding bytes are left
+/// out (an SDK may not clear them). Two keys are equal when every field is.
+#[derive(Clone, Copy, Debug)]
+pub struct TickKey {
+    words: [u64; KEY_WORDS],
+    fingerprint: u64,
+}
+
+impl PartialEq for TickKey {
+    #[inline]
+    fn eq(&self, other: &TickKey) -> bool {
+        self.fingerprint == other.fingerprint && self.words == other.words
+    }
+}
+
+impl Eq for TickKey {}
+
+/// A text field of at most 8 bytes (TradingDay, UpdateTime: ASCII, no NUL inside, as
+/// [`RawTick::parse`] checked) as one word, zero-padded: distinct texts give distinct words.
+#[inline(always)]
+fn text_word(text: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let len = text.len().min(8);
+    word[..len].copy_from_slice(&text[..len]);
+    u64::from_le_bytes(word)
+}
+
+impl TickKey {
+    /// The key of a parsed struct.
+    #[inline]
+    pub fn of(raw: &RawTick<'_>) -> TickKey {
+        let b = raw.body;
+        let mut words = [0u64; KEY_WORDS];
+        words[..4].copy_from_slice(&raw.id_words());
+        words[4] = text_word(raw.trading_day);
+        words[5] = text_word(raw.update_time);
+        words[6] = u64::from(b.update_millisec.get() as u32);
+        words[7] = u64::from(b.volume.get() as u32);
+        for (w, x) in words[8..14].iter_mut().zip([
+            b.last_price,
+            b.turnover,
+            b.open_interest,
+            b.highest_price,
+            b.lowest_price,
+            b.average_price,
+        ]) {
+            *w = x.get().to_bits();
+        }
+        for (w, level) in words[14..].chunks_exact_mut(4).zip(&b.levels) {
+            w[0] = level.bid_price.get().to_bits();
+            w[1] = u64::from(level.bid_volume.get() as u32);
+            w[2] = level.ask_price.get().to_bits();
+            w[3] = u64::from(level.ask_volume.get() as u32);
+        }
+        TickKey::from_words(words)
+    }
+
+    #[inline(always)]
+    fn from_words(words: [u64; KEY_WORDS]) -> TickKey {
+        let mut h = FxHasher::default();
+        for w in words {
+            h.write_u64(w);
+        }
+        TickKey { words, fingerprint: h.finish() }
+    }
+
+    /// The 64-bit fingerprint that places the key in the set (distinct ticks can share one).
+    #[inline(always)]
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+/// One table entry: where in `order` the newest insertion of its key is, and how many insertions
+/// of that key `order` holds (0: empty entry).
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    fingerprint: u64,
+    at: u32,
+    count: u32,
+}
+
+/// A set of the last `capacity` ticks inserted.
 #[derive(Debug)]
 pub struct RecentSet {
-    table: Box<[u64]>,
-    /// How many times each table entry is in `order` (an identical tick can come twice).
-    counts: Box<[u32]>,
+    table: Box<[Entry]>,
     mask: usize,
     shift: u32,
-    order: Box<[u64]>,
+    order: Box<[TickKey]>,
     next: usize,
     len: usize,
 }
 
-const EMPTY: u64 = 0;
-
 impl RecentSet {
-    /// Remembers up to `capacity` (≥ 1) fingerprints.
+    /// Remembers up to `capacity` (≥ 1, < 2^31) ticks.
     pub fn new(capacity: usize) -> RecentSet {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, 1 << 31);
         let size = (capacity * 2).next_power_of_two();
         RecentSet {
-            table: vec![EMPTY; size].into_boxed_slice(),
-            counts: vec![0; size].into_boxed_slice(),
+            table: vec![Entry::default(); size].into_boxed_slice(),
             mask: size - 1,
             shift: 64 - size.trailing_zeros(),
-            order: vec![EMPTY; capacity].into_boxed_slice(),
+            order: vec![TickKey { words: [0; KEY_WORDS], fingerprint: 0 }; capacity].into_boxed_slice(),
             next: 0,
             len: 0,
         }
     }
 
-    /// How many fingerprints are remembered at most.
+    /// How many ticks are remembered at most.
     pub fn capacity(&self) -> usize {
         self.order.len()
     }
@@ -52,66 +145,63 @@ impl RecentSet {
         if self.shift >= 64 { 0 } else { (fp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize }
     }
 
+    /// The table position of `key`'s entry, if it has one.
     #[inline]
-    fn key(fp: u64) -> u64 {
-        if fp == EMPTY { 1 } else { fp }
-    }
-
-    /// Whether `fp` is among the remembered fingerprints.
-    #[inline]
-    pub fn contains(&self, fp: u64) -> bool {
-        let fp = Self::key(fp);
-        let mut i = self.home(fp);
+    fn find(&self, key: &TickKey) -> Option<usize> {
+        let mut i = self.home(key.fingerprint);
         loop {
-            match self.table[i] {
-                EMPTY => return false,
-                x if x == fp => return true,
-                _ => i = (i + 1) & self.mask,
+            let e = &self.table[i];
+            if e.count == 0 {
+                return None;
             }
+            // A fingerprint match is only a candidate: compare the whole key.
+            if e.fingerprint == key.fingerprint && self.order[e.at as usize] == *key {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
         }
     }
 
-    /// Remembers `fp`, forgetting the oldest fingerprint when full.
+    /// Whether `key` is among the remembered ticks.
     #[inline]
-    pub fn insert(&mut self, fp: u64) {
-        let fp = Self::key(fp);
+    pub fn contains(&self, key: &TickKey) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Remembers `key`, forgetting the oldest tick when full.
+    #[inline]
+    pub fn insert(&mut self, key: &TickKey) {
         if self.len == self.order.len() {
             let oldest = self.order[self.next];
-            self.remove(oldest);
+            self.remove(&oldest);
         } else {
             self.len += 1;
         }
-        self.order[self.next] = fp;
-        self.next = (self.next + 1) % self.order.len();
-        let mut i = self.home(fp);
+        let at = self.next;
+        self.order[at] = *key;
+        self.next = (at + 1) % self.order.len();
+        let mut i = self.home(key.fingerprint);
         loop {
-            match self.table[i] {
-                EMPTY => {
-                    self.table[i] = fp;
-                    self.counts[i] = 1;
-                    return;
-                }
-                x if x == fp => {
-                    self.counts[i] += 1;
-                    return;
-                }
-                _ => i = (i + 1) & self.mask,
+            let e = self.table[i];
+            if e.count == 0 {
+                self.table[i] = Entry { fingerprint: key.fingerprint, at: at as u32, count: 1 };
+                return;
             }
+            // (No entry points at `at` any more: the oldest insertion there was just removed.)
+            if e.fingerprint == key.fingerprint && self.order[e.at as usize] == *key {
+                // The newest insertion outlives the older ones.
+                self.table[i] = Entry { at: at as u32, count: e.count + 1, ..e };
+                return;
+            }
+            i = (i + 1) & self.mask;
         }
     }
 
-    /// Forgets one insertion of `fp` (the entry goes when its last insertion does).
-    fn remove(&mut self, fp: u64) {
-        let mut i = self.home(fp);
-        loop {
-            match self.table[i] {
-                EMPTY => return,
-                x if x == fp => break,
-                _ => i = (i + 1) & self.mask,
-            }
-        }
-        self.counts[i] -= 1;
-        if self.counts[i] > 0 {
+    /// Forgets one insertion of `key` (the entry goes when its last insertion does).
+    fn remove(&mut self, key: &TickKey) {
+        let Some(mut i) = self.find(key) else { return };
+        self.table[i].count -= 1;
+        if self.table[i].count > 0 {
             return;
         }
         // Backward-shift deletion: pull later entries of the probe run into the hole when their
@@ -120,19 +210,17 @@ impl RecentSet {
         loop {
             j = (j + 1) & self.mask;
             let x = self.table[j];
-            if x == EMPTY {
+            if x.count == 0 {
                 break;
             }
-            let k = self.home(x);
+            let k = self.home(x.fingerprint);
             let stays = if i <= j { i < k && k <= j } else { i < k || k <= j };
             if !stays {
                 self.table[i] = x;
-                self.counts[i] = self.counts[j];
                 i = j;
             }
         }
-        self.table[i] = EMPTY;
-        self.counts[i] = 0;
+        self.table[i] = Entry::default();
     }
 }
 
@@ -144,38 +232,98 @@ mod tests {
 
     use super::*;
 
+    /// A key whose fields are `n` and whose fingerprint is forced to `fingerprint`, so that
+    /// distinct keys collide at will.
+    fn key(n: u64, fingerprint: u64) -> TickKey {
+        let mut words = [0; KEY_WORDS];
+        words[0] = n;
+        TickKey { words, fingerprint }
+    }
+
     #[test]
-    fn remembers_the_last_capacity_fingerprints() {
+    fn remembers_the_last_capacity_ticks() {
         let mut s = RecentSet::new(3);
-        for fp in [10, 20, 30] {
-            s.insert(fp);
+        for n in [10, 20, 30] {
+            s.insert(&key(n, n));
         }
-        assert!(s.contains(10) && s.contains(20) && s.contains(30));
-        s.insert(40);
-        assert!(!s.contains(10), "the oldest is forgotten");
-        assert!(s.contains(20) && s.contains(30) && s.contains(40));
-        s.insert(0);
-        assert!(s.contains(0) && !s.contains(20));
+        assert!(s.contains(&key(10, 10)) && s.contains(&key(20, 20)) && s.contains(&key(30, 30)));
+        s.insert(&key(40, 40));
+        assert!(!s.contains(&key(10, 10)), "the oldest is forgotten");
+        assert!(s.contains(&key(20, 20)) && s.contains(&key(30, 30)) && s.contains(&key(40, 40)));
+    }
+
+    #[test]
+    fn a_fingerprint_collision_is_not_a_hit() {
+        let mut s = RecentSet::new(8);
+        s.insert(&key(1, 77));
+        assert!(s.contains(&key(1, 77)));
+        assert!(!s.contains(&key(2, 77)), "a different tick with the same fingerprint taken for a duplicate");
+        s.insert(&key(2, 77));
+        assert!(s.contains(&key(1, 77)) && s.contains(&key(2, 77)));
+    }
+
+    #[test]
+    fn the_key_covers_every_identifying_field() {
+        use crate::ctp::RawFields;
+        let base = RawFields {
+            trading_day: "20260302".into(),
+            action_day: "20260302".into(),
+            instrument_id: "rb2605".into(),
+            exchange_id: "SHFE".into(),
+            update_time: "10:00:01".into(),
+            ..RawFields::default()
+        };
+        let of = |f: &RawFields| {
+            let bytes = f.to_v67_bytes();
+            TickKey::of(&RawTick::parse(&bytes).expect("a valid struct"))
+        };
+        type Change = Box<dyn Fn(&mut RawFields)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("instrument", Box::new(|f| f.instrument_id = "rb2610".into())),
+            ("trading day", Box::new(|f| f.trading_day = "20260303".into())),
+            ("update time", Box::new(|f| f.update_time = "10:00:02".into())),
+            ("millisecond", Box::new(|f| f.update_millisec = 500)),
+            ("volume", Box::new(|f| f.volume = 1)),
+            ("last price", Box::new(|f| f.last_price = 1.0)),
+            ("turnover", Box::new(|f| f.turnover = 1.0)),
+            ("open interest", Box::new(|f| f.open_interest = 1.0)),
+            ("highest", Box::new(|f| f.highest_price = 1.0)),
+            ("lowest", Box::new(|f| f.lowest_price = 1.0)),
+            ("average", Box::new(|f| f.average_price = 1.0)),
+            ("bid 5", Box::new(|f| f.bid_price[4] = 1.0)),
+            ("bid volume 5", Box::new(|f| f.bid_volume[4] = 1)),
+            ("ask 5", Box::new(|f| f.ask_price[4] = 1.0)),
+            ("ask volume 5", Box::new(|f| f.ask_volume[4] = 1)),
+        ];
+        let k0 = of(&base);
+        assert_eq!(k0, of(&base));
+        for (what, change) in changes {
+            let mut f = base.clone();
+            change(&mut f);
+            assert_ne!(of(&f), k0, "{what} not in the key");
+        }
     }
 
     proptest! {
         /// Against a model (a queue of the last `capacity` insertions): the same answers, whatever
-        /// the collisions (a small key space forces long probe runs and wrap-around).
+        /// the collisions (16 fingerprints for 64 keys force long probe runs, wrap-around and
+        /// distinct keys sharing a fingerprint).
         #[test]
         fn behaves_like_a_bounded_queue(capacity in 1usize..40, ops in proptest::collection::vec((0u64..64, any::<bool>()), 1..600)) {
+            let k = |n: u64| key(n, n % 16);
             let mut set = RecentSet::new(capacity);
             let mut model: VecDeque<u64> = VecDeque::new();
-            for (fp, insert) in ops {
+            for (n, insert) in ops {
                 if insert {
                     if model.len() == capacity {
                         model.pop_front();
                     }
-                    model.push_back(RecentSet::key(fp));
-                    set.insert(fp);
+                    model.push_back(n);
+                    set.insert(&k(n));
                 }
                 let expected: HashSet<u64> = model.iter().copied().collect();
                 for probe in 0u64..64 {
-                    prop_assert_eq!(set.contains(probe), expected.contains(&RecentSet::key(probe)), "fingerprint {}", probe);
+                    prop_assert_eq!(set.contains(&k(probe)), expected.contains(&probe), "key {}", probe);
                 }
             }
         }

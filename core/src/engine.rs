@@ -17,8 +17,6 @@ use std::{
     },
 };
 
-use std::hash::Hasher;
-
 use qilin_market::{Calendar, Instruments, ProductSpec};
 use qilin_shm::{
     Counter, Exchange, RunState, Source, TickRecord, Writer,
@@ -29,7 +27,7 @@ use rustc_hash::FxHasher;
 use crate::{
     config::{Admit, UnknownProducts},
     ctp::RawTick,
-    dedup::RecentSet,
+    dedup::{RecentSet, TickKey},
     handoff::{HandoffRx, RAW_MAX},
     normalize::{InstrumentState, Reject, exchange_from_word, exchange_word, normalize},
     session::Links,
@@ -140,7 +138,7 @@ enum Polled {
 enum Dedup {
     /// One source: nothing.
     Off,
-    /// Two sessions: drop a tick whose fingerprint is among the recently published ones, remember
+    /// Two sessions: drop a tick whose key is among the recently published ones (exactly equal), remember
     /// each published one. Always on with sessions, not only during a switch: a session that was
     /// behind when the overlap ended may still hold copies of ticks the other one delivered.
     On,
@@ -582,8 +580,10 @@ impl Engine {
         // Deduplicate on the struct as the exchange sent it, before normalizing: what normalize
         // derives (an adjusted millisecond, flags) depends on the instrument's previous tick, which
         // can differ between the two sessions' copies.
-        let print = if dedup == Dedup::Off { 0 } else { fingerprint(&raw) };
-        if dedup == Dedup::On && self.recent.contains(print) {
+        let print = (dedup == Dedup::On).then(|| TickKey::of(&raw));
+        if let Some(print) = &print
+            && self.recent.contains(print)
+        {
             self.report.rejected += 1;
             self.pending[Counter::Duplicates as usize] += 1;
             return;
@@ -626,7 +626,7 @@ impl Engine {
                 self.out.instrument_index = self.registered[slot].index;
             }
         }
-        if dedup != Dedup::Off {
+        if let Some(print) = &print {
             self.recent.insert(print);
         }
         self.publish_out();
@@ -655,30 +655,4 @@ impl Engine {
             Err(_) => self.reject(Reject::UnknownInstrument),
         }
     }
-}
-
-/// What identifies one exchange tick whichever session delivered it, from the raw struct: the
-/// instrument, trading day, update time and millisecond, cumulative volume and turnover, open
-/// interest, prices and the five-level book. Padding bytes are left out (an SDK may not clear them).
-#[inline]
-fn fingerprint(raw: &RawTick<'_>) -> u64 {
-    let mut h = FxHasher::default();
-    for word in raw.id_words() {
-        h.write_u64(word);
-    }
-    h.write(raw.trading_day);
-    h.write(raw.update_time);
-    let b = raw.body;
-    h.write_i32(b.update_millisec.get());
-    h.write_i32(b.volume.get());
-    for x in [b.last_price, b.turnover, b.open_interest, b.highest_price, b.lowest_price, b.average_price] {
-        h.write_u64(x.get().to_bits());
-    }
-    for level in &b.levels {
-        h.write_u64(level.bid_price.get().to_bits());
-        h.write_i32(level.bid_volume.get());
-        h.write_u64(level.ask_price.get().to_bits());
-        h.write_i32(level.ask_volume.get());
-    }
-    h.finish()
 }

@@ -729,3 +729,92 @@ fn two_sessions_with_switches_allocate_nothing_and_publish_each_tick_once() {
         reader.counter(Counter::StandbyTicks)
     );
 }
+
+/// Two different ticks whose 64-bit dedup fingerprints collide are both published; a real repeat
+/// of either is still dropped. The pair is built, not searched for: the fingerprint (rustc-hash's
+/// FxHasher over the key's words) is linear modulo 2^64 in each word, so changing the turnover word
+/// by δt and the average-price word, four words later, by δa = −δt·K⁴ leaves it unchanged. A short
+/// (δt, δa) comes from reducing that two-dimensional lattice, so both prices move by a few
+/// millionths and the structs stay valid. The test checks the collision itself before using it.
+#[test]
+fn ticks_whose_fingerprints_collide_are_both_published() {
+    use qilin_core::{ctp::RawTick, dedup::TickKey, session::Links, session::Which};
+    let _serial = serial();
+    let a = fields("rb2605", "SHFE", 3);
+    let b = {
+        // rustc-hash 2's multiplier; the collision is asserted below, so a change of hasher fails
+        // this test loudly instead of letting it pass without a collision.
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let k4 = K.wrapping_mul(K).wrapping_mul(K).wrapping_mul(K);
+        let (dt, da) = short_solution(k4.wrapping_neg());
+        let mut b = a.clone();
+        b.turnover = f64::from_bits(a.turnover.to_bits().wrapping_add_signed(dt));
+        b.average_price = f64::from_bits(a.average_price.to_bits().wrapping_add_signed(da));
+        b
+    };
+    let (a_bytes, b_bytes) = (a.to_v67_bytes(), b.to_v67_bytes());
+    let key = |bytes: &[u8]| TickKey::of(&RawTick::parse(bytes).expect("a valid struct"));
+    assert_ne!(a, b, "the two ticks differ");
+    assert_eq!(key(&a_bytes).fingerprint(), key(&b_bytes).fingerprint(), "the crafted pair does not collide");
+    eprintln!(
+        "colliding pair: turnover {} vs {}, average {} vs {}",
+        a.turnover, b.turnover, a.average_price, b.average_price
+    );
+
+    let (mut ptx, prx) = handoff(64);
+    let (_btx, brx) = handoff(64);
+    let links = Links::new();
+    links.set(Which::Primary, true);
+    let engine_links = links.clone();
+    let mut rig = Rig::start("dedup-collision", 64, 64, move || Input::Sessions {
+        primary: prx,
+        backup: brx,
+        links: engine_links,
+    });
+    let reader = rig.reader();
+    rig.wait_until("the engine to run", |_| reader.run_state() == Some(RunState::Running));
+    rig.command(Command::Switch { active: Source::Primary, overlap_until_ns: qilin_core::engine::mono_ns() });
+    let mut push = |bytes: &[u8]| assert!(ptx.push(bytes, 1, Source::Primary), "hand-off full");
+    push(&a_bytes);
+    push(&b_bytes);
+    rig.wait_until("both ticks taken", |_| reader.counter(Counter::TicksReceived) >= 2);
+    // Repeats of each are duplicates (the set still works on exact keys).
+    push(&a_bytes);
+    push(&b_bytes);
+    rig.wait_until("the repeats taken", |_| reader.counter(Counter::TicksReceived) >= 4);
+    qilin_testkit::await_drained(&reader);
+    let run = rig.shutdown();
+    assert_eq!(reader.counter(Counter::Duplicates), 2, "the two repeats dropped, and nothing else");
+    assert_eq!(run.report.published, 2, "both colliding ticks published");
+    let mut tail = rig.reader();
+    tail.seek(Start::Oldest);
+    let mut turnovers = Vec::new();
+    let mut t = TickRecord::ZERO;
+    while let Next::Tick = tail.try_next(&mut t) {
+        turnovers.push(t.turnover);
+    }
+    assert_eq!(turnovers, vec![a.turnover, b.turnover], "the ring holds both ticks, in order");
+}
+
+/// A short nonzero (x, y), |x| and |y| about 2^32, with y ≡ x·m (mod 2^64): Lagrange–Gauss reduction
+/// of the lattice spanned by (1, m) and (0, 2^64).
+fn short_solution(m: u64) -> (i64, i64) {
+    let centred = |v: i128| {
+        let r = v.rem_euclid(1 << 64);
+        if r >= 1 << 63 { r - (1 << 64) } else { r }
+    };
+    let norm = |v: (i128, i128)| (v.0 as f64).powi(2) + (v.1 as f64).powi(2);
+    let (mut u, mut v) = ((1i128, centred(i128::from(m))), (0i128, 1i128 << 64));
+    loop {
+        if norm(u) > norm(v) {
+            std::mem::swap(&mut u, &mut v);
+        }
+        let mu = ((u.0 as f64 * v.0 as f64 + u.1 as f64 * v.1 as f64) / norm(u)).round() as i128;
+        if mu == 0 {
+            break;
+        }
+        v = (v.0 - mu * u.0, v.1 - mu * u.1);
+    }
+    assert_eq!(centred(u.0 * i128::from(m) - u.1), 0, "not a solution");
+    (i64::try_from(u.0).expect("short"), i64::try_from(u.1).expect("short"))
+}
