@@ -6,7 +6,8 @@
 //! processes not lost, and a leak grep of every output and file for key material and the master key.
 //!
 //! Every test uses its own directory (store, audit log) and a cheap Argon2id memory cost
-//! (`QILIN_KEYS_TEST_KDF_M_COST_KIB`), except the one that checks the default parameters.
+//! (`QILIN_KEYS_TEST_KDF_M_COST_KIB`, which only debug builds obey), except the one that checks the
+//! default parameters and the one that checks that a release build ignores the setting.
 
 use std::{
     fs,
@@ -549,5 +550,60 @@ fn no_output_file_or_log_ever_carries_key_material_or_the_master_key() {
         }
         assert!(!hay.contains(MASTER) && !hay.contains("master-key-for-tests"), "the master key in {what}");
         assert!(!hay.contains("zq8"), "a master key fragment in {what}");
+    }
+}
+
+/// `qilinctl` as `cargo build --release` makes it. Under `cargo test --release` that is the binary
+/// under test; otherwise it is built here with the release profile, into the same target directory
+/// as the suite (`<target>/release/qilinctl`), so it is the same artefact a developer's `cargo
+/// build --release` makes and is rebuilt only when the code changed. A plain `cargo test` holds the
+/// lock of `<target>/debug` only while it compiles, so this nested build does not wait for it.
+fn release_qilinctl() -> PathBuf {
+    let under_test = PathBuf::from(env!("CARGO_BIN_EXE_qilinctl"));
+    if !cfg!(debug_assertions) {
+        return under_test;
+    }
+    let target = under_test.parent().and_then(|p| p.parent()).unwrap().to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "-p", "qilin-tools", "--bin", "qilinctl", "--target-dir"])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo build --release: {}", text(&out.stderr));
+    target.join("release/qilinctl")
+}
+
+/// The store's recorded Argon2id memory cost and the command's stderr after `keys add` by `bin`
+/// with `QILIN_KEYS_TEST_KDF_M_COST_KIB=64`.
+fn m_cost_created_by(bin: &PathBuf) -> (u64, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let out = Command::new(bin)
+        .args(["keys", "add", "nats-token", "--type", "api", "--now-unix-s", &T0.to_string()])
+        .env("QILIN_KEY_STORE", &store)
+        .env("QILIN_AUDIT_LOG", dir.path().join("audit.jsonl"))
+        .env("QILIN_MASTER_KEY", MASTER)
+        .env("QILIN_KEYS_TEST_KDF_M_COST_KIB", "64")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    (file["kdf"]["m_cost_kib"].as_u64().unwrap(), text(&out.stderr))
+}
+
+#[test]
+fn the_release_build_ignores_the_test_kdf_setting_and_says_so() {
+    let (m_cost, stderr) = m_cost_created_by(&release_qilinctl());
+    assert_eq!(m_cost, 65_536, "the release build created the store with the test memory cost; stderr: {stderr}");
+    assert!(
+        stderr.contains("QILIN_KEYS_TEST_KDF_M_COST_KIB is set and ignored: this is a release build")
+            && !stderr.contains("weak Argon2id"),
+        "{stderr}"
+    );
+    if cfg!(debug_assertions) {
+        // The debug build the suite runs still obeys it (what keeps the other tests fast).
+        assert_eq!(m_cost_created_by(&PathBuf::from(env!("CARGO_BIN_EXE_qilinctl"))).0, 64);
     }
 }

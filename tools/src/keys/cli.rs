@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{
     KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, backup,
-    crypto::KdfParams,
+    crypto::{self, KdfParams},
     model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
     store,
 };
@@ -123,6 +123,9 @@ pub fn run(args: &KeysArgs) -> ExitCode {
         .now_unix_s
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
     let ctx = Ctx { path, now, audit_log: args.audit_log.as_deref() };
+    if let Some(warning) = crypto::ignored_test_settings() {
+        eprintln!("qilinctl: keys: warning: {warning}");
+    }
     match &args.command {
         KeysCmd::List { json } => ctx.read(|s| list(s, now, *json)),
         KeysCmd::History { name, json } => ctx.read(|s| history(s, name, now, *json)),

@@ -31,9 +31,17 @@ use crate::secrets::{
 
 /// The environment variable holding the master key.
 pub const ENV_MASTER_KEY: &str = "QILIN_MASTER_KEY";
-/// Lowers the Argon2id memory cost (KiB) of a store *created* while it is set. Tests only: the
-/// cost is stored in the file, and `keys list` flags a store below [`KdfParams::DEFAULT_M_COST_KIB`].
+/// Lowers the Argon2id memory cost (KiB) of a store *created* while it is set, in debug builds
+/// only ([`TEST_SETTINGS`]): the test suite's stores derive in microseconds. A release build never
+/// reads its value; [`ignored_test_settings`] makes it say so. The cost is stored in the file, and
+/// every command flags a store below [`KdfParams::DEFAULT_M_COST_KIB`].
 pub const ENV_TEST_KDF_M_COST: &str = "QILIN_KEYS_TEST_KDF_M_COST_KIB";
+/// Whether this build obeys test-only settings ([`ENV_TEST_KDF_M_COST`]): only with debug
+/// assertions, i.e. the `dev` and `test` profiles. `cargo build --release` (and `cargo test
+/// --release`) turn them off, and the code that reads the setting is not compiled at all then. A
+/// cargo feature was not used: `cargo test --release` or `--all-targets` would unify a dev-only
+/// feature into the release binary.
+pub const TEST_SETTINGS: bool = cfg!(debug_assertions);
 /// Bytes of key material (256 bits).
 pub const MATERIAL_LEN: usize = 32;
 /// Bytes of the Argon2id salt.
@@ -83,11 +91,10 @@ impl KdfParams {
         })
     }
 
-    /// The parameters for a new store: the defaults, or the memory cost of
+    /// The parameters for a new store: the defaults; in a debug build, the memory cost of
     /// [`ENV_TEST_KDF_M_COST`] when that is set (tests).
     pub fn for_new_store() -> Result<KdfParams, KeyError> {
-        let m_cost = std::env::var(ENV_TEST_KDF_M_COST).ok().and_then(|v| v.parse().ok());
-        KdfParams::new(m_cost.unwrap_or(Self::DEFAULT_M_COST_KIB))
+        KdfParams::new(test_m_cost_kib().unwrap_or(Self::DEFAULT_M_COST_KIB))
     }
 
     /// Whether these are weaker than the defaults (a store created for tests).
@@ -107,6 +114,32 @@ impl KdfParams {
             format!("kdf parameters m_cost_kib {} t_cost {} p_cost {}: {e}", self.m_cost_kib, self.t_cost, self.p_cost)
         })
     }
+}
+
+/// [`ENV_TEST_KDF_M_COST`]'s value (debug builds).
+#[cfg(debug_assertions)]
+fn test_m_cost_kib() -> Option<u32> {
+    std::env::var(ENV_TEST_KDF_M_COST).ok().and_then(|v| v.parse().ok())
+}
+
+/// Release builds have no test settings: always the production cost.
+#[cfg(not(debug_assertions))]
+fn test_m_cost_kib() -> Option<u32> {
+    None
+}
+
+/// A warning for stderr when a test-only setting is set in a build that ignores it, so that
+/// nobody believes a release build made a cheap store.
+pub fn ignored_test_settings() -> Option<String> {
+    (!TEST_SETTINGS && std::env::var_os(ENV_TEST_KDF_M_COST).is_some()).then(|| {
+        format!(
+            "{ENV_TEST_KDF_M_COST} is set and ignored: this is a release build of qilinctl, which always uses \
+             the production Argon2id cost ({} KiB, {} passes); the setting exists for debug builds (tests) only, \
+             unset it",
+            KdfParams::DEFAULT_M_COST_KIB,
+            KdfParams::DEFAULT_T_COST
+        )
+    })
 }
 
 /// The master key, from [`ENV_MASTER_KEY`]. Never printed.
