@@ -285,7 +285,12 @@ fn bad_new_secrets_are_refused_and_the_running_session_stays() {
     for key in ["CTP_PRIMARY_PASSWORD", "CTP_BACKUP_MD_FRONTS", "CTP_BACKUP_USER_ID"] {
         assert!(problems.iter().any(|k| k == key), "{key} not reported: {problems:?}");
     }
-    std::thread::sleep(Duration::from_millis(500)); // several watch rounds: refused once, not again
+    // Refused once, not again: qilin-secrets looks at the unchanged file in several more rounds.
+    let rounds = || {
+        common::status(&core.segment, "secrets").and_then(|s| s["counters"]["watch_rounds"].as_u64()).unwrap_or(0)
+    };
+    let seen = rounds();
+    wait_for("five more watch rounds", || (rounds() >= seen + 5).then_some(()));
     let validations = audit_entries(&audit).iter().filter(|e| step_of(e) == "validate").count();
     assert_eq!(validations, 1, "an unchanged bad file was refused (and audited) more than once");
     let sessions = ctl(&socket, "sessions");

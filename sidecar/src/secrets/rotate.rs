@@ -261,6 +261,7 @@ impl Holder {
     /// is due, and look for a changed source. Rewrites the status file.
     pub fn poll(&mut self) -> Option<Outcome> {
         let outcome = self.poll_once();
+        self.status.counters.watch_rounds += 1;
         self.write_status();
         outcome
     }

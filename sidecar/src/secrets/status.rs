@@ -42,6 +42,9 @@ impl State {
 /// Counters of the status file (monotonic while the process runs).
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
+    /// Rounds of the watch loop done (each looks at the source once): proof of life, and what
+    /// shows that an unchanged file was looked at again and left alone.
+    pub watch_rounds: u64,
     /// Rotations that ended `rotated` (or `updated`).
     pub rotations_ok: u64,
     /// New sets refused by validation.
@@ -91,6 +94,7 @@ impl Status {
                 "next_attempt_in_ms": next_in_ms,
             },
             "counters": {
+                "watch_rounds": c.watch_rounds,
                 "rotations_ok": c.rotations_ok,
                 "rotations_refused": c.rotations_refused,
                 "rotations_failed": c.rotations_failed,
