@@ -381,7 +381,9 @@ fn backup_and_restore_round_trip_and_another_master_key_is_refused() {
     k.ok(&["rotate", "nats-token", "--revoke-previous"], T0 + DAY);
     assert_eq!(k.verify("nats-token", &v1, T0 + DAY).0, 1);
     let rotated = fs::read(k.store()).unwrap();
-    let out = k.ok(&["restore", "--from", b], T0 + DAY);
+    // Older than the store (a rollback of the revocation): only with --force (see
+    // restoring_an_older_backup_needs_force_and_the_forced_rollback_is_audited).
+    let out = k.ok(&["restore", "--from", b, "--force"], T0 + DAY);
     assert!(out.contains("the replaced store is kept as"), "{out}");
     let kept = k.dir.path().join("state/keys.json.before-restore");
     assert_eq!(fs::read(&kept).unwrap(), rotated);
@@ -606,4 +608,96 @@ fn the_release_build_ignores_the_test_kdf_setting_and_says_so() {
         // The debug build the suite runs still obeys it (what keeps the other tests fast).
         assert_eq!(m_cost_created_by(&PathBuf::from(env!("CARGO_BIN_EXE_qilinctl"))).0, 64);
     }
+}
+
+#[test]
+fn a_store_file_copied_back_over_a_newer_one_is_refused_and_its_revoked_key_stays_refused() {
+    let mut k = Keys::new();
+    k.ok(&["add", "nats-token", "--type", "api"], T0);
+    let v1 = k.reveal("nats-token", None, T0);
+    let old = k.dir.path().join("keys.json.copy");
+    fs::copy(k.store(), &old).unwrap();
+    k.ok(&["rotate", "nats-token", "--revoke-previous"], T0 + DAY);
+    assert_eq!(k.verify("nats-token", &v1, T0 + DAY).0, 1, "revoked");
+
+    // A plain copy of the older file over the store: the revoked version must not come back.
+    fs::copy(&old, k.store()).unwrap();
+    let copied = fs::read(k.store()).unwrap();
+    let (code, stdout) = k.verify("nats-token", &v1, T0 + DAY);
+    assert_eq!((code, stdout.as_str()), (2, ""), "the revoked key after the copy: {}", k.outputs.last().unwrap());
+    let expected = format!(
+        "qilinctl: keys: the key store {store} is generation 1, but the audit log {log} recorded generation 2 of it",
+        store = k.store().display(),
+        log = k.audit_log().display()
+    );
+    for args in [&["list"][..], &["rotate", "--due"], &["show", "nats-token", "--reveal"]] {
+        let out = k.run(args, T0 + DAY);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(&expected), "{args:?}: {stderr}");
+        assert!(stderr.contains("restore --force --from"), "{args:?}: {stderr}");
+        assert_eq!(out.stdout, b"", "{args:?}");
+    }
+    assert_eq!(fs::read(k.store()).unwrap(), copied, "nothing was changed");
+
+    // Keeping the older store is possible, on purpose only, and audited.
+    let store = k.store();
+    let from = store.to_str().unwrap();
+    let out = k.run(&["restore", "--from", from], T0 + DAY);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = k.ok(&["restore", "--from", from, "--force"], T0 + DAY);
+    assert!(out.contains("rolled back from generation 2 to generation 1 (forced)"), "{out}");
+    assert_eq!(k.verify("nats-token", &v1, T0 + DAY).0, 0, "the older store, accepted");
+    let (command, code, action) = k.audit_entries().pop().unwrap();
+    assert_eq!((command.as_str(), code), ("keys restore", 0));
+    assert_eq!(
+        (&action["forced"], &action["rolled_back"], &action["backup_generation"], &action["newest_generation"]),
+        (&Value::from(true), &Value::from(true), &Value::from(1), &Value::from(2))
+    );
+    assert_eq!(action["store_generation"], 3, "{action}");
+    k.audit_verifies();
+}
+
+#[test]
+fn restoring_an_older_backup_needs_force_and_the_forced_rollback_is_audited() {
+    let mut k = Keys::new();
+    k.ok(&["add", "nats-token", "--type", "api"], T0);
+    let v1 = k.reveal("nats-token", None, T0);
+    let backup = k.dir.path().join("backup-1.json");
+    let b = backup.to_str().unwrap();
+    k.ok(&["backup", "--out", b], T0);
+    k.ok(&["rotate", "nats-token", "--revoke-previous"], T0 + DAY);
+    let rotated = fs::read(k.store()).unwrap();
+
+    let out = k.run(&["restore", "--from", b], T0 + DAY);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "an older backup restored without --force: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "qilinctl: keys: backup {b} holds generation 1 of the key store, but the audit log {} recorded generation 2 \
+             of it",
+            k.audit_log().display()
+        )) && stderr.contains("nothing was restored (`--force` restores it anyway; the rollback is audited)"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(k.store()).unwrap(), rotated, "nothing was restored");
+    assert_eq!(k.verify("nats-token", &v1, T0 + DAY).0, 1, "the revoked key stays revoked");
+
+    let out = k.ok(&["restore", "--from", b, "--force"], T0 + DAY);
+    assert!(out.contains("rolled back from generation 2 to generation 1 (forced)"), "{out}");
+    assert_eq!(k.verify("nats-token", &v1, T0 + DAY).0, 0, "restored on purpose");
+    assert_eq!(k.list(T0 + DAY)["generation"], 3, "re-sealed above every generation seen");
+    let restores: Vec<(i64, Value)> =
+        k.audit_entries().into_iter().filter(|(c, _, _)| c == "keys restore").map(|(_, code, a)| (code, a)).collect();
+    assert_eq!(restores.len(), 2);
+    assert_eq!(restores[0].0, 2);
+    assert!(restores[0].1["error"].as_str().unwrap().contains("holds generation 1 of the key store"));
+    let (code, forced) = &restores[1];
+    assert_eq!(*code, 0);
+    assert_eq!((&forced["forced"], &forced["rolled_back"]), (&Value::from(true), &Value::from(true)));
+    assert_eq!(
+        (&forced["backup_generation"], &forced["newest_generation"], &forced["store_generation"]),
+        (&Value::from(1), &Value::from(2), &Value::from(3))
+    );
+    k.audit_verifies();
 }

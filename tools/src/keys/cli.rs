@@ -3,6 +3,10 @@
 //! entry naming the key and versions and the outcome, never material; the audit log is opened
 //! first, so a change that could not be audited is not made.
 //!
+//! Every successful audited entry also records the store's id and the generation it wrote or read
+//! (`store_id`, `store_generation`): that is the witness ([`super::witness`]) against which every
+//! command checks the store it opens, so an older copy put in place of the store is refused.
+//!
 //! Exit codes: 0 done; 1 `verify` refused the token; 2 the store cannot be used (master key
 //! missing or wrong, store tampered with or corrupt, unknown key, I/O) and nothing was changed;
 //! 4 the audit log cannot be written, so nothing was done; 5 done but not audited.
@@ -20,7 +24,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::{
-    KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, backup,
+    KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, Witness, backup,
     crypto::{self, KdfParams},
     model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
     store,
@@ -108,11 +112,16 @@ enum KeysCmd {
         out: PathBuf,
     },
     /// Replace the store by a backup that decrypts under the current master key; the replaced
-    /// store is kept as <store>.before-restore (audited).
+    /// store is kept as <store>.before-restore (audited). A backup older than the store's newest
+    /// generation (as the audit log recorded it) is refused without --force.
     Restore {
-        /// The backup file.
+        /// The backup file (`keys backup`), or a store file.
         #[arg(long)]
         from: PathBuf,
+        /// Restore a backup older than the store's newest generation: a rollback that brings back
+        /// versions rotated, retired or revoked since (audited as such).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -136,7 +145,7 @@ pub fn run(args: &KeysArgs) -> ExitCode {
         KeysCmd::Rotate { name: Some(name), revoke_previous, .. } => ctx.rotate(Some(name), *revoke_previous),
         KeysCmd::Rotate { name: None, .. } => ctx.rotate(None, false),
         KeysCmd::Backup { out } => ctx.backup(out),
-        KeysCmd::Restore { from } => ctx.restore(from),
+        KeysCmd::Restore { from, force } => ctx.restore(from, *force),
     }
 }
 
@@ -188,14 +197,32 @@ impl Audit {
     }
 }
 
+/// Records in an audit action which store, at which generation, the operation wrote or read: the
+/// witness a later command checks the store against.
+fn stamp(action: &mut Value, store_id: Option<&str>, generation: u64) {
+    action["store_id"] = json!(store_id);
+    action["store_generation"] = json!(generation);
+}
+
 impl Ctx<'_> {
     fn store_json(&self) -> Value {
         json!(self.path.display().to_string())
     }
 
+    /// The newest generation of each store, as this command's audit log recorded it.
+    fn witness(&self) -> Result<Witness, KeyError> {
+        Witness::from_audit_log(&audit::resolve_path(self.audit_log))
+    }
+
+    /// Opens and checks the store (master key, witness).
+    fn open(&self) -> Result<Store, KeyError> {
+        let master = MasterKey::from_env()?;
+        Store::load(&self.path, &master, &self.witness()?)
+    }
+
     /// Opens the store read-only (no lock: writers replace it atomically) and runs `f`.
     fn read(&self, f: impl FnOnce(&Store) -> ExitCode) -> ExitCode {
-        let opened = MasterKey::from_env().and_then(|master| Store::load(&self.path, &master));
+        let opened = self.open();
         match opened {
             Ok(store) => {
                 for note in store.notes() {
@@ -207,11 +234,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Under the store's lock: opens the store (or creates it when `create`), runs `f`, saves.
-    fn change<T>(&self, create: bool, f: impl FnOnce(&mut Store) -> Result<T, KeyError>) -> Result<T, KeyError> {
+    /// Under the store's lock: opens the store (or creates it when `create`), runs `f`, saves
+    /// when anything changed. Returns `f`'s result and the store's id and generation after it.
+    fn change<T>(
+        &self,
+        create: bool,
+        f: impl FnOnce(&mut Store) -> Result<T, KeyError>,
+    ) -> Result<(T, Option<String>, u64), KeyError> {
         let master = MasterKey::from_env()?;
+        let witness = self.witness()?;
         let _lock = store::lock(&self.path)?;
-        let mut store = match Store::load(&self.path, &master) {
+        let mut store = match Store::load(&self.path, &master, &witness) {
             Err(KeyError::NotFound { .. }) if create => {
                 let store = Store::create(&self.path, &master, KdfParams::for_new_store()?)?;
                 for note in store.notes() {
@@ -221,9 +254,12 @@ impl Ctx<'_> {
             }
             other => other?,
         };
+        let before = (store.generation() > 0).then(|| store.content().clone());
         let out = f(&mut store)?;
-        store.save()?;
-        Ok(out)
+        if before.as_ref() != Some(store.content()) {
+            store.save()?;
+        }
+        Ok((out, store.store_id().map(str::to_owned), store.generation()))
     }
 
     fn add(&self, name: &str, key_type: KeyType, period_days: Option<u32>, grace_days: u32) -> ExitCode {
@@ -237,7 +273,7 @@ impl Ctx<'_> {
             Ok(s.key(name)?.clone())
         });
         match added {
-            Ok(key) => {
+            Ok((key, store_id, generation)) => {
                 println!(
                     "added {name} ({}, rotates every {} days, grace {} days): version 1 active \
                      (`qilinctl keys show {name} --reveal` prints it)",
@@ -248,6 +284,7 @@ impl Ctx<'_> {
                 action["new_version"] = json!(1);
                 action["rotation_period_days"] = json!(key.rotation_period_days);
                 action["grace_period_days"] = json!(key.grace_period_days);
+                stamp(&mut action, store_id.as_deref(), generation);
                 audit.record("keys add", 0, action);
                 audit.exit(0)
             }
@@ -269,7 +306,7 @@ impl Ctx<'_> {
                 Ok((rotations, retired, next))
             }
         });
-        let (rotations, retired, next) = match result {
+        let ((rotations, retired, next), store_id, generation) = match result {
             Ok(done) => done,
             Err(e) => {
                 let action = json!({"store": self.store_json(), "key": name, "due": name.is_none()});
@@ -281,14 +318,17 @@ impl Ctx<'_> {
             for t in &r.retired {
                 println!("{}", retirement_line(t));
             }
-            audit.record("keys rotate", 0, rotation_json(r, &self.path));
+            let mut action = rotation_json(r, &self.path);
+            stamp(&mut action, store_id.as_deref(), generation);
+            audit.record("keys rotate", 0, action);
         }
         let loose: Vec<&Retirement> =
             retired.iter().filter(|t| !rotations.iter().any(|r| r.retired.contains(t))).collect();
         for t in &loose {
             println!("{}", retirement_line(t));
-            let action = json!({"store": self.store_json(), "key": t.name, "version": t.version,
-                                "retired_at": ts(t.at), "because": "grace ended"});
+            let mut action = json!({"store": self.store_json(), "key": t.name, "version": t.version,
+                                    "retired_at": ts(t.at), "because": "grace ended"});
+            stamp(&mut action, store_id.as_deref(), generation);
             audit.record("keys retire", 0, action);
         }
         if rotations.is_empty() && name.is_none() {
@@ -306,12 +346,14 @@ impl Ctx<'_> {
             Err(code) => return code,
         };
         let mut action = json!({"store": self.store_json(), "key": name, "version": version});
-        let token = MasterKey::from_env()
-            .and_then(|master| Store::load(&self.path, &master))
-            .and_then(|store| store.token(name, version));
+        let token = self.open().and_then(|store| {
+            let (version, token) = store.token(name, version)?;
+            Ok((version, token, store.store_id().map(str::to_owned), store.generation()))
+        });
         match token {
-            Ok((version, token)) => {
+            Ok((version, token, store_id, generation)) => {
                 action["version"] = json!(version);
+                stamp(&mut action, store_id.as_deref(), generation);
                 audit.record("keys reveal", 0, action);
                 if audit.failed {
                     return audit.exit(0); // not revealed: it could not be audited
@@ -330,8 +372,9 @@ impl Ctx<'_> {
         };
         let mut action = json!({"store": self.store_json(), "out": out.display().to_string()});
         let done = MasterKey::from_env().and_then(|master| {
+            let witness = self.witness()?;
             let _lock = store::lock(&self.path)?;
-            backup::backup(&self.path, out, &master, self.now)
+            backup::backup(&self.path, out, &master, &witness, self.now)
         });
         match done {
             Ok(summary) => {
@@ -346,6 +389,7 @@ impl Ctx<'_> {
                 action["keys"] = json!(summary.keys);
                 action["versions"] = json!(summary.versions);
                 action["sha256"] = json!(summary.sha256);
+                stamp(&mut action, Some(&summary.store_id), summary.generation);
                 audit.record("keys backup", 0, action);
                 audit.exit(0)
             }
@@ -353,20 +397,29 @@ impl Ctx<'_> {
         }
     }
 
-    fn restore(&self, from: &Path) -> ExitCode {
+    fn restore(&self, from: &Path, force: bool) -> ExitCode {
         let mut audit = match Audit::open(self.audit_log) {
             Ok(audit) => audit,
             Err(code) => return code,
         };
-        let mut action = json!({"store": self.store_json(), "from": from.display().to_string()});
+        let mut action = json!({"store": self.store_json(), "from": from.display().to_string(), "forced": force});
         let done = MasterKey::from_env().and_then(|master| {
+            let witness = self.witness()?;
             let _lock = store::lock(&self.path)?;
-            backup::restore(&self.path, from, &master)
+            backup::restore(&self.path, from, &master, &witness, force)
         });
         match done {
             Ok(summary) => {
+                let rollback = match summary.newest_generation.filter(|_| summary.rolled_back) {
+                    Some(newest) => format!(
+                        "; rolled back from generation {newest} to generation {} (forced): versions rotated, \
+                         retired or revoked since are back, rotate the affected keys if that matters",
+                        summary.backup_generation
+                    ),
+                    None => String::new(),
+                };
                 println!(
-                    "restored {} from {} ({} keys, {} versions){}",
+                    "restored {} from {} ({} keys, {} versions){}{rollback}; written as generation {}",
                     self.path.display(),
                     from.display(),
                     summary.keys,
@@ -375,12 +428,17 @@ impl Ctx<'_> {
                         .previous
                         .as_ref()
                         .map(|p| format!("; the replaced store is kept as {}", p.display()))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    summary.generation
                 );
                 action["keys"] = json!(summary.keys);
                 action["versions"] = json!(summary.versions);
                 action["sha256"] = json!(summary.sha256);
                 action["previous"] = json!(summary.previous.map(|p| p.display().to_string()));
+                action["backup_generation"] = json!(summary.backup_generation);
+                action["newest_generation"] = json!(summary.newest_generation);
+                action["rolled_back"] = json!(summary.rolled_back);
+                stamp(&mut action, Some(&summary.store_id), summary.generation);
                 audit.record("keys restore", 0, action);
                 audit.exit(0)
             }
@@ -456,6 +514,8 @@ fn list(store: &Store, now: i64, json: bool) -> ExitCode {
         let kdf = store.kdf();
         let value = json!({
             "store": store.path().display().to_string(),
+            "store_id": store.store_id(),
+            "generation": store.generation(),
             "now": ts(now),
             "kdf": {"algorithm": kdf.algorithm, "m_cost_kib": kdf.m_cost_kib, "t_cost": kdf.t_cost, "p_cost": kdf.p_cost},
             "keys": store.keys().iter().map(|k| key_json(k, now)).collect::<Vec<_>>(),

@@ -62,4 +62,30 @@ pub enum KeyError {
     Backup { path: PathBuf, reason: String },
     #[error("backup {}: it was made under a different {ENV_MASTER_KEY} (or is damaged); nothing was restored", path.display())]
     BackupOtherMasterKey { path: PathBuf },
+    /// A store (or a backup) older than the newest generation of it seen: a rollback.
+    #[error(
+        "{what}, but {newer_seen}: an older copy, which would bring back key versions rotated, retired or revoked \
+         since; {hint}"
+    )]
+    RolledBack {
+        /// `the key store PATH is generation G` / `backup FILE holds generation G of the key store`.
+        what: String,
+        generation: u64,
+        newer: u64,
+        /// Where the newer generation was seen: `the audit log LOG recorded generation N of it (…)`.
+        newer_seen: String,
+        /// What was not done and how to go on.
+        hint: String,
+    },
+    #[error(
+        "cannot check the key store against the audit log {} (it records the store's newest generation, so an \
+         older copy put in its place is noticed): {source}; nothing was done (name a readable log with \
+         --audit-log or $QILIN_AUDIT_LOG)",
+        log.display()
+    )]
+    Witness {
+        log: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }

@@ -8,6 +8,8 @@
 //! - [`store`]: a [`Store`] opened from a file: load and verify, add, rotate, verify a token, save
 //!   atomically under a lock.
 //! - [`backup`]: backup files and the restore that checks them.
+//! - [`witness`]: the newest generation of each store, as the audit log recorded it, so an older
+//!   copy put in place of a store is refused.
 //! - [`cli`]: `qilinctl keys list|add|rotate|history|show|verify|backup|restore`.
 //!
 //! # Model
@@ -26,11 +28,13 @@ pub mod crypto;
 mod error;
 pub mod model;
 pub mod store;
+pub mod witness;
 
 pub use crypto::{ENV_MASTER_KEY, MasterKey};
 pub use error::KeyError;
 pub use model::{KeyEntry, KeyType, State, VersionEntry};
 pub use store::{Rotation, Store, Verdict};
+pub use witness::Witness;
 
 /// The environment variable naming the key store.
 pub const ENV_STORE: &str = "QILIN_KEY_STORE";

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! {"format":"qilin-keys/1",
+//!  "store_id":"<16 bytes hex>","generation":7,
 //!  "kdf":{"algorithm":"argon2id","version":19,"m_cost_kib":65536,"t_cost":3,"p_cost":1,"salt":"<hex>"},
 //!  "check":{"nonce":"<hex>","ciphertext":"<hex>"},
 //!  "keys":[{"name":"nats-token","type":"api","rotation_period_days":90,"grace_period_days":7,
@@ -84,6 +85,16 @@ impl State {
 pub struct StoreFile {
     /// [`FORMAT`].
     pub format: String,
+    /// A random id (16 bytes, hex) given when the store is created. Copies and backups keep it, so
+    /// the audit log's record of this store's generations finds it wherever it is put back. Absent
+    /// only in stores written before generations existed (the next write gives one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// One more on every write of the store (0: written before generations existed). Every audited
+    /// change records the generation it wrote, which is how an older copy put in place of the store
+    /// is told apart from the store (`super::witness`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
     /// How the key-encryption key is derived from the master key.
     pub kdf: super::crypto::KdfParams,
     /// A fixed text sealed under the key-encryption key: tells a wrong master key from a damaged key.
@@ -94,6 +105,10 @@ pub struct StoreFile {
     /// or version is detected. Absent only while the file is being written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<Sealed>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One managed key and its versions.

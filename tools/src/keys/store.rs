@@ -4,7 +4,9 @@
 //!
 //! Reading verifies everything before anything is used, in an order that names the fault:
 //! JSON (file, line, column) → format and consistency → the check value (wrong master key) →
-//! every version's ciphertext (tampered: key and version named) → the seal over the metadata.
+//! every version's ciphertext (tampered: key and version named) → the seal over the metadata →
+//! the generation against the newest one the audit log recorded ([`Witness`]: an older copy put
+//! in place of the store is refused).
 //! Writing: temporary file (mode 0600) in the same directory, fsync, rename over the store, fsync
 //! of the directory; the directory is created 0700.
 
@@ -25,6 +27,7 @@ use super::{
     model::{
         self, CreatedBy, DEFAULT_GRACE_DAYS, FORMAT, KeyEntry, KeyType, Retirement, State, StoreFile, VersionEntry,
     },
+    witness::Witness,
 };
 use crate::audit;
 
@@ -87,12 +90,21 @@ impl Store {
         }
         let kek = master.derive(&kdf)?;
         let check = kek.seal(CHECK_AAD, CHECK_TEXT)?;
-        let file = StoreFile { format: FORMAT.into(), kdf, check, keys: Vec::new(), seal: None };
+        let file = StoreFile {
+            format: FORMAT.into(),
+            store_id: Some(crypto::hex(&crypto::random_bytes::<16>()?)),
+            generation: 0,
+            kdf,
+            check,
+            keys: Vec::new(),
+            seal: None,
+        };
         Ok(Store { path: path.to_owned(), file, kek, material: BTreeMap::new(), mode: None })
     }
 
-    /// Reads and verifies the store at `path`.
-    pub fn load(path: &Path, master: &MasterKey) -> Result<Store, KeyError> {
+    /// Reads and verifies the store at `path`, and refuses it when it is older than the newest
+    /// generation of it that `witness` recorded (a copy of an older store put in its place).
+    pub fn load(path: &Path, master: &MasterKey, witness: &Witness) -> Result<Store, KeyError> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyError::NotFound { path: path.to_owned() }),
@@ -100,6 +112,20 @@ impl Store {
         };
         let mut store = Store::from_bytes(path, &bytes, master)?;
         store.mode = fs::metadata(path).ok().map(|m| m.mode() & 0o7777);
+        let generation = store.generation();
+        if let Some(seen) = witness.newest(store.store_id(), path).filter(|seen| seen.generation > generation) {
+            return Err(KeyError::RolledBack {
+                what: format!("the key store {} is generation {generation}", path.display()),
+                generation,
+                newer: seen.generation,
+                newer_seen: witness.describe(seen),
+                hint: format!(
+                    "nothing was done. Put the newer store back (from a backup), or keep this older one on purpose \
+                     with `qilinctl keys restore --force --from {}` (audited)",
+                    path.display()
+                ),
+            });
+        }
         Ok(store)
     }
 
@@ -173,8 +199,13 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Seals and writes the store to its path atomically, mode 0600 (hold [`lock`]).
+    /// Seals and writes the store to its path atomically, mode 0600 (hold [`lock`]), as the next
+    /// generation (a store written before ids existed gets one now).
     pub fn save(&mut self) -> Result<(), KeyError> {
+        if self.file.store_id.is_none() {
+            self.file.store_id = Some(crypto::hex(&crypto::random_bytes::<16>()?));
+        }
+        self.file.generation += 1;
         let bytes = self.to_bytes()?;
         write_atomic(&self.path, &bytes).map_err(|(step, source)| KeyError::Io {
             path: self.path.clone(),
@@ -191,6 +222,27 @@ impl Store {
 
     pub fn kdf(&self) -> &KdfParams {
         &self.file.kdf
+    }
+
+    /// The store's random id (`None` only for a store written before ids existed, until saved).
+    pub fn store_id(&self) -> Option<&str> {
+        self.file.store_id.as_deref()
+    }
+
+    /// How many times the store was written (0 before its first save).
+    pub fn generation(&self) -> u64 {
+        self.file.generation
+    }
+
+    /// The whole content, to tell whether an operation changed anything.
+    pub fn content(&self) -> &StoreFile {
+        &self.file
+    }
+
+    /// Makes this store (read from a backup) the store at `path`, to be saved above `generation`.
+    pub(super) fn replace_at(&mut self, path: &Path, generation: u64) {
+        self.path = path.to_owned();
+        self.file.generation = self.file.generation.max(generation);
     }
 
     /// Every key, in the order added.
@@ -504,7 +556,7 @@ mod tests {
     }
 
     fn reload(store: &Store) -> Result<Store, KeyError> {
-        Store::load(store.path(), &master(MASTER))
+        Store::load(store.path(), &master(MASTER), &Witness::none())
     }
 
     #[test]
@@ -661,7 +713,8 @@ mod tests {
     #[test]
     fn a_wrong_master_key_is_refused_with_the_clear_error() {
         let (_dir, store) = store_with(&[("nats-token", KeyType::Api)]);
-        let e = Store::load(store.path(), &master("another-master-key-0123456789abcdef")).unwrap_err();
+        let e =
+            Store::load(store.path(), &master("another-master-key-0123456789abcdef"), &Witness::none()).unwrap_err();
         assert!(matches!(e, KeyError::WrongMasterKey { .. }), "{e}");
         assert_eq!(
             e.to_string(),
@@ -691,6 +744,23 @@ mod tests {
     }
 
     #[test]
+    fn a_store_written_before_generations_reads_and_gets_an_id_when_saved() {
+        let (_dir, mut store) = store_with(&[("nats-token", KeyType::Api)]);
+        assert_eq!((store.generation(), store.store_id().map(str::len)), (1, Some(32)));
+        store.file.store_id = None;
+        store.file.generation = 0;
+        let legacy = store.to_bytes().unwrap();
+        let text = String::from_utf8(legacy.clone()).unwrap();
+        assert!(!text.contains("store_id") && !text.contains("generation"), "{text}");
+        fs::write(store.path(), &legacy).unwrap();
+        let mut again = reload(&store).unwrap();
+        assert_eq!((again.store_id(), again.generation()), (None, 0));
+        again.save().unwrap();
+        let again = reload(&again).unwrap();
+        assert_eq!((again.generation(), again.store_id().map(str::len)), (1, Some(32)));
+    }
+
+    #[test]
     fn concurrent_locked_rotations_do_not_lose_one() {
         let (_dir, store) = store_with(&[("nats-token", KeyType::Api)]);
         let path = store.path().to_owned();
@@ -701,14 +771,15 @@ mod tests {
                 s.spawn(move || {
                     for _ in 0..each {
                         let _lock = lock(path).unwrap();
-                        let mut store = Store::load(path, &master(MASTER)).unwrap();
+                        let mut store = Store::load(path, &master(MASTER), &Witness::none()).unwrap();
                         store.rotate("nats-token", T0 + 1, CreatedBy::Forced, false).unwrap();
                         store.save().unwrap();
                     }
                 });
             }
         });
-        let store = Store::load(&path, &master(MASTER)).unwrap();
+        let store = Store::load(&path, &master(MASTER), &Witness::none()).unwrap();
+        assert_eq!(store.generation(), u64::from(threads * each) + 1, "one generation per write");
         let versions: Vec<u32> = store.key("nats-token").unwrap().versions.iter().map(|v| v.version).collect();
         assert_eq!(versions, (1..=threads * each + 1).collect::<Vec<_>>());
     }
