@@ -48,8 +48,8 @@ pub fn library(tmpdir: &Path) -> Option<PathBuf> {
 }
 
 /// The library at `<tmpdir>/ctp-sdk-6.7.11/libthostmduserapi_se.so`, downloaded (hash-checked) and
-/// unpacked there unless it already is; `Err` says why it cannot be. `.ci/run` calls this through
-/// `ctp-probe fetch` so that a failure is loud there.
+/// unpacked there unless it already is; `Err` says why it cannot be. `scripts/test` calls this
+/// through `ctp-probe fetch` so that a failure is loud there.
 pub fn fetch_library(tmpdir: &Path) -> Result<PathBuf, String> {
     let dir = tmpdir.join(format!("ctp-sdk-{SDK_VERSION}"));
     let lib = dir.join("libthostmduserapi_se.so");
@@ -141,7 +141,7 @@ mod tests {
     use super::*;
 
     /// A wheel whose hash is not the pinned one is refused by pip and never unpacked. (Needs PyPI,
-    /// as the SDK tests do; `.ci/run` has it.)
+    /// as the SDK tests do; CI has it.)
     #[test]
     fn a_wheel_with_another_hash_is_refused() {
         let dir = tempfile::tempdir().unwrap();

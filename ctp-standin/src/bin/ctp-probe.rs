@@ -16,7 +16,7 @@
 //!     "timed_out"}.
 //! ctp-probe fetch <tmpdir>
 //!     Downloads the vendor's library (hash-checked) into <tmpdir>/ctp-sdk-6.7.11/ unless it is
-//!     there, as the tests do, and prints its path; exits 1 saying why it cannot (`.ci/run`).
+//!     there, as the tests do, and prints its path; exits 1 saying why it cannot (`scripts/test`).
 //! ```
 //!
 //! It runs in a process of its own so that the thread counts (`/proc/self/task`) are the library's
