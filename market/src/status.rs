@@ -57,6 +57,12 @@ pub fn sidecars_json(segment: &Path, now_ns: i64, stale_after_ns: i64) -> Value 
     Value::Array(list)
 }
 
+/// Mode of `<segment>.sidecars/`: rwx for the owner and the group, setgid and sticky.
+pub const DIR_MODE: u32 = 0o3770;
+
+/// Mode of a status file: written by its sidecar, read by the group.
+pub const FILE_MODE: u32 = 0o640;
+
 /// Writes status objects for one sidecar instance.
 #[derive(Debug)]
 pub struct StatusFile {
@@ -65,10 +71,22 @@ pub struct StatusFile {
 }
 
 impl StatusFile {
-    /// The status file of sidecar instance `name` beside `segment`; creates the directory.
+    /// The status file of sidecar instance `name` beside `segment`; creates the directory with
+    /// [`DIR_MODE`] if it is missing.
+    ///
+    /// The sidecars run as different uids that share the feed's group (docs/SIDECARS.md,
+    /// "Deployment"), so whichever starts first creates a directory they can all write, whatever its
+    /// umask: group-writable, setgid (files take the directory's group) and sticky (a sidecar cannot
+    /// replace or delete another uid's file).
     pub fn new(segment: &Path, name: &str) -> std::io::Result<StatusFile> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = status_dir(segment);
-        fs::create_dir_all(&dir)?;
+        match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            // The umask may have taken bits off: set them (only the creator can, and needs to).
+            Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
         Ok(StatusFile { path: dir.join(format!("{name}.json")), tmp: dir.join(format!(".{name}.json.tmp")) })
     }
 
@@ -77,9 +95,13 @@ impl StatusFile {
         &self.path
     }
 
-    /// Replaces the file with `value` (write to a temporary file, then rename over the old one).
+    /// Replaces the file with `value` (write to a temporary file, then rename over the old one). The
+    /// file is [`FILE_MODE`] whatever the umask: the recorder's metrics and `qilinctl status` read
+    /// every sidecar's file through the group.
     pub fn write(&self, value: &Value) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let mut file = fs::File::create(&self.tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
         serde_json::to_writer(&mut file, value)?;
         file.write_all(b"\n")?;
         drop(file);
@@ -109,5 +131,19 @@ mod tests {
         assert_eq!((listed[1]["instance"].as_str(), listed[1]["alive"].as_bool()), (Some("nats"), Some(true)));
         assert_eq!(listed[1]["age_ms"], json!(2.999));
         assert_eq!(sidecars_json(&segment, 10_000_000, 5_000_000)[1]["alive"], json!(false));
+    }
+
+    #[test]
+    fn the_directory_and_files_are_shared_with_the_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("feed");
+        // (The umask of the test process, usually 022, would leave 0755 and 0644; the deployment
+        // test runs qilin-secrets with its unit's UMask=0077.)
+        let file = StatusFile::new(&segment, "secrets").unwrap();
+        file.write(&json!({})).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&status_dir(&segment)), DIR_MODE);
+        assert_eq!(mode(file.path()), FILE_MODE);
     }
 }
