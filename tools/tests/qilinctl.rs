@@ -116,11 +116,17 @@ fn status_lists_each_sidecar_with_its_position_and_liveness() {
     std::fs::write(dir.join("nats.json"), fresh.to_string()).unwrap();
     std::fs::write(dir.join("nats-b.json"), old.to_string()).unwrap();
     std::fs::write(dir.join(".nats.json.tmp"), "half").unwrap();
+    // qilin-secrets follows no position: its status has the rotation's state instead.
+    let secrets = serde_json::json!({"sidecar": "qilin-secrets", "pid": 79, "updated_ns": now,
+        "rotation": {"state": "retrying", "last_rotation": "r-3", "last_outcome": "failed: backup not logged in",
+                     "next_attempt_in_ms": 1500},
+        "counters": {"watch_rounds": 12, "rotations_failed": 1}, "last_error": "backup not logged in"});
+    std::fs::write(dir.join("secrets.json"), secrets.to_string()).unwrap();
 
     let out = qilinctl(&segment.0, &["status", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sidecars = v["sidecars"].as_array().unwrap();
-    assert_eq!(sidecars.len(), 2, "{v}");
+    assert_eq!(sidecars.len(), 3, "{v}");
     assert_eq!((sidecars[0]["instance"].as_str(), sidecars[0]["alive"].as_bool()), (Some("nats"), Some(true)));
     assert_eq!(sidecars[0]["position"], 9);
     assert_eq!((sidecars[1]["instance"].as_str(), sidecars[1]["alive"].as_bool()), (Some("nats-b"), Some(false)));
@@ -131,6 +137,10 @@ fn status_lists_each_sidecar_with_its_position_and_liveness() {
     assert!(line.contains("last error: flush: timed out"), "{line}");
     let line = stdout.lines().find(|l| l.contains("nats (")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(line.contains("position 9") && line.contains("lag 1 ticks / 2.0 ms") && line.contains("alive"), "{line}");
+    let line = stdout.lines().find(|l| l.contains("secrets (")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!line.contains("position") && !line.contains("null"), "{line}");
+    assert!(line.contains("rotation retrying, next attempt in 1500 ms") && line.contains("alive"), "{line}");
+    assert!(line.contains("last rotation r-3: failed: backup not logged in"), "{line}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

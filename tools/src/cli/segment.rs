@@ -82,15 +82,33 @@ pub fn status(reader: &Reader, json: bool, stale_ms: u64) -> ExitCode {
                 println!("sidecar      {}  unreadable status: {error}", sc["instance"].as_str().unwrap_or("?"));
                 continue;
             }
+            // A reader of the ring (qilin-nats, the recorder) has a position and a lag; qilin-secrets
+            // has its rotation's state instead.
+            let progress = match sc["rotation"].as_object() {
+                Some(rotation) => {
+                    let next = rotation["next_attempt_in_ms"]
+                        .as_u64()
+                        .map(|ms| format!(", next attempt in {ms} ms"))
+                        .unwrap_or_default();
+                    let last = match (rotation["last_rotation"].as_str(), rotation["last_outcome"].as_str()) {
+                        (Some(id), Some(outcome)) => format!("  last rotation {id}: {outcome}"),
+                        _ => String::new(),
+                    };
+                    format!("rotation {}{next}{last}", rotation["state"].as_str().unwrap_or("?"))
+                }
+                None => format!(
+                    "position {}  lag {} ticks / {:.1} ms  {}",
+                    sc["position"],
+                    sc["lag_sequences"],
+                    sc["lag_ns"].as_f64().unwrap_or(0.0) / 1e6,
+                    if sc["connected"] == false { "DISCONNECTED" } else { "connected" },
+                ),
+            };
             println!(
-                "sidecar      {} ({}) pid {}  position {}  lag {} ticks / {:.1} ms  {}  {} (status {:.0} ms old){}",
+                "sidecar      {} ({}) pid {}  {progress}  {} (status {:.0} ms old){}",
                 sc["instance"].as_str().unwrap_or("?"),
                 sc["sidecar"].as_str().unwrap_or("?"),
                 sc["pid"],
-                sc["position"],
-                sc["lag_sequences"],
-                sc["lag_ns"].as_f64().unwrap_or(0.0) / 1e6,
-                if sc["connected"] == false { "DISCONNECTED" } else { "connected" },
                 if sc["alive"] == true { "alive" } else { "NOT RUNNING" },
                 sc["age_ms"].as_f64().unwrap_or(f64::NAN),
                 sc["last_error"].as_str().map(|e| format!("  last error: {e}")).unwrap_or_default(),
