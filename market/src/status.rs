@@ -74,8 +74,8 @@ impl StatusFile {
     /// The status file of sidecar instance `name` beside `segment`; creates the directory with
     /// [`DIR_MODE`] if it is missing.
     ///
-    /// The sidecars run as different uids that share the feed's group (docs/SIDECARS.md,
-    /// "Deployment"), so whichever starts first creates a directory they can all write, whatever its
+    /// The sidecars run as different uids that share the feed's group (README, "Operations";
+    /// docs/SIDECARS.md, "Status files"), so whichever starts first creates a directory they can all write, whatever its
     /// umask: group-writable, setgid (files take the directory's group) and sticky (a sidecar cannot
     /// replace or delete another uid's file).
     pub fn new(segment: &Path, name: &str) -> std::io::Result<StatusFile> {
