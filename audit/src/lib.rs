@@ -39,10 +39,35 @@
 //! mismatch at the line after it), a deleted last line or lines (the head file records a higher
 //! `seq`), and a torn write (no final newline). A hash chain alone cannot see the tail being cut off,
 //! which is what the head file is for; and the chain carries no key, so someone who can write both
-//! files can rewrite every line after an edit, renumber, and rewrite the head: the log is tamper-
-//! *evident* against edits by hand and against accidents, not proof against its own writer. Keep
-//! it out of reach of the operators it records (own it by the service user, run operations through
-//! `sudo -u`), and copy it off the host if that matters.
+//! files can rewrite every line after an edit, renumber, and rewrite the head: cutting off the last
+//! lines and rewriting `<log>.head` to match the new last line verifies clean. Without an anchor the
+//! log is tamper-*evident* against edits by hand and against accidents, not proof against its own
+//! writer. Keep it out of reach of the operators it records (own it by the service user, run
+//! operations through `sudo -u`), anchor it, and copy it off the host if that matters.
+//!
+//! # The anchor
+//!
+//! An anchor is the log's head recorded by a witness the log's writer cannot impersonate: a
+//! [`Witness`] running under another uid (qilin-recorder's `[[audit_anchor]]`, docs/SIDECARS.md)
+//! reads the log through a read-only descriptor every few seconds and, when its last whole line
+//! changed, appends that line's `seq` and hash with the time to an anchor file only the witness
+//! can write ([`Anchor`], one fsynced JSON line each; the witness never writes the log).
+//! [`verify_anchored`] (`qilinctl audit verify --anchor FILE`) checks the chain as [`verify`] does
+//! and then every anchor: the log must still have a line with the anchored `seq` and that line must
+//! still hash to the anchored hash ([`ProblemKind::AnchorMismatch`]), and the log must not end
+//! before the last anchored `seq` ([`ProblemKind::AnchorBeyondEnd`]).
+//!
+//! What it adds: a truncation with a rewritten head is caught once the cut lines were anchored; a
+//! rewrite from an edited line on (every later line re-chained, the head rewritten) is caught when
+//! any anchor is at or after the edited line. What it does not: changes made before the first
+//! anchoring, and changes to lines written after the last anchoring (the window between two
+//! rounds, `audit_anchor_interval_ms`) as long as nothing anchored is touched; an attacker who
+//! also controls the witness's uid (or root), who can rewrite the anchor too; and a deleted or
+//! replaced anchor file is not detected by the log: `verify_anchored` on a missing anchor file is
+//! an error, never a pass, so keep the anchor's path in the check and copy it off the host if that
+//! matters. The anchor carries no key; a keyed anchor (an HMAC with the managed `audit-signing`
+//! key, issue 23) adds its key version and MAC to the same line, which readers of this format
+//! ignore.
 //!
 //! # Where
 //!
@@ -53,17 +78,24 @@
 
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+mod anchor;
+mod anchor_check;
 mod chain;
 mod head;
 mod location;
 mod mask;
 mod record;
 mod verify;
+mod witness;
 mod writer;
 
 #[cfg(test)]
+mod anchor_tests;
+#[cfg(test)]
 mod tests;
 
+pub use anchor::{Anchor, AnchorFile, append_anchor, read_anchor_file};
+pub use anchor_check::verify_anchored;
 pub use chain::{GENESIS, sha256_hex};
 pub use head::{FILE_MODE, Head, head_path};
 pub use location::{ENV_PATH, default_path, resolve_path};
@@ -71,5 +103,6 @@ pub use mask::{MASK, is_secret_key, mask_args};
 /// Timestamps of the log: RFC 3339 UTC with nanoseconds (`qilin_market::date`).
 pub use qilin_market::date::rfc3339_ns;
 pub use record::{Entry, Operator, Record};
-pub use verify::{Problem, ProblemKind, Report, VerifyError, read_lines, verify};
+pub use verify::{AnchorSummary, Problem, ProblemKind, Report, VerifyError, read_lines, verify};
+pub use witness::{LOCK_WAIT, Observation, Witness, WitnessError};
 pub use writer::{AuditError, AuditLog};

@@ -48,6 +48,14 @@ pub enum ProblemKind {
     HeadMissing,
     /// The head file is not a head (not JSON).
     HeadMalformed,
+    /// An anchored line no longer has the anchored hash, or its `seq` is gone: the log was rewritten
+    /// at or before that `seq` (only with an anchor, [`verify_anchored`](crate::verify_anchored)).
+    AnchorMismatch,
+    /// The anchor recorded a later `seq` than the log's end: lines were cut off the end, whatever
+    /// the head file says.
+    AnchorBeyondEnd,
+    /// A line of the anchor file is not an anchor.
+    AnchorMalformed,
 }
 
 /// One finding of [`verify`].
@@ -71,6 +79,22 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Not tampering, but worth knowing (loose file mode, a head one entry behind after a crash).
     pub notes: Vec<String>,
+    /// The anchor checked, with [`verify_anchored`](crate::verify_anchored).
+    pub anchor: Option<AnchorSummary>,
+}
+
+/// What [`verify_anchored`](crate::verify_anchored) compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnchorSummary {
+    /// The anchor file.
+    pub file: PathBuf,
+    /// Anchors in it.
+    pub anchors: u64,
+    /// Anchors whose `seq` and hash the log still has.
+    pub matched: u64,
+    /// The last anchor's `seq` and time.
+    pub last_seq: Option<u64>,
+    pub last_ts: Option<String>,
 }
 
 impl Report {
@@ -83,6 +107,17 @@ impl Report {
 /// Checks the whole chain of the log at `path` and its head file; `Err` only when they cannot be
 /// read. The log and the head are read under a shared lock, so an append is never seen half done.
 pub fn verify(path: &Path) -> Result<Report, VerifyError> {
+    verify_lines(path).map(|(report, _)| report)
+}
+
+/// One line of the log as [`verify_lines`] saw it: its `seq` (if it is an entry) and its hash.
+pub(crate) struct LineHash {
+    pub(crate) seq: Option<u64>,
+    pub(crate) hash: String,
+}
+
+/// [`verify`], also handing back every line's `seq` and hash (for the anchor check).
+pub(crate) fn verify_lines(path: &Path) -> Result<(Report, Vec<LineHash>), VerifyError> {
     let unreadable = |source| VerifyError { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(unreadable)?;
     file.lock_shared().map_err(unreadable)?; // held until the head is read too
@@ -106,6 +141,7 @@ pub fn verify(path: &Path) -> Result<Report, VerifyError> {
     let lines: Vec<&[u8]> = if bytes.is_empty() { Vec::new() } else { body.split(|&b| b == b'\n').collect() };
     let (mut expected, mut last_seq) = (1u64, 0u64);
     let mut hashes: Vec<String> = Vec::with_capacity(lines.len());
+    let mut seqs: Vec<Option<u64>> = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let n = i as u64 + 1;
         let prev_hash = hashes.last().map_or(GENESIS, String::as_str);
@@ -113,8 +149,10 @@ pub fn verify(path: &Path) -> Result<Report, VerifyError> {
             Err(e) => {
                 problem(n, ProblemKind::Malformed, format!("line {n}: not an audit entry ({e})"));
                 expected += 1; // it took a place in the sequence
+                seqs.push(None);
             }
             Ok(probe) => {
+                seqs.push(Some(probe.seq));
                 if probe.seq > expected {
                     let missing = probe.seq - expected;
                     problem(
@@ -231,7 +269,8 @@ pub fn verify(path: &Path) -> Result<Report, VerifyError> {
     report.problems.sort_by_key(|p| p.line); // stable: findings about one line keep their order
     report.lines = count;
     report.last_seq = last_seq;
-    Ok(report)
+    let lines = seqs.into_iter().zip(hashes).map(|(seq, hash)| LineHash { seq, hash }).collect();
+    Ok((report, lines))
 }
 
 /// The log's lines (under a shared lock), each with its parsed record when it is one.
