@@ -1,50 +1,76 @@
-//! The control socket: a Unix stream socket (mode 0660) served by its own thread, never the hot one.
-//! Each connection's peer uid is checked with SO_PEERCRED against the allowed list. One command per
-//! line, one JSON reply per line: the protocol and its typed requests are
-//! `qilin_market::control` (shared with qilinctl and qilin-secrets).
+//! The control socket: a Unix stream socket (mode 0660) served by one thread, never the hot one,
+//! running one `mio` event loop over every connection ([`serve`]). Each connection's peer uid is
+//! checked with SO_PEERCRED against the allowed list. One command per line, one JSON reply per
+//! line: the protocol and its typed requests are `qilin_market::control` (shared with qilinctl and
+//! qilin-secrets).
 //!
-//! Commands reach the hot thread through a bounded crossbeam channel (`try_send`: a full channel is
-//! an error reply and a counted drop, never a wait); their effect is read back from the segment.
-//! Session commands go to the session manager thread ([`crate::session::manager`]).
+//! **Connections.** Up to [`MAX_CONNECTIONS`] at once (more are told so and closed, and counted).
+//! Nothing a client does can block the loop: sockets are non-blocking, replies wait in a
+//! per-connection output buffer, and every connection has deadlines ([`CLIENT_DEADLINE`]): a client
+//! that does not finish a line within it (from its connection, or from its last reply), or does not
+//! read its replies for that long, is closed, counted (`"control"` in the `status` reply) and
+//! logged. A client that is waiting for an answer of the core is not on a deadline: the request is.
 //!
-//! `credentials` is accepted only from the configured secrets uid (`core.secrets_uid`); from any
-//! other allowed uid it is refused, logged and audited, and the line is never parsed. Every
-//! connection is served by its own thread (a slow client cannot hold the socket), and the bytes of
+//! **Lines** ([`lines`]). At most `qilin_market::control::MAX_LINE` bytes: a longer line gets one
+//! error and is discarded through its newline (its tail is never read as a command). The bytes of
 //! each line are zeroed once handled, so a password does not linger in the control thread's buffers.
+//!
+//! **Commands** ([`execute`]). Commands reach the hot thread through a bounded crossbeam channel
+//! (`try_send`: a full channel is an error reply and a counted drop, never a wait); their effect is
+//! read back from the segment without blocking (a `subscribe` answers once the directory shows the
+//! instrument, checked every few milliseconds, at most 2 s). Session commands go to the session
+//! manager thread ([`crate::session::manager`]); its answer is awaited the same way (at most its
+//! `command_timeout_ms` plus 1 s), so a slow manager delays only the client that asked.
+//! `subscribe` admits only listed instruments ([`listed`]). `credentials` is accepted only from the
+//! configured secrets uid (`core.secrets_uid`); from any other allowed uid it is refused, logged
+//! and audited, and the line is never parsed.
+//!
+//! **Who audits what.** The core audits, in its own log (`core.audit_log`), what reaches it: every
+//! `subscribe`, `unsubscribe` and `shutdown` with the peer's uid and pid (SO_PEERCRED), the request
+//! and the reply, refusals included; refused connections and refused credential hand-overs; and,
+//! from the session manager, every session switch (`activate`, `failover`, `failback`, with its
+//! trigger). qilinctl audits, in the operator's log, what the operator asked for: its command line,
+//! the operator (and sudo user) and each reply. The two are different records of one operation
+//! (the client's intent and the server's execution), kept in different logs by different uids; a
+//! raw client that bypasses qilinctl still leaves the core's entry. `status` and `sessions` change
+//! nothing and are not audited; an accepted credential hand-over is audited by qilin-secrets
+//! (`secrets handoff`), and the relogin and switch it leads to by the manager.
+
+mod audit;
+mod conn;
+mod execute;
+mod lines;
+pub mod listed;
+mod serve;
 
 use std::{
-    io::Write,
     os::unix::{
         fs::PermissionsExt,
         net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
-
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use anyhow::Context;
-use nix::sys::socket::{getsockopt, sockopt};
-use qilin_audit::{AuditLog, Entry};
-use qilin_market::control::{MAX_LINE, Request, RequestError};
+use qilin_audit::AuditLog;
 use qilin_shm::Reader;
-use secrecy::zeroize::Zeroize;
 use serde_json::{Value, json};
 
-use crate::{
-    engine::{Command, id_key},
-    session::{
-        Credentials,
-        manager::{Msg, Request as ManagerRequest},
-    },
-};
+pub use self::listed::Listed;
+use crate::{engine::Command, session::manager::Msg};
 
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once; more are refused with a reply saying so.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a client may take to send a complete line (from its connection, or from the reply to
+/// its previous one) and to read its replies. Clients (qilinctl, qilin-secrets) connect, send and
+/// read at once; an operator typing into `socat` has this long per command.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Where session commands go and who may hand over credentials.
 #[derive(Debug)]
@@ -53,7 +79,7 @@ pub struct SessionControl {
     pub manager: crossbeam_channel::Sender<Msg>,
     /// The only uid whose `credentials` are accepted.
     pub secrets_uid: u32,
-    /// How long to wait for the manager's answer.
+    /// How long to wait for the manager's answer (plus 1 s).
     pub timeout: Duration,
 }
 
@@ -69,11 +95,35 @@ pub struct ControlServer {
     dropped: Arc<AtomicUsize>,
     sessions: Option<SessionControl>,
     audit: Option<AuditLog>,
-    connections: AtomicUsize,
+    listed: Listed,
+    /// Held by the control thread while it executes a command and queues its audit entry and reply;
+    /// the process takes it before exiting ([`ControlServer::exit_gate`]).
+    in_command: Arc<Mutex<()>>,
+    /// Audit entries queued and not yet written.
+    unwritten: Arc<AtomicUsize>,
+}
+
+/// What the process waits for before it exits: the command the control thread is executing (a
+/// `shutdown`), its reply, and every audit entry queued ([`ControlServer::exit_gate`]).
+#[derive(Clone, Debug)]
+pub struct ExitGate {
+    in_command: Arc<Mutex<()>>,
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl ExitGate {
+    /// Waits for the command in progress, then (at most `timeout`) for the queued audit entries to
+    /// be written. Hold the guard until the process exits: no other command starts meanwhile.
+    pub fn close(&self, timeout: Duration) -> MutexGuard<'_, ()> {
+        let guard = self.in_command.lock().unwrap_or_else(PoisonError::into_inner);
+        audit::drain(&self.unwritten, timeout);
+        guard
+    }
 }
 
 impl ControlServer {
-    /// Binds `path` (replacing a stale socket file) with mode 0660.
+    /// Binds `path` (replacing a stale socket file) with mode 0660. No instrument is listed for
+    /// `subscribe` until [`ControlServer::with_listed`].
     pub fn bind(
         path: &Path,
         allowed_uids: &[u32],
@@ -101,7 +151,9 @@ impl ControlServer {
             dropped: Arc::new(AtomicUsize::new(0)),
             sessions: None,
             audit: None,
-            connections: AtomicUsize::new(0),
+            listed: Listed::none(),
+            in_command: Arc::new(Mutex::new(())),
+            unwritten: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -111,9 +163,15 @@ impl ControlServer {
         self
     }
 
-    /// Audits refused credentials to `audit`.
+    /// Audits state-changing commands and refusals to `audit`.
     pub fn with_audit(mut self, audit: AuditLog) -> ControlServer {
         self.audit = Some(audit);
+        self
+    }
+
+    /// The instruments `subscribe` may add to the directory.
+    pub fn with_listed(mut self, listed: Listed) -> ControlServer {
+        self.listed = listed;
         self
     }
 
@@ -123,190 +181,24 @@ impl ControlServer {
         Arc::clone(&self.dropped)
     }
 
+    /// What to wait for before the process exits: close it once the hot thread has stopped, so a
+    /// `shutdown`'s reply and every audit entry are written in full.
+    pub fn exit_gate(&self) -> ExitGate {
+        ExitGate { in_command: Arc::clone(&self.in_command), unwritten: Arc::clone(&self.unwritten) }
+    }
+
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Serves connections, each on its own thread (at most [`MAX_CONNECTIONS`] at once), until the
-    /// process exits.
+    /// Serves connections on this thread until the process exits (see the module doc).
     pub fn serve(self) {
-        let server = Arc::new(self);
-        for stream in server.listener.incoming() {
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    continue;
-                }
-            };
-            if server.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                server.connections.fetch_sub(1, Ordering::AcqRel);
-                let _ = writeln!(&stream, "{}", json!({"ok": false, "error": "too many control connections; retry"}));
-                continue;
-            }
-            let me = Arc::clone(&server);
-            let spawned = std::thread::Builder::new().name("qilin-control-conn".into()).spawn(move || {
-                if let Err(e) = me.handle(stream) {
-                    tracing::warn!(error = %e, "control connection ended with an error");
-                }
-                me.connections.fetch_sub(1, Ordering::AcqRel);
-            });
-            if let Err(e) = spawned {
-                server.connections.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!(error = %e, "could not start a control connection thread");
-            }
-        }
+        serve::run(self);
     }
 
-    fn handle(&self, stream: UnixStream) -> anyhow::Result<()> {
-        let uid = getsockopt(&stream, sockopt::PeerCredentials).context("reading SO_PEERCRED")?.uid();
-        let mut writer = stream.try_clone()?;
-        if !self.allowed_uids.contains(&uid) {
-            tracing::warn!(uid, "control connection refused: uid not allowed");
-            self.audit_refusal(uid, "connect", "uid not allowed to control this core");
-            writeln!(
-                writer,
-                "{}",
-                json!({"ok": false, "error": format!("uid {uid} is not allowed to control this core")})
-            )?;
-            return Ok(());
-        }
-        let mut lines = ZeroingLines::new(stream);
-        loop {
-            let reply = match lines.next_line() {
-                Ok(Some(line)) => self.execute(line.trim(), uid),
-                Ok(None) => return Ok(()),
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
-            };
-            lines.wipe();
-            writeln!(writer, "{reply}")?;
-        }
-    }
-
-    fn audit_refusal(&self, uid: u32, command: &str, reason: &str) {
-        let Some(audit) = &self.audit else { return };
-        let entry = Entry {
-            command: format!("refused {command}"),
-            args: Vec::new(),
-            exit_code: 1,
-            actions: vec![json!({"peer_uid": uid, "socket": self.path.display().to_string(), "reason": reason})],
-        };
-        if let Err(e) = audit.append(&entry) {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
-    }
-
-    /// Tells the sessions' fronts (through the session manager, never the hot thread) that an
-    /// instrument was subscribed or unsubscribed, so the CTP SDK subscribes it too.
-    fn tell_fronts(&self, id: &str, subscribed: bool) {
-        if let Some(sessions) = &self.sessions {
-            let _ = sessions.manager.send(Msg::Subscription(id.to_string(), subscribed));
-        }
-    }
-
-    /// Forwards a request to the session manager and waits for its answer.
-    fn ask(&self, request: ManagerRequest) -> Value {
-        let Some(sessions) = &self.sessions else {
-            return no_sessions();
-        };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if sessions.manager.send(Msg::Request(request, tx)).is_err() {
-            return json!({"ok": false, "error": "the session manager has stopped"});
-        }
-        rx.recv_timeout(sessions.timeout + Duration::from_secs(1))
-            .unwrap_or_else(|_| json!({"ok": false, "error": "the session manager did not answer in time"}))
-    }
-
-    fn credentials(&self, json_text: &str, uid: u32) -> Value {
-        let Some(sessions) = &self.sessions else {
-            return no_sessions(); // refused before the line is parsed
-        };
-        if uid != sessions.secrets_uid {
-            let reason =
-                format!("uid {uid} may not hand over credentials (only the secrets uid {})", sessions.secrets_uid);
-            tracing::warn!(uid, "credentials refused: not the secrets uid");
-            self.audit_refusal(uid, "credentials", &reason);
-            return json!({"ok": false, "error": reason});
-        }
-        match Credentials::parse(json_text) {
-            Ok(creds) => self.ask(ManagerRequest::Credentials(Box::new(creds))),
-            Err(e) => {
-                tracing::warn!(uid, error = %e, "credentials refused: malformed");
-                json!({"ok": false, "error": e})
-            }
-        }
-    }
-
-    fn execute(&self, line: &str, uid: u32) -> Value {
-        let request = match Request::parse(line) {
-            Ok(request) => request,
-            Err(e) => return json!({"ok": false, "error": e.to_string()}),
-        };
-        match request {
-            Request::Credentials(json_text) => self.credentials(json_text, uid),
-            Request::Sessions => self.ask(ManagerRequest::Sessions),
-            Request::Failover => self.ask(ManagerRequest::Failover),
-            Request::Failback => self.ask(ManagerRequest::Failback),
-            Request::Relogin(which) => self.ask(ManagerRequest::Relogin(which)),
-            Request::Inject(which, fault) => self.ask(ManagerRequest::Inject(which, fault)),
-            Request::Status => self.status(),
-            Request::Shutdown => {
-                // Said in the log, so a test (or an operator) can tell a commanded stop from a signal.
-                tracing::info!(uid, "shutdown requested over the control socket");
-                self.send(Command::Shutdown, json!({"ok": true}))
-            }
-            Request::Subscribe(id) | Request::Unsubscribe(id) => {
-                let Some(key) = id_key(id) else {
-                    return json!({"ok": false, "error": RequestError::Instrument(id.to_owned()).to_string()});
-                };
-                if matches!(request, Request::Unsubscribe(_)) {
-                    let answer = self.send(Command::Unsubscribe(key), json!({"ok": true, "instrument": id}));
-                    self.tell_fronts(id, false);
-                    return answer;
-                }
-                let queued = self.send(Command::Subscribe(key), json!({"ok": true}));
-                if queued["ok"] != json!(true) {
-                    return queued;
-                }
-                let answer = self.await_directory(id);
-                if answer["ok"] == json!(true) {
-                    self.tell_fronts(id, true);
-                }
-                answer
-            }
-        }
-    }
-
-    fn send(&self, command: Command, ok: Value) -> Value {
-        match self.commands.try_send(command) {
-            Ok(()) => ok,
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                json!({"ok": false, "error": "command queue full; the core is busy, retry"})
-            }
-        }
-    }
-
-    /// Subscribing shows up in the directory within a housekeeping period or two.
-    fn await_directory(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(reader) = Reader::open(&self.segment)
-                && let Some(index) = reader.find_instrument(id)
-            {
-                return json!({"ok": true, "instrument": id, "index": index});
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        json!({"ok": false, "instrument": id, "error": "not admitted: unknown product or directory full (see the core's log)"})
-    }
-
-    fn status(&self) -> Value {
-        match Reader::open(&self.segment) {
-            Ok(reader) => status_json(&reader),
-            Err(e) => json!({"ok": false, "error": e.to_string()}),
-        }
+    fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -320,83 +212,3 @@ pub fn status_json(reader: &Reader) -> Value {
 
 /// A heartbeat older than this reads as stale in the `status` reply (the core beats every ~1 ms).
 const STALE_AFTER_NS: i64 = 2_000_000_000;
-
-/// The reply to a session command on a core whose source has no primary/backup sessions.
-fn no_sessions() -> Value {
-    json!({"ok": false, "error": "this source has no primary/backup sessions (sim with [source.sim.sessions] enabled, or ctp)"})
-}
-
-/// Reads newline-terminated lines into one buffer that is zeroed after each line is handled (and
-/// when dropped), so credentials do not stay in memory after their line.
-struct ZeroingLines {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    /// Bytes of `buf` that belong to the line handed out last.
-    line_len: usize,
-}
-
-impl ZeroingLines {
-    fn new(stream: UnixStream) -> ZeroingLines {
-        ZeroingLines { stream, buf: Vec::with_capacity(4096), line_len: 0 }
-    }
-
-    /// The next line (without its newline), or `None` at end of stream.
-    fn next_line(&mut self) -> std::io::Result<Option<&str>> {
-        use std::io::Read;
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
-                self.line_len = end + 1;
-                let line = std::str::from_utf8(&self.buf[..end])
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a command line is not UTF-8"))?;
-                return Ok(Some(line));
-            }
-            if self.buf.len() > MAX_LINE {
-                self.line_len = self.buf.len();
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("a command line is longer than {MAX_LINE} bytes"),
-                ));
-            }
-            let n = match self.stream.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    chunk.zeroize();
-                    return Err(e);
-                }
-            };
-            if n == 0 {
-                chunk.zeroize();
-                return Ok(None);
-            }
-            if self.buf.len() + n > self.buf.capacity() {
-                // Grow by hand so the old allocation is zeroed, not just freed.
-                let mut bigger = Vec::with_capacity((self.buf.len() + n).next_power_of_two());
-                bigger.extend_from_slice(&self.buf);
-                self.buf.zeroize();
-                self.buf = bigger;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            chunk[..n].zeroize();
-        }
-    }
-
-    /// Zeroes and forgets the line handed out last.
-    fn wipe(&mut self) {
-        let n = self.line_len.min(self.buf.len());
-        self.buf[..n].zeroize();
-        self.buf.drain(..n);
-        // `drain` moved the rest forward; zero the bytes it left behind past the new end.
-        for byte in self.buf.spare_capacity_mut() {
-            byte.write(0);
-        }
-        self.line_len = 0;
-    }
-}
-
-impl Drop for ZeroingLines {
-    fn drop(&mut self) {
-        self.buf.zeroize();
-    }
-}

@@ -12,8 +12,7 @@ use clap::Parser;
 use qilin_audit::AuditLog;
 use qilin_core::{
     config::{Config, SourceKind},
-    control::ControlServer,
-    control::SessionControl,
+    control::{ControlServer, Listed, SessionControl},
     engine::{Command, Engine, EngineOptions, Event, Input},
     handoff::handoff,
     session::{
@@ -198,7 +197,8 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     };
     let control_path = config.core.control_socket(&config.feed.name);
     let mut control =
-        ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx.clone())?;
+        ControlServer::bind(&control_path, &config.core.control_allowed_uids, &segment, command_tx.clone())?
+            .with_listed(Listed::new(&products, &config.core.subscribe, config.feed.instrument_capacity));
     if let Some(log) = open_audit()? {
         control = control.with_audit(log);
     }
@@ -274,6 +274,7 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         session_inputs = Some(Input::Sessions { primary: prx, backup: brx, links });
     }
     let command_drops = control.dropped_commands();
+    let control_gate = control.exit_gate();
     tracing::info!(socket = %control.path().display(), "control socket listening");
     spawn_named("qilin-control", move || control.serve())?;
 
@@ -341,6 +342,9 @@ fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "CTP sessions not released cleanly"),
         }
     }
+    // A command the control thread is executing (a `shutdown`) gets its reply out, and every
+    // control audit entry is written.
+    let _control_done = control_gate.close(Duration::from_secs(10));
     tracing::info!(received = report.received, published = report.published, rejected = report.rejected, "stopped");
     let _ = std::fs::remove_file(&control_path);
     Ok(())

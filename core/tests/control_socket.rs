@@ -1,7 +1,10 @@
 //! The control socket of a real `qilin-core` process (UDP source on 127.0.0.1:0), over a real Unix
 //! socket: `status`, `subscribe` (known and unknown products), `unsubscribe`, an unknown command,
 //! the socket's mode, the SO_PEERCRED refusal of a uid that is not allowed, and both clean ways to
-//! stop the process (`shutdown`, SIGTERM): exit status 0 and the segment marked Stopped.
+//! stop the process (`shutdown`, SIGTERM): exit status 0 and the segment marked Stopped. Then the
+//! hostile-client cases of issue 18 item 4 (tests/BAD_INPUTS.md): idle and half-line clients, an
+//! over-long line with a command as its tail, a raw client's state changes in the core's own audit
+//! log, and 10 000 made-up ids.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -47,6 +50,11 @@ impl Files {
     fn log(&self) -> PathBuf {
         self.dir.path().join("core.log")
     }
+
+    /// The core's own audit log (never the user's default one).
+    fn audit(&self) -> PathBuf {
+        self.dir.path().join("core-audit.jsonl")
+    }
 }
 
 impl Drop for Files {
@@ -71,8 +79,9 @@ impl Core {
             &config,
             format!(
                 "[feed]\nname = \"ctl-test\"\nring_slots = 1024\ninstrument_capacity = 64\n\n\
-                 [core]\nlock_memory = false\ninstruments_file = {:?}\n{core_keys}\n",
-                instruments.display().to_string()
+                 [core]\nlock_memory = false\ninstruments_file = {:?}\naudit_log = {:?}\n{core_keys}\n",
+                instruments.display().to_string(),
+                files.audit().display().to_string()
             ),
         )
         .unwrap();
@@ -360,4 +369,208 @@ fn status_reports_the_run_state_by_name() {
     kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
     core.assert_stopped_cleanly("SIGTERM");
     assert_eq!(shown, "Running", "{status}");
+}
+
+/// Reads until the core closes `stream` (end of stream, or a reset when it closed with bytes of ours
+/// unread): the positive signal that a connection was closed. Fails if it stays open past the
+/// watchdog.
+fn read_until_closed(stream: &UnixStream, what: &str) -> String {
+    use std::io::Read;
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match (&*stream).read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{what}: not closed by the core within the watchdog ({e})"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Issue 18 item 4: 64 clients that send nothing, 16 that send half a line, and 4 that send
+/// thousands of commands without ever reading a reply do not keep a client out: its commands are
+/// answered while all of them are still open. Each of them is then closed by the core at its
+/// deadline (seen as the end of its stream), counted in the `status` reply and logged.
+#[test]
+fn idle_half_line_and_unread_clients_neither_block_a_command_nor_stay_open() {
+    let mut core = Core::start("idle", "");
+    let socket = core.files.socket();
+    let mut silent: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    for _ in 0..16 {
+        let mut half = UnixStream::connect(&socket).unwrap();
+        half.write_all(b"subscribe rb26").unwrap();
+        silent.push(half);
+    }
+    // These ask and never read: their replies pile up (in the kernel, then in the core) until the
+    // core stops reading them. Written non-blocking: whatever the socket takes.
+    let commands = "status\n".repeat(20_000);
+    let mut unread = Vec::new();
+    for _ in 0..4 {
+        let mut flood = UnixStream::connect(&socket).unwrap();
+        flood.set_nonblocking(true).unwrap();
+        let mut sent = 0;
+        while sent < commands.len() {
+            match flood.write(&commands.as_bytes()[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("writing to the control socket: {e}"),
+            }
+        }
+        assert!(sent > 0, "the core took nothing from a client");
+        unread.push(flood);
+    }
+
+    // A normal client, while all 84 are open: every command answered.
+    let mut control = Control::connect(&socket);
+    let status = control.ask("status");
+    assert_eq!(status["ok"], true, "{status}");
+    let reply = control.ask("subscribe rb2605");
+    assert_eq!(reply["ok"], true, "{reply}");
+    let sessions = control.ask("sessions");
+    assert_eq!(sessions["ok"], false, "{sessions}");
+    assert!(sessions["error"].as_str().unwrap_or("").contains("no primary/backup sessions"), "{sessions}");
+    drop(control);
+
+    // Each of them is closed by the core; the silent ones are told why in at most one line.
+    for (i, stream) in silent.iter().enumerate() {
+        let text = read_until_closed(stream, &format!("silent connection {i}"));
+        assert!(
+            text.is_empty() || (text.lines().count() == 1 && text.contains("no complete command line within")),
+            "silent connection {i} got {text:?}"
+        );
+    }
+    for (i, stream) in unread.iter().enumerate() {
+        read_until_closed(stream, &format!("unread connection {i}"));
+    }
+    let status = Control::connect(&socket).ask("status");
+    let closed = status["control"]["closed_by_deadline"].as_u64();
+    assert!(closed >= Some(84), "closed_by_deadline {closed:?} < 84: {status}");
+    let log = core.log_text();
+    assert!(log.contains("control connection closed: no complete command line within"), "{log}");
+    assert!(log.contains("control connection closed: its replies were not read within"), "{log}");
+    kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
+    core.assert_stopped_cleanly("SIGTERM");
+}
+
+/// Issue 18 item 4: a line longer than `MAX_LINE` is refused with one error, and its tail is not read
+/// as a command even when it is one (`shutdown`, `subscribe …`). The pad is exactly what the old
+/// reader took before giving up (17 reads of 4 KiB), so the tail started a fresh line there.
+#[test]
+fn an_over_long_line_is_one_error_and_its_tail_never_runs() {
+    let mut core = Core::start("long", "");
+    let mut control = Control::connect(&core.files.socket());
+    let directory = core.reader().directory_len();
+    let pad = "x".repeat(qilin_market::control::MAX_LINE + 4096);
+    for tail in ["shutdown", "subscribe rb2610", " shutdown"] {
+        write!(control.stream, "{pad}{tail}\nstatus\n").expect("sending the over-long line");
+        let reply = control.read_reply();
+        assert_eq!(reply["ok"], false, "tail {tail:?}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains("longer than"), "tail {tail:?}: {reply}");
+        // The next reply is the next line's: the over-long one got exactly one.
+        let status = control.read_reply();
+        assert_eq!(status["ok"], true, "tail {tail:?}: a second reply for the over-long line: {status}");
+        assert!(status["epoch"].is_u64(), "tail {tail:?}: {status}");
+    }
+    assert!(matches!(core.child.try_wait(), Ok(None)), "the tail's shutdown ran");
+    assert_eq!(core.reader().directory_len(), directory, "the tail's subscribe ran");
+    assert!(core.reader().find_instrument("rb2610").is_none());
+    assert!(!core.log_text().contains("shutdown requested over the control socket"));
+    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown after the over-long lines");
+}
+
+/// Issue 18 item 4: `subscribe`, `unsubscribe` and `shutdown` from a raw client (not qilinctl,
+/// which audits in its own log) are in the core's audit log: who (uid and pid from SO_PEERCRED),
+/// what, and the outcome, refusals included. `status` changes nothing and is not audited.
+#[test]
+fn a_raw_clients_state_changes_are_in_the_cores_audit_log() {
+    let mut core = Core::start("audit", "");
+    let mut control = Control::connect(&core.files.socket());
+    assert_eq!(control.ask("subscribe rb2605")["ok"], true);
+    let refused = control.ask("subscribe zz9999");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(control.ask("unsubscribe rb2605")["ok"], true);
+    assert_eq!(control.ask("status")["ok"], true);
+    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown");
+
+    let entries = qilin_testkit::audit_entries(&core.files.audit());
+    let summary: Vec<(String, Value, i64)> = entries
+        .iter()
+        .map(|e| (e["command"].as_str().unwrap_or("").to_owned(), e["args"].clone(), e["exit_code"].as_i64().unwrap()))
+        .collect();
+    let want: Vec<(String, Value, i64)> = [
+        ("subscribe", serde_json::json!(["rb2605"]), 0),
+        ("subscribe", serde_json::json!(["zz9999"]), 1),
+        ("unsubscribe", serde_json::json!(["rb2605"]), 0),
+        ("shutdown", serde_json::json!([]), 0),
+    ]
+    .into_iter()
+    .map(|(c, a, x)| (c.to_owned(), a, x))
+    .collect();
+    assert_eq!(summary, want, "the core's audit entries:\n{entries:#?}");
+    let me = nix::unistd::geteuid().as_raw();
+    for (e, request) in entries.iter().zip(["subscribe rb2605", "subscribe zz9999", "unsubscribe rb2605", "shutdown"]) {
+        assert_eq!(e["program"], "qilin-core", "{e}");
+        let action = &e["actions"][0];
+        assert_eq!(action["peer_uid"], me, "{e}");
+        assert_eq!(action["peer_pid"], std::process::id(), "{e}");
+        assert_eq!(action["request"], request, "{e}");
+        assert!(action["reply"]["ok"].is_boolean(), "{e}");
+    }
+    assert_eq!(entries[1]["actions"][0]["reply"], refused);
+}
+
+/// Issue 18 item 4: 10 000 ids of known products in a contract's form that the instruments file
+/// does not list are each refused with an error naming the id, and the directory is unchanged.
+#[test]
+fn ten_thousand_made_up_ids_are_refused_and_the_directory_is_unchanged() {
+    let mut core = Core::start("made-up", "");
+    let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
+    let products = qilin_market::Instruments::load(&instruments).unwrap();
+    let listed: std::collections::HashSet<&str> =
+        products.products().iter().flat_map(|p| p.instruments.iter().map(String::as_str)).collect();
+    let ids: Vec<String> = ["rb", "cu", "m", "IF"]
+        .iter()
+        .flat_map(|code| (0..10_000).map(move |n| format!("{code}{n:04}")))
+        .filter(|id| !listed.contains(id.as_str()))
+        .take(10_000)
+        .collect();
+    assert_eq!(ids.len(), 10_000);
+    let directory = core.reader().directory_len();
+
+    let mut control = Control::connect(&core.files.socket());
+    let lines: String = ids.iter().map(|id| format!("subscribe {id}\n")).collect();
+    let mut writer = control.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(lines.as_bytes()));
+    // Each is refused as not listed, or (once the audit thread is behind the flood, since every
+    // refusal is audited) refused unexecuted for that reason; both name the id.
+    let mut not_listed = 0;
+    for id in &ids {
+        let reply = control.read_reply();
+        assert_eq!(reply["ok"], false, "made-up {id} was admitted: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains(id.as_str()), "{id}: {reply}");
+        if error.contains("not listed") {
+            not_listed += 1;
+        } else {
+            assert!(error.contains("the audit log is behind; nothing done"), "{id}: {reply}");
+        }
+    }
+    sender.join().unwrap().expect("sending the subscribes");
+    assert!(not_listed > 0, "no refusal said why");
+    assert_eq!(core.reader().directory_len(), directory, "made-up ids entered the directory");
+    let reply = core.wait_for("the audit log catching up", || {
+        let reply = control.ask("subscribe rb2610");
+        (!reply["error"].as_str().unwrap_or_default().contains("audit log is behind")).then_some(reply)
+    });
+    assert_eq!(reply["ok"], true, "a listed id is still admitted: {reply}");
+    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown after the made-up ids");
 }
