@@ -53,6 +53,8 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
     ("sidecar/tests/faults.rs", "&tail", Runs::Built),
     ("sidecar/tests/metrics.rs", "name", Runs::External(&["promtool", "prometheus"])),
     ("sidecar/tests/sidecar_start.rs", "program", Runs::Built),
+    ("tests/tests/common/ctp.rs", "core", Runs::Built),
+    ("tests/tests/common/ctp.rs", "ctp_core()", Runs::Built),
     ("tools/src/cli/journal.rs", "&core", Runs::Built),
     ("tools/tests/audit.rs", "core_bin()", Runs::Built),
     ("tools/tests/keys.rs", "bin", Runs::Built),

@@ -9,6 +9,7 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -23,6 +24,58 @@ use qilin_shm::{Counter, LinkState, Reader, RunState, layout::StatusRecord};
 use serde_json::{Value, json};
 
 use super::{WATCHDOG, standin, unique, workspace, workspace_bin};
+
+/// The workspace's `qilin-core`, with the ctp source. The source is a feature, so a core without it
+/// (`cargo run -p qilin-core`, the README's first command in debug) may be the one in the target
+/// directory, where `cargo test -p qilin-e2e`, which builds no other package's binaries, finds it.
+/// Such a core is told by its refusal of a ctp config and rebuilt as the workspace builds it (the
+/// feature is on there: qilin-ctp-standin enables it).
+pub fn ctp_core() -> PathBuf {
+    static CORE: OnceLock<PathBuf> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let core = workspace_bin("qilin-core");
+        if !has_the_ctp_source(&core) {
+            eprintln!("{} was built without the ctp feature: cargo build --workspace --bins", core.display());
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.current_dir(workspace()).args(["build", "--workspace", "--bins"]);
+            if core.parent().and_then(Path::file_name).is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            assert!(build.status().expect("running cargo build").success(), "building the workspace binaries failed");
+            assert!(has_the_ctp_source(&core), "{} still lacks the ctp source after building", core.display());
+        }
+        core
+    })
+    .clone()
+}
+
+/// Whether `core` has the ctp source: given a ctp config with a missing library, a core without it
+/// stops at the config ("built without the ctp feature"), one with it at the library.
+fn has_the_ctp_source(core: &Path) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ctp.toml");
+    std::fs::write(
+        &config,
+        "[source]\nkind = \"ctp\"\n[source.ctp]\nsdk_path = \"/nonexistent/thostmduserapi_se.so\"\n",
+    )
+    .unwrap();
+    let out = Command::new(core)
+        .current_dir(workspace())
+        .arg("--config")
+        .arg(&config)
+        .arg("--segment")
+        .arg(dir.path().join("segment"))
+        .output()
+        .expect("running qilin-core");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    if stderr.contains("built without the ctp feature") {
+        return false;
+    }
+    assert!(stderr.contains("/nonexistent/thostmduserapi_se.so"), "{stderr}");
+    true
+}
 
 /// The password every test account uses unless it says otherwise; grepped for in every output.
 pub const PASSWORD: &str = "Pw-standin-7d1e-never-shown";
@@ -110,7 +163,7 @@ impl Rig {
     }
 
     fn spawn_core(dir: &Path, config: &Path, segment: &Path, log: &str) -> Child {
-        Command::new(workspace_bin("qilin-core"))
+        Command::new(ctp_core())
             .arg("--config")
             .arg(config)
             .arg("--segment")
