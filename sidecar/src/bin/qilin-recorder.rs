@@ -2,6 +2,8 @@
 //!
 //! SIGTERM or SIGINT: the buffered block is written and fsynced, the status file updated, exit 0.
 //! A SIGKILL loses nothing either: the next start resumes from the journal's last whole block.
+//! With `[[audit_anchor]]` it is also the witness of those audit logs, from its start on (before
+//! the segment exists): see `recorder/audit_anchor.rs`.
 
 use std::{
     path::PathBuf,
@@ -13,12 +15,13 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use qilin_shm::Reader;
 use qilin_sidecar::{
     metrics::{Exporter, LatencyHistograms, MetricsServer},
-    recorder::{Config, Recorder, SegmentFile},
+    recorder::{AuditAnchors, Config, Recorder, SegmentFile},
 };
 
 /// Journals every tick of a qilin segment to disk, one file per trading day.
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(config, &stop) {
+    match run(config, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -104,7 +107,17 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
+fn run(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    // The audit logs are witnessed whether or not the segment is there: started first, stopped last.
+    let anchors = AuditAnchors::start(&config.audit_anchor, config.audit_anchor_interval_ms, stop.clone())
+        .context("starting the audit-anchor thread")?;
+    let result = record(config, &stop, &anchors);
+    stop.store(true, Ordering::Relaxed);
+    anchors.join();
+    result
+}
+
+fn record(config: Config, stop: &AtomicBool, anchors: &AuditAnchors) -> anyhow::Result<()> {
     let (reader, file) = open_segment(&config, stop)?;
     tracing::info!(
         "reading feed {:?} from {} (epoch {}, newest sequence {}); journal in {}",
@@ -117,8 +130,12 @@ fn run(config: Config, stop: &AtomicBool) -> anyhow::Result<()> {
     let metrics = config.metrics.clone();
     let feed = reader.feed_name();
     let segment = config.segment.clone();
+    let config_anchors_empty = config.audit_anchor.is_empty();
     let mut recorder = Recorder::start(config, reader)?;
     recorder.watch_segment(file);
+    if !config_anchors_empty {
+        recorder.show_audit_anchors(anchors.stats());
+    }
     let _server = if metrics.enabled {
         let latency = Arc::new(LatencyHistograms::new());
         recorder.record_latency(latency.clone());

@@ -32,6 +32,22 @@ pub struct Config {
     pub journal: JournalConfig,
     /// `[metrics]`: the Prometheus `/metrics`, `/healthz` and `/readyz` endpoints.
     pub metrics: crate::metrics::MetricsConfig,
+    /// How often the audit logs of `[[audit_anchor]]` are looked at (an anchor is written only when
+    /// a log's last line changed).
+    pub audit_anchor_interval_ms: u64,
+    /// `[[audit_anchor]]`: audit logs this recorder witnesses (see `recorder/audit_anchor.rs`).
+    pub audit_anchor: Vec<AuditAnchor>,
+}
+
+/// `[[audit_anchor]]`: one audit log and the anchor file its head is recorded in.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAnchor {
+    /// The audit log, read only (e.g. `/var/log/qilin/audit.jsonl`).
+    pub log: PathBuf,
+    /// The anchor file, appended by this recorder only (e.g.
+    /// `/var/lib/qilin/audit-anchor/core.jsonl`): somewhere the log's writer cannot write.
+    pub anchor: PathBuf,
 }
 
 impl Default for Config {
@@ -45,6 +61,8 @@ impl Default for Config {
             poll_interval_us: 500,
             journal: JournalConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
+            audit_anchor_interval_ms: 2000,
+            audit_anchor: Vec::new(),
         }
     }
 }
@@ -157,9 +175,24 @@ impl Config {
             ("journal.max_block_age_ms", j.max_block_age_ms, 0, 60_000),
             ("journal.fsync_interval_ms", j.fsync_interval_ms, 1, 600_000),
             ("journal.retry_interval_ms", j.retry_interval_ms, 1, 600_000),
+            ("audit_anchor_interval_ms", self.audit_anchor_interval_ms, 10, 3_600_000),
         ] {
             if !(min..=max).contains(&value) {
                 bad(key, format!("{value}: must be between {min} and {max}"));
+            }
+        }
+        for (i, a) in self.audit_anchor.iter().enumerate() {
+            let key = |field: &str| format!("audit_anchor[{i}].{field}");
+            if a.log.as_os_str().is_empty() {
+                problems.push((key("log"), "empty: give the audit log to witness".into()));
+            }
+            if a.anchor.as_os_str().is_empty() {
+                problems.push((key("anchor"), "empty: give the anchor file to append to".into()));
+            } else if a.anchor == a.log || a.anchor == qilin_audit::head_path(&a.log) {
+                problems
+                    .push((key("anchor"), format!("{}: the log or its head file, not an anchor", a.anchor.display())));
+            } else if self.audit_anchor[..i].iter().any(|b| b.anchor == a.anchor) {
+                problems.push((key("anchor"), format!("{}: already the anchor of another log", a.anchor.display())));
             }
         }
         problems.extend(self.metrics.problems("metrics"));
@@ -201,6 +234,15 @@ mod tests {
             fsync_interval_ms = 0
             retry_interval_ms = 0
             max_block_age_ms = 600000
+            [[audit_anchor]]
+            log = "/var/log/qilin/audit.jsonl"
+            anchor = "/var/log/qilin/audit.jsonl.head"
+            [[audit_anchor]]
+            log = ""
+            anchor = "/var/lib/qilin/audit-anchor/core.jsonl"
+            [[audit_anchor]]
+            log = "/var/log/qilin-secrets/audit.jsonl"
+            anchor = "/var/lib/qilin/audit-anchor/core.jsonl"
         "#;
         let err = Config::parse(text, "recorder.toml").unwrap_err();
         let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
@@ -214,11 +256,14 @@ mod tests {
                 "journal.block_records",
                 "journal.max_block_age_ms",
                 "journal.fsync_interval_ms",
-                "journal.retry_interval_ms"
+                "journal.retry_interval_ms",
+                "audit_anchor[0].anchor",
+                "audit_anchor[1].log",
+                "audit_anchor[2].anchor",
             ],
             "{err}"
         );
-        assert!(err.to_string().starts_with("recorder.toml has 8 problem(s):"), "{err}");
+        assert!(err.to_string().starts_with("recorder.toml has 11 problem(s):"), "{err}");
     }
 
     #[test]
@@ -229,6 +274,24 @@ mod tests {
         let err = Config::parse("[journal]\nfsync = \"sometimes\"\n", "f.toml").unwrap_err();
         assert_eq!(err.problems[0].0, "line 2");
         assert!(err.problems[0].1.contains("every-block"), "{err}");
+    }
+
+    #[test]
+    fn audit_anchors_are_read_from_array_tables() {
+        let text = "audit_anchor_interval_ms = 500\n[[audit_anchor]]\nlog = \"/l/a.jsonl\"\nanchor = \"/s/a.jsonl\"\n\
+                    [[audit_anchor]]\nlog = \"/l/b.jsonl\"\nanchor = \"/s/b.jsonl\"\n";
+        let config = Config::parse(text, "f.toml").unwrap();
+        assert_eq!(config.audit_anchor_interval_ms, 500);
+        assert_eq!(
+            config.audit_anchor,
+            [
+                AuditAnchor { log: "/l/a.jsonl".into(), anchor: "/s/a.jsonl".into() },
+                AuditAnchor { log: "/l/b.jsonl".into(), anchor: "/s/b.jsonl".into() }
+            ]
+        );
+        let err =
+            Config::parse("[[audit_anchor]]\nlog = \"/l\"\nanchor = \"/a\"\nkey = \"x\"\n", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("unknown field `key`"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use qilin_journal::{
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use serde_json::json;
 
-use super::{Config, Counters, SegmentFile, SharedStats, StartAt, Stats, config::ms};
+use super::{Config, Counters, SegmentFile, SharedAnchors, SharedStats, StartAt, Stats, config::ms};
 use qilin_market::{Date, status::StatusFile};
 
 use crate::metrics::LatencyHistograms;
@@ -55,6 +55,8 @@ pub struct Recorder {
     shared: SharedStats,
     /// Latency histograms fed with every tick read (for the metrics server), if any.
     latency: Option<Arc<LatencyHistograms>>,
+    /// The audit-anchor thread's state, shown in the status, if any.
+    anchors: Option<SharedAnchors>,
     /// The file the reader mapped, to notice a segment re-created under the same path.
     segment_file: SegmentFile,
     last_segment_check: Instant,
@@ -111,6 +113,7 @@ impl Recorder {
             reader,
             shared: Arc::new(Mutex::new(Stats { feed: feed.clone(), ..Stats::default() })),
             latency: None,
+            anchors: None,
             feed,
             writer: None,
             day: files.last().map_or(0, |f| f.trading_day),
@@ -151,6 +154,12 @@ impl Recorder {
     /// ([`SegmentFile::open`]); without it, the file found at the path when the recorder started.
     pub fn watch_segment(&mut self, file: SegmentFile) {
         self.segment_file = file;
+    }
+
+    /// Shows the audit-anchor thread's state in the status (`audit_anchor`, `audit_anchor_*` counters).
+    pub fn show_audit_anchors(&mut self, anchors: SharedAnchors) {
+        self.anchors = Some(anchors);
+        self.publish_status();
     }
 
     /// Feeds every tick read to `latency` (the metrics server's latency histograms).
@@ -490,6 +499,9 @@ impl Recorder {
         // Held on a re-created segment, none of the new session is journaled.
         let lag = if self.held.is_some() { write_cursor } else { write_cursor.saturating_sub(position) };
         let policy = self.options.fsync;
+        let anchors =
+            self.anchors.as_ref().map(|a| a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone());
+        let anchors = anchors.unwrap_or_default();
         Stats {
             feed: self.feed.clone(),
             state: if self.stopped {
@@ -526,9 +538,14 @@ impl Recorder {
                 blocks: totals.blocks,
                 bytes: totals.bytes,
                 fsyncs: totals.fsyncs,
+                audit_anchors: anchors.anchors,
+                audit_anchor_read_errors: anchors.read_errors,
+                audit_anchor_write_errors: anchors.write_errors,
+                audit_anchor_regressions: anchors.regressions,
                 ..self.counters.clone()
             },
             last_error: self.last_error.clone(),
+            audit_anchor: anchors.logs,
         }
     }
 

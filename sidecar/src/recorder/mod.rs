@@ -27,11 +27,15 @@
 //! every status interval: a metrics server in the same process reads it without touching the
 //! recorder's loop (the status file is written from the same snapshot).
 //!
+//! **Audit anchors** (`[[audit_anchor]]`, `audit_anchor.rs`): a thread of their own, started before
+//! the segment is waited for; their state joins the status at every status interval.
+//!
 //! Status file keys (besides those every sidecar has, see docs/SIDECARS.md): `position` is the
 //! last sequence in a written journal block, `synced` the last one fdatasynced, `file`,
 //! `trading_day`, `bytes` (of the open file), `fsync` (policy), `fsync_interval_ms`, `fsyncs`,
 //! `last_fsync_latency_us`, `max_fsync_latency_us`, `disk_full`.
 
+mod audit_anchor;
 pub mod config;
 mod journal;
 mod journal_source;
@@ -45,7 +49,8 @@ use std::{
 use serde::Serialize;
 
 pub use self::{
-    config::{Config, ConfigError, Fsync, JournalConfig, StartAt},
+    audit_anchor::{AnchorStats, AnchoredLog, AuditAnchors, SharedAnchors},
+    config::{AuditAnchor, Config, ConfigError, Fsync, JournalConfig, StartAt},
     journal::Recorder,
     segment_file::SegmentFile,
 };
@@ -81,6 +86,14 @@ pub struct Counters {
     pub disk_full_retries: u64,
     /// Write, sync and open failures (disk full included).
     pub errors: u64,
+    /// Anchor lines written for the `[[audit_anchor]]` logs.
+    pub audit_anchors: u64,
+    /// Rounds in which an anchored audit log could not be read.
+    pub audit_anchor_read_errors: u64,
+    /// Rounds in which an anchor file could not be read or written.
+    pub audit_anchor_write_errors: u64,
+    /// Times an anchored audit log was seen going back (cut off or rewritten).
+    pub audit_anchor_regressions: u64,
 }
 
 /// A snapshot of the recorder, refreshed at every status interval and on every disk-full change.
@@ -125,6 +138,10 @@ pub struct Stats {
     pub counters: Counters,
     /// The last failure, `None` once things work again.
     pub last_error: Option<String>,
+    /// The `[[audit_anchor]]` logs: last anchored `seq` and time, last error (left out when none
+    /// is configured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_anchor: Vec<AnchoredLog>,
 }
 
 /// The recorder's stats, shared with whatever else runs in the process (a metrics server).

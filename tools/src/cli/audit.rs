@@ -1,7 +1,10 @@
 //! `audit verify` and `audit show`: read the audit log of operations.
 //!
 //! `audit verify`: 0 the chain is intact, 1 tampered (every problem is printed with its line), 2 the
-//! log cannot be read. `audit show`: 0, or 2 when the log cannot be read.
+//! log cannot be read. With `--anchor FILE` every anchor of the witness's file is checked too
+//! (`qilin_audit::verify_anchored`): a mismatch is exit 1 like any tampering; an anchor file that
+//! cannot be read (or is missing) is exit 2, never a pass. `audit show`: 0, or 2 when the log
+//! cannot be read.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,12 +17,18 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain, the numbering and the head file; name every damaged line.
+    /// Check the hash chain, the numbering and the head file (and with --anchor, the witness's
+    /// anchors); name every damaged line.
     Verify {
         /// Audit log [default: $QILIN_AUDIT_LOG, else $XDG_STATE_HOME/qilin/audit.jsonl, else
         /// ~/.local/state/qilin/audit.jsonl].
         #[arg(long, visible_alias = "audit-log")]
         log: Option<PathBuf>,
+        /// Anchor file written by the witness (qilin-recorder's `[[audit_anchor]]`): also check that
+        /// every anchored seq still has its anchored hash and the log does not end before the last
+        /// one. A missing anchor file is an error (exit 2), not a pass.
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
         /// The report as JSON.
         #[arg(long)]
         json: bool,
@@ -41,15 +50,27 @@ pub enum AuditCmd {
 /// Runs an `audit` subcommand.
 pub fn run(command: &AuditCmd) -> ExitCode {
     match command {
-        AuditCmd::Verify { log, json } => audit_verify(log.as_deref(), *json),
+        AuditCmd::Verify { log, anchor, json } => audit_verify(log.as_deref(), anchor.as_deref(), *json),
         AuditCmd::Show { log, json, last } => audit_show(log.as_deref(), *json, *last),
     }
 }
 
-fn audit_verify(log: Option<&Path>, json: bool) -> ExitCode {
+fn audit_verify(log: Option<&Path>, anchor: Option<&Path>, json: bool) -> ExitCode {
     let path = audit::resolve_path(log);
-    let report = match audit::verify(&path) {
+    let result = match anchor {
+        Some(anchor) => audit::verify_anchored(&path, anchor),
+        None => audit::verify(&path),
+    };
+    let report = match result {
         Ok(report) => report,
+        Err(e) if anchor == Some(e.path.as_path()) => {
+            eprintln!(
+                "qilinctl: audit anchor {}: {}: nothing was checked against it (not a pass)",
+                e.path.display(),
+                e.source
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("qilinctl: {e}");
             return ExitCode::from(2);
@@ -68,7 +89,25 @@ fn audit_verify(log: Option<&Path>, json: bool) -> ExitCode {
             println!("note: {note}");
         }
         if report.is_clean() {
-            println!("{}: {} entries, chain intact, head at seq {}", path.display(), report.lines, report.last_seq);
+            let anchored = match &report.anchor {
+                Some(a) => match (a.last_seq, &a.last_ts) {
+                    (Some(seq), Some(ts)) => {
+                        format!(
+                            "; anchor {}: all {} anchor(s) match, the last seq {seq} at {ts}",
+                            a.file.display(),
+                            a.anchors
+                        )
+                    }
+                    _ => format!("; anchor {}: no anchor yet", a.file.display()),
+                },
+                None => String::new(),
+            };
+            println!(
+                "{}: {} entries, chain intact, head at seq {}{anchored}",
+                path.display(),
+                report.lines,
+                report.last_seq
+            );
         } else {
             println!("{}: TAMPERED: {} problem(s) in {} lines", path.display(), report.problems.len(), report.lines);
         }

@@ -1,0 +1,321 @@
+//! The audit anchor end to end: a real `qilin-recorder` witnessing an audit log
+//! (`[[audit_anchor]]`) while this test appends to it through `qilin_audit::AuditLog` (the writer
+//! the core, qilin-secrets and qilinctl use), then tampers with it the way an attacker who owns
+//! the log would (the file and its head rewritten by hand), and `qilinctl audit verify` run as a
+//! process, with and without `--anchor`.
+//!
+//! The segment is one this test creates with `qilin_shm::Writer` in a temporary directory (no
+//! core: the recorder journals nothing here, and the anchoring does not depend on it). All
+//! processes run as the test's uid, so the recorder warns that the log is its own uid's: the
+//! deployment runs it under another (docs/SIDECARS.md).
+
+mod common;
+
+use std::{
+    fs::{self, OpenOptions},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use common::*;
+use nix::sys::signal::Signal;
+use qilin_audit::{AuditLog, Entry, head_path, sha256_hex};
+use qilin_shm::{SegmentOptions, Writer};
+use serde_json::Value;
+
+/// A recorder anchoring one or more audit logs, and the segment it reads.
+struct Witnessed {
+    dir: tempfile::TempDir,
+    segment: PathBuf,
+    _writer: Writer,
+    recorder: Recorder,
+}
+
+impl Witnessed {
+    /// A recorder witnessing `anchors` (log, anchor file), looking every 50 ms.
+    fn start(dir: tempfile::TempDir, anchors: &[(&Path, &Path)]) -> Witnessed {
+        let segment = dir.path().join("segment");
+        let options = SegmentOptions { feed_name: "anchor-test".into(), ring_slots: 64, instrument_capacity: 4 };
+        let writer = Writer::open(&segment, &options).unwrap();
+        let mut config = format!(
+            "name = \"recorder\"\nsegment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n\
+             audit_anchor_interval_ms = 50\n[metrics]\nenabled = false\n",
+            segment.display().to_string(),
+            dir.path().join("journal").display().to_string(),
+        );
+        for (log, anchor) in anchors {
+            config.push_str(&format!(
+                "[[audit_anchor]]\nlog = {:?}\nanchor = {:?}\n",
+                log.display().to_string(),
+                anchor.display().to_string()
+            ));
+        }
+        let path = dir.path().join("recorder.toml");
+        fs::write(&path, config).unwrap();
+        let recorder = Recorder::start(&path, &dir.path().join("recorder.log"));
+        Witnessed { segment, _writer: writer, recorder, dir }
+    }
+
+    fn status(&self) -> Option<Value> {
+        status(&self.segment, "recorder")
+    }
+
+    /// Waits for the recorder's status to satisfy `f` (failing with its log if it exits).
+    fn wait_status(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, || self.status().filter(|s| f(s)))
+    }
+}
+
+fn entry(i: u64) -> Entry {
+    Entry { command: format!("op{i}"), args: vec![format!("op{i}")], exit_code: 0, actions: Vec::new() }
+}
+
+fn append(log: &AuditLog, n: u64) {
+    for i in 0..n {
+        log.append(&entry(i)).unwrap();
+    }
+}
+
+/// The seqs in the anchor file (read as JSON: the format is the contract, not the crate's types).
+fn anchored(anchor: &Path) -> Vec<u64> {
+    let text = fs::read_to_string(anchor).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64()).collect()
+}
+
+fn wait_anchored(anchor: &Path, seq: u64) {
+    wait_for(&format!("an anchor of seq {seq} in {}", anchor.display()), || {
+        anchored(anchor).contains(&seq).then_some(())
+    });
+}
+
+fn lines(log: &Path) -> Vec<String> {
+    fs::read_to_string(log).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// What an attacker who can write the log does: cut the file after line `keep` in place, and
+/// replace the head file with one that matches the new last line (as the writer writes it).
+fn cut_and_rewrite_head(log: &Path, keep: usize) {
+    let all = lines(log);
+    let len: usize = all[..keep].iter().map(|l| l.len() + 1).sum();
+    OpenOptions::new().write(true).open(log).unwrap().set_len(len as u64).unwrap();
+    write_head(log, &all[keep - 1]);
+}
+
+fn write_head(log: &Path, last: &str) {
+    let seq = serde_json::from_str::<Value>(last).unwrap()["seq"].as_u64().unwrap();
+    let tmp = head_path(log).with_extension("head.forged");
+    fs::write(&tmp, format!("{{\"seq\":{seq},\"hash\":\"{}\"}}\n", sha256_hex(last.as_bytes()))).unwrap();
+    fs::rename(&tmp, head_path(log)).unwrap();
+}
+
+/// Edits the line with seq `at` (its exit code), re-chains every line after it and rewrites the
+/// head: a full rewrite from an edit point.
+fn rewrite_from(log: &Path, original: &[String], at: u64) {
+    let mut out: Vec<String> = Vec::new();
+    for line in original {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        let seq = record["seq"].as_u64().unwrap();
+        if seq < at {
+            out.push(line.clone());
+            continue;
+        }
+        if seq == at {
+            record["exit_code"] = Value::from(0);
+            record["command"] = Value::from("nothing-to-see");
+        }
+        record["prev"] = Value::from(sha256_hex(out.last().unwrap().as_bytes()));
+        out.push(serde_json::to_string(&record).unwrap());
+    }
+    fs::write(log, out.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    write_head(log, out.last().unwrap());
+}
+
+fn qilinctl(args: &[&str]) -> (Option<i32>, String, String) {
+    let Output { status, stdout, stderr } = Command::new(workspace_bin("qilinctl"))
+        .args(args)
+        .env_remove("QILIN_AUDIT_LOG")
+        .output()
+        .expect("running qilinctl");
+    (status.code(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+fn verify(log: &Path, anchor: Option<&Path>) -> (Option<i32>, String, String) {
+    let mut args = vec!["audit", "verify", "--log", log.to_str().unwrap()];
+    if let Some(anchor) = anchor {
+        args.extend(["--anchor", anchor.to_str().unwrap()]);
+    }
+    qilinctl(&args)
+}
+
+#[test]
+fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_anchor_and_only_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log/audit.jsonl");
+    let anchor = dir.path().join("anchor/core.jsonl");
+    let w = Witnessed::start(dir, &[(&log, &anchor)]);
+    let writer = AuditLog::open(&log).unwrap();
+    append(&writer, 8);
+    wait_anchored(&anchor, 8);
+
+    cut_and_rewrite_head(&log, 5);
+    // Without the anchor the forgery verifies clean: the head file is the writer's to rewrite.
+    let (code, out, err) = verify(&log, None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("5 entries, chain intact, head at seq 5"), "{out}");
+    // With it: exit 1, naming the anchored seq, its hash and time, and where the log ends now.
+    let (code, out, err) = verify(&log, Some(&anchor));
+    println!("verify --anchor after the cut:\n{out}");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("seq 8 was anchored at") && out.contains("the log now ends at seq 5"), "{out}");
+    assert!(out.contains("at least 3 line(s) were cut off the end") && out.contains("TAMPERED"), "{out}");
+    let (code, out, _) =
+        qilinctl(&["audit", "verify", "--log", log.to_str().unwrap(), "--anchor", anchor.to_str().unwrap(), "--json"]);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "anchor_beyond_end", "{report}");
+    assert_eq!((report["problems"][0]["line"].as_u64(), report["anchor"]["last_seq"].as_u64()), (Some(6), Some(8)));
+
+    // The recorder sees the log go back, says so, counts it, and anchors what it sees now; the
+    // earlier anchor keeps telling.
+    wait_anchored(&anchor, 5);
+    let status = w.wait_status("the regression counted", |s| s["counters"]["audit_anchor_regressions"] == 1);
+    assert_eq!(status["audit_anchor"][0]["seq"], 5, "{status}");
+    assert_eq!(status["state"], "recording", "{status}");
+    let log_text = w.recorder.log();
+    assert!(log_text.contains("went back: seq 8 was anchored at"), "{log_text}");
+    assert!(log_text.contains("is owned by this witness's own uid"), "{log_text}");
+    assert_eq!(verify(&log, Some(&anchor)).0, Some(1));
+
+    // An anchor file that is not there is an error, never a pass.
+    let missing = anchor.with_file_name("missing.jsonl");
+    let (code, out, err) = verify(&log, Some(&missing));
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("missing.jsonl") && err.contains("(not a pass)"), "{err}");
+    let _ = &w.dir;
+}
+
+#[test]
+fn a_rewrite_from_an_edited_line_is_caught_when_an_anchor_is_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let anchor = dir.path().join("anchor.jsonl");
+    let mut w = Witnessed::start(dir, &[(&log, &anchor)]);
+    let writer = AuditLog::open(&log).unwrap();
+    append(&writer, 4);
+    wait_anchored(&anchor, 4);
+    append(&writer, 3);
+    wait_anchored(&anchor, 7);
+    assert_eq!(w.recorder.signal(Signal::SIGTERM).code(), Some(0), "{}", w.recorder.log());
+    append(&writer, 3); // seq 8..=10: never anchored
+    assert_eq!(anchored(&anchor), [4, 7]);
+    let original = lines(&log);
+    assert_eq!(verify(&log, Some(&anchor)).0, Some(0));
+
+    // Edited at seq 3, the rest re-chained: the anchors at 4 and 7 no longer match.
+    rewrite_from(&log, &original, 3);
+    assert_eq!(verify(&log, None).0, Some(0), "the chain and head were rewritten consistently");
+    let (code, out, _) = verify(&log, Some(&anchor));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("seq 4 was anchored at"), "{out}");
+    assert!(out.contains("the log's line 4 (seq 4) now hashes to"), "{out}");
+    assert!(out.contains("(1 more anchor(s), up to seq 7, do not match either)"), "{out}");
+
+    // Edited at seq 7, an anchored line itself: caught.
+    rewrite_from(&log, &original, 7);
+    let (code, out, _) = verify(&log, Some(&anchor));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("seq 7 was anchored at") && out.contains("at or before seq 7"), "{out}");
+
+    // Edited at seq 9, after the last anchor: not caught (the window between two rounds); the
+    // report says which seqs only the chain covers.
+    rewrite_from(&log, &original, 9);
+    let (code, out, _) = verify(&log, Some(&anchor));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("seq 8..=10 came after the last anchor (seq 7"), "{out}");
+}
+
+#[test]
+fn an_untouched_log_verifies_against_its_anchor_while_the_writer_keeps_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let anchor = dir.path().join("anchor.jsonl");
+    let w = Witnessed::start(dir, &[(&log, &anchor)]);
+    const N: u64 = 400;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (log, done) = (log.clone(), done.clone());
+        std::thread::spawn(move || {
+            append(&AuditLog::open(&log).unwrap(), N);
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    // Verify over and over while both write; every run must be clean. At least a few must have
+    // run with anchors in the file while appends went on.
+    let (mut runs, mut with_anchors) = (0, 0);
+    while !done.load(Ordering::Relaxed) || runs < 3 {
+        if log.exists() && anchor.exists() {
+            let (code, out, err) = verify(&log, Some(&anchor));
+            assert_eq!(code, Some(0), "run {runs}: {out}{err}");
+            with_anchors += u32::from(!done.load(Ordering::Relaxed));
+            runs += 1;
+        }
+        std::thread::yield_now();
+    }
+    writer.join().unwrap();
+    wait_anchored(&anchor, N);
+    let (code, out, err) = verify(&log, Some(&anchor));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let k = anchored(&anchor).len();
+    assert!(out.contains(&format!("all {k} anchor(s) match, the last seq {N} at")), "{out}");
+    println!("{runs} verify runs ({with_anchors} during appends), {k} anchors");
+    assert!(with_anchors >= 1, "no verify ran against the anchor during the appends");
+    let seqs = anchored(&anchor);
+    assert!(seqs.windows(2).all(|p| p[0] < p[1]), "an anchor per change, increasing: {seqs:?}");
+    let status = w.wait_status("the last anchor in the status", |s| s["audit_anchor"][0]["seq"] == N);
+    assert_eq!(status["counters"]["audit_anchors"], k as u64, "{status}");
+    assert_eq!(status["counters"]["audit_anchor_read_errors"], 0, "{status}");
+    assert_eq!(status["audit_anchor"][0]["last_error"], Value::Null, "{status}");
+}
+
+#[test]
+fn a_log_that_cannot_be_read_and_an_anchor_that_cannot_be_written_are_logged_counted_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    let good_anchor = dir.path().join("anchors/good.jsonl");
+    let missing = dir.path().join("later/missing.jsonl");
+    let missing_anchor = dir.path().join("anchors/missing.jsonl");
+    let not_a_dir = dir.path().join("file");
+    fs::write(&not_a_dir, "").unwrap();
+    let bad_anchor = not_a_dir.join("anchor.jsonl");
+    let third = dir.path().join("third.jsonl");
+    append(&AuditLog::open(&third).unwrap(), 2);
+    let w = Witnessed::start(dir, &[(&missing, &missing_anchor), (&third, &bad_anchor), (&good, &good_anchor)]);
+    let writer = AuditLog::open(&good).unwrap();
+    append(&writer, 3);
+    wait_anchored(&good_anchor, 3);
+    let status = w.wait_status("repeated read and write errors", |s| {
+        s["counters"]["audit_anchor_read_errors"].as_u64() >= Some(3)
+            && s["counters"]["audit_anchor_write_errors"].as_u64() >= Some(3)
+    });
+    assert_eq!(status["state"], "recording", "{status}");
+    let errors: Vec<&str> =
+        status["audit_anchor"].as_array().unwrap().iter().map(|a| a["last_error"].as_str().unwrap_or("")).collect();
+    assert!(errors[0].contains("missing.jsonl: opening: No such file or directory"), "{status}");
+    assert!(
+        errors[1].contains("audit anchor") && errors[1].contains("anchor.jsonl: reading: Not a directory"),
+        "{status}"
+    );
+    assert_eq!(errors[2], "", "{status}");
+    let log_text = w.recorder.log();
+    assert_eq!(log_text.matches("missing.jsonl: opening").count(), 1, "logged once, not every round:\n{log_text}");
+
+    // The log appears: anchored from the next round, the recovery said.
+    append(&AuditLog::open(&missing).unwrap(), 1);
+    wait_anchored(&missing_anchor, 1);
+    w.wait_status("the missing log's error cleared", |s| s["audit_anchor"][0]["last_error"].is_null());
+    assert!(w.recorder.log().contains("missing.jsonl is anchored again"), "{}", w.recorder.log());
+}
