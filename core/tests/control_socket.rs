@@ -566,11 +566,15 @@ fn ten_thousand_made_up_ids_are_refused_and_the_directory_is_unchanged() {
     sender.join().unwrap().expect("sending the subscribes");
     assert!(not_listed > 0, "no refusal said why");
     assert_eq!(core.reader().directory_len(), directory, "made-up ids entered the directory");
-    let reply = core.wait_for("the audit log catching up", || {
-        let reply = control.ask("subscribe rb2610");
-        (!reply["error"].as_str().unwrap_or_default().contains("audit log is behind")).then_some(reply)
-    });
+    // While the audit thread catches up, audited commands are refused unexecuted; then they run.
+    let mut audited = |command: &str| {
+        core.wait_for("the audit log catching up", || {
+            let reply = control.ask(command);
+            (!reply["error"].as_str().unwrap_or_default().contains("audit log is behind")).then_some(reply)
+        })
+    };
+    let reply = audited("subscribe rb2610");
     assert_eq!(reply["ok"], true, "a listed id is still admitted: {reply}");
-    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    assert_eq!(audited("shutdown"), serde_json::json!({"ok": true}));
     core.assert_stopped_cleanly("shutdown after the made-up ids");
 }
