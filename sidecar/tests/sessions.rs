@@ -286,9 +286,8 @@ fn bad_new_secrets_are_refused_and_the_running_session_stays() {
         assert!(problems.iter().any(|k| k == key), "{key} not reported: {problems:?}");
     }
     // Refused once, not again: qilin-secrets looks at the unchanged file in several more rounds.
-    let rounds = || {
-        common::status(&core.segment, "secrets").and_then(|s| s["counters"]["watch_rounds"].as_u64()).unwrap_or(0)
-    };
+    let rounds =
+        || common::status(&core.segment, "secrets").and_then(|s| s["counters"]["watch_rounds"].as_u64()).unwrap_or(0);
     let seen = rounds();
     wait_for("five more watch rounds", || (rounds() >= seen + 5).then_some(()));
     let validations = audit_entries(&audit).iter().filter(|e| step_of(e) == "validate").count();
