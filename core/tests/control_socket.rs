@@ -578,3 +578,31 @@ fn ten_thousand_made_up_ids_are_refused_and_the_directory_is_unchanged() {
     assert_eq!(audited("shutdown"), serde_json::json!({"ok": true}));
     core.assert_stopped_cleanly("shutdown after the made-up ids");
 }
+
+/// Issue 18 item 4: the connection cap. With `max_connections` open (the status reply says how
+/// many: 1024, or half the descriptor limit), one more is told `too many control connections;
+/// retry` and closed, and counted; the connections already open are served as before.
+#[test]
+fn one_connection_past_the_cap_is_refused_and_counted() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // Room for the test's own descriptors (the core inherits the limit: its cap stays 1024).
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, soft.max(hard.min(4096)), hard);
+    let mut core = Core::start("cap", "");
+    let socket = core.files.socket();
+    let mut first = Control::connect(&socket);
+    let status = first.ask("status");
+    let max = status["control"]["max_connections"].as_u64().unwrap_or_else(|| panic!("no cap in {status}"));
+    assert_eq!(status["control"]["connections"], 1, "{status}");
+    let others: Vec<UnixStream> = (1..max).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    let over = UnixStream::connect(&socket).unwrap();
+    let text = read_until_closed(&over, "the connection past the cap");
+    assert_eq!(text.trim(), r#"{"error":"too many control connections; retry","ok":false}"#);
+    let status = first.ask("status");
+    assert_eq!(status["ok"], true, "{status}");
+    assert_eq!(status["control"]["connections"], max, "{status}");
+    assert_eq!(status["control"]["refused_over_cap"], 1, "{status}");
+    drop(others);
+    kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
+    core.assert_stopped_cleanly("SIGTERM");
+}

@@ -114,11 +114,11 @@ impl EventLoop {
             for event in &events {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    Token(i) => self.drive(i, now),
+                    Token(i) => self.drive(i),
                 }
             }
             for i in std::mem::take(&mut self.ready) {
-                self.drive(i, now);
+                self.drive(i);
             }
             if self.accept_retry.is_some_and(|at| at <= now) {
                 self.accept(now);
@@ -210,17 +210,19 @@ impl EventLoop {
         }
         self.conns[i] = Some(conn);
         self.ctx.stats.connections += 1;
-        self.drive(i, now);
+        self.drive(i);
     }
 
     /// Writes what is queued, handles complete lines, reads more, until the socket would block, a
     /// request is pending, too much output waits, or the connection has had its turn.
-    fn drive(&mut self, i: usize, now: Instant) {
+    fn drive(&mut self, i: usize) {
         let EventLoop { ctx, conns, ready, .. } = self;
         let Some(conn) = conns.get_mut(i).and_then(Option::as_mut) else { return };
         let gate = Arc::clone(&ctx.server.in_command);
         let mut budget = LINES_PER_TURN;
         let keep = loop {
+            // Read each time round, so a long turn does not age the deadlines it sets.
+            let now = Instant::now();
             if conn.flush(now).is_err() {
                 // Gone; a pending request still gets its answer (and audit entry) first.
                 break conn.pending.is_some();
@@ -281,7 +283,7 @@ impl EventLoop {
                     conn.pending = None;
                     conn.reply(&reply, now);
                     drop(_held);
-                    self.drive(i, now);
+                    self.drive(i);
                 }
                 continue;
             }
