@@ -14,7 +14,7 @@ mod common;
 use std::{
     fs::{self, OpenOptions},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,17 +22,21 @@ use std::{
 };
 
 use common::*;
-use nix::sys::signal::Signal;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use qilin_audit::{AuditLog, Entry, head_path, sha256_hex};
 use qilin_shm::{SegmentOptions, Writer};
 use serde_json::Value;
 
-/// A recorder anchoring one or more audit logs, and the segment it reads.
+/// A recorder anchoring one or more audit logs, and the segment it reads. Every wait fails at
+/// once, with the recorder's log, if the recorder exits.
 struct Witnessed {
     dir: tempfile::TempDir,
     segment: PathBuf,
     _writer: Writer,
-    recorder: Recorder,
+    recorder: Option<Child>,
 }
 
 impl Witnessed {
@@ -56,17 +60,60 @@ impl Witnessed {
         }
         let path = dir.path().join("recorder.toml");
         fs::write(&path, config).unwrap();
-        let recorder = Recorder::start(&path, &dir.path().join("recorder.log"));
-        Witnessed { segment, _writer: writer, recorder, dir }
+        let log = fs::File::create(dir.path().join("recorder.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        Witnessed { segment, _writer: writer, recorder: Some(child), dir }
     }
 
-    fn status(&self) -> Option<Value> {
-        status(&self.segment, "recorder")
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("recorder.log")).unwrap_or_default()
     }
 
-    /// Waits for the recorder's status to satisfy `f` (failing with its log if it exits).
-    fn wait_status(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        wait_for(what, || self.status().filter(|s| f(s)))
+    /// Waits for `f`, failing at once with the recorder's log if it has exited.
+    fn wait<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, || {
+            if let Some(child) = self.recorder.as_mut()
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                panic!("qilin-recorder exited ({status}) while waiting for {what}:\n{}", self.log());
+            }
+            f()
+        })
+    }
+
+    /// Waits for an anchor of `seq` in `anchor`.
+    fn wait_anchored(&mut self, anchor: &Path, seq: u64) {
+        self.wait(&format!("an anchor of seq {seq} in {}", anchor.display()), || {
+            anchored(anchor).contains(&seq).then_some(())
+        });
+    }
+
+    /// Waits for the recorder's status to satisfy `f`.
+    fn wait_status(&mut self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let segment = self.segment.clone();
+        self.wait(what, || status(&segment, "recorder").filter(|s| f(s)))
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(&mut self) -> ExitStatus {
+        let mut child = self.recorder.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        wait_for("qilin-recorder to exit", || child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Witnessed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.recorder.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -84,12 +131,6 @@ fn append(log: &AuditLog, n: u64) {
 fn anchored(anchor: &Path) -> Vec<u64> {
     let text = fs::read_to_string(anchor).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64()).collect()
-}
-
-fn wait_anchored(anchor: &Path, seq: u64) {
-    wait_for(&format!("an anchor of seq {seq} in {}", anchor.display()), || {
-        anchored(anchor).contains(&seq).then_some(())
-    });
 }
 
 fn lines(log: &Path) -> Vec<String> {
@@ -156,10 +197,10 @@ fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_anchor_and_only_by_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log/audit.jsonl");
     let anchor = dir.path().join("anchor/core.jsonl");
-    let w = Witnessed::start(dir, &[(&log, &anchor)]);
+    let mut w = Witnessed::start(dir, &[(&log, &anchor)]);
     let writer = AuditLog::open(&log).unwrap();
     append(&writer, 8);
-    wait_anchored(&anchor, 8);
+    w.wait_anchored(&anchor, 8);
 
     cut_and_rewrite_head(&log, 5);
     // Without the anchor the forgery verifies clean: the head file is the writer's to rewrite.
@@ -181,11 +222,11 @@ fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_anchor_and_only_by_it() {
 
     // The recorder sees the log go back, says so, counts it, and anchors what it sees now; the
     // earlier anchor keeps telling.
-    wait_anchored(&anchor, 5);
+    w.wait_anchored(&anchor, 5);
     let status = w.wait_status("the regression counted", |s| s["counters"]["audit_anchor_regressions"] == 1);
     assert_eq!(status["audit_anchor"][0]["seq"], 5, "{status}");
     assert_eq!(status["state"], "recording", "{status}");
-    let log_text = w.recorder.log();
+    let log_text = w.log();
     assert!(log_text.contains("went back: seq 8 was anchored at"), "{log_text}");
     assert!(log_text.contains("is owned by this witness's own uid"), "{log_text}");
     assert_eq!(verify(&log, Some(&anchor)).0, Some(1));
@@ -206,10 +247,10 @@ fn a_rewrite_from_an_edited_line_is_caught_when_an_anchor_is_at_or_after_it() {
     let mut w = Witnessed::start(dir, &[(&log, &anchor)]);
     let writer = AuditLog::open(&log).unwrap();
     append(&writer, 4);
-    wait_anchored(&anchor, 4);
+    w.wait_anchored(&anchor, 4);
     append(&writer, 3);
-    wait_anchored(&anchor, 7);
-    assert_eq!(w.recorder.signal(Signal::SIGTERM).code(), Some(0), "{}", w.recorder.log());
+    w.wait_anchored(&anchor, 7);
+    assert_eq!(w.stop().code(), Some(0), "{}", w.log());
     append(&writer, 3); // seq 8..=10: never anchored
     assert_eq!(anchored(&anchor), [4, 7]);
     let original = lines(&log);
@@ -243,39 +284,42 @@ fn an_untouched_log_verifies_against_its_anchor_while_the_writer_keeps_appending
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let anchor = dir.path().join("anchor.jsonl");
-    let w = Witnessed::start(dir, &[(&log, &anchor)]);
-    const N: u64 = 400;
-    let done = Arc::new(AtomicBool::new(false));
+    let mut w = Witnessed::start(dir, &[(&log, &anchor)]);
+    // The writer appends until told to stop; it is told only once verify has run against the
+    // anchor five times while appends went on and the recorder has anchored three heads.
+    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (log, done) = (log.clone(), done.clone());
+        let (log, stop) = (log.clone(), stop.clone());
         std::thread::spawn(move || {
-            append(&AuditLog::open(&log).unwrap(), N);
-            done.store(true, Ordering::Relaxed);
+            let writer = AuditLog::open(&log).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                writer.append(&entry(n)).unwrap();
+                n += 1;
+            }
+            n
         })
     };
-    // Verify over and over while both write; every run must be clean. At least a few must have
-    // run with anchors in the file while appends went on.
-    let (mut runs, mut with_anchors) = (0, 0);
-    while !done.load(Ordering::Relaxed) || runs < 3 {
-        if log.exists() && anchor.exists() {
+    let mut runs = 0;
+    w.wait("five verify runs against an anchor during appends, and three anchors", || {
+        if anchor.exists() {
             let (code, out, err) = verify(&log, Some(&anchor));
             assert_eq!(code, Some(0), "run {runs}: {out}{err}");
-            with_anchors += u32::from(!done.load(Ordering::Relaxed));
             runs += 1;
         }
-        std::thread::yield_now();
-    }
-    writer.join().unwrap();
-    wait_anchored(&anchor, N);
+        (runs >= 5 && anchored(&anchor).len() >= 3).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let n = writer.join().unwrap();
+    w.wait_anchored(&anchor, n);
     let (code, out, err) = verify(&log, Some(&anchor));
     assert_eq!(code, Some(0), "{out}{err}");
-    let k = anchored(&anchor).len();
-    assert!(out.contains(&format!("all {k} anchor(s) match, the last seq {N} at")), "{out}");
-    println!("{runs} verify runs ({with_anchors} during appends), {k} anchors");
-    assert!(with_anchors >= 1, "no verify ran against the anchor during the appends");
     let seqs = anchored(&anchor);
+    let k = seqs.len();
+    assert!(out.contains(&format!("all {k} anchor(s) match, the last seq {n} at")), "{out}");
+    println!("{runs} verify runs during {n} appends, {k} anchors");
     assert!(seqs.windows(2).all(|p| p[0] < p[1]), "an anchor per change, increasing: {seqs:?}");
-    let status = w.wait_status("the last anchor in the status", |s| s["audit_anchor"][0]["seq"] == N);
+    let status = w.wait_status("the last anchor in the status", |s| s["audit_anchor"][0]["seq"] == n);
     assert_eq!(status["counters"]["audit_anchors"], k as u64, "{status}");
     assert_eq!(status["counters"]["audit_anchor_read_errors"], 0, "{status}");
     assert_eq!(status["audit_anchor"][0]["last_error"], Value::Null, "{status}");
@@ -293,10 +337,10 @@ fn a_log_that_cannot_be_read_and_an_anchor_that_cannot_be_written_are_logged_cou
     let bad_anchor = not_a_dir.join("anchor.jsonl");
     let third = dir.path().join("third.jsonl");
     append(&AuditLog::open(&third).unwrap(), 2);
-    let w = Witnessed::start(dir, &[(&missing, &missing_anchor), (&third, &bad_anchor), (&good, &good_anchor)]);
+    let mut w = Witnessed::start(dir, &[(&missing, &missing_anchor), (&third, &bad_anchor), (&good, &good_anchor)]);
     let writer = AuditLog::open(&good).unwrap();
     append(&writer, 3);
-    wait_anchored(&good_anchor, 3);
+    w.wait_anchored(&good_anchor, 3);
     let status = w.wait_status("repeated read and write errors", |s| {
         s["counters"]["audit_anchor_read_errors"].as_u64() >= Some(3)
             && s["counters"]["audit_anchor_write_errors"].as_u64() >= Some(3)
@@ -310,12 +354,12 @@ fn a_log_that_cannot_be_read_and_an_anchor_that_cannot_be_written_are_logged_cou
         "{status}"
     );
     assert_eq!(errors[2], "", "{status}");
-    let log_text = w.recorder.log();
+    let log_text = w.log();
     assert_eq!(log_text.matches("missing.jsonl: opening").count(), 1, "logged once, not every round:\n{log_text}");
 
     // The log appears: anchored from the next round, the recovery said.
     append(&AuditLog::open(&missing).unwrap(), 1);
-    wait_anchored(&missing_anchor, 1);
+    w.wait_anchored(&missing_anchor, 1);
     w.wait_status("the missing log's error cleared", |s| s["audit_anchor"][0]["last_error"].is_null());
-    assert!(w.recorder.log().contains("missing.jsonl is anchored again"), "{}", w.recorder.log());
+    assert!(w.log().contains("missing.jsonl is anchored again"), "{}", w.log());
 }
