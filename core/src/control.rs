@@ -1,8 +1,8 @@
 //! The control socket: a Unix stream socket (mode 0660) served by one thread, never the hot one,
-//! running one `mio` event loop over every connection ([`serve`]). Each connection's peer uid is
-//! checked with SO_PEERCRED against the allowed list. One command per line, one JSON reply per
-//! line: the protocol and its typed requests are `qilin_market::control` (shared with qilinctl and
-//! qilin-secrets).
+//! running one `mio` event loop over every connection (`control::serve`). Each connection's peer
+//! uid is checked with SO_PEERCRED against the allowed list. One command per line, one JSON reply
+//! per line: the protocol and its typed requests are `qilin_market::control` (shared with qilinctl
+//! and qilin-secrets).
 //!
 //! **Connections.** Up to [`MAX_CONNECTIONS`] at once (more are told so and closed, and counted).
 //! Nothing a client does can block the loop: sockets are non-blocking, replies wait in a
@@ -11,12 +11,13 @@
 //! read its replies for that long, is closed, counted (`"control"` in the `status` reply) and
 //! logged. A client that is waiting for an answer of the core is not on a deadline: the request is.
 //!
-//! **Lines** ([`lines`]). At most `qilin_market::control::MAX_LINE` bytes: a longer line gets one
-//! error and is discarded through its newline (its tail is never read as a command). The bytes of
-//! each line are zeroed once handled, so a password does not linger in the control thread's buffers.
+//! **Lines** (`control::lines`). At most `qilin_market::control::MAX_LINE` bytes: a longer line
+//! gets one error and is discarded through its newline (its tail is never read as a command). The
+//! bytes of each line are zeroed once handled, so a password does not linger in the control
+//! thread's buffers.
 //!
-//! **Commands** ([`execute`]). Commands reach the hot thread through a bounded crossbeam channel
-//! (`try_send`: a full channel is an error reply and a counted drop, never a wait); their effect is
+//! **Commands** (`control::execute`). Commands reach the hot thread through a bounded crossbeam
+//! channel (`try_send`: a full channel is an error reply and a counted drop, never a wait); their effect is
 //! read back from the segment without blocking (a `subscribe` answers once the directory shows the
 //! instrument, checked every few milliseconds, at most 2 s). Session commands go to the session
 //! manager thread ([`crate::session::manager`]); its answer is awaited the same way (at most its
@@ -34,7 +35,13 @@
 //! (the client's intent and the server's execution), kept in different logs by different uids; a
 //! raw client that bypasses qilinctl still leaves the core's entry. `status` and `sessions` change
 //! nothing and are not audited; an accepted credential hand-over is audited by qilin-secrets
-//! (`secrets handoff`), and the relogin and switch it leads to by the manager.
+//! (`secrets handoff`), and the switches it leads to by the manager. `relogin` has no entry of the
+//! core's own (qilinctl and qilin-secrets audit it on their side), nor has `inject` (simulated
+//! sessions only, a test hook no tool sends); a switch either causes is audited by the manager.
+//! The core's entries are written by a thread of their own (`control::audit`) through a bounded
+//! queue, so an fsync never stalls the loop; while that queue is full, audited commands are refused
+//! unexecuted (and counted in one entry later). The process exits only after the queued entries are
+//! written ([`ExitGate`]).
 
 mod audit;
 mod conn;
