@@ -5,7 +5,8 @@
 //! `StateDirectory=` with the unit's owner and mode, read `EnvironmentFile=`, switch uid and gid,
 //! set the umask and `NoNewPrivileges`, and start `ExecStart=`). Then: the credential hand-off, a
 //! rotation, a sidecar restart, status files of three uids side by side, a segment that only the
-//! core can write, and `qilinctl audit verify` of both audit logs by a member of the group.
+//! core can write, and `qilinctl audit verify --anchor` of both audit logs, against the recorder's
+//! anchors, by a member of the group.
 //!
 //! The README's `groupadd`/`useradd`/`install -d` lines run in a private mount namespace over a
 //! copy of `/etc`, so the machine's own user database is never changed; the processes then run with
@@ -294,7 +295,8 @@ fn the_documented_deployment_runs_under_its_own_uids() {
     let gid = id_of(&etc, "group", "qilin");
     let core_uid = id_of(&etc, "passwd", "qilin");
     let secrets_uid = id_of(&etc, "passwd", "qilin-secrets");
-    let sidecar_uid = id_of(&etc, "passwd", "qilin-sidecar");
+    let nats_uid = id_of(&etc, "passwd", "qilin-nats");
+    let recorder_uid = id_of(&etc, "passwd", "qilin-recorder");
     let etc_qilin = etc.join("qilin");
     let meta = fs::metadata(&etc_qilin).expect("the README creates /etc/qilin");
     assert_eq!((meta.uid(), meta.gid()), (0, gid), "/etc/qilin");
@@ -319,9 +321,8 @@ fn the_documented_deployment_runs_under_its_own_uids() {
     }
     assert_eq!(uid_of(&units["qilin-core"].user), core_uid);
     assert_eq!(uid_of(&units["qilin-secrets"].user), secrets_uid);
-    for sidecar in ["qilin-nats", "qilin-recorder"] {
-        assert_eq!(uid_of(&units[sidecar].user), sidecar_uid, "{sidecar} runs as the read-only sidecar uid");
-    }
+    assert_eq!(uid_of(&units["qilin-nats"].user), nats_uid);
+    assert_eq!(uid_of(&units["qilin-recorder"].user), recorder_uid);
 
     // 3. The configuration the Operations section asks for, root:qilin 0640 in /etc/qilin.
     let feed = root.segment.file_name().unwrap().to_str().unwrap().to_string();
@@ -346,7 +347,8 @@ fn the_documented_deployment_runs_under_its_own_uids() {
     config(
         "nats.toml",
         format!(
-            "name = \"nats\"\nsegment = \"/dev/shm/qilin\"\nstate_dir = \"/var/lib/qilin/nats\"\nstatus_interval_ms = 50\n\
+            "name = \"nats\"\nsegment = \"/dev/shm/qilin\"\nstate_dir = \"/var/lib/qilin-nats\"\nstatus_interval_ms = 50\n\
+             journal_dir = \"/var/lib/qilin/journal\"\n\
              [nats]\nurls = [\"nats://127.0.0.1:{nats_port}\"]\nreconnect_max_delay_ms = 200\n\
              [jetstream]\nstorage = \"memory\"\n"
         ),
@@ -355,7 +357,11 @@ fn the_documented_deployment_runs_under_its_own_uids() {
         "recorder.toml",
         format!(
             "name = \"recorder\"\nsegment = \"/dev/shm/qilin\"\njournal_dir = \"/var/lib/qilin/journal\"\n\
-             status_interval_ms = 50\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+             status_interval_ms = 50\naudit_anchor_interval_ms = 50\n\
+             [metrics]\nenabled = true\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [[audit_anchor]]\nlog = \"/var/log/qilin/audit.jsonl\"\nanchor = \"/var/lib/qilin/audit-anchor/core.jsonl\"\n\
+             [[audit_anchor]]\nlog = \"/var/log/qilin-secrets/audit.jsonl\"\n\
+             anchor = \"/var/lib/qilin/audit-anchor/secrets.jsonl\"\n"
         ),
     );
     // The credentials, as Vault Agent renders them: one file owned by qilin-secrets, mode 0600.
@@ -415,7 +421,7 @@ fn the_documented_deployment_runs_under_its_own_uids() {
 
     // Only the core can write the segment; the others read it through the group.
     let seg_path = root.segment.display().to_string();
-    for (who, uid) in [("qilin-sidecar", sidecar_uid), ("qilin-secrets", secrets_uid)] {
+    for (who, uid) in [("qilin-nats", nats_uid), ("qilin-recorder", recorder_uid), ("qilin-secrets", secrets_uid)] {
         assert!(run_as(uid, gid, &format!("test -r {seg_path}")), "{who} cannot read the segment");
         assert!(!run_as(uid, gid, &format!(": >> {seg_path}")), "{who} can write the segment");
     }
@@ -448,15 +454,35 @@ fn the_documented_deployment_runs_under_its_own_uids() {
     });
     assert_ne!(restarted["pid"], old_pid);
 
-    // 8. Both audit logs verify, read by a member of the group (not their writers).
-    for log in [&core_audit, &secrets_audit] {
-        let verify = format!("{} audit verify --log {}", workspace_bin("qilinctl").display(), log.display());
+    // 8. Both audit logs verify against the recorder's anchors, read by an operator of the group
+    //    (here the nats uid: a member of qilin that writes neither log nor anchor), and neither
+    //    writer of a log can touch its anchor.
+    let anchors = [
+        (&core_audit, PathBuf::from(root.map("/var/lib/qilin/audit-anchor/core.jsonl"))),
+        (&secrets_audit, PathBuf::from(root.map("/var/lib/qilin/audit-anchor/secrets.jsonl"))),
+    ];
+    for (log, anchor) in &anchors {
+        let head = audit_entries(log).last().map(|e| e["seq"].clone()).expect("an audit entry");
+        wait_for(&format!("{} anchored at seq {head}", log.display()), || {
+            recorder.assert_running();
+            let text = fs::read_to_string(anchor).ok()?;
+            text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).any(|a| a["seq"] == head).then_some(())
+        });
+        let verify = format!(
+            "{} audit verify --log {} --anchor {}",
+            workspace_bin("qilinctl").display(),
+            log.display(),
+            anchor.display()
+        );
         assert!(
-            run_as(sidecar_uid, gid, &verify),
-            "qilinctl audit verify of {} failed as a group member",
+            run_as(nats_uid, gid, &verify),
+            "qilinctl audit verify --anchor of {} failed as a group member",
             log.display()
         );
         assert!(!audit_entries(log).is_empty(), "{} is empty", log.display());
+        for (who, uid) in [("qilin", core_uid), ("qilin-secrets", secrets_uid), ("qilin-nats", nats_uid)] {
+            assert!(!run_as(uid, gid, &format!(": >> {}", anchor.display())), "{who} can write {}", anchor.display());
+        }
     }
     let handoffs = audit_entries(&secrets_audit).iter().filter(|e| e["command"] == "secrets handoff").count();
     assert!(handoffs >= 2, "no credential hand-off in qilin-secrets' audit log");
