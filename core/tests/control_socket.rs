@@ -70,8 +70,13 @@ struct Core {
 }
 
 impl Core {
-    /// Starts the core with a config file holding `core_keys` under `[core]`.
+    /// Starts the core (UDP source) with a config file holding `core_keys` under `[core]`.
     fn start(tag: &str, core_keys: &str) -> Core {
+        Core::start_with(tag, core_keys, "", &["--source", "udp", "--udp-bind", "127.0.0.1:0"])
+    }
+
+    /// Starts the core with `core_keys` under `[core]`, then the sections of `tail`, and `args`.
+    fn start_with(tag: &str, core_keys: &str, tail: &str, args: &[&str]) -> Core {
         let files = Files::new(tag);
         let instruments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml");
         let config = files.dir.path().join("core.toml");
@@ -79,7 +84,7 @@ impl Core {
             &config,
             format!(
                 "[feed]\nname = \"ctl-test\"\nring_slots = 1024\ninstrument_capacity = 64\n\n\
-                 [core]\nlock_memory = false\ninstruments_file = {:?}\naudit_log = {:?}\n{core_keys}\n",
+                 [core]\nlock_memory = false\ninstruments_file = {:?}\naudit_log = {:?}\n{core_keys}\n{tail}",
                 instruments.display().to_string(),
                 files.audit().display().to_string()
             ),
@@ -89,7 +94,8 @@ impl Core {
         let child = Command::new(env!("CARGO_BIN_EXE_qilin-core"))
             .arg("--config")
             .arg(&config)
-            .args(["--source", "udp", "--udp-bind", "127.0.0.1:0", "--segment"])
+            .args(args)
+            .arg("--segment")
             .arg(&files.segment)
             .arg("--control-socket")
             .arg(files.socket())
@@ -605,4 +611,49 @@ fn one_connection_past_the_cap_is_refused_and_counted() {
     drop(others);
     kill(Pid::from_raw(core.child.id() as i32), Signal::SIGTERM).expect("sending SIGTERM");
     core.assert_stopped_cleanly("SIGTERM");
+}
+
+/// Issue 18 item 4: a session-manager request that takes long (a relogin whose login takes a
+/// minute) holds only the client that asked: another client's commands are answered while it is
+/// pending, and it is answered in its turn (by the manager's `command_timeout_ms`, 15 s: long
+/// enough that "not answered yet" holds when checked, even on a loaded machine).
+#[test]
+fn a_slow_session_manager_answer_holds_only_the_client_that_asked() {
+    let tail = "[source.sim]\nticks_per_second = 100\n[source.sim.sessions]\nenabled = true\nlogin_ms = 60000\n\
+                [failover]\ncommand_timeout_ms = 15000\n";
+    let mut core = Core::start_with("slow-manager", "", tail, &["--source", "sim"]);
+    let socket = core.files.socket();
+    let mut slow = Control::connect(&socket);
+    let creds = r#"credentials {"session":"primary","broker_id":"9999","user_id":"u1","password":"pw-slow-manager","md_fronts":["tcp://127.0.0.1:1"]}"#;
+    let reply = slow.ask(creds);
+    assert_eq!(reply["ok"], true, "{reply}");
+    writeln!(slow.stream, "relogin primary").unwrap();
+
+    // The manager has the relogin (it logs that it starts one) ...
+    core.wait_for("the relogin under way", || {
+        core.log_text().contains("relogin: closing the session and logging in again").then_some(())
+    });
+    // ... and while it is unanswered, another client is served.
+    let mut other = Control::connect(&socket);
+    let sessions = other.ask("sessions");
+    assert_eq!(sessions["ok"], true, "{sessions}");
+    slow.stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let unanswered = matches!(
+        std::io::Read::read(&mut &slow.stream, &mut byte),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    slow.stream.set_nonblocking(false).unwrap();
+    let status = other.ask("status");
+    assert_eq!(status["ok"], true, "{status}");
+    if !unanswered {
+        panic!("the relogin was answered before the login could finish: {}", slow.read_reply());
+    }
+    let reply = slow.read_reply();
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(reply["error"].as_str().unwrap_or_default().contains("not logged in within 15000 ms"), "{reply}");
+    assert!(!core.log_text().contains("pw-slow-manager"), "the password is in the log");
+    // (A new connection: `other` has been idle for about the client deadline by now.)
+    assert_eq!(Control::connect(&socket).ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown with sessions");
 }
