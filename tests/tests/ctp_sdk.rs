@@ -261,7 +261,8 @@ fn live_front_delivers_ticks_into_the_segment() {
     let (broker, user, password, front, instrument) =
         (var("CTP_BROKER_ID"), var("CTP_USER_ID"), var("CTP_PASSWORD"), var("CTP_MD_FRONT"), var("CTP_INSTRUMENT"));
     let lib = sdk_library().expect("CTP_LIVE=1 needs the SDK library");
-    let mut core = core_on(&lib);
+    // Listed in core.subscribe: `subscribe` over the socket adds listed instruments only.
+    let mut core = Rig::start(&Options { subscribe: vec![instrument.clone()], ..options(&lib) });
     let creds = json!({"session": "primary", "broker_id": broker, "user_id": user, "password": password,
                        "md_fronts": [front]});
     assert_eq!(core.ctl(&format!("credentials {creds}"))["ok"], true);
