@@ -349,7 +349,21 @@ fn a_uid_that_is_not_allowed_is_refused_and_sigterm_stops_cleanly() {
         other => panic!("the connection stayed open after the refusal: {other:?} {rest:?}"),
     }
 
-    // The refused shutdown did not happen: the core runs on, and once stopped by SIGTERM its log
+    // A client that writes only once the refusal is there and the core has shut its side (a slow
+    // qilinctl: end of stream after the refusal) is not cut off under its write with EPIPE, and the
+    // core closes once the client hangs up.
+    let late = UnixStream::connect(&socket).unwrap();
+    let mut lines = BufReader::new(&late);
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["error"], format!("uid {me} is not allowed to control this core"), "{reply}");
+    line.clear();
+    assert_eq!(lines.read_line(&mut line).unwrap(), 0, "more after the refusal: {line}");
+    writeln!(&late, "shutdown").expect("writing after the refusal (the core closed the connection under it)");
+    late.shutdown(std::net::Shutdown::Write).unwrap();
+
+    // The refused shutdowns did not happen: the core runs on, and once stopped by SIGTERM its log
     // shows no shutdown requested over the socket (checked below, a positive record of the whole run).
     assert!(matches!(core.child.try_wait(), Ok(None)), "the core exited after a refused command");
     let liveness = core.reader().liveness(qilin_shm::now_ns(), WATCHDOG.as_nanos() as i64);
@@ -531,6 +545,49 @@ fn a_raw_clients_state_changes_are_in_the_cores_audit_log() {
         assert!(action["reply"]["ok"].is_boolean(), "{e}");
     }
     assert_eq!(entries[1]["actions"][0]["reply"], refused);
+}
+
+/// `relogin` and `inject` change the sessions: the core audits them too, with the manager's answer
+/// (and at once when there is no manager to ask).
+#[test]
+fn relogin_and_inject_from_a_raw_client_are_audited_with_their_answers() {
+    let tail = "[source.sim]\nticks_per_second = 100\n[source.sim.sessions]\nenabled = true\nlogin_ms = 10\n";
+    let mut core = Core::start_with("audit-sessions", "", tail, &["--source", "sim"]);
+    let mut control = Control::connect(&core.files.socket());
+    for session in ["primary", "backup"] {
+        let creds = format!(
+            r#"credentials {{"session":"{session}","broker_id":"9999","user_id":"u-{session}","password":"pw-audit-{session}","md_fronts":["tcp://127.0.0.1:1"]}}"#
+        );
+        assert_eq!(control.ask(&creds)["ok"], true);
+    }
+    core.wait_for("both sessions logged in", || {
+        let s = control.ask("sessions");
+        (s["sessions"]["primary"]["state"] == "logged_in" && s["sessions"]["backup"]["state"] == "logged_in")
+            .then_some(())
+    });
+    let relogin = control.ask("relogin backup");
+    let refused = control.ask("relogin primary"); // the active session: refused by the manager
+    assert_eq!(refused["ok"], false, "{refused}");
+    let inject = control.ask("inject backup disconnect");
+    assert_eq!(control.ask("shutdown"), serde_json::json!({"ok": true}));
+    core.assert_stopped_cleanly("shutdown");
+
+    let entries = qilin_testkit::audit_entries(&core.files.audit());
+    let audited: Vec<(&str, Value, &Value)> = entries
+        .iter()
+        .filter(|e| ["relogin", "inject"].contains(&e["command"].as_str().unwrap_or("")))
+        .map(|e| (e["command"].as_str().unwrap(), e["args"].clone(), &e["actions"][0]["reply"]))
+        .collect();
+    let want = [
+        ("relogin", serde_json::json!(["backup"]), &relogin),
+        ("relogin", serde_json::json!(["primary"]), &refused),
+        ("inject", serde_json::json!(["backup", "disconnect"]), &inject),
+    ];
+    assert_eq!(audited, want, "the core's audit entries:\n{entries:#?}");
+    for e in entries.iter().filter(|e| ["relogin", "inject"].contains(&e["command"].as_str().unwrap_or(""))) {
+        assert_eq!(e["actions"][0]["peer_pid"], std::process::id(), "{e}");
+        assert_eq!(e["exit_code"], i32::from(e["actions"][0]["reply"]["ok"] != true), "{e}");
+    }
 }
 
 /// Issue 18 item 4: 10 000 ids of known products in a contract's form that the instruments file

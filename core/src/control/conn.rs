@@ -51,7 +51,8 @@ pub(super) struct Conn {
     pub write_due: Option<Instant>,
     /// The peer shut down its sending side.
     pub eof: bool,
-    /// Close once `out` is written (a refused peer).
+    /// A refused peer: once `out` (the refusal) is written, shut down our side and drop what the
+    /// peer sends until it hangs up or its deadline passes.
     pub close_after_flush: bool,
 }
 
@@ -110,6 +111,22 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Reads one chunk and drops it (zeroed): what a refused peer sends after its refusal.
+    pub(super) fn discard_some(&mut self) -> std::io::Result<Received> {
+        let mut chunk = [0u8; 4096];
+        let result = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break Ok(Received::Eof),
+                Ok(_) => break Ok(Received::Bytes),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(Received::WouldBlock),
+                Err(e) => break Err(e),
+            }
+        };
+        chunk.zeroize();
+        result
     }
 
     /// Reads one chunk into the input (the chunk's bytes are zeroed here).

@@ -228,7 +228,18 @@ impl EventLoop {
                 break conn.pending.is_some();
             }
             if conn.close_after_flush {
-                break conn.unsent() > 0;
+                if conn.unsent() > 0 {
+                    break true;
+                }
+                // The refusal is out. Closing now would make a client that writes its command
+                // before reading (qilinctl does) fail with EPIPE instead of reading why: shut down
+                // our side only, and drop what it sends until it hangs up (or its line deadline).
+                let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                match conn.discard_some() {
+                    Ok(Received::Bytes) => continue,
+                    Ok(Received::WouldBlock) => break true,
+                    Ok(Received::Eof) | Err(_) => break false,
+                }
             }
             if conn.pending.is_some() || conn.unsent() > OUTPUT_HIGH_WATER {
                 break true;
