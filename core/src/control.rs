@@ -27,17 +27,17 @@
 //! and audited, and the line is never parsed.
 //!
 //! **Who audits what.** The core audits, in its own log (`core.audit_log`), what reaches it: every
-//! `subscribe`, `unsubscribe` and `shutdown` with the peer's uid and pid (SO_PEERCRED), the request
-//! and the reply, refusals included; refused connections and refused credential hand-overs; and,
+//! `subscribe`, `unsubscribe`, `shutdown`, `relogin` and `inject` with the peer's uid and pid
+//! (SO_PEERCRED), the request and the reply (the session manager's, for the last two), refusals
+//! included; refused connections and refused credential hand-overs; and,
 //! from the session manager, every session switch (`activate`, `failover`, `failback`, with its
 //! trigger). qilinctl audits, in the operator's log, what the operator asked for: its command line,
 //! the operator (and sudo user) and each reply. The two are different records of one operation
 //! (the client's intent and the server's execution), kept in different logs by different uids; a
 //! raw client that bypasses qilinctl still leaves the core's entry. `status` and `sessions` change
 //! nothing and are not audited; an accepted credential hand-over is audited by qilin-secrets
-//! (`secrets handoff`), and the switches it leads to by the manager. `relogin` has no entry of the
-//! core's own (qilinctl and qilin-secrets audit it on their side), nor has `inject` (simulated
-//! sessions only, a test hook no tool sends); a switch either causes is audited by the manager.
+//! (`secrets handoff`), and the switches it leads to by the manager; `failover` and `failback` are
+//! audited by the manager as switches, refused ones included.
 //! The core's entries are written by a thread of their own (`control::audit`) through a bounded
 //! queue, so an fsync never stalls the loop; while that queue is full, audited commands are refused
 //! unexecuted (and counted in one entry later). The process exits only after the queued entries are

@@ -25,7 +25,7 @@ use std::{
 
 use common::{Core, status, unique, wait_for, workspace_bin};
 use qilin_shm::{LinkState, Source};
-use qilin_testkit::{assert_audit_verifies, audit_entries};
+use qilin_testkit::{assert_audit_verifies, audit_entries, is_switch, switches};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -67,21 +67,6 @@ fn steps(audit: &Path) -> Vec<(String, i64)> {
 
 fn owned(list: &[(&str, i64)]) -> Vec<(String, i64)> {
     list.iter().map(|(s, c)| (s.to_string(), *c)).collect()
-}
-
-fn is_switch(e: &Value) -> bool {
-    e["program"] == "qilin-core" && ["activate", "failover", "failback"].contains(&e["command"].as_str().unwrap_or(""))
-}
-
-/// The core's own entries of the switches it made: (command, trigger).
-fn switches(audit: &Path) -> Vec<(String, String)> {
-    audit_entries(audit)
-        .iter()
-        .filter(|e| is_switch(e) && e["exit_code"] == 0)
-        .map(|e| {
-            (e["command"].as_str().unwrap().to_string(), e["actions"][0]["trigger"].as_str().unwrap_or("").to_string())
-        })
-        .collect()
 }
 
 /// A core with two simulated sessions (logins answered after `login_ms`, a refused one tried again

@@ -28,7 +28,7 @@ use std::{
 
 use common::{Core, unique, wait_for, workspace_bin};
 use qilin_shm::{Counter, LinkState, Next, Source, Start, TickRecord};
-use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs};
+use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs, switches};
 use serde_json::{Value, json};
 use zerocopy::IntoBytes;
 
@@ -225,12 +225,13 @@ fn rotation_while_ticks_flow_loses_and_doubles_nothing() {
         ["validate", "failover", "hand over primary", "relogin primary", "failback", "verify health", "done"],
         "runbook steps in the audit log"
     );
-    let switches: Vec<(&str, &str)> = entries
-        .iter()
-        .filter(|e| e["program"] == "qilin-core")
-        .map(|e| (e["command"].as_str().unwrap_or(""), e["actions"][0]["trigger"].as_str().unwrap_or("")))
-        .collect();
-    assert_eq!(switches, [("activate", "start"), ("failover", "command"), ("failback", "command")]);
+    let pair = |c: &str, t: &str| (c.to_string(), t.to_string());
+    assert_eq!(switches(&audit), [pair("activate", "start"), pair("failover", "command"), pair("failback", "command")]);
+    // The relogin qilin-secrets asked for is in the core's entries too.
+    assert!(
+        entries.iter().any(|e| e["program"] == "qilin-core" && e["command"] == "relogin" && e["args"][0] == "primary"),
+        "the core did not audit the relogin"
+    );
     assert!(
         entries.iter().any(|e| step_of(e) == "verify health"
             && e["actions"][0]["outcome"].as_str().unwrap_or("").starts_with("ok: primary tick")),
@@ -409,10 +410,7 @@ fn automatic_failover_and_failback_lose_and_double_nothing() {
     assert_eq!(sessions["sessions"]["primary"]["disconnects"], 2, "{sessions}");
     assert_eq!(reader.counter(Counter::FrontDisconnects), 2);
     assert_eq!(reader.counter(Counter::Failovers), 6);
-    let switches: Vec<(String, String)> = audit_entries(&dir.path().join("audit.jsonl"))
-        .iter()
-        .map(|e| (e["command"].as_str().unwrap().to_string(), e["actions"][0]["trigger"].as_str().unwrap().to_string()))
-        .collect();
+    let switches = switches(&dir.path().join("audit.jsonl"));
     let auto = |c: &str| (c.to_string(), "auto".to_string());
     let mut want = vec![("activate".to_string(), "start".to_string())];
     for _ in 0..3 {

@@ -130,6 +130,25 @@ pub fn audit_entries(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// Whether an audit entry is one of the core's session switches (`activate`, `failover`,
+/// `failback`; refused ones too). The core also audits other commands (`subscribe`, `relogin`, …).
+pub fn is_switch(entry: &serde_json::Value) -> bool {
+    entry["program"] == "qilin-core"
+        && ["activate", "failover", "failback"].contains(&entry["command"].as_str().unwrap_or(""))
+}
+
+/// The switches the core made (audited with exit code 0), in order: (command, trigger).
+pub fn switches(path: &Path) -> Vec<(String, String)> {
+    audit_entries(path)
+        .iter()
+        .filter(|e| is_switch(e) && e["exit_code"] == 0)
+        .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            (text(&e["command"]), text(&e["actions"][0]["trigger"]))
+        })
+        .collect()
+}
+
 /// `qilinctl audit verify` passes on the log at `path` (its hash chain and every entry sound).
 pub fn assert_audit_verifies(path: &Path) {
     let out = Command::new(workspace_bin("qilinctl")).args(["audit", "verify", "--log"]).arg(path).output().unwrap();

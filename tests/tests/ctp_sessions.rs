@@ -35,7 +35,7 @@ use common::{
 };
 use qilin_ctp_standin::DEPTH_SIZE;
 use qilin_shm::{Counter, LinkState, Next, Reader, Source, Start, TickRecord};
-use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs};
+use qilin_testkit::{assert_audit_verifies, audit_entries, await_drained, read_ring, source_runs, switches};
 use zerocopy::IntoBytes;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -154,15 +154,6 @@ fn assert_exactly_once(what: &str, ring: &[TickRecord], oracle: &[Vec<u8>]) {
 fn await_active(rig: &Rig, session: Source, state: LinkState) -> Option<()> {
     let s = rig.status();
     (s.active_source == session as u32 && LinkState::from_code(s.link_state) == Some(state)).then_some(())
-}
-
-/// The core's switches in the audit log: (command, trigger).
-fn switches(path: &Path) -> Vec<(String, String)> {
-    audit_entries(path)
-        .iter()
-        .filter(|e| e["program"] == "qilin-core")
-        .map(|e| (e["command"].as_str().unwrap_or("").into(), e["actions"][0]["trigger"].as_str().unwrap_or("").into()))
-        .collect()
 }
 
 /// None of the passwords (nor a distinctive fragment) in `bytes`.

@@ -35,8 +35,9 @@ pub(super) enum Outcome {
 /// A request waiting for its answer.
 #[derive(Debug)]
 pub(super) enum Pending {
-    /// The session manager's answer.
-    Manager { answer: Receiver<Value>, due: Instant },
+    /// The session manager's answer; `audit` holds the request line of a command audited once
+    /// answered (`relogin`, `inject`).
+    Manager { answer: Receiver<Value>, due: Instant, audit: Option<String> },
     /// The instrument showing up in the directory.
     Subscribe { id: String, option: bool, due: Instant },
 }
@@ -64,14 +65,15 @@ pub(super) struct Ctx {
     audit: AuditQueue,
     /// Options of listed futures added to the directory over the socket in this run.
     options_added: usize,
-    /// `subscribe` requests waiting for the directory (each will need an audit entry).
-    pending_subscribes: usize,
+    /// Requests waiting for an answer that will need an audit entry (`subscribe` waiting for the
+    /// directory, `relogin` and `inject` waiting for the session manager).
+    pending_audits: usize,
 }
 
 impl Ctx {
     pub(super) fn new(server: ControlServer, audit: AuditQueue, max_connections: usize) -> Ctx {
         let stats = Stats { max_connections, ..Stats::default() };
-        Ctx { server, stats, reader: None, audit, options_added: 0, pending_subscribes: 0 }
+        Ctx { server, stats, reader: None, audit, options_added: 0, pending_audits: 0 }
     }
 
     /// Executes one line from `peer`.
@@ -80,19 +82,31 @@ impl Ctx {
             Ok(request) => request,
             Err(e) => return Outcome::Reply(refusal(e)),
         };
-        let audited = matches!(request, Request::Shutdown | Request::Subscribe(_) | Request::Unsubscribe(_));
-        if audited && !self.audit.has_room(self.pending_subscribes + 1) {
+        // Every command that changes something is audited here, whoever sent it. Failover and
+        // failback are audited by the session manager as switches (refusals included), credentials
+        // by qilin-secrets (refusals here); status and sessions change nothing.
+        let audited = matches!(
+            request,
+            Request::Shutdown
+                | Request::Subscribe(_)
+                | Request::Unsubscribe(_)
+                | Request::Relogin(_)
+                | Request::Inject(..)
+        );
+        if audited && !self.audit.has_room(self.pending_audits + 1) {
             self.audit.refused_behind();
             let error = format!("{request}: the audit log is behind; nothing done, retry");
             return Outcome::Reply(json!({"ok": false, "error": error}));
         }
         match request {
             Request::Credentials(json_text) => self.credentials(json_text, peer, now),
-            Request::Sessions => self.ask(ManagerRequest::Sessions, now),
-            Request::Failover => self.ask(ManagerRequest::Failover, now),
-            Request::Failback => self.ask(ManagerRequest::Failback, now),
-            Request::Relogin(which) => self.ask(ManagerRequest::Relogin(which), now),
-            Request::Inject(which, fault) => self.ask(ManagerRequest::Inject(which, fault), now),
+            Request::Sessions => self.ask(ManagerRequest::Sessions, now, None),
+            Request::Failover => self.ask(ManagerRequest::Failover, now, None),
+            Request::Failback => self.ask(ManagerRequest::Failback, now, None),
+            Request::Relogin(which) => self.ask_audited(ManagerRequest::Relogin(which), &request, peer, now),
+            Request::Inject(which, fault) => {
+                self.ask_audited(ManagerRequest::Inject(which, fault), &request, peer, now)
+            }
             Request::Status => Outcome::Reply(self.status()),
             Request::Shutdown => {
                 // Said in the log, so a test (or an operator) can tell a commanded stop from a signal.
@@ -125,16 +139,26 @@ impl Ctx {
     /// The answer to `pending`, once there is one (`peer` for the audit entry).
     pub(super) fn poll(&mut self, pending: &Pending, peer: Peer, now: Instant) -> Option<Value> {
         match pending {
-            Pending::Manager { answer, due } => match answer.try_recv() {
-                Ok(reply) => Some(reply),
-                Err(TryRecvError::Empty) if now < *due => None,
-                Err(TryRecvError::Empty) => {
-                    Some(json!({"ok": false, "error": "the session manager did not answer in time"}))
+            Pending::Manager { answer, due, audit } => {
+                let reply = match answer.try_recv() {
+                    Ok(reply) => reply,
+                    Err(TryRecvError::Empty) if now < *due => return None,
+                    Err(TryRecvError::Empty) => {
+                        json!({"ok": false, "error": "the session manager did not answer in time"})
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        json!({"ok": false, "error": "the session manager has stopped"})
+                    }
+                };
+                if let Some(line) = audit {
+                    self.pending_audits -= 1;
+                    match Request::parse(line) {
+                        Ok(request) => self.audit(&request, peer, &reply),
+                        Err(_) => unreachable!("the line was parsed when it came"),
+                    }
                 }
-                Err(TryRecvError::Disconnected) => {
-                    Some(json!({"ok": false, "error": "the session manager has stopped"}))
-                }
-            },
+                Some(reply)
+            }
             Pending::Subscribe { id, option, due } => {
                 let reply = match self.reader().ok().and_then(|r| r.find_instrument(id)) {
                     Some(index) => {
@@ -146,7 +170,7 @@ impl Ctx {
                     None => json!({"ok": false, "instrument": id,
                         "error": "not admitted: unknown product or directory full (see the core's log)"}),
                 };
-                self.pending_subscribes -= 1;
+                self.pending_audits -= 1;
                 self.audit(&Request::Subscribe(id), peer, &reply);
                 Some(reply)
             }
@@ -186,7 +210,7 @@ impl Ctx {
         if queued["ok"] != json!(true) {
             return Outcome::Reply(queued);
         }
-        self.pending_subscribes += 1;
+        self.pending_audits += 1;
         Outcome::Pending(Pending::Subscribe { id: id.to_owned(), option, due: now + SUBSCRIBE_TIMEOUT })
     }
 
@@ -204,7 +228,7 @@ impl Ctx {
             return Outcome::Reply(json!({"ok": false, "error": reason}));
         }
         match Credentials::parse(json_text) {
-            Ok(creds) => self.ask(ManagerRequest::Credentials(Box::new(creds)), now),
+            Ok(creds) => self.ask(ManagerRequest::Credentials(Box::new(creds)), now, None),
             Err(e) => {
                 tracing::warn!(uid = peer.uid, error = %e, "credentials refused: malformed");
                 Outcome::Reply(json!({"ok": false, "error": e}))
@@ -212,8 +236,9 @@ impl Ctx {
         }
     }
 
-    /// Forwards a request to the session manager; its answer is polled.
-    fn ask(&self, request: ManagerRequest, now: Instant) -> Outcome {
+    /// Forwards a request to the session manager; its answer is polled (and audited with `audit`,
+    /// the request line, once it comes).
+    fn ask(&self, request: ManagerRequest, now: Instant, audit: Option<String>) -> Outcome {
         let Some(sessions) = &self.server.sessions else {
             return Outcome::Reply(no_sessions());
         };
@@ -221,7 +246,23 @@ impl Ctx {
         if sessions.manager.send(Msg::Request(request, tx)).is_err() {
             return Outcome::Reply(json!({"ok": false, "error": "the session manager has stopped"}));
         }
-        Outcome::Pending(Pending::Manager { answer: rx, due: now + sessions.timeout + Duration::from_secs(1) })
+        let due = now + sessions.timeout + Duration::from_secs(1);
+        Outcome::Pending(Pending::Manager { answer: rx, due, audit })
+    }
+
+    /// [`Ctx::ask`] for a command audited with its answer: at once if refused here, else when
+    /// the manager answers.
+    fn ask_audited(&mut self, manager: ManagerRequest, request: &Request<'_>, peer: Peer, now: Instant) -> Outcome {
+        match self.ask(manager, now, Some(request.line())) {
+            Outcome::Reply(reply) => {
+                self.audit(request, peer, &reply);
+                Outcome::Reply(reply)
+            }
+            pending => {
+                self.pending_audits += 1;
+                pending
+            }
+        }
     }
 
     /// Tells the sessions' fronts (through the session manager, never the hot thread) that an
@@ -268,7 +309,7 @@ impl Ctx {
     /// The audit entry of a refused connection or credential hand-over (refused either way: when the
     /// queue is full it is only counted).
     pub(super) fn audit_refusal(&mut self, uid: u32, command: &str, reason: &str) {
-        if !self.audit.has_room(self.pending_subscribes + 1) {
+        if !self.audit.has_room(self.pending_audits + 1) {
             self.audit.refused_behind();
             return;
         }
@@ -285,6 +326,7 @@ impl Ctx {
     fn audit(&mut self, request: &Request<'_>, peer: Peer, reply: &Value) {
         let args = match request {
             Request::Subscribe(id) | Request::Unsubscribe(id) => vec![(*id).to_owned()],
+            Request::Relogin(_) | Request::Inject(..) => request.line().split(' ').skip(1).map(String::from).collect(),
             _ => Vec::new(),
         };
         let socket = self.server.path.display().to_string();
