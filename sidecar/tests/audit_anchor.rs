@@ -218,7 +218,10 @@ fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_anchor_and_only_by_it() {
     assert_eq!(code, Some(1));
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["problems"][0]["kind"], "anchor_beyond_end", "{report}");
-    assert_eq!((report["problems"][0]["line"].as_u64(), report["anchor"]["last_seq"].as_u64()), (Some(6), Some(8)));
+    // (The recorder may already have anchored the cut log's seq 5 as well: the anchor's last line is
+    // then 5, and its seq 8 still tells.)
+    assert_eq!(report["problems"][0]["line"].as_u64(), Some(6), "{report}");
+    assert!(report["problems"][0]["detail"].as_str().unwrap_or("").contains("seq 8 was anchored"), "{report}");
 
     // The recorder sees the log go back, says so, counts it, and anchors what it sees now; the
     // earlier anchor keeps telling.
@@ -252,7 +255,10 @@ fn a_rewrite_from_an_edited_line_is_caught_when_an_anchor_is_at_or_after_it() {
     w.wait_anchored(&anchor, 7);
     assert_eq!(w.stop().code(), Some(0), "{}", w.log());
     append(&writer, 3); // seq 8..=10: never anchored
-    assert_eq!(anchored(&anchor), [4, 7]);
+    // 4 and 7 for sure; on a slow machine a round may also have caught the log mid-append (seq 1..3,
+    // 5, 6): the expectations below follow what the anchor file holds.
+    let anchors = anchored(&anchor);
+    assert!(anchors.contains(&4) && anchors.contains(&7) && anchors.iter().all(|&s| s <= 7), "{anchors:?}");
     let original = lines(&log);
     assert_eq!(verify(&log, Some(&anchor)).0, Some(0));
 
@@ -261,9 +267,11 @@ fn a_rewrite_from_an_edited_line_is_caught_when_an_anchor_is_at_or_after_it() {
     assert_eq!(verify(&log, None).0, Some(0), "the chain and head were rewritten consistently");
     let (code, out, _) = verify(&log, Some(&anchor));
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("seq 4 was anchored at"), "{out}");
-    assert!(out.contains("the log's line 4 (seq 4) now hashes to"), "{out}");
-    assert!(out.contains("(1 more anchor(s), up to seq 7, do not match either)"), "{out}");
+    let hit: Vec<u64> = anchors.iter().copied().filter(|&s| s >= 3).collect();
+    assert!(out.contains(&format!("seq {} was anchored at", hit[0])), "{out}");
+    assert!(out.contains(&format!("the log's line {0} (seq {0}) now hashes to", hit[0])), "{out}");
+    let more = format!("({} more anchor(s), up to seq 7, do not match either)", hit.len() - 1);
+    assert!(out.contains(&more), "{out}");
 
     // Edited at seq 7, an anchored line itself: caught.
     rewrite_from(&log, &original, 7);
