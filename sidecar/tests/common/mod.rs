@@ -422,9 +422,24 @@ pub fn while_core_frozen_at<T>(core: &Core, at: u64, f: impl FnOnce() -> T) -> T
     let pid = nix::unistd::Pid::from_raw(core.pid() as i32);
     wait_for(&format!("{at} ticks"), || (core.reader().write_cursor() >= at).then_some(()));
     kill(pid, Signal::SIGSTOP).unwrap();
+    // kill returns before the threads stop: until each is, the hot one may still publish (and `f`
+    // would read a write cursor that moves on under it).
+    wait_for("every thread of the core stopped", || all_threads_stopped(core.pid()).then_some(()));
     let result = f();
     kill(pid, Signal::SIGCONT).unwrap();
     result
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(Result::ok).all(|task| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+            .unwrap_or(false)
+    })
 }
 
 /// Watches the core while a test runs: the largest heartbeat age seen. A stall of the core caused
