@@ -160,11 +160,17 @@ impl Player {
                 self.schedule(which, Duration::from_millis(1), Timer::Connected);
             }
             Op::Login(which) => {
-                if self.sessions[which.index()].connected {
+                let s = &self.sessions[which.index()];
+                if s.connected {
                     self.schedule(which, self.login, Timer::LoginAnswer);
-                } else {
+                } else if !s.wanted {
                     self.emit(which, SessionEvent::LoginFailed { error_id: -1, message: "not connected".into() });
                 }
+                // Else a connection is being made (a connect just asked for, or a reconnect after a
+                // drop): the manager logs in on its Connected event. A login asked before that
+                // comes from the Connected event of a connection that was replaced since (a
+                // credentials hand-over reconnects, a relogin right after reconnects again), and
+                // failing it would fail the relogin that is about to succeed.
             }
             Op::Release(which) => {
                 self.drop_link(which);
