@@ -419,10 +419,10 @@ fn failover_failback_and_relogin_are_audited() {
             .map(|(c, x, r)| (c.to_string(), *x, r.to_string()))
             .collect();
     assert_eq!(got, want, "qilinctl's audit entries");
-    // The core audits the switches themselves too, in its own log.
+    // The core audits the switches and the relogins (the refused one too) in its own log.
     let core_log = core.dir.path().join("core-audit.jsonl");
-    let switches: Vec<String> = entries(&core_log).iter().map(|e| e["command"].as_str().unwrap().to_string()).collect();
-    assert_eq!(switches, ["activate", "failover", "failback"]);
+    let commands: Vec<String> = entries(&core_log).iter().map(|e| e["command"].as_str().unwrap().to_string()).collect();
+    assert_eq!(commands, ["activate", "failover", "relogin", "relogin", "failback"]);
     assert!(!fs::read_to_string(&core_log).unwrap().contains("pw-not-real"));
     let (code, _, err) = run(&mut qilinctl(&["audit", "verify", "--log", log.to_str().unwrap()]));
     assert_eq!(code, Some(0), "{err}");
