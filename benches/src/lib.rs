@@ -50,6 +50,7 @@ impl TempSegment {
 impl Drop for TempSegment {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(qilin_shm::lock_path(&self.path));
     }
 }
 

@@ -118,5 +118,5 @@ fn a_directory_of_several_feeds_needs_a_feed_name_and_a_missing_path_is_named() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("source.replay.path") && err.contains("nope.qj"), "{err}");
-    let _ = std::fs::remove_file(&seg);
+    qilin_testkit::remove_segment(&seg);
 }

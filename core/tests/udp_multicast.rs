@@ -91,7 +91,8 @@ fn the_udp_source_receives_a_multicast_group() {
     wait_for("the datagram counter", || (reader.counter(Counter::UdpDatagrams) == 1).then_some(()));
 
     drop(core);
-    for path in [&segment, &socket, &config, &datagram] {
+    qilin_testkit::remove_segment(&segment);
+    for path in [&socket, &config, &datagram] {
         let _ = std::fs::remove_file(path);
     }
 }

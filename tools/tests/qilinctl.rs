@@ -23,7 +23,7 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        qilin_testkit::remove_segment(&self.0);
     }
 }
 

@@ -625,7 +625,7 @@ mod tests {
 
     impl Drop for Segment {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.path);
+            qilin_testkit::remove_segment(&self.path);
             let _ = std::fs::remove_dir_all(qilin_market::status::status_dir(&self.path));
         }
     }

@@ -358,6 +358,7 @@ impl Drop for Rig {
         let _ = self.child.kill();
         let _ = self.child.wait();
         qilin_testkit::remove_segment(&self.segment);
+        let _ = std::fs::remove_dir_all(qilin_market::status::status_dir(&self.segment));
     }
 }
 
