@@ -300,9 +300,13 @@ fn an_empty_file_is_not_initialised() {
 /// initialised"), and once there is room the same path opens. Needs root for the tmpfs (CI is).
 #[test]
 fn a_segment_larger_than_the_free_space_is_refused_at_open_with_its_size() {
-    let _no_spawn = common::no_spawn();
     let dir = tempfile::tempdir().unwrap();
-    let tmpfs = qilin_testkit::Tmpfs::mount(dir.path().join("shm"), "1m");
+    // `mount` and `umount` are spawns: run alone while they fork (see `common::spawning`).
+    let tmpfs = {
+        let _spawning = common::spawning();
+        qilin_testkit::Tmpfs::mount(dir.path().join("shm"), "1m")
+    };
+    let no_spawn = common::no_spawn();
     let path = tmpfs.dir.join("segment");
     // 16 384 slots of 256 bytes: 4 MiB of ring alone.
     let err = Writer::open(&path, &options(16_384, 64)).expect_err("a 4 MiB segment on a 1 MiB tmpfs");
@@ -320,6 +324,10 @@ fn a_segment_larger_than_the_free_space_is_refused_at_open_with_its_size() {
     for seq in 1..=3_000 {
         writer.publish(&mut common::record(seq, 1)).unwrap();
     }
+    drop(writer);
+    drop(no_spawn);
+    let _spawning = common::spawning();
+    drop(tmpfs);
 }
 
 /// A reader cannot hold the writer off: the writer's exclusive lock is on `<segment>.lock` (mode

@@ -31,6 +31,14 @@ pub fn no_spawn() -> std::sync::RwLockReadGuard<'static, ()> {
     NO_SPAWN.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Excludes every other test of this binary while the caller spawns a process by other means than
+/// [`ChildProc`] (`mount`, `umount`): a forked child holds a duplicate of every descriptor until
+/// its exec, a writer's lock among them, so a spawn beside a test that drops a writer and reopens
+/// the segment makes that reopen fail "locked".
+pub fn spawning() -> std::sync::RwLockWriteGuard<'static, ()> {
+    NO_SPAWN.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Environment variable naming a child's role; unset in a normal `cargo test` run.
 pub const ROLE: &str = "QILIN_STRESS_ROLE";
 /// Environment variable carrying the segment path to a child.
