@@ -61,6 +61,19 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The Python of the test environment, `<workspace>/.venv/bin/python`, with numpy, pandas, pyarrow,
+/// polars, nats-py, pytest and vnpy (`python/requirements-test.txt`), made by `scripts/test`.
+/// Panics naming that command when it is missing: a test that needs it fails, it never skips.
+pub fn venv_python() -> PathBuf {
+    let python = workspace().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: `scripts/test --install-only` creates it (python/requirements-test.txt)",
+        python.display()
+    );
+    python
+}
+
 /// Removes a test's segment and the writer's lock file beside it (`<segment>.lock`).
 pub fn remove_segment(path: &Path) {
     let _ = std::fs::remove_file(path);
