@@ -1,4 +1,4 @@
-//! The pure-Python reader (`python/qilin_shm.py`) against the Rust one, on segments written by a real
+//! The pure-Python reader (`python/qilin_shm`) against the Rust one, on segments written by a real
 //! `qilin-core`: its unit tests pass, its layout table is `layout::STRUCTS`, it reads every tick
 //! bit for bit as `qilin_shm::Reader` does (in order, and while being lapped on a small ring), its
 //! snapshot equals `Reader::snapshot`, and it sees a core restart once as a new epoch.

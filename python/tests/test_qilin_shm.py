@@ -1,4 +1,4 @@
-"""Unit tests of python/qilin_shm.py (stdlib unittest only):
+"""Unit tests of python/qilin_shm (stdlib unittest only):
 
     python3 -m unittest discover python/tests
 

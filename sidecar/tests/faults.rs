@@ -154,7 +154,7 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
 }
 
 /// The C reader (`examples/c/qilin_tail.c` on `shm-layout/include/qilin_shm.h`) and the Python
-/// reader (`python/qilin_shm.py` via `python/tests/dump_events.py`), reading every sequence up to
+/// reader (`python/qilin_shm` via `python/tests/dump_events.py`), reading every sequence up to
 /// `until` from 1 as separate processes.
 struct ForeignReaders {
     children: Vec<(&'static str, KillOnDrop, PathBuf)>,

@@ -1,7 +1,7 @@
 //! End to end: the real `qilin-core` binary (`--source sim`, hot thread pinned with `--cpu`) into a
 //! segment, read by a strategy in Rust (`qilin-bench reader`), in C (`benches/c/latency_reader.c`
 //! on `qilin_shm.h`, compiled here with the system compiler) and in Python
-//! (`benches/python/latency_reader.py` on `python/qilin_shm.py`), one after the other, each pinned
+//! (`benches/python/latency_reader.py` on `python/qilin_shm`), one after the other, each pinned
 //! to the writer CPU. Latency = the reader's CLOCK_REALTIME when it holds the tick − the tick's
 //! `receive_ns`, which the simulator's callback stamps when it hands the struct to the core (as the
 //! SDK callback does). The simulator paces itself (64 ticks back to back, then waits for the

@@ -1,7 +1,8 @@
 """qilin_shm: a pure-Python reader of the qilin-feed shared-memory segment.
 
-Standalone (standard library only, no build step): copy this one file next to a strategy, or put
-``python/`` on ``sys.path``. It maps the segment read-only (file opened ``O_RDONLY``, mapping
+Standard library only, nothing compiled: ``pip install ./python`` installs it (``./python[numpy]``
+adds numpy for the batch reads), or put ``python/`` on ``sys.path``; this one file, copied next to a
+strategy as ``qilin_shm.py``, works alone too. It maps the segment read-only (file opened ``O_RDONLY``, mapping
 ``PROT_READ``), so it cannot corrupt it, and it never makes a syscall per tick.
 
     import qilin_shm
@@ -519,7 +520,7 @@ class Reader:
         if not _supported_machine():
             raise SegmentError(
                 "platform", self.path,
-                f"qilin_shm.py reads segments only on little-endian x86-64 (its soundness argument is "
+                f"qilin_shm reads segments only on little-endian x86-64 (its soundness argument is "
                 f"x86-64 TSO); this is {platform.machine()} — use the Rust or C reader")
         self._mm, geo = _open_validated(self.path)
         self.identity = geo["identity"]
@@ -873,20 +874,3 @@ def _keepup(path, seconds):
     print(f"{elapsed:.1f} s: published {published} ({published / elapsed:,.0f}/s), read {ticks}, "
           f"gaps {gaps} ({lost} lost), max lag {max_lag} of {reader.ring_slots} slots")
     return 1 if gaps else 0
-
-
-if __name__ == "__main__":  # python3 qilin_shm.py layout | tail [PATH] | keepup [PATH] [SECONDS]
-    import json
-
-    command = sys.argv[1] if len(sys.argv) >= 2 else ""
-    segment = sys.argv[2] if len(sys.argv) > 2 else "/dev/shm/qilin"
-    if command == "layout":
-        print(json.dumps(layout_json(), indent=1))
-    elif command == "tail":
-        for event in Reader(segment):
-            print(event)
-    elif command == "keepup":
-        sys.exit(_keepup(segment, float(sys.argv[3]) if len(sys.argv) > 3 else 30.0))
-    else:
-        print("usage: qilin_shm.py layout | tail [PATH] | keepup [PATH] [SECONDS]", file=sys.stderr)
-        sys.exit(2)
