@@ -331,6 +331,13 @@ pub const STRUCTS: &[StructDesc] = &[
 /// Layout fingerprint: hash of every struct's fields and of the counter names.
 pub const FINGERPRINT: u64 = fingerprint(STRUCTS, crate::codes::Counter::NAMES);
 
+/// A layout fingerprint as text, the one way it is written everywhere (`qilinctl layout --json`,
+/// `qilinctl status`, the `Qilin-Layout` NATS header, error messages): `0x` and 16 lowercase hex
+/// digits, e.g. `0x10266eeff883a132`.
+pub fn fingerprint_text(fingerprint: u64) -> String {
+    format!("{fingerprint:#018x}")
+}
+
 /// Text of a NUL-padded fixed field (up to the first NUL); `None` if not ASCII.
 pub fn id_str(bytes: &[u8]) -> Option<&str> {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
@@ -381,6 +388,12 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_is_written_0x_and_16_lowercase_hex_digits() {
+        assert_eq!(fingerprint_text(0xAB), "0x00000000000000ab");
+        assert_eq!(fingerprint_text(u64::MAX), "0xffffffffffffffff");
+    }
 
     #[test]
     fn fingerprint_covers_every_struct_and_is_stable_within_a_build() {

@@ -59,7 +59,7 @@ pub fn layout_json() -> Value {
         .collect();
     json!({
         "layout_version": qilin_shm::layout::LAYOUT_VERSION,
-        "fingerprint": format!("{:#018x}", qilin_shm::layout::FINGERPRINT),
+        "fingerprint": qilin_shm::layout::fingerprint_text(qilin_shm::layout::FINGERPRINT),
         "magic": "QILINSHM",
         "structs": structs,
         "counters": Counter::NAMES,
