@@ -5,6 +5,7 @@
 
 pub mod journal_cli;
 pub mod keys;
+pub mod parquet_export;
 pub mod products_import;
 pub mod quality_report;
 pub mod replay;

@@ -144,17 +144,23 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
-    /// Write journal ticks as CSV (format: docs/CSV.md); gap records are counted on stderr.
+    /// Write journal ticks as CSV (docs/CSV.md) or Parquet (docs/PARQUET.md); gap records are
+    /// counted on stderr.
     Export {
-        /// CSV (the only format; required so a later format is a choice, not a surprise).
-        #[arg(long)]
+        /// CSV, to --output or stdout.
+        #[arg(long, required_unless_present = "parquet", conflicts_with = "parquet")]
         csv: bool,
+        /// Parquet, one file per trading day: --output FILE for one day, --output DIR (an existing
+        /// directory) for DIR/<feed>-<YYYYMMDD>.parquet per day.
+        #[arg(long)]
+        parquet: bool,
         #[command(flatten)]
         journal: JournalOpts,
         /// Only these instruments (repeatable).
         #[arg(long)]
         instrument: Vec<String>,
-        /// Output file (written under a temporary name, renamed when complete) [default: stdout].
+        /// Output file, or with --parquet a directory (each file written under a temporary name,
+        /// renamed when complete) [default for --csv: stdout].
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -295,7 +301,10 @@ fn main() -> ExitCode {
         }
         Cmd::Sessions { control } => return control::sessions(control),
         Cmd::Audit { command } => return cli::audit::run(command),
-        Cmd::Export { csv, journal, instrument, output } => {
+        Cmd::Export { csv, parquet, journal, instrument, output } => {
+            if *parquet {
+                return journal::export_parquet(journal, instrument, output.as_deref());
+            }
             return journal::export(*csv, journal, instrument, output.as_deref());
         }
         Cmd::Import { csv, journal_dir, feed, force, instruments, audit_log } => {

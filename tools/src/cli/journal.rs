@@ -1,8 +1,8 @@
-//! Journal commands (docs/CSV.md): `export --csv`, `import --csv`, `replay`, `quality`, and the
-//! journal selection they share.
+//! Journal commands (docs/CSV.md, docs/PARQUET.md): `export --csv`, `export --parquet`,
+//! `import --csv`, `replay`, `quality`, and the journal selection they share.
 //!
-//! Exit codes: `export --csv`, `quality`: 0 done, 2 the journal or the CSV could not be read or
-//! written. `import --csv` (audited): 0 imported, 2 nothing imported (a bad row, a journal that
+//! Exit codes: `export --csv`, `export --parquet`, `quality`: 0 done, 2 the journal or the output
+//! could not be read or written. `import --csv` (audited): 0 imported, 2 nothing imported (a bad row, a journal that
 //! would be overwritten, …), 4 the audit log cannot be written so nothing was done, 5 imported but
 //! not audited. `replay` (audited when it starts): 2 the journal is missing or damaged or
 //! `qilin-core` cannot be run, 4 the audit log cannot be written; otherwise qilinctl becomes the
@@ -20,6 +20,7 @@ use qilin_market::Market;
 use qilin_shm::Reader;
 use qilin_tools::{
     journal_cli::{self, ImportOptions, JournalSel, parse_days},
+    parquet_export,
     quality_report::{self, QualityOptions},
     replay,
 };
@@ -60,7 +61,7 @@ impl JournalOpts {
 
 pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: Option<&Path>) -> ExitCode {
     if !csv {
-        eprintln!("qilinctl: export needs --csv (the only format)");
+        eprintln!("qilinctl: export needs --csv or --parquet");
         return ExitCode::from(2);
     }
     let sel = journal.selection();
@@ -88,6 +89,51 @@ pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: 
                     format!(
                         "; {} gap record(s) covering {} sequences are not in the CSV (the sequence column skips them)",
                         report.gaps, report.gap_sequences
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qilinctl: export: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn export_parquet(journal: &JournalOpts, instruments: &[String], output: Option<&Path>) -> ExitCode {
+    let Some(output) = output else {
+        eprintln!(
+            "qilinctl: export --parquet needs --output FILE or --output DIR (a Parquet file is not written to stdout)"
+        );
+        return ExitCode::from(2);
+    };
+    match parquet_export::export_parquet(&journal.selection(), instruments, output) {
+        Ok(report) => {
+            for note in &report.totals.notes {
+                eprintln!("qilinctl: {note}");
+            }
+            for day in &report.days {
+                eprintln!(
+                    "qilinctl: {}: {} ticks of trading day {} in {} row group(s)",
+                    day.path.display(),
+                    day.ticks,
+                    day.trading_day,
+                    day.row_groups
+                );
+            }
+            let t = &report.totals;
+            eprintln!(
+                "qilinctl: exported {} ticks from {} journal file(s){}{}",
+                t.ticks,
+                t.files,
+                if t.filtered > 0 { format!(", {} of other instruments left out", t.filtered) } else { String::new() },
+                if t.gaps > 0 {
+                    format!(
+                        "; {} gap record(s) covering {} sequences are not in the file (the sequence column skips them)",
+                        t.gaps, t.gap_sequences
                     )
                 } else {
                     String::new()
