@@ -7,7 +7,8 @@
 //!     deliberately lagging more than a ring behind, so it is lapped for certain), print a consistent
 //!     stream: every sequence 1..=20000 exactly once, as a tick or inside a gap that starts where
 //!     the stream stood, and every tick equals what a concurrent Rust reader read for that sequence;
-//! (c) bad files give the same clear error in C as in Rust, naming the path.
+//! (c) bad files give the same clear error in C as in Rust, naming the path;
+//! (d) a reader lapped on a quiet ring resumes where the Rust reader does, with the same lap headroom.
 //!
 //! Needs gcc and g++ (Debian/Ubuntu: `apt-get install build-essential`); fails, never skips, without.
 
@@ -356,6 +357,59 @@ fn c_readers_racing_the_writer_on_a_small_ring_are_consistent_with_the_rust_read
         figures.join("; ")
     );
     drop(core);
+}
+
+/// A reader lapped on a quiet ring: the C reader reports the same gap and resumes where the Rust
+/// reader does, with the default lap headroom (ring_slots / 8), with none, and with one past the ring.
+#[test]
+fn a_lapped_c_reader_resumes_with_the_same_lap_headroom_as_the_rust_reader() {
+    let scratch = Scratch::new("headroom");
+    let tail = build_tail("gcc", &scratch.dir);
+    let options = SegmentOptions { feed_name: "ctest".into(), ring_slots: 64, instrument_capacity: 2 };
+    let mut writer = Writer::open(&scratch.segment, &options).unwrap();
+    let index = writer.add_instrument("rb2605", qilin_shm::Exchange::Shfe, 10, 1.0).unwrap();
+    for seq in 1..=100u64 {
+        let mut t = TickRecord::ZERO;
+        t.instrument_index = index;
+        t.instrument_id = qilin_shm::layout::fixed_id("rb2605").unwrap();
+        t.last_price = 3000.0 + seq as f64;
+        t.volume = seq as i64;
+        writer.publish(&mut t).unwrap();
+    }
+    // (headroom argument for the C reader, the Rust reader's setting, the first line both print)
+    for (arg, headroom, gap) in
+        [(None, None, "gap 1 44"), (Some("0"), Some(0), "gap 1 36"), (Some("999"), Some(999), "gap 1 99")]
+    {
+        let mut reader = Reader::open(&scratch.segment).unwrap();
+        if let Some(h) = headroom {
+            reader.set_lap_headroom(h);
+        }
+        reader.seek(Start::Sequence(1));
+        let mut rust = Vec::new();
+        let mut t = TickRecord::ZERO;
+        while reader.next_sequence() <= 100 {
+            match reader.try_next(&mut t) {
+                Next::Tick => rust.push(canonical(&t)),
+                Next::Gap { first, last } => rust.push(format!("gap {first} {last}")),
+                other => panic!("the Rust reader got {other:?} on a quiet ring"),
+            }
+        }
+        let mut c = Command::new(&tail);
+        c.arg(&scratch.segment).args(["--from", "1", "--until", "100", "--format", "compare"]);
+        if let Some(arg) = arg {
+            c.args(["--lap-headroom", arg]);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let c = stdout_lines(&out);
+        assert_eq!(rust[0], gap, "Rust reader, headroom {headroom:?}");
+        assert_eq!(c.first(), rust.first(), "C reader's gap, --lap-headroom {arg:?}");
+        assert_eq!(c.len(), rust.len(), "C reader's line count, --lap-headroom {arg:?}");
+        if let Some(i) = (0..c.len()).find(|i| c[*i] != rust[*i]) {
+            panic!("C reader, --lap-headroom {arg:?}, line {}: {} (Rust: {})", i + 1, c[i], rust[i]);
+        }
+    }
+    drop(writer);
 }
 
 /// The C reader's error for `path`: exit status 2 and one line on stderr.

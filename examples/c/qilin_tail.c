@@ -8,7 +8,7 @@
  * Usage:
  *   qilin_tail [SEGMENT] [--from oldest|newest|SEQ] [--count N] [--until SEQ] [--format text|compare]
  *              [--wait-ms MS] [--idle-exit-ms MS] [--pause-every N --pause-us US|--pause-lag L]
- *              [--latest ID]
+ *              [--lap-headroom N] [--latest ID]
  *
  *   SEGMENT         segment file (default /dev/shm/qilin)
  *   --from          where to start: oldest in the ring, newest (default: only new ticks) or a sequence
@@ -23,10 +23,13 @@
  *   --pause-every N, --pause-lag L
  *                   after every N ticks, wait until the writer is L sequences ahead (or has passed
  *                   --until): with L > ring slots the reader is certain to be lapped (tests)
+ *   --lap-headroom N
+ *                   after a lap, resume N slots past the oldest sequence still in the ring (default
+ *                   ring_slots / QILIN_LAP_HEADROOM_DIVISOR; 0: at the oldest; see qilin_set_lap_headroom)
  *   --latest ID     print the last value of instrument ID ("rb2605") and exit
  *
  * Output lines: a tick; `gap FIRST LAST` when sequences FIRST..=LAST were overwritten before they were
- * read; `epoch PREVIOUS CURRENT` when the core restarted. Errors go to stderr as `qilin_tail: <why>`,
+ * read (or skipped as lap headroom after them); `epoch PREVIOUS CURRENT` when the core restarted. Errors go to stderr as `qilin_tail: <why>`,
  * exit status 2 (1 for bad usage).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep, O_CLOEXEC under -std=c11 */
@@ -42,7 +45,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: qilin_tail [SEGMENT] [--from oldest|newest|SEQ] [--count N] [--until SEQ] "
             "[--format text|compare] [--wait-ms MS] [--idle-exit-ms MS] "
-            "[--pause-every N --pause-us US|--pause-lag L] [--latest ID]\n");
+            "[--pause-every N --pause-us US|--pause-lag L] [--lap-headroom N] [--latest ID]\n");
     exit(1);
 }
 
@@ -128,8 +131,8 @@ static void print_text(const qilin_tick_record_t *t) {
 int main(int argc, char **argv) {
     const char *path = "/dev/shm/qilin", *from = "newest", *format = "text", *latest = NULL;
     uint64_t count = 0, until = 0, wait_ms = 0, idle_exit_ms = 0, pause_every = 0, pause_us = 0, pause_lag = 0;
-    uint64_t ticks = 0, first = 0, last = 0, idle_since, deadline;
-    int compare, i, rc;
+    uint64_t ticks = 0, first = 0, last = 0, idle_since, deadline, lap_headroom = 0;
+    int compare, i, rc, set_headroom = 0;
     char err[1024];
     qilin_reader_t r;
     qilin_tick_record_t t;
@@ -151,6 +154,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--pause-us") == 0) pause_us = number(argv[++i]);
         else if (strcmp(a, "--pause-lag") == 0) pause_lag = number(argv[++i]);
         else if (strcmp(a, "--latest") == 0) latest = argv[++i];
+        else if (strcmp(a, "--lap-headroom") == 0) {
+            lap_headroom = number(argv[++i]);
+            set_headroom = 1;
+        }
         else usage();
     }
     if (strcmp(format, "compare") != 0 && strcmp(format, "text") != 0) usage();
@@ -182,6 +189,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (set_headroom) qilin_set_lap_headroom(&r, lap_headroom);
     if (strcmp(from, "oldest") == 0) qilin_seek_oldest(&r);
     else if (strcmp(from, "newest") == 0) qilin_seek_newest(&r);
     else qilin_seek_sequence(&r, number(from));

@@ -289,6 +289,12 @@ fn constants(out: &mut String) {
     w(out, "QILIN_MAX_INSTRUMENTS", format!("{MAX_INSTRUMENTS}u"), "largest directory accepted");
     w(out, "QILIN_PAGE", format!("UINT64_C({PAGE})"), "ring and total size are page multiples");
     w(out, "QILIN_VERSIONED_ATTEMPTS", "1024u".into(), "retries of a last-value read");
+    w(
+        out,
+        "QILIN_LAP_HEADROOM_DIVISOR",
+        format!("UINT64_C({})", crate::LAP_HEADROOM_DIVISOR),
+        "default lap headroom = ring_slots / this",
+    );
     out.push('\n');
 
     out.push_str("/* Exchange codes (TickRecord.exchange, DirectoryEntry.exchange). */\n");
@@ -435,6 +441,7 @@ typedef struct qilin_reader {
     uint64_t next;  /* sequence the next QILIN_TICK returns */
     uint64_t epoch; /* epoch last reported */
     uint64_t mask;  /* ring_slots - 1 */
+    uint64_t lap_headroom; /* slots past the oldest a lapped reader resumes at (qilin_set_lap_headroom) */
     uint64_t ring_slots;
     uint32_t instrument_capacity;
     uint64_t directory_offset;
@@ -584,7 +591,7 @@ static inline uint64_t qilin__oldest_available(const qilin_reader_t *r, uint64_t
 }
 
 /* Start at the oldest sequence still in the ring. Its slot is the next one the writer overwrites, so
- * on a busy ring the first read often reports a one-sequence gap. */
+ * on a busy ring the first read often reports a gap (which, like every lap, skips the lap headroom). */
 static inline void qilin_seek_oldest(qilin_reader_t *r) { r->next = qilin__oldest_available(r, qilin_write_cursor(r)); }
 
 /* Start at the next sequence the writer publishes (only new ticks). */
@@ -592,6 +599,18 @@ static inline void qilin_seek_newest(qilin_reader_t *r) { r->next = qilin_write_
 
 /* Start at `seq` (e.g. a saved cursor + 1); if it is gone, the first read reports the gap. */
 static inline void qilin_seek_sequence(qilin_reader_t *r, uint64_t seq) { r->next = seq > 1 ? seq : 1; }
+
+/* After being lapped, resume `slots` past the oldest sequence still in the ring instead of at it: the
+ * oldest slot is the one the writer overwrites next, so a reader resuming there is lapped again after
+ * a single tick. The skipped sequences are part of the reported gap. Clamped to ring_slots - 1 (resume
+ * at the newest published tick); 0 gives the bare resume at the oldest. qilin_open sets the default,
+ * ring_slots / QILIN_LAP_HEADROOM_DIVISOR (Reader::set_lap_headroom, default_lap_headroom in Rust). */
+static inline void qilin_set_lap_headroom(qilin_reader_t *r, uint64_t slots) {
+    r->lap_headroom = slots < r->mask ? slots : r->mask;
+}
+
+/* The lap headroom in force (see qilin_set_lap_headroom). */
+static inline uint64_t qilin_lap_headroom(const qilin_reader_t *r) { return r->lap_headroom; }
 
 /* Unmaps the segment. */
 static inline void qilin_close(qilin_reader_t *r) {
@@ -726,6 +745,7 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     }
     r->ring_slots = g.ring_slots;
     r->mask = g.ring_slots - 1;
+    r->lap_headroom = g.ring_slots / QILIN_LAP_HEADROOM_DIVISOR;
     r->instrument_capacity = g.instrument_capacity;
     r->directory_offset = g.directory_offset;
     r->lvc_offset = g.lvc_offset;
@@ -740,8 +760,8 @@ fail:
 }
 
 /* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
- * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes at the oldest sequence
- * still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
+ * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes the lap headroom past the
+ * oldest sequence still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
  * Same steps as crate::Reader::try_next. */
 static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
     uint64_t words[QILIN_RECORD_WORDS];
@@ -764,10 +784,11 @@ static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, ui
         r->next = want + 1;
         return QILIN_TICK;
     }
-    /* Lapped (overwritten before or during the copy): resume at the oldest sequence still in the
-     * ring, never before want + 1, never past cursor + 1 (lap margin 0). SYNC C-cursor. */
+    /* Lapped (overwritten before or during the copy): resume the lap headroom past the oldest
+     * sequence still in the ring, never past cursor + 1, never before want + 1 (Rust lap_resume).
+     * SYNC C-cursor. */
     cursor = qilin_write_cursor(r);
-    resume = qilin__oldest_available(r, cursor);
+    resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
     if (resume > cursor + 1) resume = cursor + 1;
     if (resume < want + 1) resume = want + 1;
     r->next = resume;

@@ -69,8 +69,9 @@
 //! 3. load the stamp again: still `2s` → the copy is whole ([`Next::Tick`]); otherwise the writer
 //!    lapped us mid-copy → [`Next::Gap`].
 //!
-//! On a gap the reader resumes at the oldest sequence still in the ring (computed from the write
-//! cursor) and reports exactly the sequences it skipped. Why the fences make a torn copy detectable
+//! On a gap the reader resumes [`Reader::lap_headroom`] slots (default `ring_slots / 8`) past the
+//! oldest sequence still in the ring (computed from the write cursor), never past the next sequence
+//! to be published, and reports exactly the sequences it skipped. Why the fences make a torn copy detectable
 //! is argued in [`seqlock`], and checked by loom (`RUSTFLAGS="--cfg loom" cargo test -p qilin-shm
 //! --release loom`), by Miri, and by a cross-process stress test.
 //!
@@ -120,7 +121,7 @@ pub use crate::{
     error::{DirectoryError, GeometryError, OpenError, PublishError},
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
     mapping::lock_path,
-    reader::{LatestError, Liveness, Next, Reader, Start},
+    reader::{LAP_HEADROOM_DIVISOR, LatestError, Liveness, Next, Reader, Start, default_lap_headroom},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},
     writer::{OpenReport, SegmentOptions, Writer, now_ns},

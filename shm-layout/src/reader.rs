@@ -17,7 +17,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
     /// The oldest sequence still in the ring. Its slot is the next one the writer overwrites, so a
-    /// reader starting here on a busy ring often begins with a one-sequence [`Next::Gap`].
+    /// reader starting here on a busy ring often begins with a [`Next::Gap`] (which, like every lap,
+    /// skips the [lap headroom](Reader::set_lap_headroom) too).
     Oldest,
     /// The next sequence the writer will publish (only new ticks).
     Newest,
@@ -33,8 +34,9 @@ pub enum Next {
     Tick,
     /// Nothing new yet.
     Empty,
-    /// The reader was lapped: sequences `first..=last` were overwritten before it read them and are
-    /// lost to it. The next read continues at `last + 1`.
+    /// The reader was lapped: sequences `first..=last` are lost to it, the ones overwritten before it
+    /// read them and the [lap headroom](Reader::set_lap_headroom) it skipped after them. The next read
+    /// continues at `last + 1`.
     Gap {
         /// First lost sequence.
         first: u64,
@@ -87,6 +89,36 @@ pub enum LatestError {
 /// How many times a last-value or status read retries before reporting contention.
 const VERSIONED_ATTEMPTS: u32 = 1024;
 
+/// A lapped reader's default [headroom](Reader::set_lap_headroom): `ring_slots / 8` slots.
+///
+/// Why an eighth: a reader that was lapped is, for now, slower than the writer. Resuming at the
+/// oldest slot (headroom 0) hands it the slot the writer overwrites next, so it is lapped again at
+/// the writer's next tick and loses the ring one small gap at a time. With `ring_slots / 8` it has
+/// that many writer ticks before the next lap, while it gives up at most an eighth of a ring of
+/// ticks that were still readable and keeps seven eighths to catch up through. Every ring size is a
+/// power of two, so the headroom is exact (0 for rings under 8 slots). The C header
+/// (`QILIN_LAP_HEADROOM_DIVISOR`), `qilinctl layout --json` (`reader.lap_headroom_divisor`) and the
+/// Python reader use the same default under the same name.
+pub const fn default_lap_headroom(ring_slots: u64) -> u64 {
+    ring_slots / LAP_HEADROOM_DIVISOR
+}
+
+/// `ring_slots / LAP_HEADROOM_DIVISOR` is the default lap headroom ([`default_lap_headroom`]).
+pub const LAP_HEADROOM_DIVISOR: u64 = 8;
+
+/// Where a reader lapped while wanting `want` resumes: `oldest + headroom`, never past `cursor + 1`
+/// (the next sequence to be published) and never before `want + 1`, so the gap `want..=resume − 1`
+/// is never empty and never re-reports a sequence. (`want + 1` can exceed `cursor + 1` when the
+/// overwriting stamp the reader saw was a `busy` store whose cursor is not visible yet.)
+#[inline]
+pub(crate) const fn lap_resume(want: u64, oldest: u64, cursor: u64, headroom: u64) -> u64 {
+    let ahead = oldest.saturating_add(headroom);
+    let newest = cursor.saturating_add(1);
+    let resume = if ahead < newest { ahead } else { newest };
+    let after_want = want.saturating_add(1);
+    if resume > after_want { resume } else { after_want }
+}
+
 /// A read-only view of a segment with its own cursor.
 #[derive(Debug)]
 pub struct Reader {
@@ -94,7 +126,7 @@ pub struct Reader {
     next: u64,
     epoch: u64,
     mask: u64,
-    lap_margin: u64,
+    lap_headroom: u64,
     /// Instrument filter and late-join skip list; `None` on the plain path (one branch per tick).
     pub(crate) select: Option<Box<crate::strategy::Select>>,
     path: PathBuf,
@@ -128,7 +160,8 @@ impl Reader {
     fn attach(region: Region, backing: Backing, path: PathBuf) -> Reader {
         let mask = region.geometry().ring_slots - 1;
         let epoch = region.word(Word::Epoch).load(Ordering::Acquire);
-        let mut reader = Reader { region, next: 1, epoch, mask, lap_margin: 0, select: None, path, _backing: backing };
+        let lap_headroom = default_lap_headroom(mask + 1);
+        let mut reader = Reader { region, next: 1, epoch, mask, lap_headroom, select: None, path, _backing: backing };
         reader.seek(Start::Newest);
         reader
     }
@@ -153,11 +186,25 @@ impl Reader {
         cursor.saturating_add(1).saturating_sub(self.mask + 1).max(1)
     }
 
-    /// After being lapped, resume `slots` ahead of the oldest slot still in the ring instead of at it,
-    /// so a slow reader is not lapped again at once. The skipped sequences are part of the reported
-    /// gap. Default 0: lose nothing that can still be read. Clamped to half the ring.
-    pub fn set_lap_margin(&mut self, slots: u64) {
-        self.lap_margin = slots.min(self.mask.div_ceil(2));
+    /// After being lapped, resume `slots` past the oldest sequence still in the ring instead of at
+    /// it: the oldest slot is the one the writer overwrites next, so a reader resuming there is
+    /// lapped again after a single tick. The skipped sequences are part of the reported
+    /// [`Next::Gap`]. Clamped to `ring_slots − 1` (resume at the newest published tick); 0 gives the
+    /// bare resume at the oldest. Default [`default_lap_headroom`]: `ring_slots / 8`.
+    pub fn set_lap_headroom(&mut self, slots: u64) {
+        self.lap_headroom = slots.min(self.mask);
+    }
+
+    /// [`set_lap_headroom`](Self::set_lap_headroom), as a builder.
+    #[must_use]
+    pub fn with_lap_headroom(mut self, slots: u64) -> Reader {
+        self.set_lap_headroom(slots);
+        self
+    }
+
+    /// Slots past the oldest that a lapped reader skips (see [`set_lap_headroom`](Self::set_lap_headroom)).
+    pub fn lap_headroom(&self) -> u64 {
+        self.lap_headroom
     }
 
     /// The sequence the next successful [`try_next`](Self::try_next) returns.
@@ -235,8 +282,7 @@ impl Reader {
         // (Relaxed) store, the model gives no lower bound on the cursor; `resume >= want + 1` keeps
         // the result exact anyway (the loss is then reported as several exact gaps, not one).
         let cursor = self.write_cursor();
-        let resume = self.oldest_available(cursor).saturating_add(self.lap_margin).min(cursor.saturating_add(1));
-        let resume = resume.max(want.saturating_add(1));
+        let resume = lap_resume(want, self.oldest_available(cursor), cursor, self.lap_headroom);
         self.next = resume;
         Next::Gap { first: want, last: resume - 1 }
     }

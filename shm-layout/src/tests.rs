@@ -105,6 +105,7 @@ fn a_lapped_reader_gets_the_exact_gap_then_continues() {
     writer.add_instrument("ag2506", Exchange::Shfe, 15, 1.0).unwrap();
     let mut reader = Reader::on_heap(&heap);
     let mut out = TickRecord::ZERO;
+    assert_eq!(reader.lap_headroom(), 1, "default: ring_slots / 8");
     for seq in 1..=3 {
         writer.publish(&mut record(seq, 0, 0)).unwrap();
     }
@@ -113,22 +114,89 @@ fn a_lapped_reader_gets_the_exact_gap_then_continues() {
     for seq in 4..=30 {
         writer.publish(&mut record(seq, 0, 0)).unwrap();
     }
-    // Ring of 8 holds 23..=30; 2..=22 are gone.
-    assert_eq!(reader.try_next(&mut out), Next::Gap { first: 2, last: 22 });
-    for seq in 23..=30 {
+    // Ring of 8 holds 23..=30; 2..=22 are gone, and the default headroom of 1 skips 23 too.
+    assert_eq!(reader.try_next(&mut out), Next::Gap { first: 2, last: 23 });
+    for seq in 24..=30 {
         assert_eq!(reader.try_next(&mut out), Next::Tick);
         check(&out, seq);
     }
     assert_eq!(reader.try_next(&mut out), Next::Empty);
 
-    // With a margin the reader skips ahead and says so.
+    // With more headroom the reader skips further ahead and says so.
     for seq in 31..=60 {
         writer.publish(&mut record(seq, 0, 0)).unwrap();
     }
-    reader.set_lap_margin(2);
+    reader.set_lap_headroom(2);
     assert_eq!(reader.try_next(&mut out), Next::Gap { first: 31, last: 54 });
     assert_eq!(reader.try_next(&mut out), Next::Tick);
     check(&out, 55);
+
+    // Headroom 0: the bare resume at the oldest sequence still in the ring.
+    for seq in 61..=90 {
+        writer.publish(&mut record(seq, 0, 0)).unwrap();
+    }
+    reader.set_lap_headroom(0);
+    assert_eq!(reader.try_next(&mut out), Next::Gap { first: 56, last: 82 });
+    assert_eq!(reader.try_next(&mut out), Next::Tick);
+    check(&out, 83);
+}
+
+/// The point of the headroom: a reader lapped on a busy ring and resumed at the oldest slot (the
+/// one the writer overwrites next) is lapped again by the writer's very next tick; resumed
+/// `ring_slots / 8` past it, it has that many writer ticks before the next lap.
+#[test]
+fn a_reader_lapped_with_headroom_resumes_past_the_oldest_and_is_not_lapped_again_at_once() {
+    let (mut writer, heap) = Writer::on_heap(&options(64, 1));
+    writer.add_instrument("ag2506", Exchange::Shfe, 15, 1.0).unwrap();
+    let mut headroom = Reader::on_heap(&heap);
+    let mut bare = Reader::on_heap(&heap).with_lap_headroom(0);
+    assert_eq!((headroom.lap_headroom(), bare.lap_headroom()), (8, 0));
+    let mut out = TickRecord::ZERO;
+    for seq in 1..=100 {
+        writer.publish(&mut record(seq, 0, 0)).unwrap();
+    }
+    // Both want 1; the ring holds 37..=100.
+    headroom.seek(Start::Sequence(1));
+    bare.seek(Start::Sequence(1));
+    assert_eq!(headroom.try_next(&mut out), Next::Gap { first: 1, last: 44 }, "oldest 37 + headroom 8");
+    assert_eq!(bare.try_next(&mut out), Next::Gap { first: 1, last: 36 }, "headroom 0: at the oldest");
+    // The writer goes on before either reads: its next tick (101) overwrites 37's slot.
+    for seq in 101..=108 {
+        writer.publish(&mut record(seq, 0, 0)).unwrap();
+    }
+    assert_eq!(bare.try_next(&mut out), Next::Gap { first: 37, last: 44 }, "lapped again");
+    assert_eq!(headroom.try_next(&mut out), Next::Tick, "8 writer ticks later, still in the ring");
+    check(&out, 45);
+    for seq in 46..=108 {
+        assert_eq!(headroom.try_next(&mut out), Next::Tick);
+        check(&out, seq);
+    }
+
+    // Clamped to ring_slots - 1: resume at the newest published tick, the gap ends just before it.
+    headroom.set_lap_headroom(1_000);
+    assert_eq!(headroom.lap_headroom(), 63);
+    for seq in 109..=300 {
+        writer.publish(&mut record(seq, 0, 0)).unwrap();
+    }
+    assert_eq!(headroom.try_next(&mut out), Next::Gap { first: 109, last: 299 });
+    assert_eq!(headroom.try_next(&mut out), Next::Tick);
+    check(&out, 300);
+}
+
+#[test]
+fn lap_resume_is_oldest_plus_headroom_within_want_and_the_cursor() {
+    use crate::reader::lap_resume;
+    // (want, oldest, cursor, headroom) -> resume
+    assert_eq!(lap_resume(1, 37, 100, 8), 45);
+    assert_eq!(lap_resume(1, 37, 100, 0), 37);
+    assert_eq!(lap_resume(1, 37, 100, 63), 100, "headroom ring - 1: the newest published");
+    assert_eq!(lap_resume(1, 37, 100, 500), 101, "never past cursor + 1");
+    assert_eq!(lap_resume(50, 37, 100, 8), 51, "never before want + 1");
+    // The overwriting stamp was a busy store the cursor does not show yet: still past want.
+    assert_eq!(lap_resume(5, 1, 3, 7), 6);
+    assert_eq!(lap_resume(u64::MAX - 1, u64::MAX, u64::MAX, u64::MAX), u64::MAX, "saturating");
+    assert_eq!(crate::default_lap_headroom(1 << 20), 1 << 17);
+    assert_eq!(crate::default_lap_headroom(4), 0);
 }
 
 #[test]

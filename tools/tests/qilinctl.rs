@@ -165,12 +165,13 @@ fn tail_prints_ctp_json_filters_by_instrument_and_reports_gaps() {
     let lines: Vec<Value> = text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.iter().map(|l| l["sequence"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
 
-    // A ring of 16 holding 40 ticks: reading from 1 starts with the gap 1..=24.
+    // A ring of 16 holding 40 ticks (25..=40): reading from 1 starts with the gap 1..=24 plus the
+    // default lap headroom of 16 / 8 = 2 sequences.
     let lapped = Segment::new("lapped");
     let _w = writer(&lapped, 16, 40);
     let out = qilinctl(&lapped.0, &["tail", "--from", "1", "--count", "1", "--idle-exit-ms", "2000"]);
     let (stdout, _) = text(&out);
-    assert!(stdout.contains("-- gap: sequences 1..=24 lost (24 ticks)"), "{stdout}");
+    assert!(stdout.contains("-- gap: sequences 1..=26 lost (26 ticks)"), "{stdout}");
 }
 
 /// `qilinctl tail | head`: the reader closing the pipe ends tail quietly with exit 0, as `cat`
