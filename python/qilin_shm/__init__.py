@@ -41,8 +41,10 @@ stamp (``2s - 1`` while the writer writes it, ``2s`` once whole) followed by the
 3. load the stamp again: still ``2s`` → the copy is whole (decode it, ``Tick``); otherwise the
    writer lapped us during the copy → ``Gap``.
 
-On a gap the reader resumes at the oldest sequence still in the ring (computed from the write
-cursor) and reports exactly the sequences it skipped, as the Rust reader does.
+On a gap the reader resumes ``lap_headroom`` slots past the oldest sequence still in the ring
+(computed from the write cursor; default ``ring_slots // 8``, ``Reader(path, lap_headroom=N)`` or
+``set_lap_headroom``), never past the newest, and reports exactly the sequences it skipped, as the
+Rust reader does.
 
 Why this is sound, and where
 ----------------------------
@@ -95,6 +97,7 @@ __all__ = [
     "Reader", "Tick", "Gap", "NewEpoch", "Empty", "Instrument", "Snapshot", "Liveness", "Status",
     "SegmentError", "UnknownInstrument", "Contended", "LAYOUT", "FIELDS", "FINGERPRINT",
     "LAYOUT_VERSION", "MAGIC", "COUNTERS", "QUALITY", "EXCHANGES", "SOURCES", "layout_json",
+    "LAP_HEADROOM_DIVISOR", "default_lap_headroom", "lap_resume", "decode_record",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -468,6 +471,7 @@ def layout_json():
         "quality": [{"bit": bit, "name": name} for name, bit in QUALITY.items()],
         "quality_anomalies": QUALITY_ANOMALIES,
         "quality_notes": QUALITY_NOTES,
+        "reader": {"lap_headroom_divisor": LAP_HEADROOM_DIVISOR},
     }
 
 
@@ -497,6 +501,26 @@ def geometry(ring_slots, instrument_capacity):
     }
 
 
+LAP_HEADROOM_DIVISOR = 8
+"""``ring_slots // LAP_HEADROOM_DIVISOR`` is a lapped reader's default headroom (Rust
+``qilin_shm::LAP_HEADROOM_DIVISOR``, C ``QILIN_LAP_HEADROOM_DIVISOR``)."""
+
+
+def default_lap_headroom(ring_slots):
+    """A lapped reader's default headroom: ``ring_slots // 8`` slots (Rust ``default_lap_headroom``).
+    A reader that was lapped is, for now, slower than the writer; resuming at the oldest slot hands
+    it the slot the writer overwrites next. An eighth of a ring gives it that many writer ticks
+    before the next lap and keeps seven eighths to catch up through."""
+    return ring_slots // LAP_HEADROOM_DIVISOR
+
+
+def lap_resume(want, oldest, cursor, headroom):
+    """Where a reader lapped while wanting `want` resumes (Rust ``reader::lap_resume``):
+    ``oldest + headroom``, never past ``cursor + 1`` and never before ``want + 1``, so the gap
+    ``want..resume - 1`` is never empty and never re-reports a sequence."""
+    return max(min(oldest + headroom, cursor + 1), want + 1)
+
+
 def _supported_machine():
     return sys.byteorder == "little" and platform.machine().lower() in ("x86_64", "amd64")
 
@@ -514,7 +538,7 @@ class Reader:
     FINGERPRINT = FINGERPRINT
     LAYOUT_VERSION = LAYOUT_VERSION
 
-    def __init__(self, path="/dev/shm/qilin"):
+    def __init__(self, path="/dev/shm/qilin", lap_headroom=None):
         self.path = os.fspath(path)
         self._mm = None
         if not _supported_machine():
@@ -531,7 +555,7 @@ class Reader:
         self._lvc = geo["lvc_offset"]
         self._dir = geo["directory_offset"]
         self.feed_name = _text(self.identity["feed_name"])
-        self.lap_margin = 0
+        self.set_lap_headroom(default_lap_headroom(self.ring_slots) if lap_headroom is None else lap_headroom)
         self.epoch = self._word(OFF_EPOCH)
         self._next = 1
         self.seek_newest()
@@ -624,7 +648,8 @@ class Reader:
 
     def seek_oldest(self):
         """The oldest sequence still in the ring. Its slot is the next one the writer overwrites,
-        so on a busy ring the first read is often a one-sequence Gap."""
+        so on a busy ring the first read is often a Gap (which, like every lap, skips the lap
+        headroom too)."""
         self._next = self._oldest_available(self.write_cursor())
 
     def seek(self, sequence):
@@ -655,14 +680,20 @@ class Reader:
 
     def _lapped(self, want):
         cursor = self.write_cursor()
-        resume = min(self._oldest_available(cursor) + self.lap_margin, cursor + 1)
-        resume = max(resume, want + 1)
+        resume = lap_resume(want, self._oldest_available(cursor), cursor, self.lap_headroom)
         self._next = resume
         return Gap(want, resume - 1)
 
-    def set_lap_margin(self, slots):
-        """After being lapped, resume this many slots ahead of the oldest (part of the reported gap)."""
-        self.lap_margin = min(int(slots), -(-self._mask // 2))
+    def set_lap_headroom(self, slots):
+        """After being lapped, resume `slots` past the oldest sequence still in the ring instead of
+        at it: the oldest slot is the one the writer overwrites next, so a reader resuming there is
+        lapped again after a single tick. The skipped sequences are part of the reported Gap.
+        Clamped to ring_slots - 1; 0 resumes at the oldest. Default (``lap_headroom=None`` in the
+        constructor): ``ring_slots // 8`` (``default_lap_headroom``), as the Rust and C readers."""
+        slots = int(slots)
+        if slots < 0:
+            raise ValueError(f"lap_headroom = {slots}: must be >= 0")
+        self.lap_headroom = min(slots, self._mask)
 
     def __iter__(self):
         """Events forever, spinning (with a short sleep after a run of Empty) while nothing is new."""

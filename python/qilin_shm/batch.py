@@ -19,11 +19,19 @@ A raw NATS body (the 376 bytes of a record) decodes with ``np.frombuffer(body, T
 
 from __future__ import annotations
 
+import os
+import struct
+import time
+
 import numpy as np
 
-from . import LAYOUT
+from . import (
+    EXCHANGES, LAYOUT, OFF_EPOCH, OFF_WRITE_CURSOR, RECORD_SIZE, SLOT_SIZE, LVC_ENTRY_SIZE, SNAPSHOT_ATTEMPTS,
+    SOURCES, VERSIONED_ATTEMPTS, Contended, Empty, Gap, NewEpoch, Snapshot,
+)
+from . import Reader as _StdlibReader
 
-__all__ = ["TICK_DTYPE", "SLOT_DTYPE", "LVC_DTYPE", "DIRECTORY_DTYPE", "dtype_of"]
+__all__ = ["TICK_DTYPE", "SLOT_DTYPE", "LVC_DTYPE", "DIRECTORY_DTYPE", "dtype_of", "Reader", "as_pandas"]
 
 # struct format letter → numpy scalar type (little-endian, as the segment).
 _NUMPY = {"B": "u1", "I": "<u4", "i": "<i4", "Q": "<u8", "q": "<i8", "d": "<f8"}
@@ -66,3 +74,243 @@ SLOT_DTYPE = dtype_of("Slot", {"record": TICK_DTYPE})
 LVC_DTYPE = dtype_of("LvcEntry", {"record": TICK_DTYPE})
 DIRECTORY_DTYPE = dtype_of("DirectoryEntry")
 assert TICK_DTYPE.itemsize == 376 and SLOT_DTYPE.itemsize == 384 and LVC_DTYPE.itemsize == 384
+
+_WORD = 8
+_SLOT_WORDS = SLOT_SIZE // _WORD          # 48: the stamp, then the record's 47 words
+_RECORD_WORDS = RECORD_SIZE // _WORD      # 47
+assert _SLOT_WORDS * _WORD == SLOT_SIZE and _RECORD_WORDS * _WORD == RECORD_SIZE
+assert LVC_ENTRY_SIZE == SLOT_SIZE and _RECORD_WORDS == _SLOT_WORDS - 1
+
+DEFAULT_BATCH = 65536
+_u64 = struct.Struct("<Q").unpack_from
+
+
+class Reader(_StdlibReader):
+    """The stdlib reader (every method of ``qilin_shm.Reader``: seek, liveness, counters, latest,
+    ``try_next`` …) plus vectorised reads: ``read_batch`` (ring) and ``snapshot`` (last values),
+    both returning ``TICK_DTYPE`` arrays, and ``as_pandas``.
+
+    ``read_batch`` and ``try_next`` share one cursor and may be mixed.
+    """
+
+    def __init__(self, path="/dev/shm/qilin", lap_headroom=None):
+        super().__init__(path, lap_headroom=lap_headroom)
+        ring = np.frombuffer(self._mm, dtype="<u8", count=self.ring_slots * _SLOT_WORDS, offset=self._ring)
+        ring = ring.reshape(self.ring_slots, _SLOT_WORDS)
+        self._stamps = ring[:, 0]                # the slots' stamps (a strided view, read-only)
+        self._words = ring[:, 1:]                # the slots' records, as 47 words each
+        cap = self.instrument_capacity
+        lvc = np.frombuffer(self._mm, dtype="<u8", count=cap * _SLOT_WORDS, offset=self._lvc).reshape(cap, _SLOT_WORDS)
+        self._lvc_versions = lvc[:, 0]
+        self._lvc_words = lvc[:, 1:]
+        # 2 * (0, 1, 2, …): the done stamps of a run are 2 * want + _twice[:k].
+        self._twice = np.arange(0, 2 * self.ring_slots, 2, dtype="<u8")
+        self.events = []
+
+    def close(self):
+        # The views export the mapping's buffer; mmap.close() refuses while they live.
+        self._stamps = self._words = self._lvc_versions = self._lvc_words = None
+        super().close()
+
+    # -- the ring, in batches ---------------------------------------------------------------
+    def read_batch(self, max_n=DEFAULT_BATCH, out=None):
+        """Up to ``max_n`` ticks, in sequence order, as a ``TICK_DTYPE`` array (length 0: nothing
+        new). Never blocks, never returns a torn record. ``out``: a ``TICK_DTYPE`` array of at
+        least ``max_n`` to fill (the result is then a view of its start) instead of a new one.
+
+        ``self.events`` is set to the list of the Gap and NewEpoch events met while reading this
+        batch, in order (empty almost always). A Gap(first, last) sits between the ticks with
+        sequences first - 1 and last + 1, exactly as the Rust reader reports it; a NewEpoch ends
+        the batch (the ticks returned were read before it was seen)."""
+        events = self.events = []
+        if max_n < 1:
+            raise ValueError(f"max_n = {max_n}: must be >= 1")
+        mm = self._mm
+        available = _u64(mm, OFF_WRITE_CURSOR)[0] + 1 - self._next
+        size = max(1, min(int(max_n), available))
+        if out is None:
+            out = np.empty(size, TICK_DTYPE)
+        elif out.dtype != TICK_DTYPE or out.ndim != 1 or len(out) < max_n or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous 1-d TICK_DTYPE array of at least max_n = {max_n}")
+        dst = out.view("<u8").reshape(len(out), _RECORD_WORDS)
+        stamps, words, twice, mask, ring = self._stamps, self._words, self._twice, self._mask, self.ring_slots
+        n = 0
+        while n < size:
+            epoch = _u64(mm, OFF_EPOCH)[0]
+            if epoch != self.epoch:
+                events.append(NewEpoch(self.epoch, epoch))
+                self.epoch = epoch
+                break
+            want = self._next
+            cursor = _u64(mm, OFF_WRITE_CURSOR)[0]
+            i = want & mask
+            k = min(size - n, ring - i, cursor + 1 - want)
+            if k > 0:
+                done = twice[:k] + (want << 1)
+                # 1. the run's stamps, 2. one copy of its records, 3. its stamps again (module docstring).
+                before = stamps[i:i + k] == done
+                dst[n:n + k] = words[i:i + k]
+                whole = before & (stamps[i:i + k] == done)
+                if whole.all():
+                    n += k
+                    self._next = want + k
+                    continue
+                b = int(whole.argmin())      # the first slot that was not whole: keep the ones before it
+                n += b
+                want += b
+                self._next = want
+            # Re-read that slot alone (or probe the next one when the cursor says nothing is new).
+            event = self._read_slot(want, dst[n])
+            if event is None:
+                n += 1
+            elif event is Empty:
+                break
+            else:
+                events.append(event)
+        return out[:n]
+
+    def _read_slot(self, want, row):
+        """The scalar protocol of ``try_next`` on one slot, copying into ``row``: None (a tick),
+        Empty, or the Gap of a lap."""
+        mm = self._mm
+        off = self._ring + (want & self._mask) * SLOT_SIZE
+        done = want << 1
+        seen = _u64(mm, off)[0]
+        if seen == done:
+            row[:] = self._words[want & self._mask]
+            if _u64(mm, off)[0] == done:
+                self._next = want + 1
+                return None
+            return self._lapped(want)
+        if seen < done:
+            return Empty
+        return self._lapped(want)
+
+    # -- last values ------------------------------------------------------------------------
+    def snapshot(self):
+        """Every instrument's last value (each whole), in directory order, as
+        ``Snapshot(as_of, ticks)`` with ``ticks`` a ``TICK_DTYPE`` array; ``as_of`` is the write
+        cursor read before the first of them (ring reading continues at ``as_of + 1``).
+        Vectorised: versions, one copy, versions again; the entries that changed (or were being
+        written) are read again, up to the stdlib reader's attempts, then Contended."""
+        as_of = self.write_cursor()
+        n = self.directory_len()
+        versions, words = self._lvc_versions[:n], self._lvc_words[:n]
+        ticks = np.empty(n, TICK_DTYPE)
+        dst = ticks.view("<u8").reshape(n, _RECORD_WORDS)
+        before = versions.copy()
+        dst[:] = words
+        seen = before.copy()
+        pending = np.flatnonzero((before != versions) | (before & 1 == 1))
+        for index in pending:
+            for attempt in range(SNAPSHOT_ATTEMPTS + 1):
+                version = self._read_lvc(int(index), dst[index])
+                if version is not None:
+                    seen[index] = version
+                    break
+                if attempt == SNAPSHOT_ATTEMPTS:
+                    raise Contended(f"{self.path}: last value of instrument {index} kept changing while being read")
+                time.sleep(0)
+        return Snapshot(as_of, ticks[seen != 0])
+
+    def _read_lvc(self, index, row):
+        """One seqlock read of a last value into ``row``: its version (0: never written), or None
+        if every attempt raced with the writer."""
+        mm = self._mm
+        off = self._lvc + index * LVC_ENTRY_SIZE
+        for _ in range(VERSIONED_ATTEMPTS):
+            seen = _u64(mm, off)[0]
+            if seen == 0:
+                return 0
+            if not seen & 1:
+                row[:] = self._lvc_words[index]
+                if _u64(mm, off)[0] == seen:
+                    return seen
+        return None
+
+    def as_pandas(self, ticks=None):
+        """``as_pandas(ticks)`` of a batch, or of ``snapshot().ticks`` when none is given."""
+        return as_pandas(self.snapshot().ticks if ticks is None else ticks)
+
+
+_TIMES = ("exchange_time_ns", "receive_ns", "publish_ns")
+_DAYS = ("trading_day", "action_day")
+_TZ = "Asia/Shanghai"
+
+
+def as_pandas(ticks):
+    """A pandas DataFrame of a ``TICK_DTYPE`` array, one row a tick, columns in record order:
+    ``instrument_id`` as str; ``exchange`` and ``source`` as their names (``EXCHANGES``,
+    ``SOURCES``; unknown codes as their number); the three times as ``datetime64[ns, Asia/Shanghai]``
+    (0 → NaT); ``trading_day``/``action_day`` (YYYYMMDD) as ``datetime64`` dates (0 → NaT);
+    ``update_time_ms`` stays milliseconds since midnight; prices float64 with NaN where absent; the
+    five levels as ``bid_price1`` … ``ask_volume5`` (CTP's names); ``reserved*`` dropped."""
+    import pandas as pd
+
+    ticks = np.asarray(ticks)
+    if ticks.dtype != TICK_DTYPE:
+        raise TypeError(f"as_pandas wants a TICK_DTYPE array, not {ticks.dtype}")
+    columns = {}
+    for name, _offset, _size, _fmt in LAYOUT["TickRecord"][1]:
+        if name.startswith("reserved"):
+            continue
+        col = ticks[name]
+        if name == "instrument_id":
+            columns[name] = pd.array([b.decode("ascii", "replace") for b in col.tolist()], dtype=object)
+        elif name == "exchange":
+            columns[name] = [EXCHANGES.get(c, str(c)) for c in col.tolist()]
+        elif name == "source":
+            columns[name] = [SOURCES.get(c, str(c)) for c in col.tolist()]
+        elif name in _TIMES:
+            columns[name] = pd.to_datetime(np.where(col == 0, np.iinfo("i8").min, col), utc=True).tz_convert(_TZ)
+        elif name in _DAYS:
+            text = np.where(col == 0, "", col.astype(str))
+            columns[name] = pd.to_datetime(pd.Series(text), format="%Y%m%d", errors="coerce").to_numpy()
+        elif col.ndim == 2:
+            for level in range(col.shape[1]):
+                columns[f"{name}{level + 1}"] = col[:, level]
+        else:
+            columns[name] = col
+    return pd.DataFrame(columns)
+
+
+def _keepup(path, seconds, max_n=DEFAULT_BATCH):
+    """``python -m qilin_shm keepup PATH SECONDS --batch``: read_batch from the newest tick for
+    ``seconds``, checking that sequences follow each other; prints what the stdlib keep-up prints."""
+    reader = Reader(path)
+    buf = np.empty(max_n, TICK_DTYPE)
+    ticks = gaps = lost = max_lag = batches = 0
+    start = expected = reader.next_sequence
+    began = time.monotonic()
+    end = began + seconds
+    broken = None
+    read_batch = reader.read_batch
+    while True:
+        batch = read_batch(max_n, buf)
+        count = len(batch)
+        events = reader.events
+        skipped = 0
+        for event in events:
+            if event.__class__ is Gap:
+                gaps += 1
+                skipped += event.last - event.first + 1
+        lost += skipped
+        if count:
+            batches += 1
+            ticks += count
+            seq = batch["sequence"]
+            # Every sequence accounted for: the batch's ticks and gaps follow the previous batch.
+            if broken is None and not skipped and (seq[0] != expected or seq[-1] != expected + count - 1):
+                broken = (expected, int(seq[0]), int(seq[-1]), count)
+            max_lag = max(max_lag, reader.write_cursor() - reader.next_sequence + 1)
+        expected = reader.next_sequence
+        if time.monotonic() > end:
+            break
+    elapsed = time.monotonic() - began
+    published = reader.write_cursor() - start + 1
+    print(f"{elapsed:.1f} s: published {published} ({published / elapsed:,.0f}/s), read {ticks} in {batches} "
+          f"batches, gaps {gaps} ({lost} lost), max lag {max_lag} of {reader.ring_slots} slots")
+    if broken is not None:
+        print(f"sequence error: expected {broken[0]}, batch of {broken[3]} ran {broken[1]}..{broken[2]}")
+        return 2
+    return 1 if gaps else 0

@@ -23,6 +23,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import qilin_shm as q  # noqa: E402
+from conftest import qilin_bin  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
@@ -165,18 +166,15 @@ class Layout(unittest.TestCase):
         self.assertEqual((q.OFF_EPOCH, q.OFF_HEARTBEAT, q.OFF_WRITE_CURSOR, q.OFF_COUNTERS), (128, 256, 384, 640))
 
     def test_matches_qilinctl_layout_json(self):
-        qilinctl = os.environ.get("QILINCTL") or next(
-            (p for p in sorted(glob.glob(os.path.join(REPO, "target", "*", "qilinctl"))
-                               + glob.glob(os.path.join(REPO, "target", "*", "*", "qilinctl")))
-             if os.access(p, os.X_OK)), None)
-        if not qilinctl:
-            self.skipTest("no qilinctl binary (set QILINCTL or build qilin-tools)")
+        qilinctl = qilin_bin("qilinctl")  # $QILIN_BIN_DIR/qilinctl; fails (never skips) without it
         rust = json.loads(subprocess.run([qilinctl, "layout", "--json"], check=True, capture_output=True).stdout)
         ours = q.layout_json()
         self.assertEqual(rust["layout_version"], ours["layout_version"])
         self.assertEqual(rust["fingerprint"], ours["fingerprint"], qilinctl)
         self.assertEqual(rust["counters"], ours["counters"])
         self.assertEqual(rust["quality"], ours["quality"])
+        if "reader" in rust:
+            self.assertEqual(rust["reader"]["lap_headroom_divisor"], q.LAP_HEADROOM_DIVISOR)
         self.assertEqual([s["name"] for s in rust["structs"]], [s["name"] for s in ours["structs"]])
         for r, o in zip(rust["structs"], ours["structs"]):
             self.assertEqual(r["size"], o["size"], r["name"])
@@ -240,7 +238,7 @@ class Protocol(TempDir):
         self.assertEqual(r.next_sequence, 3)
 
     def test_lapped_reader_gets_the_exact_gap_and_resumes_at_the_oldest(self):
-        r = q.Reader(self.path)
+        r = q.Reader(self.path, lap_headroom=0)
         self.addCleanup(r.close)
         r.seek(1)
         for _ in range(20):  # ring of 8: sequences 1..12 are gone, 13..20 remain
@@ -252,6 +250,27 @@ class Protocol(TempDir):
         self.assertEqual(r.next_sequence, 13)
         r.seek_newest()
         self.assertEqual(r.next_sequence, 21)
+
+    def test_lap_headroom_default_and_clamp(self):
+        r = q.Reader(self.path)  # default: ring_slots // 8 = 1
+        self.addCleanup(r.close)
+        self.assertEqual(r.lap_headroom, 1)
+        r.seek(1)
+        for _ in range(20):
+            self.publish()
+        self.assertEqual(r.try_next(), q.Gap(1, 13), "resumes one past the oldest (13)")
+        self.assertEqual(r.try_next().sequence, 14)
+        r.set_lap_headroom(100)
+        self.assertEqual(r.lap_headroom, 7, "clamped to ring_slots - 1")
+        r.seek(2)
+        self.assertEqual(r.try_next(), q.Gap(2, 19), "13 + 7 = 20 is the newest: resume there")
+        self.assertEqual(r.try_next().sequence, 20)
+        r.seek(1)
+        for _ in range(3):
+            self.publish()  # 21..23: oldest 16
+        r.set_lap_headroom(100)
+        self.assertEqual(r.try_next(), q.Gap(1, 22), "never past the newest (23)")
+        self.assertEqual(q.lap_resume(5, 1, 3, 0), 6, "never before want + 1")
 
     def test_a_copy_overwritten_mid_read_is_a_gap_not_a_tick(self):
         r = q.Reader(self.path)
