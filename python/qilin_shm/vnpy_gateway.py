@@ -252,14 +252,14 @@ class QilinGateway(BaseGateway):
         return ""
 
     def cancel_order(self, req: CancelRequest) -> None:
-        self.write_log(f"cancel refused ({req.vt_orderid}): {MARKET_DATA_ONLY}")
+        self.write_log(f"cancel refused ({req.orderid} on {req.vt_symbol}): {MARKET_DATA_ONLY}")
 
     def send_quote(self, req: QuoteRequest) -> str:
         self.write_log(f"quote refused ({req.vt_symbol}): {MARKET_DATA_ONLY}")
         return ""
 
     def cancel_quote(self, req: CancelRequest) -> None:
-        self.write_log(f"quote cancel refused ({req.vt_orderid}): {MARKET_DATA_ONLY}")
+        self.write_log(f"quote cancel refused ({req.orderid} on {req.vt_symbol}): {MARKET_DATA_ONLY}")
 
     def query_account(self) -> None:
         self.write_log("no account to query: qilin is a market-data feed")
