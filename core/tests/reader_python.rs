@@ -1,7 +1,11 @@
-//! The pure-Python reader (`python/qilin_shm`) against the Rust one, on segments written by a real
-//! `qilin-core`: its unit tests pass, its layout table is `layout::STRUCTS`, it reads every tick
-//! bit for bit as `qilin_shm::Reader` does (in order, and while being lapped on a small ring), its
-//! snapshot equals `Reader::snapshot`, and it sees a core restart once as a new epoch.
+//! The Python readers (`python/qilin_shm`: the stdlib `Reader`, run by the system `python3` without
+//! numpy, and the numpy `qilin_shm.batch.Reader`, run by the test venv's Python) against the Rust
+//! one, on segments written by a real `qilin-core`: their unit tests pass, the layout table is
+//! `layout::STRUCTS`, both read every tick bit for bit as `qilin_shm::Reader` does (in order; while
+//! being lapped on a small ring, by construction; after a lap on a quiet ring with the same gaps
+//! for the same lap headroom), their snapshots equal `Reader::snapshot`, they see a SIGKILLed and
+//! restarted core once as a new epoch and read the same bytes across it, and a segment of another
+//! layout is refused with the Rust and C readers' message.
 //!
 //! Python lines and Rust lines use one canonical format (see `python/tests/dump_events.py`):
 //! every `TickRecord` field in declaration order, doubles as IEEE-754 bits in hex, so "equal" is
@@ -35,9 +39,46 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
 }
 
+/// Which Python reader a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Py {
+    /// `qilin_shm.Reader`, under the system `python3` (no numpy there: the stdlib reader needs none).
+    Stdlib,
+    /// `qilin_shm.batch.Reader.read_batch(n)`, under the test venv's Python (numpy).
+    Batch(usize),
+}
+
+impl Py {
+    /// dump_events.py's arguments for this reader.
+    fn args(self) -> Vec<String> {
+        match self {
+            Py::Stdlib => vec![],
+            Py::Batch(n) => vec!["--batch".into(), n.to_string()],
+        }
+    }
+}
+
+/// The system `python3` (stdlib only), the package on PYTHONPATH.
 fn python() -> Command {
     let mut c = Command::new("python3");
     c.current_dir(repo()).env("PYTHONDONTWRITEBYTECODE", "1").env("PYTHONPATH", repo().join("python"));
+    c
+}
+
+/// The Python that runs `which`: the system one, or the venv's (numpy) for the batch reader.
+fn python_for(which: Py) -> Command {
+    let mut c = match which {
+        Py::Stdlib => return python(),
+        Py::Batch(_) => Command::new(qilin_testkit::venv_python()),
+    };
+    c.current_dir(repo()).env("PYTHONDONTWRITEBYTECODE", "1").env("PYTHONPATH", repo().join("python"));
+    c
+}
+
+/// `dump_events.py dump SEGMENT` with the reader `which`.
+fn dump_command(which: Py, segment: &Path) -> Command {
+    let mut c = python_for(which);
+    c.arg(dump_events()).arg("dump").arg(segment).args(which.args());
     c
 }
 
@@ -214,17 +255,38 @@ fn tick_seq(line: &str) -> Option<u64> {
 
 #[test]
 fn python_unit_tests_pass() {
-    let mut cmd = python();
-    cmd.args(["-m", "unittest", "discover", "-s", "python/tests", "-v"]);
-    // Lets the layout test compare with `qilinctl layout --json` when qilin-tools is built here too.
-    let qilinctl = Path::new(env!("CARGO_BIN_EXE_qilin-core")).with_file_name("qilinctl");
-    if qilinctl.exists() {
-        cmd.env("QILINCTL", qilinctl);
-    }
-    let out = cmd.output().expect("running python3");
+    // `qilinctl layout --json` for the layout tests: the binary of this build.
+    let qilinctl = qilin_testkit::workspace_bin("qilinctl");
+    let bin_dir = qilinctl.parent().unwrap();
+    // The stdlib reader's tests under the system python3 (no numpy, no pytest).
+    let out = python()
+        .args(["-m", "unittest", "discover", "-s", "python/tests", "-p", "test_qilin_shm.py", "-v"])
+        .env("QILIN_BIN_DIR", bin_dir)
+        .output()
+        .expect("running python3");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "python unittest failed:\n{stderr}");
-    assert!(stderr.contains("OK"), "{stderr}");
+    assert!(stderr.contains("OK") && !stderr.contains("skipped"), "{stderr}");
+    // Every test of the package, the numpy ones included, under the venv's pytest.
+    let mut files = vec!["python/tests/test_qilin_shm.py".to_string()];
+    let mut batch: Vec<String> = std::fs::read_dir(repo().join("python/tests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("test_batch") && n.ends_with(".py"))
+        .map(|n| format!("python/tests/{n}"))
+        .collect();
+    batch.sort();
+    assert!(!batch.is_empty(), "python/tests/test_batch*.py");
+    files.extend(batch);
+    let out = python_for(Py::Batch(0))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+        .args(&files)
+        .env("QILIN_BIN_DIR", bin_dir)
+        .output()
+        .expect("running the venv's pytest");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "pytest {files:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" passed") && !stdout.contains("skipped"), "{stdout}");
 }
 
 #[test]
@@ -261,6 +323,25 @@ fn python_layout_table_is_layout_structs() {
     }
 }
 
+/// Every event of `reader` from where it stands until it reports Empty, as canonical lines.
+fn rust_lines(reader: &mut Reader) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut out = TickRecord::ZERO;
+    loop {
+        match reader.try_next(&mut out) {
+            Next::Empty => return lines,
+            next => lines.push(event_line(next, &out)),
+        }
+    }
+}
+
+fn assert_same_lines(who: &str, py: &[&str], rust: &[String]) {
+    if let Some(i) = (0..py.len().min(rust.len())).find(|i| py[*i] != rust[*i]) {
+        panic!("{who}: line {i} differs:\n  python {}\n  rust   {}", py[i], rust[i]);
+    }
+    assert_eq!(py.len(), rust.len(), "{who}: one Python line per Rust line");
+}
+
 #[test]
 fn python_reads_every_tick_exactly_as_rust_does() {
     let _serial = serial();
@@ -270,32 +351,19 @@ fn python_reads_every_tick_exactly_as_rust_does() {
 
     let mut reader = Reader::open(&core.segment).unwrap();
     reader.seek(Start::Oldest);
-    let mut rust = Vec::new();
-    let mut out = TickRecord::ZERO;
-    loop {
-        match reader.try_next(&mut out) {
-            Next::Empty => break,
-            next => rust.push(event_line(next, &out)),
-        }
-    }
-    let py = check(
-        "python dump",
-        python()
-            .arg(dump_events())
-            .args(["dump"])
-            .arg(&core.segment)
-            .args(["--start", "oldest", "--until", &N.to_string()])
-            .output()
-            .unwrap(),
-    );
-    let py: Vec<&str> = py.lines().collect();
+    let rust = rust_lines(&mut reader);
     assert_eq!(rust.len(), N as usize, "the Rust reader read all {N} (ring 65536: nothing lapped)");
-    assert_eq!(py.len(), rust.len(), "one Python line per Rust line");
-    for (i, (p, r)) in py.iter().zip(&rust).enumerate() {
-        assert_eq!(*p, r.as_str(), "line {i} differs");
+    // Batch sizes: one run for everything, and an odd size whose runs straddle each other.
+    for which in [Py::Stdlib, Py::Batch(65536), Py::Batch(7)] {
+        let py = check(
+            &format!("python dump ({which:?})"),
+            dump_command(which, &core.segment).args(["--start", "oldest", "--until", &N.to_string()]).output().unwrap(),
+        );
+        let py: Vec<&str> = py.lines().collect();
+        assert_same_lines(&format!("{which:?}"), &py, &rust);
+        assert_eq!(tick_seq(py[0]), Some(1));
+        assert_eq!(tick_seq(py[py.len() - 1]), Some(N));
     }
-    assert_eq!(tick_seq(py[0]), Some(1));
-    assert_eq!(tick_seq(py[py.len() - 1]), Some(N));
 
     // The example prints the same mid prices the Rust reader's ticks give.
     let mids = check(
@@ -307,6 +375,7 @@ fn python_reads_every_tick_exactly_as_rust_does() {
             .output()
             .unwrap(),
     );
+    let mut out = TickRecord::ZERO;
     let mut reader = Reader::open(&core.segment).unwrap();
     reader.seek(Start::Oldest);
     let expected: Vec<String> = (0..500)
@@ -320,18 +389,21 @@ fn python_reads_every_tick_exactly_as_rust_does() {
     assert_eq!(mids.lines().collect::<Vec<_>>(), expected);
 }
 
-#[test]
-fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
-    let _serial = serial();
+/// Lapped by construction: after every 1000 ticks the Python reader waits until the core is a
+/// whole ring (plus 100) ahead, so its next read finds its slot overwritten, whatever the speeds.
+fn lapped_on_a_small_ring(which: Py) {
     // Below the core's hand-off capacity (65536 by default), so a burst the hot thread cannot
     // drain is queued, not dropped (`handoff_full`): exactly N ticks reach the ring.
     const N: u64 = 60_000;
+    const RING: u64 = 1024;
+    const LAP_BY: u64 = 100;
     let core = Core::start(
         "lapped",
         &["--sim-rate", "2000000", "--sim-max-ticks", &N.to_string()],
         Some("[feed]\nring_slots = 1024\n"),
     );
-    assert_eq!(Reader::open(&core.segment).unwrap().identity().ring_slots, 1024);
+    assert_eq!(Reader::open(&core.segment).unwrap().identity().ring_slots, RING);
+    let headroom = qilin_shm::default_lap_headroom(RING);
 
     // Reference: a Rust reader spinning on the same segment at the same time, keeping every record
     // it read whole. It may be lapped too; comparisons are made where both read a sequence.
@@ -358,13 +430,15 @@ fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
     });
 
     let file = core.dir.path().join("python.txt");
+    let batch = match which {
+        Py::Batch(_) => Py::Batch(256),
+        Py::Stdlib => Py::Stdlib,
+    };
     check(
-        "python dump (lapped)",
-        python()
-            .arg(dump_events())
-            .arg("dump")
-            .arg(&core.segment)
-            .args(["--start", "1", "--until", &N.to_string(), "--lap-every", "1000", "--lap-by", "100", "--out"])
+        &format!("python dump (lapped, {batch:?})"),
+        dump_command(batch, &core.segment)
+            .args(["--start", "1", "--until", &N.to_string(), "--lap-every", "1000", "--lap-by", &LAP_BY.to_string()])
+            .arg("--out")
             .arg(&file)
             .output()
             .unwrap(),
@@ -373,13 +447,14 @@ fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
     let text = std::fs::read_to_string(&file).unwrap();
 
     let (mut expected, mut ticks, mut gaps, mut lost, mut compared) = (1u64, 0u64, 0u64, 0u64, 0u64);
+    let mut longest = 0u64;
     for line in text.lines() {
         if let Some(seq) = tick_seq(line) {
             assert_eq!(seq, expected, "ticks come in sequence order, right after the previous event");
             expected += 1;
             ticks += 1;
             if let Some(r) = rust.get(&seq) {
-                assert_eq!(line, tick_line(r), "Python and Rust read sequence {seq} differently");
+                assert_eq!(line, tick_line(r), "{batch:?}: Python and Rust read sequence {seq} differently");
                 compared += 1;
             }
         } else if let Some(rest) = line.strip_prefix("gap ") {
@@ -387,6 +462,14 @@ fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
             let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
             assert_eq!(first, expected, "a gap starts exactly where reading stopped");
             assert!(last >= first);
+            // Lapped, the reader resumes `headroom` past the oldest (at least `want`, whose slot was
+            // overwritten), so every gap skips at least `headroom` sequences (the newest is far
+            // beyond on a ring of 1024); after a wait to be lapped by LAP_BY, LAP_BY more.
+            assert!(
+                last - first + 1 >= headroom,
+                "{batch:?}: gap {first}..={last} is shorter than the headroom {headroom}"
+            );
+            longest = longest.max(last - first + 1);
             expected = last + 1;
             gaps += 1;
             lost += last - first + 1;
@@ -397,11 +480,61 @@ fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
     assert_eq!(expected, N + 1, "ticks and gaps account for every sequence 1..={N}");
     assert_eq!(ticks + lost, N);
     assert!(gaps > 0, "the reader waits to be lapped after every 1000 ticks, so it must see gaps");
+    assert!(longest >= LAP_BY + headroom, "{batch:?}: no gap of lap {LAP_BY} + headroom {headroom}: {longest}");
     assert!(compared > 0, "some sequences were read by both readers");
     eprintln!(
-        "python: {ticks} ticks, {gaps} gaps ({lost} lost); rust reference read {}; compared {compared}",
+        "python {batch:?}: {ticks} ticks, {gaps} gaps ({lost} lost); rust reference read {}; compared {compared}",
         rust.len()
     );
+}
+
+#[test]
+fn python_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_tick() {
+    let _serial = serial();
+    lapped_on_a_small_ring(Py::Stdlib);
+}
+
+#[test]
+fn python_batch_lapped_on_a_small_ring_reports_exact_gaps_and_never_a_torn_record() {
+    let _serial = serial();
+    lapped_on_a_small_ring(Py::Batch(256));
+}
+
+/// A ring the core lapped many times, then stopped: every reader starting at sequence 1 is lapped
+/// at once, deterministically. The Python readers print exactly the Rust reader's lines (the same
+/// gap, the same resume point, the same bytes after it) for the default lap headroom, none, some,
+/// and more than a ring.
+#[test]
+fn python_readers_lapped_on_a_quiet_ring_resume_where_rust_does_for_every_lap_headroom() {
+    let _serial = serial();
+    const N: u64 = 5000;
+    let mut core = Core::start(
+        "headroom",
+        &["--sim-rate", "100000", "--sim-max-ticks", &N.to_string()],
+        Some("[feed]\nring_slots = 1024\n"),
+    );
+    wait_published(&core.segment, N);
+    core.terminate();
+    for headroom in [None, Some(0u64), Some(300), Some(5000)] {
+        let mut reader = Reader::open(&core.segment).unwrap();
+        if let Some(h) = headroom {
+            reader.set_lap_headroom(h);
+        }
+        reader.seek(Start::Sequence(1));
+        let rust = rust_lines(&mut reader);
+        let resume = (N + 1 - 1024 + reader.lap_headroom()).min(N + 1);
+        assert_eq!(rust[0], format!("gap 1 {}", resume - 1), "the Rust reader, headroom {headroom:?}");
+        for which in [Py::Stdlib, Py::Batch(65536), Py::Batch(100)] {
+            let mut cmd = dump_command(which, &core.segment);
+            cmd.args(["--start", "1", "--until", &N.to_string()]);
+            if let Some(h) = headroom {
+                cmd.args(["--lap-headroom", &h.to_string()]);
+            }
+            let py = check(&format!("python dump ({which:?}, headroom {headroom:?})"), cmd.output().unwrap());
+            let py: Vec<&str> = py.lines().collect();
+            assert_same_lines(&format!("{which:?}, headroom {headroom:?}"), &py, &rust);
+        }
+    }
 }
 
 #[test]
@@ -435,14 +568,20 @@ fn python_snapshot_on_a_stopped_core_equals_rust_snapshot() {
     rust.push(format!("as_of {}", snapshot.as_of));
     rust.extend(snapshot.ticks.iter().map(tick_line));
 
-    let py = check("python snapshot", python().arg(dump_events()).arg("snapshot").arg(&core.segment).output().unwrap());
-    let py: Vec<&str> = py.lines().collect();
-    assert_eq!(py, rust);
+    for which in [Py::Stdlib, Py::Batch(1)] {
+        let mut cmd = python_for(which);
+        cmd.arg(dump_events()).arg("snapshot").arg(&core.segment);
+        if which != Py::Stdlib {
+            cmd.arg("--batch");
+        }
+        let py = check(&format!("python snapshot ({which:?})"), cmd.output().unwrap());
+        let py: Vec<&str> = py.lines().collect();
+        assert_eq!(py, rust, "{which:?}");
+    }
 }
 
-#[test]
-fn python_sees_a_core_restart_once_as_a_new_epoch_and_sequences_continue() {
-    let _serial = serial();
+/// One Python reader following a core that is SIGKILLed and started again on the same segment.
+fn restart(which: Py) {
     let mut core = Core::start("restart", &["--sim-rate", "5000"], None);
     let reader = Reader::open(&core.segment).unwrap();
     let epoch = reader.current_epoch();
@@ -451,10 +590,7 @@ fn python_sees_a_core_restart_once_as_a_new_epoch_and_sequences_continue() {
     // Where the reader stops: 2 000 ticks into the second core's, told once the restart is done (a
     // reader that lags on a busy machine still reads that far, by construction).
     let until = core.dir.path().join("until");
-    let mut py = python()
-        .arg(dump_events())
-        .arg("dump")
-        .arg(&core.segment)
+    let mut py = dump_command(which, &core.segment)
         .args(["--start", "1", "--ready", "--out"])
         .arg(&file)
         .arg("--until-file")
@@ -480,14 +616,30 @@ fn python_sees_a_core_restart_once_as_a_new_epoch_and_sequences_continue() {
     let status = wait_for("the Python reader to finish", || py.try_wait().unwrap());
     let mut err = String::new();
     py.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.success(), "python dump failed: {err}");
+    assert!(status.success(), "python dump ({which:?}) failed: {err}");
     let text = std::fs::read_to_string(&file).unwrap();
+
+    // The same ticks, read by the Rust reader from the ring afterwards (65536 slots at 5000 ticks/s:
+    // nothing overwritten yet), bit for bit.
+    let mut after = Reader::open(&core.segment).unwrap();
+    after.seek(Start::Sequence(1));
+    let mut rust: HashMap<u64, String> = HashMap::new();
+    let mut out = TickRecord::ZERO;
+    while after.next_sequence() <= stop {
+        match after.try_next(&mut out) {
+            Next::Tick => {
+                rust.insert(out.sequence, tick_line(&out));
+            }
+            other => panic!("the Rust reader read {other:?} from a ring nothing lapped"),
+        }
+    }
 
     let mut expected = 1u64;
     let mut epochs = Vec::new();
     for line in text.lines() {
         if let Some(seq) = tick_seq(line) {
             assert_eq!(seq, expected, "sequences continue across the restart, no tick twice, none lost");
+            assert_eq!(Some(line), rust.get(&seq).map(String::as_str), "{which:?}: sequence {seq} differs from Rust's");
             expected += 1;
         } else if let Some(rest) = line.strip_prefix("epoch ") {
             epochs.push((rest.to_string(), expected));
@@ -499,4 +651,103 @@ fn python_sees_a_core_restart_once_as_a_new_epoch_and_sequences_continue() {
     assert_eq!(epochs[0].0, format!("{epoch} {}", epoch + 1));
     assert!(expected > epochs[0].1 + 1999, "2000 ticks read after the new epoch");
     assert_eq!(expected - 1, stop, "read up to 2000 of the second core's ticks (first core stopped at {killed_at})");
+}
+
+#[test]
+fn python_sees_a_core_restart_once_as_a_new_epoch_and_sequences_continue() {
+    let _serial = serial();
+    restart(Py::Stdlib);
+}
+
+#[test]
+fn python_batch_sees_a_core_restart_once_as_a_new_epoch_and_reads_the_same_bytes_as_rust() {
+    let _serial = serial();
+    restart(Py::Batch(64));
+}
+
+/// Builds examples/c/qilin_tail.c (the C reader on shm-layout/include/qilin_shm.h) into `dir`.
+fn build_c_tail(dir: &Path) -> PathBuf {
+    let exe = dir.join("qilin_tail");
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-O2", "-I"])
+        .arg(repo().join("shm-layout/include"))
+        .arg(repo().join("examples/c/qilin_tail.c"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("running gcc (apt-get install build-essential)");
+    assert!(out.status.success(), "gcc qilin_tail.c failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+/// A segment of another layout (version, fingerprint), and a few other bad headers, are refused by
+/// both Python readers with exactly the Rust reader's message, which is the C reader's too.
+#[test]
+fn a_segment_of_another_layout_is_refused_with_the_rust_and_c_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("layout")));
+    let options = qilin_shm::SegmentOptions { feed_name: "pytest".into(), ring_slots: 1024, instrument_capacity: 8 };
+    let good = {
+        let writer = qilin_shm::Writer::open(&segment, &options).unwrap();
+        drop(writer);
+        let bytes = std::fs::read(&segment).unwrap();
+        qilin_testkit::remove_segment(&segment);
+        bytes
+    };
+    let patched = |name: &str, offset: usize, bytes: &[u8]| {
+        let mut b = good.clone();
+        b[offset..offset + bytes.len()].copy_from_slice(bytes);
+        let path = dir.path().join(name);
+        std::fs::write(&path, b).unwrap();
+        path
+    };
+    let tail = build_c_tail(dir.path());
+    let good_path = patched("good", 0, b"QILINSHM");
+    let cases = [
+        ("other layout version", patched("version", 8, &2u32.to_le_bytes()), "layout version 2"),
+        ("other fingerprint", patched("fingerprint", 16, &0x1234u64.to_le_bytes()), "layout fingerprint"),
+        ("not a segment", patched("magic", 0, b"NOTQILIN"), "is not a qilin segment"),
+        ("ring not a power of two", patched("ring", 40, &1000u64.to_le_bytes()), "ring_slots = 1000"),
+        (
+            "truncated",
+            {
+                let path = dir.path().join("truncated");
+                std::fs::write(&path, &good[..good.len() - 4096]).unwrap();
+                path
+            },
+            "is truncated",
+        ),
+    ];
+    for (what, path, needle) in &cases {
+        let rust = Reader::open(path).expect_err(what).to_string();
+        assert!(rust.contains(needle) && rust.contains(&path.display().to_string()), "{what}: {rust}");
+        let c = Command::new(&tail).arg(path).args(["--count", "1"]).output().unwrap();
+        assert_eq!(c.status.code(), Some(2), "{what}: qilin_tail should refuse it");
+        let c = String::from_utf8(c.stderr).unwrap();
+        assert_eq!(c.strip_prefix("qilin_tail: ").and_then(|s| s.strip_suffix('\n')), Some(rust.as_str()), "{what}: C");
+        for which in [Py::Stdlib, Py::Batch(1)] {
+            let mut cmd = python_for(which);
+            cmd.arg(dump_events()).arg("open").arg(path);
+            if which != Py::Stdlib {
+                cmd.arg("--batch");
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{what}: {which:?} should refuse it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let py = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(py.trim_end_matches('\n'), rust, "{what}: {which:?}");
+        }
+    }
+    for which in [Py::Stdlib, Py::Batch(1)] {
+        let mut cmd = python_for(which);
+        cmd.arg(dump_events()).arg("open").arg(&good_path);
+        if which != Py::Stdlib {
+            cmd.arg("--batch");
+        }
+        assert_eq!(check(&format!("open the good segment ({which:?})"), cmd.output().unwrap()), "ok\n");
+    }
 }
