@@ -1,6 +1,18 @@
-"""qilin_shm.batch: numpy views of the segment's records (``pip install "./python[numpy]"``).
+"""qilin_shm.batch: numpy batch reads of the qilin-feed segment (``pip install "./python[numpy]"``).
 
 numpy is imported here only; ``import qilin_shm`` works without it.
+
+    from qilin_shm import batch
+    with batch.Reader("/dev/shm/qilin") as r:       # lap_headroom=None: ring_slots // 8, as Rust
+        r.seek_oldest()
+        while True:
+            ticks = r.read_batch(65536)              # TICK_DTYPE array, whole records, in order
+            for event in r.events:                   # Gap / NewEpoch met in this batch (rare)
+                print(event)
+            if len(ticks):
+                mid = (ticks["bid_price"][:, 0] + ticks["ask_price"][:, 0]) / 2
+        last = r.snapshot().ticks                    # every instrument's last value, an array
+        df = r.as_pandas(ticks)                      # ids as str, NaN prices, times as datetimes
 
 Dtypes
 ------
@@ -15,6 +27,65 @@ segment's). ``SLOT_DTYPE`` (stamp + record), ``LVC_DTYPE`` (version + record) an
 ``DIRECTORY_DTYPE`` come from the same tables.
 
 A raw NATS body (the 376 bytes of a record) decodes with ``np.frombuffer(body, TICK_DTYPE)``.
+
+Reading a batch: the stdlib protocol, a run at a time
+------------------------------------------------------
+The reader maps the ring read-only (the stdlib reader's ``PROT_READ`` mapping) and views it as a
+``(ring_slots, 48)`` array of little-endian 64-bit words: column 0 is each slot's stamp, columns
+1..47 its record. ``read_batch`` takes the run of sequences ``want .. want + k - 1`` that the write
+cursor says are published, within one pass of the ring (a run that would wrap is cut at the ring's
+end and the next run starts at slot 0), and does in three numpy operations what ``try_next`` does
+for one slot (see ``qilin_shm``'s docstring):
+
+1. ``before = stamps[i:i+k] == 2 * (want + arange(k))`` — every stamp of the run loaded once;
+2. ``out[n:n+k] = words[i:i+k]`` — one copy of the k records into the caller's array;
+3. ``whole = before & (stamps[i:i+k] == done)`` — every stamp loaded again.
+
+If ``whole`` is all true the k records are whole and in sequence order. Otherwise the records
+before the first slot that is not whole are kept, and that slot is *read again* alone with the
+scalar protocol (stamp, copy, stamp): a slot the writer finished during the copy is then read
+whole; one it overwrote is a lap, reported as ``Gap(first, last)`` exactly as the Rust reader
+reports it (resuming at ``lap_resume(want, oldest, cursor, lap_headroom)``), and reading goes on
+from there in the same batch. A new epoch in the header (the core restarted) ends the batch and is
+reported once as ``NewEpoch``; sequences continue. The events of the last batch are in
+``reader.events``, in order (a Gap's first/last tell where it sits among the batch's sequences).
+
+Why the vectorised copy is sound (x86-64 only, as the stdlib reader)
+--------------------------------------------------------------------
+The stdlib reader's argument, per slot, with "load" meaning every load of a whole numpy operation:
+
+* **Each stamp is one aligned 8-byte load.** Every stamp sits at ``ring_offset + 384 * slot``, a
+  multiple of 8 in a page-aligned mapping. numpy reads an ``<u8`` element of a strided view with
+  one 64-bit integer load (its strided comparison and copy loops move ``npy_uint64``\ s; a compiler
+  may turn such a loop into vector loads or gathers, whose aligned 8-byte elements x86-64 does not
+  split either). A stamp is never seen half-updated.
+* **The three operations run one after the other, in program order.** Each is a separate C call
+  made by the interpreter in statement order on this thread; numpy does not thread them and
+  nothing else touches the mapping. Every load of step 1 precedes every load of step 2 in program
+  order, and those precede every load of step 3.
+* **x86-64 is TSO: loads are not reordered with older loads.** So every stamp load of step 1 is
+  satisfied before every record load of step 2, and those before every stamp load of step 3,
+  however each numpy operation orders or widens its loads inside (vector loads, ``memcpy``; the
+  records of a run are not contiguous in the ring, so the copy moves at most 376 contiguous bytes
+  at a time, below glibc's ``rep movsb`` threshold, as in the stdlib reader). For one slot of sequence s: step 1
+  saw ``2s``, so the writer's record stores of s (made before its done store) are visible to every
+  later load; if any byte copied in step 2 came from a later write of the slot (s + ring_slots …),
+  that write's busy-stamp store precedes its record stores, so step 3's load of that stamp — later
+  in program order than the byte — cannot read ``2s``: the slot is not whole and is read again or
+  reported lapped. A slot whose two loads both read ``2s`` holds exactly record s.
+* Slots are judged one by one, and a run is accepted only up to its first slot that is not whole,
+  so a batch is always consecutive sequences, the Rust reader's stream with its gaps.
+
+Evidence, not proof: core/tests/reader_python.rs runs this reader against a real qilin-core lapping
+a 1024-slot ring, by construction, and compares every record it returns with the Rust reader's
+copy of the same sequence, byte for byte; test_batch.py overwrites a slot in the middle of a copy.
+
+On a weakly ordered machine (AArch64, POWER) the three steps would need load fences numpy cannot
+issue; the stdlib ``Reader`` constructor refuses to open a segment there, and so does this one.
+
+Snapshots use the same three steps over the last-value entries (version, copy, version again); an
+entry that changed, or was being written (odd version), is read again alone, up to the stdlib
+reader's attempts, then ``Contended``.
 """
 
 from __future__ import annotations
