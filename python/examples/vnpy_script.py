@@ -6,7 +6,9 @@
 
 A headless vnpy script: vnpy's MainEngine and EventEngine, the qilin gateway
 (qilin_shm.vnpy_gateway.QilinGateway) added like any other gateway, ticks handled on EVENT_TICK.
-Strategies (CtaStrategy and friends) get the same TickData through their apps. Needs vnpy
+Strategies (CtaStrategy and friends) get the same TickData through their apps. The gateway's
+log lines (connection, subscriptions, gaps, feed restarts) go through vnpy's log engine, which
+prints them to the console and writes them to .vntrader/log. Needs vnpy
 (pip install vnpy); vnpy's MainEngine works in (and changes to) the directory holding its
 .vntrader folder: the current one if it has one, else your home.
 """
@@ -22,8 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from vnpy.event import Event, EventEngine  # noqa: E402
 from vnpy.trader.constant import Exchange  # noqa: E402
 from vnpy.trader.engine import MainEngine  # noqa: E402
-from vnpy.trader.event import EVENT_LOG, EVENT_TICK  # noqa: E402
-from vnpy.trader.object import LogData, SubscribeRequest, TickData  # noqa: E402
+from vnpy.trader.event import EVENT_TICK  # noqa: E402
+from vnpy.trader.object import SubscribeRequest, TickData  # noqa: E402
 
 from qilin_shm.vnpy_gateway import QilinGateway  # noqa: E402
 
@@ -60,12 +62,7 @@ def main():
         if args.count and printed >= args.count:
             done.set()
 
-    def on_log(event: Event) -> None:
-        log: LogData = event.data
-        print(f"log {log.gateway_name}: {log.msg}", file=sys.stderr, flush=True)
-
     main_engine.event_engine.register(EVENT_TICK, on_tick)
-    main_engine.event_engine.register(EVENT_LOG, on_log)
     main_engine.connect({"segment": args.segment}, gateway.gateway_name)
     for req in requests:
         main_engine.subscribe(req, gateway.gateway_name)
