@@ -2,11 +2,11 @@
 //!
 //! Everything that describes the layout is derived from `qilin_shm`: the struct field tables
 //! ([`crate::layout::STRUCTS`]), sizes, [`LAYOUT_VERSION`], [`FINGERPRINT`], counter names,
-//! quality bits and the exchange, source, run-state and link-state codes. A field's size alone does
-//! not tell its C type (`u64` or `i64` or `f64`?), so [`FIELD_TYPES`] names the Rust type of every
-//! field; the generator checks each entry against the field table (size must match, every field must
-//! have an entry, no entry may be stale) and refuses to produce a header otherwise. The read
-//! protocol itself is the fixed block [`INLINE_FUNCTIONS`], the same steps as `crate::Reader`.
+//! quality bits and the exchange, source, run-state and link-state codes. A field's C type comes
+//! from its machine type in the field table ([`FieldDesc::ty`](crate::descriptor::FieldDesc),
+//! derived from the Rust type by `layout_struct!`); the generator checks that it accounts for the
+//! field's size and refuses to produce a header otherwise. The read protocol itself is the fixed
+//! block [`INLINE_FUNCTIONS`], the same steps as `crate::Reader`.
 //!
 //! The committed `shm-layout/include/qilin_shm.h` must equal [`c_header`] byte for byte
 //! (shm-layout/tests/c_header.rs); regenerate it with
@@ -17,114 +17,13 @@ use std::fmt::Write as _;
 use crate::{
     Counter, Exchange, LinkState, MAX_INSTRUMENTS, MAX_RING_SLOTS, RunState, Source,
     descriptor::StructDesc,
-    layout::{CACHE_LINE, FINGERPRINT, INSTRUMENT_ID_LEN, LAYOUT_VERSION, MAGIC, RECORD_WORDS, STATUS_WORDS, STRUCTS},
+    encoding::{FieldType, Scalar},
+    layout::{
+        CACHE_LINE, FINGERPRINT, INSTRUMENT_ID_LEN, LAYOUT_VERSION, MAGIC, RECORD_WORDS, STATUS_WORDS, STRUCTS,
+        fingerprint_text,
+    },
     quality,
 };
-
-/// The Rust type of every field of every shared struct, as `"Struct.field" => "type"`, where type is
-/// a primitive (`u8`, `u32`, `i32`, `u64`, `i64`, `f64`), another shared struct's name, or either of
-/// those as an array `T[N]`. Checked against the field tables by [`try_c_header`].
-pub const FIELD_TYPES: &[(&str, &str)] = &[
-    // TickRecord
-    ("TickRecord.sequence", "u64"),
-    ("TickRecord.exchange_time_ns", "i64"),
-    ("TickRecord.receive_ns", "i64"),
-    ("TickRecord.publish_ns", "i64"),
-    ("TickRecord.instrument_index", "u32"),
-    ("TickRecord.trading_day", "u32"),
-    ("TickRecord.action_day", "u32"),
-    ("TickRecord.update_time_ms", "u32"),
-    ("TickRecord.quality", "u32"),
-    ("TickRecord.exchange", "u8"),
-    ("TickRecord.source", "u8"),
-    ("TickRecord.reserved0", "u8[2]"),
-    ("TickRecord.instrument_id", "u8[32]"),
-    ("TickRecord.last_price", "f64"),
-    ("TickRecord.pre_settlement_price", "f64"),
-    ("TickRecord.pre_close_price", "f64"),
-    ("TickRecord.pre_open_interest", "f64"),
-    ("TickRecord.open_price", "f64"),
-    ("TickRecord.highest_price", "f64"),
-    ("TickRecord.lowest_price", "f64"),
-    ("TickRecord.volume", "i64"),
-    ("TickRecord.turnover", "f64"),
-    ("TickRecord.open_interest", "f64"),
-    ("TickRecord.close_price", "f64"),
-    ("TickRecord.settlement_price", "f64"),
-    ("TickRecord.upper_limit_price", "f64"),
-    ("TickRecord.lower_limit_price", "f64"),
-    ("TickRecord.pre_delta", "f64"),
-    ("TickRecord.curr_delta", "f64"),
-    ("TickRecord.average_price", "f64"),
-    ("TickRecord.banding_upper_price", "f64"),
-    ("TickRecord.banding_lower_price", "f64"),
-    ("TickRecord.bid_price", "f64[5]"),
-    ("TickRecord.ask_price", "f64[5]"),
-    ("TickRecord.bid_volume", "i32[5]"),
-    ("TickRecord.ask_volume", "i32[5]"),
-    ("TickRecord.reserved1", "u64[2]"),
-    // Slot, LvcEntry
-    ("Slot.stamp", "u64"),
-    ("Slot.record", "TickRecord"),
-    ("LvcEntry.version", "u64"),
-    ("LvcEntry.record", "TickRecord"),
-    // DirectoryEntry
-    ("DirectoryEntry.instrument_id", "u8[32]"),
-    ("DirectoryEntry.exchange_id", "u8[8]"),
-    ("DirectoryEntry.exchange", "u8"),
-    ("DirectoryEntry.reserved0", "u8[3]"),
-    ("DirectoryEntry.volume_multiple", "u32"),
-    ("DirectoryEntry.price_tick", "f64"),
-    ("DirectoryEntry.reserved1", "u64[1]"),
-    // Identity
-    ("Identity.magic", "u8[8]"),
-    ("Identity.layout_version", "u32"),
-    ("Identity.header_size", "u32"),
-    ("Identity.fingerprint", "u64"),
-    ("Identity.total_size", "u64"),
-    ("Identity.created_ns", "i64"),
-    ("Identity.ring_slots", "u64"),
-    ("Identity.slot_size", "u32"),
-    ("Identity.record_size", "u32"),
-    ("Identity.instrument_capacity", "u32"),
-    ("Identity.directory_entry_size", "u32"),
-    ("Identity.lvc_entry_size", "u32"),
-    ("Identity.reserved0", "u32"),
-    ("Identity.directory_offset", "u64"),
-    ("Identity.lvc_offset", "u64"),
-    ("Identity.ring_offset", "u64"),
-    ("Identity.feed_name", "u8[32]"),
-    // Session
-    ("Session.epoch", "u64"),
-    ("Session.writer_pid", "u64"),
-    ("Session.run_state", "u64"),
-    ("Session.started_ns", "i64"),
-    ("Session.stopped_ns", "i64"),
-    ("Session.directory_len", "u64"),
-    ("Session.reserved", "u64[10]"),
-    // Heartbeat, Cursor
-    ("Heartbeat.heartbeat_ns", "i64"),
-    ("Heartbeat.reserved", "u64[15]"),
-    ("Cursor.write_cursor", "u64"),
-    ("Cursor.reserved", "u64[15]"),
-    // StatusRecord, Status
-    ("StatusRecord.link_state", "u32"),
-    ("StatusRecord.active_source", "u32"),
-    ("StatusRecord.trading_day", "u32"),
-    ("StatusRecord.failovers", "u32"),
-    ("StatusRecord.api_version", "u8[40]"),
-    ("StatusRecord.front", "u8[64]"),
-    ("Status.version", "u64"),
-    ("Status.record", "StatusRecord"),
-    // Counters, Header
-    ("Counters.values", "u64[64]"),
-    ("Header.identity", "Identity"),
-    ("Header.session", "Session"),
-    ("Header.heartbeat", "Heartbeat"),
-    ("Header.cursor", "Cursor"),
-    ("Header.status", "Status"),
-    ("Header.counters", "Counters"),
-];
 
 /// Page size the geometry rounds the ring and the total size to (`crate::Geometry`).
 const PAGE: u64 = 4096;
@@ -162,23 +61,20 @@ struct CType {
     len: Option<usize>,
 }
 
-fn c_type(rust: &str, structs: &[StructDesc]) -> Result<CType, String> {
-    let (element, len) = match rust.split_once('[') {
-        Some((element, rest)) => {
-            let n =
-                rest.strip_suffix(']').and_then(|n| n.parse::<usize>().ok()).ok_or(format!("bad array type {rust}"))?;
-            (element, Some(n))
-        }
-        None => (rust, None),
+fn c_type(ty: FieldType, structs: &[StructDesc]) -> Result<CType, String> {
+    let (element, len) = match ty {
+        FieldType::Scalar(s) => (Ok(s), None),
+        FieldType::Array(s, n) => (Ok(s), Some(n)),
+        FieldType::Struct(name) => (Err(name), None),
     };
     let (c, size) = match element {
-        "u8" => ("uint8_t".to_string(), 1),
-        "u32" => ("uint32_t".to_string(), 4),
-        "i32" => ("int32_t".to_string(), 4),
-        "u64" => ("uint64_t".to_string(), 8),
-        "i64" => ("int64_t".to_string(), 8),
-        "f64" => ("double".to_string(), 8),
-        other => {
+        Ok(Scalar::U8) => ("uint8_t".to_string(), 1),
+        Ok(Scalar::U32) => ("uint32_t".to_string(), 4),
+        Ok(Scalar::I32) => ("int32_t".to_string(), 4),
+        Ok(Scalar::U64) => ("uint64_t".to_string(), 8),
+        Ok(Scalar::I64) => ("int64_t".to_string(), 8),
+        Ok(Scalar::F64) => ("double".to_string(), 8),
+        Err(other) => {
             let s = structs.iter().find(|s| s.name == other).ok_or(format!("unknown type {other}"))?;
             (format!("{}_t", c_struct_name(s.name)), s.size)
         }
@@ -186,15 +82,14 @@ fn c_type(rust: &str, structs: &[StructDesc]) -> Result<CType, String> {
     Ok(CType { element: c, element_size: size, len })
 }
 
-/// The header text. Panics (naming the field) if a shared struct has a field [`FIELD_TYPES`] does not
-/// describe or describes with the wrong size: the header must never guess.
+/// The header text. Panics (naming the field) if a field's machine type does not account for its
+/// size or names no shared struct: the header must never guess.
 pub fn c_header() -> String {
-    try_c_header(STRUCTS, FIELD_TYPES).unwrap_or_else(|e| panic!("cannot generate qilin_shm.h: {e}"))
+    try_c_header(STRUCTS).unwrap_or_else(|e| panic!("cannot generate qilin_shm.h: {e}"))
 }
 
 /// [`c_header`] over given tables (tests feed it broken ones).
-pub fn try_c_header(structs: &[StructDesc], types: &[(&str, &str)]) -> Result<String, String> {
-    let mut used = vec![false; types.len()];
+pub fn try_c_header(structs: &[StructDesc]) -> Result<String, String> {
     let mut out = String::new();
     out.push_str(PREAMBLE);
     constants(&mut out);
@@ -211,21 +106,18 @@ pub fn try_c_header(structs: &[StructDesc], types: &[(&str, &str)]) -> Result<St
             let mut ready = true;
             for f in s.fields {
                 let key = format!("{}.{}", s.name, f.name);
-                let i = types.iter().position(|(k, _)| *k == key).ok_or(format!(
-                    "field {key} ({} bytes at offset {}) has no entry in FIELD_TYPES",
-                    f.size, f.offset
-                ))?;
-                used[i] = true;
-                let ty = c_type(types[i].1, structs).map_err(|e| format!("field {key}: {e}"))?;
-                let element_rust = types[i].1.split('[').next().unwrap_or_default();
-                if structs.iter().any(|d| d.name == element_rust) && !emitted.contains(&element_rust) {
+                let ty = c_type(f.ty, structs).map_err(|e| format!("field {key}: {e}"))?;
+                if let FieldType::Struct(inner) = f.ty
+                    && !emitted.contains(&inner)
+                {
                     ready = false;
                 }
                 let size = ty.element_size * ty.len.unwrap_or(1);
                 if size != f.size {
                     return Err(format!(
-                        "field {key}: FIELD_TYPES says {} ({size} bytes) but the field is {} bytes",
-                        types[i].1, f.size
+                        "field {key}: its type {} is {size} bytes but the field is {} bytes",
+                        f.ty.name(),
+                        f.size
                     ));
                 }
                 decls.push((f, ty));
@@ -264,9 +156,6 @@ pub fn try_c_header(structs: &[StructDesc], types: &[(&str, &str)]) -> Result<St
             return Err("shared structs contain each other in a cycle".into());
         }
     }
-    if let Some(i) = used.iter().position(|u| !u) {
-        return Err(format!("FIELD_TYPES entry {} names no field of the shared structs (stale entry)", types[i].0));
-    }
     out.push_str(INLINE_FUNCTIONS);
     Ok(out)
 }
@@ -279,7 +168,7 @@ fn constants(out: &mut String) {
     out.push_str("/* ---- constants ------------------------------------------------------------------------ */\n");
     w(out, "QILIN_MAGIC", format!("\"{magic}\""), "first 8 bytes of every segment");
     w(out, "QILIN_LAYOUT_VERSION", format!("{LAYOUT_VERSION}u"), "Identity.layout_version");
-    w(out, "QILIN_FINGERPRINT", format!("UINT64_C({FINGERPRINT:#018x})"), "Identity.fingerprint");
+    w(out, "QILIN_FINGERPRINT", format!("UINT64_C({})", fingerprint_text(FINGERPRINT)), "Identity.fingerprint");
     w(out, "QILIN_CACHE_LINE", format!("{CACHE_LINE}u"), "hot words sit on their own 128-byte line");
     w(out, "QILIN_INSTRUMENT_ID_LEN", format!("{INSTRUMENT_ID_LEN}u"), "InstrumentID bytes incl. NUL padding");
     w(out, "QILIN_RECORD_WORDS", format!("{RECORD_WORDS}u"), "64-bit words in a tick record");
@@ -892,22 +781,24 @@ mod tests {
         let header = c_header();
         assert!(header.starts_with("/* qilin_shm.h"));
         assert!(header.contains("typedef struct qilin_tick_record {"));
-        assert!(header.contains(&format!("UINT64_C({FINGERPRINT:#018x})")));
+        assert!(header.contains(&format!("UINT64_C({})", crate::layout::fingerprint_text(FINGERPRINT))));
     }
 
     #[test]
-    fn unknown_missing_stale_or_wrongly_sized_fields_are_refused() {
-        const F: &[FieldDesc] =
-            &[FieldDesc { name: "a", offset: 0, size: 8 }, FieldDesc { name: "b", offset: 8, size: 4 }];
-        let s = [StructDesc { name: "S", size: 12, fields: F }];
-        assert!(try_c_header(&s, &[("S.a", "u64"), ("S.b", "u32")]).is_ok());
-        let e = try_c_header(&s, &[("S.a", "u64")]).unwrap_err();
-        assert!(e.contains("S.b") && e.contains("no entry"), "{e}");
-        let e = try_c_header(&s, &[("S.a", "u64"), ("S.b", "u64")]).unwrap_err();
-        assert!(e.contains("S.b") && e.contains("4 bytes"), "{e}");
-        let e = try_c_header(&s, &[("S.a", "u64"), ("S.b", "u32"), ("S.c", "u8")]).unwrap_err();
-        assert!(e.contains("S.c") && e.contains("stale"), "{e}");
-        let e = try_c_header(&s, &[("S.a", "Nope"), ("S.b", "u32")]).unwrap_err();
+    fn wrongly_sized_or_unknown_types_are_refused() {
+        use crate::encoding::Encoding;
+        const fn field(name: &'static str, offset: usize, size: usize, ty: FieldType) -> FieldDesc {
+            FieldDesc { name, offset, size, ty, encoding: Encoding::Reserved, doc: "" }
+        }
+        const OK: &[FieldDesc] =
+            &[field("a", 0, 8, FieldType::Scalar(Scalar::U64)), field("b", 8, 4, FieldType::Scalar(Scalar::U32))];
+        assert!(try_c_header(&[StructDesc { name: "S", size: 12, fields: OK }]).is_ok());
+        const WRONG: &[FieldDesc] =
+            &[field("a", 0, 8, FieldType::Scalar(Scalar::U64)), field("b", 8, 4, FieldType::Array(Scalar::U32, 2))];
+        let e = try_c_header(&[StructDesc { name: "S", size: 12, fields: WRONG }]).unwrap_err();
+        assert!(e.contains("S.b") && e.contains("u32[2] is 8 bytes"), "{e}");
+        const UNKNOWN: &[FieldDesc] = &[field("a", 0, 8, FieldType::Struct("Nope"))];
+        let e = try_c_header(&[StructDesc { name: "S", size: 8, fields: UNKNOWN }]).unwrap_err();
         assert!(e.contains("unknown type Nope"), "{e}");
     }
 }

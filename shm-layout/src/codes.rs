@@ -37,6 +37,18 @@ impl Exchange {
         }
     }
 
+    /// The exchange's full name ("Shanghai Futures Exchange", …).
+    pub const fn full_name(self) -> &'static str {
+        match self {
+            Exchange::Shfe => "Shanghai Futures Exchange",
+            Exchange::Ine => "Shanghai International Energy Exchange",
+            Exchange::Dce => "Dalian Commodity Exchange",
+            Exchange::Czce => "Zhengzhou Commodity Exchange",
+            Exchange::Cffex => "China Financial Futures Exchange",
+            Exchange::Gfex => "Guangzhou Futures Exchange",
+        }
+    }
+
     /// Parses a CTP `ExchangeID` (exact, upper case).
     pub fn from_id(id: &str) -> Option<Exchange> {
         Exchange::ALL.into_iter().find(|e| e.as_str() == id)
@@ -73,6 +85,20 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, in code order.
+    pub const ALL: [Source; 5] = [Source::Primary, Source::Backup, Source::Sim, Source::Replay, Source::Udp];
+
+    /// What the source is.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Source::Primary => "CTP session of the primary account",
+            Source::Backup => "CTP session of the backup account",
+            Source::Sim => "the built-in simulator",
+            Source::Replay => "replay of a journal or CSV file",
+            Source::Udp => "raw CTP structs relayed over UDP",
+        }
+    }
+
     /// Decodes the code stored in a record.
     pub const fn from_code(code: u8) -> Option<Source> {
         match code {
@@ -104,6 +130,74 @@ impl Source {
 /// it. What CTP does by design (ClosePrice, SettlementPrice and CurrDelta absent until the close,
 /// empty book levels, AveragePrice per lot) sets no bit.
 pub mod quality {
+    /// One defined bit of `TickRecord::quality`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Bit {
+        /// The bit's value (a power of two).
+        pub bit: u32,
+        /// Its name, as tools print it.
+        pub name: &'static str,
+        /// What a set bit means, for users and for readers in other languages.
+        pub meaning: &'static str,
+    }
+
+    impl Bit {
+        /// `anomaly` (in [`ANOMALIES`]) or `note` (in [`NOTES`]).
+        pub const fn kind(&self) -> &'static str {
+            if self.bit & ANOMALIES != 0 { "anomaly" } else { "note" }
+        }
+    }
+
+    /// Every defined bit, lowest first: the one description of each (LAYOUT.md's quality table and
+    /// `qilinctl layout --json` are generated from it).
+    pub const BITS: [Bit; 8] = [
+        Bit {
+            bit: STALE_SNAPSHOT,
+            name: "stale_snapshot",
+            meaning: "UpdateTime is outside the product's sessions, or on a day or evening the trading calendar \
+                      holds no session (weekend, holiday, the evening before one): a snapshot, not live trading",
+        },
+        Bit {
+            bit: VOLUME_REGRESSION,
+            name: "volume_regression",
+            meaning: "cumulative Volume went down within the trading day (kept as sent)",
+        },
+        Bit {
+            bit: TURNOVER_REGRESSION,
+            name: "turnover_regression",
+            meaning: "cumulative Turnover went down (normal on CZCE)",
+        },
+        Bit {
+            bit: REPEATED_SECOND,
+            name: "repeated_second",
+            meaning: "CZCE sent the same second again; the feed assigned milliseconds so exchange time increases",
+        },
+        Bit {
+            bit: DERIVED_ACTION_DAY,
+            name: "derived_action_day",
+            meaning: "the calendar day was derived (DCE night ticks carry the trading day in both fields): the \
+                      evening of the previous trading day",
+        },
+        Bit {
+            bit: ABSENT_PRICE,
+            name: "absent_price",
+            meaning: "a price that should be present is absent: LastPrice of an instrument that has traded \
+                      (Volume > 0), or a book level's price whose volume is not 0",
+        },
+        Bit {
+            bit: AVERAGE_PRICE_SCALED,
+            name: "average_price_scaled",
+            meaning: "retired: feeds before 2026-12 set it on every tick whose AveragePrice they divided by the \
+                      multiplier. AveragePrice is always per unit; the bit is no longer set",
+        },
+        Bit {
+            bit: UNKNOWN_PRODUCT,
+            name: "unknown_product",
+            meaning: "the product is not in the product table (`unknown_products = \"admit\"`): the exchange's \
+                      default sessions were used for `stale_snapshot`, tick 0.0001, multiplier 1",
+        },
+    ];
+
     /// A snapshot pushed outside trading hours (e.g. on subscribe): values are not live.
     pub const STALE_SNAPSHOT: u32 = 1 << 0;
     /// Cumulative volume went down within the trading day (kept as sent, not turned into a delta).
@@ -133,19 +227,29 @@ pub mod quality {
     /// Bits that say what the feed did to normalize a tick (nothing is wrong with it).
     pub const NOTES: u32 = REPEATED_SECOND | DERIVED_ACTION_DAY | AVERAGE_PRICE_SCALED;
 
-    /// Name of every defined bit, lowest first (for tools).
-    pub const NAMES: [(u32, &str); 8] = [
-        (STALE_SNAPSHOT, "stale_snapshot"),
-        (VOLUME_REGRESSION, "volume_regression"),
-        (TURNOVER_REGRESSION, "turnover_regression"),
-        (REPEATED_SECOND, "repeated_second"),
-        (DERIVED_ACTION_DAY, "derived_action_day"),
-        (ABSENT_PRICE, "absent_price"),
-        (AVERAGE_PRICE_SCALED, "average_price_scaled"),
-        (UNKNOWN_PRODUCT, "unknown_product"),
-    ];
+    /// Name of every defined bit, lowest first (for tools): [`BITS`]' bits and names.
+    pub const NAMES: [(u32, &str); 8] = {
+        let mut names = [(0, ""); 8];
+        let mut i = 0;
+        while i < BITS.len() {
+            names[i] = (BITS[i].bit, BITS[i].name);
+            i += 1;
+        }
+        names
+    };
 
     const _: () = assert!(ANOMALIES & NOTES == 0);
+    const _: () = {
+        // Every defined bit is of exactly one kind.
+        let mut i = 0;
+        let mut all = 0;
+        while i < BITS.len() {
+            assert!(BITS[i].bit.count_ones() == 1 && all & BITS[i].bit == 0);
+            all |= BITS[i].bit;
+            i += 1;
+        }
+        assert!(all == ANOMALIES | NOTES);
+    };
 }
 
 /// The writer's run state in the header (`Session::run_state`).
@@ -161,6 +265,27 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Every run state, in code order.
+    pub const ALL: [RunState; 3] = [RunState::Starting, RunState::Running, RunState::Stopped];
+
+    /// The state as a word (`starting`, `running`, `stopped`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunState::Starting => "starting",
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+        }
+    }
+
+    /// What the state means for a reader.
+    pub const fn description(self) -> &'static str {
+        match self {
+            RunState::Starting => "created or reopened, not yet publishing",
+            RunState::Running => "publishing; the heartbeat is refreshed about every millisecond",
+            RunState::Stopped => "shut down cleanly (Session.stopped_ns says when); the heartbeat stops on purpose",
+        }
+    }
+
     /// Decodes the header word; `None` for 0 (never started) or an unknown value.
     pub const fn from_code(code: u64) -> Option<RunState> {
         match code {
@@ -191,6 +316,28 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Every link state, in code order.
+    pub const ALL: [LinkState; 6] = [
+        LinkState::Idle,
+        LinkState::Connecting,
+        LinkState::Connected,
+        LinkState::LoggedIn,
+        LinkState::FailedOver,
+        LinkState::Disconnected,
+    ];
+
+    /// What the state means.
+    pub const fn description(self) -> &'static str {
+        match self {
+            LinkState::Idle => "no session attempted yet",
+            LinkState::Connecting => "connecting to a front",
+            LinkState::Connected => "front connected, not logged in",
+            LinkState::LoggedIn => "logged in and subscribed",
+            LinkState::FailedOver => "running on the backup account after a failover",
+            LinkState::Disconnected => "front disconnected",
+        }
+    }
+
     /// The state as a word (`logged_in`, `failed_over`, …).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -310,9 +457,18 @@ mod tests {
         }
         assert_eq!(Exchange::from_code(0), None);
         assert_eq!(Exchange::from_id("shfe"), None);
-        for s in [Source::Primary, Source::Backup, Source::Sim, Source::Replay, Source::Udp] {
+        for s in Source::ALL {
             assert_eq!(Source::from_code(s as u8), Some(s));
         }
+        assert_eq!((1..=u8::MAX).filter_map(Source::from_code).count(), Source::ALL.len(), "ALL is complete");
+        for s in RunState::ALL {
+            assert_eq!(RunState::from_code(s as u64), Some(s));
+        }
+        assert_eq!((0..=255).filter_map(RunState::from_code).count(), RunState::ALL.len());
+        for s in LinkState::ALL {
+            assert_eq!(LinkState::from_code(s as u32), Some(s));
+        }
+        assert_eq!((0..=255).filter_map(LinkState::from_code).count(), LinkState::ALL.len());
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
             assert_eq!(c.name(), Counter::NAMES[i]);
@@ -322,6 +478,9 @@ mod tests {
     #[test]
     fn quality_bits_are_distinct() {
         let mut seen = 0u32;
+        assert_eq!(quality::NAMES[5], (quality::ABSENT_PRICE, "absent_price"));
+        assert_eq!(quality::BITS[0].kind(), "anomaly");
+        assert_eq!(quality::BITS[3].kind(), "note");
         for (bit, _) in quality::NAMES {
             assert_eq!(bit.count_ones(), 1);
             assert_eq!(seen & bit, 0);

@@ -1,11 +1,15 @@
 //! Layout written as code: every shared struct is declared through [`layout_struct!`], which emits the
-//! `#[repr(C)]` zerocopy struct *and* a table of its fields (name, offset, size).
+//! `#[repr(C)]` zerocopy struct *and* a table of its fields: name, offset, size, machine type (from
+//! the Rust type), encoding (the field's `#[enc(…)]`) and description (its doc comment).
 //!
-//! The tables serve three purposes:
+//! The tables serve these purposes:
 //! - a compile-time proof that the fields tile the struct exactly (no hidden padding, none missing);
 //! - the layout **fingerprint**, an FNV-1a hash over every struct's name, size and fields, which a
 //!   reader compares with the segment header so code built against another layout refuses to read;
-//! - the field list that `qilinctl layout` prints for authors of readers in other languages.
+//! - the field list that `qilinctl layout` prints for authors of readers in other languages, with each
+//!   field's type, unit and encoding (`--json`, LAYOUT.md's generated tables) and the C header's types.
+
+use crate::encoding::{Encoding, FieldType};
 
 /// One field of a shared struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +20,19 @@ pub struct FieldDesc {
     pub offset: usize,
     /// Size in bytes.
     pub size: usize,
+    /// Machine type, from the Rust type (not part of the fingerprint: the size is).
+    pub ty: FieldType,
+    /// How to read the value (the field's `#[enc(…)]`).
+    pub encoding: Encoding,
+    /// The field's doc comment, one line per `///` line.
+    pub doc: &'static str,
+}
+
+impl FieldDesc {
+    /// The doc comment as one line of plain text (Rust's inline-code backticks kept).
+    pub fn description(&self) -> String {
+        self.doc.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// One shared struct: its name, size and fields in declaration order.
@@ -42,6 +59,19 @@ pub const fn fields_tile(fields: &[FieldDesc], size: usize) -> bool {
         i += 1;
     }
     end == size
+}
+
+/// True when every field's encoding fits its machine type ([`Encoding::fits`]); evaluated at compile
+/// time for every struct declared with [`layout_struct!`].
+pub const fn encodings_fit(fields: &[FieldDesc]) -> bool {
+    let mut i = 0;
+    while i < fields.len() {
+        if !fields[i].encoding.fits(fields[i].ty) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -90,12 +120,14 @@ pub const fn fingerprint(structs: &[StructDesc], extra: &[&str]) -> u64 {
 }
 
 /// Declares a shared `#[repr(C)]` struct with zerocopy derives and its field table `Self::DESC`, and
-/// asserts at compile time that the fields tile the struct (so it has no padding bytes).
+/// asserts at compile time that the fields tile the struct (so it has no padding bytes) and that each
+/// field's encoding fits its type. Every field has a doc comment and exactly one `#[enc(Encoding)]`
+/// (the macro does not accept a field without), so every field is described exactly once.
 macro_rules! layout_struct {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )*
+            $( $(#[doc = $doc:literal])+ #[enc($enc:ident)] pub $field:ident : $ty:ty, )*
         }
     ) => {
         $(#[$meta])*
@@ -105,7 +137,11 @@ macro_rules! layout_struct {
             zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
         )]
         pub struct $name {
-            $( $(#[$fmeta])* pub $field: $ty, )*
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl $crate::encoding::LayoutType for $name {
+            const TYPE: $crate::encoding::FieldType = $crate::encoding::FieldType::Struct(stringify!($name));
         }
 
         impl $name {
@@ -118,6 +154,9 @@ macro_rules! layout_struct {
                         name: stringify!($field),
                         offset: core::mem::offset_of!($name, $field),
                         size: core::mem::size_of::<$ty>(),
+                        ty: <$ty as $crate::encoding::LayoutType>::TYPE,
+                        encoding: $crate::encoding::Encoding::$enc,
+                        doc: concat!($($doc, "\n"),+),
                     }, )*
                 ],
             };
@@ -126,6 +165,10 @@ macro_rules! layout_struct {
         const _: () = assert!(
             $crate::descriptor::fields_tile($name::DESC.fields, core::mem::size_of::<$name>()),
             concat!(stringify!($name), ": fields must tile the struct with no padding"),
+        );
+        const _: () = assert!(
+            $crate::descriptor::encodings_fit($name::DESC.fields),
+            concat!(stringify!($name), ": a field's #[enc] does not fit its type (Encoding::fits)"),
         );
     };
 }
@@ -136,8 +179,24 @@ pub(crate) use layout_struct;
 mod tests {
     use super::*;
 
-    const A: FieldDesc = FieldDesc { name: "a", offset: 0, size: 8 };
-    const B: FieldDesc = FieldDesc { name: "b", offset: 8, size: 4 };
+    use crate::encoding::Scalar;
+
+    const A: FieldDesc = FieldDesc {
+        name: "a",
+        offset: 0,
+        size: 8,
+        ty: FieldType::Scalar(Scalar::U64),
+        encoding: Encoding::Count,
+        doc: "",
+    };
+    const B: FieldDesc = FieldDesc {
+        name: "b",
+        offset: 8,
+        size: 4,
+        ty: FieldType::Scalar(Scalar::U32),
+        encoding: Encoding::Count,
+        doc: "",
+    };
 
     #[test]
     fn tiling_rejects_gaps_overlaps_and_short_tables() {

@@ -112,7 +112,9 @@ pub enum OpenError {
     },
     /// Same version, different field layout.
     #[error(
-        "segment {path} has layout fingerprint {found:#018x}, this build has {expected:#018x}; the writer and this reader disagree on field offsets, rebuild against the same qilin-shm"
+        "segment {path} has layout fingerprint {}, this build has {}; the writer and this reader disagree on field offsets, rebuild against the same qilin-shm",
+        crate::layout::fingerprint_text(*.found),
+        crate::layout::fingerprint_text(*.expected)
     )]
     Fingerprint {
         /// The segment file.

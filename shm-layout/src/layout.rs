@@ -42,79 +42,121 @@ layout_struct! {
     /// content plus the feed's own fields. Absent prices (CTP's DBL_MAX) are NaN.
     pub struct TickRecord {
         /// Feed sequence number, from 1, gap-free and continuing across core restarts.
+        #[enc(Sequence)]
         pub sequence: u64,
-        /// Exchange time as UTC nanoseconds since the Unix epoch (from ActionDay + UpdateTime + ms,
-        /// China Standard Time, per-exchange day rules applied).
+        /// Exchange time: the instant `action_day` + `update_time_ms` China Standard Time (UTC+8), as
+        /// UTC nanoseconds since the Unix epoch; a whole number of milliseconds.
+        #[enc(UtcNs)]
         pub exchange_time_ns: i64,
         /// Local receive time (CLOCK_REALTIME, UTC ns) when the raw struct reached the feed.
+        #[enc(UtcNs)]
         pub receive_ns: i64,
         /// Local time (CLOCK_REALTIME, UTC ns) just before the record was written to the ring.
+        #[enc(UtcNs)]
         pub publish_ns: i64,
-        /// Index into the instrument directory.
+        /// Index of the instrument's DirectoryEntry (and LvcEntry).
+        #[enc(DirectoryIndex)]
         pub instrument_index: u32,
-        /// CTP TradingDay as YYYYMMDD.
+        /// CTP TradingDay: the trading day the tick belongs to (a night session belongs to the next
+        /// trading day; CZCE night ticks get it from the trading calendar).
+        #[enc(Yyyymmdd)]
         pub trading_day: u32,
-        /// Calendar day of the tick as YYYYMMDD (ActionDay, derived where the exchange does not send it).
+        /// Calendar day of the tick in China (CTP ActionDay; derived from the trading calendar where the
+        /// exchange sends the trading day instead, quality bit `derived_action_day`).
+        #[enc(Yyyymmdd)]
         pub action_day: u32,
-        /// UpdateTime + UpdateMillisec as milliseconds since local (China) midnight.
+        /// CTP UpdateTime (HH:MM:SS) and UpdateMillisec as milliseconds since midnight of `action_day`,
+        /// China Standard Time; on a CZCE repeated second the feed's own milliseconds
+        /// (`repeated_second`).
+        #[enc(MsOfDayCst)]
         pub update_time_ms: u32,
-        /// `quality` bits.
+        /// Quality flags: bits of the quality table.
+        #[enc(QualityBits)]
         pub quality: u32,
-        /// `Exchange` code.
+        /// Exchange code (the exchange table). Its name is the table's name for the code, the same
+        /// text as `exchange_id` in the DirectoryEntry at `instrument_index`.
+        #[enc(ExchangeCode)]
         pub exchange: u8,
-        /// `Source` code.
+        /// Where the tick came from: a code of the source table.
+        #[enc(SourceCode)]
         pub source: u8,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved0: [u8; 2],
-        /// InstrumentID, ASCII, NUL-padded.
+        /// CTP InstrumentID (at most 31 characters).
+        #[enc(Ascii)]
         pub instrument_id: [u8; INSTRUMENT_ID_LEN],
         /// LastPrice.
+        #[enc(Price)]
         pub last_price: f64,
         /// PreSettlementPrice.
+        #[enc(Price)]
         pub pre_settlement_price: f64,
         /// PreClosePrice.
+        #[enc(Price)]
         pub pre_close_price: f64,
-        /// PreOpenInterest.
+        /// PreOpenInterest: open interest at the previous close.
+        #[enc(LotsF64)]
         pub pre_open_interest: f64,
         /// OpenPrice.
+        #[enc(Price)]
         pub open_price: f64,
         /// HighestPrice.
+        #[enc(Price)]
         pub highest_price: f64,
         /// LowestPrice.
+        #[enc(Price)]
         pub lowest_price: f64,
-        /// Volume: cumulative for the trading day.
+        /// Volume: contracts traded, cumulative for the trading day (an integer; CTP sends an int).
+        #[enc(Lots)]
         pub volume: i64,
-        /// Turnover: cumulative for the trading day.
+        /// Turnover: value traded, cumulative for the trading day (a double, as CTP sends it).
+        #[enc(Money)]
         pub turnover: f64,
-        /// OpenInterest.
+        /// OpenInterest: contracts open (a double, as CTP sends it).
+        #[enc(LotsF64)]
         pub open_interest: f64,
         /// ClosePrice.
+        #[enc(Price)]
         pub close_price: f64,
         /// SettlementPrice.
+        #[enc(Price)]
         pub settlement_price: f64,
         /// UpperLimitPrice.
+        #[enc(Price)]
         pub upper_limit_price: f64,
         /// LowerLimitPrice.
+        #[enc(Price)]
         pub lower_limit_price: f64,
         /// PreDelta.
+        #[enc(Real)]
         pub pre_delta: f64,
         /// CurrDelta.
+        #[enc(Real)]
         pub curr_delta: f64,
         /// AveragePrice, per unit on every exchange (CTP sends it per lot except on CZCE).
+        #[enc(Price)]
         pub average_price: f64,
         /// BandingUpperPrice.
+        #[enc(Price)]
         pub banding_upper_price: f64,
         /// BandingLowerPrice.
+        #[enc(Price)]
         pub banding_lower_price: f64,
-        /// BidPrice1..5.
+        /// BidPrice1..5, best first.
+        #[enc(Price)]
         pub bid_price: [f64; 5],
-        /// AskPrice1..5.
+        /// AskPrice1..5, best first.
+        #[enc(Price)]
         pub ask_price: [f64; 5],
-        /// BidVolume1..5.
+        /// BidVolume1..5, best first; 0 for an empty level.
+        #[enc(Lots)]
         pub bid_volume: [i32; 5],
-        /// AskVolume1..5.
+        /// AskVolume1..5, best first; 0 for an empty level.
+        #[enc(Lots)]
         pub ask_volume: [i32; 5],
         /// Zero; reserved for future fields.
+        #[enc(Reserved)]
         pub reserved1: [u64; 2],
     }
 }
@@ -132,9 +174,11 @@ impl TickRecord {
 layout_struct! {
     /// A ring slot: a stamp (`2·seq − 1` while being written, `2·seq` when whole) and the record.
     pub struct Slot {
-        /// Seqlock stamp, see `seqlock`.
+        /// Seqlock stamp of the slot.
+        #[enc(RingStamp)]
         pub stamp: u64,
         /// The tick.
+        #[enc(Struct)]
         pub record: TickRecord,
     }
 }
@@ -143,9 +187,11 @@ layout_struct! {
     /// A last-value-cache entry: a version (odd while being written, even when whole, 0 = empty)
     /// and the latest record of one instrument.
     pub struct LvcEntry {
-        /// Seqlock version.
+        /// Seqlock version of the entry.
+        #[enc(SeqlockVersion)]
         pub version: u64,
         /// Latest tick of the instrument.
+        #[enc(Struct)]
         pub record: TickRecord,
     }
 }
@@ -154,19 +200,26 @@ layout_struct! {
     /// One instrument in the directory. Entries are append-only: written before
     /// `Session::directory_len` is raised past them and never changed afterwards.
     pub struct DirectoryEntry {
-        /// InstrumentID, ASCII, NUL-padded.
+        /// CTP InstrumentID (at most 31 characters).
+        #[enc(Ascii)]
         pub instrument_id: [u8; INSTRUMENT_ID_LEN],
-        /// ExchangeID, ASCII, NUL-padded.
+        /// CTP ExchangeID of the instrument: the exchange table's name of `exchange` ("SHFE", ...).
+        #[enc(Ascii)]
         pub exchange_id: [u8; 8],
-        /// `Exchange` code.
+        /// Exchange code (the exchange table).
+        #[enc(ExchangeCode)]
         pub exchange: u8,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved0: [u8; 3],
-        /// Contract multiplier (VolumeMultiple), 0 if unknown.
+        /// Contract multiplier (VolumeMultiple).
+        #[enc(UnitsPerLot)]
         pub volume_multiple: u32,
-        /// Price tick, NaN if unknown.
+        /// Price tick (the smallest price step), NaN if unknown.
+        #[enc(Price)]
         pub price_tick: f64,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved1: [u64; 1],
     }
 }
@@ -181,39 +234,56 @@ impl DirectoryEntry {
 layout_struct! {
     /// Header line 0: identity and geometry, written once when the segment is created.
     pub struct Identity {
-        /// [`MAGIC`]; written last at creation (a zero magic means "not initialised yet").
+        /// "QILINSHM"; stored last when the segment is created (all zero: not initialised yet).
+        #[enc(Magic)]
         pub magic: [u8; 8],
-        /// [`LAYOUT_VERSION`].
+        /// Layout version (1): bumped when the meaning of existing bytes changes.
+        #[enc(Count)]
         pub layout_version: u32,
-        /// `size_of::<Header>()`.
+        /// Size of the header (1152).
+        #[enc(Bytes)]
         pub header_size: u32,
-        /// [`FINGERPRINT`].
+        /// Layout fingerprint of the writer's build.
+        #[enc(Fingerprint)]
         pub fingerprint: u64,
-        /// Total bytes of the segment.
+        /// Size of the whole segment.
+        #[enc(Bytes)]
         pub total_size: u64,
-        /// Creation time, UTC ns.
+        /// When the segment was created.
+        #[enc(UtcNs)]
         pub created_ns: i64,
         /// Ring capacity in slots (a power of two).
+        #[enc(Count)]
         pub ring_slots: u64,
-        /// `size_of::<Slot>()`.
+        /// Size of a Slot (384).
+        #[enc(Bytes)]
         pub slot_size: u32,
-        /// `size_of::<TickRecord>()`.
+        /// Size of a TickRecord (376).
+        #[enc(Bytes)]
         pub record_size: u32,
-        /// Capacity of the instrument directory and of the last-value cache.
+        /// Capacity of the instrument directory and of the last-value cache, in entries.
+        #[enc(Count)]
         pub instrument_capacity: u32,
-        /// `size_of::<DirectoryEntry>()`.
+        /// Size of a DirectoryEntry (64).
+        #[enc(Bytes)]
         pub directory_entry_size: u32,
-        /// `size_of::<LvcEntry>()`.
+        /// Size of an LvcEntry (384).
+        #[enc(Bytes)]
         pub lvc_entry_size: u32,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved0: u32,
         /// Byte offset of the instrument directory.
+        #[enc(Bytes)]
         pub directory_offset: u64,
         /// Byte offset of the last-value cache.
+        #[enc(Bytes)]
         pub lvc_offset: u64,
         /// Byte offset of the ring.
+        #[enc(Bytes)]
         pub ring_offset: u64,
-        /// Feed name, ASCII, NUL-padded.
+        /// Feed name (at most 31 characters).
+        #[enc(Ascii)]
         pub feed_name: [u8; 32],
     }
 }
@@ -222,18 +292,25 @@ layout_struct! {
     /// Header line 1: the writer session; changes on each writer start, stop, or directory growth.
     pub struct Session {
         /// Incremented by every writer start, so readers notice a restart.
+        #[enc(Count)]
         pub epoch: u64,
         /// Process id of the current (or last) writer.
+        #[enc(Count)]
         pub writer_pid: u64,
-        /// `RunState` code.
+        /// The writer's run state: a code of the run-state table.
+        #[enc(RunStateCode)]
         pub run_state: u64,
-        /// When the current writer opened the segment, UTC ns.
+        /// When the current writer opened the segment.
+        #[enc(UtcNs)]
         pub started_ns: i64,
-        /// When the writer last stopped cleanly, UTC ns (0 if it has not).
+        /// When the writer last stopped cleanly (0 if it has not).
+        #[enc(UtcNs)]
         pub stopped_ns: i64,
-        /// Number of published directory entries.
+        /// Number of published directory entries (load with acquire; entries below it are immutable).
+        #[enc(Count)]
         pub directory_len: u64,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved: [u64; 10],
     }
 }
@@ -241,9 +318,11 @@ layout_struct! {
 layout_struct! {
     /// Header line 2: the writer's heartbeat, refreshed about every millisecond while running.
     pub struct Heartbeat {
-        /// Last heartbeat, UTC ns.
+        /// Last heartbeat, refreshed about every millisecond while the core runs.
+        #[enc(UtcNs)]
         pub heartbeat_ns: i64,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved: [u64; 15],
     }
 }
@@ -251,9 +330,12 @@ layout_struct! {
 layout_struct! {
     /// Header line 3: the write cursor, stored after every published tick.
     pub struct Cursor {
-        /// Last published sequence (0: none yet).
+        /// Sequence of the last published tick (0: none yet), stored with release after the tick's
+        /// slot stamp went to done and its last value was written.
+        #[enc(Sequence)]
         pub write_cursor: u64,
         /// Zero.
+        #[enc(Reserved)]
         pub reserved: [u64; 15],
     }
 }
@@ -261,17 +343,24 @@ layout_struct! {
 layout_struct! {
     /// The core's market-data link status (the data words of header line 4).
     pub struct StatusRecord {
-        /// `LinkState` code.
+        /// Market-data link state: a code of the link-state table.
+        #[enc(LinkStateCode)]
         pub link_state: u32,
-        /// `Source` code of the active session (0 if none).
+        /// Source code of the active session (0 if none).
+        #[enc(SourceCode)]
         pub active_source: u32,
         /// Trading day the front reports, YYYYMMDD (0 if unknown).
+        #[enc(Yyyymmdd)]
         pub trading_day: u32,
-        /// Failovers since start.
+        /// Failovers since the core started.
+        #[enc(Count)]
         pub failovers: u32,
-        /// Vendor API version string, ASCII, NUL-padded.
+        /// Vendor API version (at most 39 characters; other bytes than ASCII written as '?').
+        #[enc(Ascii)]
         pub api_version: [u8; 40],
-        /// Front address in use, ASCII, NUL-padded (never credentials).
+        /// Front address in use, never credentials (at most 63 characters; other bytes than ASCII
+        /// written as '?').
+        #[enc(Ascii)]
         pub front: [u8; 64],
     }
 }
@@ -279,9 +368,11 @@ layout_struct! {
 layout_struct! {
     /// Header line 4: the status record under its own seqlock version.
     pub struct Status {
-        /// Seqlock version (odd while being written).
+        /// Seqlock version of the status record.
+        #[enc(SeqlockVersion)]
         pub version: u64,
         /// The status.
+        #[enc(Struct)]
         pub record: StatusRecord,
     }
 }
@@ -289,7 +380,8 @@ layout_struct! {
 layout_struct! {
     /// Header lines 5–8: counters, indexed by `Counter`.
     pub struct Counters {
-        /// Counter values.
+        /// Counter values, indexed by the counter table.
+        #[enc(Counters)]
         pub values: [u64; COUNTER_SLOTS],
     }
 }
@@ -298,16 +390,22 @@ layout_struct! {
     /// The segment header.
     pub struct Header {
         /// Line 0.
+        #[enc(Struct)]
         pub identity: Identity,
         /// Line 1.
+        #[enc(Struct)]
         pub session: Session,
         /// Line 2.
+        #[enc(Struct)]
         pub heartbeat: Heartbeat,
         /// Line 3.
+        #[enc(Struct)]
         pub cursor: Cursor,
         /// Line 4.
+        #[enc(Struct)]
         pub status: Status,
         /// Lines 5–8.
+        #[enc(Struct)]
         pub counters: Counters,
     }
 }
@@ -403,6 +501,61 @@ mod tests {
         for wanted in ["last_price", "banding_lower_price", "bid_price", "ask_volume", "exchange_time_ns"] {
             assert!(names.contains(&wanted), "{wanted} missing from TickRecord::DESC");
         }
+    }
+
+    /// Every field of every shared struct is described once: a machine type that accounts for its
+    /// size, an encoding that fits the type, and a description in words (no Rust-only links).
+    #[test]
+    fn every_field_of_every_struct_has_a_type_an_encoding_and_a_description() {
+        use crate::encoding::FieldType;
+        let mut seen = std::collections::HashSet::new();
+        for s in STRUCTS {
+            for f in s.fields {
+                let key = format!("{}.{}", s.name, f.name);
+                assert!(seen.insert(key.clone()), "{key} described twice");
+                let size = match f.ty {
+                    FieldType::Scalar(x) => x.size(),
+                    FieldType::Array(x, n) => x.size() * n,
+                    FieldType::Struct(name) => STRUCTS.iter().find(|d| d.name == name).expect("a shared struct").size,
+                };
+                assert_eq!(size, f.size, "{key}: type {} does not account for the size", f.ty.name());
+                assert!(f.encoding.fits(f.ty), "{key}");
+                let text = f.description();
+                assert!(!text.is_empty() && !text.contains("[`"), "{key}: {text:?}");
+            }
+        }
+        assert_eq!(seen.len(), STRUCTS.iter().map(|s| s.fields.len()).sum::<usize>());
+    }
+
+    /// The facts outside readers had to guess (issue 19 item 6), pinned.
+    #[test]
+    fn tick_fields_have_the_types_and_encodings_the_contract_states() {
+        use crate::encoding::Encoding::*;
+        let field = |s: &StructDesc, name: &str| *s.fields.iter().find(|f| f.name == name).unwrap();
+        let tick = &TickRecord::DESC;
+        for (name, ty, encoding) in [
+            ("volume", "i64", Lots),
+            ("turnover", "f64", Money),
+            ("open_interest", "f64", LotsF64),
+            ("pre_open_interest", "f64", LotsF64),
+            ("exchange_time_ns", "i64", UtcNs),
+            ("trading_day", "u32", Yyyymmdd),
+            ("action_day", "u32", Yyyymmdd),
+            ("update_time_ms", "u32", MsOfDayCst),
+            ("quality", "u32", QualityBits),
+            ("exchange", "u8", ExchangeCode),
+            ("source", "u8", SourceCode),
+            ("instrument_id", "u8[32]", Ascii),
+            ("bid_price", "f64[5]", Price),
+            ("ask_volume", "i32[5]", Lots),
+        ] {
+            let f = field(tick, name);
+            assert_eq!((f.ty.name().as_str(), f.encoding), (ty, encoding), "TickRecord.{name}");
+        }
+        assert_eq!(field(&Identity::DESC, "magic").encoding, Magic);
+        assert_eq!(field(&Cursor::DESC, "write_cursor").encoding, Sequence);
+        assert_eq!(field(&DirectoryEntry::DESC, "exchange_id").encoding, Ascii);
+        assert_eq!(u64::from_le_bytes(MAGIC), 0x4d48_534e_494c_4951, "the magic's bytes in file order");
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub mod codes;
 #[cfg(not(loom))]
 pub mod descriptor;
 #[cfg(not(loom))]
+pub mod encoding;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 pub mod layout;

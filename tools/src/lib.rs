@@ -5,6 +5,7 @@
 
 pub mod journal_cli;
 pub mod keys;
+pub mod layout;
 pub mod parquet_export;
 pub mod products_import;
 pub mod quality_report;
@@ -16,8 +17,7 @@ pub use qilin_audit as audit;
 /// Secrets: keys, sources, checks (crate `qilin-market`, shared with qilin-secrets).
 pub use qilin_market::secrets;
 
-use qilin_shm::{Counter, TickRecord, quality};
-use serde_json::{Value, json};
+use qilin_shm::TickRecord;
 
 pub use qilin_market::names::{exchange_name, quality_names, source_name, status_json, tick_json, update_time};
 
@@ -45,30 +45,8 @@ pub fn tick_row(t: &TickRecord) -> String {
 /// Column headings matching [`tick_row`].
 pub const TICK_HEADER: &str = "  sequence instrument exch  day      time            last          bid              ask              volume quality";
 
+pub use layout::{layout_json, layout_markdown};
 pub use qilin_market::status::{read_all as sidecar_statuses, sidecars_json, status_dir as sidecar_status_dir};
-
-/// The layout as JSON: version, fingerprint, every struct with its fields' offsets and sizes, and
-/// the counter names in index order. Foreign-language readers test themselves against this.
-pub fn layout_json() -> Value {
-    let structs: Vec<Value> = qilin_shm::layout::STRUCTS
-        .iter()
-        .map(|s| {
-            let fields: Vec<Value> =
-                s.fields.iter().map(|f| json!({"name": f.name, "offset": f.offset, "size": f.size})).collect();
-            json!({"name": s.name, "size": s.size, "fields": fields})
-        })
-        .collect();
-    json!({
-        "layout_version": qilin_shm::layout::LAYOUT_VERSION,
-        "fingerprint": qilin_shm::layout::fingerprint_text(qilin_shm::layout::FINGERPRINT),
-        "magic": "QILINSHM",
-        "structs": structs,
-        "counters": Counter::NAMES,
-        "quality": quality::NAMES.iter().map(|(bit, name)| json!({"bit": bit, "name": name})).collect::<Vec<_>>(),
-        "quality_anomalies": quality::ANOMALIES,
-        "quality_notes": quality::NOTES,
-    })
-}
 
 #[cfg(test)]
 mod tests {

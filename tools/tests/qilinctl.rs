@@ -246,7 +246,8 @@ fn instruments_unknown_lists_only_products_admitted_without_a_spec() {
 fn layout_prints_every_field_offset() {
     let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("layout").output().unwrap();
     let stdout = text(&out).0;
-    assert!(stdout.contains(&format!("fingerprint {:#018x}", qilin_shm::FINGERPRINT)), "{stdout}");
+    let fingerprint = qilin_shm::layout::fingerprint_text(qilin_shm::FINGERPRINT);
+    assert!(stdout.contains(&format!("fingerprint {fingerprint}")), "{stdout}");
     assert!(stdout.contains("TickRecord (376 bytes)"), "{stdout}");
     assert!(stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["88", "8", "last_price"]), "{stdout}");
 }

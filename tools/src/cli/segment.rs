@@ -280,7 +280,11 @@ pub fn snapshot(reader: &Reader, json: bool) -> ExitCode {
 }
 
 fn print_layout() {
-    println!("layout version {}  fingerprint {:#018x}", layout::LAYOUT_VERSION, layout::FINGERPRINT);
+    println!(
+        "layout version {}  fingerprint {}",
+        layout::LAYOUT_VERSION,
+        layout::fingerprint_text(layout::FINGERPRINT)
+    );
     for s in layout::STRUCTS {
         println!("\n{} ({} bytes)", s.name, s.size);
         for f in s.fields {
