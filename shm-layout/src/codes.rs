@@ -365,12 +365,12 @@ impl LinkState {
 }
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $name:literal, )*) => {
         /// Index of each counter in the header's counter block. Only the writer changes counters.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum Counter {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])+ $variant, )*
         }
 
         impl Counter {
@@ -378,6 +378,10 @@ macro_rules! counters {
             pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
             /// Every counter's metric-style name, in index order (part of the layout fingerprint).
             pub const NAMES: &'static [&'static str] = &[$($name,)*];
+
+            /// Every counter's doc comment, in index order (one line per `///` line; tools print it
+            /// as its description).
+            pub const DOCS: &'static [&'static str] = &[$(concat!($($doc, "\n"),+),)*];
 
             /// The counter's metric-style name.
             pub const fn name(self) -> &'static str {
@@ -444,6 +448,7 @@ pub const COUNTER_SLOTS: usize = 64;
 
 const _: () = assert!(Counter::NAMES.len() <= COUNTER_SLOTS);
 const _: () = assert!(Counter::ALL.len() == Counter::NAMES.len());
+const _: () = assert!(Counter::DOCS.len() == Counter::NAMES.len());
 
 #[cfg(test)]
 mod tests {

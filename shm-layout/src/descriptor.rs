@@ -31,8 +31,13 @@ pub struct FieldDesc {
 impl FieldDesc {
     /// The doc comment as one line of plain text (Rust's inline-code backticks kept).
     pub fn description(&self) -> String {
-        self.doc.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+        doc_text(self.doc)
     }
+}
+
+/// A doc comment captured by a macro (one line per `///` line) as one line of text.
+pub fn doc_text(doc: &str) -> String {
+    doc.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// One shared struct: its name, size and fields in declaration order.

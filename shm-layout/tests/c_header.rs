@@ -147,7 +147,7 @@ fn expected_probe_output() -> String {
         }
     }
     s += &format!("version {LAYOUT_VERSION}\n");
-    s += &format!("fingerprint {FINGERPRINT:#018x}\n");
+    s += &format!("fingerprint {}\n", layout::fingerprint_text(FINGERPRINT));
     s += "magic QILINSHM\n";
     s += &format!("record_words {}\n", layout::RECORD_WORDS);
     for (i, name) in Counter::NAMES.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use qilin_shm::{
     Counter, Exchange, LAP_HEADROOM_DIVISOR, LinkState, RunState, Source,
-    descriptor::FieldDesc,
+    descriptor::{FieldDesc, doc_text},
     encoding::Encoding,
     layout::{self, MAGIC},
     quality,
@@ -26,8 +26,9 @@ fn field_json(f: &FieldDesc) -> Value {
     })
 }
 
-/// The code tables: exchange, source, run state, link state (each `code`, `name`, `description`)
-/// and the quality bits (`bit`, `name`, `kind`, `meaning`).
+/// The code tables: exchange, source, run state, link state (each `code`, `name`, `description`),
+/// the quality bits (`bit`, `name`, `kind`, `meaning`) and the counters (`index`, `name`,
+/// `description`).
 fn codes_json() -> Value {
     let exchange: Vec<Value> = Exchange::ALL
         .iter()
@@ -49,12 +50,19 @@ fn codes_json() -> Value {
         .iter()
         .map(|b| json!({"bit": b.bit, "name": b.name, "kind": b.kind(), "meaning": b.meaning}))
         .collect();
+    let counters: Vec<Value> = Counter::NAMES
+        .iter()
+        .zip(Counter::DOCS)
+        .enumerate()
+        .map(|(i, (name, doc))| json!({"index": i, "name": name, "description": doc_text(doc)}))
+        .collect();
     json!({
         "exchange": exchange,
         "source": source,
         "run_state": run_state,
         "link_state": link_state,
         "quality": quality,
+        "counters": counters,
     })
 }
 
@@ -151,9 +159,9 @@ pub fn layout_markdown() -> String {
         row(&mut out, &[&format!("{:#04x}", b.bit), &format!("`{}`", b.name), b.kind(), b.meaning]);
     }
     out.push_str("\n### Counters (`Counters.values[index]`, u64 each)\n\n");
-    table(&mut out, &["index", "name"]);
-    for (i, name) in Counter::NAMES.iter().enumerate() {
-        row(&mut out, &[&i.to_string(), &format!("`{name}`")]);
+    table(&mut out, &["index", "name", "counts"]);
+    for (i, (name, doc)) in Counter::NAMES.iter().zip(Counter::DOCS).enumerate() {
+        row(&mut out, &[&i.to_string(), &format!("`{name}`"), &doc_text(doc)]);
     }
 
     for s in layout::STRUCTS {
@@ -201,6 +209,7 @@ mod tests {
         assert_eq!(v["codes"]["quality"][5]["name"], "absent_price");
         assert_eq!(v["codes"]["quality"][5]["kind"], "anomaly");
         assert_eq!(v["reader"]["lap_headroom_divisor"], 8);
+        assert_eq!(v["codes"]["counters"][1]["description"], "Ticks written to the ring.");
         assert_eq!(v["magic_bytes"], json!([0x51, 0x49, 0x4c, 0x49, 0x4e, 0x53, 0x48, 0x4d]));
         // Every encoding a field names is in the encodings table.
         let known: Vec<&str> = v["encodings"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();

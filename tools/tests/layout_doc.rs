@@ -27,49 +27,45 @@ fn replace(doc: &mut String, start: &str, end: &str, with: &str) {
     doc.replace_range(from..from + old.len(), with);
 }
 
+/// Both generated parts at once, so a blessing run rewrites the file once (atomically: other tests
+/// may be reading it).
 #[test]
-fn layout_md_generated_tables_match_the_code() {
-    let mut doc = std::fs::read_to_string(DOC).unwrap();
+fn layout_md_generated_parts_match_the_code() {
+    let doc = std::fs::read_to_string(DOC).unwrap();
     let generated = qilin_tools::layout_markdown();
+    let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("layout").output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+
     let (_, block) = between(&doc, BEGIN, END).expect("LAYOUT.md has the generated-table markers");
-    if block != generated && blessing() {
-        replace(&mut doc, BEGIN, END, &generated);
-        std::fs::write(DOC, &doc).unwrap();
+    let at = doc.find(TEXT_SECTION).expect("the field-table section");
+    let (_, text) = between(&doc[at..], "```text\n", "```").expect("a text block");
+    if (block != generated || text != printed) && blessing() {
+        let mut fresh = doc.clone();
+        replace(&mut fresh, BEGIN, END, &generated);
+        let at = fresh.find(TEXT_SECTION).unwrap();
+        let mut tail = fresh.split_off(at);
+        replace(&mut tail, "```text\n", "```", &printed);
+        fresh.push_str(&tail);
+        let tmp = format!("{DOC}.bless-{}", std::process::id());
+        std::fs::write(&tmp, &fresh).unwrap();
+        std::fs::rename(&tmp, DOC).unwrap();
         return;
     }
     assert!(
         block == generated,
         "LAYOUT.md's generated tables are stale: regenerate with `QILIN_BLESS=1 cargo test -p qilin-tools --test layout_doc`"
     );
-}
-
-#[test]
-fn layout_md_field_tables_match_qilinctl_layout() {
-    let mut doc = std::fs::read_to_string(DOC).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_qilinctl")).arg("layout").output().unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8(out.stdout).unwrap();
-    let tables = doc.split(TEXT_SECTION).nth(1).expect("the field-table section");
-    let block = tables.split("```text\n").nth(1).and_then(|b| b.split("```").next()).expect("a text block");
-    if block != printed && blessing() {
-        let at = doc.find(TEXT_SECTION).unwrap();
-        let mut tail = doc.split_off(at);
-        replace(&mut tail, "```text\n", "```", &printed);
-        doc.push_str(&tail);
-        std::fs::write(DOC, &doc).unwrap();
-        return;
-    }
     assert_eq!(
-        block, printed,
-        "LAYOUT.md's field tables are stale: regenerate with `QILIN_BLESS=1 cargo test -p qilin-tools --test layout_doc`"
+        text, printed,
+        "LAYOUT.md's `qilinctl layout` block is stale: regenerate with `QILIN_BLESS=1 cargo test -p qilin-tools --test layout_doc`"
     );
 }
 
-/// The tables a reader needs are really in the generated part (not only somewhere in the file).
+/// The tables a reader needs are in what is generated (and, by the test above, in LAYOUT.md).
 #[test]
 fn layout_md_states_types_codes_and_quality_bits() {
-    let doc = std::fs::read_to_string(DOC).unwrap();
-    let (_, block) = between(&doc, BEGIN, END).expect("the generated-table markers");
+    let block = qilin_tools::layout_markdown();
     for needle in [
         "| 144 | 8 | `volume` | `i64` | `lots` |",
         "| 152 | 8 | `turnover` | `f64` | `money` |",
@@ -82,6 +78,6 @@ fn layout_md_states_types_codes_and_quality_bits() {
         "| 0x20 | `absent_price` | anomaly |",
         "| `ascii_nul_padded` |",
     ] {
-        assert!(block.contains(needle), "LAYOUT.md's generated tables lack {needle:?}");
+        assert!(block.contains(needle), "the generated tables lack {needle:?}");
     }
 }
