@@ -88,12 +88,14 @@ id), SPREAD for combination ids, FUTURES otherwise; ``option_listed`` / ``option
 Gaps (the gateway's reader fell a whole ring behind), a feed restart (new epoch) and liveness
 changes (no heartbeat: core dead or stalled; stopped cleanly; live again) are logged with
 ``write_log``; reading goes on. A segment that cannot be opened is logged with the reader's exact
-error and retried every ``retry_interval_s``.
+error and retried every ``retry_interval_s``; a segment file replaced by a new one at the same
+path (removed and created again, e.g. with other capacities) is reopened, subscriptions kept.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import re
 import threading
 import time
@@ -169,6 +171,15 @@ def _china_datetime(action_day: int, update_time_ms: int, exchange_time_ns: int)
         return (_UTC_EPOCH + timedelta(microseconds=exchange_time_ns // 1000)).astimezone(CHINA_TZ)
 
 
+def _file_id(path: str):
+    """(device, inode) of the file at path, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _local_naive(ns: int) -> datetime | None:
     """UTC nanoseconds as a naive local datetime (the form datetime.now() has), to the microsecond."""
     if ns <= 0:
@@ -219,6 +230,8 @@ class QilinGateway(BaseGateway):
         self._contract_logged: set[str] = set()
         self._liveness = None
         self._last_open_error = None
+        self._file = None       # (device, inode) of the mapped segment file
+        self._file_seen = None  # of the file at the segment path when last looked
         self.connected = False
         self.segment_path = ""
 
@@ -292,6 +305,7 @@ class QilinGateway(BaseGateway):
             return False
         self._last_open_error = None
         self._reader = reader
+        self._file = self._file_seen = _file_id(self.segment_path)
         self._directory_seen = 0
         self._entries = {}
         # Ticks from now on (as a CTP front after SubscribeMarketData); snapshots on subscribing.
@@ -362,6 +376,17 @@ class QilinGateway(BaseGateway):
 
     def _housekeeping(self) -> None:
         reader = self._reader
+        file = _file_id(self.segment_path)
+        if file != self._file_seen:
+            self._file_seen = file
+            if file is None:
+                self.write_log(f"the segment file {self.segment_path} was removed; reading the old mapping "
+                               f"until a new segment appears there")
+            elif file != self._file:
+                self.write_log(f"the segment file {self.segment_path} was replaced by a new one; reopening "
+                               f"(subscriptions are kept)")
+                self._close_reader()
+                return
         if reader.directory_len() != self._directory_seen:
             self._refresh_directory()
         state = reader.liveness(stale_after_ns=self._stale_after_ns)

@@ -11,7 +11,8 @@ the package index:
 * orders are refused (send_order returns "" and says why), and a segment that does not exist yet
   is reported with the reader's error while the gateway waits for it;
 * a gap (the gateway's process stopped while the core laps the ring), a dead core (stale), a
-  restarted core (new epoch) and a clean stop are each logged, and ticks keep coming;
+  restarted core (new epoch), a clean stop and a segment file replaced by a new one (reopened)
+  are each logged, and ticks keep coming;
 * the example python/examples/vnpy_script.py prints the ticks of what it subscribed to.
 
 The core runs the simulator on a temporary segment from $QILIN_BIN_DIR (scripts/test sets it to the
@@ -525,7 +526,7 @@ def test_vnpy_script_receives_the_segment_ticks_field_for_field(tmp_path, segmen
         assert c.product.name == "FUTURES"
 
 
-def test_gaps_dead_restarted_and_stopped_feeds_are_logged(tmp_path, segment, cores, procs):
+def test_gaps_dead_restarted_stopped_and_replaced_feeds_are_logged(tmp_path, segment, cores, procs):
     ring = 1024
     config = core_config(tmp_path, ring, rate=5000, max_ticks=0)
     core = Core(tmp_path, segment, config)
@@ -570,6 +571,21 @@ def test_gaps_dead_restarted_and_stopped_feeds_are_logged(tmp_path, segment, cor
     # A clean stop.
     core.signal(signal.SIGTERM)
     lines.wait("the clean stop logged", lambda line: line.startswith("LOG the feed stopped cleanly"))
+    core.stop()
+
+    # The segment removed, and a core with another ring creates a new one at the same path.
+    for p in (segment, segment + ".lock"):
+        os.unlink(p)
+    lines.wait("the removal logged", lambda line: line.startswith(f"LOG the segment file {segment} was removed"))
+    core = Core(tmp_path, segment, core_config(tmp_path, 2 * ring, rate=5000, max_ticks=0))
+    cores.append(core)
+    core.start()
+    lines.wait("the new file reopened", lambda line: line.startswith(f"LOG the segment file {segment} was replaced"))
+    lines.wait("the new segment open", lambda line: line.startswith(f"LOG qilin segment {segment} open")
+               and f"{2 * ring} ring slots" in line)
+    count = len([line for line in lines.seen if line.startswith("TICK")])
+    lines.wait("ticks from the new segment",
+               lambda line: len([x for x in lines.seen if x.startswith("TICK")]) > count + 2)
     driver.stdin.close()
     assert driver.wait(timeout=WATCHDOG) == 0, driver.stderr.read()
     assert not [line for line in lines.seen if line.startswith("LOG reader thread error")], lines.seen
@@ -595,3 +611,30 @@ def test_example_script_prints_ticks(tmp_path, segment, cores, procs):
     ticks = re.findall(r"tick (\S+) 2026-03-02T\d\d:\d\d:\d\d", out)
     assert len(ticks) == 10, out
     assert set(ticks) <= {"m2605.DCE", "SR605.CZCE"}, out
+
+
+def test_contracts_say_what_the_instrument_id_says():
+    """ContractData from directory entries (no segment needed): the product class and option
+    details come from the id forms of config/instruments.toml; size and tick from the entry."""
+    from vnpy.event import EventEngine
+    from vnpy.trader.constant import Exchange, OptionType, Product
+    from qilin_shm.vnpy_gateway import QilinGateway
+
+    gateway = QilinGateway(EventEngine(), GATEWAY)  # the event engine is never started: no thread
+    cases = [
+        # id, exchange, multiplier, tick → product, option type, strike, underlying
+        ("rb2605", "SHFE", 10, 1.0, Product.FUTURES, None, None, None),
+        ("SR605", "CZCE", 10, 1.0, Product.FUTURES, None, None, None),
+        ("cu2606C80000", "SHFE", 5, 2.0, Product.OPTION, OptionType.CALL, 80000.0, "cu2606.SHFE"),
+        ("SR605P6000", "CZCE", 10, 0.5, Product.OPTION, OptionType.PUT, 6000.0, "SR605.CZCE"),
+        ("m2605-C-3000", "DCE", 10, 0.5, Product.OPTION, OptionType.CALL, 3000.0, "m2605.DCE"),
+        ("IO2612-P-4000", "CFFEX", 100, 0.2, Product.OPTION, OptionType.PUT, 4000.0, "IF2612.CFFEX"),
+        ("MO2606-C-6200", "CFFEX", 100, 0.2, Product.OPTION, OptionType.CALL, 6200.0, "IM2606.CFFEX"),
+    ]
+    for symbol, exchange, size, tick, product, option_type, strike, underlying in cases:
+        entry = qilin_shm.Instrument(0, symbol, exchange, 0, size, tick)
+        c = gateway._contract(entry, Exchange(exchange))
+        got = (c.symbol, c.exchange.value, c.name, c.size, c.pricetick, c.product, c.option_type,
+               c.option_strike, c.option_underlying, c.option_listed, c.option_expiry)
+        assert got == (symbol, exchange, symbol, size, tick, product, option_type, strike, underlying,
+                       None, None), symbol
