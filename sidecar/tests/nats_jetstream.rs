@@ -180,6 +180,7 @@ fn core_nats_with_json_bodies_delivers_every_tick_with_headers() {
     );
     let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
     let mut seen = Vec::new();
+    let mut bodies = Vec::new();
     rt.block_on(async {
         while (seen.len() as u64) < TICKS {
             let m = tokio::time::timeout(WATCHDOG, sub.next()).await.expect("watchdog").unwrap();
@@ -195,14 +196,71 @@ fn core_nats_with_json_bodies_delivers_every_tick_with_headers() {
                 body["InstrumentID"].as_str().unwrap()
             );
             assert_eq!(m.subject.as_str(), subject);
+            assert!(headers.get("Qilin-Layout").is_none(), "JSON bodies carry no layout header");
             seen.push(seq);
+            bodies.push(m.payload);
         }
     });
     assert_eq!(seen, (1..=TICKS).collect::<Vec<_>>(), "every tick once, in order");
+    // Each body is, byte for byte, the segment's record as `tick_json` (qilinctl tail --json) writes it.
+    let mut reader = core.reader();
+    reader.seek(qilin_shm::Start::Sequence(1));
+    let mut tick = qilin_shm::TickRecord::ZERO;
+    for body in &bodies {
+        assert_eq!(reader.try_next(&mut tick), qilin_shm::Next::Tick, "the ring holds every tick");
+        let expected = serde_json::to_vec(&qilin_market::names::tick_json(&tick)).unwrap();
+        assert_eq!(String::from_utf8_lossy(body), String::from_utf8_lossy(&expected), "sequence {}", tick.sequence);
+    }
     let status = wait_for("the flush to confirm the last tick", || {
         status(&core.segment, "nats").filter(|s| s["position"] == TICKS)
     });
     assert_eq!(status["mode"], "core");
+    assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn raw_bodies_are_the_segments_records_with_the_layout_fingerprint_header() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("nats-raw");
+    let server = NatsServer::start(dir.path());
+    const TICKS: u64 = 2_000;
+    let rt = runtime();
+    let client = rt.block_on(async_nats::connect(server.url())).unwrap();
+    let mut sub = rt.block_on(client.subscribe(format!("test.{feed}.>"))).unwrap();
+    // The subscription is in place once a message of its own comes back (`flush` only writes).
+    rt.block_on(async {
+        client.publish(format!("test.{feed}.probe"), "probe".into()).await.unwrap();
+        let probe = tokio::time::timeout(WATCHDOG, sub.next()).await.expect("watchdog").unwrap();
+        assert_eq!(&probe.payload[..], b"probe");
+    });
+    let core = Core::start(dir.path(), &feed, 1 << 16, 5_000, TICKS);
+    let config = sidecar_config(
+        dir.path(),
+        &core.segment,
+        &server.url(),
+        &format!("mode = \"core\"\npayload = \"raw\"\nsubject_prefix = \"test.{feed}\"\n"),
+        "",
+    );
+    let mut sidecar = Sidecar::start(&config, &dir.path().join("nats.log"));
+    // `0x` and 16 lowercase hex digits: `qilinctl layout --json`'s `fingerprint` (tools/src/lib.rs
+    // writes it with the same function; python/tests/test_nats_consumer.py compares the two texts).
+    let fingerprint = qilin_shm::layout::fingerprint_text(qilin_shm::layout::FINGERPRINT);
+    assert_eq!(fingerprint, format!("0x{:016x}", qilin_shm::layout::FINGERPRINT));
+    let mut reader = core.reader();
+    reader.seek(qilin_shm::Start::Sequence(1));
+    let mut tick = qilin_shm::TickRecord::ZERO;
+    rt.block_on(async {
+        for seq in 1..=TICKS {
+            let m = tokio::time::timeout(WATCHDOG, sub.next()).await.expect("watchdog").unwrap();
+            let headers = m.headers.as_ref().unwrap();
+            assert_eq!(headers.get("Qilin-Seq").unwrap().as_str(), seq.to_string(), "every tick once, in order");
+            assert_eq!(headers.get("Qilin-Layout").unwrap().as_str(), fingerprint);
+            assert_eq!(reader.try_next(&mut tick), qilin_shm::Next::Tick, "the ring holds every tick");
+            assert_eq!(tick.sequence, seq);
+            assert_eq!(&m.payload[..], zerocopy::IntoBytes::as_bytes(&tick), "sequence {seq}: the record's bytes");
+        }
+    });
     assert_eq!(sidecar.signal(Signal::SIGTERM).code(), Some(0));
 }
 

@@ -2,8 +2,9 @@
 //!
 //! One message per tick on `<prefix>.<EXCHANGE>.<instrument>` (tokens sanitised by
 //! [`subject_token`]), body the raw 376-byte record or JSON, headers `Nats-Msg-Id: <feed>-<seq>`,
-//! `Qilin-Seq`, `Qilin-Epoch`, `Qilin-Source` (and `Qilin-Layout` for raw bodies). Ticks the ring
-//! no longer holds become one gap event on `<prefix>._gap`.
+//! `Qilin-Seq`, `Qilin-Epoch`, `Qilin-Source` (and `Qilin-Layout`, the layout fingerprint, for raw
+//! bodies). Ticks the ring no longer holds become one gap event on `<prefix>._gap`. docs/SIDECARS.md
+//! describes every message byte by byte for consumers in other languages.
 //!
 //! **Position.** `confirmed` is the last sequence the server confirmed: a JetStream ack, or in core
 //! mode a round trip to the server ([`Prober`]) issued after the publish. It is saved to the
@@ -86,8 +87,11 @@ pub struct Sidecar {
     subjects: Vec<Option<(u8, [u8; 32], Subject)>>,
     /// The epoch as header text, rebuilt when the epoch changes.
     epoch_text: (u64, String),
-    /// `Qilin-Layout` value.
+    /// `Qilin-Layout` value: the layout fingerprint as `qilinctl layout --json` writes it.
     layout_text: String,
+    /// Capacity of the next JSON body: the longest written so far plus some slack (so a body is
+    /// allocated once, not regrown while it is written).
+    json_capacity: usize,
     gap_subject: Subject,
     pending: VecDeque<Pending>,
     /// Core mode: the round trip in flight, with the sequence and publish time it confirms.

@@ -22,7 +22,9 @@ pub const SEQ_HEADER: &str = "Qilin-Seq";
 pub const EPOCH_HEADER: &str = "Qilin-Epoch";
 /// Header with the tick's source (primary, backup, sim, replay, udp).
 pub const SOURCE_HEADER: &str = "Qilin-Source";
-/// Header of raw bodies: `<layout version>-<fingerprint as 16 hex digits>`.
+/// Header of raw bodies: the layout fingerprint of the record, written as
+/// [`qilin_shm::layout::fingerprint_text`] writes it (`0x` and 16 lowercase hex digits), exactly the
+/// `fingerprint` of `qilinctl layout --json`. A consumer decodes the body only if they are equal.
 pub const LAYOUT_HEADER: &str = "Qilin-Layout";
 /// Headers of gap events: the lost range, inclusive.
 pub const GAP_FIRST_HEADER: &str = "Qilin-Gap-First";
@@ -131,7 +133,13 @@ impl Sidecar {
                 headers.insert(LAYOUT_NAME, self.layout_text.clone());
                 Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
             }
-            Payload::Json => Bytes::from(serde_json::to_vec(&qilin_market::names::tick_json(&tick))?),
+            Payload::Json => {
+                // Sized from the previous bodies: allocated once, not regrown while written.
+                let mut body = Vec::with_capacity(self.json_capacity);
+                qilin_market::names::write_tick_json(&tick, &mut body);
+                self.json_capacity = self.json_capacity.max(body.len() + 128);
+                Bytes::from(body)
+            }
         };
         self.send(subject, headers, body, tick.sequence, tick.publish_ns).await
     }
