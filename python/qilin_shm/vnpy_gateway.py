@@ -335,11 +335,11 @@ class QilinGateway(BaseGateway):
         last_check = 0.0
         while not self._stop.is_set():
             reader = self._reader
-            if reader is None:
-                if not self._open():
-                    self._stop.wait(self._retry_interval)
-                continue
             try:
+                if reader is None:
+                    if not self._open():
+                        self._stop.wait(self._retry_interval)
+                    continue
                 if self._requests:
                     self._take_requests()
                 event = reader.try_next()
