@@ -638,3 +638,11 @@ def test_contracts_say_what_the_instrument_id_says():
                c.option_strike, c.option_underlying, c.option_listed, c.option_expiry)
         assert got == (symbol, exchange, symbol, size, tick, product, option_type, strike, underlying,
                        None, None), symbol
+
+
+def test_import_qilin_shm_does_not_import_vnpy():
+    code = ("import sys, qilin_shm; loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'vnpy'); "
+            "print(loaded); sys.exit(1 if loaded else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=PYTHON_DIR),
+                         capture_output=True, text=True, timeout=WATCHDOG)
+    assert out.returncode == 0, f"import qilin_shm loaded vnpy modules: {out.stdout} {out.stderr}"
