@@ -1,11 +1,13 @@
-"""The Python strategy reader of the qilin-bench end-to-end series.
+"""The Python strategy readers of the qilin-bench end-to-end series.
 
-Usage: python3 latency_reader.py SEGMENT CPU WARMUP COUNT   (python/ on PYTHONPATH)
+Usage: python3 latency_reader.py SEGMENT CPU WARMUP COUNT [--batch N]   (python/ on PYTHONPATH)
 
 Pins itself to CPU, opens SEGMENT at the newest sequence, prints "ready", then spins on
-Reader.try_next(). For each tick after the first WARMUP it keeps time.time_ns() (CLOCK_REALTIME)
-minus the tick's receive_ns. After WARMUP + COUNT sequences (read or lost) it prints
-"ticks N lost L" and then one latency in ns per line.
+Reader.try_next() (series e2e/python), or with --batch on qilin_shm.batch.Reader.read_batch(N)
+(series e2e/python_batch; needs numpy). For each tick after the first WARMUP it keeps
+time.time_ns() (CLOCK_REALTIME) minus the tick's receive_ns: one clock read per tick, or per batch
+for every tick of the batch (the moment the strategy holds them all). After WARMUP + COUNT
+sequences (read or lost) it prints "ticks N lost L" and then one latency in ns per line.
 """
 
 import os
@@ -15,12 +17,7 @@ import time
 import qilin_shm
 
 
-def main():
-    path, cpu, warmup, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    os.sched_setaffinity(0, {cpu})
-    reader = qilin_shm.Reader(path)
-    reader.seek_newest()
-    print("ready", flush=True)
+def stdlib(reader, warmup, count):
     now = time.time_ns
     empty, gap = qilin_shm.Empty, qilin_shm.Gap
     lat = []
@@ -42,6 +39,56 @@ def main():
         if seen >= warmup:
             keep(t - ev.receive_ns)
         seen += 1
+    return lat, lost
+
+
+def batched(reader, warmup, count, max_n):
+    import numpy as np
+
+    from qilin_shm import batch
+
+    now = time.time_ns
+    buf = np.empty(max_n, batch.TICK_DTYPE)
+    parts = []
+    seen = lost = 0
+    total = warmup + count
+    while seen < total:
+        ticks = reader.read_batch(min(max_n, total - seen), buf)
+        t = now()
+        for ev in reader.events:
+            if isinstance(ev, qilin_shm.Gap):
+                n = ev.last - ev.first + 1
+                lost += min(n, total - seen)
+                seen += n
+        n = len(ticks)
+        if not n:
+            continue
+        skip = max(0, min(n, warmup - seen))
+        if skip < n:
+            parts.append(t - ticks["receive_ns"][skip:])
+        seen += n
+    lat = np.concatenate(parts).tolist() if parts else []
+    return lat, lost
+
+
+def main():
+    args = sys.argv[1:]
+    max_n = 0
+    if "--batch" in args:
+        at = args.index("--batch")
+        max_n = int(args[at + 1])
+        del args[at:at + 2]
+    path, cpu, warmup, count = args[0], int(args[1]), int(args[2]), int(args[3])
+    os.sched_setaffinity(0, {cpu})
+    if max_n:
+        from qilin_shm import batch
+
+        reader = batch.Reader(path)
+    else:
+        reader = qilin_shm.Reader(path)
+    reader.seek_newest()
+    print("ready", flush=True)
+    lat, lost = batched(reader, warmup, count, max_n) if max_n else stdlib(reader, warmup, count)
     out = [f"ticks {len(lat)} lost {lost}"]
     out.extend(map(str, lat))
     sys.stdout.write("\n".join(out) + "\n")
