@@ -1,6 +1,7 @@
 //! Loom models of the stamped-record protocol (`RUSTFLAGS="--cfg loom" cargo test -p qilin-shm
-//! --release loom`). Loom explores the interleavings (and the weak-memory reorderings it models) of
-//! a writer and a reader on the very `seqlock` functions production uses, through `crate::sync`.
+//! --release --lib loom`; the integration tests do not build under `cfg(loom)`). Loom explores the
+//! interleavings (and the weak-memory reorderings it models) of a writer and a reader on the very
+//! `seqlock` functions production uses, through `crate::sync`.
 //!
 //! Preemptions are bounded (`LOOM_MAX_PREEMPTIONS`, default 3 here): the protocol's races need at
 //! most two preemptions (reader between its two stamp loads, writer between stamp and data), and an
