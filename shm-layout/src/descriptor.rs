@@ -1,4 +1,4 @@
-//! Layout written as code: every shared struct is declared through [`layout_struct!`], which emits the
+//! Layout written as code: every shared struct is declared through `layout_struct!`, which emits the
 //! `#[repr(C)]` zerocopy struct *and* a table of its fields: name, offset, size, machine type (from
 //! the Rust type), encoding (the field's `#[enc(…)]`) and description (its doc comment).
 //!
@@ -52,7 +52,7 @@ pub struct StructDesc {
 }
 
 /// True when `fields` are in increasing offset order, do not overlap, leave no gap and end exactly at
-/// `size`. Evaluated at compile time for every struct declared with [`layout_struct!`].
+/// `size`. Evaluated at compile time for every struct declared with `layout_struct!`.
 pub const fn fields_tile(fields: &[FieldDesc], size: usize) -> bool {
     let mut end = 0;
     let mut i = 0;
@@ -67,7 +67,7 @@ pub const fn fields_tile(fields: &[FieldDesc], size: usize) -> bool {
 }
 
 /// True when every field's encoding fits its machine type ([`Encoding::fits`]); evaluated at compile
-/// time for every struct declared with [`layout_struct!`].
+/// time for every struct declared with `layout_struct!`.
 pub const fn encodings_fit(fields: &[FieldDesc]) -> bool {
     let mut i = 0;
     while i < fields.len() {

@@ -72,9 +72,9 @@
 //! On a gap the reader resumes [`Reader::lap_headroom`] slots (default `ring_slots / 8`) past the
 //! oldest sequence still in the ring (computed from the write cursor), never past the next sequence
 //! to be published, and reports exactly the sequences it skipped. Why the fences make a torn copy
-//! detectable is argued in [`seqlock`], and checked by loom (`RUSTFLAGS="--cfg loom" cargo test -p
-//! qilin-shm --release --lib loom`: the integration tests need the real reader), by Miri, and by a
-//! cross-process stress test.
+//! detectable is argued in `src/seqlock.rs`, and checked by loom (`RUSTFLAGS="--cfg loom" cargo test
+//! -p qilin-shm --release --lib loom`: the integration tests need the real reader), by Miri, and by
+//! a cross-process stress test.
 //!
 //! **Liveness.** The writer stores a heartbeat about every millisecond; [`Reader::liveness`] tells a
 //! live writer from a stale (dead or stalled) one and from one that stopped cleanly. A change of
