@@ -272,8 +272,7 @@ pub fn write_day<W: Write + Send>(
 struct RowGroup {
     schema: SchemaRef,
     ticks: Vec<TickRecord>,
-    sorted: Vec<TickRecord>,
-    order: Vec<u32>,
+    order: Order,
     ids: IdDict,
     days: DayCache,
 }
@@ -283,60 +282,88 @@ impl RowGroup {
         RowGroup {
             schema,
             ticks: Vec::with_capacity(ROW_GROUP_ROWS),
-            sorted: Vec::with_capacity(ROW_GROUP_ROWS),
-            order: Vec::with_capacity(ROW_GROUP_ROWS),
+            order: Order::default(),
             ids: IdDict::default(),
             days: DayCache::default(),
         }
     }
 
     /// The collected ticks, sorted by (InstrumentID, sequence), as a batch; empties the group.
+    /// One pass over the records in that order copies every field into its column (each record's
+    /// cache lines are read once), then the columns become Arrow arrays.
     fn take_batch(&mut self) -> Result<RecordBatch> {
-        self.order.clear();
-        self.order.extend(0..self.ticks.len() as u32);
-        let ticks = &self.ticks;
-        // Stable: ticks of one instrument keep journal (sequence) order.
-        self.order.sort_by(|&a, &b| ticks[a as usize].instrument_id.cmp(&ticks[b as usize].instrument_id));
-        self.sorted.clear();
-        self.sorted.extend(self.order.iter().map(|&i| ticks[i as usize]));
+        let n = self.ticks.len();
+        self.order.sort(&self.ticks);
+        let file_keys: Vec<i32> = self.order.distinct.iter().map(|id| self.ids.key(id)).collect();
+
+        let mut f64s: Vec<Vec<f64>> = (0..F64_FIELDS.len()).map(|_| Vec::with_capacity(n)).collect();
+        let mut bid_volumes: [Vec<i32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
+        let mut ask_volumes: [Vec<i32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
+        let mut id_keys = Vec::with_capacity(n);
+        let (mut trading_day, mut action_day) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut exchange, mut source) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut volume, mut update_time, mut millis) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut sequence, mut index, mut flags) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut exchange_ns, mut receive_ns, mut publish_ns) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for &(rank, i) in &self.order.sorted {
+            let t = &mut self.ticks[i as usize];
+            id_keys.push(file_keys[rank as usize]);
+            for (column, (_, access)) in f64s.iter_mut().zip(F64_FIELDS) {
+                column.push(*access(t));
+            }
+            for level in 0..5 {
+                bid_volumes[level].push(t.bid_volume[level]);
+                ask_volumes[level].push(t.ask_volume[level]);
+            }
+            trading_day.push(t.trading_day);
+            action_day.push(t.action_day);
+            exchange.push(t.exchange);
+            source.push(t.source);
+            volume.push(t.volume);
+            // Whole seconds, as CTP's UpdateTime (Parquet has no time of seconds).
+            update_time.push((t.update_time_ms / 1000 * 1000) as i32);
+            millis.push((t.update_time_ms % 1000) as u16);
+            sequence.push(t.sequence);
+            index.push(t.instrument_index);
+            flags.push(t.quality);
+            exchange_ns.push(t.exchange_time_ns);
+            receive_ns.push(t.receive_ns);
+            publish_ns.push(t.publish_ns);
+        }
         self.ticks.clear();
-        let rows = &mut self.sorted;
+
+        let mut f64s = f64s.into_iter().map(Some).collect::<Vec<_>>();
+        let (mut bid_volumes, mut ask_volumes) = (bid_volumes.map(Some), ask_volumes.map(Some));
+        let mut id_keys = Some(id_keys);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
         for (_, field) in COLUMNS {
             let array: ArrayRef = match field {
-                Field::TradingDay => Arc::new(self.days.column(rows.iter().map(|t| t.trading_day))),
-                Field::ActionDay => Arc::new(self.days.column(rows.iter().map(|t| t.action_day))),
-                Field::InstrumentId => Arc::new(self.ids.column(rows)?),
-                Field::ExchangeId => Arc::new(code_column(rows.iter().map(|t| t.exchange), |c| {
-                    Exchange::from_code(c).map(Exchange::as_str)
-                })?),
-                Field::Source => {
-                    Arc::new(code_column(rows.iter().map(|t| t.source), |c| Source::from_code(c).map(Source::as_str))?)
+                Field::TradingDay => Arc::new(self.days.column(&trading_day)),
+                Field::ActionDay => Arc::new(self.days.column(&action_day)),
+                Field::InstrumentId => Arc::new(self.ids.column(id_keys.take().expect("one InstrumentID column"))?),
+                Field::ExchangeId => {
+                    Arc::new(code_column(&exchange, |c| Exchange::from_code(c).map(Exchange::as_str))?)
                 }
+                Field::Source => Arc::new(code_column(&source, |c| Source::from_code(c).map(Source::as_str))?),
                 Field::F64(i) => {
-                    let access = F64_FIELDS[i].1;
-                    let values: Vec<f64> = rows.iter_mut().map(|t| *access(t)).collect();
+                    let values = f64s[i].take().expect("one column per double");
                     let nulls = values.iter().any(|x| x.is_nan()).then(|| values.iter().map(|x| !x.is_nan()).collect());
                     Arc::new(Float64Array::new(values.into(), nulls))
                 }
-                Field::Volume => Arc::new(Int64Array::from_iter_values(rows.iter().map(|t| t.volume))),
-                // Whole seconds, as CTP's UpdateTime (Parquet has no time of seconds).
-                Field::UpdateTime => Arc::new(Time32MillisecondArray::from_iter_values(
-                    rows.iter().map(|t| (t.update_time_ms / 1000 * 1000) as i32),
-                )),
-                Field::UpdateMillisec => {
-                    Arc::new(UInt16Array::from_iter_values(rows.iter().map(|t| (t.update_time_ms % 1000) as u16)))
-                }
-                Field::BidVolume(i) => Arc::new(Int32Array::from_iter_values(rows.iter().map(|t| t.bid_volume[i]))),
-                Field::AskVolume(i) => Arc::new(Int32Array::from_iter_values(rows.iter().map(|t| t.ask_volume[i]))),
-                Field::Sequence => Arc::new(UInt64Array::from_iter_values(rows.iter().map(|t| t.sequence))),
-                Field::InstrumentIndex => {
-                    Arc::new(UInt32Array::from_iter_values(rows.iter().map(|t| t.instrument_index)))
-                }
-                Field::Quality => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|t| t.quality))),
-                Field::ExchangeTimeNs => Arc::new(timestamps(rows.iter().map(|t| t.exchange_time_ns))),
-                Field::ReceiveNs => Arc::new(timestamps(rows.iter().map(|t| t.receive_ns))),
-                Field::PublishNs => Arc::new(timestamps(rows.iter().map(|t| t.publish_ns))),
+                Field::Volume => Arc::new(Int64Array::from(std::mem::take(&mut volume))),
+                Field::UpdateTime => Arc::new(Time32MillisecondArray::from(std::mem::take(&mut update_time))),
+                Field::UpdateMillisec => Arc::new(UInt16Array::from(std::mem::take(&mut millis))),
+                Field::BidVolume(i) => Arc::new(Int32Array::from(bid_volumes[i].take().expect("one column per level"))),
+                Field::AskVolume(i) => Arc::new(Int32Array::from(ask_volumes[i].take().expect("one column per level"))),
+                Field::Sequence => Arc::new(UInt64Array::from(std::mem::take(&mut sequence))),
+                Field::InstrumentIndex => Arc::new(UInt32Array::from(std::mem::take(&mut index))),
+                Field::Quality => Arc::new(UInt32Array::from(std::mem::take(&mut flags))),
+                Field::ExchangeTimeNs => Arc::new(timestamps(std::mem::take(&mut exchange_ns))),
+                Field::ReceiveNs => Arc::new(timestamps(std::mem::take(&mut receive_ns))),
+                Field::PublishNs => Arc::new(timestamps(std::mem::take(&mut publish_ns))),
             };
             columns.push(array);
         }
@@ -344,23 +371,93 @@ impl RowGroup {
     }
 }
 
+/// The order of a row group: by InstrumentID, then journal (sequence) order. The distinct ids are
+/// ranked in string order (a few hundred at most to sort), then a counting sort by rank, stable,
+/// orders the ticks in linear time.
+#[derive(Default)]
+struct Order {
+    /// The row group's distinct ids, by rank (string order).
+    distinct: Vec<[u8; INSTRUMENT_ID_LEN]>,
+    /// (rank, index into the ticks), in output order.
+    sorted: Vec<(u32, u32)>,
+    slots: HashMap<[u8; INSTRUMENT_ID_LEN], u32>,
+    /// instrument_index → (id, slot) of the last tick seen with it: most ticks skip the hash.
+    by_index: Vec<Option<([u8; INSTRUMENT_ID_LEN], u32)>>,
+    slot_of_tick: Vec<u32>,
+    counts: Vec<u32>,
+}
+
+impl Order {
+    fn sort(&mut self, ticks: &[TickRecord]) {
+        self.slots.clear();
+        self.by_index.clear();
+        self.slot_of_tick.clear();
+        let mut first_seen: Vec<[u8; INSTRUMENT_ID_LEN]> = Vec::new();
+        for t in ticks {
+            let cached = self.by_index.get(t.instrument_index as usize).copied().flatten();
+            let slot = match cached {
+                Some((id, slot)) if id == t.instrument_id => slot,
+                _ => {
+                    let next = first_seen.len() as u32;
+                    let slot = *self.slots.entry(t.instrument_id).or_insert(next);
+                    if slot == next {
+                        first_seen.push(t.instrument_id);
+                    }
+                    let i = t.instrument_index as usize;
+                    if i < 1 << 16 {
+                        if self.by_index.len() <= i {
+                            self.by_index.resize(i + 1, None);
+                        }
+                        self.by_index[i] = Some((t.instrument_id, slot));
+                    }
+                    slot
+                }
+            };
+            self.slot_of_tick.push(slot);
+        }
+        // Rank the distinct ids in string order (NUL-padded ASCII: byte order is string order).
+        let mut by_rank: Vec<u32> = (0..first_seen.len() as u32).collect();
+        by_rank.sort_unstable_by(|&a, &b| first_seen[a as usize].cmp(&first_seen[b as usize]));
+        let mut rank_of_slot = vec![0u32; first_seen.len()];
+        for (rank, &slot) in by_rank.iter().enumerate() {
+            rank_of_slot[slot as usize] = rank as u32;
+        }
+        self.distinct.clear();
+        self.distinct.extend(by_rank.iter().map(|&slot| first_seen[slot as usize]));
+        // Counting sort by rank, stable.
+        self.counts.clear();
+        self.counts.resize(first_seen.len() + 1, 0);
+        for &slot in &self.slot_of_tick {
+            self.counts[rank_of_slot[slot as usize] as usize + 1] += 1;
+        }
+        for r in 1..self.counts.len() {
+            self.counts[r] += self.counts[r - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(ticks.len(), (0, 0));
+        for (i, &slot) in self.slot_of_tick.iter().enumerate() {
+            let rank = rank_of_slot[slot as usize];
+            let at = &mut self.counts[rank as usize];
+            self.sorted[*at as usize] = (rank, i as u32);
+            *at += 1;
+        }
+    }
+}
+
 /// UTC nanoseconds, 0 (not known: `publish_ns` of an imported file, for one) as null.
-fn timestamps(values: impl Iterator<Item = i64>) -> TimestampNanosecondArray {
-    let values: Vec<i64> = values.collect();
+fn timestamps(values: Vec<i64>) -> TimestampNanosecondArray {
     let nulls = values.contains(&0).then(|| values.iter().map(|&v| v != 0).collect());
     TimestampNanosecondArray::new(values.into(), nulls).with_timezone(TIME_ZONE)
 }
 
 /// A code column (exchange, source) as a dictionary of names: code 0 null, a code without a name
 /// in decimal (as the CSV writes them).
-fn code_column(
-    codes: impl Iterator<Item = u8>,
-    name: impl Fn(u8) -> Option<&'static str>,
-) -> Result<DictionaryArray<Int16Type>> {
+fn code_column(codes: &[u8], name: impl Fn(u8) -> Option<&'static str>) -> Result<DictionaryArray<Int16Type>> {
     let mut key_of = [-1i16; 256];
     let mut values: Vec<String> = Vec::new();
     let keys: arrow_array::Int16Array = codes
-        .map(|code| {
+        .iter()
+        .map(|&code| {
             if code == 0 {
                 return None;
             }
@@ -383,26 +480,17 @@ struct IdDict {
 }
 
 impl IdDict {
-    fn column(&mut self, rows: &[TickRecord]) -> Result<DictionaryArray<Int32Type>> {
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut last: Option<(&[u8; INSTRUMENT_ID_LEN], i32)> = None;
-        for t in rows {
-            // Sorted by id: a lookup only where the id changes.
-            let key = match last {
-                Some((id, key)) if *id == t.instrument_id => key,
-                _ => {
-                    let next = self.values.len() as i32;
-                    let key = *self.keys.entry(t.instrument_id).or_insert(next);
-                    if key == next {
-                        let end = t.instrument_id.iter().position(|&b| b == 0).unwrap_or(INSTRUMENT_ID_LEN);
-                        self.values.push(String::from_utf8_lossy(&t.instrument_id[..end]).into_owned());
-                    }
-                    key
-                }
-            };
-            last = Some((&t.instrument_id, key));
-            keys.push(key);
+    fn key(&mut self, id: &[u8; INSTRUMENT_ID_LEN]) -> i32 {
+        let next = self.values.len() as i32;
+        let key = *self.keys.entry(*id).or_insert(next);
+        if key == next {
+            let end = id.iter().position(|&b| b == 0).unwrap_or(INSTRUMENT_ID_LEN);
+            self.values.push(String::from_utf8_lossy(&id[..end]).into_owned());
         }
+        key
+    }
+
+    fn column(&self, keys: Vec<i32>) -> Result<DictionaryArray<Int32Type>> {
         DictionaryArray::try_new(Int32Array::from(keys), Arc::new(StringArray::from(self.values.clone())))
             .map_err(|e| CliError(format!("building the InstrumentID column: {e}")))
     }
@@ -416,9 +504,9 @@ struct DayCache {
 
 impl DayCache {
     /// 0 or a number that is not a date: null.
-    fn column(&mut self, ymd: impl Iterator<Item = u32>) -> arrow_array::Date32Array {
-        let mut b = Date32Builder::with_capacity(ROW_GROUP_ROWS);
-        for d in ymd {
+    fn column(&mut self, ymd: &[u32]) -> arrow_array::Date32Array {
+        let mut b = Date32Builder::with_capacity(ymd.len());
+        for &d in ymd {
             let days = match self.last {
                 Some((day, days)) if day == d => days,
                 _ => {
