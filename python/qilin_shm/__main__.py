@@ -1,16 +1,23 @@
 """``python -m qilin_shm layout | tail [PATH] | keepup [PATH] [SECONDS] [--batch [N]]``: the layout
 table as JSON, every event of a segment, or a keep-up check (exit 1 on any gap). ``--batch`` reads
-with ``qilin_shm.batch.Reader.read_batch(N)`` (numpy; N = 65536 by default) instead of ``try_next``."""
+with ``qilin_shm.batch.Reader.read_batch(N)`` (numpy; N = 65536 by default) instead of ``try_next``;
+``--idle-us US`` (batch mode) sleeps US µs after a read that found nothing instead of spinning."""
 
 import json
 import sys
 
 from . import Reader, _keepup, layout_json
 
-USAGE = "usage: python -m qilin_shm layout | tail [PATH] | keepup [PATH] [SECONDS] [--batch [N]]"
+USAGE = ("usage: python -m qilin_shm layout | tail [PATH] | keepup [PATH] [SECONDS] [--batch [N]] "
+         "[--idle-us US]")
 
 args = sys.argv[1:]
 batch = None
+idle_us = 0
+if "--idle-us" in args:
+    at = args.index("--idle-us")
+    idle_us = int(args.pop(at + 1))
+    args.pop(at)
 if "--batch" in args:
     at = args.index("--batch")
     batch = 65536
@@ -30,7 +37,7 @@ elif command == "keepup":
         sys.exit(_keepup(segment, seconds))
     from . import batch as _batch
 
-    sys.exit(_batch._keepup(segment, seconds, batch))
+    sys.exit(_batch._keepup(segment, seconds, batch, idle_us / 1e6))
 else:
     print(USAGE, file=sys.stderr)
     sys.exit(2)

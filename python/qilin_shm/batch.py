@@ -345,13 +345,14 @@ def as_pandas(ticks):
     return pd.DataFrame(columns)
 
 
-def _keepup(path, seconds, max_n=DEFAULT_BATCH):
+def _keepup(path, seconds, max_n=DEFAULT_BATCH, idle_s=0.0):
     """``python -m qilin_shm keepup PATH SECONDS --batch [N]``: read_batch(N) from the newest tick for
     ``seconds``, checking that every batch follows the previous one (no sequence lost or repeated);
     prints what the stdlib keep-up prints, plus the time spent in calls that returned ticks ("busy":
     the rest was polling an empty ring) and ticks ÷ busy time, the rate this reader could sustain
-    with this batch size if the writer went faster (an estimate, not a measurement). Exit 1 on any
-    gap, 2 on a sequence error."""
+    with this batch size if the writer went faster (an estimate, not a measurement). ``idle_s`` > 0:
+    sleep that long after a call that found nothing (instead of spinning), leaving the CPU to the
+    writer's threads on a small machine. Exit 1 on any gap, 2 on a sequence error."""
     reader = Reader(path)
     buf = np.empty(max_n, TICK_DTYPE)
     ticks = gaps = lost = max_lag = batches = 0
@@ -387,6 +388,8 @@ def _keepup(path, seconds, max_n=DEFAULT_BATCH):
                 break
         elif t0 > end:
             break
+        elif idle_s:
+            time.sleep(idle_s)
         expected = reader.next_sequence
     elapsed = clock() - began
     published = reader.write_cursor() - start + 1
