@@ -1,8 +1,9 @@
 //! End to end: the real `qilin-core` binary (`--source sim`, hot thread pinned with `--cpu`) into a
 //! segment, read by a strategy in Rust (`qilin-bench reader`), in C (`benches/c/latency_reader.c`
 //! on `qilin_shm.h`, compiled here with the system compiler) and in Python
-//! (`benches/python/latency_reader.py` on `python/qilin_shm`), one after the other, each pinned
-//! to the writer CPU. Latency = the reader's CLOCK_REALTIME when it holds the tick − the tick's
+//! (`benches/python/latency_reader.py` on `python/qilin_shm`: the stdlib reader tick by tick, and
+//! the numpy batch reader, `read_batch`, one clock read per batch), one after the other, each
+//! pinned to the writer CPU. Latency = the reader's CLOCK_REALTIME when it holds the tick − the tick's
 //! `receive_ns`, which the simulator's callback stamps when it hands the struct to the core (as the
 //! SDK callback does). The simulator paces itself (64 ticks back to back, then waits for the
 //! schedule) and never waits for the core, so a slow core or reader is charged, not skipped; a stall
@@ -122,9 +123,22 @@ fn build_c_reader(plan: &Plan, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// The three end-to-end series (each its own result: one language failing does not hide the others).
+/// The Python of the batch series: `$PYTHON`, else the workspace's test venv (`.venv`, made by
+/// `scripts/test`, with numpy), else `python3` (the series then fails naming numpy if it lacks it).
+fn batch_python(plan: &Plan) -> PathBuf {
+    if let Ok(python) = std::env::var("PYTHON") {
+        return python.into();
+    }
+    let venv = plan.repo.join(".venv/bin/python");
+    if venv.exists() { venv } else { "python3".into() }
+}
+
+/// Ticks per `read_batch` call in the `e2e/python_batch` series.
+const PYTHON_BATCH: &str = "4096";
+
+/// The four end-to-end series (each its own result: one language failing does not hide the others).
 pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
-    let names = ["e2e/rust", "e2e/c", "e2e/python"];
+    let names = ["e2e/rust", "e2e/c", "e2e/python", "e2e/python_batch"];
     let segment = TempSegment::new("e2e");
     let core = match start_core(plan, segment.path()) {
         Ok(core) => core,
@@ -166,6 +180,19 @@ pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
         names[2].to_string(),
         run_reader(plan, names[2], python, "Python qilin_shm.Reader (benches/python/latency_reader.py)", true),
     ));
+
+    let mut batch = Command::new(batch_python(plan));
+    batch
+        .arg(plan.repo.join("benches/python/latency_reader.py"))
+        .arg(segment.path())
+        .args([&cpu, &warmup, &count])
+        .args(["--batch", PYTHON_BATCH])
+        .env("PYTHONPATH", plan.repo.join("python"));
+    let what = format!(
+        "Python numpy qilin_shm.batch.Reader.read_batch({PYTHON_BATCH}) (benches/python/latency_reader.py --batch; \
+         one clock read per batch, charged to every tick of it)"
+    );
+    results.push((names[3].to_string(), run_reader(plan, names[3], batch, &what, true)));
     drop(core);
     results
 }

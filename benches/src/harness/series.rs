@@ -11,7 +11,7 @@ pub const PERCENTILES: [(&str, f64); 6] =
 /// A measured series.
 #[derive(Debug)]
 pub struct Series {
-    /// Stable name (`segment/1_reader`, `e2e/python` …): the JSON key, the plot's legend.
+    /// Stable name (`segment/1_reader`, `e2e/python`, `e2e/python_batch` …): the JSON key, the plot's legend.
     pub name: String,
     /// One line: what was timed, from where to where.
     pub what: String,
