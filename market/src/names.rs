@@ -152,14 +152,26 @@ pub fn write_tick_json(t: &TickRecord, out: &mut Vec<u8>) {
 
 /// A price: serde_json's text of a finite `f64`, `null` for NaN (absent) and infinities, as
 /// `serde_json` writes any non-finite float.
+/// A whole price of magnitude below 1e15 (most prices of a futures book, and most turnovers) is
+/// the integer followed by `.0`, which is serde_json's text for it, without its shortest-digits
+/// search (`-0.0` and `0.0` go through serde_json).
 #[inline]
 fn price(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        CompactFormatter.write_f64(out, v).expect("writing into a Vec cannot fail");
+        if v.fract() == 0.0 && v.abs() < WHOLE_BELOW && v != 0.0 {
+            integer(out, v as i64);
+            out.extend_from_slice(b".0");
+        } else {
+            CompactFormatter.write_f64(out, v).expect("writing into a Vec cannot fail");
+        }
     } else {
         out.extend_from_slice(b"null");
     }
 }
+
+/// Whole floats below this magnitude are written as integers with `.0` (serde_json does the same
+/// up to 1e16; the tests check the boundary).
+const WHOLE_BELOW: f64 = 1e15;
 
 /// An integer as serde_json writes it.
 #[inline]
@@ -642,6 +654,30 @@ mod tests {
         assert_same_json(&quoted);
     }
 
+    #[test]
+    fn whole_prices_are_written_as_serde_json_writes_them() {
+        let mut values = vec![1.0, -1.0, 9.0, 10.0, 3612.0, -3612.0, 2f64.powi(40), 999_999_999_999_999.0];
+        for exp in 0..=17 {
+            let p = 10f64.powi(exp);
+            values.extend([p, -p, p - 1.0, p + 1.0, 2.0 * p, 9.0 * p]);
+        }
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let magnitude = 10f64.powi((seed >> 60) as i32); // 1 … 1e15
+            values.push(
+                ((seed >> 11) as f64 / (1u64 << 53) as f64 * magnitude).trunc()
+                    * if seed & 1 == 0 { 1.0 } else { -1.0 },
+            );
+        }
+        for v in values {
+            let mut ours = Vec::new();
+            super::price(&mut ours, v);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&v).unwrap(), "{v:e}");
+        }
+        assert!(serde_json::to_string(&WHOLE_BELOW).unwrap().ends_with(".0"), "serde_json still writes 1e15 whole");
+    }
+
     fn price() -> impl proptest::strategy::Strategy<Value = f64> {
         use proptest::prelude::*;
         prop_oneof![
@@ -653,6 +689,8 @@ mod tests {
             Just(0.0),
             Just(-0.0),
             (-100_000i64..100_000).prop_map(|cents| cents as f64 / 100.0),
+            (-100_000i64..100_000).prop_map(|whole| whole as f64),
+            (any::<i64>(), 0u32..64).prop_map(|(i, shift)| (i >> shift) as f64),
             any::<f64>(),
             any::<u64>().prop_map(f64::from_bits),
         ]
