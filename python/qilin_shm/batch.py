@@ -56,7 +56,7 @@ The stdlib reader's argument, per slot, with "load" meaning every load of a whol
 
 * **Each stamp is one aligned 8-byte load.** Every stamp sits at ``ring_offset + 384 * slot``, a
   multiple of 8 in a page-aligned mapping. numpy reads an ``<u8`` element of a strided view with
-  one 64-bit integer load (its strided comparison and copy loops move ``npy_uint64``\ s; a compiler
+  one 64-bit integer load (its strided comparison and copy loops move ``npy_uint64`` values; a compiler
   may turn such a loop into vector loads or gathers, whose aligned 8-byte elements x86-64 does not
   split either). A stamp is never seen half-updated.
 * **The three operations run one after the other, in program order.** Each is a separate C call
