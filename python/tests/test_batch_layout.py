@@ -1,7 +1,7 @@
 """qilin_shm.batch's dtypes against `qilinctl layout --json` ($QILIN_BIN_DIR/qilinctl): every field
 of TickRecord, Slot, LvcEntry and DirectoryEntry at the offset and size the Rust layout gives, and
-of the element type it gives where it gives one (the `type` of a field, when present: Rust spelling,
-`u64`, `f64`, `[f64; 5]`, `[u8; 32]`)."""
+of the machine type it gives (the `type` of a field, when present: `u64`, `f64[5]`, `u8[32]`, or a
+struct's name, `TickRecord`; `[f64; 5]` is read too)."""
 
 import json
 import re
@@ -23,7 +23,7 @@ def numpy_of_rust_type(text):
     text = text.strip()
     if text in _SCALARS:
         return np.dtype(_SCALARS[text]), ()
-    m = re.fullmatch(r"\[\s*(\w+)\s*;\s*(\d+)\s*\]", text)
+    m = re.fullmatch(r"(\w+)\[(\d+)\]", text) or re.fullmatch(r"\[\s*(\w+)\s*;\s*(\d+)\s*\]", text)
     if m and m.group(1) in _SCALARS:
         return np.dtype(_SCALARS[m.group(1)]), (int(m.group(2)),)
     return None
@@ -52,7 +52,9 @@ def test_dtypes_match_qilinctl_layout_json():
             rust_type = field.get("type")
             if rust_type is None or not isinstance(rust_type, str):
                 continue
-            if ours.fields is not None:  # a nested record (Slot.record): its own struct is checked
+            if ours.fields is not None:  # a nested record (Slot.record): the struct, checked on its own
+                assert ours == batch.TICK_DTYPE and rust_type == "TickRecord", f"{where}: {rust_type}"
+                typed += 1
                 continue
             parsed = numpy_of_rust_type(rust_type)
             assert parsed is not None, f"{where}: layout --json type {rust_type!r} is not one this test reads"
