@@ -309,6 +309,19 @@ _DAYS = ("trading_day", "action_day")
 _TZ = "Asia/Shanghai"
 
 
+def _days(col):
+    """YYYYMMDD integers as datetime64[D] (0 or an impossible date → NaT), vectorised."""
+    col = col.astype(np.int64)
+    year, month, day = col // 10000, col // 100 % 100, col % 100
+    valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
+    year, month, day = np.where(valid, year, 1970), np.where(valid, month, 1), np.where(valid, day, 1)
+    days = ((year - 1970).astype("M8[Y]").astype("M8[M]") + (month - 1).astype("m8[M]")).astype("M8[D]")
+    days = days + (day - 1).astype("m8[D]")
+    # A day past its month's end (20260231) rolls into the next month: not a date, NaT.
+    valid &= (days.astype("M8[M]") - (year - 1970).astype("M8[Y]").astype("M8[M]")).astype(np.int64) == month - 1
+    return np.where(valid, days, np.datetime64("NaT", "D")).astype("M8[ns]")
+
+
 def as_pandas(ticks):
     """A pandas DataFrame of a ``TICK_DTYPE`` array, one row a tick, columns in record order:
     ``instrument_id`` as str; ``exchange`` and ``source`` as their names (``EXCHANGES``,
@@ -327,16 +340,18 @@ def as_pandas(ticks):
             continue
         col = ticks[name]
         if name == "instrument_id":
-            columns[name] = pd.array([b.decode("ascii", "replace") for b in col.tolist()], dtype=object)
-        elif name == "exchange":
-            columns[name] = [EXCHANGES.get(c, str(c)) for c in col.tolist()]
-        elif name == "source":
-            columns[name] = [SOURCES.get(c, str(c)) for c in col.tolist()]
+            # Decode each distinct id once (a few hundred instruments, millions of rows).
+            unique, inverse = np.unique(col, return_inverse=True)
+            text = np.array([b.decode("ascii", "replace") for b in unique.tolist()], dtype=object)
+            columns[name] = text[inverse.reshape(-1)]
+        elif name in ("exchange", "source"):
+            codes = EXCHANGES if name == "exchange" else SOURCES
+            names = np.array([codes.get(c, str(c)) for c in range(256)], dtype=object)
+            columns[name] = names[col]
         elif name in _TIMES:
             columns[name] = pd.to_datetime(np.where(col == 0, np.iinfo("i8").min, col), utc=True).tz_convert(_TZ)
         elif name in _DAYS:
-            text = np.where(col == 0, "", col.astype(str))
-            columns[name] = pd.to_datetime(pd.Series(text), format="%Y%m%d", errors="coerce").to_numpy()
+            columns[name] = _days(col)
         elif col.ndim == 2:
             for level in range(col.shape[1]):
                 columns[f"{name}{level + 1}"] = col[:, level]
