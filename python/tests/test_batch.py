@@ -448,6 +448,8 @@ def test_as_pandas(seg):
     assert len(df.columns) == len([n for n in TICK_DTYPE.names if not n.startswith("reserved")]) + 4 * 4
     snap = r.as_pandas()
     assert list(snap["sequence"]) == [1, 2, 3]
+    days = batch._days(np.array([20260604, 0, 20260231, 20241301, 20240229], dtype="<u4"))
+    assert [str(d)[:10] for d in days] == ["2026-06-04", "NaT", "NaT", "NaT", "2024-02-29"]
     empty = batch.as_pandas(np.empty(0, TICK_DTYPE))
     assert len(empty) == 0 and "bid_price1" in empty.columns
     r.close()
