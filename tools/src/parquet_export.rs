@@ -247,8 +247,8 @@ pub fn write_day<W: Write + Send>(
                     return Ok(());
                 }
                 report.ticks += 1;
-                group.ticks.push(t);
-                if group.ticks.len() == ROW_GROUP_ROWS {
+                group.push(&t);
+                if group.len() == ROW_GROUP_ROWS {
                     write(&mut group, &mut writer)?;
                 }
             }
@@ -261,186 +261,256 @@ pub fn write_day<W: Write + Send>(
     })
     .map_err(|CliError(e)| CliError(format!("reading {}: {e}", journal.display())))?;
     report.notes.extend(note);
-    if !group.ticks.is_empty() {
+    if group.len() > 0 {
         write(&mut group, &mut writer)?;
     }
     writer.close().map_err(|e| CliError(format!("finishing: {e}")))?;
     Ok((report, row_groups))
 }
 
-/// The ticks of one row group being collected, and what building its batch reuses.
+/// The ticks of one row group being collected, already as columns (in journal order), and what
+/// building its batch reuses. Each record is read once, sequentially, as it comes from the journal;
+/// the sort then permutes columns of a few hundred KiB each rather than 376-byte records.
 struct RowGroup {
     schema: SchemaRef,
-    ticks: Vec<TickRecord>,
+    cols: Cols,
     order: Order,
     ids: IdDict,
     days: DayCache,
+}
+
+/// The row group's fields, one vector per column, in journal order.
+#[derive(Default)]
+struct Cols {
+    slot: Vec<u32>,
+    f64s: [Vec<f64>; F64_COUNT],
+    bid_volume: [Vec<i32>; 5],
+    ask_volume: [Vec<i32>; 5],
+    trading_day: Vec<u32>,
+    action_day: Vec<u32>,
+    exchange: Vec<u8>,
+    source: Vec<u8>,
+    volume: Vec<i64>,
+    update_time: Vec<i32>,
+    millis: Vec<u16>,
+    sequence: Vec<u64>,
+    index: Vec<u32>,
+    quality: Vec<u32>,
+    exchange_ns: Vec<i64>,
+    receive_ns: Vec<i64>,
+    publish_ns: Vec<i64>,
+}
+
+const F64_COUNT: usize = F64_FIELDS.len();
+
+/// The record's doubles in [`F64_FIELDS`] order (a unit test holds the two together), read
+/// directly rather than through the accessors, which take the record mutably.
+fn doubles(t: &TickRecord) -> [f64; F64_COUNT] {
+    let (b, a) = (&t.bid_price, &t.ask_price);
+    [
+        t.last_price,
+        t.pre_settlement_price,
+        t.pre_close_price,
+        t.pre_open_interest,
+        t.open_price,
+        t.highest_price,
+        t.lowest_price,
+        t.turnover,
+        t.open_interest,
+        t.close_price,
+        t.settlement_price,
+        t.upper_limit_price,
+        t.lower_limit_price,
+        t.pre_delta,
+        t.curr_delta,
+        b[0],
+        a[0],
+        b[1],
+        a[1],
+        b[2],
+        a[2],
+        b[3],
+        a[3],
+        b[4],
+        a[4],
+        t.average_price,
+        t.banding_upper_price,
+        t.banding_lower_price,
+    ]
+}
+
+fn gather<T: Copy>(values: &[T], perm: &[u32]) -> Vec<T> {
+    perm.iter().map(|&i| values[i as usize]).collect()
 }
 
 impl RowGroup {
     fn new(schema: SchemaRef) -> RowGroup {
         RowGroup {
             schema,
-            ticks: Vec::with_capacity(ROW_GROUP_ROWS),
+            cols: Cols::default(),
             order: Order::default(),
             ids: IdDict::default(),
             days: DayCache::default(),
         }
     }
 
-    /// The collected ticks, sorted by (InstrumentID, sequence), as a batch; empties the group.
-    /// One pass over the records in that order copies every field into its column (each record's
-    /// cache lines are read once), then the columns become Arrow arrays.
-    fn take_batch(&mut self) -> Result<RecordBatch> {
-        let n = self.ticks.len();
-        self.order.sort(&self.ticks);
-        let file_keys: Vec<i32> = self.order.distinct.iter().map(|id| self.ids.key(id)).collect();
+    fn len(&self) -> usize {
+        self.cols.sequence.len()
+    }
 
-        let mut f64s: Vec<Vec<f64>> = (0..F64_FIELDS.len()).map(|_| Vec::with_capacity(n)).collect();
-        let mut bid_volumes: [Vec<i32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
-        let mut ask_volumes: [Vec<i32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
-        let mut id_keys = Vec::with_capacity(n);
-        let (mut trading_day, mut action_day) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut exchange, mut source) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut volume, mut update_time, mut millis) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut sequence, mut index, mut flags) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut exchange_ns, mut receive_ns, mut publish_ns) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        for &(rank, i) in &self.order.sorted {
-            let t = &mut self.ticks[i as usize];
-            id_keys.push(file_keys[rank as usize]);
-            for (column, (_, access)) in f64s.iter_mut().zip(F64_FIELDS) {
-                column.push(*access(t));
-            }
-            for level in 0..5 {
-                bid_volumes[level].push(t.bid_volume[level]);
-                ask_volumes[level].push(t.ask_volume[level]);
-            }
-            trading_day.push(t.trading_day);
-            action_day.push(t.action_day);
-            exchange.push(t.exchange);
-            source.push(t.source);
-            volume.push(t.volume);
-            // Whole seconds, as CTP's UpdateTime (Parquet has no time of seconds).
-            update_time.push((t.update_time_ms / 1000 * 1000) as i32);
-            millis.push((t.update_time_ms % 1000) as u16);
-            sequence.push(t.sequence);
-            index.push(t.instrument_index);
-            flags.push(t.quality);
-            exchange_ns.push(t.exchange_time_ns);
-            receive_ns.push(t.receive_ns);
-            publish_ns.push(t.publish_ns);
+    fn push(&mut self, t: &TickRecord) {
+        let c = &mut self.cols;
+        c.slot.push(self.order.slot(t));
+        for (column, x) in c.f64s.iter_mut().zip(doubles(t)) {
+            column.push(x);
         }
-        self.ticks.clear();
+        for level in 0..5 {
+            c.bid_volume[level].push(t.bid_volume[level]);
+            c.ask_volume[level].push(t.ask_volume[level]);
+        }
+        c.trading_day.push(t.trading_day);
+        c.action_day.push(t.action_day);
+        c.exchange.push(t.exchange);
+        c.source.push(t.source);
+        c.volume.push(t.volume);
+        // Whole seconds, as CTP's UpdateTime (Parquet has no time of seconds).
+        c.update_time.push((t.update_time_ms / 1000 * 1000) as i32);
+        c.millis.push((t.update_time_ms % 1000) as u16);
+        c.sequence.push(t.sequence);
+        c.index.push(t.instrument_index);
+        c.quality.push(t.quality);
+        c.exchange_ns.push(t.exchange_time_ns);
+        c.receive_ns.push(t.receive_ns);
+        c.publish_ns.push(t.publish_ns);
+    }
 
-        let mut f64s = f64s.into_iter().map(Some).collect::<Vec<_>>();
-        let (mut bid_volumes, mut ask_volumes) = (bid_volumes.map(Some), ask_volumes.map(Some));
-        let mut id_keys = Some(id_keys);
+    /// The collected ticks, sorted by (InstrumentID, sequence), as a batch; empties the group.
+    fn take_batch(&mut self) -> Result<RecordBatch> {
+        let perm = self.order.finish(&self.cols.slot);
+        let key_of_slot: Vec<i32> = self.order.first_seen.iter().map(|id| self.ids.key(id)).collect();
+        let c = &self.cols;
+        let id_keys: Vec<i32> = perm.iter().map(|&i| key_of_slot[c.slot[i as usize] as usize]).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
         for (_, field) in COLUMNS {
             let array: ArrayRef = match field {
-                Field::TradingDay => Arc::new(self.days.column(&trading_day)),
-                Field::ActionDay => Arc::new(self.days.column(&action_day)),
-                Field::InstrumentId => Arc::new(self.ids.column(id_keys.take().expect("one InstrumentID column"))?),
-                Field::ExchangeId => {
-                    Arc::new(code_column(&exchange, |c| Exchange::from_code(c).map(Exchange::as_str))?)
-                }
-                Field::Source => Arc::new(code_column(&source, |c| Source::from_code(c).map(Source::as_str))?),
+                Field::TradingDay => Arc::new(self.days.column(&gather(&c.trading_day, &perm))),
+                Field::ActionDay => Arc::new(self.days.column(&gather(&c.action_day, &perm))),
+                Field::InstrumentId => Arc::new(self.ids.column(id_keys.clone())?),
+                Field::ExchangeId => Arc::new(code_column(&gather(&c.exchange, &perm), |code| {
+                    Exchange::from_code(code).map(Exchange::as_str)
+                })?),
+                Field::Source => Arc::new(code_column(&gather(&c.source, &perm), |code| {
+                    Source::from_code(code).map(Source::as_str)
+                })?),
                 Field::F64(i) => {
-                    let values = f64s[i].take().expect("one column per double");
+                    let values = gather(&c.f64s[i], &perm);
                     let nulls = values.iter().any(|x| x.is_nan()).then(|| values.iter().map(|x| !x.is_nan()).collect());
                     Arc::new(Float64Array::new(values.into(), nulls))
                 }
-                Field::Volume => Arc::new(Int64Array::from(std::mem::take(&mut volume))),
-                Field::UpdateTime => Arc::new(Time32MillisecondArray::from(std::mem::take(&mut update_time))),
-                Field::UpdateMillisec => Arc::new(UInt16Array::from(std::mem::take(&mut millis))),
-                Field::BidVolume(i) => Arc::new(Int32Array::from(bid_volumes[i].take().expect("one column per level"))),
-                Field::AskVolume(i) => Arc::new(Int32Array::from(ask_volumes[i].take().expect("one column per level"))),
-                Field::Sequence => Arc::new(UInt64Array::from(std::mem::take(&mut sequence))),
-                Field::InstrumentIndex => Arc::new(UInt32Array::from(std::mem::take(&mut index))),
-                Field::Quality => Arc::new(UInt32Array::from(std::mem::take(&mut flags))),
-                Field::ExchangeTimeNs => Arc::new(timestamps(std::mem::take(&mut exchange_ns))),
-                Field::ReceiveNs => Arc::new(timestamps(std::mem::take(&mut receive_ns))),
-                Field::PublishNs => Arc::new(timestamps(std::mem::take(&mut publish_ns))),
+                Field::Volume => Arc::new(Int64Array::from(gather(&c.volume, &perm))),
+                Field::UpdateTime => Arc::new(Time32MillisecondArray::from(gather(&c.update_time, &perm))),
+                Field::UpdateMillisec => Arc::new(UInt16Array::from(gather(&c.millis, &perm))),
+                Field::BidVolume(i) => Arc::new(Int32Array::from(gather(&c.bid_volume[i], &perm))),
+                Field::AskVolume(i) => Arc::new(Int32Array::from(gather(&c.ask_volume[i], &perm))),
+                Field::Sequence => Arc::new(UInt64Array::from(gather(&c.sequence, &perm))),
+                Field::InstrumentIndex => Arc::new(UInt32Array::from(gather(&c.index, &perm))),
+                Field::Quality => Arc::new(UInt32Array::from(gather(&c.quality, &perm))),
+                Field::ExchangeTimeNs => Arc::new(timestamps(gather(&c.exchange_ns, &perm))),
+                Field::ReceiveNs => Arc::new(timestamps(gather(&c.receive_ns, &perm))),
+                Field::PublishNs => Arc::new(timestamps(gather(&c.publish_ns, &perm))),
             };
             columns.push(array);
         }
+        self.clear();
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| CliError(format!("building a batch: {e}")))
+    }
+
+    fn clear(&mut self) {
+        let c = &mut self.cols;
+        c.slot.clear();
+        c.f64s.iter_mut().for_each(Vec::clear);
+        c.bid_volume.iter_mut().chain(c.ask_volume.iter_mut()).for_each(Vec::clear);
+        for v in [&mut c.trading_day, &mut c.action_day, &mut c.index, &mut c.quality] {
+            v.clear();
+        }
+        c.exchange.clear();
+        c.source.clear();
+        c.update_time.clear();
+        c.millis.clear();
+        c.sequence.clear();
+        for v in [&mut c.volume, &mut c.exchange_ns, &mut c.receive_ns, &mut c.publish_ns] {
+            v.clear();
+        }
+        self.order.clear();
     }
 }
 
-/// The order of a row group: by InstrumentID, then journal (sequence) order. The distinct ids are
-/// ranked in string order (a few hundred at most to sort), then a counting sort by rank, stable,
-/// orders the ticks in linear time.
+/// The order of a row group: by InstrumentID, then journal (sequence) order. Each tick gets the
+/// slot of its id as it comes ([`Order::slot`]); at the end the distinct ids (a few hundred at
+/// most) are ranked in string order and a counting sort by rank, stable, orders the ticks in
+/// linear time.
 #[derive(Default)]
 struct Order {
-    /// The row group's distinct ids, by rank (string order).
-    distinct: Vec<[u8; INSTRUMENT_ID_LEN]>,
-    /// (rank, index into the ticks), in output order.
-    sorted: Vec<(u32, u32)>,
+    /// The row group's distinct ids, by slot (order of first appearance).
+    first_seen: Vec<[u8; INSTRUMENT_ID_LEN]>,
     slots: HashMap<[u8; INSTRUMENT_ID_LEN], u32>,
     /// instrument_index → (id, slot) of the last tick seen with it: most ticks skip the hash.
     by_index: Vec<Option<([u8; INSTRUMENT_ID_LEN], u32)>>,
-    slot_of_tick: Vec<u32>,
-    counts: Vec<u32>,
 }
 
 impl Order {
-    fn sort(&mut self, ticks: &[TickRecord]) {
-        self.slots.clear();
-        self.by_index.clear();
-        self.slot_of_tick.clear();
-        let mut first_seen: Vec<[u8; INSTRUMENT_ID_LEN]> = Vec::new();
-        for t in ticks {
-            let cached = self.by_index.get(t.instrument_index as usize).copied().flatten();
-            let slot = match cached {
-                Some((id, slot)) if id == t.instrument_id => slot,
-                _ => {
-                    let next = first_seen.len() as u32;
-                    let slot = *self.slots.entry(t.instrument_id).or_insert(next);
-                    if slot == next {
-                        first_seen.push(t.instrument_id);
-                    }
-                    let i = t.instrument_index as usize;
-                    if i < 1 << 16 {
-                        if self.by_index.len() <= i {
-                            self.by_index.resize(i + 1, None);
-                        }
-                        self.by_index[i] = Some((t.instrument_id, slot));
-                    }
-                    slot
-                }
-            };
-            self.slot_of_tick.push(slot);
+    fn slot(&mut self, t: &TickRecord) -> u32 {
+        if let Some(Some((id, slot))) = self.by_index.get(t.instrument_index as usize)
+            && *id == t.instrument_id
+        {
+            return *slot;
         }
+        let next = self.first_seen.len() as u32;
+        let slot = *self.slots.entry(t.instrument_id).or_insert(next);
+        if slot == next {
+            self.first_seen.push(t.instrument_id);
+        }
+        let i = t.instrument_index as usize;
+        if i < 1 << 16 {
+            if self.by_index.len() <= i {
+                self.by_index.resize(i + 1, None);
+            }
+            self.by_index[i] = Some((t.instrument_id, slot));
+        }
+        slot
+    }
+
+    /// The permutation (indices into the journal-order columns) that sorts the row group.
+    fn finish(&self, slot_of_tick: &[u32]) -> Vec<u32> {
         // Rank the distinct ids in string order (NUL-padded ASCII: byte order is string order).
-        let mut by_rank: Vec<u32> = (0..first_seen.len() as u32).collect();
-        by_rank.sort_unstable_by(|&a, &b| first_seen[a as usize].cmp(&first_seen[b as usize]));
-        let mut rank_of_slot = vec![0u32; first_seen.len()];
+        let ids = &self.first_seen;
+        let mut by_rank: Vec<u32> = (0..ids.len() as u32).collect();
+        by_rank.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+        let mut rank_of_slot = vec![0u32; ids.len()];
         for (rank, &slot) in by_rank.iter().enumerate() {
             rank_of_slot[slot as usize] = rank as u32;
         }
-        self.distinct.clear();
-        self.distinct.extend(by_rank.iter().map(|&slot| first_seen[slot as usize]));
         // Counting sort by rank, stable.
-        self.counts.clear();
-        self.counts.resize(first_seen.len() + 1, 0);
-        for &slot in &self.slot_of_tick {
-            self.counts[rank_of_slot[slot as usize] as usize + 1] += 1;
+        let mut next = vec![0u32; ids.len() + 1];
+        for &slot in slot_of_tick {
+            next[rank_of_slot[slot as usize] as usize + 1] += 1;
         }
-        for r in 1..self.counts.len() {
-            self.counts[r] += self.counts[r - 1];
+        for r in 1..next.len() {
+            next[r] += next[r - 1];
         }
-        self.sorted.clear();
-        self.sorted.resize(ticks.len(), (0, 0));
-        for (i, &slot) in self.slot_of_tick.iter().enumerate() {
-            let rank = rank_of_slot[slot as usize];
-            let at = &mut self.counts[rank as usize];
-            self.sorted[*at as usize] = (rank, i as u32);
+        let mut perm = vec![0u32; slot_of_tick.len()];
+        for (i, &slot) in slot_of_tick.iter().enumerate() {
+            let at = &mut next[rank_of_slot[slot as usize] as usize];
+            perm[*at as usize] = i as u32;
             *at += 1;
         }
+        perm
+    }
+
+    fn clear(&mut self) {
+        self.first_seen.clear();
+        self.slots.clear();
+        self.by_index.clear();
     }
 }
 
@@ -518,5 +588,43 @@ impl DayCache {
             b.append_option(days);
         }
         b.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_are_in_the_order_of_the_csv_accessors() {
+        for (i, (name, access)) in F64_FIELDS.iter().enumerate() {
+            let mut t = TickRecord::ZERO;
+            *access(&mut t) = 1.5 + i as f64;
+            let d = doubles(&t);
+            assert_eq!(d[i], 1.5 + i as f64, "{name}");
+            assert_eq!(d.iter().filter(|x| **x != 0.0).count(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_order_is_by_id_then_arrival() {
+        let mut order = Order::default();
+        let ids = ["m2609", "rb2605", "IF2606", "m2609", "ag2606", "rb2605", "m2609"];
+        let slots: Vec<u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut t = TickRecord::ZERO;
+                t.instrument_id = qilin_shm::layout::fixed_id(id).unwrap();
+                t.instrument_index = (i % 2) as u32; // indices that do not follow the ids
+                order.slot(&t)
+            })
+            .collect();
+        let perm = order.finish(&slots);
+        let sorted: Vec<(&str, u32)> = perm.iter().map(|&i| (ids[i as usize], i)).collect();
+        assert_eq!(
+            sorted,
+            [("IF2606", 2), ("ag2606", 4), ("m2609", 0), ("m2609", 3), ("m2609", 6), ("rb2605", 1), ("rb2605", 5)]
+        );
     }
 }
