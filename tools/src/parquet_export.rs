@@ -217,6 +217,9 @@ fn tmp_name(path: &Path) -> PathBuf {
 
 /// Writes the ticks of one journal file (only `instruments`, if any) as one Parquet file to `out`;
 /// returns the counts and the number of row groups. `journal` names the file in errors.
+///
+/// Two threads: this one reads the journal and builds each row group's batch, a second one
+/// encodes and compresses the previous batch meanwhile (a channel of one batch between them).
 pub fn write_day<W: Write + Send>(
     reader: &mut JournalReader,
     journal: &Path,
@@ -225,47 +228,61 @@ pub fn write_day<W: Write + Send>(
     props: WriterProperties,
 ) -> Result<(ExportReport, usize)> {
     let schema = schema();
-    let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props))
-        .map_err(|e| CliError(format!("starting the Parquet writer: {e}")))?;
     let mut report = ExportReport { files: 1, ..ExportReport::default() };
-    let mut group = RowGroup::new(schema);
-    let mut row_groups = 0;
-    let mut write = |group: &mut RowGroup, writer: &mut ArrowWriter<W>| -> Result<()> {
-        let batch = group.take_batch()?;
-        writer.write(&batch).map_err(|e| CliError(format!("encoding: {e}")))?;
-        writer.flush().map_err(|e| CliError(format!("encoding: {e}")))?;
-        row_groups += 1;
-        Ok(())
-    };
-    let note = for_each_entry(reader, |entry| {
-        match entry {
-            Entry::Tick(t) => {
-                let wanted = instruments.is_empty()
-                    || t.instrument_id_str().is_some_and(|id| instruments.iter().any(|i| i == id));
-                if !wanted {
-                    report.filtered += 1;
-                    return Ok(());
-                }
-                report.ticks += 1;
-                group.push(&t);
-                if group.len() == ROW_GROUP_ROWS {
-                    write(&mut group, &mut writer)?;
-                }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+    let encoder_schema = schema.clone();
+    std::thread::scope(|scope| {
+        let encoder = scope.spawn(move || -> Result<usize> {
+            let encoding = |e: parquet::errors::ParquetError| CliError(format!("encoding: {e}"));
+            let mut writer = ArrowWriter::try_new(out, encoder_schema, Some(props)).map_err(encoding)?;
+            let mut row_groups = 0;
+            for batch in rx {
+                writer.write(&batch).map_err(encoding)?;
+                writer.flush().map_err(encoding)?;
+                row_groups += 1;
             }
-            Entry::Gap(g) => {
-                report.gaps += 1;
-                report.gap_sequences += g.count();
+            writer.close().map_err(encoding)?;
+            Ok(row_groups)
+        });
+        let read = (|| -> Result<Option<String>> {
+            let mut group = RowGroup::new(schema);
+            // A send fails only when the encoder has stopped on an error, which join reports.
+            let stopped = || CliError("the encoder stopped".into());
+            let note = for_each_entry(reader, |entry| {
+                match entry {
+                    Entry::Tick(t) => {
+                        let wanted = instruments.is_empty()
+                            || t.instrument_id_str().is_some_and(|id| instruments.iter().any(|i| i == id));
+                        if !wanted {
+                            report.filtered += 1;
+                            return Ok(());
+                        }
+                        report.ticks += 1;
+                        group.push(&t);
+                        if group.len() == ROW_GROUP_ROWS {
+                            tx.send(group.take_batch()?).map_err(|_| stopped())?;
+                        }
+                    }
+                    Entry::Gap(g) => {
+                        report.gaps += 1;
+                        report.gap_sequences += g.count();
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|CliError(e)| CliError(format!("reading {}: {e}", journal.display())))?;
+            if group.len() > 0 {
+                tx.send(group.take_batch()?).map_err(|_| stopped())?;
             }
-        }
-        Ok(())
+            Ok(note)
+        })();
+        drop(tx);
+        let encoded = encoder.join().unwrap_or_else(|_| Err(CliError("the encoder thread panicked".into())));
+        // The encoder's error is the cause when both failed.
+        let row_groups = encoded?;
+        report.notes.extend(read?);
+        Ok((report, row_groups))
     })
-    .map_err(|CliError(e)| CliError(format!("reading {}: {e}", journal.display())))?;
-    report.notes.extend(note);
-    if group.len() > 0 {
-        write(&mut group, &mut writer)?;
-    }
-    writer.close().map_err(|e| CliError(format!("finishing: {e}")))?;
-    Ok((report, row_groups))
 }
 
 /// The ticks of one row group being collected, already as columns (in journal order), and what
