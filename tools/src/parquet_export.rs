@@ -13,7 +13,8 @@
 //!   row group the rows are sorted by (`InstrumentID`, `sequence`)** (declared as the file's
 //!   sorting columns), so an instrument is one contiguous run: with pages of at most
 //!   [`PAGE_ROWS`] rows and the page index, a reader skips the pages of other instruments.
-//! - zstd (level [`ZSTD_LEVEL`]) compression; sequence and times delta-encoded (no dictionary).
+//! - zstd (level [`ZSTD_LEVEL`]) compression; sequence, times and Volume delta-encoded, Turnover and
+//!   AveragePrice plain (no dictionary: their values are nearly unique).
 
 use std::{
     collections::HashMap,
@@ -145,11 +146,16 @@ pub fn writer_properties(feed: &str, trading_day: u32, journal: &Path) -> Writer
         ]))
         .set_created_by(format!("qilinctl {} (parquet-rs)", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(metadata));
-    for name in ["sequence", "exchange_time_ns", "receive_ns", "publish_ns"] {
+    // Unique (or nearly) per tick: a dictionary costs a hash per value and saves nothing.
+    // Increasing integers (and cumulative Volume, within an instrument's run) delta-encode well.
+    for name in ["sequence", "exchange_time_ns", "receive_ns", "publish_ns", "Volume"] {
         let path = ColumnPath::from(name);
         props = props
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    for name in ["Turnover", "AveragePrice"] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
     }
     props.build()
 }
