@@ -37,6 +37,10 @@
 //! server round trip. Both core-mode figures end at a flush (qilin-nats confirms its position the
 //! same way), so they compare like with like.
 //!
+//! With `json` among the modes it also times JSON encoding alone, in this process: the map that
+//! `tick_json` built up to b2d161a against `write_tick_json` (what qilin-nats does now), on the
+//! same ticks, alternating which goes first.
+//!
 //! Run: `cargo bench -p qilin-benches --bench nats_throughput`. Environment: `QILIN_NATS_TICKS`
 //! (default 200 000), `QILIN_NATS_RUNS` (default 5), `QILIN_NATS_MODES` (comma-separated subset
 //! of `core,jetstream,json`, default all), `QILIN_NATS_STORAGE` (`file`, the default, or `memory`:
@@ -64,7 +68,7 @@ use qilin_benches::TempSegment;
 use qilin_market::Instruments;
 use qilin_shm::{
     Exchange, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer,
-    layout::{FINGERPRINT, LAYOUT_VERSION},
+    layout::{FINGERPRINT, fingerprint_text},
     now_ns,
 };
 use qilin_sidecar::nats::{
@@ -383,7 +387,7 @@ impl Bench {
         let mut reader = Reader::open(&self.segment).expect("opening the segment");
         reader.seek(Start::Oldest);
         let epoch = reader.epoch().to_string();
-        let layout = format!("{LAYOUT_VERSION}-{FINGERPRINT:016x}");
+        let layout = fingerprint_text(FINGERPRINT);
         let mut subjects: HashMap<(u8, [u8; 32]), Subject> = HashMap::new();
         let mut out = Vec::with_capacity(self.ticks as usize);
         let mut tick = TickRecord::ZERO;
@@ -415,7 +419,11 @@ impl Bench {
                     headers.insert(LAYOUT_HEADER, layout.as_str());
                     Bytes::copy_from_slice(zerocopy::IntoBytes::as_bytes(&tick))
                 }
-                Payload::Json => Bytes::from(serde_json::to_vec(&qilin_market::names::tick_json(&tick)).unwrap()),
+                Payload::Json => {
+                    let mut body = Vec::new();
+                    qilin_market::names::write_tick_json(&tick, &mut body);
+                    Bytes::from(body)
+                }
             };
             out.push((subject, headers, body));
         }
@@ -746,5 +754,136 @@ fn main() {
             spread(&cpu_ratios, 1.0, 3),
         );
     }
+    if kinds.contains(&Kind::CoreJson) {
+        json_encoding(&b.segment, runs);
+    }
     println!("\nload average at the end {}; total {:.1} s", loadavg(), started.elapsed().as_secs_f64());
+}
+
+/// `tick_json` as it was up to b2d161a: a `serde_json` map built key by key, then printed. Kept
+/// here as the baseline of [`json_encoding`] (market/src/names.rs tests hold the same copy and
+/// check that `write_tick_json` prints exactly its bytes).
+fn tick_json_map(t: &TickRecord) -> serde_json::Value {
+    use qilin_market::names::{exchange_name, quality_names, source_name, update_time};
+    use serde_json::{Map, Value, json};
+    let (time, millis) = update_time(t.update_time_ms);
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("sequence", json!(t.sequence));
+    put("TradingDay", json!(t.trading_day.to_string()));
+    put("ActionDay", json!(t.action_day.to_string()));
+    put("InstrumentID", json!(t.instrument_id_str().unwrap_or("?")));
+    put("ExchangeID", json!(exchange_name(t.exchange)));
+    put("UpdateTime", json!(time));
+    put("UpdateMillisec", json!(millis));
+    for (k, v) in [
+        ("LastPrice", t.last_price),
+        ("PreSettlementPrice", t.pre_settlement_price),
+        ("PreClosePrice", t.pre_close_price),
+        ("PreOpenInterest", t.pre_open_interest),
+        ("OpenPrice", t.open_price),
+        ("HighestPrice", t.highest_price),
+        ("LowestPrice", t.lowest_price),
+        ("Turnover", t.turnover),
+        ("OpenInterest", t.open_interest),
+        ("ClosePrice", t.close_price),
+        ("SettlementPrice", t.settlement_price),
+        ("UpperLimitPrice", t.upper_limit_price),
+        ("LowerLimitPrice", t.lower_limit_price),
+        ("PreDelta", t.pre_delta),
+        ("CurrDelta", t.curr_delta),
+        ("AveragePrice", t.average_price),
+        ("BandingUpperPrice", t.banding_upper_price),
+        ("BandingLowerPrice", t.banding_lower_price),
+    ] {
+        put(k, json!(v));
+    }
+    put("Volume", json!(t.volume));
+    for level in 0..5 {
+        put(&format!("BidPrice{}", level + 1), json!(t.bid_price[level]));
+        put(&format!("BidVolume{}", level + 1), json!(t.bid_volume[level]));
+        put(&format!("AskPrice{}", level + 1), json!(t.ask_price[level]));
+        put(&format!("AskVolume{}", level + 1), json!(t.ask_volume[level]));
+    }
+    put("instrument_index", json!(t.instrument_index));
+    put("exchange_time_ns", json!(t.exchange_time_ns));
+    put("receive_ns", json!(t.receive_ns));
+    put("publish_ns", json!(t.publish_ns));
+    put("source", json!(source_name(t.source)));
+    put("quality", json!(quality_names(t.quality)));
+    Value::Object(m)
+}
+
+/// JSON encoding alone, in this process, over the segment's ticks: the map of before
+/// (`serde_json::to_vec(&tick_json_map(t))`) against qilin-nats' body today (`write_tick_json`
+/// into a `Vec` sized as the sidecar sizes it), `runs` rounds, alternating which goes first. Both
+/// produce the same bytes (checked on every tick first).
+fn json_encoding(segment: &Path, runs: usize) {
+    let mut reader = Reader::open(segment).expect("opening the segment");
+    reader.seek(Start::Oldest);
+    let mut ticks = Vec::new();
+    let mut tick = TickRecord::ZERO;
+    while reader.try_next(&mut tick) == Next::Tick {
+        ticks.push(tick);
+    }
+    let mut longest = 0;
+    for t in &ticks {
+        let mut body = Vec::new();
+        qilin_market::names::write_tick_json(t, &mut body);
+        assert_eq!(body, serde_json::to_vec(&tick_json_map(t)).unwrap(), "sequence {}", t.sequence);
+        longest = longest.max(body.len());
+    }
+    let capacity = longest + 128;
+    let map = |ticks: &[TickRecord]| {
+        let start = Instant::now();
+        let mut bytes = 0;
+        for t in ticks {
+            bytes += std::hint::black_box(serde_json::to_vec(&tick_json_map(t)).unwrap()).len();
+        }
+        (start.elapsed().as_secs_f64() * 1e9 / ticks.len() as f64, bytes)
+    };
+    let strukt = |ticks: &[TickRecord]| {
+        let start = Instant::now();
+        let mut bytes = 0;
+        for t in ticks {
+            let mut body = Vec::with_capacity(capacity);
+            qilin_market::names::write_tick_json(t, &mut body);
+            bytes += std::hint::black_box(body).len();
+        }
+        (start.elapsed().as_secs_f64() * 1e9 / ticks.len() as f64, bytes)
+    };
+    println!(
+        "\nJSON encoding alone ({} ticks, bodies of {longest} B at most): ns per tick, map (tick_json up to b2d161a) \
+         and struct (write_tick_json); map first in odd rounds",
+        ticks.len()
+    );
+    let (mut maps, mut structs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=runs {
+        let ((m, mb), (s, sb)) = if round % 2 == 1 {
+            let m = map(&ticks);
+            (m, strukt(&ticks))
+        } else {
+            let s = strukt(&ticks);
+            (map(&ticks), s)
+        };
+        assert_eq!(mb, sb, "the same bytes");
+        println!(
+            "{:>7} map {m:>8.0} struct {s:>8.0} ratio {:>6.2}",
+            if round == 0 { "warm-up".into() } else { round.to_string() },
+            m / s
+        );
+        if round > 0 {
+            maps.push(m);
+            structs.push(s);
+            ratios.push(m / s);
+        }
+    }
+    println!(
+        "median (min–max): map {} ns, struct {} ns, map ÷ struct {}",
+        spread(&maps, 1.0, 0),
+        spread(&structs, 1.0, 0),
+        spread(&ratios, 1.0, 2)
+    );
 }
