@@ -261,6 +261,14 @@ def test_jetstream_raw_every_sequence_once_decoded_as_the_segment_holds_it(nats_
     assert np.array([t.record for t in ticks], dtype=consumer.TICK_DTYPE).tobytes() == b"".join(
         qilin_shm._RECORD.pack(*_flat(w)) for w in expected)
 
+    # A durable consumer resumes where its last run acked: two runs cover 1..=TICKS exactly once.
+    first, stats1 = collect(nats_server, core.feed, TICKS // 2, durable="desk")
+    k = first[-1].sequence
+    assert [t.sequence for t in first] == list(range(1, k + 1)) and k >= TICKS // 2
+    second, stats2 = collect(nats_server, core.feed, TICKS, durable="desk")
+    assert [t.sequence for t in second] == list(range(k + 1, TICKS + 1)), "resumed after the acked batch"
+    assert stats1.duplicates == stats2.duplicates == 0
+
     # The command line prints the same ticks.
     out = subprocess.run([sys.executable, consumer.__file__, "--url", nats_server, "--feed", core.feed, "--until", "3"],
                          capture_output=True, text=True, timeout=WATCHDOG)
