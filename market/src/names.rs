@@ -487,7 +487,7 @@ pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {
         "segment": reader.path().display().to_string(),
         "feed": reader.feed_name(),
         "layout_version": identity.layout_version,
-        "fingerprint": format!("{:#018x}", identity.fingerprint),
+        "fingerprint": qilin_shm::layout::fingerprint_text(identity.fingerprint),
         "ring_slots": identity.ring_slots,
         "instrument_capacity": identity.instrument_capacity,
         "epoch": reader.current_epoch(),

