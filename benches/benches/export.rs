@@ -100,7 +100,7 @@ fn make_journal(dir: &Path, ticks: u64) -> PathBuf {
         t.receive_ns = now_ns;
         t.publish_ns = now_ns + 700 + (r % 300) as i64;
         let p = last[k];
-        t.last_price = if r % 1000 == 0 { f64::NAN } else { p };
+        t.last_price = if r.is_multiple_of(1000) { f64::NAN } else { p };
         t.pre_settlement_price = 1000.0 + (k as f64) * 37.0;
         t.pre_close_price = t.pre_settlement_price + 1.0;
         t.pre_open_interest = 100_000.0 + k as f64;

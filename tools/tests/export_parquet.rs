@@ -51,11 +51,11 @@ fn tick(seq: u64, day: u32, i: u64) -> TickRecord {
     t.update_time_ms = (9 * 3600 + (i / 2) as u32 % 7200) * 1000 + (i % 2) as u32 * 500;
     t.exchange_time_ns = utc_ns(Date::from_ymd(day).unwrap(), t.update_time_ms / 1000, t.update_time_ms % 1000);
     t.receive_ns = t.exchange_time_ns + 1_234_567;
-    t.publish_ns = if i % 3 == 0 { 0 } else { t.receive_ns + 800 };
+    t.publish_ns = if i.is_multiple_of(3) { 0 } else { t.receive_ns + 800 };
     t.source = [0, Source::Primary as u8, Source::Backup as u8, Source::Sim as u8][(i % 4) as usize];
-    t.last_price = if i % 11 == 0 { f64::NAN } else { 3000.0 + (i % 50) as f64 * 0.5 };
+    t.last_price = if i.is_multiple_of(11) { f64::NAN } else { 3000.0 + (i % 50) as f64 * 0.5 };
     t.pre_settlement_price = 2990.0;
-    t.open_price = if i % 7 == 0 { f64::NAN } else { 3001.5 };
+    t.open_price = if i.is_multiple_of(7) { f64::NAN } else { 3001.5 };
     t.volume = 10 * i as i64;
     t.turnover = 3.0e4 * i as f64;
     t.open_interest = 100_000.0 - i as f64;
@@ -69,7 +69,7 @@ fn tick(seq: u64, day: u32, i: u64) -> TickRecord {
     t.banding_upper_price = f64::NAN;
     t.banding_lower_price = f64::NAN;
     t.bid_price = [2999.0, 2998.0, f64::NAN, f64::NAN, f64::NAN];
-    t.ask_price = [if i % 13 == 0 { f64::NAN } else { 3001.0 }, 3002.0, f64::NAN, f64::NAN, f64::NAN];
+    t.ask_price = [if i.is_multiple_of(13) { f64::NAN } else { 3001.0 }, 3002.0, f64::NAN, f64::NAN, f64::NAN];
     t.bid_volume = [(i % 9) as i32 + 1, 3, 0, 0, 0];
     t.ask_volume = [2, (i % 5) as i32, 0, 0, 0];
     t.quality = match i % 13 {
