@@ -295,7 +295,11 @@ fn python_layout_table_is_layout_structs() {
     let json = check("dump_events.py layout", python().arg(dump_events()).arg("layout").output().unwrap());
     let py: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(py["layout_version"], qilin_shm::layout::LAYOUT_VERSION);
-    assert_eq!(py["fingerprint"], qilin_shm::layout::fingerprint_text(qilin_shm::FINGERPRINT), "fingerprint computed in Python");
+    assert_eq!(
+        py["fingerprint"],
+        qilin_shm::layout::fingerprint_text(qilin_shm::FINGERPRINT),
+        "fingerprint computed in Python"
+    );
     assert_eq!(py["magic"], "QILINSHM");
     let counters: Vec<&str> = py["counters"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(counters, qilin_shm::Counter::NAMES);
