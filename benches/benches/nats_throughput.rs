@@ -760,65 +760,9 @@ fn main() {
     println!("\nload average at the end {}; total {:.1} s", loadavg(), started.elapsed().as_secs_f64());
 }
 
-/// `tick_json` as it was up to b2d161a: a `serde_json` map built key by key, then printed. Kept
-/// here as the baseline of [`json_encoding`] (market/src/names.rs tests hold the same copy and
-/// check that `write_tick_json` prints exactly its bytes).
-fn tick_json_map(t: &TickRecord) -> serde_json::Value {
-    use qilin_market::names::{exchange_name, quality_names, source_name, update_time};
-    use serde_json::{Map, Value, json};
-    let (time, millis) = update_time(t.update_time_ms);
-    let mut m = Map::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.to_string(), v);
-    };
-    put("sequence", json!(t.sequence));
-    put("TradingDay", json!(t.trading_day.to_string()));
-    put("ActionDay", json!(t.action_day.to_string()));
-    put("InstrumentID", json!(t.instrument_id_str().unwrap_or("?")));
-    put("ExchangeID", json!(exchange_name(t.exchange)));
-    put("UpdateTime", json!(time));
-    put("UpdateMillisec", json!(millis));
-    for (k, v) in [
-        ("LastPrice", t.last_price),
-        ("PreSettlementPrice", t.pre_settlement_price),
-        ("PreClosePrice", t.pre_close_price),
-        ("PreOpenInterest", t.pre_open_interest),
-        ("OpenPrice", t.open_price),
-        ("HighestPrice", t.highest_price),
-        ("LowestPrice", t.lowest_price),
-        ("Turnover", t.turnover),
-        ("OpenInterest", t.open_interest),
-        ("ClosePrice", t.close_price),
-        ("SettlementPrice", t.settlement_price),
-        ("UpperLimitPrice", t.upper_limit_price),
-        ("LowerLimitPrice", t.lower_limit_price),
-        ("PreDelta", t.pre_delta),
-        ("CurrDelta", t.curr_delta),
-        ("AveragePrice", t.average_price),
-        ("BandingUpperPrice", t.banding_upper_price),
-        ("BandingLowerPrice", t.banding_lower_price),
-    ] {
-        put(k, json!(v));
-    }
-    put("Volume", json!(t.volume));
-    for level in 0..5 {
-        put(&format!("BidPrice{}", level + 1), json!(t.bid_price[level]));
-        put(&format!("BidVolume{}", level + 1), json!(t.bid_volume[level]));
-        put(&format!("AskPrice{}", level + 1), json!(t.ask_price[level]));
-        put(&format!("AskVolume{}", level + 1), json!(t.ask_volume[level]));
-    }
-    put("instrument_index", json!(t.instrument_index));
-    put("exchange_time_ns", json!(t.exchange_time_ns));
-    put("receive_ns", json!(t.receive_ns));
-    put("publish_ns", json!(t.publish_ns));
-    put("source", json!(source_name(t.source)));
-    put("quality", json!(quality_names(t.quality)));
-    Value::Object(m)
-}
-
 /// JSON encoding alone, in this process, over the segment's ticks: the map of before
-/// (`serde_json::to_vec(&tick_json_map(t))`) against qilin-nats' body today (`write_tick_json`
-/// into a `Vec` sized as the sidecar sizes it), `runs` rounds, alternating which goes first. Both
+/// (`serde_json::to_vec(&tick_json_map(t))`, kept in `qilin_market::names`) against qilin-nats' body
+/// today (`write_tick_json` into a `Vec` sized as the sidecar sizes it), `runs` rounds, alternating which goes first. Both
 /// produce the same bytes (checked on every tick first).
 fn json_encoding(segment: &Path, runs: usize) {
     let mut reader = Reader::open(segment).expect("opening the segment");
@@ -832,7 +776,12 @@ fn json_encoding(segment: &Path, runs: usize) {
     for t in &ticks {
         let mut body = Vec::new();
         qilin_market::names::write_tick_json(t, &mut body);
-        assert_eq!(body, serde_json::to_vec(&tick_json_map(t)).unwrap(), "sequence {}", t.sequence);
+        assert_eq!(
+            body,
+            serde_json::to_vec(&qilin_market::names::tick_json_map(t)).unwrap(),
+            "sequence {}",
+            t.sequence
+        );
         longest = longest.max(body.len());
     }
     let capacity = longest + 128;
@@ -840,7 +789,7 @@ fn json_encoding(segment: &Path, runs: usize) {
         let start = Instant::now();
         let mut bytes = 0;
         for t in ticks {
-            bytes += std::hint::black_box(serde_json::to_vec(&tick_json_map(t)).unwrap()).len();
+            bytes += std::hint::black_box(serde_json::to_vec(&qilin_market::names::tick_json_map(t)).unwrap()).len();
         }
         (start.elapsed().as_secs_f64() * 1e9 / ticks.len() as f64, bytes)
     };

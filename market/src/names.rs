@@ -509,6 +509,61 @@ pub fn status_json(reader: &Reader, now_ns: i64, stale_after_ns: i64) -> Value {
     })
 }
 
+/// `tick_json` as it was before [`TickJson`]: a `serde_json` map built key by key. Not for use: the
+/// reference [`write_tick_json`]'s bytes are held to (this crate's tests) and the baseline the
+/// `nats_throughput` bench measures the encoding against.
+#[doc(hidden)]
+pub fn tick_json_map(t: &TickRecord) -> Value {
+    let (time, millis) = update_time(t.update_time_ms);
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("sequence", json!(t.sequence));
+    put("TradingDay", json!(t.trading_day.to_string()));
+    put("ActionDay", json!(t.action_day.to_string()));
+    put("InstrumentID", json!(t.instrument_id_str().unwrap_or("?")));
+    put("ExchangeID", json!(exchange_name(t.exchange)));
+    put("UpdateTime", json!(time));
+    put("UpdateMillisec", json!(millis));
+    for (k, v) in [
+        ("LastPrice", t.last_price),
+        ("PreSettlementPrice", t.pre_settlement_price),
+        ("PreClosePrice", t.pre_close_price),
+        ("PreOpenInterest", t.pre_open_interest),
+        ("OpenPrice", t.open_price),
+        ("HighestPrice", t.highest_price),
+        ("LowestPrice", t.lowest_price),
+        ("Turnover", t.turnover),
+        ("OpenInterest", t.open_interest),
+        ("ClosePrice", t.close_price),
+        ("SettlementPrice", t.settlement_price),
+        ("UpperLimitPrice", t.upper_limit_price),
+        ("LowerLimitPrice", t.lower_limit_price),
+        ("PreDelta", t.pre_delta),
+        ("CurrDelta", t.curr_delta),
+        ("AveragePrice", t.average_price),
+        ("BandingUpperPrice", t.banding_upper_price),
+        ("BandingLowerPrice", t.banding_lower_price),
+    ] {
+        put(k, json!(v));
+    }
+    put("Volume", json!(t.volume));
+    for level in 0..5 {
+        put(&format!("BidPrice{}", level + 1), json!(t.bid_price[level]));
+        put(&format!("BidVolume{}", level + 1), json!(t.bid_volume[level]));
+        put(&format!("AskPrice{}", level + 1), json!(t.ask_price[level]));
+        put(&format!("AskVolume{}", level + 1), json!(t.ask_volume[level]));
+    }
+    put("instrument_index", json!(t.instrument_index));
+    put("exchange_time_ns", json!(t.exchange_time_ns));
+    put("receive_ns", json!(t.receive_ns));
+    put("publish_ns", json!(t.publish_ns));
+    put("source", json!(source_name(t.source)));
+    put("quality", json!(quality_names(t.quality)));
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,59 +589,6 @@ mod tests {
         assert_eq!(v["BidPrice3"], 3610.0);
         assert_eq!(v["quality"], json!(["stale_snapshot", "absent_price"]));
         assert_eq!((exchange_name(0xEE), source_name(0xEE)), ("?", "?"));
-    }
-
-    /// `tick_json` as it was before `TickJson`: a `serde_json` map built key by key. The
-    /// reference the struct's bytes are compared with.
-    fn tick_json_map(t: &TickRecord) -> Value {
-        let (time, millis) = update_time(t.update_time_ms);
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_string(), v);
-        };
-        put("sequence", json!(t.sequence));
-        put("TradingDay", json!(t.trading_day.to_string()));
-        put("ActionDay", json!(t.action_day.to_string()));
-        put("InstrumentID", json!(t.instrument_id_str().unwrap_or("?")));
-        put("ExchangeID", json!(exchange_name(t.exchange)));
-        put("UpdateTime", json!(time));
-        put("UpdateMillisec", json!(millis));
-        for (k, v) in [
-            ("LastPrice", t.last_price),
-            ("PreSettlementPrice", t.pre_settlement_price),
-            ("PreClosePrice", t.pre_close_price),
-            ("PreOpenInterest", t.pre_open_interest),
-            ("OpenPrice", t.open_price),
-            ("HighestPrice", t.highest_price),
-            ("LowestPrice", t.lowest_price),
-            ("Turnover", t.turnover),
-            ("OpenInterest", t.open_interest),
-            ("ClosePrice", t.close_price),
-            ("SettlementPrice", t.settlement_price),
-            ("UpperLimitPrice", t.upper_limit_price),
-            ("LowerLimitPrice", t.lower_limit_price),
-            ("PreDelta", t.pre_delta),
-            ("CurrDelta", t.curr_delta),
-            ("AveragePrice", t.average_price),
-            ("BandingUpperPrice", t.banding_upper_price),
-            ("BandingLowerPrice", t.banding_lower_price),
-        ] {
-            put(k, json!(v));
-        }
-        put("Volume", json!(t.volume));
-        for level in 0..5 {
-            put(&format!("BidPrice{}", level + 1), json!(t.bid_price[level]));
-            put(&format!("BidVolume{}", level + 1), json!(t.bid_volume[level]));
-            put(&format!("AskPrice{}", level + 1), json!(t.ask_price[level]));
-            put(&format!("AskVolume{}", level + 1), json!(t.ask_volume[level]));
-        }
-        put("instrument_index", json!(t.instrument_index));
-        put("exchange_time_ns", json!(t.exchange_time_ns));
-        put("receive_ns", json!(t.receive_ns));
-        put("publish_ns", json!(t.publish_ns));
-        put("source", json!(source_name(t.source)));
-        put("quality", json!(quality_names(t.quality)));
-        Value::Object(m)
     }
 
     /// The struct's text, `tick_json`'s `Value` printed, and the old map printed: all the same bytes.
