@@ -30,7 +30,10 @@ enum Runs {
 const INDIRECT: &[(&str, &str, Runs)] = &[
     ("benches/benches/nats_throughput.rs", "&binary", Runs::External(&["nats-server"])),
     ("benches/src/harness/baselines.rs", "&plan.self_bin", Runs::Built),
+    ("benches/benches/export.rs", "bin", Runs::Built),
     ("benches/src/harness/e2e.rs", "&compiler", Runs::External(&["cc"])),
+    // .venv/bin/python (made by scripts/test from python/requirements-test.txt), else python3.
+    ("benches/src/harness/e2e.rs", "batch_python(plan)", Runs::External(&["python3"])),
     ("benches/src/harness/e2e.rs", "&exe", Runs::Built),
     ("benches/src/harness/e2e.rs", "&plan.core_bin", Runs::Built),
     ("benches/src/harness/e2e.rs", "&plan.self_bin", Runs::Built),
@@ -46,6 +49,9 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
     ("core/tests/reader_c.rs", "&tails[0]", Runs::Built),
     ("core/tests/reader_c.rs", "tail", Runs::Built),
     ("core/tests/reader_c.rs", "compiler", Runs::External(&["gcc", "g++"])),
+    ("core/tests/reader_python.rs", "&tail", Runs::Built),
+    // .venv/bin/python: scripts/test makes it with python3 -m venv.
+    ("core/tests/reader_python.rs", "qilin_testkit::venv_python()", Runs::External(&["python3"])),
     ("ctp-standin/src/vendor.rs", "pip[0]", Runs::External(&["pip", "pip3", "python3"])),
     ("shm-layout/tests/c_header.rs", "&exe", Runs::Built),
     ("shm-layout/tests/c_header.rs", "compiler", Runs::External(&["gcc", "g++"])),
