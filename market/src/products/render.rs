@@ -5,8 +5,6 @@
 
 use std::fmt::Write as _;
 
-use qilin_shm::Exchange;
-
 use super::{IdForm, Instruments, Kind, ProductSpec, Segment};
 
 /// The table as TOML, with a header comment naming the file it was read from.
@@ -34,7 +32,7 @@ pub fn render_products(products: &[ProductSpec], header: &str) -> String {
     for future in products.iter().filter(|p| p.kind == Kind::Future && !p.unknown) {
         if section != Some(future.exchange) {
             section = Some(future.exchange);
-            let title = format!("# --- {} ", exchange_title(future.exchange));
+            let title = format!("# --- {} ", future.exchange.full_name());
             let _ = write!(out, "\n{title}{}\n", "-".repeat(99usize.saturating_sub(title.chars().count())));
         }
         let comment = if future.name.is_empty() { future.code.as_str() } else { future.name.as_str() };
@@ -71,17 +69,6 @@ pub fn render_products(products: &[ProductSpec], header: &str) -> String {
         }
     }
     out
-}
-
-fn exchange_title(exchange: Exchange) -> &'static str {
-    match exchange {
-        Exchange::Shfe => "Shanghai Futures Exchange",
-        Exchange::Ine => "Shanghai International Energy Exchange",
-        Exchange::Dce => "Dalian Commodity Exchange",
-        Exchange::Czce => "Zhengzhou Commodity Exchange",
-        Exchange::Cffex => "China Financial Futures Exchange",
-        Exchange::Gfex => "Guangzhou Futures Exchange",
-    }
 }
 
 /// `"HH:MM-HH:MM"`.
