@@ -76,24 +76,7 @@ pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: 
             for note in &report.notes {
                 eprintln!("qilinctl: {note}");
             }
-            eprintln!(
-                "qilinctl: exported {} ticks from {} journal file(s){}{}",
-                report.ticks,
-                report.files,
-                if report.filtered > 0 {
-                    format!(", {} of other instruments left out", report.filtered)
-                } else {
-                    String::new()
-                },
-                if report.gaps > 0 {
-                    format!(
-                        "; {} gap record(s) covering {} sequences are not in the CSV (the sequence column skips them)",
-                        report.gaps, report.gap_sequences
-                    )
-                } else {
-                    String::new()
-                }
-            );
+            eprintln!("{}", exported(&report, "the CSV"));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -101,6 +84,22 @@ pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: 
             ExitCode::from(2)
         }
     }
+}
+
+/// The closing line of an export, `export --csv`'s or `--parquet`'s: what was read, what was left
+/// out, and the gaps `into` (the output) does not hold.
+fn exported(report: &journal_cli::ExportReport, into: &str) -> String {
+    let mut line = format!("qilinctl: exported {} ticks from {} journal file(s)", report.ticks, report.files);
+    if report.filtered > 0 {
+        line += &format!(", {} of other instruments left out", report.filtered);
+    }
+    if report.gaps > 0 {
+        line += &format!(
+            "; {} gap record(s) covering {} sequences are not in {into} (the sequence column skips them)",
+            report.gaps, report.gap_sequences
+        );
+    }
+    line
 }
 
 pub fn export_parquet(journal: &JournalOpts, instruments: &[String], output: Option<&Path>) -> ExitCode {
@@ -124,21 +123,7 @@ pub fn export_parquet(journal: &JournalOpts, instruments: &[String], output: Opt
                     day.row_groups
                 );
             }
-            let t = &report.totals;
-            eprintln!(
-                "qilinctl: exported {} ticks from {} journal file(s){}{}",
-                t.ticks,
-                t.files,
-                if t.filtered > 0 { format!(", {} of other instruments left out", t.filtered) } else { String::new() },
-                if t.gaps > 0 {
-                    format!(
-                        "; {} gap record(s) covering {} sequences are not in the file (the sequence column skips them)",
-                        t.gaps, t.gap_sequences
-                    )
-                } else {
-                    String::new()
-                }
-            );
+            eprintln!("{}", exported(&report.totals, "the file"));
             ExitCode::SUCCESS
         }
         Err(e) => {
