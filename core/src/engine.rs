@@ -558,6 +558,17 @@ impl Engine {
         self.process_from(bytes, receive_ns, source, Dedup::Off)
     }
 
+    /// [`process`](Engine::process) as the two-session input runs it: deduplicated against the
+    /// last `window` published ticks (the window is sized on the first call; the loop sizes it from
+    /// the hand-offs). For the instruction budget (`qilin-budget`), which measures this path
+    /// without the hand-offs and the session links around it.
+    pub fn process_deduplicated(&mut self, bytes: &[u8], receive_ns: i64, source: Source, window: usize) {
+        if self.recent.capacity() < window {
+            self.recent = RecentSet::new(window);
+        }
+        self.process_from(bytes, receive_ns, source, Dedup::On)
+    }
+
     #[inline]
     fn process_from(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.report.received += 1;
