@@ -783,9 +783,21 @@ class Reader:
         return Snapshot(as_of, ticks)
 
 
-def _open_validated(path):
+# MAP_POPULATE (Linux; the mmap module has it from Python 3.10): the mapping is pre-faulted at open,
+# as the Rust and C readers' are, so a new reader's first lap of the ring takes no page fault (one
+# every 11 to 170 slots otherwise). Where it is missing, _prefault touches every page instead.
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _prefault(mm):
+    """Read one byte in every 4 KiB of ``mm``, mapping each page now (MAP_POPULATE's work)."""
+    for offset in range(0, len(mm), 4096):
+        mm[offset]
+
+
+def _open_validated(path, populate=True):
     """Open O_RDONLY, map PROT_READ, validate as mapping.rs `open_read_only` + `validate` do, in the
-    same order and with the same messages."""
+    same order and with the same messages. The mapping is pre-faulted unless ``populate`` is false."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -798,7 +810,8 @@ def _open_validated(path):
         if length == 0:
             raise SegmentError("not_initialised", path, _not_initialised(path))
         try:
-            mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            flags = mmap.MAP_SHARED | (_MAP_POPULATE if populate else 0)
+            mm = mmap.mmap(fd, 0, flags=flags, prot=mmap.PROT_READ)
         except ValueError:
             # "cannot mmap an empty file": emptied between fstat and mmap (a writer re-creating it).
             raise SegmentError("not_initialised", path, _not_initialised(path)) from None
@@ -807,10 +820,13 @@ def _open_validated(path):
     finally:
         os.close(fd)  # the mapping keeps the file referenced
     try:
-        return mm, _validate(mm, len(mm), path)
+        geometry = _validate(mm, len(mm), path)
     except BaseException:
         mm.close()
         raise
+    if populate and not _MAP_POPULATE:
+        _prefault(mm)
+    return mm, geometry
 
 
 def _not_initialised(path):

@@ -38,17 +38,36 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| OpenError::Io { what, path: path.to_owned(), source }
 }
 
-/// Opens an existing segment read-only and maps it `PROT_READ`; validates the header.
+/// Opens an existing segment read-only and maps it `PROT_READ` with `MAP_POPULATE`; validates the
+/// header.
+///
+/// `MAP_POPULATE` maps every page of the file into this process at open, as the writer's mapping
+/// does: without it a new reader takes a minor fault on its first touch of each page (or of each
+/// 64 KiB with the kernel's default fault-around), one every 11 to 170 slots over its first lap of
+/// the ring (tests/reader_prefault.rs counts them; benches/benches/first_lap.rs measures the cost). The writer backs every page
+/// (`posix_fallocate`) before it publishes the magic, so on a valid segment every page exists.
 pub(crate) fn open_read_only(path: &Path) -> Result<(Region, Backing), OpenError> {
+    open_read_only_with(path, true)
+}
+
+/// [`open_read_only`], with the pre-fault optional: `populate == false` is the plain mapping, whose
+/// pages fault in one by one as the reader first touches them (kept for the first-lap benchmark's
+/// comparison, [`crate::Reader::open_unpopulated`]).
+pub(crate) fn open_read_only_with(path: &Path, populate: bool) -> Result<(Region, Backing), OpenError> {
     let file = File::open(path).map_err(io("opening", path))?;
     if file.metadata().map_err(io("reading metadata of", path))?.len() == 0 {
         return Err(OpenError::NotInitialised { path: path.to_owned() });
     }
+    let mut options = memmap2::MmapOptions::new();
+    if populate {
+        options.populate();
+    }
     // SAFETY: the file is a segment shared with a writer process that changes it while we read;
     // that is the point. We never form `&[u8]` over it: `Region` accesses mutable words only through
     // atomics, and the mapping stays alive in `Backing::ReadOnly` for as long as the `Region`.
-    // The writer never truncates a segment (capacities are fixed at creation).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io("mapping", path))?;
+    // The writer never truncates a segment (capacities are fixed at creation). `populate` only
+    // pre-faults the pages (read-only, MAP_POPULATE); it changes nothing the reader can observe.
+    let map = unsafe { options.map(&file) }.map_err(io("mapping", path))?;
     let base = NonNull::new(map.as_ptr().cast_mut()).expect("mmap never returns null");
     // SAFETY: `base` is page aligned and valid for reads of `map.len()` bytes while `map` lives; the
     // returned `Backing` owns `map` and is kept beside the region.
@@ -182,7 +201,10 @@ fn header_magic_is_zero(file: &File) -> bool {
 
 /// Best effort: the pid recorded by the current writer, for the "already locked" message.
 fn peek_writer_pid(path: &Path) -> u64 {
-    open_read_only(path).map(|(region, _backing)| region.word(Word::WriterPid).load(Ordering::Relaxed)).unwrap_or(0)
+    // Unpopulated: one header word is read, no reason to map the whole ring.
+    open_read_only_with(path, false)
+        .map(|(region, _backing)| region.word(Word::WriterPid).load(Ordering::Relaxed))
+        .unwrap_or(0)
 }
 
 /// Validates an existing segment's header against this build and the file size.

@@ -151,9 +151,24 @@ impl Reader {
     /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// The mapping is pre-faulted (`MAP_POPULATE`): every page of the segment is mapped before
+    /// `open` returns, so the reader's first lap of the ring takes no page fault (one every 11 to
+    /// 170 slots otherwise, as the kernel maps 1 to 16 pages per fault). That costs time once, on
+    /// open; [`open_unpopulated`](Self::open_unpopulated) skips it for a short look at a segment.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
         let path = path.as_ref();
         let (region, backing) = mapping::open_read_only(path)?;
+        Ok(Reader::attach(region, backing, path.to_owned()))
+    }
+
+    /// [`open`](Self::open) without the pre-fault: pages are mapped one by one as they are first
+    /// touched, by minor page faults over the first lap. For a tool that reads the header or a few
+    /// entries of a large segment and exits, and for measuring what the pre-fault saves
+    /// (benches/benches/first_lap.rs); a reader that follows the ring wants `open`.
+    pub fn open_unpopulated(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
+        let path = path.as_ref();
+        let (region, backing) = mapping::open_read_only_with(path, false)?;
         Ok(Reader::attach(region, backing, path.to_owned()))
     }
 
