@@ -3,11 +3,13 @@
  * Built by qilin-bench at run time with the system C compiler:
  *   cc -std=c11 -O2 -Wall -Wextra -I shm-layout/include benches/c/latency_reader.c -o latency_reader
  *
- * Usage: latency_reader SEGMENT CPU WARMUP COUNT
+ * Usage: latency_reader SEGMENT CPU WARMUP COUNT [due]
  *   Pins itself to CPU, opens SEGMENT at the newest sequence, prints "ready", then spins on
  *   qilin_try_next. For each tick after the first WARMUP it keeps clock_gettime(CLOCK_REALTIME) minus
- *   the record's receive_ns. After WARMUP + COUNT sequences (read or lost) it prints
- *   "ticks N lost L" and then one latency in ns per line.
+ *   the record's receive_ns, or with `due` minus the due time the harness's paced UDP sender
+ *   carries in curr_delta (the 64 bits of the double are the due time in ns). After
+ *   WARMUP + COUNT sequences (read or lost) it prints "ticks N lost L" and then one latency in ns
+ *   per line.
  */
 #define _GNU_SOURCE /* sched_setaffinity */
 #include <sched.h>
@@ -31,11 +33,13 @@ int main(int argc, char **argv) {
     char err[256];
     uint64_t warmup, count, seen = 0, kept = 0, lost = 0, first, last, i;
     int64_t *lat;
+    int due;
     cpu_set_t set;
-    if (argc != 5) {
-        fprintf(stderr, "usage: latency_reader SEGMENT CPU WARMUP COUNT\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "due") == 0)) {
+        fprintf(stderr, "usage: latency_reader SEGMENT CPU WARMUP COUNT [due]\n");
         return 1;
     }
+    due = argc == 6;
     CPU_ZERO(&set);
     CPU_SET(atoi(argv[2]), &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) perror("latency_reader: sched_setaffinity");
@@ -54,7 +58,16 @@ int main(int argc, char **argv) {
         int rc = qilin_try_next(&r, &t, &first, &last);
         if (rc == QILIN_TICK) {
             int64_t now = now_ns();
-            if (seen >= warmup) lat[kept++] = now - t.receive_ns;
+            if (seen >= warmup) {
+                int64_t since = t.receive_ns;
+                if (due) memcpy(&since, &t.curr_delta, sizeof since);
+                if (since < 1000000000000000000LL) {
+                    fprintf(stderr, "latency_reader: tick %llu carries no due time in curr_delta\n",
+                            (unsigned long long)seen);
+                    return 3;
+                }
+                lat[kept++] = now - since;
+            }
             seen++;
         } else if (rc == QILIN_GAP) {
             uint64_t n = last - first + 1, left = warmup + count - seen;

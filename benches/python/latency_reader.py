@@ -1,6 +1,7 @@
 """The Python strategy readers of the qilin-bench end-to-end series.
 
-Usage: python3 latency_reader.py SEGMENT CPU WARMUP COUNT [--batch N]   (python/ on PYTHONPATH)
+Usage: python3 latency_reader.py SEGMENT CPU WARMUP COUNT [--batch N] [--stamp due]
+(python/ on PYTHONPATH)
 
 Pins itself to CPU, opens SEGMENT at the newest sequence, prints "ready", then spins on
 Reader.try_next() (series e2e/python), or with --batch on qilin_shm.batch.Reader.read_batch(N)
@@ -8,16 +9,30 @@ Reader.try_next() (series e2e/python), or with --batch on qilin_shm.batch.Reader
 time.time_ns() (CLOCK_REALTIME) minus the tick's receive_ns: one clock read per tick, or per batch
 for every tick of the batch (the moment the strategy holds them all). After WARMUP + COUNT
 sequences (read or lost) it prints "ticks N lost L" and then one latency in ns per line.
+
+With --stamp due the latency is measured from the due time the harness's paced UDP sender carries
+in curr_delta (the 64 bits of the double are the due time in ns) instead of receive_ns.
 """
 
 import os
+import struct
 import sys
 import time
 
 import qilin_shm
 
 
-def stdlib(reader, warmup, count):
+STAMP_MIN_NS = 1_000_000_000_000_000_000
+
+
+def due_of(delta, _pack=struct.Struct("<d").pack, _unpack=struct.Struct("<q").unpack):
+    due = _unpack(_pack(delta))[0]
+    if due < STAMP_MIN_NS:
+        raise SystemExit(f"latency_reader.py: a tick carries no due time in curr_delta ({delta!r})")
+    return due
+
+
+def stdlib(reader, warmup, count, stamp_due):
     now = time.time_ns
     empty, gap = qilin_shm.Empty, qilin_shm.Gap
     lat = []
@@ -37,12 +52,12 @@ def stdlib(reader, warmup, count):
         if not hasattr(ev, "receive_ns"):
             continue  # NewEpoch
         if seen >= warmup:
-            keep(t - ev.receive_ns)
+            keep(t - (due_of(ev.curr_delta) if stamp_due else ev.receive_ns))
         seen += 1
     return lat, lost
 
 
-def batched(reader, warmup, count, max_n):
+def batched(reader, warmup, count, max_n, stamp_due):
     import numpy as np
 
     from qilin_shm import batch
@@ -65,7 +80,13 @@ def batched(reader, warmup, count, max_n):
             continue
         skip = max(0, min(n, warmup - seen))
         if skip < n:
-            parts.append(t - ticks["receive_ns"][skip:])
+            if stamp_due:
+                since = ticks["curr_delta"][skip:].view(np.int64)
+                if since.min() < STAMP_MIN_NS:
+                    raise SystemExit("latency_reader.py: a tick carries no due time in curr_delta")
+            else:
+                since = ticks["receive_ns"][skip:]
+            parts.append(t - since)
         seen += n
     lat = np.concatenate(parts).tolist() if parts else []
     return lat, lost
@@ -78,6 +99,11 @@ def main():
         at = args.index("--batch")
         max_n = int(args[at + 1])
         del args[at:at + 2]
+    stamp_due = False
+    if "--stamp" in args:
+        at = args.index("--stamp")
+        stamp_due = args[at + 1] == "due"
+        del args[at:at + 2]
     path, cpu, warmup, count = args[0], int(args[1]), int(args[2]), int(args[3])
     os.sched_setaffinity(0, {cpu})
     if max_n:
@@ -88,7 +114,10 @@ def main():
         reader = qilin_shm.Reader(path)
     reader.seek_newest()
     print("ready", flush=True)
-    lat, lost = batched(reader, warmup, count, max_n) if max_n else stdlib(reader, warmup, count)
+    if max_n:
+        lat, lost = batched(reader, warmup, count, max_n, stamp_due)
+    else:
+        lat, lost = stdlib(reader, warmup, count, stamp_due)
     out = [f"ticks {len(lat)} lost {lost}"]
     out.extend(map(str, lat))
     sys.stdout.write("\n".join(out) + "\n")

@@ -1,7 +1,9 @@
 //! Runs the real `qilin-bench --quick` (with the real `qilin-core` binary for the end-to-end series)
-//! and checks its outputs: every series is in the JSON with ordered percentiles and ratios equal to
-//! value ÷ floor, nothing was skipped, throughput rounds are there, and the SVG is well-formed and
-//! names every plotted series. No figure is judged: a test never asserts a wall-clock threshold.
+//! and checks its outputs: every series is in the JSON with ordered, finite percentiles and ratios
+//! equal to value ÷ floor, nothing was skipped, the ping-pong series hold exactly the samples asked
+//! for and the paced ones no more, every latency series was merged from both interleaved rounds,
+//! throughput rounds are there, and the SVG is well-formed and names every plotted series. No
+//! figure is judged: a test never asserts a wall-clock threshold.
 
 use std::{
     path::Path,
@@ -14,11 +16,14 @@ use serde_json::Value;
 /// The run takes seconds in release and under a minute in debug; past this it has hung.
 const WATCHDOG: Duration = Duration::from_secs(600);
 
-const SERIES: [&str; 21] = [
+const SERIES: [&str; 27] = [
     "floor/c2c_one_way",
     "floor/clock_read",
     "baseline/crossbeam_spsc",
+    "baseline/crossbeam_pingpong",
     "baseline/uds_pair",
+    "baseline/uds_pair_pingpong",
+    "segment/1_reader_pingpong",
     "segment/1_reader",
     "writer_cost/1_reader",
     "segment/4_readers",
@@ -31,12 +36,31 @@ const SERIES: [&str; 21] = [
     "core/udp_relay",
     "core/ctp",
     "core/ctp_front",
-    "e2e/rust",
-    "e2e/c",
-    "e2e/python",
+    "e2e/udp_rust",
+    "e2e/udp_c",
+    "e2e/udp_python",
+    "e2e/udp_python_batch",
     "floor/c2c_one_way_end",
     "floor/clock_read_end",
+    // Only with --features iceoryx2 (filtered out below otherwise).
+    "baseline/iceoryx2",
+    "baseline/iceoryx2_pingpong",
 ];
+
+/// Ping-pong series: every round trip is a sample, none can be lost.
+const PINGPONG: [&str; 4] = [
+    "segment/1_reader_pingpong",
+    "baseline/crossbeam_pingpong",
+    "baseline/uds_pair_pingpong",
+    "baseline/iceoryx2_pingpong",
+];
+
+/// Rounds of the --quick run.
+const ROUNDS: u64 = 2;
+
+fn expected(name: &str) -> bool {
+    cfg!(feature = "iceoryx2") || !name.contains("iceoryx2")
+}
 
 const KEYS: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
 
@@ -93,7 +117,7 @@ fn quick_run_writes_every_series_to_json_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let (json_path, svg_path) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
     let mut child = Command::new(bench)
-        .args(["--quick", "--cores", "0,1", "--json"])
+        .args(["--quick", "--cores", "0,1", "--rounds", &ROUNDS.to_string(), "--json"])
         .arg(&json_path)
         .arg("--svg")
         .arg(&svg_path)
@@ -129,10 +153,34 @@ fn quick_run_writes_every_series_to_json_and_svg() {
         doc["floor"]["c2c_one_way_p50_ns"].as_f64().unwrap() + doc["floor"]["clock_read_p50_ns"].as_f64().unwrap()
     );
     let series = doc["series"].as_array().expect("series");
-    for name in SERIES {
+    let plan = &doc["plan"];
+    assert_eq!(plan["rounds"].as_u64(), Some(ROUNDS));
+    let per_round = |key: &str| plan["round"][key].as_u64().unwrap_or_else(|| panic!("plan.round.{key}"));
+    let (samples, e2e_samples) = (per_round("samples") * ROUNDS, per_round("e2e_samples") * ROUNDS);
+    assert!(samples >= plan["samples"].as_u64().unwrap() && e2e_samples >= plan["e2e_samples"].as_u64().unwrap());
+    for name in SERIES.into_iter().filter(|n| expected(n)) {
         let s = series.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("series {name} missing"));
-        assert!(s["n"].as_u64().unwrap() > 0, "{name}: no samples");
+        let n = s["n"].as_u64().unwrap();
+        assert!(n > 0, "{name}: no samples");
+        if PINGPONG.contains(&name) {
+            assert_eq!(n, samples, "{name}: a ping-pong series records every round trip of every round");
+        } else if name.starts_with("e2e/") {
+            assert!(n <= e2e_samples, "{name}: {n} samples, more than the {e2e_samples} asked for");
+        } else if name.starts_with("segment/") || name.starts_with("baseline/") {
+            // Paced readers record what they read; a lapped reader records fewer, never more.
+            let readers = name.split('/').nth(1).and_then(|r| r.split('_').next()?.parse().ok()).unwrap_or(1);
+            assert!(n <= samples * readers, "{name}: {n} samples, more than {readers} × {samples}");
+        }
+        if !name.starts_with("floor/") {
+            let notes = s["notes"].as_array().expect("notes");
+            let merged = format!("merged from {ROUNDS} of {ROUNDS} interleaved rounds");
+            assert!(
+                notes.iter().any(|note| note.as_str().is_some_and(|t| t.starts_with(&merged))),
+                "{name}: no note of its {ROUNDS} rounds: {notes:?}"
+            );
+        }
         let values: Vec<f64> = KEYS.iter().map(|k| s["percentiles"][k].as_f64().expect(k)).collect();
+        assert!(values.iter().all(|v| v.is_finite() && *v >= 1.0), "{name}: percentiles {values:?}");
         assert!(values.windows(2).all(|w| w[0] <= w[1]), "{name}: percentiles out of order {values:?}");
         for (k, v) in KEYS.iter().zip(&values) {
             let ratio = s["ratio_to_floor"][k].as_f64().expect(k);
@@ -142,18 +190,23 @@ fn quick_run_writes_every_series_to_json_and_svg() {
             );
         }
     }
-    assert!(series.len() >= SERIES.len());
+    for name in ["e2e/udp_rust", "e2e/udp_c", "e2e/udp_python"] {
+        let s = series.iter().find(|s| s["name"] == name).unwrap();
+        let what = s["what"].as_str().unwrap();
+        assert!(what.contains("--source udp") && what.contains("due time"), "{name}: {what}");
+    }
+    assert!(series.len() >= SERIES.iter().filter(|n| expected(n)).count());
     let rounds = doc["throughput"]["rounds"].as_array().expect("throughput rounds");
     assert!(!rounds.is_empty() && rounds.iter().all(|r| r["ticks_per_s"].as_f64().unwrap() > 0.0));
     assert!(doc["targets"].as_array().is_some_and(|t| !t.is_empty()));
-    for name in SERIES {
+    for name in SERIES.into_iter().filter(|n| expected(n)) {
         assert!(table.contains(name), "the terminal table lacks {name}");
     }
 
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg"), "not an SVG document");
     assert_well_formed(&svg);
-    for name in SERIES.iter().filter(|n| !n.ends_with("_end")) {
+    for name in SERIES.iter().filter(|n| !n.ends_with("_end") && expected(n)) {
         assert!(svg.contains(&format!(">{name}</text>")), "the plot's legend lacks {name}");
     }
     for label in ["90%", "99%", "99.9%"] {

@@ -1,9 +1,10 @@
 //! `qilin-bench`: the latency harness. Given the CPUs to use, it measures in one run the floor
-//! (core-to-core cache line, clock read), the segment with 1/4/16/32 reader processes, the core's
-//! hand-off and UDP paths, end to end through the `qilin-core` binary to readers in Rust, C and
-//! Python, and same-run baselines (crossbeam channel, Unix socket); prints a table, and writes JSON
-//! and an SVG percentile plot. The `reader` and `uds-peer` subcommands are the child processes it
-//! starts itself.
+//! (core-to-core cache line, clock read), the segment with 1/4/16/32 reader processes (paced) and
+//! one (ping-pong), the core's hand-off and UDP paths, end to end from a paced UDP sender through
+//! the `qilin-core` binary to readers in Rust, C and Python, and same-run baselines (crossbeam
+//! channel, Unix socket, paced and ping-pong), in interleaved rounds; prints a table, and writes
+//! JSON and an SVG percentile plot. The `reader`, `uds-peer`, `segment-echo` (and `iceoryx2-sub`)
+//! subcommands are the child processes it starts itself.
 
 use std::path::PathBuf;
 
@@ -11,8 +12,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use qilin_benches::harness::{
     Plan,
-    child::{self, From},
-    report,
+    child::{self, From, Stamp},
+    pingpong, report,
 };
 
 /// qilin-bench: latency percentiles of qilin-feed against a same-run floor and baselines.
@@ -43,12 +44,17 @@ struct Args {
     /// Paced rate of the harness's writers and senders, ticks/s.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
-    /// Simulator rate of the end-to-end runs, ticks/s (default: CTP's full-market peak, ≈ 20 k/s).
+    /// Rate of the paced UDP sender of the end-to-end runs (and of the core/ctp front), ticks/s
+    /// (default: CTP's full-market peak, ≈ 20 k/s).
     #[arg(long, default_value_t = 20_000)]
     e2e_rate: u64,
     /// Samples per end-to-end reader [default 200000; --quick 3000].
     #[arg(long)]
     e2e_samples: Option<u64>,
+    /// Split every latency series into this many rounds, run round robin and merged per series, so a
+    /// change in load falls on all of them alike [default 5; --quick 2].
+    #[arg(long)]
+    rounds: Option<u64>,
     /// Reader counts of the segment series.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
     readers: Vec<usize>,
@@ -69,6 +75,14 @@ enum FromArg {
     Newest,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StampArg {
+    /// The record's receive_ns.
+    Receive,
+    /// The paced UDP sender's due time, carried in curr_delta.
+    Due,
+}
+
 #[derive(Debug, Subcommand)]
 enum Role {
     /// (child) Segment reader: records now − receive_ns per tick, prints a JSON histogram.
@@ -79,6 +93,8 @@ enum Role {
         cpu: usize,
         #[arg(long, value_enum)]
         from: FromArg,
+        #[arg(long, value_enum, default_value = "receive")]
+        stamp: StampArg,
         #[arg(long)]
         warmup: u64,
         #[arg(long)]
@@ -94,12 +110,29 @@ enum Role {
         warmup: u64,
         #[arg(long)]
         count: u64,
+        /// Ping-pong: write every record back instead of timing it (then --count is the total).
+        #[arg(long)]
+        echo: bool,
+    },
+    /// (child) Segment ping-pong peer: reads --segment, publishes every tick on --answer (created).
+    SegmentEcho {
+        #[arg(long)]
+        segment: PathBuf,
+        #[arg(long)]
+        answer: PathBuf,
+        #[arg(long)]
+        cpu: usize,
+        #[arg(long)]
+        count: u64,
     },
     /// (child) iceoryx2 subscriber: receives records, prints a JSON histogram.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2Sub {
         #[arg(long)]
         service: String,
+        /// Ping-pong: send every sample back on this service instead of timing it.
+        #[arg(long)]
+        answer: Option<String>,
         #[arg(long)]
         cpu: usize,
         #[arg(long)]
@@ -112,16 +145,32 @@ enum Role {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.role {
-        Some(Role::Reader { segment, cpu, from, warmup, count }) => {
+        Some(Role::Reader { segment, cpu, from, stamp, warmup, count }) => {
             let from = match from {
                 FromArg::First => From::First,
                 FromArg::Newest => From::Newest,
             };
-            return child::run_reader(&segment, cpu, from, warmup, count);
+            let stamp = match stamp {
+                StampArg::Receive => Stamp::Receive,
+                StampArg::Due => Stamp::Due,
+            };
+            return child::run_reader(&segment, cpu, from, stamp, warmup, count);
         }
-        Some(Role::UdsPeer { socket, cpu, warmup, count }) => return child::run_uds_peer(&socket, cpu, warmup, count),
+        Some(Role::UdsPeer { socket, cpu, warmup, count, echo: false }) => {
+            return child::run_uds_peer(&socket, cpu, warmup, count);
+        }
+        Some(Role::UdsPeer { socket, cpu, count, echo: true, .. }) => {
+            return pingpong::run_uds_echo(&socket, cpu, count);
+        }
+        Some(Role::SegmentEcho { segment, answer, cpu, count }) => {
+            return pingpong::run_segment_echo(&segment, &answer, cpu, count);
+        }
         #[cfg(feature = "iceoryx2")]
-        Some(Role::Iceoryx2Sub { service, cpu, warmup, count }) => {
+        Some(Role::Iceoryx2Sub { service, answer: Some(answer), cpu, count, .. }) => {
+            return qilin_benches::harness::iceoryx2::run_echo(&service, &answer, cpu, count);
+        }
+        #[cfg(feature = "iceoryx2")]
+        Some(Role::Iceoryx2Sub { service, answer: None, cpu, warmup, count }) => {
             return qilin_benches::harness::iceoryx2::run_subscriber(&service, cpu, warmup, count);
         }
         None => {}
@@ -142,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         rate: args.rate,
         e2e_rate: args.e2e_rate,
         e2e_samples: args.e2e_samples.unwrap_or(if quick { 3_000 } else { 200_000 }),
+        rounds: args.rounds.unwrap_or(if quick { 2 } else { 5 }).max(1),
         reader_counts: args.readers,
         only: args.only,
         throughput_ticks: if quick { 50_000 } else { 200_000 },

@@ -28,9 +28,20 @@ pub enum From {
     Newest,
 }
 
-/// Segment reader role: spins on `try_next`; each tick's latency is `now_ns() − receive_ns`. The first
-/// `warmup` ticks are read but not recorded; stops after `warmup + count` sequences (read or lost).
-pub fn run_reader(segment: &Path, cpu: usize, from: From, warmup: u64, count: u64) -> anyhow::Result<()> {
+/// What a segment reader measures each tick from.
+#[derive(Clone, Copy, Debug)]
+pub enum Stamp {
+    /// The record's `receive_ns` (the segment series: the writer sets it to the due time).
+    Receive,
+    /// The due time the paced UDP sender carries in `CurrDelta` (the end-to-end series,
+    /// [`super::e2e::stamp`]).
+    Due,
+}
+
+/// Segment reader role: spins on `try_next`; each tick's latency is `now_ns() −` its stamp
+/// (`receive_ns`, or the due time in `curr_delta`). The first `warmup` ticks are read but not
+/// recorded; stops after `warmup + count` sequences (read or lost).
+pub fn run_reader(segment: &Path, cpu: usize, from: From, stamp: Stamp, warmup: u64, count: u64) -> anyhow::Result<()> {
     pin_cpu(cpu);
     let mut reader = Reader::open(segment).with_context(|| format!("opening segment {}", segment.display()))?;
     reader.seek(match from {
@@ -48,7 +59,13 @@ pub fn run_reader(segment: &Path, cpu: usize, from: From, warmup: u64, count: u6
             Next::Tick => {
                 let now = qilin_shm::now_ns();
                 if seen >= warmup {
-                    record(&mut hist, now - out.receive_ns);
+                    let since = match stamp {
+                        Stamp::Receive => out.receive_ns,
+                        Stamp::Due => super::e2e::stamp_of(&out).with_context(|| {
+                            format!("reader: tick {seen} carries no due time in curr_delta ({})", out.curr_delta)
+                        })?,
+                    };
+                    record(&mut hist, now - since);
                     ticks += 1;
                 }
                 seen += 1;

@@ -1,25 +1,69 @@
-//! End to end: the real `qilin-core` binary (`--source sim`, hot thread pinned with `--cpu`) into a
-//! segment, read by a strategy in Rust (`qilin-bench reader`), in C (`benches/c/latency_reader.c`
-//! on `qilin_shm.h`, compiled here with the system compiler) and in Python
-//! (`benches/python/latency_reader.py` on `python/qilin_shm`: the stdlib reader tick by tick, and
-//! the numpy batch reader, `read_batch`, one clock read per batch), one after the other, each
-//! pinned to the writer CPU. Latency = the reader's CLOCK_REALTIME when it holds the tick − the tick's
-//! `receive_ns`, which the simulator's callback stamps when it hands the struct to the core (as the
-//! SDK callback does). The simulator paces itself (64 ticks back to back, then waits for the
-//! schedule) and never waits for the core, so a slow core or reader is charged, not skipped; a stall
-//! of the simulator thread itself is not seen (its stamp is taken after it).
+//! End to end through the feed itself: the real `qilin-core` binary on its UDP source
+//! (`--source udp --udp-bind 127.0.0.1:PORT`, hot thread pinned to the reader CPU with `--cpu`)
+//! into a segment, read by a strategy in Rust (`qilin-bench reader`), in C
+//! (`benches/c/latency_reader.c` on `qilin_shm.h`, compiled here with the system compiler) and in
+//! Python (`benches/python/latency_reader.py` on `python/qilin_shm`: the stdlib reader tick by tick,
+//! and the numpy batch reader, `read_batch`, one clock read per batch), one after the other.
+//!
+//! The source is a **paced sender in this process**, a thread pinned to the writer CPU that sends
+//! one raw CTP 6.7.x struct (584 bytes, [`RawTicks`]) per due time on loopback, as a relay would,
+//! and **stamps each struct with its due time**: the due time's 64 bits go into `CurrDelta`, a price
+//! the normalizer copies through untouched when it is finite (a due time read as a double is a tiny
+//! positive number), so the record the reader holds carries it in `curr_delta`. Latency = the
+//! reader's CLOCK_REALTIME when it holds the tick − the due time: datagram → kernel → the hot
+//! thread's `recvmmsg` → normalize, publish → visible to the reader, plus any lateness of the
+//! sender, which is charged (no coordinated omission).
+//!
+//! With two CPUs the reader shares the writer CPU with the sender, so the sender must not spin
+//! between ticks: it sleeps until [`SPIN_MARGIN_NS`] before each due time (timer slack 1 ns) and
+//! spins only for the rest; the reader has the CPU while ticks are in flight. With a third CPU in
+//! `--cores` the readers run there instead.
+//!
+//! These series replace the simulator-driven ones of issue 10 (`e2e/rust` …), which measured the
+//! simulator's 64-tick bursts and its unpinned thread rather than the feed.
 
 use std::{
+    net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use qilin_shm::{Reader, RunState};
+use hdrhistogram::Histogram;
+use qilin_core::ctp::{BODY_OFFSET, DepthBody};
+use qilin_shm::{Counter, Reader, RunState, TickRecord};
 
-use super::{Plan, Series, WATCHDOG, child::Peer};
+use super::{
+    Plan, Schedule, Series, WATCHDOG,
+    child::Peer,
+    core_paths::{RawTicks, instruments},
+    new_histogram, pin_cpu, record,
+};
 use crate::TempSegment;
+
+/// Offset of `CurrDelta` in a raw CTP struct (the same in every version): where the sender puts the
+/// due time.
+pub const STAMP_OFFSET: usize = BODY_OFFSET + core::mem::offset_of!(DepthBody, curr_delta);
+
+/// A due time earlier than this (2001-09-09) is no stamp: the record did not come from the paced
+/// sender, or the normalizer changed `CurrDelta`.
+pub const STAMP_MIN_NS: i64 = 1_000_000_000_000_000_000;
+
+/// How long before a due time the sender stops sleeping and spins.
+pub const SPIN_MARGIN_NS: i64 = 20_000;
+
+/// Writes `due` into the struct's `CurrDelta` (its 64 bits, native order, as the reader reads them).
+pub fn stamp(raw: &mut [u8], due: i64) {
+    raw[STAMP_OFFSET..STAMP_OFFSET + 8].copy_from_slice(&due.to_ne_bytes());
+}
+
+/// The due time a record carries (see [`stamp`]); `None` when it carries none.
+pub fn stamp_of(rec: &TickRecord) -> Option<i64> {
+    let due = rec.curr_delta.to_bits() as i64;
+    (due >= STAMP_MIN_NS).then_some(due)
+}
 
 /// A running `qilin-core`, killed on drop.
 #[derive(Debug)]
@@ -28,6 +72,10 @@ struct Core {
     socket: PathBuf,
     /// Its stderr (removed on drop).
     log: PathBuf,
+    /// Its UDP source.
+    udp: SocketAddr,
+    /// Its segment.
+    segment: PathBuf,
 }
 
 impl Drop for Core {
@@ -63,16 +111,23 @@ pub(super) fn spawn_core(
         .with_context(|| format!("starting {}", plan.core_bin.display()))
 }
 
+/// A free loopback UDP port (bound and released: the core binds it a moment later).
+fn free_udp_port() -> anyhow::Result<SocketAddr> {
+    let probe = UdpSocket::bind("127.0.0.1:0").context("finding a free UDP port")?;
+    Ok(probe.local_addr()?)
+}
+
 fn start_core(plan: &Plan, segment: &Path) -> anyhow::Result<Core> {
     let socket = std::env::temp_dir().join(format!("qilin-bench-{}-e2e.sock", std::process::id()));
     let log_path = std::env::temp_dir().join(format!("qilin-bench-{}-core.log", std::process::id()));
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let (rate, cpu) = (plan.e2e_rate.to_string(), plan.reader_cpu().to_string());
+    let udp = free_udp_port()?;
+    let (bind, cpu) = (udp.to_string(), plan.reader_cpu().to_string());
     let args: [&std::ffi::OsStr; 10] = [
         "--source".as_ref(),
-        "sim".as_ref(),
-        "--sim-rate".as_ref(),
-        rate.as_ref(),
+        "udp".as_ref(),
+        "--udp-bind".as_ref(),
+        bind.as_ref(),
         "--cpu".as_ref(),
         cpu.as_ref(),
         "--segment".as_ref(),
@@ -81,25 +136,23 @@ fn start_core(plan: &Plan, segment: &Path) -> anyhow::Result<Core> {
         socket.as_ref(),
     ];
     let child = spawn_core(plan, &args, log)?;
-    let mut core = Core { child, socket, log: log_path };
+    let mut core = Core { child, socket, log: log_path, udp, segment: segment.to_path_buf() };
     let deadline = Instant::now() + WATCHDOG;
     loop {
-        let running = Reader::open(segment).ok().is_some_and(|r| {
-            r.writer_pid() == u64::from(core.child.id())
-                && r.run_state() == Some(RunState::Running)
-                && r.write_cursor() > 0
-        });
+        let running = Reader::open(segment)
+            .ok()
+            .is_some_and(|r| r.writer_pid() == u64::from(core.child.id()) && r.run_state() == Some(RunState::Running));
         if running {
             return Ok(core);
         }
         if let Some(status) = core.child.try_wait()? {
             let log = std::fs::read_to_string(&core.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).take(4).collect();
-            bail!("qilin-core exited ({status}) before publishing: {}", tail.join(" | "));
+            let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).rev().take(4).collect();
+            bail!("qilin-core exited ({status}) before running: {}", tail.join(" | "));
         }
         if Instant::now() > deadline {
-            let seen = Reader::open(segment).map(|r| (r.writer_pid(), r.run_state(), r.write_cursor()));
-            bail!("qilin-core (pid {}) did not start publishing within {WATCHDOG:?}: {seen:?}", core.child.id());
+            let seen = Reader::open(segment).map(|r| (r.writer_pid(), r.run_state()));
+            bail!("qilin-core (pid {}) did not start within {WATCHDOG:?}: {seen:?}", core.child.id());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -133,85 +186,207 @@ fn batch_python(plan: &Plan) -> PathBuf {
     if venv.exists() { venv } else { "python3".into() }
 }
 
-/// Ticks per `read_batch` call in the `e2e/python_batch` series.
+/// Ticks per `read_batch` call in the `e2e/udp_python_batch` series.
 const PYTHON_BATCH: &str = "4096";
+
+/// The CPU the end-to-end readers run on: a third CPU when `--cores` gives one, else the sender's.
+pub fn e2e_reader_cpu(plan: &Plan) -> usize {
+    plan.cores.get(2).copied().unwrap_or(plan.writer_cpu())
+}
+
+/// Names of the end-to-end series, in run order.
+pub const NAMES: [&str; 4] = ["e2e/udp_rust", "e2e/udp_c", "e2e/udp_python", "e2e/udp_python_batch"];
 
 /// The four end-to-end series (each its own result: one language failing does not hide the others).
 pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
-    let names = ["e2e/rust", "e2e/c", "e2e/python", "e2e/python_batch"];
     let segment = TempSegment::new("e2e");
     let core = match start_core(plan, segment.path()) {
         Ok(core) => core,
         Err(e) => {
             let reason = format!("{e:#}");
-            return names.iter().map(|n| (n.to_string(), Err(anyhow::anyhow!("{reason}")))).collect();
+            return NAMES.iter().map(|n| (n.to_string(), Err(anyhow::anyhow!("{reason}")))).collect();
         }
     };
-    let cpu = plan.writer_cpu().to_string();
+    let mut ticks = match instruments(&plan.repo) {
+        Ok(products) => RawTicks::new(&products),
+        Err(e) => {
+            let reason = format!("{e:#}");
+            return NAMES.iter().map(|n| (n.to_string(), Err(anyhow::anyhow!("{reason}")))).collect();
+        }
+    };
+    let cpu = e2e_reader_cpu(plan).to_string();
     let (warmup, count) = (plan.warmup.to_string(), plan.e2e_samples.to_string());
     let mut results = Vec::new();
+    let mut run = |name: &str, command: anyhow::Result<Command>, what: &str, text: bool| {
+        let result = command.and_then(|command| run_reader(plan, &core, &mut ticks, name, command, what, text));
+        results.push((name.to_string(), result));
+    };
 
     let mut rust = Command::new(&plan.self_bin);
     rust.arg("reader").arg("--segment").arg(segment.path());
-    rust.args(["--cpu", &cpu, "--from", "newest", "--warmup", &warmup, "--count", &count]);
-    results.push((
-        names[0].to_string(),
-        run_reader(plan, names[0], rust, "Rust qilin_shm::Reader (qilin-bench reader)", false),
-    ));
+    rust.args(["--cpu", &cpu, "--from", "newest", "--stamp", "due", "--warmup", &warmup, "--count", &count]);
+    run(NAMES[0], Ok(rust), "Rust qilin_shm::Reader (qilin-bench reader)", false);
 
     let dir = std::env::temp_dir();
-    let c = build_c_reader(plan, &dir).and_then(|exe| {
-        let mut command = Command::new(&exe);
-        command.arg(segment.path()).args([&cpu, &warmup, &count]);
-        let result =
-            run_reader(plan, names[1], command, "C qilin_shm.h reader (benches/c/latency_reader.c, cc -O2)", true);
-        let _ = std::fs::remove_file(&exe);
-        result
+    let c_exe = build_c_reader(plan, &dir);
+    let c = c_exe.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).map(|exe| {
+        let mut command = Command::new(exe);
+        command.arg(segment.path()).args([&cpu, &warmup, &count, "due"]);
+        command
     });
-    results.push((names[1].to_string(), c));
+    run(NAMES[1], c, "C qilin_shm.h reader (benches/c/latency_reader.c, cc -O2)", true);
+    if let Ok(exe) = c_exe {
+        let _ = std::fs::remove_file(exe);
+    }
 
     let mut python = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
     python
         .arg(plan.repo.join("benches/python/latency_reader.py"))
         .arg(segment.path())
-        .args([&cpu, &warmup, &count])
+        .args([&cpu, &warmup, &count, "--stamp", "due"])
         .env("PYTHONPATH", plan.repo.join("python"));
-    results.push((
-        names[2].to_string(),
-        run_reader(plan, names[2], python, "Python qilin_shm.Reader (benches/python/latency_reader.py)", true),
-    ));
+    run(NAMES[2], Ok(python), "Python qilin_shm.Reader (benches/python/latency_reader.py)", true);
 
     let mut batch = Command::new(batch_python(plan));
     batch
         .arg(plan.repo.join("benches/python/latency_reader.py"))
         .arg(segment.path())
-        .args([&cpu, &warmup, &count])
+        .args([&cpu, &warmup, &count, "--stamp", "due"])
         .args(["--batch", PYTHON_BATCH])
         .env("PYTHONPATH", plan.repo.join("python"));
     let what = format!(
         "Python numpy qilin_shm.batch.Reader.read_batch({PYTHON_BATCH}) (benches/python/latency_reader.py --batch; \
          one clock read per batch, charged to every tick of it)"
     );
-    results.push((names[3].to_string(), run_reader(plan, names[3], batch, &what, true)));
+    run(NAMES[3], Ok(batch), &what, true);
     drop(core);
     results
 }
 
-fn run_reader(plan: &Plan, name: &str, command: Command, what: &str, text: bool) -> anyhow::Result<Series> {
+/// What the paced sender did.
+#[derive(Debug)]
+struct Sent {
+    /// Send time − due time of every datagram.
+    late: Histogram<u64>,
+    /// Datagrams sent.
+    sent: u64,
+}
+
+/// Sends one stamped struct per due time to `to` from a thread pinned to the writer CPU until
+/// `stop` is raised (or `limit` are sent).
+fn send_paced(
+    plan: &Plan,
+    to: SocketAddr,
+    ticks: &mut RawTicks,
+    stop: &AtomicBool,
+    limit: u64,
+) -> anyhow::Result<Sent> {
+    pin_cpu(plan.writer_cpu());
+    // Sleeps end within ns of their deadline instead of the default 50 µs slack.
+    let _ = nix::sys::prctl::set_timerslack(1);
+    let sender = UdpSocket::bind("127.0.0.1:0").context("binding the paced sender")?;
+    let schedule = Schedule::starting_soon(1_000_000_000 / plan.e2e_rate.max(1) as i64);
+    let mut late = new_histogram();
+    let mut sent = 0;
+    while sent < limit && !stop.load(Ordering::Relaxed) {
+        let mut raw = ticks.next_struct();
+        let due = schedule.due(sent);
+        stamp(&mut raw, due);
+        let ahead = due - SPIN_MARGIN_NS - qilin_shm::now_ns();
+        if ahead > 0 {
+            std::thread::sleep(Duration::from_nanos(ahead as u64));
+        }
+        let (_, now) = schedule.wait(sent);
+        sender.send_to(&raw, to).context("sending a datagram")?;
+        record(&mut late, now - due);
+        sent += 1;
+    }
+    Ok(Sent { late, sent })
+}
+
+fn run_reader(
+    plan: &Plan,
+    core: &Core,
+    ticks: &mut RawTicks,
+    name: &str,
+    command: Command,
+    what: &str,
+    text: bool,
+) -> anyhow::Result<Series> {
     let mut peer = Peer::spawn(command, what)?;
     peer.wait_ready()?;
-    let result = if text { peer.finish_text()? } else { peer.finish()? };
+    let stop = AtomicBool::new(false);
+    // Twice what the reader needs: a rejected tick is never seen, so the sender goes on until the
+    // reader is done rather than leave it waiting.
+    let limit = 2 * (plan.warmup + plan.e2e_samples) + 1_000;
+    let (result, sent) = std::thread::scope(|s| {
+        let sender = s.spawn(|| send_paced(plan, core.udp, ticks, &stop, limit));
+        let result = if text { peer.finish_text() } else { peer.finish() };
+        stop.store(true, Ordering::Relaxed);
+        (result, sender.join().expect("sender thread"))
+    });
+    let (result, sent) = (result?, sent?);
+    let counters = Reader::open(&core.segment).map(|r| {
+        (
+            r.counter(Counter::TicksReceived),
+            r.counter(Counter::TicksPublished),
+            r.counter(Counter::RejectTime) + r.counter(Counter::RejectPrice) + r.counter(Counter::RejectId),
+        )
+    });
+    let (received, published, rejected) = counters.unwrap_or_default();
+    let late = &sent.late;
     Ok(Series::new(
         name,
         format!(
-            "qilin-core binary (--source sim --sim-rate {} --cpu {}) → {what} on CPU {}: reader's CLOCK_REALTIME − \
-             the tick's receive_ns (stamped by the simulator's callback)",
-            plan.e2e_rate,
+            "qilin-core binary (--source udp, hot thread --cpu {}) ← one stamped 584-byte CTP 6.7.x datagram per due \
+             time ({} /s) from a paced sender on CPU {} → {what} on CPU {}: reader's CLOCK_REALTIME − the due time \
+             (carried in CurrDelta)",
             plan.reader_cpu(),
-            plan.writer_cpu()
+            plan.e2e_rate,
+            plan.writer_cpu(),
+            e2e_reader_cpu(plan)
         ),
         result.hist,
     )
     .note(format!("{} ticks recorded, {} lost (lapped)", result.ticks, result.lost))
-    .note("the simulator thread is not pinned: it shares the CPUs with the reader and the core's other threads"))
+    .note(format!(
+        "the sender sent {} datagrams, late by p50 {} / p99 {} / max {} ns (sleeps to {} µs before each due time, \
+         then spins): that lateness is in the figure",
+        sent.sent,
+        late.value_at_quantile(0.5),
+        late.value_at_quantile(0.99),
+        late.max(),
+        SPIN_MARGIN_NS / 1000
+    ))
+    .note(format!(
+        "core counters so far (this core serves every e2e reader of the round): {received} received, {published} \
+         published, {rejected} rejected"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stamp_survives_normalization() {
+        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let (products, calendar) = (instruments(repo).unwrap(), super::super::core_paths::calendar(repo).unwrap());
+        let mut ticks = RawTicks::new(&products);
+        let id = ticks.instrument_ids()[0].clone();
+        let spec = products.spec_for(&id).unwrap();
+        let mut raw = ticks.next_struct();
+        let due = 1_795_000_000_123_456_789;
+        stamp(&mut raw, due);
+        let parsed = qilin_core::ctp::RawTick::parse(&raw).unwrap();
+        let mut rec = TickRecord::ZERO;
+        let mut state = qilin_core::normalize::InstrumentState::new();
+        qilin_core::normalize::normalize(&parsed, spec, &calendar, &mut state, 1, qilin_shm::Source::Udp, 0, &mut rec)
+            .unwrap();
+        assert_eq!(stamp_of(&rec), Some(due), "CurrDelta must reach the record bit for bit");
+        rec.curr_delta = f64::NAN;
+        assert_eq!(stamp_of(&rec), None);
+        rec.curr_delta = 0.5;
+        assert_eq!(stamp_of(&rec), None);
+    }
 }

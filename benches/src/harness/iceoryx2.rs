@@ -111,3 +111,85 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Series> {
         result.ticks, result.lost
     )))
 }
+
+/// The ping-pong peer role (`iceoryx2-sub --answer PONG`): receives on `ping`, publishes every
+/// sample back on `pong`, `total` times.
+pub fn run_echo(ping: &str, pong: &str, cpu: usize, total: u64) -> anyhow::Result<()> {
+    pin_cpu(cpu);
+    let (_node, ping_service) = service(ping)?;
+    let (_pong_node, pong_service) = service(pong)?;
+    let subscriber = ping_service.subscriber_builder().create().map_err(|e| anyhow!("iceoryx2 subscriber: {e:?}"))?;
+    let publisher = pong_service.publisher_builder().create().map_err(|e| anyhow!("iceoryx2 publisher: {e:?}"))?;
+    publisher.update_connections().map_err(|e| anyhow!("iceoryx2 connections: {e:?}"))?;
+    super::child::ready()?;
+    let deadline = Instant::now() + WATCHDOG;
+    let mut spins = 0u32;
+    let mut answered = 0;
+    while answered < total {
+        match subscriber.receive().map_err(|e| anyhow!("iceoryx2 receive: {e:?}"))? {
+            Some(sample) => {
+                let words = *sample.payload();
+                drop(sample);
+                let answer = publisher.loan_uninit().map_err(|e| anyhow!("iceoryx2 loan: {e:?}"))?;
+                answer.write_payload(words).send().map_err(|e| anyhow!("iceoryx2 send: {e:?}"))?;
+                answered += 1;
+            }
+            None => {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(1 << 16) && Instant::now() > deadline {
+                    bail!("iceoryx2 echo: watchdog after {answered} of {total}");
+                }
+                core::hint::spin_loop();
+            }
+        }
+    }
+    super::child::done(&new_histogram(), total, 0)
+}
+
+/// `baseline/iceoryx2_pingpong`: publish on one service, the peer process answers on a second,
+/// one-way = round trip / 2 (the method of iceoryx2's own benchmark).
+pub fn measure_pingpong(plan: &Plan) -> anyhow::Result<Series> {
+    let (ping, pong) =
+        (format!("qilin-bench/{}/ping", std::process::id()), format!("qilin-bench/{}/pong", std::process::id()));
+    let (_node, ping_service) = service(&ping)?;
+    let (_pong_node, pong_service) = service(&pong)?;
+    let publisher = ping_service.publisher_builder().create().map_err(|e| anyhow!("iceoryx2 publisher: {e:?}"))?;
+    let subscriber = pong_service.subscriber_builder().create().map_err(|e| anyhow!("iceoryx2 subscriber: {e:?}"))?;
+    let total = plan.warmup + plan.samples;
+    let mut command = Command::new(&plan.self_bin);
+    command
+        .args(["iceoryx2-sub", "--service", &ping, "--answer", &pong, "--cpu", &plan.reader_cpu().to_string()])
+        .args(["--warmup", "0", "--count", &total.to_string()]);
+    let mut peer = Peer::spawn(command, "iceoryx2 echo")?;
+    peer.wait_ready()?;
+    publisher.update_connections().map_err(|e| anyhow!("iceoryx2 connections: {e:?}"))?;
+    pin_cpu(plan.writer_cpu());
+    let words = Payload::read_from_bytes(sample_record(0).as_bytes()).map_err(|_| anyhow!("record size"))?;
+    let deadline = Instant::now() + WATCHDOG;
+    let hist = super::pingpong::one_way(plan.warmup, plan.samples, |i| {
+        let sample = publisher.loan_uninit().map_err(|e| anyhow!("iceoryx2 loan: {e:?}"))?;
+        sample.write_payload(words).send().map_err(|e| anyhow!("iceoryx2 send: {e:?}"))?;
+        let mut spins = 0u32;
+        loop {
+            if subscriber.receive().map_err(|e| anyhow!("iceoryx2 receive: {e:?}"))?.is_some() {
+                return Ok(());
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1 << 16) && Instant::now() > deadline {
+                bail!("iceoryx2 ping-pong: no answer to round trip {i} within {WATCHDOG:?}");
+            }
+            core::hint::spin_loop();
+        }
+    })?;
+    peer.finish().context("iceoryx2 echo")?;
+    Ok(Series::new(
+        "baseline/iceoryx2_pingpong",
+        format!(
+            "ping-pong: iceoryx2 0.7 publish/subscribe (ipc), [u64; 47] payload, loan + write + send on CPU {} → \
+             receive() in another process on CPU {}, which sends it back on a second service; one-way = round trip / 2",
+            plan.writer_cpu(),
+            plan.reader_cpu()
+        ),
+        hist,
+    ))
+}

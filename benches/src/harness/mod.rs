@@ -4,9 +4,13 @@
 //! Honesty rules built in (see `BENCHMARKS.md`):
 //! - **warm-up excluded**: the first [`Plan::warmup`] samples of every series are taken and thrown
 //!   away;
-//! - **no coordinated omission**: every timed path is driven by a paced schedule ([`Schedule`]) and
+//! - **no coordinated omission**: every paced path is driven by a schedule ([`Schedule`]) and
 //!   measured from the moment each tick was *due*, not from when it was sent, so a stall delays the
 //!   following sends and is charged to every tick it delayed;
+//! - **and a mode a stolen CPU cannot turn into a backlog**: the segment and every baseline also
+//!   run as a ping-pong ([`pingpong`]), one-way = round trip / 2, each sample independent;
+//! - **interleaved rounds**: with `--rounds R` every series runs R times for 1/R of its samples,
+//!   round robin, and the rounds are merged per series, so a change in load hits every series alike;
 //! - **the floor is measured in the same run**: core-to-core cache-line ping-pong between the two
 //!   cores used and the cost of the clock read every sample pays ([`floor`]).
 
@@ -23,6 +27,7 @@ pub mod floor;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx2;
 pub mod machine;
+pub mod pingpong;
 pub mod report;
 pub mod segment;
 pub mod series;
@@ -46,10 +51,13 @@ pub struct Plan {
     pub warmup: u64,
     /// Paced rate of the in-harness writers and senders, ticks per second.
     pub rate: u64,
-    /// Simulator rate of the end-to-end runs (the `qilin-core` binary), ticks per second.
+    /// Rate of the paced UDP sender of the end-to-end runs (and of the core/ctp front), ticks per
+    /// second.
     pub e2e_rate: u64,
-    /// Samples recorded per end-to-end reader (the simulator's rate is fixed, so this sets the time).
+    /// Samples recorded per end-to-end reader (the rate is fixed, so this sets the time).
     pub e2e_samples: u64,
+    /// Rounds the latency series are split into, round robin (1 = each series once, in one go).
+    pub rounds: u64,
     /// Reader counts of the segment series.
     pub reader_counts: Vec<usize>,
     /// Ticks per throughput round, and rounds.
@@ -93,6 +101,20 @@ impl Plan {
     /// Interval of the paced schedule, ns.
     pub fn interval_ns(&self) -> i64 {
         (1_000_000_000 / self.rate.max(1)) as i64
+    }
+
+    /// The plan of one of [`Plan::rounds`] rounds: `samples` and `e2e_samples` divided by the rounds
+    /// (rounded up), the warm-up divided too but at least 1 000 (or all of it when smaller): every
+    /// round starts its processes and segments afresh, and the first sight of each of the 185
+    /// instruments must fall in the warm-up.
+    pub fn round(&self) -> Plan {
+        let rounds = self.rounds.max(1);
+        Plan {
+            samples: self.samples.div_ceil(rounds),
+            e2e_samples: self.e2e_samples.div_ceil(rounds),
+            warmup: self.warmup.div_ceil(rounds).max(self.warmup.min(1_000)),
+            ..self.clone()
+        }
     }
 }
 

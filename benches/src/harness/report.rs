@@ -10,16 +10,20 @@ use super::{
     Plan, Series, baselines, core_ctp, core_paths, e2e,
     floor::{self, Availability, Floor},
     machine::Machine,
-    segment,
+    pingpong, segment,
     series::PERCENTILES,
     svg, throughput,
 };
 
 /// What the rules of measurement were, printed and stored with every run.
-pub const HONESTY: [&str; 4] = [
-    "warm-up excluded: the first `warmup` samples of every series are taken and discarded",
+pub const HONESTY: [&str; 6] = [
+    "warm-up excluded: the first `warmup` samples of every series (of every round) are taken and discarded",
     "coordinated omission avoided: writers and senders follow a paced schedule and every latency is measured from \
-     the tick's due time (the e2e series: from the simulator callback's stamp; the simulator never waits for the core)",
+     the tick's due time (the e2e series: the paced UDP sender stamps each datagram with its due time)",
+    "ping-pong series (`*_pingpong`): one-way = round trip / 2, back to back, each sample independent: a lost CPU \
+     costs the sample it falls in, not every later one (the paced series charge it to every tick it delays)",
+    "rounds: each latency series runs `rounds` times for 1/rounds of its samples, all series round robin, merged \
+     per series (per-round p50s in the notes), so a change in load falls on every series alike",
     "floor measured in the same run on the same CPUs: cache-line ping-pong one-way + one clock read; ratio = value ÷ floor",
     "read the machine line: a shared or virtual machine with few cores is noisy, and readers beyond the cores available \
      take turns on one CPU",
@@ -58,18 +62,110 @@ fn step(what: &str) {
     eprintln!("qilin-bench: {what} (load {})", super::machine::load_average());
 }
 
+/// What a job measured: each series by name, or why it could not be.
+type Results = Vec<(String, anyhow::Result<Series>)>;
+
+/// One step of a round: a label for the log and the measurement.
+type Job<'a> = (String, Box<dyn Fn(&Plan) -> Results + Sync + 'a>);
+
+/// Wraps a measurement of one series.
+fn one<'a>(name: &'a str, f: impl Fn(&Plan) -> anyhow::Result<Series> + Sync + 'a) -> Job<'a> {
+    (name.to_string(), Box::new(move |plan: &Plan| vec![(name.to_string(), f(plan))]))
+}
+
+/// The latency measurements `plan` asks for, in the order a round runs them.
+fn jobs(plan: &Plan) -> Vec<Job<'static>> {
+    let mut jobs: Vec<Job<'static>> = Vec::new();
+    if plan.runs("baseline") {
+        jobs.push(one("baseline/crossbeam_spsc", baselines::measure_crossbeam));
+        jobs.push(one("baseline/crossbeam_pingpong", pingpong::measure_crossbeam));
+        jobs.push(one("baseline/uds_pair", baselines::measure_uds));
+        jobs.push(one("baseline/uds_pair_pingpong", pingpong::measure_uds));
+        #[cfg(feature = "iceoryx2")]
+        {
+            jobs.push(one("baseline/iceoryx2", super::iceoryx2::measure));
+            jobs.push(one("baseline/iceoryx2_pingpong", super::iceoryx2::measure_pingpong));
+        }
+    }
+    if plan.runs("segment") {
+        jobs.push(one("segment/1_reader_pingpong", pingpong::measure_segment));
+        for &n in &plan.reader_counts {
+            let job = move |plan: &Plan| match segment::measure(plan, n) {
+                Ok((latency, cost)) => vec![(latency.name.clone(), Ok(latency)), (cost.name.clone(), Ok(cost))],
+                Err(e) => vec![(format!("segment/{n}_readers"), Err(e))],
+            };
+            jobs.push((format!("segment, {n} reader(s)"), Box::new(job)));
+        }
+    }
+    if plan.runs("core") {
+        jobs.push(one("core/handoff", core_paths::measure_handoff));
+        jobs.push(one("core/udp_relay", core_paths::measure_udp));
+        jobs.push(("core/ctp (qilin-core binary on the CTP stand-in)".into(), Box::new(core_ctp::measure)));
+    }
+    if plan.runs("e2e") {
+        jobs.push(("end to end (qilin-core binary on its UDP source, paced sender)".into(), Box::new(e2e::measure)));
+    }
+    jobs
+}
+
+/// Series merged over the rounds, in the order first measured.
+#[derive(Default)]
+struct Merged {
+    series: Vec<Series>,
+    /// Each series' p50 in each round it ran, by position in `series`.
+    round_p50: Vec<Vec<u64>>,
+    skipped: Vec<(String, String)>,
+}
+
+impl Merged {
+    fn add(&mut self, round: u64, rounds: u64, name: String, result: anyhow::Result<Series>) {
+        let s = match result {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("qilin-bench: {name} skipped: {e:#}");
+                let why = if rounds > 1 { format!("round {}: {e:#}", round + 1) } else { format!("{e:#}") };
+                self.skipped.push((name, why));
+                return;
+            }
+        };
+        let p50 = s.percentiles()[0];
+        match self.series.iter().position(|m| m.name == s.name) {
+            None => {
+                self.round_p50.push(vec![p50]);
+                self.series.push(s);
+            }
+            Some(at) => {
+                self.round_p50[at].push(p50);
+                let merged = &mut self.series[at];
+                merged.hist.add(&s.hist).expect("same histogram bounds");
+                for note in s.notes {
+                    if !merged.notes.contains(&note) {
+                        merged.notes.push(format!("round {}: {note}", round + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Notes each series with its per-round p50s.
+    fn finish(mut self, rounds: u64) -> (Vec<Series>, Vec<(String, String)>) {
+        if rounds > 1 {
+            for (s, p50s) in self.series.iter_mut().zip(&self.round_p50) {
+                s.notes.push(format!(
+                    "merged from {} of {rounds} interleaved rounds (every series of the run takes its turn in each \
+                     round); p50 per round {p50s:?} ns",
+                    p50s.len()
+                ));
+            }
+        }
+        (self.series, self.skipped)
+    }
+}
+
 /// Runs every series of `plan`.
 pub fn run(plan: &Plan) -> Run {
     let machine_start = Machine::now();
     let mut series = Vec::new();
-    let mut skipped = Vec::new();
-    let mut keep = |name: &str, result: anyhow::Result<Series>, series: &mut Vec<Series>| match result {
-        Ok(s) => series.push(s),
-        Err(e) => {
-            eprintln!("qilin-bench: {name} skipped: {e:#}");
-            skipped.push((name.to_string(), format!("{e:#}")));
-        }
-    };
     let probe_ns = if plan.samples >= 100_000 { 1_000_000_000 } else { 200_000_000 };
     let mut availability = Vec::new();
     step("CPU availability");
@@ -79,39 +175,20 @@ pub fn run(plan: &Plan) -> Run {
     step("floor");
     let (floor, floor_series) = on_thread(|| floor::measure(plan));
     series.extend(floor_series);
-    if plan.runs("baseline") {
-        step("baselines");
-        keep("baseline/crossbeam_spsc", on_thread(|| baselines::measure_crossbeam(plan)), &mut series);
-        keep("baseline/uds_pair", on_thread(|| baselines::measure_uds(plan)), &mut series);
-        #[cfg(feature = "iceoryx2")]
-        keep("baseline/iceoryx2", on_thread(|| super::iceoryx2::measure(plan)), &mut series);
-    }
-    for &n in plan.reader_counts.iter().filter(|_| plan.runs("segment")) {
-        step(&format!("segment, {n} reader(s)"));
-        match on_thread(|| segment::measure(plan, n)) {
-            Ok((latency, cost)) => {
-                series.push(latency);
-                series.push(cost);
+    let rounds = plan.rounds.max(1);
+    let round_plan = plan.round();
+    let mut merged = Merged::default();
+    let jobs = jobs(plan);
+    for round in 0..rounds {
+        for (label, job) in &jobs {
+            step(&if rounds > 1 { format!("round {}/{rounds}: {label}", round + 1) } else { label.clone() });
+            for (name, result) in on_thread(|| job(&round_plan)) {
+                merged.add(round, rounds, name, result);
             }
-            Err(e) => keep(&format!("segment/{n}_readers"), Err(e), &mut series),
         }
     }
-    if plan.runs("core") {
-        step("core hand-off");
-        keep("core/handoff", on_thread(|| core_paths::measure_handoff(plan)), &mut series);
-        step("core UDP relay");
-        keep("core/udp_relay", on_thread(|| core_paths::measure_udp(plan)), &mut series);
-        step("core ctp source (qilin-core binary on the CTP stand-in)");
-        for (name, result) in on_thread(|| core_ctp::measure(plan)) {
-            keep(&name, result, &mut series);
-        }
-    }
-    if plan.runs("e2e") {
-        step("end to end (qilin-core binary)");
-        for (name, result) in on_thread(|| e2e::measure(plan)) {
-            keep(&name, result, &mut series);
-        }
-    }
+    let (measured, skipped) = merged.finish(rounds);
+    series.extend(measured);
     let throughput = if plan.runs("throughput") {
         step("throughput");
         on_thread(|| throughput::measure(plan)).unwrap_or_else(|e| json!({ "skipped": format!("{e:#}") }))
@@ -154,6 +231,31 @@ pub fn targets(run: &Run) -> Vec<(String, String, Option<bool>)> {
         ));
         out.push(("writer → reader, p99.9 ≤ 2 µs".into(), format!("{} ns", p[3]), Some(p[3] <= 2_000)));
     }
+    if let Some(s) = find(run, "segment/1_reader_pingpong") {
+        let p = s.percentiles();
+        let limit = 2 * run.floor.c2c_p50;
+        out.push((
+            "writer → reader in another process, ping-pong (round trip / 2), median ≤ 2 × core-to-core (same run)"
+                .into(),
+            format!(
+                "{} ns vs 2 × {} = {limit} ns ({:.2} × c2c)",
+                p[0],
+                run.floor.c2c_p50,
+                p[0] as f64 / run.floor.c2c_p50.max(1) as f64
+            ),
+            Some(p[0] <= limit),
+        ));
+    }
+    for name in e2e::NAMES.iter().filter(|n| !n.ends_with("_batch")) {
+        if let Some(s) = find(run, name) {
+            let p = s.percentiles();
+            out.push((
+                format!("{name}: datagram → reader through the qilin-core binary, p50 ≤ 5 µs (issue 20, quiet run)"),
+                format!("p50 {} / p99 {} / p99.9 {} ns", p[0], p[2], p[3]),
+                Some(p[0] <= 5_000),
+            ));
+        }
+    }
     let last = run.series.iter().rfind(|s| s.name.starts_with("writer_cost/"));
     if let (Some(one), Some(last)) = (find(run, "writer_cost/1_reader"), last) {
         let (a, b) = (one.percentiles()[0], last.percentiles()[0]);
@@ -179,7 +281,7 @@ pub fn table(run: &Run, plan: &Plan) -> String {
     t.push_str(&format!("machine: {}\n", run.machine_start.line()));
     t.push_str(&format!("load average at the end: {}\n", run.load_end));
     t.push_str(&format!(
-        "cores: {:?} (writer/sender CPU {}, reader CPU(s) {:?}); paced at {} ticks/s; {} samples per series after {} warm-up; e2e at {} ticks/s, {} samples\n",
+        "cores: {:?} (writer/sender CPU {}, reader CPU(s) {:?}); paced at {} ticks/s; {} samples per series after {} warm-up; e2e at {} ticks/s, {} samples; {} round(s), interleaved\n",
         plan.cores,
         plan.writer_cpu(),
         &plan.cores[1..],
@@ -187,7 +289,8 @@ pub fn table(run: &Run, plan: &Plan) -> String {
         plan.samples,
         plan.warmup,
         plan.e2e_rate,
-        plan.e2e_samples
+        plan.e2e_samples,
+        plan.rounds.max(1)
     ));
     for (when, a) in &run.availability {
         t.push_str(&format!(
@@ -282,7 +385,8 @@ pub fn json(run: &Run, plan: &Plan) -> Value {
             "cores": plan.cores, "writer_cpu": plan.writer_cpu(), "reader_cpus": &plan.cores[1..],
             "rate_ticks_per_s": plan.rate, "samples": plan.samples, "warmup": plan.warmup,
             "e2e_rate_ticks_per_s": plan.e2e_rate, "e2e_samples": plan.e2e_samples,
-            "reader_counts": plan.reader_counts,
+            "reader_counts": plan.reader_counts, "rounds": plan.rounds.max(1),
+            "round": { "samples": plan.round().samples, "warmup": plan.round().warmup, "e2e_samples": plan.round().e2e_samples },
         },
         "floor": {
             "c2c_one_way_p50_ns": run.floor.c2c_p50,
