@@ -18,6 +18,7 @@ use std::{
 use hdrhistogram::Histogram;
 use qilin_shm::{Exchange, Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer};
 
+pub mod budget;
 pub mod harness;
 
 /// Ring capacity the design's figures are stated for.
