@@ -16,7 +16,7 @@ use serde_json::Value;
 /// The run takes seconds in release and under a minute in debug; past this it has hung.
 const WATCHDOG: Duration = Duration::from_secs(600);
 
-const SERIES: [&str; 27] = [
+const SERIES: [&str; 28] = [
     "floor/c2c_one_way",
     "floor/clock_read",
     "baseline/crossbeam_spsc",
@@ -40,6 +40,7 @@ const SERIES: [&str; 27] = [
     "e2e/udp_c",
     "e2e/udp_python",
     "e2e/udp_python_batch",
+    "e2e/udp_rust_closed",
     "floor/c2c_one_way_end",
     "floor/clock_read_end",
     // Only with --features iceoryx2 (filtered out below otherwise).
@@ -164,6 +165,8 @@ fn quick_run_writes_every_series_to_json_and_svg() {
         assert!(n > 0, "{name}: no samples");
         if PINGPONG.contains(&name) {
             assert_eq!(n, samples, "{name}: a ping-pong series records every round trip of every round");
+        } else if name == "e2e/udp_rust_closed" {
+            assert_eq!(n, e2e_samples, "{name}: the closed loop records every datagram it sends");
         } else if name.starts_with("e2e/") {
             assert!(n <= e2e_samples, "{name}: {n} samples, more than the {e2e_samples} asked for");
         } else if name.starts_with("segment/") || name.starts_with("baseline/") {

@@ -195,7 +195,8 @@ pub fn e2e_reader_cpu(plan: &Plan) -> usize {
 }
 
 /// Names of the end-to-end series, in run order.
-pub const NAMES: [&str; 4] = ["e2e/udp_rust", "e2e/udp_c", "e2e/udp_python", "e2e/udp_python_batch"];
+pub const NAMES: [&str; 5] =
+    ["e2e/udp_rust", "e2e/udp_c", "e2e/udp_python", "e2e/udp_python_batch", "e2e/udp_rust_closed"];
 
 /// The four end-to-end series (each its own result: one language failing does not hide the others).
 pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
@@ -259,8 +260,57 @@ pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
          one clock read per batch, charged to every tick of it)"
     );
     run(NAMES[3], Ok(batch), &what, true);
+    results.push((NAMES[4].to_string(), measure_closed(plan, &core, &mut ticks)));
     drop(core);
     results
+}
+
+/// `e2e/udp_rust_closed`: one thread on the writer CPU sends a datagram, then spins on a `Reader`
+/// of the core's segment until the tick is visible; latency = visible − the send (the clock read
+/// just before `send_to`). The next datagram goes at its due time, or at once if that has passed:
+/// each sample is independent (a lost CPU costs the sample it falls in, no backlog), as in the
+/// ping-pong series, and nothing else runs on the writer CPU.
+fn measure_closed(plan: &Plan, core: &Core, ticks: &mut RawTicks) -> anyhow::Result<Series> {
+    pin_cpu(plan.writer_cpu());
+    let mut reader = Reader::open(&core.segment).context("opening the core's segment")?;
+    reader.seek(qilin_shm::Start::Newest);
+    let sender = UdpSocket::bind("127.0.0.1:0").context("binding the sender")?;
+    let schedule = Schedule::starting_soon(1_000_000_000 / plan.e2e_rate.max(1) as i64);
+    let (mut hist, mut lost, mut out) = (new_histogram(), 0u64, TickRecord::ZERO);
+    for i in 0..plan.warmup + plan.e2e_samples {
+        let mut raw = ticks.next_struct();
+        schedule.wait(i);
+        let sent = qilin_shm::now_ns();
+        stamp(&mut raw, sent);
+        sender.send_to(&raw, core.udp).context("sending a datagram")?;
+        // Datagrams of the paced series before may still be on their way: they carry older stamps.
+        let seen = loop {
+            let seen =
+                super::core_paths::wait_visible_with(&mut reader, &mut out, sent, &mut lost, core::hint::spin_loop)?;
+            match stamp_of(&out) {
+                Some(due) if due == sent => break seen,
+                Some(due) if due < sent => continue,
+                other => bail!("e2e/udp_rust_closed: the tick seen is not the one sent (stamp {other:?}, sent {sent})"),
+            }
+        };
+        if i >= plan.warmup {
+            record(&mut hist, seen - sent);
+        }
+    }
+    Ok(Series::new(
+        NAMES[4],
+        format!(
+            "qilin-core binary (--source udp, hot thread --cpu {}): send_to of one 584-byte CTP 6.7.x datagram on CPU {} \
+             → visible to a Reader of the segment in the same thread, spinning; closed loop (from the send, not the due \
+             time; the next send waits for the tick and for its due time, {} /s)",
+            plan.reader_cpu(),
+            plan.writer_cpu(),
+            plan.e2e_rate
+        ),
+        hist,
+    )
+    .note(format!("reader lost {lost}; the send_to syscall is inside the figure"))
+    .note("each sample independent: a stall costs the sample it falls in, never a backlog (compare e2e/udp_rust)"))
 }
 
 /// What the paced sender did.
