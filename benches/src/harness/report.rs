@@ -41,7 +41,8 @@ pub struct Run {
     /// The load average when it ended.
     pub load_end: String,
     /// How much of each CPU a spinning thread got, at the start and at the end.
-    pub availability: Vec<(&'static str, Availability)>,
+    /// At the start, before each round (when there are several) and at the end.
+    pub availability: Vec<(String, Availability)>,
     /// The floor (first measurement).
     pub floor: Floor,
     /// Every measured series, in run order.
@@ -162,6 +163,9 @@ impl Merged {
     }
 }
 
+/// How long the availability probe runs on each CPU before each round.
+const ROUND_PROBE_NS: i64 = 50_000_000;
+
 /// Runs every series of `plan`.
 pub fn run(plan: &Plan) -> Run {
     let machine_start = Machine::now();
@@ -170,7 +174,7 @@ pub fn run(plan: &Plan) -> Run {
     let mut availability = Vec::new();
     step("CPU availability");
     for &cpu in &plan.cores {
-        availability.push(("start", floor::availability(cpu, probe_ns)));
+        availability.push(("start".to_string(), floor::availability(cpu, probe_ns)));
     }
     step("floor");
     let (floor, floor_series) = on_thread(|| floor::measure(plan));
@@ -180,6 +184,12 @@ pub fn run(plan: &Plan) -> Run {
     let mut merged = Merged::default();
     let jobs = jobs(plan);
     for round in 0..rounds {
+        if rounds > 1 {
+            // A short probe per round: the load each round ran under, beside its per-round p50s.
+            for &cpu in &plan.cores {
+                availability.push((format!("start of round {}", round + 1), floor::availability(cpu, ROUND_PROBE_NS)));
+            }
+        }
         for (label, job) in &jobs {
             step(&if rounds > 1 { format!("round {}/{rounds}: {label}", round + 1) } else { label.clone() });
             for (name, result) in on_thread(|| job(&round_plan)) {
@@ -204,7 +214,7 @@ pub fn run(plan: &Plan) -> Run {
         series.push(s);
     }
     for &cpu in &plan.cores {
-        availability.push(("end", floor::availability(cpu, probe_ns)));
+        availability.push(("end".to_string(), floor::availability(cpu, probe_ns)));
     }
     Run { machine_start, load_end: super::machine::load_average(), availability, floor, series, skipped, throughput }
 }
