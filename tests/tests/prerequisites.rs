@@ -43,6 +43,7 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
         Runs::External(&["python3"]),
     ),
     ("benches/src/harness/iceoryx2.rs", "&plan.self_bin", Runs::Built),
+    ("benches/src/harness/pingpong.rs", "&plan.self_bin", Runs::Built),
     ("benches/src/harness/segment.rs", "&plan.self_bin", Runs::Built),
     ("benches/tests/harness.rs", "bench", Runs::Built),
     ("core/tests/reader_c.rs", "&tail", Runs::Built),

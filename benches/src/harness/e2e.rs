@@ -229,15 +229,15 @@ pub fn measure(plan: &Plan) -> Vec<(String, anyhow::Result<Series>)> {
     run(NAMES[0], Ok(rust), "Rust qilin_shm::Reader (qilin-bench reader)", false);
 
     let dir = std::env::temp_dir();
-    let c_exe = build_c_reader(plan, &dir);
-    let c = c_exe.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).map(|exe| {
-        let mut command = Command::new(exe);
-        command.arg(segment.path()).args([&cpu, &warmup, &count, "due"]);
-        command
-    });
-    run(NAMES[1], c, "C qilin_shm.h reader (benches/c/latency_reader.c, cc -O2)", true);
-    if let Ok(exe) = c_exe {
-        let _ = std::fs::remove_file(exe);
+    let c_what = "C qilin_shm.h reader (benches/c/latency_reader.c, cc -O2)";
+    match build_c_reader(plan, &dir) {
+        Ok(exe) => {
+            let mut command = Command::new(&exe);
+            command.arg(segment.path()).args([&cpu, &warmup, &count, "due"]);
+            run(NAMES[1], Ok(command), c_what, true);
+            let _ = std::fs::remove_file(&exe);
+        }
+        Err(e) => run(NAMES[1], Err(e), c_what, true),
     }
 
     let mut python = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
