@@ -25,6 +25,7 @@ use qilin_shm::{
 use rustc_hash::FxHasher;
 
 use crate::{
+    clock::StampClock,
     config::{Admit, UnknownProducts},
     ctp::RawTick,
     dedup::{RecentSet, TickKey},
@@ -201,6 +202,8 @@ pub struct Engine {
     /// Fingerprints of the last published ticks (sessions only; sized when the loop starts).
     recent: RecentSet,
     out: TickRecord,
+    /// `publish_ns` stamps: the TSC, anchored to CLOCK_REALTIME at every housekeeping.
+    clock: StampClock,
     report: EngineReport,
 }
 
@@ -245,6 +248,7 @@ impl Engine {
             overlap_until_ns: 0,
             recent: RecentSet::new(1),
             out: TickRecord::ZERO,
+            clock: StampClock::new(),
             report: EngineReport::default(),
         };
         engine.writer.set_run_state(RunState::Starting);
@@ -347,7 +351,8 @@ impl Engine {
             now = mono_ns();
             if now >= next_housekeeping {
                 next_housekeeping = now + self.options.heartbeat_interval_ns;
-                if self.housekeeping(qilin_shm::now_ns()) {
+                let wall = self.clock.anchor();
+                if self.housekeeping(wall) {
                     break;
                 }
             }
@@ -646,7 +651,9 @@ impl Engine {
     /// Writes `self.out` to the ring and counts it.
     #[inline]
     fn publish_out(&mut self) {
-        self.out.publish_ns = qilin_shm::now_ns();
+        // Never before the tick's receive stamp (taken by another clock read, on another thread for
+        // the hand-off): one compare, so `publish_ns ≥ receive_ns` holds for every live tick.
+        self.out.publish_ns = self.clock.now_ns().max(self.out.receive_ns);
         match self.writer.publish(&mut self.out) {
             Ok(_) => {
                 self.report.published += 1;

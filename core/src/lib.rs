@@ -8,9 +8,10 @@
 //! - [`handoff`]: the bounded SPSC queue from a callback thread to the hot thread.
 //! - [`sim`], [`udp`]: the sources.
 //! - [`engine`]: the hot loop. [`control`]: the control socket. [`config`]: the TOML file.
-//! - [`demo`]: `--demo` output.
+//! - [`demo`]: `--demo` output. [`clock`]: the hot thread's `publish_ns` stamps (TSC).
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod ctp;
