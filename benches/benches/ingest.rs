@@ -6,7 +6,9 @@
 //! - `sustained ingest` (printed, not criterion): the hand-off is pre-filled with N raw structs of
 //!   68 instruments across the six exchanges, then the engine runs on a pinned hot thread while a
 //!   reader on the other core follows the segment. Reported: ticks/s from engine start to the
-//!   reader holding tick N, and the loss (gaps, hand-off drops), which must be zero.
+//!   reader holding tick N, and the loss (gaps, hand-off drops), which must be zero. After each
+//!   round, the same-run baseline: the same N structs only copied into a ring of 584-byte slots on
+//!   the hot thread's CPU; reported as ingest ÷ copy. `QILIN_INGEST_ROUNDS` sets the rounds (5).
 //!
 //! - criterion `engine_process`: `Engine::process` alone (parse, id lookup, normalize, publish) on
 //!   the same structs, without the hand-off.
@@ -15,7 +17,7 @@
 //!   depend on the machine's load (`valgrind --tool=callgrind` or `perf stat -e instructions` at two
 //!   N, difference ÷ ΔN).
 //!
-//! Run: `cargo bench -p qilin-benches --bench ingest`.
+//! Run: `cargo bench -p qilin-benches --bench ingest` (`QILIN_INGEST_ONLY=1`: the sustained rounds only).
 
 use std::{
     hint::black_box,
@@ -115,8 +117,11 @@ fn sustained_ingest() {
     const N: usize = 200_000;
     let products = instruments();
     let raws = raw_structs(&products, N.div_ceil(68));
-    let mut rates = Vec::new();
-    for round in 0..5 {
+    let raws = Arc::new(raws);
+    let (mut rates, mut ratios) = (Vec::new(), Vec::new());
+    let rounds = std::env::var("QILIN_INGEST_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    for round in 0..rounds {
+        let raws_for_copy = Arc::clone(&raws);
         let (segment, engine, commands) = engine("ingest", 1 << 20);
         let (mut tx, rx) = handoff(N);
         for raw in raws.iter().take(N) {
@@ -155,14 +160,39 @@ fn sustained_ingest() {
         );
         assert_eq!((lost, drops, report.rejected), (0, 0, 0), "zero loss is part of the figure");
         rates.push(rate);
+        // The same-run baseline: the same N raw structs only copied, on the hot thread's CPU, into a
+        // ring of 584-byte slots as large as the segment's ring (what the feed does at the least:
+        // read each struct once and write its bytes once).
+        let copy_rate = std::thread::spawn(move || {
+            pin_current(1);
+            let mut ring = vec![[0u8; 584]; 1 << 16];
+            let started = Instant::now();
+            for (i, raw) in raws_for_copy.iter().take(N).enumerate() {
+                ring[i & ((1 << 16) - 1)].copy_from_slice(black_box(raw));
+                black_box(&ring[i & ((1 << 16) - 1)]);
+            }
+            N as f64 / started.elapsed().as_secs_f64()
+        })
+        .join()
+        .expect("copy thread");
+        println!(
+            "  copy baseline round {round}: {:.2} M structs/s; ingest ÷ copy = {:.3}",
+            copy_rate / 1e6,
+            rate / copy_rate
+        );
+        ratios.push(rate / copy_rate);
     }
     rates.sort_by(f64::total_cmp);
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "sustained ingest: median {:.2} M ticks/s (min {:.2}, max {:.2}) over {} rounds of {N}",
+        "sustained ingest: median {:.2} M ticks/s (min {:.2}, max {:.2}) over {} rounds of {N}; ingest ÷ copy median {:.3} (min {:.3}, max {:.3})",
         rates[rates.len() / 2] / 1e6,
         rates[0] / 1e6,
         rates[rates.len() - 1] / 1e6,
-        rates.len()
+        rates.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
 }
 
@@ -171,6 +201,9 @@ criterion_group!(benches, handoff_to_slot, engine_process);
 fn main() {
     if let Some(n) = std::env::var("QILIN_LOOP").ok().and_then(|v| v.parse().ok()) {
         return count_loop(n);
+    }
+    if std::env::var_os("QILIN_INGEST_ONLY").is_some() {
+        return sustained_ingest(); // the sustained rounds alone, without the criterion benches
     }
     benches();
     sustained_ingest();
