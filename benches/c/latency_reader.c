@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
             if (seen >= warmup) {
                 int64_t since = t.receive_ns;
                 if (due) memcpy(&since, &t.curr_delta, sizeof since);
-                if (since < 1000000000000000000LL) {
+                if (since < 1000000000000000000LL || since >= 4000000000000000000LL) {
                     fprintf(stderr, "latency_reader: tick %llu carries no due time in curr_delta\n",
                             (unsigned long long)seen);
                     return 3;

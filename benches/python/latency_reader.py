@@ -23,11 +23,12 @@ import qilin_shm
 
 
 STAMP_MIN_NS = 1_000_000_000_000_000_000
+STAMP_MAX_NS = 4_000_000_000_000_000_000
 
 
 def due_of(delta, _pack=struct.Struct("<d").pack, _unpack=struct.Struct("<q").unpack):
     due = _unpack(_pack(delta))[0]
-    if due < STAMP_MIN_NS:
+    if not STAMP_MIN_NS <= due < STAMP_MAX_NS:
         raise SystemExit(f"latency_reader.py: a tick carries no due time in curr_delta ({delta!r})")
     return due
 
@@ -82,7 +83,7 @@ def batched(reader, warmup, count, max_n, stamp_due):
         if skip < n:
             if stamp_due:
                 since = ticks["curr_delta"][skip:].view(np.int64)
-                if since.min() < STAMP_MIN_NS:
+                if since.min() < STAMP_MIN_NS or since.max() >= STAMP_MAX_NS:
                     raise SystemExit("latency_reader.py: a tick carries no due time in curr_delta")
             else:
                 since = ticks["receive_ns"][skip:]

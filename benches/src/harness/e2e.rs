@@ -47,9 +47,12 @@ use crate::TempSegment;
 /// due time.
 pub const STAMP_OFFSET: usize = BODY_OFFSET + core::mem::offset_of!(DepthBody, curr_delta);
 
-/// A due time earlier than this (2001-09-09) is no stamp: the record did not come from the paced
-/// sender, or the normalizer changed `CurrDelta`.
+/// A due time outside `STAMP_MIN_NS..STAMP_MAX_NS` (2001-09-09 to 2096-10-02) is no stamp: the record
+/// did not come from the paced sender, or the normalizer changed `CurrDelta` (a NaN's bits, for one,
+/// are above the range).
 pub const STAMP_MIN_NS: i64 = 1_000_000_000_000_000_000;
+/// See [`STAMP_MIN_NS`].
+pub const STAMP_MAX_NS: i64 = 4_000_000_000_000_000_000;
 
 /// How long before a due time the sender stops sleeping and spins.
 pub const SPIN_MARGIN_NS: i64 = 20_000;
@@ -62,7 +65,7 @@ pub fn stamp(raw: &mut [u8], due: i64) {
 /// The due time a record carries (see [`stamp`]); `None` when it carries none.
 pub fn stamp_of(rec: &TickRecord) -> Option<i64> {
     let due = rec.curr_delta.to_bits() as i64;
-    (due >= STAMP_MIN_NS).then_some(due)
+    (STAMP_MIN_NS..STAMP_MAX_NS).contains(&due).then_some(due)
 }
 
 /// A running `qilin-core`, killed on drop.
