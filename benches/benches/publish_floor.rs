@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench -p qilin-benches --bench publish_floor` (env: `QILIN_FLOOR_ROUNDS`, ring laps
 //! of part 1, default 21; `QILIN_FLOOR_PING_ROUNDS`, rounds of part 2, default 11;
-//! `QILIN_FLOOR_PINGS`, round trips per series and round, default 20 000).
+//! `QILIN_FLOOR_PINGS`, round trips per series and round, default 20 000; `QILIN_FLOOR_SLOTS`, the
+//! ring size of every series, default 65 536).
 //!
 //! Part 1, publish cost (one thread, no reader), ns per publish: the median of batches of 4096
 //! publishes, interleaved across the variants, through the ring (65 536 slots, the design's ring;
@@ -20,8 +21,8 @@
 //! - `seqlock_1line` / `seqlock_6line`: each side publishes into its own ring (1-line or 6-line
 //!   slots, seqlock as above) what it read from the other's, the reader spinning on the stamp;
 //!   `seqlock_6line_lvc` writes the last-value entry too (the whole `publish` protocol);
-//! - `segment`: the real thing both ways, `Writer::publish` → `Reader::try_next`
-//!   (`SegmentPingPong`, as in the segment bench).
+//! - `segment`: the real thing both ways, `Writer::publish` → `Reader::try_next` (as
+//!   `SegmentPingPong` of the segment bench, with the same ring size as the others).
 //!
 //! Series are interleaved in rounds (a load change hits all of them), and each prints the median
 //! over rounds of its per-round p50 next to the merged percentiles. The machine has other users:
@@ -38,10 +39,10 @@ use std::{
 
 use hdrhistogram::Histogram;
 use qilin_benches::{
-    CacheLinePingPong, CachePadded, INSTRUMENTS, RING_SLOTS, SegmentPingPong, cores, one_way_histogram, open_writer,
+    CacheLinePingPong, CachePadded, INSTRUMENTS, RING_SLOTS, TempSegment, cores, one_way_histogram, open_writer,
     pin_current, sample_record,
 };
-use qilin_shm::{TickRecord, layout::RECORD_WORDS};
+use qilin_shm::{Next, Reader, TickRecord, Writer, layout::RECORD_WORDS};
 
 /// Publishes per timed batch of part 1.
 const BATCH: usize = 4096;
@@ -406,6 +407,80 @@ impl<const W: usize> Drop for SeqPingPong<W> {
     }
 }
 
+/// `SegmentPingPong` of benches/src/lib.rs with a ring of `slots`: the real `Writer::publish` →
+/// `Reader::try_next`, both ways.
+struct SegPingPong {
+    writer: Writer,
+    reader: Reader,
+    record: TickRecord,
+    out: TickRecord,
+    stop: Arc<AtomicBool>,
+    responder: Option<std::thread::JoinHandle<()>>,
+    _segments: [TempSegment; 2],
+}
+
+impl SegPingPong {
+    fn start(slots: usize) -> SegPingPong {
+        let (seg_a, writer) = open_writer("floor-ping", slots as u64);
+        let (seg_b, mut back_writer) = open_writer("floor-pong", slots as u64);
+        let reader = Reader::open(seg_b.path()).expect("opening the pong segment");
+        // Opened before the first ping is published, so the responder cannot miss it.
+        let mut ping_reader = Reader::open(seg_a.path()).expect("opening the ping segment");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let responder = std::thread::spawn(move || {
+            pin_current(1);
+            let mut tick = TickRecord::ZERO;
+            let mut spins = 0u32;
+            loop {
+                match ping_reader.try_next(&mut tick) {
+                    Next::Tick => {
+                        back_writer.publish(&mut tick).expect("publishing the pong");
+                    }
+                    Next::Empty => {
+                        spins = spins.wrapping_add(1);
+                        if spins.is_multiple_of(4096) && s.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        core::hint::spin_loop();
+                    }
+                    other => panic!("ping reader: unexpected {other:?}"),
+                }
+            }
+        });
+        SegPingPong {
+            writer,
+            reader,
+            record: sample_record(0),
+            out: TickRecord::ZERO,
+            stop,
+            responder: Some(responder),
+            _segments: [seg_a, seg_b],
+        }
+    }
+
+    #[inline]
+    fn round_trip(&mut self) {
+        self.writer.publish(&mut self.record).expect("publishing the ping");
+        loop {
+            match self.reader.try_next(&mut self.out) {
+                Next::Tick => break,
+                Next::Empty => core::hint::spin_loop(),
+                other => panic!("pong reader: unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for SegPingPong {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(responder) = self.responder.take() {
+            let _ = responder.join();
+        }
+    }
+}
+
 const SERIES: [&str; 5] = ["c2c", "seqlock_1line", "seqlock_6line", "seqlock_6line_lvc", "segment"];
 
 /// One ping-pong round of series `s`: `warmup` unrecorded round trips, then `n` recorded.
@@ -432,7 +507,7 @@ fn ping_round(s: usize, warmup: u64, n: u64, slots: usize) -> Histogram<u64> {
             run(warmup, n, || p.round_trip())
         }
         _ => {
-            let mut p = SegmentPingPong::start(1);
+            let mut p = SegPingPong::start(slots);
             run(warmup, n, || p.round_trip())
         }
     }
@@ -475,7 +550,7 @@ fn main() {
     let rounds = if quick { 1 } else { env_u64("QILIN_FLOOR_ROUNDS", 21) };
     let ping_rounds = if quick { 1 } else { env_u64("QILIN_FLOOR_PING_ROUNDS", 11) };
     let pings = if quick { 200 } else { env_u64("QILIN_FLOOR_PINGS", 20_000) };
-    let slots = if quick { 1024 } else { RING_SLOTS as usize };
+    let slots = if quick { 1024 } else { env_u64("QILIN_FLOOR_SLOTS", RING_SLOTS) as usize };
     if cores().len() < 2 {
         eprintln!("publish_floor: skipped, fewer than 2 cores");
         return;
