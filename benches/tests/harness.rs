@@ -65,14 +65,16 @@ fn expected(name: &str) -> bool {
 
 const KEYS: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
 
-/// `qilin-core` beside `qilin-bench` (a workspace build makes it; built here when this crate's
-/// tests run alone).
+/// `qilin-core` beside `qilin-bench` (a workspace build makes it; built here, with the ctp feature,
+/// when this crate's tests run alone).
 fn ensure_core_beside(bench: &Path) {
     let dir = bench.parent().unwrap();
     if !dir.join("qilin-core").exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "qilin-core", "--bin", "qilin-core"]);
+        // With the ctp feature, as a workspace build unifies it (qilin-ctp-standin asks for it): the
+        // core/ctp series run the binary on the ctp source.
+        cmd.args(["build", "-p", "qilin-core", "--bin", "qilin-core", "--features", "ctp-6-7-11"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
