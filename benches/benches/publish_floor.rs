@@ -20,7 +20,8 @@
 //! - `c2c`: one cache line bounced (the floor, as benches/src/harness/floor.rs measures it);
 //! - `seqlock_1line` / `seqlock_6line`: each side publishes into its own ring (1-line or 6-line
 //!   slots, seqlock as above) what it read from the other's, the reader spinning on the stamp;
-//!   `seqlock_6line_lvc` writes the last-value entry too (the whole `publish` protocol);
+//!   `seqlock_6line_lvc` writes the last-value entry after the slot (`publish` before 0b3705e),
+//!   `seqlock_6line_one_pass` both in one pass (`publish` since 0b3705e);
 //! - `segment`: the real thing both ways, `Writer::publish` → `Reader::try_next` (as
 //!   `SegmentPingPong` of the segment bench, with the same ring size as the others).
 //!
@@ -133,6 +134,26 @@ impl<const W: usize> SeqRing<W> {
         self.cursor.0.store(seq, Ordering::Release); // SYNC C-cursor
     }
 
+    /// What `Writer::publish` does since 0b3705e (`seqlock::write_ring_and_versioned`): slot and
+    /// last-value entry in one pass — both busy stamps, the fence, each word stored to both, then
+    /// both done stamps — and the cursor.
+    #[inline(always)]
+    fn publish_one_pass(&self, seq: usize, instrument: usize, data: &[usize; W]) {
+        let (slot, entry) = (&self.slots[seq & self.mask], &self.lvc[instrument]);
+        let current = entry.stamp.load(Ordering::Relaxed);
+        let even = current + (current & 1);
+        slot.stamp.store(2 * seq - 1, Ordering::Relaxed);
+        entry.stamp.store(even + 1, Ordering::Relaxed);
+        fence(Ordering::Release); // SYNC F-rel (writer side, both records)
+        for ((slot_word, entry_word), value) in slot.words.iter().zip(&entry.words).zip(data) {
+            slot_word.store(*value, Ordering::Relaxed);
+            entry_word.store(*value, Ordering::Relaxed);
+        }
+        slot.stamp.store(2 * seq, Ordering::Release); // SYNC S-done (writer side)
+        entry.stamp.store(even + 2, Ordering::Release);
+        self.cursor.0.store(seq, Ordering::Release); // SYNC C-cursor
+    }
+
     /// Spins until `seq` is in its slot, whole; `false` if `stop` was raised first.
     #[inline(always)]
     fn wait(&self, seq: usize, out: &mut [usize; W], stop: &AtomicBool) -> bool {
@@ -216,6 +237,7 @@ fn publish_cost(rounds: u64, slots: usize) {
     let mut records: Vec<TickRecord> = (0..INSTRUMENTS).map(sample_record).collect();
     let seq6 = SeqRing::<W6>::new(slots);
     let seq6_lvc = SeqRing::<W6>::new(slots);
+    let seq6_one_pass = SeqRing::<W6>::new(slots);
     let seq1 = SeqRing::<W1>::new(slots);
     let mut plain6 = PlainRing::<W6>::new(slots);
     let mut plain6_lvc = PlainRing::<W6>::new(slots);
@@ -239,6 +261,16 @@ fn publish_cost(rounds: u64, slots: usize) {
                 for seq in first..first + n {
                     data[0] = black_box(seq);
                     seq6_lvc.publish_slot_lvc(seq, seq % instruments, &data);
+                }
+            }),
+        ),
+        (
+            "seqlock_6line_one_pass",
+            Box::new(|first, n| {
+                let mut data = data6;
+                for seq in first..first + n {
+                    data[0] = black_box(seq);
+                    seq6_one_pass.publish_one_pass(seq, seq % instruments, &data);
                 }
             }),
         ),
@@ -335,16 +367,11 @@ fn publish_cost(rounds: u64, slots: usize) {
         let mut r: Vec<f64> = order[a].iter().zip(&order[b]).map(|(x, y)| x / y).collect();
         median(&mut r)
     };
-    println!(
-        "ratios (median of same-batch-index ratios): writer_publish / plain_6line_slot_lvc = {:.2}, \
-         seqlock_6line_slot_lvc / plain_6line_slot_lvc = {:.2}, writer_publish / seqlock_6line_slot_lvc = {:.2}, \
-         seqlock_6line / plain_6line = {:.2}, seqlock_1line / plain_1line = {:.2}",
-        ratio(0, 2),
-        ratio(1, 2),
-        ratio(0, 1),
-        ratio(3, 4),
-        ratio(5, 6)
-    );
+    let name = |v: usize| variants[v].0;
+    let pairs = [(0, 3), (1, 3), (2, 3), (0, 1), (0, 2), (4, 5), (6, 7)];
+    let ratios: Vec<String> =
+        pairs.iter().map(|&(a, b)| format!("{} / {} = {:.2}", name(a), name(b), ratio(a, b))).collect();
+    println!("ratios (median of same-batch-index ratios): {}", ratios.join(", "));
 }
 
 /// Writer → reader both ways through two seqlock rings of `W`-word records (see the module doc).
@@ -356,12 +383,33 @@ struct SeqPingPong<const W: usize> {
     data: [usize; W],
     out: [usize; W],
     seq: usize,
-    lvc: bool,
+    mode: Mode,
+}
+
+/// What a publish of the ping-pong writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The ring slot and the cursor.
+    Slot,
+    /// The slot, then the last-value entry, then the cursor (`Writer::publish` before 0b3705e).
+    SlotThenLvc,
+    /// Slot and last-value entry in one pass (`Writer::publish` since 0b3705e).
+    OnePass,
+}
+
+impl<const W: usize> SeqRing<W> {
+    #[inline(always)]
+    fn publish_mode(&self, mode: Mode, seq: usize, data: &[usize; W]) {
+        match mode {
+            Mode::Slot => self.publish_slot(seq, data),
+            Mode::SlotThenLvc => self.publish_slot_lvc(seq, 0, data),
+            Mode::OnePass => self.publish_one_pass(seq, 0, data),
+        }
+    }
 }
 
 impl<const W: usize> SeqPingPong<W> {
-    /// `lvc`: each publish also writes a last-value entry, as `Writer::publish` does.
-    fn start(slots: usize, lvc: bool) -> SeqPingPong<W> {
+    fn start(slots: usize, mode: Mode) -> SeqPingPong<W> {
         let ping = Arc::new(SeqRing::<W>::new(slots));
         let pong = Arc::new(SeqRing::<W>::new(slots));
         let stop = Arc::new(AtomicBool::new(false));
@@ -371,26 +419,18 @@ impl<const W: usize> SeqPingPong<W> {
             let mut buf = [0usize; W];
             let mut seq = 1usize;
             while pi.wait(seq, &mut buf, &s) {
-                if lvc {
-                    po.publish_slot_lvc(seq, 0, &buf);
-                } else {
-                    po.publish_slot(seq, &buf);
-                }
+                po.publish_mode(mode, seq, &buf);
                 seq += 1;
             }
         });
-        SeqPingPong { ping, pong, stop, responder: Some(responder), data: record_words(), out: [0; W], seq: 1, lvc }
+        SeqPingPong { ping, pong, stop, responder: Some(responder), data: record_words(), out: [0; W], seq: 1, mode }
     }
 
     #[inline]
     fn round_trip(&mut self) {
         let seq = self.seq;
         self.data[0] = seq;
-        if self.lvc {
-            self.ping.publish_slot_lvc(seq, 0, &self.data);
-        } else {
-            self.ping.publish_slot(seq, &self.data);
-        }
+        self.ping.publish_mode(self.mode, seq, &self.data);
         let never = AtomicBool::new(false);
         self.pong.wait(seq, &mut self.out, &never);
         debug_assert_eq!(self.out[0], seq);
@@ -481,7 +521,8 @@ impl Drop for SegPingPong {
     }
 }
 
-const SERIES: [&str; 5] = ["c2c", "seqlock_1line", "seqlock_6line", "seqlock_6line_lvc", "segment"];
+const SERIES: [&str; 6] =
+    ["c2c", "seqlock_1line", "seqlock_6line", "seqlock_6line_lvc", "seqlock_6line_one_pass", "segment"];
 
 /// One ping-pong round of series `s`: `warmup` unrecorded round trips, then `n` recorded.
 fn ping_round(s: usize, warmup: u64, n: u64, slots: usize) -> Histogram<u64> {
@@ -495,15 +536,19 @@ fn ping_round(s: usize, warmup: u64, n: u64, slots: usize) -> Histogram<u64> {
             run(warmup, n, || p.round_trip())
         }
         1 => {
-            let mut p = SeqPingPong::<W1>::start(slots, false);
+            let mut p = SeqPingPong::<W1>::start(slots, Mode::Slot);
             run(warmup, n, || p.round_trip())
         }
         2 => {
-            let mut p = SeqPingPong::<W6>::start(slots, false);
+            let mut p = SeqPingPong::<W6>::start(slots, Mode::Slot);
             run(warmup, n, || p.round_trip())
         }
         3 => {
-            let mut p = SeqPingPong::<W6>::start(slots, true);
+            let mut p = SeqPingPong::<W6>::start(slots, Mode::SlotThenLvc);
+            run(warmup, n, || p.round_trip())
+        }
+        4 => {
+            let mut p = SeqPingPong::<W6>::start(slots, Mode::OnePass);
             run(warmup, n, || p.round_trip())
         }
         _ => {
