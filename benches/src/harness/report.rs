@@ -40,8 +40,8 @@ pub struct Run {
     pub machine_start: Machine,
     /// The load average when it ended.
     pub load_end: String,
-    /// How much of each CPU a spinning thread got, at the start and at the end.
-    /// At the start, before each round (when there are several) and at the end.
+    /// How much of each CPU a spinning thread got: at the start, before each round (when there are
+    /// several) and at the end.
     pub availability: Vec<(String, Availability)>,
     /// The floor (first measurement).
     pub floor: Floor,
@@ -432,4 +432,65 @@ pub fn write_outputs(run: &Run, plan: &Plan, json_path: Option<&Path>, svg_path:
         std::fs::write(path, svg::render(&title, &all)).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::harness::{new_histogram, record};
+
+    fn series(name: &str, values: &[i64], note: &str) -> Series {
+        let mut h = new_histogram();
+        values.iter().for_each(|v| record(&mut h, *v));
+        Series::new(name, "what", h).note(note)
+    }
+
+    #[test]
+    fn rounds_merge_per_series_with_their_p50s_and_failures() {
+        let mut merged = Merged::default();
+        merged.add(0, 3, "a".into(), Ok(series("a", &[100, 100, 100], "same")));
+        merged.add(0, 3, "b".into(), Ok(series("b", &[7], "b note")));
+        merged.add(1, 3, "a".into(), Ok(series("a", &[300, 300], "same")));
+        merged.add(1, 3, "b".into(), Err(anyhow::anyhow!("gone")));
+        merged.add(2, 3, "a".into(), Ok(series("a", &[200], "differs")));
+        let (series, skipped) = merged.finish(3);
+        assert_eq!(series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let a = &series[0];
+        assert_eq!(a.hist.len(), 6);
+        assert_eq!((a.hist.min(), a.hist.max()), (100, a.hist.highest_equivalent(300)));
+        assert_eq!(a.notes[0], "same");
+        assert_eq!(a.notes[1], "round 3: differs");
+        assert!(a.notes[2].starts_with("merged from 3 of 3 interleaved rounds"), "{:?}", a.notes);
+        assert!(a.notes[2].ends_with("p50 per round [100, 300, 200] ns"), "{:?}", a.notes);
+        assert!(series[1].notes[1].starts_with("merged from 1 of 3"), "{:?}", series[1].notes);
+        assert_eq!(skipped, [("b".to_string(), "round 2: gone".to_string())]);
+    }
+
+    #[test]
+    fn a_round_takes_its_share_of_the_samples_and_enough_warm_up() {
+        let plan = Plan {
+            cores: vec![0, 1],
+            samples: 500_001,
+            warmup: 20_000,
+            rate: 1,
+            e2e_rate: 1,
+            e2e_samples: 200_000,
+            rounds: 5,
+            reader_counts: vec![1],
+            throughput_ticks: 1,
+            throughput_rounds: 1,
+            only: Vec::new(),
+            repo: PathBuf::new(),
+            core_bin: PathBuf::new(),
+            self_bin: PathBuf::new(),
+        };
+        let round = plan.round();
+        assert_eq!((round.samples, round.e2e_samples, round.warmup), (100_001, 40_000, 4_000));
+        let small = Plan { warmup: 2_000, rounds: 4, ..plan.clone() }.round();
+        assert_eq!(small.warmup, 1_000, "at least 1 000 warm-up samples per round");
+        let tiny = Plan { warmup: 300, rounds: 4, ..plan }.round();
+        assert_eq!(tiny.warmup, 300, "never more warm-up per round than the whole run asked for");
+    }
 }
