@@ -49,15 +49,8 @@ fn loom_ring_slot_never_returns_a_torn_record() {
         let ring = Arc::new(Ring::new());
         let w = Arc::clone(&ring);
         let writer = thread::spawn(move || {
-            // As `Writer::publish` does: the slot and the last-value entry in one pass.
-            let cache = Ring::new();
             for seq in 1..=3u64 {
-                seqlock::write_ring_and_versioned(
-                    (&w.stamp, &w.words),
-                    (seqlock::ring_busy(seq), seqlock::ring_done(seq)),
-                    (&cache.stamp, &cache.words),
-                    &data(seq),
-                );
+                seqlock::write(&w.stamp, &w.words, seqlock::ring_busy(seq), &data(seq), seqlock::ring_done(seq));
                 w.cursor.store(seq, Ordering::Release);
             }
         });
@@ -90,15 +83,8 @@ fn loom_last_value_is_consistent_and_monotonic() {
         let ring = Arc::new(Ring::new());
         let w = Arc::clone(&ring);
         let writer = thread::spawn(move || {
-            // As `Writer::publish` does: the slot and the last-value entry in one pass.
-            let slot = Ring::new();
             for seq in 1..=2u64 {
-                seqlock::write_ring_and_versioned(
-                    (&slot.stamp, &slot.words),
-                    (seqlock::ring_busy(seq), seqlock::ring_done(seq)),
-                    (&w.stamp, &w.words),
-                    &data(seq),
-                );
+                seqlock::write_versioned(&w.stamp, &w.words, &data(seq));
             }
         });
         let mut last = 0;

@@ -136,32 +136,6 @@ pub(crate) fn write_versioned<const N: usize>(stamp: &AtomicU64, words: &[Atomic
     even + 2
 }
 
-/// A ring slot and a versioned record (the last-value cache entry) written with the same `data` in
-/// one pass: each data word is loaded once and stored to both. For each of the two records this is
-/// exactly [`write`]'s order (its busy stamp before the `Release` fence, every data word after it,
-/// its done stamp a `Release` store after every data word), so each is read as [`write`] documents;
-/// only the two writes overlap in time. Returns the versioned record's new version.
-#[inline(always)]
-pub(crate) fn write_ring_and_versioned<const N: usize>(
-    ring: (&AtomicU64, &[AtomicU64; N]),
-    (busy, done): (u64, u64),
-    versioned: (&AtomicU64, &[AtomicU64; N]),
-    data: &[u64; N],
-) -> u64 {
-    let current = versioned.0.load(Ordering::Relaxed);
-    let even = current + (current & 1); // as in write_versioned
-    ring.0.store(busy, Ordering::Relaxed);
-    versioned.0.store(even + 1, Ordering::Relaxed);
-    fence(Ordering::Release); // SYNC F-rel (writer side, both records)
-    for ((slot_word, cache_word), value) in ring.1.iter().zip(versioned.1).zip(data) {
-        slot_word.store(*value, Ordering::Relaxed);
-        cache_word.store(*value, Ordering::Relaxed);
-    }
-    ring.0.store(done, Ordering::Release); // SYNC S-done (writer side)
-    versioned.0.store(even + 2, Ordering::Release); // SYNC S-done (writer side)
-    even + 2
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -232,13 +232,10 @@ impl Writer {
         let seq = self.next_seq;
         record.sequence = seq;
         let words: &[u64; RECORD_WORDS] = zerocopy::transmute_ref!(&*record);
-        let (slot, lvc) = (self.region.slot(seq), self.region.lvc(record.instrument_index));
-        seqlock::write_ring_and_versioned(
-            (slot.stamp, slot.words),
-            (seqlock::ring_busy(seq), seqlock::ring_done(seq)),
-            (lvc.stamp, lvc.words),
-            words,
-        );
+        let slot = self.region.slot(seq);
+        seqlock::write(slot.stamp, slot.words, seqlock::ring_busy(seq), words, seqlock::ring_done(seq));
+        let lvc = self.region.lvc(record.instrument_index);
+        seqlock::write_versioned(lvc.stamp, lvc.words, words);
         self.region.word(Word::WriteCursor).store(seq, Ordering::Release); // SYNC C-cursor
         self.next_seq = seq + 1;
         Ok(seq)
