@@ -468,7 +468,8 @@ impl Manager {
     fn await_active(&self, to: Which) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_millis(self.config.command_timeout_ms.min(2000));
         while Instant::now() < deadline {
-            if let Ok(reader) = Reader::open(&self.segment)
+            // Only the status line: no pre-fault of the whole ring for it (every millisecond).
+            if let Ok(reader) = Reader::open_unpopulated(&self.segment)
                 && let Ok(status) = reader.status()
                 && status.active_source == to.source() as u32
             {

@@ -56,7 +56,8 @@ pub(crate) struct CoreView {
 impl Sources {
     /// Opens the segment and reads what both `/metrics` and `/readyz` need.
     pub fn core_view(&self) -> Result<CoreView, OpenError> {
-        let mut reader = Reader::open(&self.segment)?;
+        // The newest tick and the last-value entries, on every scrape: no pre-fault of the ring.
+        let mut reader = Reader::open_unpopulated(&self.segment)?;
         let newest = newest_tick(&mut reader);
         let mut exchanges: Vec<ExchangeView> = Vec::new();
         let mut tick = TickRecord::ZERO;
