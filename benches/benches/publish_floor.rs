@@ -20,8 +20,8 @@
 //! - `c2c`: one cache line bounced (the floor, as benches/src/harness/floor.rs measures it);
 //! - `seqlock_1line` / `seqlock_6line`: each side publishes into its own ring (1-line or 6-line
 //!   slots, seqlock as above) what it read from the other's, the reader spinning on the stamp;
-//!   `seqlock_6line_lvc` writes the last-value entry after the slot (`publish` before 0b3705e),
-//!   `seqlock_6line_one_pass` both in one pass (`publish` since 0b3705e);
+//!   `seqlock_6line_lvc` writes the last-value entry after the slot (what `Writer::publish` does),
+//!   `seqlock_6line_one_pass` both in one pass (what 0b3705e made `publish` do, reverted in 2b5c76d: it doubled one-way);
 //! - `segment`: the real thing both ways, `Writer::publish` → `Reader::try_next` (as
 //!   `SegmentPingPong` of the segment bench, with the same ring size as the others).
 //!
@@ -40,10 +40,10 @@ use std::{
 
 use hdrhistogram::Histogram;
 use qilin_benches::{
-    CacheLinePingPong, CachePadded, INSTRUMENTS, RING_SLOTS, TempSegment, cores, one_way_histogram, open_writer,
-    pin_current, sample_record,
+    CacheLinePingPong, CachePadded, INSTRUMENTS, RING_SLOTS, cores, one_way_histogram, open_writer, pin_current,
+    sample_record,
 };
-use qilin_shm::{Next, Reader, TickRecord, Writer, layout::RECORD_WORDS};
+use qilin_shm::{TickRecord, layout::RECORD_WORDS};
 
 /// Publishes per timed batch of part 1.
 const BATCH: usize = 4096;
@@ -134,7 +134,7 @@ impl<const W: usize> SeqRing<W> {
         self.cursor.0.store(seq, Ordering::Release); // SYNC C-cursor
     }
 
-    /// What `Writer::publish` does since 0b3705e (`seqlock::write_ring_and_versioned`): slot and
+    /// What `Writer::publish` did in 0b3705e (reverted: one-way doubled): slot and
     /// last-value entry in one pass — both busy stamps, the fence, each word stored to both, then
     /// both done stamps — and the cursor.
     #[inline(always)]
@@ -391,9 +391,9 @@ struct SeqPingPong<const W: usize> {
 enum Mode {
     /// The ring slot and the cursor.
     Slot,
-    /// The slot, then the last-value entry, then the cursor (`Writer::publish` before 0b3705e).
+    /// The slot, then the last-value entry, then the cursor (what `Writer::publish` does).
     SlotThenLvc,
-    /// Slot and last-value entry in one pass (`Writer::publish` since 0b3705e).
+    /// Slot and last-value entry in one pass (`Writer::publish` of 0b3705e, reverted).
     OnePass,
 }
 
@@ -447,80 +447,6 @@ impl<const W: usize> Drop for SeqPingPong<W> {
     }
 }
 
-/// `SegmentPingPong` of benches/src/lib.rs with a ring of `slots`: the real `Writer::publish` →
-/// `Reader::try_next`, both ways.
-struct SegPingPong {
-    writer: Writer,
-    reader: Reader,
-    record: TickRecord,
-    out: TickRecord,
-    stop: Arc<AtomicBool>,
-    responder: Option<std::thread::JoinHandle<()>>,
-    _segments: [TempSegment; 2],
-}
-
-impl SegPingPong {
-    fn start(slots: usize) -> SegPingPong {
-        let (seg_a, writer) = open_writer("floor-ping", slots as u64);
-        let (seg_b, mut back_writer) = open_writer("floor-pong", slots as u64);
-        let reader = Reader::open(seg_b.path()).expect("opening the pong segment");
-        // Opened before the first ping is published, so the responder cannot miss it.
-        let mut ping_reader = Reader::open(seg_a.path()).expect("opening the ping segment");
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let responder = std::thread::spawn(move || {
-            pin_current(1);
-            let mut tick = TickRecord::ZERO;
-            let mut spins = 0u32;
-            loop {
-                match ping_reader.try_next(&mut tick) {
-                    Next::Tick => {
-                        back_writer.publish(&mut tick).expect("publishing the pong");
-                    }
-                    Next::Empty => {
-                        spins = spins.wrapping_add(1);
-                        if spins.is_multiple_of(4096) && s.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        core::hint::spin_loop();
-                    }
-                    other => panic!("ping reader: unexpected {other:?}"),
-                }
-            }
-        });
-        SegPingPong {
-            writer,
-            reader,
-            record: sample_record(0),
-            out: TickRecord::ZERO,
-            stop,
-            responder: Some(responder),
-            _segments: [seg_a, seg_b],
-        }
-    }
-
-    #[inline]
-    fn round_trip(&mut self) {
-        self.writer.publish(&mut self.record).expect("publishing the ping");
-        loop {
-            match self.reader.try_next(&mut self.out) {
-                Next::Tick => break,
-                Next::Empty => core::hint::spin_loop(),
-                other => panic!("pong reader: unexpected {other:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for SegPingPong {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(responder) = self.responder.take() {
-            let _ = responder.join();
-        }
-    }
-}
-
 const SERIES: [&str; 6] =
     ["c2c", "seqlock_1line", "seqlock_6line", "seqlock_6line_lvc", "seqlock_6line_one_pass", "segment"];
 
@@ -552,7 +478,7 @@ fn ping_round(s: usize, warmup: u64, n: u64, slots: usize) -> Histogram<u64> {
             run(warmup, n, || p.round_trip())
         }
         _ => {
-            let mut p = SegPingPong::start(slots);
+            let mut p = qilin_benches::SegmentPingPong::start_with_slots(1, slots as u64);
             run(warmup, n, || p.round_trip())
         }
     }

@@ -232,8 +232,13 @@ pub struct SegmentPingPong {
 impl SegmentPingPong {
     /// Creates both segments and starts the responder, pinned to available core `responder_core`.
     pub fn start(responder_core: usize) -> SegmentPingPong {
-        let (seg_a, writer) = open_writer("ping", RING_SLOTS);
-        let (seg_b, back_writer) = open_writer("pong", RING_SLOTS);
+        SegmentPingPong::start_with_slots(responder_core, RING_SLOTS)
+    }
+
+    /// [`start`](Self::start) with rings of `slots` slots (a power of two).
+    pub fn start_with_slots(responder_core: usize, slots: u64) -> SegmentPingPong {
+        let (seg_a, writer) = open_writer("ping", slots);
+        let (seg_b, back_writer) = open_writer("pong", slots);
         let mut reader = Reader::open(seg_b.path()).expect("opening the pong segment");
         reader.seek(Start::Newest);
         let stop = Arc::new(AtomicBool::new(false));
