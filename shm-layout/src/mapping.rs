@@ -38,10 +38,10 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| OpenError::Io { what, path: path.to_owned(), source }
 }
 
-/// Opens an existing segment read-only and maps it `PROT_READ` with `MAP_POPULATE`; validates the
-/// header.
+/// Opens an existing segment read-only and maps it `PROT_READ`; validates the header, then
+/// pre-faults the whole mapping (`MADV_POPULATE_READ`, or `MAP_POPULATE` on kernels before 5.14).
 ///
-/// `MAP_POPULATE` maps every page of the file into this process at open, as the writer's mapping
+/// The pre-fault maps every page of the file into this process at open, as the writer's mapping
 /// does: without it a new reader takes a minor fault on its first touch of each page (or of each
 /// 64 KiB with the kernel's default fault-around), one every 11 to 170 slots over its first lap of
 /// the ring (tests/reader_prefault.rs counts them; benches/benches/first_lap.rs measures the cost). The writer backs every page
@@ -58,20 +58,26 @@ pub(crate) fn open_read_only_with(path: &Path, populate: bool) -> Result<(Region
     if file.metadata().map_err(io("reading metadata of", path))?.len() == 0 {
         return Err(OpenError::NotInitialised { path: path.to_owned() });
     }
-    let mut options = memmap2::MmapOptions::new();
-    if populate {
-        options.populate();
-    }
     // SAFETY: the file is a segment shared with a writer process that changes it while we read;
     // that is the point. We never form `&[u8]` over it: `Region` accesses mutable words only through
     // atomics, and the mapping stays alive in `Backing::ReadOnly` for as long as the `Region`.
-    // The writer never truncates a segment (capacities are fixed at creation). `populate` only
-    // pre-faults the pages (read-only, MAP_POPULATE); it changes nothing the reader can observe.
-    let map = unsafe { options.map(&file) }.map_err(io("mapping", path))?;
+    // The writer never truncates a segment (capacities are fixed at creation).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io("mapping", path))?;
     let base = NonNull::new(map.as_ptr().cast_mut()).expect("mmap never returns null");
     // SAFETY: `base` is page aligned and valid for reads of `map.len()` bytes while `map` lives; the
     // returned `Backing` owns `map` and is kept beside the region.
     let region = unsafe { validate(base, map.len() as u64, path)? };
+    // Pre-fault only what validated as a segment of this build (a huge or sparse file that is not
+    // one is refused before any of its pages is touched): MADV_POPULATE_READ (Linux ≥ 5.14) maps
+    // every page in place; on an older kernel, map the file again with MAP_POPULATE.
+    if populate && map.advise(memmap2::Advice::PopulateRead).is_err() {
+        // SAFETY: as above; the same descriptor, now known to be a segment of `map.len()` bytes.
+        let populated = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io("mapping", path))?;
+        let base = NonNull::new(populated.as_ptr().cast_mut()).expect("mmap never returns null");
+        // SAFETY: as above, for `populated`, which the returned `Backing` owns.
+        let region = unsafe { validate(base, populated.len() as u64, path)? };
+        return Ok((region, Backing::ReadOnly(populated)));
+    }
     Ok((region, Backing::ReadOnly(map)))
 }
 

@@ -1,4 +1,4 @@
-//! A reader's mapping is pre-faulted at open (`MAP_POPULATE`), so its first lap of a full ring takes
+//! A reader's mapping is pre-faulted at open, once validated (`MADV_POPULATE_READ`), so its first lap of a full ring takes
 //! no page fault: counted with the thread's minor-fault counter (`minflt` in
 //! `/proc/thread-self/stat`) around a lap read by a freshly opened reader. The same lap read through
 //! [`Reader::open_unpopulated`] is the control: it shows the counter does see the reader's faults,
@@ -106,5 +106,27 @@ fn control_an_unpopulated_reader_faults_on_its_first_lap() {
     assert!(
         faults >= pages / 32 && pages / 32 > POPULATED_MAX_FAULTS,
         "only {faults} minor faults over {pages} unmapped pages: is minflt counted?"
+    );
+}
+
+/// The pre-fault comes after the header is validated: a large file that is not a segment (here a
+/// sparse 256 MiB file of zeros where a segment was expected; a hostile peer could leave one) is
+/// refused having touched its header only. Pre-faulting before validating maps (on tmpfs:
+/// allocates) every one of its 65 536 pages first.
+#[test]
+fn a_file_that_is_not_a_segment_is_refused_before_its_pages_are_faulted() {
+    const BOGUS_BYTES: u64 = 256 << 20;
+    let segment = TempSegment::new("bogus");
+    std::fs::File::create(&segment.0).and_then(|f| f.set_len(BOGUS_BYTES)).expect("creating a sparse file");
+    let _ = thread_minor_faults(); // warm the /proc path before the first count
+    let before = thread_minor_faults();
+    let opened = Reader::open(&segment.0);
+    let faults = thread_minor_faults() - before;
+    assert!(opened.is_err(), "a file of zeros is not a segment");
+    println!("refused a {BOGUS_BYTES}-byte non-segment with {faults} minor faults");
+    assert!(
+        faults <= POPULATED_MAX_FAULTS,
+        "{faults} minor faults while refusing a {} MiB file that is not a segment: pre-faulted before validating",
+        BOGUS_BYTES >> 20
     );
 }
