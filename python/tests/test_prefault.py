@@ -70,10 +70,10 @@ class Prefault(unittest.TestCase):
         faults = faults_walking_the_ring(r._mm, self.geo)
         self.assertLessEqual(faults, POPULATED_MAX_FAULTS, f"{faults} faults over {self.pages} pages: not pre-faulted")
 
-    def test_without_map_populate_every_page_is_touched_at_open(self):
-        saved = q._MAP_POPULATE
-        q._MAP_POPULATE = 0  # as on Python < 3.10 or a platform without it
-        self.addCleanup(setattr, q, "_MAP_POPULATE", saved)
+    def test_without_madv_populate_read_every_page_is_touched_at_open(self):
+        saved = q._MADV_POPULATE_READ
+        q._MADV_POPULATE_READ = None  # as on a platform without it
+        self.addCleanup(setattr, q, "_MADV_POPULATE_READ", saved)
         r = q.Reader(self.path)
         self.addCleanup(r.close)
         faults = faults_walking_the_ring(r._mm, self.geo)
@@ -84,6 +84,16 @@ class Prefault(unittest.TestCase):
         self.addCleanup(r.close)
         faults = faults_walking_the_ring(r._mm, self.geo)
         self.assertLessEqual(faults, POPULATED_MAX_FAULTS, f"{faults} faults over {self.pages} pages: not pre-faulted")
+
+    def test_a_file_that_is_not_a_segment_is_refused_before_its_pages_are_faulted(self):
+        bogus = os.path.join(self.dir.name, "bogus")
+        with open(bogus, "wb") as f:
+            f.truncate(256 << 20)  # sparse: 65 536 pages of zeros
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        with self.assertRaises(q.SegmentError):
+            q.Reader(bogus)
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+        self.assertLessEqual(faults, 64, f"{faults} faults refusing a 256 MiB non-segment: pre-faulted before validating")
 
     def test_control_an_unpopulated_mapping_faults(self):
         mm, geo = q._open_validated(self.path, populate=False)

@@ -733,8 +733,8 @@ static inline void qilin__hex8(char *buf, const uint8_t *b) {
 }
 
 /* Reads one word in every 4 KiB of the mapping, so every page is mapped now rather than by a page
- * fault on the read path's first visit (what MAP_POPULATE does in one call where <sys/mman.h>
- * defines it: Linux, with _DEFAULT_SOURCE or _GNU_SOURCE; -std=c11 alone hides it). */
+ * fault on the read path's first visit (what MADV_POPULATE_READ does in one call where <sys/mman.h>
+ * defines it: Linux >= 5.14, with _DEFAULT_SOURCE or _GNU_SOURCE; -std=c11 alone hides it). */
 static inline void qilin__prefault(const uint8_t *base, size_t len) {
     volatile uint64_t sink = 0; /* volatile: the loads are kept although their values are not used */
     size_t off;
@@ -745,9 +745,11 @@ static inline void qilin__prefault(const uint8_t *base, size_t len) {
 /* Opens the segment read-only (O_RDONLY, PROT_READ, MAP_SHARED), validates it, and starts at the
  * newest sequence. 0 on success; -1 with a message naming the path and the mismatch in err.
  *
- * The mapping is pre-faulted, as the writer's is: MAP_POPULATE where <sys/mman.h> defines it, else
- * one read per page once the segment is validated. A new reader's first lap of the ring then takes
- * no page fault (without it: one every 11 to 170 slots, as the kernel maps 1 to 16 pages a fault). */
+ * Once the segment is validated, the mapping is pre-faulted, as the writer's is: MADV_POPULATE_READ
+ * where <sys/mman.h> defines it and the kernel takes it, else one read per page. A new reader's first
+ * lap of the ring then takes no page fault (without it: one every 11 to 170 slots, as the kernel maps
+ * 1 to 16 pages a fault), and a large file that is not a segment is refused before its pages are
+ * mapped. */
 static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
     struct stat st;
     void *map;
@@ -784,11 +786,7 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
                     path);
         return -1;
     }
-#ifdef MAP_POPULATE
-    map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-#else
     map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
-#endif
     e = errno;
     close(fd); /* the mapping keeps the file */
     if (map == MAP_FAILED) {
@@ -875,9 +873,10 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     r->total_size = g.total_size;
     r->epoch = qilin_current_epoch(r);
     qilin_seek_newest(r);
-#ifndef MAP_POPULATE
-    qilin__prefault(r->base, r->map_len);
+#ifdef MADV_POPULATE_READ
+    if (madvise((void *)r->base, r->map_len, MADV_POPULATE_READ) != 0)
 #endif
+        qilin__prefault(r->base, r->map_len);
     return 0;
 fail:
     qilin_close(r);
