@@ -150,7 +150,13 @@ fn lapped_while_nats_is_down_publishes_the_exact_lost_range() {
     let gaps = assert_exactly_once(&stored, TICKS);
     assert!(!gaps.is_empty(), "the ring was lapped but no gap event was published");
     let lost: u64 = gaps.iter().map(|(f, l)| l - f + 1).sum();
-    assert!(lost >= 2 * RING, "lost {lost} ticks, fewer than the outage's surplus over the ring");
+    // How much is lost is not fixed by the scenario: while NATS is away the sidecar keeps retrying
+    // (acks time out, it rewinds to its confirmed position, finds the lap, sends a gap event and the
+    // ticks after it), and the client buffers those publishes until the server is back; how many
+    // of them are stored depends on when the retries ran (a CI run under load stored enough to lose
+    // 7 872 of the 3 rings). What holds by construction is asserted: a lap was detected, every
+    // sequence is stored or in exactly one gap (above), and the counters say the same.
+    assert!(lost > 0 && lost < TICKS, "lost {lost} of {TICKS} ticks");
     assert_eq!(status["counters"]["gaps"], gaps.len() as u64, "{status}");
     assert_eq!(status["counters"]["gap_sequences"], lost, "{status}");
     assert!(sidecar.log().contains("are gone from the ring"), "{}", sidecar.log());
