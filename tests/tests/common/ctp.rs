@@ -272,7 +272,10 @@ impl Rig {
     }
 
     pub fn status(&self) -> StatusRecord {
-        self.reader().status().unwrap()
+        let reader = self.reader();
+        // `Contended` means every bounded attempt met the line being rewritten (a hot thread taken
+        // off its CPU mid-write on a busy machine): read it again, as a strategy would.
+        self.wait("a whole status line", || reader.status().ok())
     }
 
     pub fn link_state(&self) -> Option<LinkState> {
