@@ -109,7 +109,8 @@ fn doubled_budgets_pass_and_update_keeps_the_comments() {
     let written = budget::parse_budget(&after).unwrap();
     for (p, m) in &figures {
         let b = written.iter().find(|(w, _)| w == p).map(|(_, b)| *b);
-        assert_eq!(b, Some(m.round() as u64), "{p}: --update wrote {b:?}, the check measured {m}");
+        // The table prints one decimal (1218.5 may be 1218.47, written 1218): within half a unit.
+        assert!(b.is_some_and(|b| (b as f64 - m).abs() <= 0.55), "{p}: --update wrote {b:?}, the check measured {m}");
     }
     // Every line but the three figures is as it was.
     let (old, new): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
