@@ -164,6 +164,12 @@ fn published(engine: &Engine) -> u64 {
     engine.writer().next_sequence() - 1
 }
 
+/// Fails unless the warm pass published each of its `expected` inputs once.
+fn warm_pass_published(engine: &Engine, expected: usize) -> anyhow::Result<()> {
+    ensure!(published(engine) == expected as u64, "the warm pass published {} of {expected}", published(engine));
+    Ok(())
+}
+
 /// The `loop` subcommand.
 fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
     let raws: Vec<[u8; 584]> = {
@@ -177,12 +183,7 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
             for raw in &raws {
                 engine.process(raw, 1, Source::Udp);
             }
-            ensure!(
-                published(&engine) == raws.len() as u64,
-                "the warm pass published {} of {}",
-                published(&engine),
-                raws.len()
-            );
+            warm_pass_published(&engine, raws.len())?;
             for i in 0..n {
                 engine.process(black_box(&raws[i % raws.len()][..]), 1, Source::Udp);
             }
@@ -199,12 +200,7 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
             for (raw, source) in &deliveries {
                 engine.process_deduplicated(*raw, 1, *source, WINDOW);
             }
-            ensure!(
-                published(&engine) == raws.len() as u64,
-                "the warm pass published {} of {}",
-                published(&engine),
-                raws.len()
-            );
+            warm_pass_published(&engine, raws.len())?;
             for i in 0..n {
                 let (raw, source) = deliveries[i % deliveries.len()];
                 engine.process_deduplicated(black_box(&raw[..]), 1, source, WINDOW);
@@ -234,12 +230,7 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
             for record in &records {
                 engine.replay(record);
             }
-            ensure!(
-                published(&engine) == records.len() as u64,
-                "the warm pass published {} of {}",
-                published(&engine),
-                records.len()
-            );
+            warm_pass_published(&engine, records.len())?;
             for i in 0..n {
                 engine.replay(black_box(&records[i % records.len()]));
             }
