@@ -14,6 +14,24 @@ use zerocopy::IntoBytes;
 use super::{Plan, Schedule, Series, WATCHDOG, child::Peer, new_histogram, pin_cpu, record};
 use crate::sample_record;
 
+/// Takes the next message of `rx`, spinning on `try_recv`; `None` if the sender is gone, or if the
+/// `deadline` has passed (looked at only while waiting for every 1024th message `i`, to keep the
+/// clock read off the measured path).
+pub(super) fn spin_recv<T>(rx: &crossbeam_channel::Receiver<T>, i: u64, deadline: Instant) -> Option<T> {
+    loop {
+        match rx.try_recv() {
+            Ok(message) => return Some(message),
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                core::hint::spin_loop();
+                if i.is_multiple_of(1024) && Instant::now() > deadline {
+                    return None;
+                }
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+        }
+    }
+}
+
 /// crossbeam-channel SPSC between the writer and reader CPUs.
 pub fn measure_crossbeam(plan: &Plan) -> anyhow::Result<Series> {
     let (tx, rx) = crossbeam_channel::bounded::<TickRecord>(1024);
@@ -25,18 +43,7 @@ pub fn measure_crossbeam(plan: &Plan) -> anyhow::Result<Series> {
         let mut hist = new_histogram();
         let deadline = Instant::now() + WATCHDOG;
         for i in 0..total {
-            let rec = loop {
-                match rx.try_recv() {
-                    Ok(rec) => break rec,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {
-                        core::hint::spin_loop();
-                        if i % 1024 == 0 && Instant::now() > deadline {
-                            return hist;
-                        }
-                    }
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return hist,
-                }
-            };
+            let Some(rec) = spin_recv(&rx, i, deadline) else { return hist };
             let now = qilin_shm::now_ns();
             if i >= warmup {
                 record(&mut hist, now - rec.receive_ns);

@@ -139,18 +139,7 @@ pub fn measure_crossbeam(plan: &Plan) -> anyhow::Result<Series> {
         pin_cpu(cpu);
         let deadline = Instant::now() + WATCHDOG;
         for i in 0..total {
-            let rec = loop {
-                match rx.try_recv() {
-                    Ok(rec) => break rec,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {
-                        core::hint::spin_loop();
-                        if i % 1024 == 0 && Instant::now() > deadline {
-                            return;
-                        }
-                    }
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-                }
-            };
+            let Some(rec) = super::baselines::spin_recv(&rx, i, deadline) else { return };
             if back_tx.send(rec).is_err() {
                 return;
             }
