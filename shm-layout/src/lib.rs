@@ -105,6 +105,8 @@ pub mod layout;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
+mod mirror;
+#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod region;
@@ -124,6 +126,7 @@ pub use crate::{
     error::{DirectoryError, GeometryError, OpenError, PublishError},
     layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
     mapping::lock_path,
+    mirror::{MirrorError, MirrorStart},
     reader::{LAP_HEADROOM_DIVISOR, LatestError, Liveness, Next, Reader, Start, default_lap_headroom},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},

@@ -78,6 +78,18 @@ pub(crate) const fn ring_done(seq: u64) -> u64 {
     seq.wrapping_mul(2)
 }
 
+/// Stamp of ring sequence `seq` (≥ 1) that will never be written: a mirror's lost sequence (the
+/// stream it copies no longer has it). `2·seq + 1` is above `ring_done(seq)` and below
+/// `ring_done(seq + k·ring_slots)` for every `k ≥ 1`, so [`classify`] calls it `Overwritten` for
+/// `seq` and every earlier sequence of the slot, and `NotYet` for every later one, with no change
+/// to any reader (LAYOUT.md, "Mirrors"). Never equal to a `ring_done` value (it is odd), so a
+/// restarted writer never adopts it.
+#[inline(always)]
+#[cfg_attr(loom, allow(dead_code))] // only the mirror writer (not built under loom) stores it
+pub(crate) const fn ring_lost(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(1)
+}
+
 /// What a ring slot's stamp says about the sequence a reader wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlotState {
@@ -148,6 +160,11 @@ mod tests {
         assert_eq!(classify(ring_busy(2), 1), SlotState::Overwritten);
         assert_eq!(classify(ring_done(9), 5), SlotState::Overwritten);
         assert_eq!(classify(ring_done(4), 5), SlotState::NotYet);
+        // A lost sequence: gone for itself and its slot's earlier laps, not yet for later laps.
+        assert_eq!(classify(ring_lost(5), 5), SlotState::Overwritten);
+        assert_eq!(classify(ring_lost(5), 5 - 4), SlotState::Overwritten);
+        assert_eq!(classify(ring_lost(5), 5 + 4), SlotState::NotYet);
+        assert_eq!(classify(ring_lost(5), 6), SlotState::NotYet);
     }
 
     #[test]

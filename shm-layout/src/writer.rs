@@ -40,13 +40,23 @@ pub struct OpenReport {
     pub cleared_lvc_entries: u32,
 }
 
+/// How [`Writer::start`] sets the epoch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum EpochRule {
+    /// The core: every start is a new epoch (the previous one + 1).
+    Bump,
+    /// A mirror: a fresh segment takes the feed's `epoch` and starts at the feed's
+    /// `next_sequence`; an existing one keeps its epoch and cursor.
+    Mirror { epoch: u64, next_sequence: u64 },
+}
+
 /// The only writer of a segment.
 #[derive(Debug)]
 pub struct Writer {
-    region: Region,
-    next_seq: u64,
-    directory_len: u32,
-    epoch: u64,
+    pub(crate) region: Region,
+    pub(crate) next_seq: u64,
+    pub(crate) directory_len: u32,
+    pub(crate) epoch: u64,
     path: PathBuf,
     report: OpenReport,
     /// Mark the segment stopped when dropped (cleared by tests to simulate a crash).
@@ -65,6 +75,16 @@ impl Writer {
     /// capacities, and takes its exclusive lock. Reopening bumps the epoch and continues the sequence.
     pub fn open(path: impl AsRef<Path>, options: &SegmentOptions) -> Result<Writer, OpenError> {
         let path = path.as_ref();
+        let (region, backing, fresh, feed_name) = Writer::open_parts(path, options)?;
+        Ok(Writer::start(region, backing, fresh, feed_name, path.to_owned(), EpochRule::Bump))
+    }
+
+    /// Maps and locks a segment for [`Writer::open`] and [`Writer::open_mirror`]: the geometry,
+    /// feed name and capacity checks they share.
+    pub(crate) fn open_parts(
+        path: &Path,
+        options: &SegmentOptions,
+    ) -> Result<(Region, Backing, bool, [u8; 32]), OpenError> {
         let geometry = Geometry::new(options.ring_slots, options.instrument_capacity)
             .map_err(|source| OpenError::Geometry { path: path.to_owned(), source })?;
         let feed_name = fixed_id::<32>(&options.feed_name).ok_or_else(|| OpenError::Corrupt {
@@ -83,10 +103,17 @@ impl Writer {
                 }
             }
         }
-        Ok(Writer::start(region, backing, matches!(opened, Opened::Fresh), feed_name, path.to_owned()))
+        Ok((region, backing, matches!(opened, Opened::Fresh), feed_name))
     }
 
-    fn start(region: Region, backing: Backing, fresh: bool, feed_name: [u8; 32], path: PathBuf) -> Writer {
+    pub(crate) fn start(
+        region: Region,
+        backing: Backing,
+        fresh: bool,
+        feed_name: [u8; 32],
+        path: PathBuf,
+        rule: EpochRule,
+    ) -> Writer {
         let now = now_ns();
         let mut writer = Writer {
             directory_len: 0,
@@ -99,8 +126,22 @@ impl Writer {
             _backing: backing,
         };
         writer.recover();
+        let found = writer.region.word(Word::Epoch).load(Ordering::Relaxed);
+        writer.epoch = match rule {
+            EpochRule::Bump => found + 1,
+            EpochRule::Mirror { epoch, .. } if fresh => epoch,
+            EpochRule::Mirror { .. } => found,
+        };
+        if let EpochRule::Mirror { next_sequence, .. } = rule
+            && fresh
+            && next_sequence > 1
+        {
+            // A fresh mirror starts at the feed's next sequence: everything before it is a range
+            // this segment never had, marked lost before the magic is published (below), so no
+            // reader ever sees cursor 0 or a slot that stalls it (LAYOUT.md, "Mirrors").
+            writer.tombstone(1, next_sequence - 1);
+        }
         let r = &writer.region;
-        writer.epoch = r.word(Word::Epoch).load(Ordering::Relaxed) + 1;
         r.word(Word::Epoch).store(writer.epoch, Ordering::Release);
         r.word(Word::WriterPid).store(u64::from(std::process::id()), Ordering::Relaxed);
         r.word(Word::StartedNs).store(now as u64, Ordering::Relaxed);
@@ -229,16 +270,24 @@ impl Writer {
         if record.instrument_index >= self.directory_len {
             return Err(PublishError::UnknownInstrument { index: record.instrument_index, len: self.directory_len });
         }
+        record.sequence = self.next_seq;
+        Ok(self.write_next(record))
+    }
+
+    /// Writes `record` (whose `sequence` is `next_seq` and whose instrument is in the directory)
+    /// into its slot and its last-value entry, then advances the write cursor.
+    #[inline(always)]
+    pub(crate) fn write_next(&mut self, record: &TickRecord) -> u64 {
         let seq = self.next_seq;
-        record.sequence = seq;
-        let words: &[u64; RECORD_WORDS] = zerocopy::transmute_ref!(&*record);
+        debug_assert_eq!(record.sequence, seq);
+        let words: &[u64; RECORD_WORDS] = zerocopy::transmute_ref!(record);
         let slot = self.region.slot(seq);
         seqlock::write(slot.stamp, slot.words, seqlock::ring_busy(seq), words, seqlock::ring_done(seq));
         let lvc = self.region.lvc(record.instrument_index);
         seqlock::write_versioned(lvc.stamp, lvc.words, words);
         self.region.word(Word::WriteCursor).store(seq, Ordering::Release); // SYNC C-cursor
         self.next_seq = seq + 1;
-        Ok(seq)
+        seq
     }
 
     /// Refreshes the heartbeat (call about every millisecond while running).
@@ -304,7 +353,8 @@ impl Writer {
         #[allow(unsafe_code)]
         let region = unsafe { Region::new(heap.base, geometry) };
         let name = fixed_id::<32>(&options.feed_name).unwrap();
-        let writer = Writer::start(region, Backing::Heap(heap.clone()), true, name, PathBuf::from("<heap>"));
+        let writer =
+            Writer::start(region, Backing::Heap(heap.clone()), true, name, PathBuf::from("<heap>"), EpochRule::Bump);
         (writer, heap)
     }
 
@@ -313,6 +363,6 @@ impl Writer {
         // SAFETY: as in `on_heap`; `validate` checks the header the first writer wrote.
         #[allow(unsafe_code)]
         let region = unsafe { mapping::validate(heap.base, u64::MAX, Path::new("<heap>")).unwrap() };
-        Writer::start(region, Backing::Heap(heap.clone()), false, [0; 32], PathBuf::from("<heap>"))
+        Writer::start(region, Backing::Heap(heap.clone()), false, [0; 32], PathBuf::from("<heap>"), EpochRule::Bump)
     }
 }

@@ -57,6 +57,7 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
     ("shm-layout/tests/c_header.rs", "&exe", Runs::Built),
     ("shm-layout/tests/c_header.rs", "compiler", Runs::External(&["gcc", "g++"])),
     ("shm-layout/tests/common/mod.rs", "exe", Runs::Built),
+    ("shm-layout/tests/mirror_readers.rs", "&tail", Runs::Built),
     ("sidecar/tests/faults.rs", "&tail", Runs::Built),
     ("sidecar/tests/metrics.rs", "name", Runs::External(&["promtool", "prometheus"])),
     ("sidecar/tests/sidecar_start.rs", "program", Runs::Built),
