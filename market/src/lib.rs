@@ -14,6 +14,8 @@
 //! - [`control`]: the control socket's typed requests and replies (core, qilinctl, qilin-secrets).
 //! - [`paths`]: the default state directory (audit log, journal, cursors).
 //! - [`quality`]: the absent-price rules shared by the core's and qilinctl's normalizers.
+//! - [`sections`]: one trading day's sections of one product as instants (night, day segments,
+//!   auctions, closing seconds): which section an instant is in and where it ends (bar building).
 //!
 //! No threads, no hot-loop state: the core's hot path calls the small `#[inline]` lookups here on
 //! data built at start-up. Depends on no crate of ours but `qilin-shm`.
@@ -28,6 +30,7 @@ pub mod paths;
 pub mod products;
 pub mod quality;
 pub mod secrets;
+pub mod sections;
 pub mod status;
 
 pub use calendar::{Calendar, CalendarError, TickDays};

@@ -3,6 +3,7 @@
 //!
 //! - [`nats`]: `qilin-nats`, every tick to NATS (core NATS or JetStream), idempotent across
 //!   restarts, with a durable cursor.
+//! - [`bars`]: `qilin-bars`' bar builder: session-aware bars from ticks, the same live and in replay.
 //! - [`cursor`]: the durable cursor file (last sequence confirmed downstream), replaced atomically.
 //! - [`secrets`]: `qilin-secrets`' hand-off, rotation and shredding.
 //! - [`metrics`], [`recorder`]: `qilin-recorder`'s journal, metrics and health endpoints.
@@ -10,6 +11,7 @@
 //! What they share with the core and the tools (status files, config loading, secret files, tick
 //! JSON, the control protocol) is `qilin_market`'s.
 
+pub mod bars;
 pub mod cursor;
 pub mod metrics;
 pub mod nats;
