@@ -1,5 +1,5 @@
 //! The instruction budget of the core's hot path (`qilin-budget check`, `benches/budget.toml`):
-//! reading callgrind's out files, instructions per call from two runs, the budget file (read with
+//! reading callgrind's out files, instructions per call of the measured loop, the budget file (read with
 //! `toml`, its figures rewritten in place so that its comments stay), and the verdict. The
 //! workloads and the valgrind runs are in `src/bin/qilin-budget.rs`.
 
@@ -32,17 +32,20 @@ pub fn callgrind_ir(text: &str) -> Result<u64, String> {
     field.parse().map_err(|e| format!("Ir total {field:?}: {e}"))
 }
 
-/// Instructions per call from two runs of the same loop, `(calls, total Ir)` each: the difference
-/// of the totals over the difference of the calls, so that everything the runs share (start-up,
-/// set-up, the warm pass, exit) cancels.
-pub fn per_call(low: (u64, u64), high: (u64, u64)) -> Result<f64, String> {
-    if high.0 <= low.0 {
-        return Err(format!("the runs' call counts must increase: {} then {}", low.0, high.0));
+/// Instructions per call of a measured loop: its total `Ir` (callgrind counting only inside the
+/// loop, `--toggle-collect`) over its calls. A loop that ran fewer instructions than calls did not
+/// run them (or the toggle missed it): an error, not a figure.
+pub fn per_call(calls: u64, total: u64) -> Result<f64, String> {
+    if calls == 0 {
+        return Err("no calls to measure".into());
     }
-    if high.1 < low.1 {
-        return Err(format!("{} calls ran fewer instructions ({}) than {} calls ({})", high.0, high.1, low.0, low.1));
+    if total < calls {
+        return Err(format!(
+            "{calls} calls ran {total} instructions: callgrind counted nothing of the loop (did the \
+             --toggle-collect pattern miss it?)"
+        ));
     }
-    Ok((high.1 - low.1) as f64 / (high.0 - low.0) as f64)
+    Ok(total as f64 / calls as f64)
 }
 
 /// The budgets of a budget file, `(path, instructions per call)`, sorted by path.
@@ -187,11 +190,10 @@ x = 1
     }
 
     #[test]
-    fn per_call_cancels_what_both_runs_share() {
-        // 1 000 000 of set-up in both, 1 250 a call.
-        assert_eq!(per_call((20, 1_000_000 + 20 * 1250), (120, 1_000_000 + 120 * 1250)), Ok(1250.0));
-        assert!(per_call((120, 5), (20, 9)).is_err());
-        assert!(per_call((20, 9), (120, 5)).is_err());
+    fn per_call_divides_and_refuses_a_loop_that_was_not_counted() {
+        assert_eq!(per_call(121_856, 121_856 * 1250 + 12), Ok(1250.0 + 12.0 / 121_856.0));
+        assert!(per_call(0, 5).unwrap_err().contains("no calls"));
+        assert!(per_call(100, 0).unwrap_err().contains("toggle-collect"));
     }
 
     #[test]

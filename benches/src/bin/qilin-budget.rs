@@ -4,7 +4,7 @@
 //! nothing else worth counting. The engine is set up as `benches/benches/ingest.rs` sets it up
 //! (instruments from config/instruments.toml, calendar from config/calendar, `Admit::AnyKnownProduct`,
 //! a 65 536-slot segment in /dev/shm), its inputs are 64 rounds of raw 6.7.x structs of every listed
-//! instrument (`RawTicks`, 4 352 structs in all), one warm pass admits every instrument, then the
+//! instrument (`RawTicks`, 11 840 structs in all for its 185 instruments), one warm pass admits every instrument, then the
 //! path runs `n` times round robin over the prepared inputs:
 //!
 //! - `udp`: `Engine::process(struct, receive_ns, Source::Udp)`, the UDP struct path (the SDK
@@ -25,8 +25,16 @@
 //! change that turns the loop into a reject path fails rather than looking cheap.
 //!
 //! `qilin-budget check [--budget FILE] [--update]` runs itself under `valgrind --tool=callgrind` for
-//! each path at two `n` (20 000 and 120 000 calls), takes the total `Ir` of each, and computes
-//! instructions per call = Δtotal ÷ Δn, which cancels start-up, set-up and the warm pass. It prints
+//! each path, counting only the measured loop: the calls run inside one never-inlined function,
+//! `counted_loop`, and callgrind starts with collection off (`--collect-atstart=no`) and toggles it
+//! on entering and leaving that function (`--toggle-collect`). Start-up, set-up, the warm pass and
+//! the exit are not counted, in particular the TSC calibration in `Engine::new` (quanta's), which
+//! runs until its error settles and so runs longer on a busy machine: with two runs and Δtotal ÷ Δn,
+//! as before, it did not always cancel (udp 1 157.0 and 1 137.4 from two checks of one binary under
+//! load). So one run a path is exact: the loop runs `CYCLES` (28) × the 11 840 structs, every
+//! prepared input the same number of times (the `session` path's 23 680 deliveries 14 times), and
+//! instructions per call = the loop's total `Ir` ÷ its calls; what the loop adds besides its calls
+//! (its entry and exit, tens of instructions) is < 0.001 a call. It prints
 //! path / measured / budget / ratio and fails, naming the path, when a path measures more than its
 //! budget in `benches/budget.toml` + 10 %. `--update` writes the measured figures (rounded) into the
 //! file instead, keeping its comments. Only the release build is measured (debug counts mean
@@ -59,8 +67,12 @@ use qilin_shm::{Next, Reader, SegmentOptions, Source, Start, TickRecord, Writer}
 const ROUNDS: usize = 64;
 /// The `session` path's deduplication window (see the module doc).
 const WINDOW: usize = 2048;
-/// The two call counts `check` runs each path at.
-const COUNTS: [u64; 2] = [20_000, 120_000];
+/// The callgrind pattern naming [`counted_loop`] (its demangled path ends in it; no other function does).
+const COUNTED: &str = "*::counted_loop*";
+/// How many times `check` runs each path's round robin over its inputs: calls = `CYCLES` × the
+/// structs (even, so that the `session` path, whose deliveries are twice the structs, also runs
+/// whole rounds).
+const CYCLES: usize = 28;
 
 /// qilin-budget: instructions per call of the core's hot paths, against benches/budget.toml.
 #[derive(Debug, Parser)]
@@ -170,6 +182,17 @@ fn warm_pass_published(engine: &Engine, expected: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The measured loop: `call(i)` for `i` in `0..n`. `check` runs callgrind with
+/// `--toggle-collect` on this function ([`COUNTED`]), so only what runs inside it is counted:
+/// the set-up (the TSC calibration in `Engine::new`, whose length depends on the load), the warm
+/// pass and the exit are not. Never inlined, so that it exists under its own name.
+#[inline(never)]
+fn counted_loop(n: usize, mut call: impl FnMut(usize)) {
+    for i in 0..n {
+        call(i);
+    }
+}
+
 /// The `loop` subcommand.
 fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
     let raws: Vec<[u8; 584]> = {
@@ -184,9 +207,7 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
                 engine.process(raw, 1, Source::Udp);
             }
             warm_pass_published(&engine, raws.len())?;
-            for i in 0..n {
-                engine.process(black_box(&raws[i % raws.len()][..]), 1, Source::Udp);
-            }
+            counted_loop(n, |i| engine.process(black_box(&raws[i % raws.len()][..]), 1, Source::Udp));
             ensure!(published(&engine) == (raws.len() + n) as u64, "udp: not every call published");
         }
         PathKind::Session => {
@@ -201,10 +222,10 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
                 engine.process_deduplicated(*raw, 1, *source, WINDOW);
             }
             warm_pass_published(&engine, raws.len())?;
-            for i in 0..n {
+            counted_loop(n, |i| {
                 let (raw, source) = deliveries[i % deliveries.len()];
                 engine.process_deduplicated(black_box(&raw[..]), 1, source, WINDOW);
-            }
+            });
             // (Counted without a pass over n, which would add to the per-call figure.)
             let is_first = |d: &(&[u8; 584], Source)| d.1 == Source::Primary;
             let (cycles, rest) = (n / deliveries.len(), n % deliveries.len());
@@ -231,9 +252,7 @@ fn run_loop(path: PathKind, n: u64) -> anyhow::Result<()> {
                 engine.replay(record);
             }
             warm_pass_published(&engine, records.len())?;
-            for i in 0..n {
-                engine.replay(black_box(&records[i % records.len()]));
-            }
+            counted_loop(n, |i| engine.replay(black_box(&records[i % records.len()])));
             ensure!(published(&engine) == (records.len() + n) as u64, "replay: not every call published");
         }
     }
@@ -262,14 +281,13 @@ fn check(budget_file: &Path, update: bool) -> anyhow::Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("finding my own binary")?;
     let dir = tempfile::tempdir().context("a temporary directory for callgrind's out files")?;
-    let jobs: Vec<(PathKind, u64)> = PathKind::ALL.iter().flat_map(|p| COUNTS.map(|n| (*p, n))).collect();
-    let totals = run_all(&jobs, |&(path, n)| callgrind(&exe, dir.path(), path, n))?;
+    let calls = (CYCLES * ROUNDS * RawTicks::new(&instruments(&repo())?).instruments()) as u64;
+    let totals = run_all(&PathKind::ALL, |&path| callgrind(&exe, dir.path(), path, calls))?;
 
     let mut rows = Vec::new();
-    for (i, path) in PathKind::ALL.iter().enumerate() {
-        let (low, high) = ((jobs[2 * i].1, totals[2 * i]), (jobs[2 * i + 1].1, totals[2 * i + 1]));
-        println!("{:<8} callgrind Ir: {} calls {}, {} calls {}", path.name(), low.0, low.1, high.0, high.1);
-        let measured = budget::per_call(low, high).map_err(anyhow::Error::msg).context(path.name())?;
+    for (path, total) in PathKind::ALL.iter().zip(totals) {
+        println!("{:<8} callgrind Ir of the measured loop: {total} in {calls} calls", path.name());
+        let measured = budget::per_call(calls, total).map_err(anyhow::Error::msg).context(path.name())?;
         let budget = budgets.iter().find(|(p, _)| p == path.name()).map(|(_, b)| *b);
         rows.push(Row { path: path.name().into(), measured, budget });
     }
@@ -331,6 +349,8 @@ fn callgrind(exe: &Path, dir: &Path, path: PathKind, n: u64) -> anyhow::Result<u
     let out_file = dir.join(format!("callgrind.{}.{n}", path.name()));
     let out = Command::new("valgrind")
         .arg("--tool=callgrind")
+        .arg("--collect-atstart=no")
+        .arg(format!("--toggle-collect={COUNTED}"))
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(exe)
         .args(["loop", path.name(), &n.to_string()])
