@@ -71,10 +71,15 @@
 mod bar;
 mod builder;
 pub mod clock;
+pub mod config;
+pub mod cursor;
+pub mod run;
 
 pub use self::{
     bar::{Bar, Period, flags},
     builder::{Builder, Counters},
+    config::Config,
+    run::Driver,
 };
 
 #[cfg(test)]

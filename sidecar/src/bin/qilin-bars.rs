@@ -1,0 +1,112 @@
+//! `qilin-bars`: bars from the ticks of a qilin segment (1, 5, 15, 30, 60 minutes and the trading
+//! day), session-aware, published to JetStream exactly once on `<prefix>.bar.<period>.<EX>.<ID>`.
+//! The rules are in `qilin_sidecar::bars` and docs/BARS.md.
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use clap::Parser;
+use qilin_sidecar::bars::{Config, Driver};
+
+/// Builds bars from the ticks of a qilin segment and publishes them to NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Config file (TOML); see config/bars.example.toml. Without it the defaults apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Segment to read (overrides `segment`).
+    #[arg(long)]
+    segment: Option<PathBuf>,
+    /// NATS server URL (overrides `nats.urls`; repeat for several).
+    #[arg(long = "url")]
+    urls: Vec<String>,
+    /// Directory of the cursor file (overrides `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!("could not disable core dumps: {e}");
+    }
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("qilin-bars: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(segment) = args.segment {
+        config.segment = segment;
+    }
+    if !args.urls.is_empty() {
+        config.nats.urls = args.urls;
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    if let Err(e) = config.validate("command line") {
+        eprintln!("qilin-bars: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("qilin-bars: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("qilin-bars: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for kind in [tokio::signal::unix::SignalKind::terminate(), tokio::signal::unix::SignalKind::interrupt()] {
+        let mut signal = tokio::signal::unix::signal(kind)?;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            signal.recv().await;
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let reader = loop {
+        match qilin_sidecar::open_segment(&config.segment) {
+            Ok(Ok(reader)) => break reader,
+            Ok(Err(reason)) => tracing::debug!("{reason}; waiting for the core"),
+            Err(e) => anyhow::bail!("segment {}: {e}", config.segment.display()),
+        }
+        if stop.load(Ordering::Relaxed) {
+            anyhow::bail!("stopped while waiting for segment {}", config.segment.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tracing::info!("reading feed {:?} from {}", reader.feed_name(), reader.path().display());
+    let (mut driver, mut reader) = Driver::start(config, reader, &stop).await?;
+    driver.run(&mut reader, &stop).await
+}

@@ -1,0 +1,214 @@
+//! qilin-bars against real processes: a real nats-server (JetStream), a real qilin-core on the
+//! simulator (six exchanges, 3 s of market time per round: the day close, then the night), a real qilin-recorder writing the journal, and a
+//! real qilin-bars that is SIGKILLed mid-bar and restarted. The bars in the stream must be exactly
+//! the bars a [`Builder`] makes offline from the journal's ticks (and the clock qilin-bars saved at
+//! its clean stop): byte for byte, in order, none lost, none twice. Every wait is on a positive
+//! signal (stream counts, the cursor file, the journal), bounded only by the watchdog.
+
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use async_nats::jetstream;
+use common::*;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use qilin_market::Market;
+use qilin_sidecar::bars::{Bar, Builder, Period, cursor};
+
+const FEED: &str = "barsfeed";
+
+fn instruments_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")
+}
+
+/// A real qilin-bars process.
+struct BarsProcess {
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl BarsProcess {
+    fn start(config: &Path, log: &Path) -> BarsProcess {
+        let mut p = BarsProcess { child: None, config: config.into(), log: log.into() };
+        p.restart();
+        p
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qilin-bars"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn signal(&mut self, signal: Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        wait_for("qilin-bars to exit", || child.try_wait().unwrap())
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BarsProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn bars_config(dir: &Path, segment: &Path, url: &str, journal: &Path) -> PathBuf {
+    let path = dir.join("bars.toml");
+    fs::write(
+        &path,
+        format!(
+            "name = \"bars\"\nsegment = {:?}\nstate_dir = {:?}\ninstruments_file = {:?}\njournal_dir = {:?}\n\
+             cursor_interval_ms = 50\n[nats]\nurls = [{url:?}]\nreconnect_max_delay_ms = 200\n\
+             request_timeout_ms = 2000\n",
+            segment.display().to_string(),
+            dir.join("state").display().to_string(),
+            instruments_file().display().to_string(),
+            journal.display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Every message of the bar stream: subject, message id, body.
+async fn stream_bars(url: &str, stream: &str) -> Vec<(String, String, Vec<u8>)> {
+    use futures::StreamExt;
+    let js = jetstream::new(async_nats::connect(url).await.unwrap());
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let total = stream.info().await.unwrap().state.messages as usize;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(WATCHDOG, messages.next()).await.expect("watchdog").unwrap().unwrap();
+        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).unwrap().as_str().to_owned();
+        out.push((m.subject.to_string(), id, m.payload.to_vec()));
+    }
+    out
+}
+
+async fn stream_count(url: &str, stream: &str) -> u64 {
+    let js = jetstream::new(async_nats::connect(url).await.unwrap());
+    match js.get_stream(stream).await {
+        Ok(mut s) => s.info().await.unwrap().state.messages,
+        Err(_) => 0,
+    }
+}
+
+#[test]
+fn bars_on_nats_equal_the_bars_of_the_journal_across_a_sigkill_mid_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique(FEED);
+    let nats = NatsServer::start(dir.path());
+    let url = nats.url();
+    let max_ticks = 12_000;
+    let core = Core::start_with(
+        dir.path(),
+        &feed,
+        1 << 16,
+        1000,
+        max_ticks,
+        "",
+        "instruments = [\"rb2605\", \"sc2605\", \"m2605\", \"SR605\", \"IF2606\", \"si2605\"]\n\
+         start = \"2026-03-11 14:30:00\"\nsnapshot_interval_ms = 3000\n",
+    );
+    let journal = dir.path().join("journal");
+    let recorder_conf = recorder_config(dir.path(), &core.segment, &journal, "");
+    let mut recorder = Recorder::start(&recorder_conf, &dir.path().join("recorder.log"));
+    let config = bars_config(dir.path(), &core.segment, &url, &journal);
+    let mut bars = BarsProcess::start(&config, &dir.path().join("bars.log"));
+    let stream = format!("QILIN_BARS_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let cursor_path = dir.path().join("state/bars.cursor");
+    let rt = runtime();
+
+    // Mid-run: bars are in the stream and a cursor has been saved; then SIGKILL (bars are open:
+    // the trading day's at least) and start again.
+    wait_for("bars in the stream and a saved cursor", || {
+        let saved = cursor::load(&cursor_path, &feed).ok().flatten().filter(|c| c.sequence > 0);
+        (rt.block_on(stream_count(&url, &stream)) >= 30 && saved.is_some()).then_some(())
+    });
+    bars.signal(Signal::SIGKILL);
+    bars.restart();
+
+    // The core's last tick, processed and acknowledged; the journal complete.
+    let reader = core.reader();
+    wait_for("the core's last tick", || (reader.write_cursor() == max_ticks).then_some(()));
+    wait_for("qilin-bars' cursor at the last tick", || {
+        cursor::load(&cursor_path, &feed).ok().flatten().filter(|c| c.sequence == max_ticks)
+    });
+    let (ticks, gaps) = wait_for("the whole journal", || {
+        let files = qilin_journal::journal_files(&journal, &feed).ok()?;
+        let last = files.iter().filter_map(|f| qilin_journal::verify(&f.path).ok()).map(|s| s.last_sequence).max()?;
+        (last == max_ticks).then(|| read_journal(&journal, &feed, max_ticks))
+    });
+    assert!(gaps.is_empty(), "the ring holds every tick: {gaps:?}");
+    recorder.signal(Signal::SIGTERM);
+    assert!(bars.signal(Signal::SIGTERM).success(), "{}", bars.log());
+    let saved = cursor::load(&cursor_path, &feed).unwrap().unwrap();
+    assert_eq!(saved.sequence, max_ticks);
+    assert!(bars.log().contains("restored to the cursor"), "the restart rebuilt to its cursor:\n{}", bars.log());
+
+    // Offline: the journal's ticks through a Builder, then the clock the process stopped at.
+    let market = Market::find(Some(&instruments_file())).unwrap().unwrap();
+    let mut builder = Builder::new(market, &Period::ALL, 2000);
+    let mut want: Vec<Bar> = Vec::new();
+    for t in &ticks {
+        builder.on_tick(t, &mut want);
+    }
+    builder.advance_clock(saved.clock_ns, &mut want);
+    assert!(want.len() > 100, "a run long enough to matter: {} bars", want.len());
+    assert!(want.iter().any(|b| b.period == Period::Day), "a trading day closed");
+
+    let got = rt.block_on(stream_bars(&url, &stream));
+    let ids: std::collections::HashSet<&str> = got.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "a message id twice");
+    for (i, (bar, (subject, id, body))) in want.iter().zip(&got).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&bar.to_json()),
+            "bar {i} of {} (stream has {})",
+            want.len(),
+            got.len()
+        );
+        assert_eq!(id, &bar.msg_id(&feed));
+        let want_subject =
+            format!("qilin-bars.{feed}.bar.{}.{}.{}", bar.period.name(), bar.exchange, bar.instrument_id);
+        assert_eq!(subject, &want_subject);
+    }
+    assert_eq!(got.len(), want.len(), "bars lost or extra");
+    for line in
+        bars.log().lines().filter(|l| l.contains("restored") || l.contains("stopped at") || l.contains("rebuilt"))
+    {
+        eprintln!("{line}");
+    }
+    drop(nats);
+}
