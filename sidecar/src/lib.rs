@@ -6,6 +6,8 @@
 //! - [`bars`]: `qilin-bars`' bar builder: session-aware bars from ticks, the same live and in replay.
 //! - [`cursor`]: the durable cursor file (last sequence confirmed downstream), replaced atomically.
 //! - [`secrets`]: `qilin-secrets`' hand-off, rotation and shredding.
+//! - [`mirror`]: `qilin-mirror`, the feed's JetStream stream back into a local segment on another
+//!   host, with the feed's sequences and epoch.
 //! - [`metrics`], [`recorder`]: `qilin-recorder`'s journal, metrics and health endpoints.
 //!
 //! What they share with the core and the tools (status files, config loading, secret files, tick
@@ -14,6 +16,7 @@
 pub mod bars;
 pub mod cursor;
 pub mod metrics;
+pub mod mirror;
 pub mod nats;
 pub mod recorder;
 pub mod secrets;
