@@ -5,7 +5,7 @@
 //! - it keeps the feed's epoch and sequences ([`Writer::open_mirror`], [`Writer::set_epoch`],
 //!   [`Writer::publish_at`]): a reader sees the same sequence numbers on every host;
 //! - a fresh mirror fills the last values before it follows ([`Writer::set_last_value`]);
-//! - it copies the feed's directory entries at the feed's indexes ([`Writer::add_directory_entry`]);
+//! - it builds its directory from the instruments it sees ([`Writer::add_directory_entry`]);
 //! - a range the stream no longer has is marked lost ([`Writer::mark_lost`]) so that every reader
 //!   reports it as a gap and none stalls.
 //!
@@ -156,10 +156,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends a copy of a feed's directory entry at the next index, returned. A mirror appends
-    /// the feed's entries in index order so that every record's `instrument_index` names the same
-    /// instrument on both hosts. Unlike [`add_instrument`](Writer::add_instrument) it takes any id
-    /// (an all-zero id stands for a feed index the mirror has never seen a tick of).
+    /// Appends `entry` to the directory as given and returns its index. A mirror builds its own
+    /// directory from the instruments it sees in the stream (LAYOUT.md, "Mirrors"); unlike
+    /// [`add_instrument`](Writer::add_instrument) this neither looks the id up nor checks it.
     pub fn add_directory_entry(&mut self, entry: &DirectoryEntry) -> Result<u32, DirectoryError> {
         let capacity = self.region.geometry().instrument_capacity;
         if self.directory_len >= capacity {

@@ -10,7 +10,17 @@
 //! | an epoch below the segment's | skipped as above, counted `bad_epoch` |
 //! | an epoch above the segment's | the feed restarted: the segment takes the new epoch (readers see it once), counted `epochs` |
 //! | `Qilin-Layout` not this build's fingerprint, or no `Qilin-Layout` (a JSON stream) | refused: [`Refused`], the process stops with the reason |
-//! | a directory index naming another instrument than the segment's | refused as above (the segment mirrors another feed session) |
+//! | a new instrument when the directory is full | skipped, counted `directory_full`, logged; its sequence marked lost |
+//!
+//! **The directory is the mirror's own.** The stream carries each tick's instrument id and exchange
+//! but not the feed's directory, and an instrument can first appear in the stream after one with a
+//! higher feed index (it had not ticked yet, or its early ticks were purged). Directory entries are
+//! immutable once published, so the mirror cannot keep the feed's indexes without leaving entries
+//! that no lookup ever finds. It appends an entry the first time an instrument appears (multiplier
+//! and tick from the product table when it has one) and writes each record with
+//! `instrument_index` set to that entry: every other field is the feed's, byte for byte, and every
+//! lookup by id, last value and snapshot on the mirror host works. Strategies resolve an id to an
+//! index on their own host (`find_instrument`), as they should anyway.
 //!
 //! Skips are logged once per kind and then every 1 000th, so a stream full of bad messages cannot
 //! flood the log; the counters count every one.
@@ -36,21 +46,6 @@ pub enum Refused {
         /// This build's fingerprint.
         expected: String,
     },
-    /// The segment's directory disagrees with the stream.
-    #[error(
-        "instrument index {index} is {ours:?} in {segment} but {theirs:?} in the stream: the segment mirrors \
-         another feed (or an older session of it); move it away and restart"
-    )]
-    Directory {
-        /// The index.
-        index: u32,
-        /// The segment's id at that index.
-        ours: String,
-        /// The stream's.
-        theirs: String,
-        /// The segment file.
-        segment: String,
-    },
 }
 
 /// Why a message was skipped (each counted and logged).
@@ -59,6 +54,7 @@ pub(super) enum Skip {
     Undecodable,
     Backwards,
     BadEpoch,
+    DirectoryFull,
 }
 
 fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
@@ -108,12 +104,13 @@ impl Mirror {
                 });
             }
         }
-        let record = match TickRecord::read_from_bytes(payload) {
-            Ok(r) if r.sequence == seq && r.instrument_index < self.capacity => r,
+        let mut record = match TickRecord::read_from_bytes(payload) {
+            Ok(r) if r.sequence == seq && r.instrument_id_str().is_some_and(|id| !id.is_empty()) => r,
             Ok(r) => {
                 let why = format!(
-                    "body of sequence {seq} says sequence {} and instrument index {} (capacity {})",
-                    r.sequence, r.instrument_index, self.capacity
+                    "body of sequence {seq} says sequence {} and instrument id {:?}",
+                    r.sequence,
+                    String::from_utf8_lossy(&r.instrument_id)
                 );
                 self.skip(Skip::Undecodable, seq, &why);
                 self.lose(next, seq);
@@ -130,7 +127,13 @@ impl Mirror {
                 return Ok(());
             }
         };
-        self.ensure_instrument(&record)?;
+        let Some(index) = self.local_index(&record) else {
+            let why = format!("the directory is full ({} entries): sequence {seq} not written", self.capacity);
+            self.skip(Skip::DirectoryFull, seq, &why);
+            self.lose(next, seq);
+            return Ok(());
+        };
+        record.instrument_index = index;
         self.follow_epoch(epoch);
         if seq > next {
             self.counters.holes += 1;
@@ -165,6 +168,7 @@ impl Mirror {
             Skip::Undecodable => &mut self.counters.undecodable,
             Skip::Backwards => &mut self.counters.backwards,
             Skip::BadEpoch => &mut self.counters.bad_epoch,
+            Skip::DirectoryFull => &mut self.counters.directory_full,
         };
         *n += 1;
         if *n == 1 || n.is_multiple_of(1000) {
@@ -173,32 +177,16 @@ impl Mirror {
         self.last_error = Some(format!("skipped ({kind:?}): {why}"));
     }
 
-    /// The directory entry at the record's index: appended (with placeholders for indexes the
-    /// mirror has never seen below it), or checked against the record's instrument.
-    pub(super) fn ensure_instrument(&mut self, record: &TickRecord) -> Result<(), Refused> {
-        let index = record.instrument_index;
-        while self.writer.directory_len() < index {
-            // An index below this one the mirror never saw a tick of: an all-zero id, found by no
-            // lookup (LAYOUT.md, "Mirrors").
-            let entry = placeholder();
-            self.writer.add_directory_entry(&entry).expect("index below the capacity: checked");
-            self.counters.directory_placeholders += 1;
+    /// The mirror's directory index of the record's instrument, appending its entry the first
+    /// time; `None` when the directory is full.
+    pub(super) fn local_index(&mut self, record: &TickRecord) -> Option<u32> {
+        if let Some(index) = self.directory.get(&record.instrument_id) {
+            return Some(*index);
         }
-        if self.writer.directory_len() == index {
-            let entry = self.entry_for(record);
-            self.writer.add_directory_entry(&entry).expect("index below the capacity: checked");
-            return Ok(());
-        }
-        let ours = self.writer.directory_entry(index).expect("below the length");
-        if ours.instrument_id == [0; 32] || ours.instrument_id == record.instrument_id {
-            return Ok(());
-        }
-        Err(Refused::Directory {
-            index,
-            ours: qilin_shm::layout::id_str(&ours.instrument_id).unwrap_or("?").to_owned(),
-            theirs: record.instrument_id_str().unwrap_or("?").to_owned(),
-            segment: self.writer.path().display().to_string(),
-        })
+        let entry = self.entry_for(record);
+        let index = self.writer.add_directory_entry(&entry).ok()?;
+        self.directory.insert(record.instrument_id, index);
+        Some(index)
     }
 
     fn entry_for(&self, record: &TickRecord) -> DirectoryEntry {
@@ -214,17 +202,5 @@ impl Mirror {
             price_tick: spec.map_or(f64::NAN, |s| s.price_tick),
             reserved1: [0],
         }
-    }
-}
-
-fn placeholder() -> DirectoryEntry {
-    DirectoryEntry {
-        instrument_id: [0; 32],
-        exchange_id: [0; 8],
-        exchange: 0,
-        reserved0: [0; 3],
-        volume_multiple: 0,
-        price_tick: f64::NAN,
-        reserved1: [0],
     }
 }

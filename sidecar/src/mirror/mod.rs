@@ -40,7 +40,10 @@ mod run;
 mod start;
 mod status;
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::AtomicBool},
+};
 
 use qilin_market::products::Instruments;
 use qilin_shm::Writer;
@@ -57,6 +60,8 @@ pub struct Mirror {
     config: Config,
     writer: Writer,
     capacity: u32,
+    /// The segment's directory: instrument id → index (the mirror's own, see `apply`).
+    directory: HashMap<[u8; 32], u32>,
     instruments: Option<Instruments>,
     /// `Qilin-Layout` this build reads: the layout fingerprint as qilin-nats writes it.
     layout_text: String,

@@ -183,8 +183,12 @@ impl Mirror {
         instruments: Option<Instruments>,
         connected: Arc<AtomicBool>,
     ) -> Mirror {
+        let directory = (0..writer.directory_len())
+            .filter_map(|i| writer.directory_entry(i).map(|e| (e.instrument_id, i)))
+            .collect();
         Mirror {
             capacity: config.instrument_capacity,
+            directory,
             config: config.clone(),
             writer,
             instruments,
@@ -233,7 +237,7 @@ impl Mirror {
                         return Err(StartError::Fatal(anyhow!(Refused::Layout { found, expected })));
                     }
                     match TickRecord::read_from_bytes(&m.payload) {
-                        Ok(r) if r.instrument_index < self.capacity => records.push(r),
+                        Ok(r) if r.instrument_id_str().is_some_and(|id| !id.is_empty()) => records.push(r),
                         _ => self.counters.undecodable += 1,
                     }
                 }
@@ -243,10 +247,15 @@ impl Mirror {
             }
         }
         let _ = stream.delete_consumer(&consumer.cached_info().name).await;
+        // In the feed's index order, so a mirror filled at once has the feed's indexes.
         records.sort_by_key(|r| r.instrument_index);
-        for r in &records {
-            self.ensure_instrument(r).map_err(|e| StartError::Fatal(anyhow!(e)))?;
-            self.writer.set_last_value(r).expect("the instrument was just ensured");
+        for r in &mut records {
+            let Some(index) = self.local_index(r) else {
+                self.counters.directory_full += 1;
+                continue;
+            };
+            r.instrument_index = index;
+            self.writer.set_last_value(r).expect("the instrument was just added");
             self.counters.filled += 1;
         }
         tracing::info!("filled {} last values as of sequence {as_of}", records.len());

@@ -68,8 +68,8 @@ pub struct Counters {
     pub epochs: u64,
     /// Last values filled by a fresh mirror.
     pub filled: u64,
-    /// Directory entries written as placeholders (an index the mirror has not seen a tick of).
-    pub directory_placeholders: u64,
+    /// Ticks skipped (and marked lost) because the directory was full.
+    pub directory_full: u64,
     /// NATS failures (requests, the consumer), each followed by a resync.
     pub errors: u64,
 }

@@ -94,8 +94,9 @@ fn good_ticks_gaps_holes_and_every_bad_input() {
     send(&mut m, &tick(10, 0, "rb2605"), 4).unwrap();
     // A new epoch (the feed restarted): followed.
     send(&mut m, &tick(11, 0, "rb2605"), 6).unwrap();
-    // An index past the length: placeholders below it.
-    send(&mut m, &tick(12, 3, "ag2606"), 6).unwrap();
+    // The mirror's own directory: a new instrument takes the next entry whatever its feed index,
+    // a known one keeps its entry.
+    send(&mut m, &tick(12, 7, "ag2606"), 6).unwrap();
     let c = m.counters().clone();
     assert_eq!(
         (c.ticks, c.gap_events, c.holes, c.backwards, c.undecodable, c.bad_epoch, c.epochs),
@@ -103,7 +104,6 @@ fn good_ticks_gaps_holes_and_every_bad_input() {
         "{c:?}"
     );
     assert_eq!(c.lost_sequences, 2 + 2 + 1 + 1 + 1);
-    assert_eq!(c.directory_placeholders, 1);
     assert_eq!(m.position(), 12);
 
     let (ticks, gaps, epochs) = read_all(early, 12);
@@ -111,10 +111,12 @@ fn good_ticks_gaps_holes_and_every_bad_input() {
     assert_eq!(gaps, vec![(3, 6), (8, 10)]);
     assert_eq!(epochs, vec![6]);
     let r = Reader::open(&path).unwrap();
-    assert_eq!(r.find_instrument("ag2606"), Some(3));
-    assert_eq!(r.instrument(2).unwrap().instrument_id, [0; 32], "a placeholder");
+    assert_eq!(r.find_instrument("ag2606"), Some(2));
+    let mut last = TickRecord::ZERO;
+    assert_eq!(r.latest(2, &mut last), Ok(true));
+    assert_eq!((last.sequence, last.instrument_index), (12, 2), "written with the mirror's index");
 
-    // Refused, nothing written: another layout, a JSON stream, a directory of another feed.
+    // Refused, nothing written: another layout, a JSON stream.
     let mut other = headers(13, 6);
     other.insert("Qilin-Layout", "0x0123456789abcdef");
     let e = m.apply(Some(&other), zerocopy::IntoBytes::as_bytes(&tick(13, 0, "rb2605"))).unwrap_err();
@@ -123,7 +125,12 @@ fn good_ticks_gaps_holes_and_every_bad_input() {
     json.insert("Qilin-Seq", "13");
     json.insert("Qilin-Epoch", "6");
     assert!(matches!(m.apply(Some(&json), b"{}"), Err(Refused::Layout { .. })));
-    let e = send(&mut m, &tick(13, 0, "zn2605"), 6).unwrap_err();
-    assert!(e.to_string().contains("\"rb2605\"") && e.to_string().contains("\"zn2605\""), "{e}");
     assert_eq!(m.position(), 12);
+    // A full directory: the new instrument's tick is skipped and its sequence marked lost.
+    for (seq, id) in (13..).zip(["a1", "a2", "a3", "a4", "a5", "a6"]) {
+        send(&mut m, &tick(seq, 0, id), 6).unwrap();
+    }
+    assert_eq!(m.counters().directory_full, 1, "{:?}", m.counters());
+    assert_eq!(m.position(), 18);
+    assert_eq!(Reader::open(&path).unwrap().directory_len(), 8);
 }
