@@ -125,6 +125,22 @@ enum Role {
         #[arg(long)]
         count: u64,
     },
+    /// Producer for keep-up runs: creates --segment and publishes pre-built ticks at --rate per
+    /// second (0: as fast as it can) for --seconds, pinned to --cpu; prints a JSON summary.
+    Blast {
+        #[arg(long)]
+        segment: PathBuf,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        cpu: usize,
+        #[arg(long, default_value_t = 2_097_152)]
+        ring_slots: u64,
+        #[arg(long, default_value_t = 400)]
+        instruments: u32,
+    },
     /// (child) iceoryx2 subscriber: receives records, prints a JSON histogram.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2Sub {
@@ -161,6 +177,11 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Role::UdsPeer { socket, cpu, count, echo: true, .. }) => {
             return pingpong::run_uds_echo(&socket, cpu, count);
+        }
+        Some(Role::Blast { segment, rate, seconds, cpu, ring_slots, instruments }) => {
+            let duration = std::time::Duration::try_from_secs_f64(seconds).context("--seconds")?;
+            let blast = qilin_benches::harness::blast::Blast { rate, duration, ring_slots, instruments, cpu };
+            return qilin_benches::harness::blast::run(&segment, &blast);
         }
         Some(Role::SegmentEcho { segment, answer, cpu, count }) => {
             return pingpong::run_segment_echo(&segment, &answer, cpu, count);

@@ -19,6 +19,7 @@ use std::{path::PathBuf, time::Duration};
 use hdrhistogram::Histogram;
 
 pub mod baselines;
+pub mod blast;
 pub mod child;
 pub mod core_ctp;
 pub mod core_paths;
