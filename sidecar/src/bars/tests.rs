@@ -461,12 +461,73 @@ proptest! {
         }
         builder.close_all(&mut out);
         // The day's start: the night auction (20:55) up to the end of its first minute (21:01).
-        let baseline = if instants[at[0]].1 < 21 * 3600 + 60 { 0 } else { first.unwrap() };
+        let (day0, secs0) = instants[at[0]];
+        let baseline = if day0 == 20260310 && secs0 < 21 * 3600 + 60 { 0 } else { first.unwrap() };
         prop_assert_eq!(builder.counters().late, 0);
         for period in Period::ALL {
             let sum: i64 = out.iter().filter(|b| b.period == period).map(|b| b.volume).sum();
             prop_assert_eq!(sum, highest - baseline, "{:?}", period);
             prop_assert!(out.iter().all(|b| b.volume >= 0));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 64 }, ..ProptestConfig::default() })]
+
+    /// Live (ticks with the idle timer firing between them, its wall time less the margin never past
+    /// the next tick's publish time) and replay (the same ticks, no timer, then the clock live ended
+    /// at) emit the same bars in the same order, byte for byte: the timer only closes earlier what the
+    /// next tick would close.
+    #[test]
+    fn the_timer_changes_when_bars_close_never_which_or_in_what_order(
+        steps in proptest::collection::vec((0usize..3, 1i64..90_000, 0i64..3_000, proptest::option::of(0i64..120_000)), 1..150),
+    ) {
+        let d = 20260311;
+        let mut sources = [
+            Ticks::new("rb2605", Exchange::Shfe, d),
+            Ticks::new("SR605", Exchange::Czce, d),
+            Ticks::new("IF2606", Exchange::Cffex, d),
+        ];
+        for (i, s) in sources.iter_mut().enumerate() {
+            s.sequence = i as u64 * 1_000_000;
+        }
+        // Market time from 09:30 (every product in session), each tick later than the last.
+        let mut local_ms = (9 * 3600 + 30 * 60) * 1000i64;
+        let mut volumes = [0i64; 3];
+        let mut ticks = Vec::new();
+        for &(which, advance, latency, _) in &steps {
+            local_ms = (local_ms + advance).min((14 * 3600 + 59 * 60) * 1000);
+            volumes[which] += 1;
+            let secs = (local_ms / 1000) as u32;
+            let hms = format!("{:02}:{:02}:{:02}.{:03}", secs / 3600, secs / 60 % 60, secs % 60, local_ms % 1000);
+            let mut t = sources[which].at(d, &hms, 100.0 + volumes[which] as f64, volumes[which], 0.0, 1.0);
+            t.publish_ns = t.exchange_time_ns + latency * 1_000_000;
+            ticks.push(t);
+        }
+        // Publish times in feed order (the ring's order) never go back.
+        for i in 1..ticks.len() {
+            ticks[i].publish_ns = ticks[i].publish_ns.max(ticks[i - 1].publish_ns);
+        }
+        let margin = 1_000_000_000;
+        let mut live = Builder::new(market(), &Period::ALL, 2_000);
+        let mut live_out = Vec::new();
+        for (i, t) in ticks.iter().enumerate() {
+            live.on_tick(t, &mut live_out);
+            if let (Some(next), Some(wait)) = (ticks.get(i + 1), steps[i].3) {
+                // The timer fires at a wall time whose margin-less value is at most the next publish.
+                let wall = (t.publish_ns + wait * 1_000_000).min(next.publish_ns + margin);
+                live.idle(wall, margin, &mut live_out);
+            }
+        }
+        let mut replay = Builder::new(market(), &Period::ALL, 2_000);
+        let mut replay_out = Vec::new();
+        for t in &ticks {
+            replay.on_tick(t, &mut replay_out);
+        }
+        replay.advance_clock(live.clock(), &mut replay_out);
+        let json = |bars: &[Bar]| bars.iter().map(Bar::to_json).collect::<Vec<_>>();
+        prop_assert_eq!(json(&live_out), json(&replay_out));
+        prop_assert_eq!(live.open_bars().count(), replay.open_bars().count());
     }
 }
