@@ -176,6 +176,10 @@ fn bars_on_nats_equal_the_bars_of_the_journal_across_a_sigkill_mid_bar() {
     let saved = cursor::load(&cursor_path, &feed).unwrap().unwrap();
     assert_eq!(saved.sequence, max_ticks);
     assert!(bars.log().contains("restored to the cursor"), "the restart rebuilt to its cursor:\n{}", bars.log());
+    let st = status(&core.segment, "bars").expect("qilin-bars' status file");
+    assert_eq!((st["sidecar"].as_str(), st["state"].as_str()), (Some("qilin-bars"), Some("stopped")));
+    assert_eq!(st["position"].as_u64(), Some(max_ticks));
+    assert_eq!(st["counters"]["ticks"].as_u64(), Some(max_ticks), "every tick, once, after the restart's rebuild");
 
     // Offline: the journal's ticks through a Builder, then the clock the process stopped at.
     let market = Market::find(Some(&instruments_file())).unwrap().unwrap();

@@ -18,7 +18,7 @@ use super::{
 };
 
 /// What the builder did with the ticks it was given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Ticks given.
     pub ticks: u64,
@@ -351,6 +351,9 @@ impl Builder {
         }
         if tick.quality & quality::ABSENT_PRICE != 0 {
             bar.flags |= flags::ABSENT_PRICE;
+        }
+        if tick.quality & quality::UNKNOWN_PRODUCT != 0 {
+            bar.flags |= flags::UNKNOWN_PRODUCT;
         }
         if tick.open_interest.is_finite() {
             bar.open_interest = tick.open_interest;

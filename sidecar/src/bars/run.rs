@@ -26,14 +26,14 @@ use async_nats::{
 };
 use bytes::Bytes;
 use qilin_journal::{DirReader, Entry};
-use qilin_market::Market;
+use qilin_market::{Market, status::StatusFile};
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 
 use super::{Bar, Builder, config::Config, cursor};
 use crate::nats::subject_token;
 
 /// Bars published, acknowledged as new or as duplicates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Published {
     /// Stored by the stream.
     pub stored: u64,
@@ -57,6 +57,8 @@ pub struct Driver {
     saved: (u64, i64),
     last_save: Instant,
     published: Published,
+    status: StatusFile,
+    last_status: Instant,
 }
 
 impl std::fmt::Debug for Driver {
@@ -160,6 +162,9 @@ impl Driver {
             saved: saved.as_ref().map_or((0, i64::MIN), |c| (c.sequence, c.clock_ns)),
             last_save: Instant::now(),
             published: Published::default(),
+            status: StatusFile::new(reader.path(), &config.name)
+                .with_context(|| format!("status directory beside {}", reader.path().display()))?,
+            last_status: Instant::now(),
             config,
         };
         let start_day = saved.as_ref().map(|c| c.trading_day).or_else(|| oldest_trading_day(&reader));
@@ -301,6 +306,36 @@ impl Driver {
         Ok(())
     }
 
+    /// Rewrites the status file beside the segment (`<segment>.sidecars/<name>.json`): the fields
+    /// every sidecar writes (`position`: the saved cursor's sequence; `lag_sequences` behind the
+    /// core) and the builder's counters.
+    fn write_status(&mut self, reader: &Reader, state: &str) {
+        let write_cursor = reader.write_cursor();
+        let value = serde_json::json!({
+            "sidecar": "qilin-bars",
+            "name": self.config.name,
+            "pid": std::process::id(),
+            "feed": self.feed,
+            "state": state,
+            "stream": self.config.stream_name(&self.feed),
+            "subject_prefix": self.prefix,
+            "updated_ns": now_ns(),
+            "position": self.saved.0,
+            "read": self.last_sequence,
+            "write_cursor": write_cursor,
+            "lag_sequences": write_cursor.saturating_sub(self.last_sequence),
+            "clock_ns": self.builder.clock(),
+            "open_bars": self.builder.open_bars().count(),
+            "pending_bars": self.pending.len(),
+            "counters": self.builder.counters(),
+            "published": self.published,
+        });
+        if let Err(e) = self.status.write(&value) {
+            tracing::error!("status file {}: {e}", self.status.path().display());
+        }
+        self.last_status = Instant::now();
+    }
+
     /// Reads the ring until `stop`: ticks to the builder, the timer when idle, bars to the stream.
     pub async fn run(&mut self, reader: &mut Reader, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut tick = TickRecord::ZERO;
@@ -339,6 +374,9 @@ impl Driver {
             }
             self.flush(stop).await?;
             self.maybe_save(false)?;
+            if self.last_status.elapsed() >= Duration::from_millis(250) {
+                self.write_status(reader, "running");
+            }
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -347,6 +385,7 @@ impl Driver {
             }
         }
         self.maybe_save(true)?;
+        self.write_status(reader, "stopped");
         let c = self.builder.counters();
         tracing::info!(
             "stopped at sequence {}: {} ticks, {} used, {} stale, {} outside, {} late; bars {} stored, {} duplicates",
