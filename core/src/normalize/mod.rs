@@ -21,7 +21,7 @@
 mod tests;
 
 use qilin_market::{
-    Calendar, ProductSpec,
+    Calendar, ProductSpec, TickDays,
     date::{self, Date},
 };
 use qilin_shm::{Exchange, Source, TickRecord, quality};
@@ -32,7 +32,9 @@ pub use crate::reject::Reject;
 pub use qilin_market::quality::ABSENT_FROM;
 
 /// What [`normalize`] remembers about one instrument between its ticks. The engine keeps one per
-/// directory index in a preallocated `Vec` (`vec![InstrumentState::new(); capacity]`).
+/// directory index in a preallocated `Vec` (`vec![InstrumentState::new(); capacity]`). A state
+/// belongs to one instrument, so to one product spec and one calendar: its [`MinuteMemo`] holds
+/// their answers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InstrumentState {
     /// Trading day (`YYYYMMDD`) of the previous accepted tick; 0 before the first.
@@ -46,49 +48,77 @@ pub struct InstrumentState {
     pub local_second: i64,
     /// The millisecond (after any adjustment) of the previous accepted tick.
     pub millis: u32,
-    /// Memo of the last TradingDay/ActionDay text parsed for this instrument (both change once a
-    /// day, so the hot path compares eight bytes instead of parsing a date on every tick).
-    pub dates: DateMemo,
+    /// The date and session answers of the minute of the last accepted tick.
+    pub minute: MinuteMemo,
 }
 
-/// The last two date texts seen (as their eight bytes) and what they parsed to; zero text = none.
+/// `UpdateTime` ("HH:MM:SS") as a little-endian word: the mask of its minute, "HH:MM:".
+const MINUTE_MASK: u64 = (1 << 48) - 1;
+
+/// What a tick's TradingDay, ActionDay and minute of UpdateTime gave last time, so that the hot
+/// path compares three words instead of parsing two dates and a time and asking the calendar on
+/// every tick (TradingDay and ActionDay change once a day, the minute every 60 s; an instrument
+/// ticks about twice a second). Everything here depends on nothing finer than the minute: the
+/// exchange's day rules ([`Calendar::tick_days`]) on night or day (whole hours), the sessions
+/// ([`Calendar::in_session`]) on the minute and on whether the second is the minute's first (the
+/// closing second, [`qilin_market::products::CLOSE_GRACE_MS`] = 1 000). Remembered only with an
+/// accepted tick; an all-zero key (never the words of valid texts) = nothing remembered.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DateMemo {
-    texts: [u64; 2],
-    dates: [Date; 2],
+pub struct MinuteMemo {
+    /// TradingDay's eight bytes, ActionDay's, UpdateTime's first six ("HH:MM:"), as words.
+    key: [u64; 3],
+    /// The exchange's day rules applied.
+    days: TickDays,
+    /// Seconds since local midnight at the start of the minute.
+    minute_secs: u32,
+    /// [`Calendar::in_session`] in this minute: at its first second, and at any later one.
+    in_session: [bool; 2],
 }
 
-impl DateMemo {
+impl MinuteMemo {
     /// An empty memo.
-    pub const fn new() -> DateMemo {
-        DateMemo { texts: [0; 2], dates: [Date { days: 0, ymd: 0 }; 2] }
-    }
-
-    /// Parses a `YYYYMMDD` date, answering from the memo when the text was seen last time;
-    /// the memo itself is refreshed by [`DateMemo::remember`].
-    #[inline(always)]
-    fn parse(&self, text: &[u8]) -> Option<(Date, u64)> {
-        let key = u64::from_le_bytes(text.try_into().ok()?);
-        // An eight-character text has no zero byte, so it never matches an empty (zero) entry.
-        if key == self.texts[0] {
-            Some((self.dates[0], key))
-        } else if key == self.texts[1] {
-            Some((self.dates[1], key))
-        } else {
-            Date::parse_bytes(text).map(|d| (d, key))
+    pub const fn new() -> MinuteMemo {
+        let none = Date { days: 0, ymd: 0 };
+        MinuteMemo {
+            key: [0; 3],
+            days: TickDays { trading: none, calendar: none, derived_calendar: false },
+            minute_secs: 0,
+            in_session: [false; 2],
         }
     }
 
-    #[inline]
-    fn remember(&mut self, trading: (Date, u64), action: (Date, u64)) {
-        *self = DateMemo { texts: [trading.1, action.1], dates: [trading.0, action.0] };
+    /// The answers for a minute the memo does not hold: both dates and the time parsed, the
+    /// calendar asked (`None`: a date or the time is not valid).
+    #[cold]
+    #[inline(never)]
+    fn read(key: [u64; 3], raw: &RawTick<'_>, time_word: u64, spec: &ProductSpec, calendar: &Calendar) -> Option<Self> {
+        let trading_day = Date::parse_bytes(raw.trading_day)?;
+        let action_day = Date::parse_bytes(raw.action_day)?;
+        let secs = date::parse_hms_word(time_word)?;
+        let minute_secs = secs - secs % 60;
+        let days = calendar.tick_days(spec.exchange, trading_day, Some(action_day), secs);
+        let minute_ms = minute_secs * 1000;
+        let in_session = [
+            calendar.in_session(spec, days.calendar, minute_ms),
+            calendar.in_session(spec, days.calendar, minute_ms + 1000),
+        ];
+        Some(MinuteMemo { key, days, minute_secs, in_session })
     }
 }
 
-impl Default for DateMemo {
+impl Default for MinuteMemo {
     fn default() -> Self {
-        DateMemo::new()
+        MinuteMemo::new()
     }
+}
+
+/// The second of minute of `UpdateTime` as a word ("HH:MM:SS", little-endian): bytes 6 and 7 as
+/// two digits below 60, else `None` (what [`date::parse_hms_word`] accepts for them).
+#[inline(always)]
+fn second_of_minute(time_word: u64) -> Option<u32> {
+    let tens = ((time_word >> 48) as u8).wrapping_sub(b'0');
+    let ones = ((time_word >> 56) as u8).wrapping_sub(b'0');
+    (tens < 6 && ones < 10).then_some(u32::from(tens) * 10 + u32::from(ones))
 }
 
 impl InstrumentState {
@@ -100,7 +130,7 @@ impl InstrumentState {
             turnover: f64::NAN,
             local_second: i64::MIN,
             millis: 0,
-            dates: DateMemo::new(),
+            minute: MinuteMemo::new(),
         }
     }
 }
@@ -269,18 +299,38 @@ pub fn normalize(
         chunk.copy_from_slice(&word.to_le_bytes());
     }
 
-    // Time.
-    let trading_memo = state.dates.parse(raw.trading_day).ok_or(Reject::Time)?;
-    let action_memo = state.dates.parse(raw.action_day).ok_or(Reject::Time)?;
-    let (trading_day, action_day) = (trading_memo.0, action_memo.0);
-    let time_word = u64::from_le_bytes(raw.update_time.try_into().map_err(|_| Reject::Time)?);
-    let secs = date::parse_hms_word(time_word).ok_or(Reject::Time)?;
+    // Time: the dates and the minute through the memo, the second of minute on every tick.
+    let word = |text: &[u8]| text.try_into().map(u64::from_le_bytes).map_err(|_| Reject::Time);
+    let time_word = word(raw.update_time)?;
+    let key = [word(raw.trading_day)?, word(raw.action_day)?, time_word & MINUTE_MASK];
+    let second = second_of_minute(time_word).ok_or(Reject::Time)?;
+    let memo = &state.minute.key;
+    // (Not `key == *memo`: that builds the key in memory to compare it as a block.)
+    let remembered = ((key[0] ^ memo[0]) | (key[1] ^ memo[1]) | (key[2] ^ memo[2])) == 0;
+    let fresh = if remembered {
+        None
+    } else {
+        Some(MinuteMemo::read(key, raw, time_word, spec, calendar).ok_or(Reject::Time)?)
+    };
+    // Only what this tick needs, read in place (not the memo copied out of the state).
+    let minute = fresh.as_ref().unwrap_or(&state.minute);
+    let (days, in_session) = (minute.days, minute.in_session[usize::from(second != 0)]);
+    let secs = minute.minute_secs + second;
     let sent_ms = raw.body.update_millisec.get();
     if !(0..=999).contains(&sent_ms) {
         return Err(Reject::Time);
     }
     let mut millis = sent_ms as u32;
-    let days = calendar.tick_days(exchange, trading_day, Some(action_day), secs);
+    debug_assert_eq!(
+        Some(days),
+        Date::parse_bytes(raw.trading_day).zip(Date::parse_bytes(raw.action_day)).map(|(t, a)| calendar.tick_days(
+            exchange,
+            t,
+            Some(a),
+            secs
+        )),
+        "the memo's days"
+    );
     let mut flags = if days.derived_calendar { quality::DERIVED_ACTION_DAY } else { 0 };
     if spec.unknown {
         flags |= quality::UNKNOWN_PRODUCT;
@@ -291,7 +341,9 @@ pub fn normalize(
         flags |= quality::REPEATED_SECOND;
     }
     let update_time_ms = secs * 1000 + millis;
-    if !calendar.in_session(spec, days.calendar, update_time_ms) {
+    debug_assert_eq!(in_session, calendar.in_session(spec, days.calendar, update_time_ms), "the memo's session answer");
+    debug_assert_eq!(date::parse_hms_word(time_word), Some(secs), "the memo's minute and the second");
+    if !in_session {
         flags |= quality::STALE_SNAPSHOT;
     }
 
@@ -398,7 +450,9 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
-    state.dates.remember(trading_memo, action_memo);
+    if let Some(fresh) = fresh {
+        state.minute = fresh;
+    }
 
     out.exchange_time_ns = date::utc_ns(days.calendar, secs, millis);
     out.receive_ns = receive_ns;
