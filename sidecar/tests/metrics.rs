@@ -434,6 +434,12 @@ tests:
         values: '0 0 1 1'
       - series: 'qilin_sidecar_counts{{{l},sidecar="secrets",counter="rotations_failed"}}'
         values: '0 0 0 1 1'
+      - series: 'qilin_key_overdue{{{l},key="audit-signing",type="signing"}}'
+        values: '0 1x300'
+      - series: 'qilin_key_overdue{{{l},key="nats-token",type="api"}}'
+        values: '0x300'
+      - series: 'qilin_keys_schedule_age_seconds{{{l}}}'
+        values: '172800+15x200'
     alert_rule_test:
       - eval_time: 45s
         alertname: QilinCoreDown
@@ -483,6 +489,26 @@ tests:
             exp_annotations:
               summary: "feed f: a credential rotation failed"
               description: "qilin-secrets could not complete a rotation in the last 30 minutes (it rolled back or is retrying); see its status file and the audit log."
+      - eval_time: 59m
+        alertname: QilinKeyOverdue
+        exp_alerts: []
+      - eval_time: 61m
+        alertname: QilinKeyOverdue
+        exp_alerts:
+          - exp_labels: {{severity: warning, feed: f, instance: "h:9464", job: qilin-recorder, key: audit-signing, type: signing}}
+            exp_annotations:
+              summary: "feed f: managed key audit-signing is past its rotation date"
+              description: "The signing key audit-signing was due for rotation and has not been rotated for an hour: the qilin-keys-rotate timer failed or is not installed (systemctl status qilin-keys-rotate.service)."
+      - eval_time: 5m
+        alertname: QilinKeyScheduleStale
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: QilinKeyScheduleStale
+        exp_alerts:
+          - exp_labels: {{severity: warning, feed: f, instance: "h:9464", job: qilin-recorder}}
+            exp_annotations:
+              summary: "feed f: key rotation timer has not run for 2d 0h 20m 0s"
+              description: "The key schedule was last written by `qilinctl keys rotate --due` over two days ago; the daily qilin-keys-rotate timer is not running, so no key rotates on time."
 "#
         ),
     )
@@ -678,4 +704,66 @@ fn the_qilin_recorder_process_serves_metrics_for_its_journal_and_latencies() {
     assert_eq!(count("qilin_latency_receive_to_publish_seconds"), TICKS as f64, "every tick read feeds the histogram");
     assert_eq!(value(&series, &format!("qilin_core_ticks_published_total{{feed=\"{feed}\"}}")), TICKS as f64);
     assert_eq!(get_ok(addr, "/healthz", None).status, 200);
+}
+
+#[test]
+fn managed_keys_due_dates_and_an_overdue_key_are_scraped_from_the_schedule_file() {
+    use qilin_market::secrets::schedule::{FORMAT, KeyDue, KeySchedule};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys-schedule.json");
+    let now_s = now_ns() / 1_000_000_000;
+    let key = |name: &str, key_type: &str, due: Option<i64>| KeyDue {
+        name: name.into(),
+        key_type: key_type.into(),
+        active_version: due.map(|_| 2),
+        next_due_unix_s: due,
+    };
+    // Written three days ago: nats-token due in 30 days, audit-signing a day overdue, one retired.
+    let schedule = KeySchedule {
+        format: FORMAT.into(),
+        written_unix_s: now_s - 3 * 86_400,
+        keys: vec![
+            key("nats-token", "api", Some(now_s + 30 * 86_400)),
+            key("audit-signing", "signing", Some(now_s - 86_400)),
+            key("old-token", "api", None),
+        ],
+    };
+    fs::write(&path, schedule.to_json()).unwrap();
+    // No core at all: the key metrics do not depend on the segment.
+    let config = MetricsConfig { keys_schedule: Some(path.clone()), ..config(always_in_session()) };
+    let exporter = Exporter::new("keys", dir.path().join("no-segment"), &config);
+    let server = MetricsServer::start(&config, exporter).unwrap();
+    let scrape = || samples(&get_ok(server.local_addr(), "/metrics", None).body);
+
+    let s = scrape();
+    let l = |k: &str, t: &str| format!(r#"{{feed="keys",key="{k}",type="{t}"}}"#);
+    assert_eq!(value(&s, r#"qilin_keys_schedule_up{feed="keys"}"#), 1.0);
+    assert_eq!(
+        value(&s, &format!("qilin_key_next_due_timestamp_seconds{}", l("nats-token", "api"))),
+        (now_s + 30 * 86_400) as f64
+    );
+    assert_eq!(value(&s, &format!("qilin_key_overdue{}", l("nats-token", "api"))), 0.0);
+    assert_eq!(value(&s, &format!("qilin_key_overdue{}", l("audit-signing", "signing"))), 1.0);
+    assert_eq!(value(&s, &format!("qilin_key_overdue{}", l("old-token", "api"))), 0.0);
+    assert!(!s.keys().any(|k| k.starts_with("qilin_key_next_due_timestamp_seconds") && k.contains("old-token")));
+    let age = value(&s, r#"qilin_keys_schedule_age_seconds{feed="keys"}"#);
+    assert!((3.0 * 86_400.0..3.0 * 86_400.0 + 600.0).contains(&age), "age {age}");
+
+    // promtool reads the key metrics too.
+    let (ok, out) = run(
+        {
+            let mut c = tool("promtool");
+            c.arg("check").arg("metrics");
+            c
+        },
+        Some(&get_ok(server.local_addr(), "/metrics", None).body),
+    );
+    assert!(ok, "promtool check metrics:\n{out}");
+
+    // A damaged file: the metrics say so, the key series are gone (no stale values).
+    fs::write(&path, "{\"format\":").unwrap();
+    let s = scrape();
+    assert_eq!(value(&s, r#"qilin_keys_schedule_up{feed="keys"}"#), 0.0);
+    assert!(!s.keys().any(|k| k.starts_with("qilin_key_")), "no key series from a damaged file");
+    server.stop();
 }

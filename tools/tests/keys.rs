@@ -701,3 +701,88 @@ fn restoring_an_older_backup_needs_force_and_the_forced_rollback_is_audited() {
     );
     k.audit_verifies();
 }
+
+#[test]
+fn jwt_and_database_keys_are_refused_with_the_reason_and_nothing_is_written() {
+    let mut k = Keys::new();
+    for (key_type, reason) in [("jwt", "issues and verifies no JSON Web Tokens"), ("database", "has no database")] {
+        let out = k.run(&["add", "some-key", "--type", key_type], T0);
+        assert_eq!(out.status.code(), Some(2), "--type {key_type}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("key type '{key_type}' is not offered: qilin-feed {reason}"))
+                && stderr.contains("the types are api, encryption and signing"),
+            "--type {key_type}: {stderr}"
+        );
+    }
+    let out = k.run(&["add", "some-key", "--type", "hsm"], T0);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown key type 'hsm'"), "{}", text(&out.stderr));
+    assert!(!k.store().exists(), "a refused add creates no store");
+    k.ok(&["add", "some-key", "--type", "Signing"], T0);
+    assert_eq!(k.list(T0)["keys"][0]["type"], "signing");
+}
+
+#[test]
+fn rotate_publishes_every_keys_next_due_date_without_material_for_the_metrics() {
+    let mut k = Keys::new();
+    for (name, t) in [("nats-token", "api"), ("journal-encryption", "encryption"), ("audit-signing", "signing")] {
+        k.ok(&["add", name, "--type", t], T0);
+    }
+    let out = k.dir.path().join("schedule.json");
+    let out_arg = out.to_str().unwrap().to_owned();
+    let read = || -> Value { serde_json::from_str(&fs::read_to_string(&out).unwrap()).unwrap() };
+    let due = |v: &Value| -> Vec<(String, u64, i64)> {
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["name"].as_str().unwrap().to_owned(),
+                    k["active_version"].as_u64().unwrap(),
+                    k["next_due_unix_s"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    k.ok(&["rotate", "--due", "--schedule-out", &out_arg], T0 + 10);
+    let first = read();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // No material, and the recorder (another uid) reads it: world-readable, unlike the store.
+        assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+    assert_eq!(
+        (first["format"].as_str(), first["written_unix_s"].as_i64()),
+        (Some("qilin-keys-schedule/1"), Some(T0 + 10))
+    );
+    assert_eq!(
+        due(&first),
+        [
+            ("nats-token".to_owned(), 1, T0 + 90 * DAY),
+            ("journal-encryption".to_owned(), 1, T0 + 180 * DAY),
+            ("audit-signing".to_owned(), 1, T0 + 60 * DAY),
+        ]
+    );
+    // Day 60: audit-signing rotates; its next due date moves 60 days on.
+    k.ok(&["rotate", "--due", "--schedule-out", &out_arg], T0 + 60 * DAY);
+    assert_eq!(due(&read())[2], ("audit-signing".to_owned(), 2, T0 + 120 * DAY));
+    let written = fs::read_to_string(&out).unwrap();
+    for version in [1, 2] {
+        let token = k.reveal("audit-signing", Some(version), T0 + 60 * DAY);
+        assert!(!written.contains(&token), "the schedule holds no material");
+    }
+
+    // A schedule that cannot be written: the rotation is still made and audited, exit 6, named.
+    let nowhere = k.dir.path().join("no-such-dir/schedule.json");
+    let result = k.run(&["rotate", "nats-token", "--schedule-out", nowhere.to_str().unwrap()], T0 + 61 * DAY);
+    assert_eq!(result.status.code(), Some(6), "{}", text(&result.stderr));
+    assert!(
+        text(&result.stderr).contains(&format!("the key schedule {} could not be written", nowhere.display())),
+        "{}",
+        text(&result.stderr)
+    );
+    assert_eq!(active_versions(&k.list(T0 + 61 * DAY))[0], ("nats-token".to_owned(), 2));
+    k.audit_verifies();
+}

@@ -15,7 +15,12 @@ const UNITS: &[&str] = &[
     "qilin-secrets.service",
     "qilin-nats.service",
     "qilin-recorder.service",
+    "qilin-keys-rotate.service",
+    "qilin-keys-rotate.timer",
 ];
+
+/// Started by their timer, not by qilin-feed.target.
+const TIMED: &[&str] = &["qilin-keys-rotate.service", "qilin-keys-rotate.timer"];
 
 fn units_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/systemd")
@@ -96,7 +101,18 @@ fn the_units_say_what_operations_rely_on() {
     has("qilin-core.service", "LimitCORE=0");
     has("qilin-secrets.service", "User=qilin-secrets");
     let target = read("qilin-feed.target");
-    for unit in &UNITS[1..] {
+    for unit in UNITS[1..].iter().filter(|u| !TIMED.contains(u)) {
         assert!(target.contains(unit), "qilin-feed.target does not want {unit}");
     }
+    // Key rotation: daily, catching up a missed run, as its own uid, never dumping the master key.
+    has("qilin-keys-rotate.timer", "OnCalendar=daily");
+    has("qilin-keys-rotate.timer", "Persistent=true");
+    has("qilin-keys-rotate.service", "Type=oneshot");
+    has("qilin-keys-rotate.service", "User=qilin-keys");
+    has("qilin-keys-rotate.service", "LimitCORE=0");
+    let exec = read("qilin-keys-rotate.service").lines().find(|l| l.starts_with("ExecStart=")).map(str::to_owned);
+    assert!(
+        exec.as_deref().is_some_and(|l| l.contains("qilinctl keys rotate --due --schedule-out ")),
+        "qilin-keys-rotate.service does not rotate what is due and publish the schedule: {exec:?}"
+    );
 }

@@ -9,6 +9,8 @@
 //! - [`dotenv`]: the dotenv line parser (no environment substitution, no value in errors).
 //! - [`mod@validate`]: every problem at once, each with its key and a reason, never the value.
 //!
+//! - [`schedule`]: the managed keys' schedule (no material) that `qilinctl keys rotate` publishes for
+//!   the metrics.
 //! - [`file`]: the one secret-file loader (`O_NOFOLLOW`, checked on the open descriptor, private
 //!   mode required), used for every secret read from a file, including the sidecars' single-value
 //!   files ([`file::load`]).
@@ -18,6 +20,7 @@
 
 pub mod dotenv;
 pub mod file;
+pub mod schedule;
 pub mod schema;
 pub mod source;
 pub mod validate;

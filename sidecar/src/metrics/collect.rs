@@ -29,6 +29,9 @@ pub(crate) struct Sources {
     pub ticks_stale_ns: i64,
     pub sidecar_stale_ns: i64,
     pub schedule: Schedule,
+    /// `metrics.keys_schedule`, and the last error reading it (logged once per distinct error).
+    pub keys_schedule: Option<PathBuf>,
+    pub keys_error: std::sync::Mutex<Option<String>>,
     pub journal: Option<Arc<dyn JournalSource>>,
     pub latency: Option<Arc<LatencyHistograms>>,
 }
@@ -242,6 +245,9 @@ impl Collector for Sources {
         }
         if let Some(latency) = &self.latency {
             report::encode_latency(&mut out, latency)?;
+        }
+        if let Some(path) = &self.keys_schedule {
+            report::encode_keys(&mut out, path, &self.keys_error, now)?;
         }
         Ok(())
     }

@@ -37,6 +37,10 @@ pub struct MetricsConfig {
     /// on the evenings it lists without a night session no night segment starts. Default:
     /// `config/calendar` when it exists, else every weekday trades.
     pub calendar_dir: Option<PathBuf>,
+    /// The managed keys' schedule that `qilinctl keys rotate --schedule-out FILE` writes (no key
+    /// material): exported as each key's next due date and whether it is overdue, and the file's
+    /// age (a rotation timer that stopped). Unset: no key metrics.
+    pub keys_schedule: Option<PathBuf>,
 }
 
 /// One `[[metrics.sessions]]` entry: segments of trading time for some exchanges on some days.
@@ -90,6 +94,7 @@ impl Default for MetricsConfig {
                 },
             ],
             calendar_dir: None,
+            keys_schedule: None,
         }
     }
 }

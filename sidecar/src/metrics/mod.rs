@@ -117,6 +117,8 @@ impl Exporter {
             ticks_stale_ns: ms(config.ticks_stale_ms),
             sidecar_stale_ns: ms(config.sidecar_stale_ms),
             schedule: config.schedule(),
+            keys_schedule: config.keys_schedule.clone(),
+            keys_error: Default::default(),
             journal: None,
             latency: None,
         };

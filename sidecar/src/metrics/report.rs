@@ -1,7 +1,13 @@
 //! The parts of a scrape that do not come from the segment: the sidecars' status files, the
-//! journal as its source reports it, and the tick latency histograms.
+//! journal as its source reports it, the tick latency histograms and the managed keys' schedule.
 
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    path::Path,
+    sync::{Mutex, PoisonError},
+};
+
+use qilin_market::secrets::schedule::KeySchedule;
 
 use serde_json::Value;
 
@@ -163,4 +169,51 @@ pub(crate) fn encode_latency(out: &mut Out, latency: &LatencyHistograms) -> fmt:
             });
         out.counters("latency_not_recorded", "Ticks left out of a latency histogram, by path and reason.", skipped)
     })
+}
+
+/// The managed keys' schedule file (`metrics.keys_schedule`), read at every scrape: each key's next
+/// due date and whether it is past it, the file's age. A file that cannot be used gives
+/// `keys_schedule_up 0` and is logged with what is wrong, once per distinct error.
+pub(crate) fn encode_keys(out: &mut Out, path: &Path, last_error: &Mutex<Option<String>>, now_ns: i64) -> fmt::Result {
+    let loaded = KeySchedule::load(path);
+    {
+        let mut last = last_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let error = loaded.as_ref().err().map(ToString::to_string);
+        if *last != error {
+            match &error {
+                Some(e) => tracing::warn!(error = %e, "metrics: the key schedule cannot be used"),
+                None => tracing::info!(file = %path.display(), "metrics: the key schedule is readable again"),
+            }
+            *last = error;
+        }
+    }
+    out.gauge(
+        "keys_schedule_up",
+        "1 when metrics.keys_schedule (written by `qilinctl keys rotate --schedule-out`) could be read.",
+        None,
+        flag(loaded.is_ok()),
+    )?;
+    let Ok(schedule) = loaded else { return Ok(()) };
+    let now_s = now_ns.div_euclid(1_000_000_000);
+    out.gauge(
+        "keys_schedule_age",
+        "Time since qilinctl wrote the key schedule: the rotation timer runs while it stays small.",
+        Some(&SECONDS),
+        now_s.saturating_sub(schedule.written_unix_s).max(0),
+    )?;
+    let labels = |k: &qilin_market::secrets::schedule::KeyDue| -> Labels {
+        vec![("key", k.name.clone()), ("type", k.key_type.clone())]
+    };
+    out.gauges(
+        "key_next_due_timestamp",
+        "When each managed key's active version is due for rotation (Unix time).",
+        Some(&SECONDS),
+        schedule.keys.iter().filter_map(|k| Some((labels(k), k.next_due_unix_s?))),
+    )?;
+    out.gauges(
+        "key_overdue",
+        "1 when a managed key is past its due date and was not rotated (the timer stopped or failed).",
+        None,
+        schedule.keys.iter().map(|k| (labels(k), flag(k.overdue(now_s)))),
+    )
 }

@@ -9,7 +9,8 @@
 //!
 //! Exit codes: 0 done; 1 `verify` refused the token; 2 the store cannot be used (master key
 //! missing or wrong, store tampered with or corrupt, unknown key, I/O) and nothing was changed;
-//! 4 the audit log cannot be written, so nothing was done; 5 done but not audited.
+//! 4 the audit log cannot be written, so nothing was done; 5 done but not audited; 6 (`rotate
+//! --schedule-out`) done and audited, but the schedule file could not be written.
 
 use std::{
     io::Read,
@@ -19,6 +20,7 @@ use std::{
 };
 
 use clap::{Args, Subcommand};
+use qilin_market::secrets::schedule::{self, KeyDue, KeySchedule};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -61,8 +63,9 @@ enum KeysCmd {
     Add {
         /// Key name: lowercase letters, digits, '-', '_', '.' (nats-token, audit-signing, …).
         name: String,
-        /// api (90 days), encryption (180 days) or signing (60 days).
-        #[arg(long = "type", value_enum)]
+        /// api (90 days), encryption (180 days) or signing (60 days); jwt and database are refused
+        /// with the reason (docs/KEYS.md).
+        #[arg(long = "type", value_parser = KeyType::parse)]
         key_type: KeyType,
         /// Rotation period in days [default: the type's].
         #[arg(long)]
@@ -83,6 +86,10 @@ enum KeysCmd {
         /// Retire the previous version at once instead of giving it a grace period (it leaked).
         #[arg(long, requires = "name")]
         revoke_previous: bool,
+        /// Afterwards write every key's next due date (no material) to FILE, for the recorder's
+        /// metrics (`[metrics] keys_schedule`): docs/KEYS.md, "Scheduled rotation".
+        #[arg(long, value_name = "FILE")]
+        schedule_out: Option<PathBuf>,
     },
     /// Every version of a key with its state changes and their times.
     History {
@@ -142,8 +149,9 @@ pub fn run(args: &KeysArgs) -> ExitCode {
         KeysCmd::Show { name, version, reveal: false } => ctx.read(|s| show(s, name, *version, now)),
         KeysCmd::Show { name, version, reveal: true } => ctx.reveal(name, *version),
         KeysCmd::Add { name, key_type, period_days, grace_days } => ctx.add(name, *key_type, *period_days, *grace_days),
-        KeysCmd::Rotate { name: Some(name), revoke_previous, .. } => ctx.rotate(Some(name), *revoke_previous),
-        KeysCmd::Rotate { name: None, .. } => ctx.rotate(None, false),
+        KeysCmd::Rotate { name, revoke_previous, schedule_out, .. } => {
+            ctx.rotate(name.as_deref(), *revoke_previous, schedule_out.as_deref())
+        }
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
     }
@@ -292,21 +300,24 @@ impl Ctx<'_> {
         }
     }
 
-    fn rotate(&self, name: Option<&str>, revoke_previous: bool) -> ExitCode {
+    fn rotate(&self, name: Option<&str>, revoke_previous: bool, schedule_out: Option<&Path>) -> ExitCode {
         let mut audit = match Audit::open(self.audit_log) {
             Ok(audit) => audit,
             Err(code) => return code,
         };
         let now = self.now;
-        let result = self.change(false, |s| match name {
-            Some(name) => Ok((vec![s.rotate(name, now, CreatedBy::Forced, revoke_previous)?], Vec::new(), None)),
-            None => {
-                let (rotations, retired) = s.rotate_due(now)?;
-                let next = s.keys().iter().filter_map(|k| Some((k.next_due()?, k.name.clone()))).min();
-                Ok((rotations, retired, next))
-            }
+        let result = self.change(false, |s| {
+            let (rotations, retired, next) = match name {
+                Some(name) => (vec![s.rotate(name, now, CreatedBy::Forced, revoke_previous)?], Vec::new(), None),
+                None => {
+                    let (rotations, retired) = s.rotate_due(now)?;
+                    let next = s.keys().iter().filter_map(|k| Some((k.next_due()?, k.name.clone()))).min();
+                    (rotations, retired, next)
+                }
+            };
+            Ok(((rotations, retired, next), schedule(s.keys(), now)))
         });
-        let ((rotations, retired, next), store_id, generation) = match result {
+        let (((rotations, retired, next), due_dates), store_id, generation) = match result {
             Ok(done) => done,
             Err(e) => {
                 let action = json!({"store": self.store_json(), "key": name, "due": name.is_none()});
@@ -335,6 +346,14 @@ impl Ctx<'_> {
             match next {
                 Some((due, key)) => println!("nothing due (next: {key} at {})", ts(due)),
                 None => println!("nothing due (no keys)"),
+            }
+        }
+        if let Some(out) = schedule_out {
+            // The rotations are saved and audited: a schedule that cannot be written is reported
+            // and fails the run (the timer's unit shows it), and the stale file's age alerts.
+            if let Err((step, e)) = store::write_public(out, due_dates.to_json().as_bytes()) {
+                eprintln!("qilinctl: keys: the key schedule {} could not be written ({step}): {e}", out.display());
+                return audit.exit(6);
             }
         }
         audit.exit(0)
@@ -648,6 +667,20 @@ fn verify(store: &Store, name: &str, now: i64) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// The schedule `rotate --schedule-out` publishes: every key's active version and next due date.
+fn schedule(keys: &[KeyEntry], now: i64) -> KeySchedule {
+    let keys = keys
+        .iter()
+        .map(|k| KeyDue {
+            name: k.name.clone(),
+            key_type: k.key_type.as_str().into(),
+            active_version: k.active().map(|v| v.version),
+            next_due_unix_s: k.next_due(),
+        })
+        .collect();
+    KeySchedule { format: schedule::FORMAT.into(), written_unix_s: now, keys }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use super::{DAY_S, crypto::Sealed};
 pub const FORMAT: &str = "qilin-keys/1";
 
 /// What a key is for; decides its default rotation period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
     /// Tokens handed to clients or servers: NATS tokens, API and rate-limit tokens (90 days).
@@ -52,7 +52,32 @@ impl KeyType {
             KeyType::Signing => "signing",
         }
     }
+
+    /// A type named on the command line. The two types of the key-management design this store
+    /// comes from that this feed has no use for are refused with the reason (docs/KEYS.md, "Key
+    /// types"), not as unknown words.
+    pub fn parse(text: &str) -> Result<KeyType, String> {
+        let known = [KeyType::Api, KeyType::Encryption, KeyType::Signing];
+        if let Some(t) = known.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(text)) {
+            return Ok(t);
+        }
+        if let Some((name, why)) = NOT_OFFERED.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
+            return Err(format!("key type '{name}' is not offered: {why}; the types are api, encryption and signing"));
+        }
+        Err(format!("unknown key type '{text}': the types are api (90 days), encryption (180) and signing (60)"))
+    }
 }
+
+/// Key types of the original design (JWT 30 days, API 90, encryption 180, signing 60, database
+/// password 90) that this feed refuses, each with the reason.
+pub const NOT_OFFERED: [(&str, &str); 2] = [
+    (
+        "jwt",
+        "qilin-feed issues and verifies no JSON Web Tokens (NATS takes a token or a user password, \
+         which are 'api' keys; NATS JWTs belong to the operator's nsc tooling)",
+    ),
+    ("database", "qilin-feed has no database (ticks go to the segment, journal files and NATS)"),
+];
 
 /// The grace period of a key unless it sets its own: how long the previous version still verifies.
 pub const DEFAULT_GRACE_DAYS: u32 = 7;

@@ -500,10 +500,21 @@ fn create_dir(path: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(parent(path))
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600: temporary file in the same directory,
-/// fsync, rename, fsync of the directory. On error, the step and the cause.
+/// Writes `bytes` to `path` atomically with mode 0600, creating its directory (0700) if needed:
+/// temporary file in the same directory, fsync, rename, fsync of the directory. On error, the step
+/// and the cause.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
     create_dir(path).map_err(|e| ("creating the directory", e))?;
+    replace_file(path, bytes, FILE_MODE)
+}
+
+/// Writes a file that holds no secret (the key schedule) atomically with mode 0644, into a
+/// directory that must exist (it is the reader's to set up and share, not ours to create 0700).
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
+    replace_file(path, bytes, 0o644)
+}
+
+fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), (&'static str, io::Error)> {
     let tmp = sibling(
         &parent(path).join(format!(".{}", path.file_name().unwrap_or_default().to_string_lossy())),
         &format!(".tmp-{}", std::process::id()),
@@ -513,10 +524,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(FILE_MODE)
+            .mode(mode)
             .open(&tmp)
             .map_err(|e| ("creating the temporary file", e))?;
-        f.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(|e| ("setting the mode", e))?;
+        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| ("setting the mode", e))?;
         f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| ("writing the temporary file", e))?;
         fs::rename(&tmp, path).map_err(|e| ("renaming the temporary file over it", e))
     })();
