@@ -70,7 +70,13 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
 
 /// Programs started through another one (`unshare … sh -c "ip …"`, `nsenter … python3`), which
 /// the scan of `Command::new` does not see: (file, program), the program named in that file.
-const WRAPPED: &[(&str, &str)] = &[("core/tests/udp_multicast.rs", "ip"), ("core/tests/udp_multicast.rs", "python3")];
+const WRAPPED: &[(&str, &str)] = &[
+    ("core/tests/udp_multicast.rs", "ip"),
+    ("core/tests/udp_multicast.rs", "python3"),
+    // `ip netns exec <ns> nats-server` / `tc`: the cluster nodes and the rate limit across namespaces.
+    ("sidecar/tests/mirror_netns.rs", "nats-server"),
+    ("sidecar/tests/mirror_netns.rs", "tc"),
+];
 
 /// The workspace's binaries and the toolchain's cargo, by the form of the expression.
 fn built_by_form(arg: &str) -> bool {

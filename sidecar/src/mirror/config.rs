@@ -36,6 +36,11 @@ pub struct Config {
     pub status_interval_ms: u64,
     /// How often the segment's heartbeat is refreshed (readers judge the mirror alive by it).
     pub heartbeat_interval_ms: u64,
+    /// After this long without a message, the mirror asks the stream's leader whether it holds
+    /// more than was delivered; if so the consumer is stalled (its server stopped) and is recreated.
+    /// Also the client's ping interval, so a stalled server it is connected to is left for another
+    /// node after 2-3 of them.
+    pub stall_check_ms: u64,
     /// `[stream]`: which JetStream stream.
     pub stream: StreamConfig,
     /// `[nats]`: connection, exactly as qilin-nats's.
@@ -78,6 +83,7 @@ impl Default for Config {
             start: StartAt::Last,
             status_interval_ms: 250,
             heartbeat_interval_ms: 10,
+            stall_check_ms: 2000,
             stream: StreamConfig::default(),
             nats: NatsConfig::default(),
         }
@@ -117,6 +123,7 @@ impl Config {
         for (key, value, min, max) in [
             ("status_interval_ms", self.status_interval_ms, 10, 60_000),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms, 1, 1000),
+            ("stall_check_ms", self.stall_check_ms, 100, 600_000),
         ] {
             if !(min..=max).contains(&value) {
                 bad(key, format!("{value}: must be between {min} and {max}"));

@@ -16,6 +16,8 @@
 //! that state across the cluster. An ordered consumer is an ephemeral, flow-controlled, ack-less
 //! R1 consumer that the client recreates on a missed heartbeat or a sequence mismatch; the mirror
 //! recreates it too after any error, from its segment's position. Nothing outlives the process.
+//! Being R1, it can sit on a node that stalls (SIGSTOP): after `stall_check_ms` without a message
+//! the mirror asks the stream's leader whether there is more, and resyncs if so (`run`).
 //!
 //! **A fresh mirror** (no segment yet) waits for the stream's first message, takes the stream's
 //! last message as its starting point (its `Qilin-Seq` and `Qilin-Epoch`), creates the segment

@@ -72,6 +72,7 @@ async fn follow(config: &Config, stop: &AtomicBool, report: &mut Report) -> anyh
     mirror.writer.set_run_state(RunState::Running);
     let filter = format!("{}.>", config.subject_prefix());
     let status_every = Duration::from_millis(config.status_interval_ms);
+    let stall_check = Duration::from_millis(config.stall_check_ms);
     let mut ticker = tokio::time::interval(Duration::from_millis(config.heartbeat_interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status = Instant::now();
@@ -98,13 +99,16 @@ async fn follow(config: &Config, stop: &AtomicBool, report: &mut Report) -> anyh
                 })
                 .await
                 .map_err(|e| StartError::Retry(anyhow!(e).context("creating the consumer")))?;
-            consumer.messages().await.map_err(|e| StartError::Retry(anyhow!(e).context("consumer messages")))
+            let messages =
+                consumer.messages().await.map_err(|e| StartError::Retry(anyhow!(e).context("consumer messages")))?;
+            Ok((stream, messages, start_sequence.saturating_sub(1)))
         };
         let failure = match consumer.await {
             Err(StartError::Fatal(e)) => return Err(e),
             Err(StartError::Retry(e)) => e,
-            Ok(mut messages) => {
+            Ok((mut stream, mut messages, mut delivered)) => {
                 report.state = State::Following;
+                let mut quiet_since = Instant::now();
                 loop {
                     tokio::select! {
                         m = messages.next() => match m {
@@ -113,7 +117,9 @@ async fn follow(config: &Config, stop: &AtomicBool, report: &mut Report) -> anyh
                                 if let Ok(info) = m.info() {
                                     let newest = mirror.position() + info.pending;
                                     mirror.feed_newest = newest;
+                                    delivered = info.stream_sequence;
                                 }
+                                quiet_since = Instant::now();
                                 backoff = Duration::from_millis(50);
                             }
                             Some(Err(e)) => break anyhow!(e).context("consumer"),
@@ -124,6 +130,26 @@ async fn follow(config: &Config, stop: &AtomicBool, report: &mut Report) -> anyh
                             mirror.status(report, &mut last_status, status_every);
                             if stop.load(Ordering::Relaxed) {
                                 break 'resync;
+                            }
+                            // A consumer whose server stalled (SIGSTOP, a paused VM) delivers
+                            // nothing and, its R1 state being on that server, may never recover
+                            // by itself: quiet for `stall_check_ms` while the stream (answered by
+                            // its leader) holds more than was delivered → resync.
+                            if quiet_since.elapsed() >= stall_check {
+                                quiet_since = Instant::now();
+                                match stream.info().await {
+                                    Ok(info) if info.state.last_sequence > delivered => {
+                                        break anyhow!(
+                                            "the consumer delivered nothing for {stall_check:?} while the stream \
+                                             holds up to stream sequence {} (delivered {delivered})",
+                                            info.state.last_sequence
+                                        );
+                                    }
+                                    Ok(_) => {}
+                                    // The server does not answer either: resync (reconnecting
+                                    // to another node once the client's pings give up on it).
+                                    Err(e) => break anyhow!(e).context("stream info while the consumer is quiet"),
+                                }
                             }
                         }
                     }
@@ -173,7 +199,12 @@ async fn connect(
     let urls = config.nats.urls.join(", ");
     let mut delay = Duration::from_millis(100);
     loop {
-        let options = connect_options(&nats, connected.clone())?.name(format!("qilin-mirror/{}", config.name));
+        // A server that stalls (SIGSTOP, a paused VM) keeps its TCP connection open: without a
+        // short ping interval the client would notice only after minutes (async-nats' default
+        // 60 s × 2 pings out). With `stall_check_ms` it reconnects to another node in 2-3 of them.
+        let options = connect_options(&nats, connected.clone())?
+            .name(format!("qilin-mirror/{}", config.name))
+            .ping_interval(Duration::from_millis(config.stall_check_ms));
         match options.connect(config.nats.urls.as_slice()).await {
             Ok(client) => {
                 connected.store(true, Ordering::Relaxed);
