@@ -454,3 +454,69 @@ fn bad_input_is_skipped_with_a_gap_or_refused_and_nothing_is_written_out_of_orde
     assert_eq!(mirror.status().unwrap()["state"], "failed");
     assert_eq!(Reader::open(&mirror.segment).unwrap().write_cursor(), 9, "nothing written");
 }
+
+#[test]
+fn the_streams_gap_events_are_exactly_the_mirrors_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("mirror-gaps");
+    let mut server = NatsServer::start(dir.path());
+    const TICKS: u64 = 30_000;
+    const RING: u64 = 4096;
+    let (core, _nats) = start_feed(dir.path(), &feed, &server.url(), TICKS, RING, 10_000);
+    // qilin-nats lapped while NATS is down (as nats_jetstream.rs's lapped test): the core is frozen
+    // until NATS is down, so the lap that follows has its ticks still to come.
+    let down_at = while_core_frozen_at(&core, 2000, || {
+        wait_for("some ticks confirmed", || {
+            status(&core.segment, "nats").filter(|s| s["position"].as_u64() > Some(1000))
+        });
+        server.stop(Signal::SIGKILL);
+        core.reader().write_cursor()
+    });
+    wait_for("the core to lap qilin-nats", || (core.reader().write_cursor() > down_at + 3 * RING).then_some(()));
+    server.restart();
+    wait_nats(&core, TICKS);
+    let stored = runtime().block_on(stream_contents(&server.url(), &stream_name(&feed)));
+    let stream_gaps = merged(assert_exactly_once(&stored, TICKS));
+    assert!(!stream_gaps.is_empty(), "the lap left gap events in the stream");
+
+    let mirror = MirrorProc::start(dir.path(), &feed, &server.url(), 1 << 16, "first");
+    let status = mirror.wait_position(TICKS);
+    let events = read_from_1(&mirror.segment, TICKS);
+    let mirror_gaps: Vec<(u64, u64)> =
+        events.iter().filter_map(|e| if let Event::Gap(f, l) = e { Some((*f, *l)) } else { None }).collect();
+    assert_eq!(mirror_gaps, stream_gaps, "the mirror's gaps are the stream's gap events, exactly");
+    let ticks: Vec<u64> =
+        events.iter().filter_map(|e| if let Event::Tick(t) = e { Some(t.sequence) } else { None }).collect();
+    let stream_ticks: Vec<u64> =
+        stored.iter().filter_map(|s| if let Stored::Tick { seq, .. } = s { Some(*seq) } else { None }).collect();
+    assert_eq!(ticks, stream_ticks, "every tick of the stream once, in order");
+    let lost: u64 = stream_gaps.iter().map(|(f, l)| l - f + 1).sum();
+    assert_eq!(status["counters"]["lost_sequences"], lost, "{status}");
+    assert_eq!(status["counters"]["holes"], 0, "{status}");
+    // The ticks the feed's ring still holds are byte-equal to the mirror's.
+    let mut feed_reader = core.reader().with_lap_headroom(0);
+    feed_reader.seek(Start::Sequence(TICKS - RING / 2));
+    let mut t = TickRecord::ZERO;
+    let by_seq: std::collections::HashMap<u64, &TickRecord> =
+        events.iter().filter_map(|e| if let Event::Tick(t) = e { Some((t.sequence, &**t)) } else { None }).collect();
+    while feed_reader.next_sequence() <= TICKS {
+        if feed_reader.try_next(&mut t) == Next::Tick {
+            let m = by_seq[&t.sequence];
+            assert_eq!(without_index(m).as_bytes(), without_index(&t).as_bytes(), "sequence {}", t.sequence);
+        }
+    }
+    println!("stream gap events {stream_gaps:?}: the mirror's gaps, exactly");
+}
+
+/// Adjacent ranges merged (a reader reports a lost range in pieces; the stream may hold adjacent
+/// gap events).
+fn merged(ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (f, l) in ranges {
+        match out.last_mut() {
+            Some(m) if m.1 + 1 == f => m.1 = l,
+            _ => out.push((f, l)),
+        }
+    }
+    out
+}
