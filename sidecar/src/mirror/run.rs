@@ -51,6 +51,8 @@ async fn follow(config: &Config, stop: &AtomicBool, report: &mut Report) -> anyh
         if stop.load(Ordering::Relaxed) {
             bail!("stopped before the segment was opened");
         }
+        report.state = State::Resuming;
+        report.write(config, None);
         match start::open(config, &js, connected.clone()).await {
             Ok(Some(opened)) => break opened,
             Ok(None) => {

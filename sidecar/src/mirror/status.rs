@@ -17,9 +17,8 @@ pub enum State {
     Connecting,
     /// The stream does not exist or holds no message yet (a fresh mirror needs one to start).
     WaitingForStream,
-    /// A fresh mirror filling its last values.
-    Filling,
-    /// Finding where to resume in the stream.
+    /// Opening or creating the segment (a fresh one's last-value fill included) and finding
+    /// where to resume in the stream.
     Resuming,
     /// Following the stream.
     Following,
@@ -37,7 +36,6 @@ impl State {
         match self {
             State::Connecting => "connecting",
             State::WaitingForStream => "waiting-for-stream",
-            State::Filling => "filling",
             State::Resuming => "resuming",
             State::Following => "following",
             State::Retrying => "retrying",
