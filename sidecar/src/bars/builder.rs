@@ -137,6 +137,16 @@ impl Builder {
         self.instruments.iter().flat_map(|i| i.tracks.iter().filter_map(|t| t.bar.as_ref()))
     }
 
+    /// The oldest trading day (`YYYYMMDD`) of a bar still open, if any: where a restart must
+    /// start reading the journal to rebuild every open bar.
+    pub fn oldest_open_day(&self) -> Option<u32> {
+        self.instruments
+            .iter()
+            .filter(|i| i.tracks.iter().any(|t| t.bar.is_some()))
+            .filter_map(|i| i.day.as_ref().map(|d| d.trading_day.ymd))
+            .min()
+    }
+
     /// The timer: the ring is idle at wall time `wall_ns`; bars whose end (plus the close delay)
     /// the predicted feed clock has passed are closed into `out`.
     pub fn idle(&mut self, wall_ns: i64, margin_ns: i64, out: &mut Vec<Bar>) {

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct BarsCursor {
     /// Feed name of the segment.
     pub feed: String,
-    /// Trading day of the last tick processed (`YYYYMMDD`): the journal is replayed from it.
+    /// The oldest trading day (`YYYYMMDD`) with a bar open then, else the last tick's: the journal
+    /// is replayed from it.
     pub trading_day: u32,
     /// Last tick sequence processed.
     pub sequence: u64,

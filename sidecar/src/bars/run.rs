@@ -294,9 +294,12 @@ impl Driver {
         if !force && self.last_save.elapsed() < Duration::from_millis(self.config.cursor_interval_ms) {
             return Ok(());
         }
+        // The journal is replayed from the oldest day with an open bar (an instrument may still
+        // have the previous trading day's bars open when another's ticks are on the next day).
+        let day = self.builder.oldest_open_day().map_or(self.trading_day, |d| d.min(self.trading_day));
         let c = cursor::BarsCursor {
             feed: self.feed.clone(),
-            trading_day: self.trading_day,
+            trading_day: day,
             sequence: position.0,
             clock_ns: position.1,
         };
