@@ -126,6 +126,18 @@ pub fn mono_ns() -> i64 {
     BASE.get_or_init(std::time::Instant::now).elapsed().as_nanos() as i64
 }
 
+/// Whether this CPU has AVX2 (see [`Engine::process_from`]).
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// An input as polled (built on the hot thread).
 enum Polled {
     Handoff(HandoffRx),
@@ -204,6 +216,8 @@ pub struct Engine {
     out: TickRecord,
     /// `publish_ns` stamps: the TSC, anchored to CLOCK_REALTIME at every housekeeping.
     clock: StampClock,
+    /// The CPU has AVX2 (found at start): ticks go through [`Engine::process_from_avx2`].
+    avx2: bool,
     report: EngineReport,
 }
 
@@ -249,6 +263,7 @@ impl Engine {
             recent: RecentSet::new(1),
             out: TickRecord::ZERO,
             clock: StampClock::new(),
+            avx2: has_avx2(),
             report: EngineReport::default(),
         };
         engine.writer.set_run_state(RunState::Starting);
@@ -574,8 +589,32 @@ impl Engine {
         self.process_from(bytes, receive_ns, source, Dedup::On)
     }
 
+    /// One raw struct, parsed, normalized and published: compiled for AVX2 as well as for the
+    /// baseline x86-64 (SSE2), and run as the CPU allows. AVX2's three-operand forms (no register
+    /// copies) and wider vectors make the same code shorter (`qilin-budget` udp 1 083 → 1 011
+    /// instructions a tick); the results are the same: the same IEEE operations in another
+    /// encoding, nothing fused or reordered.
     #[inline]
+    #[allow(unsafe_code)] // the engine's only unsafe: the call into the AVX2 build of the hot path
     fn process_from(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is true only when the CPU running this has AVX2 (`has_avx2`, at
+            // `Engine::new`), which is what calling a `#[target_feature(enable = "avx2")]` fn needs.
+            return unsafe { self.process_from_avx2(bytes, receive_ns, source, dedup) };
+        }
+        self.process_body(bytes, receive_ns, source, dedup)
+    }
+
+    /// [`Engine::process_body`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn process_from_avx2(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
+        self.process_body(bytes, receive_ns, source, dedup)
+    }
+
+    #[inline(always)]
+    fn process_body(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.report.received += 1;
         self.pending[Counter::TicksReceived as usize] += 1;
         if bytes.len() > RAW_MAX {
