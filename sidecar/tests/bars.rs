@@ -234,6 +234,23 @@ fn sigkill_and_restart(after_day_bar: bool) {
         assert_eq!(subject, &want_subject);
     }
     assert_eq!(got.len(), want.len(), "bars lost or extra");
+    // The binary's offline mode over the same journal: the stream is a prefix of its lines (then the
+    // bars still open at the clock the process stopped at, closed at the journal's end).
+    let replay = Command::new(env!("CARGO_BIN_EXE_qilin-bars"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--replay-journal")
+        .arg(&journal)
+        .arg("--feed")
+        .arg(&feed)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let lines: Vec<&[u8]> = replay.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() > got.len(), "{} lines, {} in the stream", lines.len(), got.len());
+    for (i, (line, (_, _, body))) in lines.iter().zip(&got).enumerate() {
+        assert_eq!(String::from_utf8_lossy(line), String::from_utf8_lossy(body), "line {i}");
+    }
     for line in
         bars.log().lines().filter(|l| l.contains("restored") || l.contains("stopped at") || l.contains("rebuilt"))
     {

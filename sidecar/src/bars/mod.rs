@@ -73,6 +73,7 @@ mod builder;
 pub mod clock;
 pub mod config;
 pub mod cursor;
+pub mod replay;
 pub mod run;
 
 pub use self::{

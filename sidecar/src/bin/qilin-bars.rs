@@ -31,6 +31,16 @@ struct Args {
     /// Directory of the cursor file (overrides `state_dir`).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Offline: build the bars of this journal directory (the recorder's) and print them as JSON
+    /// lines, byte for byte the bodies qilin-bars publishes; no segment, no NATS.
+    #[arg(long, requires = "feed")]
+    replay_journal: Option<PathBuf>,
+    /// With --replay-journal: the feed whose journal files to read.
+    #[arg(long)]
+    feed: Option<String>,
+    /// With --replay-journal: the first trading day (YYYYMMDD) to read; default every file.
+    #[arg(long, default_value_t = 0)]
+    from_day: u32,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +78,15 @@ fn main() -> ExitCode {
         eprintln!("qilin-bars: {e}");
         return ExitCode::from(2);
     }
+    if let (Some(dir), Some(feed)) = (&args.replay_journal, &args.feed) {
+        return match replay(&config, dir, feed, args.from_day) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qilin-bars: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -83,6 +102,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--replay-journal`: every bar of the journal as a JSON line on stdout, the ones still open at
+/// its end included.
+fn replay(config: &Config, dir: &std::path::Path, feed: &str, from_day: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    let market = qilin_market::Market::find(Some(&config.instruments_file))
+        .map_err(|e| anyhow::anyhow!(e))?
+        .ok_or_else(|| anyhow::anyhow!("product table {} not found", config.instruments_file.display()))?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    let builder = qilin_sidecar::bars::replay::journal_bars(
+        qilin_sidecar::bars::Builder::new(market, &config.periods(), config.close_delay_ms),
+        dir,
+        feed,
+        from_day..=u32::MAX,
+        false,
+        |bar| {
+            if failed.is_none()
+                && let Err(e) = stdout.write_all(&bar.to_json()).and_then(|()| stdout.write_all(b"\n"))
+            {
+                failed = Some(e);
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        anyhow::bail!("writing to stdout: {e}");
+    }
+    stdout.flush()?;
+    let c = builder.counters();
+    eprintln!(
+        "qilin-bars: {} ticks, {} used, {} stale, {} outside, {} late; {} bars",
+        c.ticks, c.used, c.stale, c.outside, c.late, c.bars
+    );
+    Ok(())
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
