@@ -442,7 +442,7 @@ impl<'a> RawTick<'a> {
     /// A fast path reads every text field as whole words and checks the usual shapes at once (dates
     /// and time of eight characters, ids ending within 32 bytes); anything else, valid or not, goes
     /// through the exact field-by-field path, which also decides which reject a bad struct gets.
-    #[inline]
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8]) -> Result<RawTick<'a>, Reject> {
         match bytes.len() {
             V67_SIZE => {
