@@ -520,3 +520,107 @@ fn merged(ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     }
     out
 }
+
+/// [`wait_for`], printing `report()` when the watchdog fires.
+fn wait_for_or<T>(what: &str, mut f: impl FnMut() -> Option<T>, report: impl FnOnce() -> String) -> T {
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {WATCHDOG:?} waiting for {what}:\n{}", report());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// `GET path` over HTTP/1.0: the body.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+#[test]
+fn the_mirrors_lag_is_in_qilinctl_status_and_in_the_metrics_of_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique("mirror-lag");
+    let server = NatsServer::start(dir.path());
+    const TICKS: u64 = 3_000;
+    let (core, _nats) = start_feed(dir.path(), &feed, &server.url(), TICKS, 1 << 14, 20_000);
+    wait_nats(&core, TICKS);
+    let mirror = MirrorProc::start(dir.path(), &feed, &server.url(), 1 << 14, "last");
+    mirror.wait_position(TICKS);
+
+    // qilinctl status on the mirror's segment lists the mirror with its position and lag.
+    let out = Command::new(workspace_bin("qilinctl"))
+        .args(["status", "--json", "--segment"])
+        .arg(&mirror.segment)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("qilinctl status --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let sidecars = status["sidecars"].as_array().expect("a sidecars list");
+    let m = sidecars.iter().find(|s| s["sidecar"] == "qilin-mirror").unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(
+        (m["position"].as_u64(), m["lag_sequences"].as_u64(), m["alive"].as_bool()),
+        (Some(TICKS), Some(0), Some(true)),
+        "{m}"
+    );
+
+    // A qilin-recorder on the mirror host (its metrics read the status files beside the segment it
+    // records) exports the mirror's position, lag and counters.
+    let port = free_port();
+    let config = dir.path().join("mirror-recorder.toml");
+    fs::write(
+        &config,
+        format!(
+            "segment = {:?}\njournal_dir = {:?}\nstatus_interval_ms = 50\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            mirror.segment.display().to_string(),
+            dir.path().join("mirror-journal").display().to_string()
+        ),
+    )
+    .unwrap();
+    let _recorder = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_qilin-recorder"))
+            .arg("--config")
+            .arg(&config)
+            .stderr(fs::File::create(dir.path().join("mirror-recorder.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    // `<name>{feed="…",sidecar="mirror"} <value>`
+    let want = [("qilin_sidecar_position{", TICKS.to_string()), ("qilin_sidecar_lag_sequences{", "0".to_owned())];
+    let has = |body: &str, (name, value): &(&str, String)| {
+        body.lines().any(|l| {
+            l.starts_with(name) && l.contains("sidecar=\"mirror\"") && l.rsplit(' ').next() == Some(value.as_str())
+        })
+    };
+    let last = std::cell::RefCell::new(None);
+    let body = wait_for_or(
+        "the mirror's position and lag in /metrics",
+        || {
+            *last.borrow_mut() = http_get(&addr, "/metrics");
+            let body = last.borrow().clone()?;
+            want.iter().all(|w| has(&body, w)).then_some(body)
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                last.borrow(),
+                fs::read_to_string(dir.path().join("mirror-recorder.log")).unwrap_or_default()
+            )
+        },
+    );
+    assert!(
+        body.lines().any(|l| l.starts_with("qilin_sidecar_counts_total{")
+            && l.contains("sidecar=\"mirror\"")
+            && l.contains("counter=\"filled\"")),
+        "{body}"
+    );
+}
