@@ -786,3 +786,57 @@ fn rotate_publishes_every_keys_next_due_date_without_material_for_the_metrics() 
     assert_eq!(active_versions(&k.list(T0 + 61 * DAY))[0], ("nats-token".to_owned(), 2));
     k.audit_verifies();
 }
+
+#[test]
+fn render_nats_writes_a_user_per_live_version_and_the_active_one_for_the_client() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut k = Keys::new();
+    k.ok(&["add", "nats-token", "--type", "api"], T0);
+    k.ok(&["rotate", "nats-token"], T0 + DAY);
+    k.ok(&["rotate", "nats-token"], T0 + 5 * DAY);
+    let (include, client) = (k.dir.path().join("srv/auth.conf"), k.dir.path().join("cli/nats.env"));
+    let render = |k: &mut Keys, now: i64, extra: &[&str]| {
+        let mut args =
+            vec!["render-nats", "nats-token", "--server-include", include.to_str().unwrap(), "--client-file"];
+        args.push(client.to_str().unwrap());
+        args.extend_from_slice(extra);
+        k.run(&args, now)
+    };
+    // Day 6: version 1's grace (rotation day 1 + 7) still runs: three users, the client on v3.
+    let out = render(&mut k, T0 + 6 * DAY, &["--client-owner", "nobody"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tokens: Vec<String> = (1..=3).map(|v| k.reveal("nats-token", Some(v), T0 + 6 * DAY)).collect();
+    let server = fs::read_to_string(&include).unwrap();
+    for (v, token) in tokens.iter().enumerate() {
+        let v = v + 1;
+        assert!(server.contains(&format!("{{ user: \"qilin-nats-v{v}\", password: \"{token}\" }}")), "{server}");
+    }
+    assert_eq!(fs::read_to_string(&client).unwrap(), format!("NATS_USER=qilin-nats-v3\nNATS_PASSWORD={}\n", tokens[2]));
+    for path in [&include, &client] {
+        assert_eq!(fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody user");
+    assert_eq!(fs::metadata(&client).unwrap().uid(), nobody.uid.as_raw(), "the client file is given to its reader");
+
+    // Day 9: version 1's grace is over, version 2's (day 5 + 7) is not.
+    render(&mut k, T0 + 9 * DAY, &[]);
+    let server = fs::read_to_string(&include).unwrap();
+    assert!(!server.contains("qilin-nats-v1") && !server.contains(&tokens[0]), "{server}");
+    assert!(server.contains("qilin-nats-v2") && server.contains("qilin-nats-v3"), "{server}");
+
+    // A pid file that names no process: rendered and audited, exit 7, the reason on stderr.
+    let pid_file = k.dir.path().join("nats.pid");
+    fs::write(&pid_file, "999999999\n").unwrap();
+    let out = render(&mut k, T0 + 9 * DAY, &["--reload-pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("rendered, but nats-server was not reloaded"), "{}", text(&out.stderr));
+
+    // The audit entries and everything printed name versions and users, never a token.
+    let audit = fs::read_to_string(k.audit_log()).unwrap();
+    assert!(tokens.iter().all(|t| !audit.contains(t.as_str())), "a token in the audit log");
+    assert!(k.outputs.iter().all(|o| tokens.iter().all(|t| !o.contains(t.as_str()))), "a token printed");
+    let renders: Vec<_> = k.audit_entries().into_iter().filter(|(c, _, _)| c == "keys render-nats").collect();
+    assert_eq!(renders.iter().map(|(_, code, _)| *code).collect::<Vec<_>>(), [0, 0, 7]);
+    assert_eq!(renders[0].2["users"].as_array().unwrap().len(), 3);
+    k.audit_verifies();
+}

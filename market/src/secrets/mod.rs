@@ -9,6 +9,7 @@
 //! - [`dotenv`]: the dotenv line parser (no environment substitution, no value in errors).
 //! - [`mod@validate`]: every problem at once, each with its key and a reason, never the value.
 //!
+//! - [`managed`]: the NATS credentials file `qilinctl keys render-nats` writes for qilin-nats.
 //! - [`schedule`]: the managed keys' schedule (no material) that `qilinctl keys rotate` publishes for
 //!   the metrics.
 //! - [`file`]: the one secret-file loader (`O_NOFOLLOW`, checked on the open descriptor, private
@@ -20,6 +21,7 @@
 
 pub mod dotenv;
 pub mod file;
+pub mod managed;
 pub mod schedule;
 pub mod schema;
 pub mod source;

@@ -123,6 +123,10 @@ pub struct NatsConfig {
     pub nkey_seed_file: Option<PathBuf>,
     /// A `.creds` file (JWT + nkey seed) (else `NATS_CREDS_FILE` names it).
     pub creds_file: Option<PathBuf>,
+    /// A managed key as `qilinctl keys render-nats` writes it for this sidecar: a dotenv file with
+    /// `NATS_USER` and `NATS_PASSWORD` of the key's active version (docs/KEYS.md). Read at every
+    /// connect and watched: when it changes, the sidecar reconnects with the new version.
+    pub credentials_file: Option<PathBuf>,
     /// `[nats.tls]`.
     pub tls: TlsConfig,
     /// Send credentials that cross the wire (password, token, a `.creds` file's JWT) to a server
@@ -148,6 +152,7 @@ impl Default for NatsConfig {
             token_file: None,
             nkey_seed_file: None,
             creds_file: None,
+            credentials_file: None,
             tls: TlsConfig::default(),
             allow_plaintext_credentials: false,
         }
@@ -276,10 +281,18 @@ impl Config {
                 format!("{:?}: dot-separated non-empty tokens without * > or spaces", n.subject_prefix),
             );
         }
-        let auth =
-            [n.password_file.is_some(), n.token_file.is_some(), n.nkey_seed_file.is_some(), n.creds_file.is_some()];
+        let auth = [
+            n.password_file.is_some(),
+            n.token_file.is_some(),
+            n.nkey_seed_file.is_some(),
+            n.creds_file.is_some(),
+            n.credentials_file.is_some(),
+        ];
         if auth.iter().filter(|&&a| a).count() > 1 {
-            bad("nats", "give at most one of password_file, token_file, nkey_seed_file, creds_file".into());
+            bad(
+                "nats",
+                "give at most one of password_file, token_file, nkey_seed_file, creds_file, credentials_file".into(),
+            );
         }
         if n.password_file.is_some() && n.user.is_empty() && std::env::var_os("NATS_USER").is_none() {
             bad("nats.user", "password_file is set but no user (nats.user or NATS_USER)".into());
@@ -293,6 +306,7 @@ impl Config {
             ("nats.token_file", &n.token_file),
             ("nats.nkey_seed_file", &n.nkey_seed_file),
             ("nats.creds_file", &n.creds_file),
+            ("nats.credentials_file", &n.credentials_file),
             ("nats.tls.ca_file", &t.ca_file),
             ("nats.tls.cert_file", &t.cert_file),
             ("nats.tls.key_file", &t.key_file),

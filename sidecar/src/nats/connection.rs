@@ -3,6 +3,8 @@
 //! not worth retrying.
 
 use std::{
+    os::unix::fs::MetadataExt,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,7 +26,30 @@ use qilin_market::secrets::file as secret;
 pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::Result<ConnectOptions> {
     let n = &config.nats;
     let max_delay = config::ms(n.reconnect_max_delay_ms);
-    let mut options = ConnectOptions::new()
+    let mut credentials = false;
+    let options = match &n.credentials_file {
+        Some(path) => {
+            // Read now, so a missing or bad file stops the start naming it; then at every connect.
+            load_managed(path)?;
+            credentials = true;
+            let path = path.clone();
+            ConnectOptions::with_auth_callback(move |_nonce| {
+                let loaded = load_managed(&path);
+                async move {
+                    let (user, password) = loaded.map_err(|e| {
+                        tracing::error!("{e:#}");
+                        async_nats::AuthError::new(format!("{e:#}"))
+                    })?;
+                    let mut auth = async_nats::Auth::new();
+                    auth.username = Some(user);
+                    auth.password = Some(password.expose_secret().to_owned());
+                    Ok(auth)
+                }
+            })
+        }
+        None => ConnectOptions::new(),
+    };
+    let mut options = options
         .name(format!("qilin-nats/{}", config.name))
         .connection_timeout(config::ms(n.connect_timeout_ms))
         .request_timeout(Some(config::ms(n.request_timeout_ms)))
@@ -48,7 +73,6 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
                 }
             }
         });
-    let mut credentials = false;
     let user = if n.user.is_empty() { std::env::var("NATS_USER").unwrap_or_default() } else { n.user.clone() };
     if let Some(password) = secret::load("NATS_PASSWORD", "nats.password_file", n.password_file.as_deref())? {
         if user.is_empty() {
@@ -99,6 +123,44 @@ pub fn connect_options(config: &Config, connected: Arc<AtomicBool>) -> anyhow::R
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     Ok(options)
+}
+
+/// `nats.credentials_file`: the managed key's active user and password (docs/KEYS.md).
+fn load_managed(path: &Path) -> anyhow::Result<(String, secrecy::SecretString)> {
+    qilin_market::secrets::managed::load_nats_credentials(path).map_err(|e| anyhow!("nats.credentials_file: {e}"))
+}
+
+/// Watches `nats.credentials_file` (its inode, size and modification time, every 200 ms): when a
+/// rotation renders a new version, reconnects so the auth callback reads it, while the server still
+/// accepts the old one (its grace period). The watch ends when the guard is dropped.
+pub(super) fn watch_credentials(config: &Config, client: Client) -> Option<CredentialsWatch> {
+    let path = config.nats.credentials_file.clone()?;
+    let identity = move || std::fs::metadata(&path).ok().map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+    let task = tokio::spawn(async move {
+        let mut seen = identity();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = identity();
+            if now != seen && now.is_some() {
+                seen = now;
+                tracing::info!("nats.credentials_file changed: reconnecting with the new version");
+                if let Err(e) = client.force_reconnect().await {
+                    tracing::warn!("nats.credentials_file changed but the reconnect could not be asked for: {e}");
+                }
+            }
+        }
+    });
+    Some(CredentialsWatch(task))
+}
+
+/// The task of [`watch_credentials`], aborted on drop (it holds a client handle).
+#[derive(Debug)]
+pub struct CredentialsWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for CredentialsWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Connects, retrying while the server is unreachable (logging each failure, doubling the delay up

@@ -79,6 +79,8 @@ pub struct Sidecar {
     prefix: String,
     /// Shared, so a publish that has to wait can be awaited while the status is kept fresh.
     client: Arc<Client>,
+    /// `nats.credentials_file`'s watch: a rotated managed key makes the client reconnect.
+    _credentials_watch: Option<connection::CredentialsWatch>,
     prober: Arc<Prober>,
     js: Option<Arc<jetstream::Context>>,
     connected: Arc<AtomicBool>,

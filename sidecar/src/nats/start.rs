@@ -53,6 +53,7 @@ impl Sidecar {
             gap_subject: Subject::from(format!("{prefix}._gap")),
             feed,
             prefix,
+            _credentials_watch: connection::watch_credentials(&config, client.clone()),
             client: Arc::new(client),
             prober,
             js,

@@ -51,10 +51,17 @@ impl NatsServer {
     }
 
     pub fn start_with(dir: &Path, tls: Option<ServerTls>) -> NatsServer {
+        Self::start_extra(dir, tls, "")
+    }
+
+    /// As [`NatsServer::start_with`], with `extra` lines appended to the server's config.
+    pub fn start_extra(dir: &Path, tls: Option<ServerTls>, extra: &str) -> NatsServer {
         let port = free_port();
         let store = dir.join("jetstream");
-        let mut conf =
-            format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n", store.display().to_string());
+        let mut conf = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n{extra}\n",
+            store.display().to_string()
+        );
         if let Some(tls) = tls {
             conf.push_str(&format!(
                 "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n",

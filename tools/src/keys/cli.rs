@@ -10,7 +10,8 @@
 //! Exit codes: 0 done; 1 `verify` refused the token; 2 the store cannot be used (master key
 //! missing or wrong, store tampered with or corrupt, unknown key, I/O) and nothing was changed;
 //! 4 the audit log cannot be written, so nothing was done; 5 done but not audited; 6 (`rotate
-//! --schedule-out`) done and audited, but the schedule file could not be written.
+//! --schedule-out`) done and audited, but the schedule file could not be written; 7 (`render-nats
+//! --reload-pid-file`) rendered and audited, but nats-server could not be signalled.
 
 use std::{
     io::Read,
@@ -29,7 +30,7 @@ use super::{
     KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, Witness, backup,
     crypto::{self, KdfParams},
     model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
-    store,
+    render, store,
 };
 use crate::audit::{self, AuditLog, Entry};
 
@@ -91,6 +92,31 @@ enum KeysCmd {
         #[arg(long, value_name = "FILE")]
         schedule_out: Option<PathBuf>,
     },
+    /// Render an `api` key as NATS credentials: the nats-server include (one user per version that
+    /// still verifies) and qilin-nats' credentials file (the active version), both 0600; then
+    /// signal nats-server to reload (SIGHUP to the pid in --reload-pid-file). Audited, no material.
+    RenderNats {
+        name: String,
+        /// Users are PREFIX-v<version>.
+        #[arg(long, default_value = "qilin-nats")]
+        user_prefix: String,
+        /// The file nats-server.conf includes in place of its `authorization` block.
+        #[arg(long, value_name = "FILE")]
+        server_include: PathBuf,
+        /// The file qilin-nats reads (`nats.credentials_file`).
+        #[arg(long, value_name = "FILE")]
+        client_file: PathBuf,
+        /// nats-server's `pid_file`: SIGHUP it afterwards, which reloads its configuration.
+        #[arg(long, value_name = "FILE")]
+        reload_pid_file: Option<PathBuf>,
+        /// Give the server include to this user (and its group): the uid nats-server runs as
+        /// (needs root).
+        #[arg(long, value_name = "USER")]
+        server_owner: Option<String>,
+        /// Give the client file to this user (and its group): qilin-nats' uid (needs root).
+        #[arg(long, value_name = "USER")]
+        client_owner: Option<String>,
+    },
     /// Every version of a key with its state changes and their times.
     History {
         name: String,
@@ -151,6 +177,24 @@ pub fn run(args: &KeysArgs) -> ExitCode {
         KeysCmd::Add { name, key_type, period_days, grace_days } => ctx.add(name, *key_type, *period_days, *grace_days),
         KeysCmd::Rotate { name, revoke_previous, schedule_out, .. } => {
             ctx.rotate(name.as_deref(), *revoke_previous, schedule_out.as_deref())
+        }
+        KeysCmd::RenderNats {
+            name,
+            user_prefix,
+            server_include,
+            client_file,
+            reload_pid_file,
+            server_owner,
+            client_owner,
+        } => {
+            let targets = NatsTargets {
+                server: server_include,
+                server_owner: server_owner.as_deref(),
+                client: client_file,
+                client_owner: client_owner.as_deref(),
+                reload_pid_file: reload_pid_file.as_deref(),
+            };
+            ctx.render_nats(name, user_prefix, &targets)
         }
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
@@ -382,6 +426,72 @@ impl Ctx<'_> {
             }
             Err(e) => audit.failed("keys reveal", action, &e),
         }
+    }
+
+    fn render_nats(&self, name: &str, prefix: &str, targets: &NatsTargets) -> ExitCode {
+        let NatsTargets { server, client, reload_pid_file, .. } = *targets;
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "key": name,
+                                "server_include": server.display().to_string(),
+                                "client_file": client.display().to_string()});
+        let rendered = self.open().and_then(|store| {
+            let users = render::nats_users(&store, name, prefix, self.now)?;
+            let client_text =
+                render::client_env(&users).ok_or(KeyError::NoMaterial { name: name.to_owned(), version: 0 })?;
+            let io = |path: &Path| {
+                let path = path.to_owned();
+                move |(step, source)| KeyError::Io { path, step, source }
+            };
+            let (server_owner, client_owner) = (owner(targets.server_owner)?, owner(targets.client_owner)?);
+            // The server first: a client never holds a version the reloaded server does not know.
+            let server_text = render::server_include(name, &users);
+            store::write_atomic_for(server, server_text.expose_secret().as_bytes(), server_owner)
+                .map_err(io(server))?;
+            store::write_atomic_for(client, client_text.expose_secret().as_bytes(), client_owner)
+                .map_err(io(client))?;
+            let users: Vec<Value> = users
+                .iter()
+                .map(|u| json!({"version": u.version, "state": u.state.as_str(), "user": u.user}))
+                .collect();
+            Ok((users, store.store_id().map(str::to_owned), store.generation()))
+        });
+        let (users, store_id, generation) = match rendered {
+            Ok(done) => done,
+            Err(e) => return audit.failed("keys render-nats", action, &e),
+        };
+        let list: Vec<String> = users
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} (version {}, {})",
+                    u["user"].as_str().unwrap_or(""),
+                    u["version"],
+                    u["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        println!("rendered {name} as NATS users {}", list.join(", "));
+        action["users"] = json!(users);
+        stamp(&mut action, store_id.as_deref(), generation);
+        let mut code = 0;
+        if let Some(pid_file) = reload_pid_file {
+            match signal_reload(pid_file) {
+                Ok(pid) => {
+                    println!("nats-server (pid {pid}) told to reload");
+                    action["reloaded_pid"] = json!(pid);
+                }
+                Err(e) => {
+                    eprintln!("qilinctl: keys: rendered, but nats-server was not reloaded: {e}");
+                    action["reload_error"] = json!(e);
+                    code = 7;
+                }
+            }
+        }
+        audit.record("keys render-nats", code, action);
+        audit.exit(code)
     }
 
     fn backup(&self, out: &Path) -> ExitCode {
@@ -667,6 +777,45 @@ fn verify(store: &Store, name: &str, now: i64) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// Where `keys render-nats` writes, for whom, and which server it reloads.
+struct NatsTargets<'a> {
+    server: &'a Path,
+    server_owner: Option<&'a str>,
+    client: &'a Path,
+    client_owner: Option<&'a str>,
+    reload_pid_file: Option<&'a Path>,
+}
+
+/// A user name as (uid, its primary gid).
+fn owner(user: Option<&str>) -> Result<Option<(u32, u32)>, KeyError> {
+    let Some(user) = user else { return Ok(None) };
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(Some((u.uid.as_raw(), u.gid.as_raw()))),
+        Ok(None) => Err(KeyError::Io {
+            path: PathBuf::from("/etc/passwd"),
+            step: "looking up the owner",
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no user {user:?}")),
+        }),
+        Err(e) => {
+            Err(KeyError::Io { path: PathBuf::from("/etc/passwd"), step: "looking up the owner", source: e.into() })
+        }
+    }
+}
+
+/// `nats-server --signal reload`'s effect: SIGHUP to the pid in nats-server's `pid_file`.
+fn signal_reload(pid_file: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(pid_file).map_err(|e| format!("pid file {}: {e}", pid_file.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| format!("pid file {}: not a process id", pid_file.display()))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
+        .map_err(|e| format!("SIGHUP to pid {pid} (from {}): {e}", pid_file.display()))?;
+    Ok(pid)
 }
 
 /// The schedule `rotate --schedule-out` publishes: every key's active version and next due date.

@@ -10,7 +10,8 @@
 //! - [`backup`]: backup files and the restore that checks them.
 //! - [`witness`]: the newest generation of each store, as the audit log recorded it, so an older
 //!   copy put in place of a store is refused.
-//! - [`cli`]: `qilinctl keys list|add|rotate|history|show|verify|backup|restore`.
+//! - [`render`]: a managed key as NATS credentials (`keys render-nats`).
+//! - [`cli`]: `qilinctl keys list|add|rotate|render-nats|history|show|verify|backup|restore`.
 //!
 //! # Model
 //!
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod crypto;
 mod error;
 pub mod model;
+pub mod render;
 pub mod store;
 pub mod witness;
 

@@ -505,16 +505,29 @@ fn create_dir(path: &Path) -> io::Result<()> {
 /// and the cause.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
     create_dir(path).map_err(|e| ("creating the directory", e))?;
-    replace_file(path, bytes, FILE_MODE)
+    replace_file(path, bytes, FILE_MODE, None)
+}
+
+/// [`write_atomic`] for a secret another uid reads (`keys render-nats --client-owner`): the
+/// temporary file is given to `owner` (uid, gid) before it is renamed into place, so the file
+/// under `path` is never the caller's. Changing the owner needs root.
+pub fn write_atomic_for(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> Result<(), (&'static str, io::Error)> {
+    create_dir(path).map_err(|e| ("creating the directory", e))?;
+    replace_file(path, bytes, FILE_MODE, owner)
 }
 
 /// Writes a file that holds no secret (the key schedule) atomically with mode 0644, into a
 /// directory that must exist (it is the reader's to set up and share, not ours to create 0700).
 pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
-    replace_file(path, bytes, 0o644)
+    replace_file(path, bytes, 0o644, None)
 }
 
-fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), (&'static str, io::Error)> {
+fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), (&'static str, io::Error)> {
     let tmp = sibling(
         &parent(path).join(format!(".{}", path.file_name().unwrap_or_default().to_string_lossy())),
         &format!(".tmp-{}", std::process::id()),
@@ -529,6 +542,9 @@ fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), (&'static st
             .map_err(|e| ("creating the temporary file", e))?;
         f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| ("setting the mode", e))?;
         f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| ("writing the temporary file", e))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| ("changing the owner", e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| ("renaming the temporary file over it", e))
     })();
     if written.is_err() {

@@ -1,0 +1,69 @@
+//! `qilinctl keys render-nats`: a managed `api` key as NATS credentials, for both sides.
+//!
+//! NATS takes one token per server, so a token cannot have a grace period. A user with a password
+//! can: every version of the key that still verifies (active or in grace) is one user,
+//! `<prefix>-v<N>`, whose password is that version's token. The server accepts all of them; the
+//! client uses the active one. After a rotation the server is reloaded with both users, the client
+//! reconnects as the new one, and when the grace ends the old user disappears from the next render.
+//!
+//! - the **server include** (`include "…"` in nats-server.conf, in place of its `authorization`
+//!   block): `authorization { users = [ … ] }`, mode 0600;
+//! - the **client file** qilin-nats reads (`nats.credentials_file`): `NATS_USER=` and
+//!   `NATS_PASSWORD=` lines of the active version, mode 0600.
+//!
+//! Both are written atomically (temporary file + rename), the server's first, so a client never
+//! holds a version the reloaded server does not know.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{KeyError, State, Store};
+
+/// One version rendered as a NATS user.
+#[derive(Debug)]
+pub struct NatsUser {
+    pub version: u32,
+    pub state: State,
+    pub user: String,
+    pub password: SecretString,
+}
+
+/// Every version of `name` that verifies at `now`, newest first, as a NATS user.
+pub fn nats_users(store: &Store, name: &str, prefix: &str, now: i64) -> Result<Vec<NatsUser>, KeyError> {
+    let key = store.key(name)?;
+    let mut users = Vec::new();
+    for v in key.versions.iter().rev() {
+        let state = v.state_at(now);
+        if state == State::Retired || v.material.is_none() {
+            continue;
+        }
+        let (version, password) = store.token(name, Some(v.version))?;
+        users.push(NatsUser { version, state, user: format!("{prefix}-v{version}"), password });
+    }
+    Ok(users)
+}
+
+/// The nats-server include: an `authorization` block with one user per version.
+pub fn server_include(name: &str, users: &[NatsUser]) -> SecretString {
+    let mut text = format!(
+        "# Rendered by `qilinctl keys render-nats {name}`: one user per version of the managed key that\n\
+         # still verifies. Do not edit: the next rotation renders it again.\n\
+         authorization {{\n  users = [\n"
+    );
+    for u in users {
+        text.push_str(&format!(
+            "    {{ user: \"{}\", password: \"{}\" }}   # version {} ({})\n",
+            u.user,
+            u.password.expose_secret(),
+            u.version,
+            u.state.as_str()
+        ));
+    }
+    text.push_str("  ]\n}\n");
+    SecretString::from(text)
+}
+
+/// The client's dotenv file: the active version's user and password.
+pub fn client_env(users: &[NatsUser]) -> Option<SecretString> {
+    let active = users.iter().find(|u| u.state == State::Active)?;
+    Some(SecretString::from(format!("NATS_USER={}\nNATS_PASSWORD={}\n", active.user, active.password.expose_secret())))
+}
