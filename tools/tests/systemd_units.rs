@@ -17,10 +17,14 @@ const UNITS: &[&str] = &[
     "qilin-recorder.service",
     "qilin-keys-rotate.service",
     "qilin-keys-rotate.timer",
+    "qilin-mirror.service",
+    "qilin-bars.service",
 ];
 
-/// Started by their timer, not by qilin-feed.target.
-const TIMED: &[&str] = &["qilin-keys-rotate.service", "qilin-keys-rotate.timer"];
+/// Not started by qilin-feed.target: by their timer, on another host (the mirror), or enabled
+/// where wanted (bars).
+const NOT_IN_TARGET: &[&str] =
+    &["qilin-keys-rotate.service", "qilin-keys-rotate.timer", "qilin-mirror.service", "qilin-bars.service"];
 
 fn units_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/systemd")
@@ -29,7 +33,9 @@ fn units_dir() -> PathBuf {
 /// The directory of this build's binaries, with every binary the units start built.
 fn bin_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_qilinctl")).parent().unwrap().to_owned();
-    let missing = ["qilin-core", "qilin-secrets", "qilin-nats", "qilin-recorder"].iter().any(|b| !dir.join(b).exists());
+    let missing = ["qilin-core", "qilin-secrets", "qilin-nats", "qilin-recorder", "qilin-mirror", "qilin-bars"]
+        .iter()
+        .any(|b| !dir.join(b).exists());
     if missing {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -89,7 +95,7 @@ fn the_units_say_what_operations_rely_on() {
     let has = |unit: &str, line: &str| {
         assert!(read(unit).lines().any(|l| l.trim() == line), "{unit} lacks `{line}`");
     };
-    for sidecar in ["qilin-secrets.service", "qilin-nats.service", "qilin-recorder.service"] {
+    for sidecar in ["qilin-secrets.service", "qilin-nats.service", "qilin-recorder.service", "qilin-bars.service"] {
         has(sidecar, "Restart=always");
         let after = read(sidecar).lines().find(|l| l.starts_with("After=")).map(str::to_owned).unwrap_or_default();
         assert!(after.contains("qilin-core.service"), "{sidecar} is not ordered after the core: {after:?}");
@@ -100,8 +106,11 @@ fn the_units_say_what_operations_rely_on() {
     has("qilin-secrets.service", "LimitCORE=0");
     has("qilin-core.service", "LimitCORE=0");
     has("qilin-secrets.service", "User=qilin-secrets");
+    // The mirror writes this host's segment as its own uid and does not retry what needs an operator.
+    has("qilin-mirror.service", "User=qilin-mirror");
+    has("qilin-mirror.service", "RestartPreventExitStatus=2 3");
     let target = read("qilin-feed.target");
-    for unit in UNITS[1..].iter().filter(|u| !TIMED.contains(u)) {
+    for unit in UNITS[1..].iter().filter(|u| !NOT_IN_TARGET.contains(u)) {
         assert!(target.contains(unit), "qilin-feed.target does not want {unit}");
     }
     // Key rotation: daily, catching up a missed run, as its own uid, never dumping the master key.
