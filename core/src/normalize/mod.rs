@@ -307,20 +307,23 @@ pub fn normalize(
     let memo = &state.minute.key;
     // (Not `key == *memo`: that builds the key in memory to compare it as a block.)
     let remembered = ((key[0] ^ memo[0]) | (key[1] ^ memo[1]) | (key[2] ^ memo[2])) == 0;
-    let fresh = if remembered {
-        None
-    } else {
-        Some(MinuteMemo::read(key, raw, time_word, spec, calendar).ok_or(Reject::Time)?)
-    };
-    // Only what this tick needs, read in place (not the memo copied out of the state).
-    let minute = fresh.as_ref().unwrap_or(&state.minute);
-    let (days, in_session) = (minute.days, minute.in_session[usize::from(second != 0)]);
-    let secs = minute.minute_secs + second;
     let sent_ms = raw.body.update_millisec.get();
     if !(0..=999).contains(&sent_ms) {
         return Err(Reject::Time);
     }
     let mut millis = sent_ms as u32;
+    // A new minute goes into the state now, so that every tick reads the memo from one place; the
+    // memo it replaced comes back if the tick is rejected after all (`replaced`, the one later
+    // reject: an infinite or NaN price), as a rejected tick leaves the state as it was.
+    let replaced = if remembered {
+        None
+    } else {
+        let fresh = MinuteMemo::read(key, raw, time_word, spec, calendar).ok_or(Reject::Time)?;
+        Some(core::mem::replace(&mut state.minute, fresh))
+    };
+    let minute = &state.minute;
+    let (days, in_session) = (minute.days, minute.in_session[usize::from(second != 0)]);
+    let secs = minute.minute_secs + second;
     debug_assert_eq!(
         Some(days),
         Date::parse_bytes(raw.trading_day).zip(Date::parse_bytes(raw.action_day)).map(|(t, a)| calendar.tick_days(
@@ -396,6 +399,9 @@ pub fn normalize(
         expected,
     );
     if any_bad {
+        if let Some(replaced) = replaced {
+            state.minute = replaced;
+        }
         return Err(Reject::Price);
     }
     // Absent where CTP leaves a price out by design (ClosePrice, SettlementPrice, the deltas before
@@ -450,9 +456,6 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
-    if let Some(fresh) = fresh {
-        state.minute = fresh;
-    }
 
     out.exchange_time_ns = date::utc_ns(days.calendar, secs, millis);
     out.receive_ns = receive_ns;

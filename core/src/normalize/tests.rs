@@ -568,3 +568,20 @@ fn every_product_at_every_session_boundary() {
     }
     assert!(checked >= 80, "{checked} products");
 }
+
+/// A tick of a new minute and day that is rejected for a price leaves the state as it was, the
+/// minute memo included (normalize takes the new minute into the state before the prices are
+/// checked and puts the old one back); the next good tick of that minute is normalized in full.
+#[test]
+fn a_rejected_tick_of_a_new_minute_leaves_the_memo_alone() {
+    let mut state = InstrumentState::new();
+    run(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0), &rb(), &mut state).unwrap();
+    let before = state;
+    let mut poisoned = fields("rb2510", "SHFE", "20250513", "20250513", "10:31:07", 500);
+    poisoned.ask_price[4] = f64::NAN;
+    assert_eq!(run(&poisoned, &rb(), &mut state), Err(Reject::Price));
+    assert_eq!(state, before);
+    let good = run(&fields("rb2510", "SHFE", "20250513", "20250513", "10:31:07", 500), &rb(), &mut state).unwrap();
+    assert_eq!((good.trading_day, good.action_day, good.update_time_ms), (20250513, 20250513, 37_867_500));
+    assert_ne!(state, before);
+}
