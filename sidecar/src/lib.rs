@@ -9,6 +9,7 @@
 //! - [`mirror`]: `qilin-mirror`, the feed's JetStream stream back into a local segment on another
 //!   host, with the feed's sequences and epoch.
 //! - [`metrics`], [`recorder`]: `qilin-recorder`'s journal, metrics and health endpoints.
+//! - [`process`]: what every sidecar binary does first (logging, core dumps, its config file).
 //!
 //! What they share with the core and the tools (status files, config loading, secret files, tick
 //! JSON, the control protocol) is `qilin_market`'s.
@@ -18,6 +19,7 @@ pub mod cursor;
 pub mod metrics;
 pub mod mirror;
 pub mod nats;
+pub mod process;
 pub mod recorder;
 pub mod secrets;
 

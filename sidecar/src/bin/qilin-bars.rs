@@ -2,15 +2,7 @@
 //! day), session-aware, published to JetStream exactly once on `<prefix>.bar.<period>.<EX>.<ID>`.
 //! The rules are in `qilin_sidecar::bars` and docs/BARS.md.
 
-use std::{
-    path::PathBuf,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, sync::atomic::Ordering, time::Duration};
 
 use clap::Parser;
 use qilin_sidecar::bars::{Config, Driver};
@@ -44,26 +36,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        tracing::warn!("could not disable core dumps: {e}");
-    }
+    qilin_sidecar::process::init_logging("info,async_nats=warn");
+    qilin_sidecar::process::disable_core_dumps();
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qilin-bars: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match qilin_sidecar::process::load_config("qilin-bars", args.config.as_deref(), Config::load) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     if let Some(segment) = args.segment {
         config.segment = segment;
@@ -87,20 +65,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qilin-bars: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
+    match qilin_sidecar::process::run_async("qilin-bars", run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("qilin-bars: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(_) => ExitCode::FAILURE,
     }
 }
 
@@ -140,15 +107,7 @@ fn replay(config: &Config, dir: &std::path::Path, feed: &str, from_day: u32) -> 
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for kind in [tokio::signal::unix::SignalKind::terminate(), tokio::signal::unix::SignalKind::interrupt()] {
-        let mut signal = tokio::signal::unix::signal(kind)?;
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            signal.recv().await;
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
+    let stop = qilin_sidecar::process::stop_flag()?;
     let reader = loop {
         match qilin_sidecar::open_segment(&config.segment) {
             Ok(Ok(reader)) => break reader,

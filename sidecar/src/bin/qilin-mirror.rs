@@ -5,14 +5,7 @@
 //! was refused (another layout, a segment of another feed session): restarting will not help.
 //! Secrets come from the environment or secret files, as for qilin-nats.
 
-use std::{
-    path::PathBuf,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use qilin_sidecar::mirror::{Config, Refused, run};
@@ -33,26 +26,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        tracing::warn!("could not disable core dumps: {e}");
-    }
+    qilin_sidecar::process::init_logging("info,async_nats=warn");
+    qilin_sidecar::process::disable_core_dumps();
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qilin-mirror: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match qilin_sidecar::process::load_config("qilin-mirror", args.config.as_deref(), Config::load) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     if let Some(segment) = args.segment {
         config.segment = segment;
@@ -64,31 +43,13 @@ fn main() -> ExitCode {
         eprintln!("qilin-mirror: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qilin-mirror: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let result = runtime.block_on(async {
-        for kind in [tokio::signal::unix::SignalKind::terminate(), tokio::signal::unix::SignalKind::interrupt()] {
-            let mut signal = tokio::signal::unix::signal(kind)?;
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                signal.recv().await;
-                stop.store(true, Ordering::Relaxed);
-            });
-        }
-        run(config, stop.clone()).await
+    let result = qilin_sidecar::process::run_async("qilin-mirror", async {
+        let stop = qilin_sidecar::process::stop_flag()?;
+        run(config, stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("qilin-mirror: {e:#}");
-            if e.chain().any(|c| c.downcast_ref::<Refused>().is_some()) { ExitCode::from(3) } else { ExitCode::FAILURE }
-        }
+        Err(e) if e.chain().any(|c| c.downcast_ref::<Refused>().is_some()) => ExitCode::from(3),
+        Err(_) => ExitCode::FAILURE,
     }
 }

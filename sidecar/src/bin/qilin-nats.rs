@@ -6,10 +6,7 @@
 use std::{
     path::PathBuf,
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -42,27 +39,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    qilin_sidecar::process::init_logging("info,async_nats=warn");
     // Secrets live in this process: keep them out of core dumps.
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        tracing::warn!("could not disable core dumps: {e}");
-    }
+    qilin_sidecar::process::disable_core_dumps();
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qilin-nats: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match qilin_sidecar::process::load_config("qilin-nats", args.config.as_deref(), Config::load) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     if let Some(segment) = args.segment {
         config.segment = segment;
@@ -80,33 +63,14 @@ fn main() -> ExitCode {
         eprintln!("qilin-nats: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("qilin-nats: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
+    match qilin_sidecar::process::run_async("qilin-nats", run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("qilin-nats: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(_) => ExitCode::FAILURE,
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for kind in [tokio::signal::unix::SignalKind::terminate(), tokio::signal::unix::SignalKind::interrupt()] {
-        let mut signal = tokio::signal::unix::signal(kind)?;
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            signal.recv().await;
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
+    let stop = qilin_sidecar::process::stop_flag()?;
     // The status file from the first moment: waiting for the segment, then for NATS.
     let starting = Starting::begin(&config);
     let started = async {

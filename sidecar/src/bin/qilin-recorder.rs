@@ -43,21 +43,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    qilin_sidecar::process::init_logging("info");
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qilin-recorder: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match qilin_sidecar::process::load_config("qilin-recorder", args.config.as_deref(), Config::load) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     if let Some(segment) = args.segment {
         config.segment = segment;

@@ -84,16 +84,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    qilin_sidecar::process::init_logging("info");
     // This process holds every credential of the feed: keep them out of core dumps and ptrace by
     // other processes of the same uid.
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        tracing::warn!("could not disable core dumps: {e}");
-    }
+    qilin_sidecar::process::disable_core_dumps();
     // Block the stop signals before anything else so a SIGTERM during loading is not lost; it is
     // taken by `wait` below.
     let mut stop = SigSet::empty();
