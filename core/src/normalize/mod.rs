@@ -50,6 +50,9 @@ pub struct InstrumentState {
     pub millis: u32,
     /// The date and session answers of the minute of the last accepted tick.
     pub minute: MinuteMemo,
+    /// InstrumentID of the last accepted tick as its key words (zero before the first): a tick with
+    /// the same id is of the spec's product, checked then.
+    pub id: [u64; 4],
 }
 
 /// `UpdateTime` ("HH:MM:SS") as a little-endian word: the mask of its minute, "HH:MM:".
@@ -131,6 +134,7 @@ impl InstrumentState {
             local_second: i64::MIN,
             millis: 0,
             minute: MinuteMemo::new(),
+            id: [0; 4],
         }
     }
 }
@@ -287,10 +291,13 @@ pub fn normalize(
     if exchange_word != 0 && exchange_word != EXCHANGE_WORDS[exchange as usize] {
         return Err(Reject::Exchange);
     }
-    if !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) && !spec.unknown {
+    let id = raw.id_words();
+    // The id of the last accepted tick (a valid one: never zero) had its product checked then.
+    let known_id = id[0] != 0
+        && ((id[0] ^ state.id[0]) | (id[1] ^ state.id[1]) | (id[2] ^ state.id[2]) | (id[3] ^ state.id[3])) == 0;
+    if !known_id && !is_product_of(raw.instrument_id.as_bytes(), spec.code.as_bytes()) && !spec.unknown {
         return Err(Reject::UnknownInstrument);
     }
-    let id = raw.id_words();
     if id[0] == 0 {
         return Err(Reject::Id);
     }
@@ -456,6 +463,7 @@ pub fn normalize(
     }
     state.local_second = local_second;
     state.millis = millis;
+    state.id = id;
 
     out.exchange_time_ns = date::utc_ns(days.calendar, secs, millis);
     out.receive_ns = receive_ns;

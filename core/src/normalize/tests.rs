@@ -585,3 +585,19 @@ fn a_rejected_tick_of_a_new_minute_leaves_the_memo_alone() {
     assert_eq!((good.trading_day, good.action_day, good.update_time_ms), (20250513, 20250513, 37_867_500));
     assert_ne!(state, before);
 }
+
+/// The product check is skipped only for the id of the last accepted tick: another id on the same
+/// state is checked again (and a wrong product rejected, the state left alone).
+#[test]
+fn the_product_check_is_remembered_per_id_only() {
+    let mut state = InstrumentState::new();
+    run(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 0), &rb(), &mut state).unwrap();
+    run(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 500), &rb(), &mut state).unwrap();
+    let before = state;
+    for other in ["ru2510", "rbx2510", "r2510"] {
+        let f = fields(other, "SHFE", "20250512", "20250512", "09:30:01", 0);
+        assert_eq!(run(&f, &rb(), &mut state), Err(Reject::UnknownInstrument), "{other}");
+        assert_eq!(state, before, "{other}");
+    }
+    run(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:01", 0), &rb(), &mut state).unwrap();
+}
