@@ -691,7 +691,7 @@ impl Engine {
     }
 
     /// Writes `self.out` to the ring and counts it.
-    #[inline]
+    #[inline(always)]
     fn publish_out(&mut self) {
         // Never before the tick's receive stamp (taken by another clock read, on another thread for
         // the hand-off): one compare, so `publish_ns ≥ receive_ns` holds for every live tick.
