@@ -31,6 +31,29 @@ pub struct Anchor {
     pub ts_ns: i64,
     /// The log the witness read.
     pub log: PathBuf,
+    /// With a signing key (`[[audit_anchor]] key_file`): the version of the managed
+    /// `audit-signing` key that keyed [`Anchor::mac`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// HMAC-SHA256 (hex) under that version over this anchor and the MAC of the anchor before it
+    /// when that one has the same version ([`anchor_mac`]): the chain of one key version. Whoever
+    /// can rewrite the anchor file but lacks the key cannot make a line that verifies, nor drop one
+    /// from the middle of a chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The MAC of `anchor` under `key`, chained to `prev` (the MAC of the anchor before it in the file
+/// when that one has the same key version, else empty: a new version starts a new chain):
+/// HMAC-SHA256 of `qilin-anchor/1`, the log's path, `seq`, `hash`, `ts_ns` and `prev`, each on its
+/// own line.
+pub fn anchor_mac(key: &[u8], anchor: &Anchor, prev: &str) -> String {
+    use hmac::{Mac, digest::KeyInit};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+    let text =
+        format!("qilin-anchor/1\n{}\n{}\n{}\n{}\n{prev}", anchor.log.display(), anchor.seq, anchor.hash, anchor.ts_ns);
+    mac.update(text.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An anchor file read back.

@@ -24,6 +24,85 @@ pub fn verify_anchored(log: &Path, anchor: &Path) -> Result<Report, VerifyError>
     Ok(report)
 }
 
+/// [`verify_anchored`], and every keyed anchor's MAC checked with `key(version)`: the bytes of
+/// that version of the `audit-signing` key, or `None` when it no longer verifies (retired, or not
+/// in the store), in which case that version's anchors are counted in a note, not checked.
+pub fn verify_anchored_keyed(
+    log: &Path,
+    anchor: &Path,
+    key: &dyn Fn(u32) -> Option<Vec<u8>>,
+) -> Result<Report, VerifyError> {
+    let file = read_anchor_file(anchor).map_err(|source| VerifyError { path: anchor.to_owned(), source })?;
+    let (mut report, lines) = verify_lines(log)?;
+    let log_uid = fs::metadata(log).ok().map(|m| m.uid());
+    compare(&mut report, &lines, &file, anchor, log_uid);
+    check_macs(&mut report, &file, anchor, key);
+    report.problems.sort_by_key(|p| p.line);
+    Ok(report)
+}
+
+fn check_macs(report: &mut Report, file: &AnchorFile, path: &Path, key: &dyn Fn(u32) -> Option<Vec<u8>>) {
+    let name = path.display();
+    let end = report.lines + 1;
+    let mut keys: HashMap<u32, Option<Vec<u8>>> = HashMap::new();
+    let (mut checked, mut unchecked): (u64, HashMap<u32, u64>) = (0, HashMap::new());
+    let mut keyed_seen = false;
+    let mut prev: Option<&crate::Anchor> = None;
+    for (i, a) in file.anchors.iter().enumerate() {
+        let number = i + 1;
+        match (a.key_version, &a.mac) {
+            (Some(version), Some(mac)) => {
+                keyed_seen = true;
+                let prev_mac = match prev {
+                    Some(p) if p.key_version == Some(version) => p.mac.clone().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                match keys.entry(version).or_insert_with(|| key(version)) {
+                    Some(k) if crate::anchor::anchor_mac(k, a, &prev_mac) == *mac => checked += 1,
+                    Some(_) => report.problems.push(Problem {
+                        line: end,
+                        kind: ProblemKind::AnchorForged,
+                        detail: format!(
+                            "anchor {name}: anchor #{number} (seq {}, at {}) does not verify with audit-signing \
+                             version {version}: written or edited without the key, or an anchor before it in \
+                             its chain was removed",
+                            a.seq, a.ts
+                        ),
+                    }),
+                    None => *unchecked.entry(version).or_default() += 1,
+                }
+            }
+            (None, None) if keyed_seen => report.problems.push(Problem {
+                line: end,
+                kind: ProblemKind::AnchorForged,
+                detail: format!(
+                    "anchor {name}: anchor #{number} (seq {}, at {}) carries no MAC after keyed anchors: added \
+                     without the key",
+                    a.seq, a.ts
+                ),
+            }),
+            (None, None) => {}
+            _ => report.problems.push(Problem {
+                line: end,
+                kind: ProblemKind::AnchorForged,
+                detail: format!("anchor {name}: anchor #{number} (seq {}) has a key version or a MAC, not both", a.seq),
+            }),
+        }
+        prev = Some(a);
+    }
+    let mut versions: Vec<_> = unchecked.into_iter().collect();
+    versions.sort_unstable();
+    for (version, n) in versions {
+        report.notes.push(format!(
+            "anchor {name}: {n} anchor(s) keyed with audit-signing version {version}, which no longer verifies \
+             (retired, or not in the key store): not checked"
+        ));
+    }
+    if checked > 0 {
+        report.notes.push(format!("anchor {name}: {checked} keyed anchor(s) verified with the audit-signing key"));
+    }
+}
+
 fn compare(report: &mut Report, lines: &[LineHash], file: &AnchorFile, path: &Path, log_uid: Option<u32>) {
     let name = path.display();
     let end = report.lines + 1;

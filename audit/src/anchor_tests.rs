@@ -181,3 +181,100 @@ fn a_torn_last_line_is_not_anchored_and_a_log_that_is_not_there_is_an_error() {
     assert!(matches!(err, WitnessError::ReadLog { .. }) && !err.is_anchor_error(), "{err}");
     assert!(err.to_string().contains("gone.jsonl: opening"), "{err}");
 }
+
+const K1: &[u8] = b"audit-signing version 1 key bytes";
+const K2: &[u8] = b"audit-signing version 2 key bytes";
+
+fn keyed_kinds(f: &Fixture, keys: &[(u32, &[u8])]) -> (Vec<ProblemKind>, Vec<String>) {
+    let lookup = |v: u32| keys.iter().find(|(k, _)| *k == v).map(|(_, key)| key.to_vec());
+    let report = verify_anchored_keyed(&f.log, &f.anchor, &lookup).unwrap();
+    (report.problems.iter().map(|p| p.kind).collect(), report.notes)
+}
+
+/// A keyed witness over three rounds with version 1, then two with version 2.
+fn keyed_fixture() -> Fixture {
+    let mut f = Fixture::new();
+    for round in 0..5 {
+        f.append(1);
+        let key = if round < 3 { (1, K1) } else { (2, K2) };
+        f.witness.observe_keyed(Some(key)).unwrap().anchored.expect("the head moved");
+    }
+    f
+}
+
+#[test]
+fn keyed_anchors_verify_and_a_new_version_starts_a_new_chain() {
+    let f = keyed_fixture();
+    let anchors = read_anchor_file(&f.anchor).unwrap().anchors;
+    assert_eq!(
+        anchors.iter().map(|a| a.key_version).collect::<Vec<_>>(),
+        [Some(1), Some(1), Some(1), Some(2), Some(2)]
+    );
+    // Chains: each version's first anchor chains to nothing, the others to the one before.
+    assert_eq!(anchors[0].mac, Some(anchor_mac(K1, &anchors[0], "")));
+    assert_eq!(anchors[1].mac, Some(anchor_mac(K1, &anchors[1], anchors[0].mac.as_deref().unwrap())));
+    assert_eq!(anchors[3].mac, Some(anchor_mac(K2, &anchors[3], "")));
+    let (problems, notes) = keyed_kinds(&f, &[(1, K1), (2, K2)]);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(notes.iter().any(|n| n.contains("5 keyed anchor(s) verified")), "{notes:?}");
+    // Version 1 retired: its anchors are named as not checked, version 2's still verify.
+    let (problems, notes) = keyed_kinds(&f, &[(2, K2)]);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(notes.iter().any(|n| n.contains("3 anchor(s) keyed with audit-signing version 1")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("2 keyed anchor(s) verified")), "{notes:?}");
+}
+
+#[test]
+fn a_truncated_log_with_a_rewritten_head_and_anchors_forged_to_match_is_caught_by_the_mac() {
+    let f = keyed_fixture();
+    // The attacker owns the log and, somehow, the anchor file, but not the key: cut the log to its
+    // first 3 lines, rewrite the head, and rewrite the anchors to end at seq 3 with the right hash.
+    let kept: Vec<String> = lines(&f.log)[..3].to_vec();
+    forge(&f.log, &kept);
+    let mut anchors = read_anchor_file(&f.anchor).unwrap().anchors;
+    anchors.truncate(3);
+    anchors[2].seq = 3;
+    anchors[2].hash = sha256_hex(kept[2].as_bytes());
+    anchors[2].mac = Some(anchor_mac(b"a key the attacker made up", &anchors[2], anchors[1].mac.as_deref().unwrap()));
+    let text: String = anchors.iter().map(|a| format!("{}\n", serde_json::to_string(a).unwrap())).collect();
+    fs::write(&f.anchor, text).unwrap();
+    // Without keys the forged file is consistent with the forged log: nothing is found.
+    assert!(f.kinds().is_empty(), "{:?}", f.kinds());
+    // With the key the forged anchor is caught.
+    let (problems, _) = keyed_kinds(&f, &[(1, K1), (2, K2)]);
+    assert_eq!(problems, [ProblemKind::AnchorForged]);
+}
+
+#[test]
+fn a_removed_anchor_breaks_its_chain_and_an_unkeyed_one_after_keyed_ones_is_caught() {
+    let f = keyed_fixture();
+    let original = lines(&f.anchor);
+    // Drop anchor #2 (version 1's second): #3 no longer chains.
+    let without: String = original.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
+    fs::write(&f.anchor, without).unwrap();
+    let report =
+        verify_anchored_keyed(&f.log, &f.anchor, &|v| (v == 1).then(|| K1.to_vec()).or((v == 2).then(|| K2.to_vec())))
+            .unwrap();
+    let forged: Vec<&Problem> = report.problems.iter().filter(|p| p.kind == ProblemKind::AnchorForged).collect();
+    assert_eq!(forged.len(), 1, "{:?}", report.problems);
+    assert!(forged[0].detail.contains("anchor #2 (seq 3"), "{}", forged[0].detail);
+    // An unkeyed anchor appended after keyed ones.
+    let mut anchors = read_anchor_file(&f.anchor).unwrap().anchors;
+    let mut plain = anchors.last().unwrap().clone();
+    (plain.key_version, plain.mac) = (None, None);
+    anchors.push(plain);
+    let text: String = anchors.iter().map(|a| format!("{}\n", serde_json::to_string(a).unwrap())).collect();
+    fs::write(&f.anchor, text).unwrap();
+    let (problems, _) = keyed_kinds(&f, &[(1, K1), (2, K2)]);
+    assert_eq!(problems.iter().filter(|k| **k == ProblemKind::AnchorForged).count(), 2, "{problems:?}");
+}
+
+#[test]
+fn a_new_key_version_is_anchored_at_once_even_when_the_head_did_not_move() {
+    let mut f = Fixture::new();
+    f.append(2);
+    f.witness.observe_keyed(Some((1, K1))).unwrap().anchored.expect("first anchor");
+    assert!(f.witness.observe_keyed(Some((1, K1))).unwrap().anchored.is_none(), "same head, same key");
+    let a = f.witness.observe_keyed(Some((2, K2))).unwrap().anchored.expect("a new chain at once");
+    assert_eq!((a.seq, a.key_version), (2, Some(2)));
+}

@@ -94,8 +94,8 @@ mod anchor_tests;
 #[cfg(test)]
 mod tests;
 
-pub use anchor::{Anchor, AnchorFile, append_anchor, read_anchor_file};
-pub use anchor_check::verify_anchored;
+pub use anchor::{Anchor, AnchorFile, anchor_mac, append_anchor, read_anchor_file};
+pub use anchor_check::{verify_anchored, verify_anchored_keyed};
 pub use chain::{GENESIS, sha256_hex};
 pub use head::{FILE_MODE, Head, head_path};
 pub use location::{ENV_PATH, default_path, resolve_path};

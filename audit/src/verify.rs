@@ -56,6 +56,10 @@ pub enum ProblemKind {
     AnchorBeyondEnd,
     /// A line of the anchor file is not an anchor.
     AnchorMalformed,
+    /// A keyed anchor's MAC does not verify under its key version (the line was written or edited
+    /// without the key, or a line of its chain was deleted), or an unkeyed anchor follows keyed
+    /// ones (only with keys, [`verify_anchored_keyed`](crate::verify_anchored_keyed)).
+    AnchorForged,
 }
 
 /// One finding of [`verify`].

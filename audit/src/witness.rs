@@ -91,6 +91,13 @@ impl Witness {
     /// One round: reads the log's head and appends it to the anchor file if it changed since the
     /// last anchor. Never writes the log.
     pub fn observe(&mut self) -> Result<Observation, WitnessError> {
+        self.observe_keyed(None)
+    }
+
+    /// [`Witness::observe`] with the signing key in force (`(version, key)`): each anchor carries
+    /// the version and its MAC ([`anchor_mac`](crate::anchor_mac)). A version other than the last
+    /// anchor's starts a new chain, and is anchored at once even if the head did not change.
+    pub fn observe_keyed(&mut self, key: Option<(u32, &[u8])>) -> Result<Observation, WitnessError> {
         let mut out = Observation::default();
         if !self.loaded {
             match read_anchor_file(&self.anchor) {
@@ -105,7 +112,8 @@ impl Witness {
         let Some((seq, hash)) = self.read_head(&mut out)? else { return Ok(out) };
         out.head_seq = Some(seq);
         if let Some(last) = &self.last {
-            if last.seq == seq && last.hash == hash {
+            let same_key = last.key_version == key.map(|(version, _)| version);
+            if last.seq == seq && last.hash == hash && same_key {
                 return Ok(out);
             }
             if seq < last.seq || (seq == last.seq && last.hash != hash) {
@@ -121,7 +129,16 @@ impl Witness {
             }
         }
         let ts_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let anchor = Anchor { seq, hash, ts: rfc3339_ns(ts_ns), ts_ns, log: self.log.clone() };
+        let mut anchor =
+            Anchor { seq, hash, ts: rfc3339_ns(ts_ns), ts_ns, log: self.log.clone(), key_version: None, mac: None };
+        if let Some((version, key)) = key {
+            let prev = match &self.last {
+                Some(last) if last.key_version == Some(version) => last.mac.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            anchor.mac = Some(crate::anchor::anchor_mac(key, &anchor, &prev));
+            anchor.key_version = Some(version);
+        }
         append_anchor(&self.anchor, &anchor).map_err(|source| WitnessError::Anchor {
             path: self.anchor.clone(),
             what: "appending",

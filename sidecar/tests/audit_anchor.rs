@@ -42,6 +42,11 @@ struct Witnessed {
 impl Witnessed {
     /// A recorder witnessing `anchors` (log, anchor file), looking every 50 ms.
     fn start(dir: tempfile::TempDir, anchors: &[(&Path, &Path)]) -> Witnessed {
+        Self::start_keyed(dir, anchors, None)
+    }
+
+    /// [`Witnessed::start`], every anchor keyed with `key_file` when given.
+    fn start_keyed(dir: tempfile::TempDir, anchors: &[(&Path, &Path)], key_file: Option<&Path>) -> Witnessed {
         let segment = dir.path().join("segment");
         let options = SegmentOptions { feed_name: "anchor-test".into(), ring_slots: 64, instrument_capacity: 4 };
         let writer = Writer::open(&segment, &options).unwrap();
@@ -57,6 +62,9 @@ impl Witnessed {
                 log.display().to_string(),
                 anchor.display().to_string()
             ));
+            if let Some(key) = key_file {
+                config.push_str(&format!("key_file = {:?}\n", key.display().to_string()));
+            }
         }
         let path = dir.path().join("recorder.toml");
         fs::write(&path, config).unwrap();
@@ -370,4 +378,90 @@ fn a_log_that_cannot_be_read_and_an_anchor_that_cannot_be_written_are_logged_cou
     w.wait_anchored(&missing_anchor, 1);
     w.wait_status("the missing log's error cleared", |s| s["audit_anchor"][0]["last_error"].is_null());
     assert!(w.log().contains("missing.jsonl is anchored again"), "{}", w.log());
+}
+
+/// `qilinctl keys …` and `audit verify` with the test's key store, master key and key audit log.
+fn keys_ctl(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let Output { status, stdout, stderr } = Command::new(workspace_bin("qilinctl"))
+        .args(args)
+        .env("QILIN_KEY_STORE", dir.join("keys.json"))
+        .env("QILIN_AUDIT_LOG", dir.join("keys-audit.jsonl"))
+        .env("QILIN_MASTER_KEY", "zq8-master-key-for-anchor-tests-0123456789")
+        .env("QILIN_KEYS_TEST_KDF_M_COST_KIB", "64")
+        .output()
+        .expect("running qilinctl");
+    (status.code(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// The anchors of `anchor` as (seq, key_version).
+fn keyed(anchor: &Path) -> Vec<(u64, Option<u64>)> {
+    let text = fs::read_to_string(anchor).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| (v["seq"].as_u64().unwrap(), v["key_version"].as_u64()))
+        .collect()
+}
+
+#[test]
+fn anchors_keyed_with_the_managed_signing_key_survive_a_rotation_and_catch_a_forged_anchor_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = keys_ctl(&d, args);
+        assert_eq!(code, Some(0), "qilinctl {args:?}: {out}{err}");
+        out
+    };
+    // The witnessed log is the key commands' own audit log: the rotation itself gets anchored.
+    let log = d.join("keys-audit.jsonl");
+    let anchor = d.join("anchor/keys.jsonl");
+    let key_file = d.join("recorder/audit-signing.key");
+    ok(&["keys", "add", "audit-signing", "--type", "signing"]);
+    ok(&["keys", "render-key", "audit-signing", "--out", key_file.to_str().unwrap()]);
+    let mut w = Witnessed::start_keyed(dir, &[(&log, &anchor)], Some(&key_file));
+    let rendered_seq = lines(&log).len() as u64;
+    w.wait("an anchor keyed with version 1", || keyed(&anchor).contains(&(rendered_seq, Some(1))).then_some(()));
+    let verify_keyed = || {
+        keys_ctl(
+            &d,
+            &["audit", "verify", "--log", log.to_str().unwrap(), "--anchor", anchor.to_str().unwrap(), "--keys"],
+        )
+    };
+    let (code, out, _) = verify_keyed();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("keyed anchor(s) verified with the audit-signing key"), "{out}");
+
+    // Rotation: audited in the witnessed log, rendered; the recorder starts version 2's chain and
+    // anchors the rotation's own entries with it.
+    let out = ok(&["keys", "rotate", "audit-signing"]);
+    assert!(out.contains("version 1 -> version 2"), "{out}");
+    ok(&["keys", "render-key", "audit-signing", "--out", key_file.to_str().unwrap()]);
+    let rotated_seq = lines(&log).len() as u64;
+    w.wait("the rotation anchored with version 2", || keyed(&anchor).contains(&(rotated_seq, Some(2))).then_some(()));
+    let status = w.wait_status("the status to show version 2", |s| s["audit_anchor"][0]["key_version"] == 2);
+    assert_eq!(status["counters"]["audit_anchor_key_errors"], 0, "{status}");
+    let (code, out, _) = verify_keyed();
+    assert_eq!(code, Some(0), "version 1 is in grace, version 2 active: {out}");
+
+    // The attacker: the log cut back to before the rotation with a matching head, and the anchor
+    // file rewritten to match it (the plain anchor check then agrees), but without the key.
+    assert!(w.stop().success(), "{}", w.log());
+    let keep = rendered_seq as usize;
+    cut_and_rewrite_head(&log, keep);
+    let mut anchors: Vec<Value> =
+        fs::read_to_string(&anchor).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    anchors.retain(|a| a["seq"].as_u64().unwrap() < rendered_seq);
+    let last = lines(&log)[keep - 1].clone();
+    anchors.push(
+        serde_json::json!({"seq": rendered_seq, "hash": sha256_hex(last.as_bytes()), "ts": "2026-12-04T00:00:00Z",
+        "ts_ns": 0, "log": log.display().to_string(), "key_version": 1, "mac": "00".repeat(32)}),
+    );
+    fs::write(&anchor, anchors.iter().map(|a| format!("{a}\n")).collect::<String>()).unwrap();
+    let (code, out, _) = verify(&log, Some(&anchor));
+    assert_eq!(code, Some(0), "without keys the forgery is consistent: {out}");
+    let (code, out, _) = verify_keyed();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("(seq {rendered_seq}")) && out.contains("does not verify with audit-signing version 1"),
+        "{out}"
+    );
 }

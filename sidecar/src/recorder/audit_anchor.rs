@@ -19,6 +19,8 @@ use std::{
 };
 
 use qilin_audit::Witness;
+use qilin_market::secrets::managed::load_key_file;
+use secrecy::zeroize::Zeroizing;
 use serde::Serialize;
 
 use super::config::{AuditAnchor, ms};
@@ -36,6 +38,8 @@ pub struct AnchoredLog {
     pub anchored_ns: i64,
     /// The last round's failure, `None` once a round works again.
     pub last_error: Option<String>,
+    /// With a `key_file`: the `audit-signing` version keying its anchors now.
+    pub key_version: Option<u32>,
 }
 
 /// Every witnessed log and the counters.
@@ -50,6 +54,8 @@ pub struct AnchorStats {
     pub write_errors: u64,
     /// Times a log was seen going back below what was anchored (cut off or rewritten).
     pub regressions: u64,
+    /// Rounds in which a key file could not be read.
+    pub key_errors: u64,
 }
 
 /// The witness thread's state, shared with the recorder's status.
@@ -76,8 +82,14 @@ impl AuditAnchors {
         if logs.is_empty() {
             return Ok(AuditAnchors { shared, thread: None });
         }
-        let witnesses: Vec<Witness> = logs.iter().map(|a| Witness::new(&a.log, &a.anchor)).collect();
-        for w in &witnesses {
+        let witnesses: Vec<(Witness, Option<Signing>)> = logs
+            .iter()
+            .map(|a| {
+                let signing = a.key_file.clone().map(|path| Signing { path, key: None, last_error: None });
+                (Witness::new(&a.log, &a.anchor), signing)
+            })
+            .collect();
+        for (w, _) in &witnesses {
             tracing::info!(
                 "anchoring audit log {} in {} every {interval_ms} ms",
                 w.log().display(),
@@ -104,13 +116,59 @@ impl AuditAnchors {
     }
 }
 
-fn run(mut witnesses: Vec<Witness>, interval: Duration, shared: &SharedAnchors, stop: &AtomicBool) {
+/// A `key_file` and the last key read from it.
+struct Signing {
+    path: PathBuf,
+    key: Option<(u32, Zeroizing<Vec<u8>>)>,
+    last_error: Option<String>,
+}
+
+impl Signing {
+    /// Reads the key file again; on failure keeps the last good key (an unkeyed anchor after keyed
+    /// ones would read as forged) and says so once per distinct error.
+    fn refresh(&mut self, shared: &SharedAnchors) {
+        match load_key_file(&self.path) {
+            Ok((version, key)) => {
+                if self.key.as_ref().map(|(v, _)| *v) != Some(version) {
+                    tracing::info!(
+                        "audit anchors keyed with audit-signing version {version} ({})",
+                        self.path.display()
+                    );
+                }
+                self.key = Some((version, key));
+                self.last_error = None;
+            }
+            Err(e) => {
+                shared.lock().unwrap_or_else(PoisonError::into_inner).key_errors += 1;
+                if self.last_error.as_deref() != Some(e.as_str()) {
+                    match &self.key {
+                        Some((v, _)) => tracing::error!("{e}; anchoring goes on with version {v}"),
+                        None => tracing::error!("{e}; nothing is anchored until the key can be read"),
+                    }
+                    self.last_error = Some(e);
+                }
+            }
+        }
+    }
+}
+
+fn run(mut witnesses: Vec<(Witness, Option<Signing>)>, interval: Duration, shared: &SharedAnchors, stop: &AtomicBool) {
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= next {
-            for (i, witness) in witnesses.iter_mut().enumerate() {
-                round(witness, i, shared);
+            for (i, (witness, signing)) in witnesses.iter_mut().enumerate() {
+                let key = match signing {
+                    Some(signing) => {
+                        signing.refresh(shared);
+                        match &signing.key {
+                            Some((version, key)) => Some((*version, key.as_slice())),
+                            None => continue,
+                        }
+                    }
+                    None => None,
+                };
+                round(witness, key, i, shared);
             }
             next = now + interval;
         }
@@ -118,8 +176,8 @@ fn run(mut witnesses: Vec<Witness>, interval: Duration, shared: &SharedAnchors, 
     }
 }
 
-fn round(witness: &mut Witness, i: usize, shared: &SharedAnchors) {
-    let result = witness.observe();
+fn round(witness: &mut Witness, key: Option<(u32, &[u8])>, i: usize, shared: &SharedAnchors) {
+    let result = witness.observe_keyed(key);
     let mut stats = shared.lock().unwrap_or_else(PoisonError::into_inner);
     let had_error = stats.logs[i].last_error.is_some();
     match result {
@@ -140,6 +198,7 @@ fn round(witness: &mut Witness, i: usize, shared: &SharedAnchors) {
             if let Some(last) = witness.last() {
                 entry.seq = last.seq;
                 entry.anchored_ns = last.ts_ns;
+                entry.key_version = last.key_version;
             }
         }
         Err(e) => {

@@ -48,6 +48,12 @@ pub struct AuditAnchor {
     /// The anchor file, appended by this recorder only (e.g.
     /// `/var/lib/qilin/audit-anchor/core.jsonl`): somewhere the log's writer cannot write.
     pub anchor: PathBuf,
+    /// The managed `audit-signing` key as `qilinctl keys render-key` writes it (mode 0600, this
+    /// recorder's): every anchor then carries the key version and an HMAC chained to the anchor
+    /// before it, which `qilinctl audit verify --anchor FILE --keys` checks (docs/KEYS.md). Read
+    /// every round: a rotated key starts a new chain at once.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -285,8 +291,8 @@ mod tests {
         assert_eq!(
             config.audit_anchor,
             [
-                AuditAnchor { log: "/l/a.jsonl".into(), anchor: "/s/a.jsonl".into() },
-                AuditAnchor { log: "/l/b.jsonl".into(), anchor: "/s/b.jsonl".into() }
+                AuditAnchor { log: "/l/a.jsonl".into(), anchor: "/s/a.jsonl".into(), key_file: None },
+                AuditAnchor { log: "/l/b.jsonl".into(), anchor: "/s/b.jsonl".into(), key_file: None }
             ]
         );
         let err =

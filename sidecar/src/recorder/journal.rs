@@ -542,6 +542,7 @@ impl Recorder {
                 audit_anchor_read_errors: anchors.read_errors,
                 audit_anchor_write_errors: anchors.write_errors,
                 audit_anchor_regressions: anchors.regressions,
+                audit_anchor_key_errors: anchors.key_errors,
                 ..self.counters.clone()
             },
             last_error: self.last_error.clone(),

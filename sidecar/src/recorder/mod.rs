@@ -94,6 +94,8 @@ pub struct Counters {
     pub audit_anchor_write_errors: u64,
     /// Times an anchored audit log was seen going back (cut off or rewritten).
     pub audit_anchor_regressions: u64,
+    /// Rounds in which an `[[audit_anchor]] key_file` could not be read (the last good key is used).
+    pub audit_anchor_key_errors: u64,
 }
 
 /// A snapshot of the recorder, refreshed at every status interval and on every disk-full change.

@@ -29,6 +29,11 @@ pub enum AuditCmd {
         /// one. A missing anchor file is an error (exit 2), not a pass.
         #[arg(long, value_name = "FILE")]
         anchor: Option<PathBuf>,
+        /// With --anchor: check every keyed anchor's MAC with the versions of the managed key
+        /// (default `audit-signing`) that still verify, read from the key store under
+        /// QILIN_MASTER_KEY (docs/KEYS.md). A forged or chain-broken anchor is tampering (exit 1).
+        #[arg(long, requires = "anchor", value_name = "KEY", num_args = 0..=1, default_missing_value = "audit-signing")]
+        keys: Option<String>,
         /// The report as JSON.
         #[arg(long)]
         json: bool,
@@ -50,16 +55,31 @@ pub enum AuditCmd {
 /// Runs an `audit` subcommand.
 pub fn run(command: &AuditCmd) -> ExitCode {
     match command {
-        AuditCmd::Verify { log, anchor, json } => audit_verify(log.as_deref(), anchor.as_deref(), *json),
+        AuditCmd::Verify { log, anchor, keys, json } => {
+            audit_verify(log.as_deref(), anchor.as_deref(), keys.as_deref(), *json)
+        }
         AuditCmd::Show { log, json, last } => audit_show(log.as_deref(), *json, *last),
     }
 }
 
-fn audit_verify(log: Option<&Path>, anchor: Option<&Path>, json: bool) -> ExitCode {
+fn audit_verify(log: Option<&Path>, anchor: Option<&Path>, keys: Option<&str>, json: bool) -> ExitCode {
     let path = audit::resolve_path(log);
-    let result = match anchor {
-        Some(anchor) => audit::verify_anchored(&path, anchor),
-        None => audit::verify(&path),
+    let result = match (anchor, keys) {
+        (Some(anchor), Some(name)) => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let versions = match qilin_tools::keys::cli::verifying_keys(name, None, now) {
+                Ok(versions) => versions,
+                Err(e) => {
+                    eprintln!("qilinctl: audit verify --keys: {e}: the anchors' MACs were not checked (not a pass)");
+                    return ExitCode::from(2);
+                }
+            };
+            let lookup = |v: u32| versions.iter().find(|(version, _)| *version == v).map(|(_, key)| key.clone());
+            audit::verify_anchored_keyed(&path, anchor, &lookup)
+        }
+        (Some(anchor), None) => audit::verify_anchored(&path, anchor),
+        (None, _) => audit::verify(&path),
     };
     let report = match result {
         Ok(report) => report,

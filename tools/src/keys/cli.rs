@@ -117,6 +117,16 @@ enum KeysCmd {
         #[arg(long, value_name = "USER")]
         client_owner: Option<String>,
     },
+    /// Write NAME's active version to FILE (`version=N`, `key=<64 hex>`, 0600, optionally given to
+    /// --owner): the recorder's `[[audit_anchor]] key_file` for `audit-signing`. Audited, no material.
+    RenderKey {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Give the file to this user (and its group), e.g. qilin-recorder (needs root).
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+    },
     /// Every version of a key with its state changes and their times.
     History {
         name: String,
@@ -196,6 +206,7 @@ pub fn run(args: &KeysArgs) -> ExitCode {
             };
             ctx.render_nats(name, user_prefix, &targets)
         }
+        KeysCmd::RenderKey { name, out, owner } => ctx.render_key(name, out, owner.as_deref()),
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
     }
@@ -492,6 +503,30 @@ impl Ctx<'_> {
         }
         audit.record("keys render-nats", code, action);
         audit.exit(code)
+    }
+
+    fn render_key(&self, name: &str, out: &Path, owner_name: Option<&str>) -> ExitCode {
+        let mut audit = match Audit::open(self.audit_log) {
+            Ok(audit) => audit,
+            Err(code) => return code,
+        };
+        let mut action = json!({"store": self.store_json(), "key": name, "out": out.display().to_string()});
+        let rendered = self.open().and_then(|store| {
+            let (version, text) = render::key_file(&store, name)?;
+            store::write_atomic_for(out, text.expose_secret().as_bytes(), owner(owner_name)?)
+                .map_err(|(step, source)| KeyError::Io { path: out.to_owned(), step, source })?;
+            Ok((version, store.store_id().map(str::to_owned), store.generation()))
+        });
+        match rendered {
+            Ok((version, store_id, generation)) => {
+                println!("rendered {name} version {version} to {}", out.display());
+                action["version"] = json!(version);
+                stamp(&mut action, store_id.as_deref(), generation);
+                audit.record("keys render-key", 0, action);
+                audit.exit(0)
+            }
+            Err(e) => audit.failed("keys render-key", action, &e),
+        }
     }
 
     fn backup(&self, out: &Path) -> ExitCode {
@@ -816,6 +851,15 @@ fn signal_reload(pid_file: &Path) -> Result<i32, String> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
         .map_err(|e| format!("SIGHUP to pid {pid} (from {}): {e}", pid_file.display()))?;
     Ok(pid)
+}
+
+/// The versions of `name` that verify at `now` with their material, read from the store named by
+/// `$QILIN_KEY_STORE` (or the default) under `$QILIN_MASTER_KEY`, checked against the key
+/// commands' audit log (`audit_log`, else the default): for `qilinctl audit verify --keys`.
+pub fn verifying_keys(name: &str, audit_log: Option<&Path>, now: i64) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
+    let ctx = Ctx { path: store::resolve_path(None), now, audit_log };
+    let store = ctx.open()?;
+    render::verifying_versions(&store, name, now)
 }
 
 /// The schedule `rotate --schedule-out` publishes: every key's active version and next due date.

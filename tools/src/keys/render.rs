@@ -1,4 +1,10 @@
-//! `qilinctl keys render-nats`: a managed `api` key as NATS credentials, for both sides.
+//! `qilinctl keys render-nats` and `render-key`: managed keys written where the processes that use
+//! them read them, so no process but qilinctl needs the master key.
+//!
+//! `render-key NAME`: the active version in `qilin_market::secrets::managed`'s key file format
+//! (`version=N`, `key=<64 hex>`), e.g. `audit-signing` for the recorder's keyed anchors.
+//!
+//! `render-nats`: a managed `api` key as NATS credentials, for both sides.
 //!
 //! NATS takes one token per server, so a token cannot have a grace period. A user with a password
 //! can: every version of the key that still verifies (active or in grace) is one user,
@@ -66,4 +72,30 @@ pub fn server_include(name: &str, users: &[NatsUser]) -> SecretString {
 pub fn client_env(users: &[NatsUser]) -> Option<SecretString> {
     let active = users.iter().find(|u| u.state == State::Active)?;
     Some(SecretString::from(format!("NATS_USER={}\nNATS_PASSWORD={}\n", active.user, active.password.expose_secret())))
+}
+
+/// The key file of `name`'s active version (`render-key`): its version and the text.
+pub fn key_file(store: &Store, name: &str) -> Result<(u32, SecretString), KeyError> {
+    let (version, token) = store.token(name, None)?;
+    let text = format!(
+        "{}\n# qilinctl keys render-key {name}: the active version. Do not edit: a rotation renders it again.\n\
+         version={version}\nkey={}\n",
+        qilin_market::secrets::managed::KEY_FILE_FORMAT,
+        token.expose_secret()
+    );
+    Ok((version, SecretString::from(text)))
+}
+
+/// Every version of `name` that verifies at `now` (active or in grace) with its material: what
+/// `qilinctl audit verify --keys` checks keyed anchors with.
+pub fn verifying_versions(store: &Store, name: &str, now: i64) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
+    let key = store.key(name)?;
+    let mut out = Vec::new();
+    for v in &key.versions {
+        if v.state_at(now) != State::Retired && v.material.is_some() {
+            let (version, material) = store.material(name, Some(v.version))?;
+            out.push((version, material.expose_secret().to_vec()));
+        }
+    }
+    Ok(out)
 }
