@@ -24,7 +24,8 @@ pub fn init_logging(default_filter: &str) {
 }
 
 /// Keeps this process's memory (the secrets it holds) out of core dumps and out of ptrace by other
-/// processes of its uid (`PR_SET_DUMPABLE` 0); a refusal is logged, not fatal.
+/// processes of its uid (`PR_SET_DUMPABLE` 0); a refusal is logged (once logging is set up), not
+/// fatal.
 pub fn disable_core_dumps() {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         tracing::warn!("could not disable core dumps: {e}");

@@ -465,3 +465,50 @@ fn anchors_keyed_with_the_managed_signing_key_survive_a_rotation_and_catch_a_for
         "{out}"
     );
 }
+
+/// The recorder may hold the audit-signing key: it is not dumpable. The kernel shows that in /proc:
+/// the files of a non-dumpable process belong to root, not to its uid. So it runs here as uid 65534
+/// (`setpriv`, root needed, as CI has), and once it has logged (it makes itself non-dumpable
+/// before its first line) /proc/<pid>/status must belong to uid 0.
+#[test]
+fn the_recorder_is_not_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs the recorder as uid 65534 with setpriv and must run as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let config = dir.path().join("recorder.toml");
+    fs::write(
+        &config,
+        format!(
+            "name = \"recorder\"\nsegment = {:?}\njournal_dir = {:?}\n[metrics]\nenabled = false\n",
+            dir.path().join("no-segment-yet").display().to_string(),
+            dir.path().join("journal").display().to_string()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let log = dir.path().join("recorder.log");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_qilin-recorder"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let pid = child.id();
+    wait_for("the recorder's first log line", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("qilin-recorder exited ({status}): {}", fs::read_to_string(&log).unwrap_or_default());
+        }
+        (!fs::read_to_string(&log).unwrap_or_default().is_empty()).then_some(())
+    });
+    let owner = fs::metadata(format!("/proc/{pid}/status")).map(|m| m.uid());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(owner.unwrap(), 0, "/proc/<recorder>/status belongs to its uid: the recorder is dumpable");
+}

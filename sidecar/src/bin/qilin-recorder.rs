@@ -43,6 +43,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // It may hold the audit-signing key ([[audit_anchor]] key_file): keep it out of core dumps.
+    qilin_sidecar::process::disable_core_dumps();
     qilin_sidecar::process::init_logging("info");
     let args = Args::parse();
     let mut config = match qilin_sidecar::process::load_config("qilin-recorder", args.config.as_deref(), Config::load) {
