@@ -300,6 +300,8 @@ fn an_untouched_log_verifies_against_its_anchor_while_the_writer_keeps_appending
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let anchor = dir.path().join("anchor.jsonl");
+    // The log exists before the recorder's first round, so no round can find it missing.
+    drop(AuditLog::open(&log).unwrap());
     let mut w = Witnessed::start(dir, &[(&log, &anchor)]);
     // The writer appends until told to stop; it is told only once verify has run against the
     // anchor five times while appends went on and the recorder has anchored three heads.
@@ -337,8 +339,18 @@ fn an_untouched_log_verifies_against_its_anchor_while_the_writer_keeps_appending
     assert!(seqs.windows(2).all(|p| p[0] < p[1]), "an anchor per change, increasing: {seqs:?}");
     let status = w.wait_status("the last anchor in the status", |s| s["audit_anchor"][0]["seq"] == n);
     assert_eq!(status["counters"]["audit_anchors"], k as u64, "{status}");
-    assert_eq!(status["counters"]["audit_anchor_read_errors"], 0, "{status}");
     assert_eq!(status["audit_anchor"][0]["last_error"], Value::Null, "{status}");
+    // A writer that never pauses can hold the log's lock through a whole round (1 s of tries) on a
+    // loaded machine: such a round is logged and counted, and anchoring goes on (the last anchor
+    // above). It is the only read error there may be.
+    if status["counters"]["audit_anchor_read_errors"].as_u64().unwrap() > 0 {
+        let log = w.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            !errors.is_empty() && errors.iter().all(|l| l.contains("locked by a writer for more than")),
+            "read errors other than a held lock:\n{log}"
+        );
+    }
 }
 
 #[test]
