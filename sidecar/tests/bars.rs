@@ -95,25 +95,14 @@ fn bars_config(dir: &Path, segment: &Path, url: &str, journal: &Path) -> PathBuf
 
 /// Every message of the bar stream: subject, message id, body.
 async fn stream_bars(url: &str, stream: &str) -> Vec<(String, String, Vec<u8>)> {
-    use futures::StreamExt;
-    let js = jetstream::new(async_nats::connect(url).await.unwrap());
-    let mut stream = js.get_stream(stream).await.unwrap();
-    let total = stream.info().await.unwrap().state.messages as usize;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    stream_messages(async_nats::ConnectOptions::new(), url, stream)
         .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = Vec::with_capacity(total);
-    while out.len() < total {
-        let m = tokio::time::timeout(WATCHDOG, messages.next()).await.expect("watchdog").unwrap().unwrap();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).unwrap().as_str().to_owned();
-        out.push((m.subject.to_string(), id, m.payload.to_vec()));
-    }
-    out
+        .into_iter()
+        .map(|m| {
+            let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).unwrap().as_str().to_owned();
+            (m.subject.to_string(), id, m.payload.to_vec())
+        })
+        .collect()
 }
 
 async fn stream_count(url: &str, stream: &str) -> u64 {

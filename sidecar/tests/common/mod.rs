@@ -368,6 +368,24 @@ pub async fn stream_contents(url: &str, stream: &str) -> Vec<Stored> {
 
 /// [`stream_contents`] with the test's own connect options (TLS, credentials).
 pub async fn stream_contents_with(options: async_nats::ConnectOptions, url: &str, stream: &str) -> Vec<Stored> {
+    let mut out = Vec::new();
+    for m in stream_messages(options, url, stream).await {
+        let header = |k: &str| m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().parse::<u64>().unwrap());
+        if let Some(first) = header("Qilin-Gap-First") {
+            out.push(Stored::Gap { first, last: header("Qilin-Gap-Last").unwrap() });
+        } else {
+            let seq = header("Qilin-Seq").unwrap();
+            let record = <qilin_shm::TickRecord as zerocopy::FromBytes>::read_from_bytes(&m.payload[..]).unwrap();
+            assert_eq!(record.sequence, seq, "header and body disagree");
+            out.push(Stored::Tick { seq, subject: m.subject.to_string() });
+        }
+    }
+    out
+}
+
+/// Every message `stream` holds now, in stream order, read by an ephemeral pull consumer without
+/// acks (the stream is left as it is).
+pub async fn stream_messages(options: async_nats::ConnectOptions, url: &str, stream: &str) -> Vec<jetstream::Message> {
     use futures::StreamExt;
     let client = options.connect(url).await.unwrap();
     let js = jetstream::new(client);
@@ -383,16 +401,7 @@ pub async fn stream_contents_with(options: async_nats::ConnectOptions, url: &str
     let mut messages = consumer.messages().await.unwrap();
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
-        let m = tokio::time::timeout(WATCHDOG, messages.next()).await.expect("watchdog").unwrap().unwrap();
-        let header = |k: &str| m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().parse::<u64>().unwrap());
-        if let Some(first) = header("Qilin-Gap-First") {
-            out.push(Stored::Gap { first, last: header("Qilin-Gap-Last").unwrap() });
-        } else {
-            let seq = header("Qilin-Seq").unwrap();
-            let record = <qilin_shm::TickRecord as zerocopy::FromBytes>::read_from_bytes(&m.payload[..]).unwrap();
-            assert_eq!(record.sequence, seq, "header and body disagree");
-            out.push(Stored::Tick { seq, subject: m.subject.to_string() });
-        }
+        out.push(tokio::time::timeout(WATCHDOG, messages.next()).await.expect("watchdog").unwrap().unwrap());
     }
     out
 }
