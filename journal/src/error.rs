@@ -124,6 +124,46 @@ pub enum JournalError {
         /// What is wrong.
         reason: String,
     },
+    /// The file (or one of its blocks) is encrypted with a `journal-encryption` key version that
+    /// was not given, or that is retired. Nothing of it is read.
+    #[error(
+        "journal {path}: {what} is encrypted with journal-encryption key version {version}, which cannot be used: {why}"
+    )]
+    KeyUnavailable {
+        /// The file.
+        path: PathBuf,
+        /// The key version the file or block needs.
+        version: u32,
+        /// "the file" or "the block at byte N".
+        what: String,
+        /// Why.
+        why: crate::crypt::KeyUnavailable,
+    },
+    /// The key given for the file's version does not pass the header's key check: not the key the
+    /// file was written with (or the header was altered).
+    #[error(
+        "journal {path}: the journal-encryption key given as version {version} is not the key this file was          written with (its header's key check fails): wrong key, or a header altered"
+    )]
+    WrongKey {
+        /// The file.
+        path: PathBuf,
+        /// The key version in the header.
+        version: u32,
+    },
+    /// A whole block (its CRC matches) does not authenticate under its key version: it was altered,
+    /// moved within the file or from another file, or the key given for that version is wrong.
+    /// Nothing is cut; an operator decides.
+    #[error(
+        "journal {path}: the block at byte {offset} does not authenticate under journal-encryption key          version {version}: altered, moved from elsewhere, or the wrong key for that version"
+    )]
+    Unauthenticated {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the block.
+        offset: u64,
+        /// Key version the block names.
+        version: u32,
+    },
     /// An earlier failure left the writer unable to vouch for the file (a failed truncate or
     /// fsync). Drop it and open the file again: opening verifies and repairs it.
     #[error("journal {path}: the writer stopped after an earlier failure; reopen the file")]

@@ -4,28 +4,45 @@
 //! ```text
 //! File header (128 B)                         Block header (32 B), then `payload_len` bytes
 //!   +0   magic "QILINJNL"                       +0   magic "QJBK"
-//!   +8   format_version  u32  (FORMAT_VERSION)  +4   kind  u16  (1 ticks, 2 gap)
+//!   +8   format_version  u32  (1 or 2)          +4   kind  u16  (1 ticks, 2 gap)
 //!   +12  header_size     u32  (128)             +6   reserved u16 (0)
 //!   +16  layout_version  u32  (qilin_shm)       +8   first_sequence u64
 //!   +20  record_size     u32  (376)             +16  count u32  (records; 0 for a gap)
 //!   +24  fingerprint     u64  (qilin_shm)       +20  payload_len u32
-//!   +32  trading_day     u32  (YYYYMMDD)        +24  reserved u32 (0)
-//!   +36  reserved        u32                    +28  crc u32: CRC-32 of bytes 0..28, then payload
+//!   +32  trading_day     u32  (YYYYMMDD)        +24  key_version u32 (0 in format 1)
+//!   +36  key_version     u32  (0 in format 1)   +28  crc u32: CRC-32 of bytes 0..28, then payload
 //!   +40  created_ns      i64  (UTC ns)
 //!   +48  base_sequence   u64                  Ticks payload: `count` × 376-byte TickRecord, exactly
 //!   +56  feed_name       [u8; 32] NUL-padded    as in the segment, sequences first, first+1, …
-//!   +88  reserved        [u8; 36] (0)         Gap payload (32 B): first u64, last u64,
-//!   +124 header_crc      u32: CRC-32 of 0..124    reason u32, reserved u32, recorded_ns i64
+//!   +88  cipher          u32  (format 2: 1)   Gap payload (32 B): first u64, last u64,
+//!   +92  file_id         [u8; 16] (format 2)    reason u32, reserved u32, recorded_ns i64
+//!   +108 key_check       [u8; 16] (format 2)
+//!   +124 header_crc      u32: CRC-32 of 0..124
 //! ```
 //!
 //! The CRC is CRC-32/ISO-HDLC (the zlib, gzip and PNG one: `zlib.crc32` in Python).
+//!
+//! **Format 2: encrypted** (optional; [`crate::crypt`]). Bytes 88..124 and +36, reserved (zero) in
+//! format 1, say which `journal-encryption` key version created the file (+36), the cipher (+88,
+//! 1 = XChaCha20-Poly1305), a random file id (+92) and a key check (+108: the Poly1305 tag of an
+//! empty message with bytes 0..108 as associated data, so a wrong key is refused before any block
+//! and the header's fields are authenticated). Each block's payload is
+//! `nonce (24) ‖ ciphertext ‖ tag (16)` (`payload_len` = plaintext + 40), its `key_version` (+24)
+//! names the version that sealed it, and its CRC covers the ciphertext (torn tails are found
+//! without a key). The format version is 2 and not 1 with a flag because a reader of format 1
+//! ignores those reserved bytes: it would take the ciphertext for records and fail on each block's
+//! record sequences as "damage", or worse, misread a gap; with version 2 it refuses the file at once
+//! as written by another format. Unencrypted files are format 1, byte for byte as before.
 
 use qilin_shm::{FINGERPRINT, LAYOUT_VERSION, TickRecord, layout::fixed_id};
 
 /// First eight bytes of every journal file.
 pub const FILE_MAGIC: [u8; 8] = *b"QILINJNL";
-/// Version of this file format. Bumped on any change a reader of the previous version would misread.
+/// Version of this file format (unencrypted files). Bumped on any change a reader of the previous
+/// version would misread.
 pub const FORMAT_VERSION: u32 = 1;
+/// Format version of an encrypted file (format 1's layout, reserved bytes used, sealed payloads).
+pub const FORMAT_VERSION_ENCRYPTED: u32 = 2;
 /// Size of the file header.
 pub const FILE_HEADER_SIZE: usize = 128;
 /// First four bytes of every block.
@@ -94,6 +111,19 @@ pub struct FileHeader {
     pub base_sequence: u64,
     /// Feed name (the segment's), ASCII.
     pub feed: String,
+    /// Format 2 only: how the file is encrypted.
+    pub encryption: Option<HeaderEncryption>,
+}
+
+/// The encryption fields of a format-2 header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderEncryption {
+    /// The `journal-encryption` key version the file was created with (its key check's key).
+    pub key_version: u32,
+    /// Random id of the file, bound into every block's associated data.
+    pub file_id: [u8; 16],
+    /// The key check (a Poly1305 tag over bytes 0..108).
+    pub key_check: [u8; 16],
 }
 
 impl FileHeader {
@@ -108,7 +138,13 @@ impl FileHeader {
             created_ns,
             base_sequence,
             feed: feed.to_owned(),
+            encryption: None,
         }
+    }
+
+    /// Whether blocks are sealed (format 2).
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
     }
 
     /// The 128 bytes on disk. The feed name must be valid ([`valid_feed`]).
@@ -125,6 +161,12 @@ impl FileHeader {
         b[48..56].copy_from_slice(&self.base_sequence.to_le_bytes());
         let feed: [u8; 32] = fixed_id(&self.feed).unwrap_or([0; 32]);
         b[56..88].copy_from_slice(&feed);
+        if let Some(e) = &self.encryption {
+            b[36..40].copy_from_slice(&e.key_version.to_le_bytes());
+            b[88..92].copy_from_slice(&crate::crypt::CIPHER_XCHACHA20_POLY1305.to_le_bytes());
+            b[92..108].copy_from_slice(&e.file_id);
+            b[108..124].copy_from_slice(&e.key_check);
+        }
         let crc = crc(&[&b[..124]]);
         b[124..128].copy_from_slice(&crc.to_le_bytes());
         b
@@ -150,9 +192,28 @@ impl FileHeader {
             created_ns: u64_at(b, 40) as i64,
             base_sequence: u64_at(b, 48),
             feed: String::from_utf8_lossy(&feed_bytes[..end]).into_owned(),
+            encryption: None,
         };
+        let mut header = header;
+        if header.format_version == FORMAT_VERSION_ENCRYPTED {
+            let cipher = u32_at(b, 88);
+            if cipher != crate::crypt::CIPHER_XCHACHA20_POLY1305 {
+                return Err(HeaderProblem::Incompatible {
+                    what: "journal cipher",
+                    found: cipher.into(),
+                    expected: crate::crypt::CIPHER_XCHACHA20_POLY1305.into(),
+                });
+            }
+            header.encryption = Some(HeaderEncryption {
+                key_version: u32_at(b, 36),
+                file_id: b[92..108].try_into().expect("16 bytes"),
+                key_check: b[108..124].try_into().expect("16 bytes"),
+            });
+        }
+        let format_expected =
+            if header.format_version == FORMAT_VERSION_ENCRYPTED { FORMAT_VERSION_ENCRYPTED } else { FORMAT_VERSION };
         let checks: [(&'static str, u64, u64); 4] = [
-            ("journal format version", header.format_version.into(), FORMAT_VERSION.into()),
+            ("journal format version", header.format_version.into(), format_expected.into()),
             ("record size", header.record_size.into(), RECORD_SIZE as u64),
             ("qilin_shm layout version", header.layout_version.into(), LAYOUT_VERSION.into()),
             ("qilin_shm layout fingerprint", header.fingerprint, FINGERPRINT),
@@ -188,6 +249,8 @@ pub(crate) struct BlockHeader {
     pub first_sequence: u64,
     pub count: u32,
     pub payload_len: u32,
+    /// Format 2: the key version that sealed the payload (0 in format 1).
+    pub key_version: u32,
     pub crc: u32,
 }
 
@@ -200,6 +263,7 @@ impl BlockHeader {
         b[8..16].copy_from_slice(&self.first_sequence.to_le_bytes());
         b[16..20].copy_from_slice(&self.count.to_le_bytes());
         b[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[24..28].copy_from_slice(&self.key_version.to_le_bytes());
         b
     }
 
@@ -210,6 +274,7 @@ impl BlockHeader {
             first_sequence: u64_at(b, 8),
             count: u32_at(b, 16),
             payload_len: u32_at(b, 20),
+            key_version: u32_at(b, 24),
             crc: u32_at(b, 28),
         })
     }
@@ -224,8 +289,13 @@ impl BlockHeader {
 /// of a block of `kind`, including the checksum.
 pub(crate) fn seal_block(block: &mut [u8], kind: u16, first_sequence: u64, count: u32) {
     let payload_len = (block.len() - BLOCK_HEADER_SIZE) as u32;
-    let header = BlockHeader { kind, first_sequence, count, payload_len, crc: 0 };
+    let header = BlockHeader { kind, first_sequence, count, payload_len, key_version: 0, crc: 0 };
     block[..BLOCK_HEADER_SIZE - 4].copy_from_slice(&header.encode_without_crc());
+    finish_block(block);
+}
+
+/// Fills the CRC of a block whose header's first 28 bytes are in place.
+pub(crate) fn finish_block(block: &mut [u8]) {
     let crc = crc(&[&block[..BLOCK_HEADER_SIZE - 4], &block[BLOCK_HEADER_SIZE..]]);
     block[BLOCK_HEADER_SIZE - 4..BLOCK_HEADER_SIZE].copy_from_slice(&crc.to_le_bytes());
 }

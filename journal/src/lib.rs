@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod blocks;
+pub mod crypt;
 mod error;
 pub mod format;
 mod reader;
@@ -52,10 +53,19 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_crypt;
 
 pub use crate::{
+    crypt::{JournalKey, KeyUnavailable, Keyring},
     error::JournalError,
-    format::{FORMAT_VERSION, FileHeader, Gap, GapReason, valid_feed, valid_trading_day},
-    reader::{DirReader, Entry, JournalFile, JournalReader, Summary, file_name, file_path, journal_files, verify},
+    format::{
+        FORMAT_VERSION, FORMAT_VERSION_ENCRYPTED, FileHeader, Gap, GapReason, HeaderEncryption, valid_feed,
+        valid_trading_day,
+    },
+    reader::{
+        DirReader, Entry, JournalFile, JournalReader, Summary, file_name, file_path, journal_files, verify,
+        verify_keyed,
+    },
     writer::{FsyncPolicy, JournalWriter, OpenReport, WriterOptions, WriterStats},
 };

@@ -7,6 +7,7 @@ use std::{
     fs::{self, File},
     ops::RangeInclusive,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use qilin_shm::TickRecord;
@@ -14,6 +15,7 @@ use zerocopy::FromBytes;
 
 use crate::{
     blocks::{self, Block, BlockStream, Step},
+    crypt::{KeyUnavailable, Keyring},
     error::JournalError,
     format::{EXTENSION, FileHeader, Gap, RECORD_SIZE, valid_trading_day},
 };
@@ -135,11 +137,30 @@ impl std::fmt::Debug for JournalReader {
 
 impl JournalReader {
     /// Opens a file and checks its header (magic, checksum, format and layout version, fingerprint).
+    /// An encrypted file needs [`open_keyed`](Self::open_keyed).
     pub fn open(path: impl AsRef<Path>) -> Result<JournalReader, JournalError> {
+        Self::open_keyed(path, None)
+    }
+
+    /// Opens a file that may be encrypted, with the `journal-encryption` keys in `keys`: the
+    /// header's key version must be there and pass the key check, else the error names the
+    /// version; each block is opened with the version it names. An unencrypted file reads as with
+    /// [`open`](Self::open), whatever `keys` holds.
+    pub fn open_keyed(path: impl AsRef<Path>, keys: Option<Arc<Keyring>>) -> Result<JournalReader, JournalError> {
         let path = path.as_ref().to_owned();
         let file = File::open(&path).map_err(|e| JournalError::io(&path, "opening the file", e))?;
-        let header = blocks::read_header(&file, &path)?;
-        let stream = BlockStream::new(file, header.base_sequence).map_err(|e| JournalError::io(&path, "reading", e))?;
+        let (header, raw) = blocks::read_header_raw(&file, &path)?;
+        if let (Some(e), None) = (&header.encryption, &keys) {
+            return Err(JournalError::KeyUnavailable {
+                path,
+                version: e.key_version,
+                what: "the file".into(),
+                why: KeyUnavailable::NoKeys,
+            });
+        }
+        let sealed = blocks::sealing(&header, &raw, &path, keys.as_ref())?;
+        let stream =
+            BlockStream::new(file, header.base_sequence, sealed).map_err(|e| JournalError::io(&path, "reading", e))?;
         Ok(JournalReader { path, header, stream, next: 0, pending_gap: None, done: false })
     }
 
@@ -206,6 +227,10 @@ impl JournalReader {
                     self.stream.payload.clear();
                     return Err(blocks::classify(self.stream.file(), &self.path, problem));
                 }
+                Step::Refused(refusal) => {
+                    self.done = true;
+                    return Err(refusal.into_error(&self.path));
+                }
             }
         }
     }
@@ -236,15 +261,28 @@ pub struct Summary {
     pub last_sequence: u64,
     /// File length in bytes.
     pub bytes: u64,
+    /// Encrypted files: whether every block was opened with its key (`false`: structure and CRCs
+    /// checked, the sealed records not). Always `true` for an unencrypted file.
+    pub authenticated: bool,
 }
 
 /// Verifies every block of a file (read-only) and says what it holds. Any damage, including a torn
-/// tail, is an error naming the byte offset.
+/// tail, is an error naming the byte offset. An encrypted file is checked without its key (lengths,
+/// CRCs, block sequences, gap records; not the sealed records): [`verify_keyed`] opens every block.
 pub fn verify(path: impl AsRef<Path>) -> Result<Summary, JournalError> {
+    verify_keyed(path, None)
+}
+
+/// [`verify`], opening every block of an encrypted file with `keys` (a missing or wrong key, or a
+/// block that does not authenticate, is an error naming the version).
+pub fn verify_keyed(path: impl AsRef<Path>, keys: Option<Arc<Keyring>>) -> Result<Summary, JournalError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| JournalError::io(path, "opening the file", e))?;
-    let header = blocks::read_header(&file, path)?;
-    let mut stream = BlockStream::new(file, header.base_sequence).map_err(|e| JournalError::io(path, "reading", e))?;
+    let (header, raw) = blocks::read_header_raw(&file, path)?;
+    let sealed = blocks::sealing(&header, &raw, path, keys.as_ref())?;
+    let authenticated = sealed.as_ref().is_none_or(|s| s.keys.is_some());
+    let mut stream =
+        BlockStream::new(file, header.base_sequence, sealed).map_err(|e| JournalError::io(path, "reading", e))?;
     let mut summary = Summary {
         blocks: 0,
         ticks: 0,
@@ -252,6 +290,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Summary, JournalError> {
         gap_sequences: 0,
         last_sequence: header.base_sequence,
         bytes: 0,
+        authenticated,
         header,
     };
     loop {
@@ -269,6 +308,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Summary, JournalError> {
             }
             Step::End => break,
             Step::Problem(problem) => return Err(blocks::classify(stream.file(), path, problem)),
+            Step::Refused(refusal) => return Err(refusal.into_error(path)),
         }
     }
     summary.bytes = stream.offset;
@@ -282,6 +322,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Summary, JournalError> {
 #[derive(Debug)]
 pub struct DirReader {
     feed: String,
+    keys: Option<Arc<Keyring>>,
     files: std::vec::IntoIter<JournalFile>,
     current: Option<JournalReader>,
     failed: bool,
@@ -290,9 +331,19 @@ pub struct DirReader {
 impl DirReader {
     /// The files of `feed` in `dir` whose trading day is in `days`.
     pub fn open(dir: &Path, feed: &str, days: RangeInclusive<u32>) -> Result<DirReader, JournalError> {
+        Self::open_keyed(dir, feed, days, None)
+    }
+
+    /// [`open`](Self::open), reading encrypted files with `keys` ([`JournalReader::open_keyed`]).
+    pub fn open_keyed(
+        dir: &Path,
+        feed: &str,
+        days: RangeInclusive<u32>,
+        keys: Option<Arc<Keyring>>,
+    ) -> Result<DirReader, JournalError> {
         let files: Vec<JournalFile> =
             journal_files(dir, feed)?.into_iter().filter(|f| days.contains(&f.trading_day)).collect();
-        Ok(DirReader { feed: feed.to_owned(), files: files.into_iter(), current: None, failed: false })
+        Ok(DirReader { feed: feed.to_owned(), keys, files: files.into_iter(), current: None, failed: false })
     }
 
     /// The file being read.
@@ -317,7 +368,7 @@ impl DirReader {
                 }
             }
             let Some(file) = self.files.next() else { return Ok(None) };
-            match JournalReader::open(&file.path) {
+            match JournalReader::open_keyed(&file.path, self.keys.clone()) {
                 Ok(reader) if reader.header.feed != self.feed || reader.header.trading_day != file.trading_day => {
                     self.failed = true;
                     return Err(JournalError::WrongFile {

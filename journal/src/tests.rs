@@ -296,7 +296,9 @@ fn a_journal_of_another_layout_is_refused_before_reading() {
     for (what, edit) in [
         ("qilin_shm layout version", Box::new(|h: &mut FileHeader| h.layout_version += 1) as Box<dyn FnOnce(&mut _)>),
         ("qilin_shm layout fingerprint", Box::new(|h: &mut FileHeader| h.fingerprint ^= 1)),
-        ("journal format version", Box::new(|h: &mut FileHeader| h.format_version = 2)),
+        ("journal format version", Box::new(|h: &mut FileHeader| h.format_version = 3)),
+        // Format 2 (encrypted) without its cipher code.
+        ("journal cipher", Box::new(|h: &mut FileHeader| h.format_version = 2)),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = open(dir.path(), 0, options(4, FsyncPolicy::Never));

@@ -35,11 +35,13 @@ use qilin_shm::TickRecord;
 use zerocopy::IntoBytes;
 
 use crate::{
-    blocks::{self, BlockStream, Step},
+    blocks::{self, BlockStream, Sealed, Step},
+    crypt::{self, JournalKey, KeyUnavailable, NONCE_LEN, Sealer},
     error::{JournalError, is_no_space},
     format::{
-        BLOCK_HEADER_SIZE, FILE_HEADER_SIZE, FileHeader, GAP_PAYLOAD_SIZE, Gap, GapReason, KIND_GAP, KIND_TICKS,
-        MAX_BLOCK_RECORDS, RECORD_SIZE, seal_block, valid_feed, valid_trading_day,
+        BLOCK_HEADER_SIZE, BlockHeader, FILE_HEADER_SIZE, FORMAT_VERSION_ENCRYPTED, FileHeader, GAP_PAYLOAD_SIZE, Gap,
+        GapReason, HeaderEncryption, KIND_GAP, KIND_TICKS, MAX_BLOCK_RECORDS, RECORD_SIZE, finish_block, seal_block,
+        valid_feed, valid_trading_day,
     },
     reader::file_path,
 };
@@ -104,6 +106,9 @@ pub struct OpenReport {
     pub truncated_at: Option<(u64, String)>,
     /// Last sequence in the file (ticks or gaps), or the header's base sequence if it has none.
     pub last_sequence: u64,
+    /// The key version the file was created with, if it is encrypted (an existing file keeps its
+    /// format: a file begun unencrypted stays so, whatever key the writer was given).
+    pub key_version: Option<u32>,
 }
 
 /// Running totals of a writer.
@@ -150,6 +155,8 @@ pub struct JournalWriter {
     last_sync: Instant,
     stats: WriterStats,
     poisoned: bool,
+    /// Encrypted files: seals each block (its key version, the file's id, the nonce counter).
+    sealer: Option<Sealer>,
 }
 
 fn check_args(path: &Path, feed: &str, trading_day: u32, options: &WriterOptions) -> Result<(), JournalError> {
@@ -191,18 +198,36 @@ impl JournalWriter {
         base_sequence: u64,
         options: WriterOptions,
     ) -> Result<(JournalWriter, OpenReport), JournalError> {
+        Self::open_keyed(dir, feed, trading_day, base_sequence, options, None)
+    }
+
+    /// [`open`](Self::open) with encryption: a new file is created encrypted (format 2) under
+    /// `key`, its version recorded in the header. An existing file keeps its format: an encrypted
+    /// one is appended to with `key` (each block names its key version; when `key` is the version
+    /// the file was created with, the header's key check must pass), an unencrypted one stays
+    /// unencrypted ([`OpenReport::key_version`] says which). An encrypted file cannot be appended
+    /// to without a key (the error names its version). Opening never needs the key of blocks
+    /// already written: torn tails are found by their CRC.
+    pub fn open_keyed(
+        dir: &Path,
+        feed: &str,
+        trading_day: u32,
+        base_sequence: u64,
+        options: WriterOptions,
+        key: Option<&JournalKey>,
+    ) -> Result<(JournalWriter, OpenReport), JournalError> {
         let path = file_path(dir, feed, trading_day);
         check_args(&path, feed, trading_day, &options)?;
         match fs::metadata(&path) {
-            Ok(m) if m.len() > 0 => Self::open_existing(path, feed, trading_day, options),
+            Ok(m) if m.len() > 0 => Self::open_existing(path, feed, trading_day, options, key),
             Ok(_) => {
                 // Empty: no header, so nothing to keep (not a file a writer of this crate leaves,
                 // since it creates files complete under a temporary name).
                 fs::remove_file(&path).map_err(|e| JournalError::io(&path, "removing an empty file", e))?;
-                Self::create(dir, path, feed, trading_day, base_sequence, options)
+                Self::create(dir, path, feed, trading_day, base_sequence, options, key)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Self::create(dir, path, feed, trading_day, base_sequence, options)
+                Self::create(dir, path, feed, trading_day, base_sequence, options, key)
             }
             Err(e) => Err(JournalError::io(&path, "looking up the file", e)),
         }
@@ -217,11 +242,22 @@ impl JournalWriter {
         trading_day: u32,
         base_sequence: u64,
         options: WriterOptions,
+        key: Option<&JournalKey>,
     ) -> Result<(JournalWriter, OpenReport), JournalError> {
         fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "creating the journal directory", e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let header = FileHeader::new(feed, trading_day, base_sequence, qilin_shm::now_ns());
+        let mut header = FileHeader::new(feed, trading_day, base_sequence, qilin_shm::now_ns());
+        let mut sealer = None;
+        if let Some(key) = key {
+            let random = crypt::random::<16>().and_then(|file_id| Ok((file_id, Sealer::new(key, file_id)?)));
+            let (file_id, new_sealer) = random.map_err(|e| JournalError::io(&path, "drawing the file id", e))?;
+            header.format_version = FORMAT_VERSION_ENCRYPTED;
+            header.encryption = Some(HeaderEncryption { key_version: key.version(), file_id, key_check: [0; 16] });
+            let key_check = crypt::header_tag(key, &file_id, &header.encode()[..108]);
+            header.encryption.as_mut().expect("just set").key_check = key_check;
+            sealer = Some(new_sealer);
+        }
         let written = (|| {
             let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
             lock(&file)?;
@@ -239,7 +275,7 @@ impl JournalWriter {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(JournalError::Locked { path }),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Self::open_existing(path, feed, trading_day, options);
+                return Self::open_existing(path, feed, trading_day, options, key);
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -250,8 +286,13 @@ impl JournalWriter {
                 });
             }
         };
-        let report = OpenReport { created: true, last_sequence: base_sequence, ..OpenReport::default() };
-        Ok((Self::from_parts(path, file, header, options, FILE_HEADER_SIZE as u64, base_sequence), report))
+        let report = OpenReport {
+            created: true,
+            last_sequence: base_sequence,
+            key_version: key.map(JournalKey::version),
+            ..OpenReport::default()
+        };
+        Ok((Self::from_parts(path, file, header, options, FILE_HEADER_SIZE as u64, base_sequence, sealer), report))
     }
 
     fn open_existing(
@@ -259,6 +300,7 @@ impl JournalWriter {
         feed: &str,
         trading_day: u32,
         options: WriterOptions,
+        key: Option<&JournalKey>,
     ) -> Result<(JournalWriter, OpenReport), JournalError> {
         let file = OpenOptions::new()
             .read(true)
@@ -269,7 +311,7 @@ impl JournalWriter {
             io::ErrorKind::WouldBlock => JournalError::Locked { path: path.clone() },
             _ => JournalError::io(&path, "locking the file", e),
         })?;
-        let header = blocks::read_header(&file, &path)?;
+        let (header, raw) = blocks::read_header_raw(&file, &path)?;
         if header.feed != feed || header.trading_day != trading_day {
             return Err(JournalError::WrongFile {
                 path,
@@ -279,10 +321,30 @@ impl JournalWriter {
                 day: trading_day,
             });
         }
+        let mut sealer = None;
+        let mut scan = None;
+        if let Some(e) = &header.encryption {
+            let Some(key) = key else {
+                return Err(JournalError::KeyUnavailable {
+                    path,
+                    version: e.key_version,
+                    what: "the file".into(),
+                    why: KeyUnavailable::NoKeys,
+                });
+            };
+            if key.version() == e.key_version && !crypt::header_tag_ok(key, &e.file_id, &raw[..108], &e.key_check) {
+                return Err(JournalError::WrongKey { path, version: e.key_version });
+            }
+            sealer = Some(
+                Sealer::new(key, e.file_id).map_err(|err| JournalError::io(&path, "drawing a nonce prefix", err))?,
+            );
+            scan = Some(Sealed { file_id: e.file_id, keys: None });
+        }
         let reading = file.try_clone().map_err(|e| JournalError::io(&path, "opening the file", e))?;
         let mut stream =
-            BlockStream::new(reading, header.base_sequence).map_err(|e| JournalError::io(&path, "reading", e))?;
-        let mut report = OpenReport::default();
+            BlockStream::new(reading, header.base_sequence, scan).map_err(|e| JournalError::io(&path, "reading", e))?;
+        let mut report =
+            OpenReport { key_version: header.encryption.as_ref().map(|e| e.key_version), ..OpenReport::default() };
         loop {
             match stream.next().map_err(|e| JournalError::io(&path, "reading", e))? {
                 Step::Block(_) => report.blocks += 1,
@@ -297,11 +359,12 @@ impl JournalWriter {
                     }
                     other => return Err(other),
                 },
+                Step::Refused(refusal) => return Err(refusal.into_error(&path)),
             }
         }
         report.last_sequence = stream.next_sequence - 1;
         let len = stream.offset;
-        Ok((Self::from_parts(path, file, header, options, len, report.last_sequence), report))
+        Ok((Self::from_parts(path, file, header, options, len, report.last_sequence, sealer), report))
     }
 
     fn from_parts(
@@ -311,10 +374,12 @@ impl JournalWriter {
         options: WriterOptions,
         len: u64,
         last_sequence: u64,
+        sealer: Option<Sealer>,
     ) -> JournalWriter {
-        let capacity = BLOCK_HEADER_SIZE + options.block_records as usize * RECORD_SIZE;
+        let prefix = if sealer.is_some() { BLOCK_HEADER_SIZE + NONCE_LEN } else { BLOCK_HEADER_SIZE };
+        let capacity = prefix + options.block_records as usize * RECORD_SIZE + crypt::SEAL_OVERHEAD;
         let mut block = Vec::with_capacity(capacity);
-        block.resize(BLOCK_HEADER_SIZE, 0);
+        block.resize(prefix, 0);
         let now = Instant::now();
         JournalWriter {
             path,
@@ -334,7 +399,33 @@ impl JournalWriter {
             last_sync: now,
             stats: WriterStats::default(),
             poisoned: false,
+            sealer,
         }
+    }
+
+    /// Bytes in front of the records in the block under construction: the block header, and the
+    /// nonce of a sealed block.
+    fn body_start(&self) -> usize {
+        if self.sealer.is_some() { BLOCK_HEADER_SIZE + NONCE_LEN } else { BLOCK_HEADER_SIZE }
+    }
+
+    /// The key version new blocks are sealed with, if the file is encrypted.
+    pub fn key_version(&self) -> Option<u32> {
+        self.sealer.as_ref().map(|s| s.key_version)
+    }
+
+    /// Seals a block built as `[header room | (nonce room) | body]`: the header (with the key
+    /// version), the encryption of the body when the file is encrypted, the CRC.
+    fn seal(&mut self, block: &mut Vec<u8>, kind: u16, first_sequence: u64, count: u32) {
+        let Some(sealer) = &mut self.sealer else {
+            seal_block(block, kind, first_sequence, count);
+            return;
+        };
+        let payload_len = (block.len() - BLOCK_HEADER_SIZE + crypt::TAG_LEN) as u32;
+        let header = BlockHeader { kind, first_sequence, count, payload_len, key_version: sealer.key_version, crc: 0 };
+        block[..BLOCK_HEADER_SIZE - 4].copy_from_slice(&header.encode_without_crc());
+        sealer.seal(self.len, block, kind == KIND_TICKS);
+        finish_block(block);
     }
 
     /// The file.
@@ -469,9 +560,10 @@ impl JournalWriter {
 
     fn write_pending_gap(&mut self) -> Result<(), JournalError> {
         let Some(gap) = self.pending_gap.take() else { return Ok(()) };
-        let mut block = [0u8; BLOCK_HEADER_SIZE + GAP_PAYLOAD_SIZE];
-        block[BLOCK_HEADER_SIZE..].copy_from_slice(&gap.encode());
-        seal_block(&mut block, KIND_GAP, gap.first, 0);
+        let start = self.body_start();
+        let mut block = vec![0u8; start + GAP_PAYLOAD_SIZE];
+        block[start..].copy_from_slice(&gap.encode());
+        self.seal(&mut block, KIND_GAP, gap.first, 0);
         self.write_block(&block, gap.last)?;
         self.stats.gaps += 1;
         self.stats.gap_sequences += gap.count();
@@ -521,11 +613,11 @@ impl JournalWriter {
             return Ok(());
         }
         let mut block = std::mem::take(&mut self.block);
-        seal_block(&mut block, KIND_TICKS, self.block_first, self.buffered);
+        self.seal(&mut block, KIND_TICKS, self.block_first, self.buffered);
         let last = self.block_first + u64::from(self.buffered) - 1;
         let ticks = u64::from(self.buffered);
         let result = self.write_block(&block, last);
-        block.truncate(BLOCK_HEADER_SIZE);
+        block.truncate(self.body_start());
         self.block = block;
         self.buffered = 0;
         result?;
@@ -554,7 +646,8 @@ impl JournalWriter {
         let offset = self.len;
         // Drop what was not written (the caller re-reads it): the buffered block and anything
         // after the last whole block.
-        self.block.truncate(BLOCK_HEADER_SIZE);
+        let start = self.body_start();
+        self.block.truncate(start);
         self.buffered = 0;
         self.pending_gap = None;
         self.next_sequence = self.written_sequence + 1;
