@@ -493,3 +493,99 @@ mod tests {
         }
     }
 }
+
+/// The period of a bar in a bar segment (`BarRecord::period`): codes 1 to 6, shortest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum BarPeriod {
+    /// One minute, aligned to the clock within a section.
+    M1 = 1,
+    /// Five minutes.
+    M5 = 2,
+    /// Fifteen minutes.
+    M15 = 3,
+    /// Thirty minutes.
+    M30 = 4,
+    /// Sixty minutes.
+    M60 = 5,
+    /// The trading day.
+    Day = 6,
+}
+
+impl BarPeriod {
+    /// Every period, in code order.
+    pub const ALL: [BarPeriod; 6] =
+        [BarPeriod::M1, BarPeriod::M5, BarPeriod::M15, BarPeriod::M30, BarPeriod::M60, BarPeriod::Day];
+
+    /// The period's name (subjects, message ids, config): `1m`, `5m`, `15m`, `30m`, `60m`, `1d`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BarPeriod::M1 => "1m",
+            BarPeriod::M5 => "5m",
+            BarPeriod::M15 => "15m",
+            BarPeriod::M30 => "30m",
+            BarPeriod::M60 => "60m",
+            BarPeriod::Day => "1d",
+        }
+    }
+
+    /// Decodes the code stored in a record.
+    pub const fn from_code(code: u8) -> Option<BarPeriod> {
+        match code {
+            1 => Some(BarPeriod::M1),
+            2 => Some(BarPeriod::M5),
+            3 => Some(BarPeriod::M15),
+            4 => Some(BarPeriod::M30),
+            5 => Some(BarPeriod::M60),
+            6 => Some(BarPeriod::Day),
+            _ => None,
+        }
+    }
+}
+
+/// Bits of `BarRecord::flags` (and of the `flags` of a bar's NATS body).
+pub mod bar_flags {
+    /// A tick's cumulative Volume was below the highest seen this trading day: it added 0, never a
+    /// negative volume.
+    pub const VOLUME_DECREASE: u32 = 1 << 0;
+    /// A tick's cumulative Turnover was below the highest seen this trading day (normal on CZCE).
+    pub const TURNOVER_DECREASE: u32 = 1 << 1;
+    /// The builder joined the trading day after its start: the first tick it saw is the baseline,
+    /// so this bar's volume and turnover count only from that tick.
+    pub const PARTIAL: u32 = 1 << 2;
+    /// Ticks were lost (a ring gap, or a gap in the journal) while the bar was open.
+    pub const GAP: u32 = 1 << 3;
+    /// A tick of the bar had no LastPrice although the instrument had traded (`absent_price`).
+    pub const ABSENT_PRICE: u32 = 1 << 4;
+    /// The product is not in the table: its exchange's default sessions were used.
+    pub const UNKNOWN_PRODUCT: u32 = 1 << 5;
+
+    /// Every bit with its name and meaning, lowest first (LAYOUT.md's bar-flags table and
+    /// `qilinctl layout --json` are generated from it).
+    pub const BITS: [(u32, &str, &str); 6] = [
+        (VOLUME_DECREASE, "volume_decrease", "a tick's cumulative Volume was below the day's highest: it added 0"),
+        (
+            TURNOVER_DECREASE,
+            "turnover_decrease",
+            "a tick's cumulative Turnover was below the day's highest (normal on CZCE)",
+        ),
+        (PARTIAL, "partial", "the builder joined the trading day late: volume and turnover count from its first tick"),
+        (GAP, "gap", "ticks were lost (ring or journal gap) while the bar was open: prices may miss an extreme"),
+        (ABSENT_PRICE, "absent_price", "a tick of the bar had no LastPrice"),
+        (
+            UNKNOWN_PRODUCT,
+            "unknown_product",
+            "the product is not in the table: its exchange's default sessions were used",
+        ),
+    ];
+
+    /// Every bit with its name, lowest first.
+    pub const NAMES: [(u32, &str); 6] = [
+        (VOLUME_DECREASE, "volume_decrease"),
+        (TURNOVER_DECREASE, "turnover_decrease"),
+        (PARTIAL, "partial"),
+        (GAP, "gap"),
+        (ABSENT_PRICE, "absent_price"),
+        (UNKNOWN_PRODUCT, "unknown_product"),
+    ];
+}

@@ -144,6 +144,10 @@ pub enum Encoding {
     RunStateCode,
     /// A code of the link-state table.
     LinkStateCode,
+    /// A code of the bar-period table.
+    BarPeriodCode,
+    /// Bits of the bar-flags table.
+    BarFlags,
     /// NUL-padded ASCII text.
     Ascii,
     /// The segment's magic.
@@ -164,7 +168,7 @@ pub enum Encoding {
 
 impl Encoding {
     /// Every encoding, in declaration order.
-    pub const ALL: [Encoding; 26] = [
+    pub const ALL: [Encoding; 28] = [
         Encoding::Sequence,
         Encoding::UtcNs,
         Encoding::Yyyymmdd,
@@ -183,6 +187,8 @@ impl Encoding {
         Encoding::SourceCode,
         Encoding::RunStateCode,
         Encoding::LinkStateCode,
+        Encoding::BarPeriodCode,
+        Encoding::BarFlags,
         Encoding::Ascii,
         Encoding::Magic,
         Encoding::Fingerprint,
@@ -214,6 +220,8 @@ impl Encoding {
             Encoding::SourceCode => "source_code",
             Encoding::RunStateCode => "run_state_code",
             Encoding::LinkStateCode => "link_state_code",
+            Encoding::BarPeriodCode => "bar_period_code",
+            Encoding::BarFlags => "bar_flags",
             Encoding::Ascii => "ascii_nul_padded",
             Encoding::Magic => "magic",
             Encoding::Fingerprint => "fingerprint",
@@ -277,6 +285,10 @@ impl Encoding {
             Encoding::SourceCode => "a code of the source table (0: none)",
             Encoding::RunStateCode => "a code of the run-state table (0: never started)",
             Encoding::LinkStateCode => "a code of the link-state table",
+            Encoding::BarPeriodCode => "a code of the bar-period table (bar segments)",
+            Encoding::BarFlags => {
+                "a bit set: see the bar-flags table (bar segments); bits a reader does not know must be ignored"
+            }
             Encoding::Ascii => {
                 "ASCII text, then NUL (0x00) bytes to the end of the field. The writer stores at most \
                  size − 1 text bytes, so at least one NUL always follows the text; a reader still stops \
@@ -284,8 +296,9 @@ impl Encoding {
             }
             Encoding::Magic => {
                 "the 8 ASCII bytes \"QILINSHM\" in file order, 0x51 0x49 0x4C 0x49 0x4E 0x53 0x48 0x4D, \
-                 no NUL (loaded as one little-endian u64: 0x4d48534e494c4951); all zero while the \
-                 segment is being created"
+                 no NUL (loaded as one little-endian u64: 0x4d48534e494c4951), in a tick segment; \
+                 \"QILINBAR\" (0x51 0x49 0x4C 0x49 0x4E 0x42 0x41 0x52, u64 0x5241424e494c4951) in a \
+                 bar segment; all zero while the segment is being created"
             }
             Encoding::Fingerprint => {
                 "the layout fingerprint (FNV-1a over every struct's and field's name, offset and size \
@@ -319,7 +332,8 @@ impl Encoding {
                 matches!(scalar, U32) && !array
             }
             Encoding::Count | Encoding::Bytes => matches!(scalar, U32 | U64) && !array,
-            Encoding::UnitsPerLot | Encoding::LinkStateCode => matches!(scalar, U32) && !array,
+            Encoding::UnitsPerLot | Encoding::LinkStateCode | Encoding::BarFlags => matches!(scalar, U32) && !array,
+            Encoding::BarPeriodCode => matches!(scalar, U8) && !array,
             Encoding::Lots => matches!(scalar, I32 | I64),
             Encoding::LotsF64 | Encoding::Money | Encoding::Real => matches!(scalar, F64) && !array,
             Encoding::Price => matches!(scalar, F64),

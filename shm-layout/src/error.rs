@@ -89,7 +89,10 @@ pub enum OpenError {
         path: PathBuf,
     },
     /// Not a qilin segment.
-    #[error("{path} is not a qilin segment: magic {found:02x?}, expected {expected:02x?} (\"QILINSHM\")")]
+    #[error(
+        "{path} is not a qilin segment: magic {found:02x?}, expected {expected:02x?} ({:?})",
+        String::from_utf8_lossy(expected)
+    )]
     BadMagic {
         /// The segment file.
         path: PathBuf,
@@ -97,6 +100,17 @@ pub enum OpenError {
         found: [u8; 8],
         /// Magic expected.
         expected: [u8; 8],
+    },
+    /// A qilin segment of the other record kind: a bar segment opened by a tick reader, or a tick
+    /// segment by a bar reader. The C and Python readers give the same message.
+    #[error("segment {path} is a {found} segment, not a {expected} segment: open it with the {found} reader")]
+    WrongKind {
+        /// The segment file.
+        path: PathBuf,
+        /// The kind the segment's magic names (`tick`, `bar`).
+        found: &'static str,
+        /// The kind this reader or writer reads (`tick`, `bar`).
+        expected: &'static str,
     },
     /// Written by a build of another layout version.
     #[error(
@@ -166,6 +180,15 @@ pub enum PublishError {
         index: u32,
         /// Directory length.
         len: u32,
+    },
+    /// The record's last-value key is out of range: a bar whose `period` is not a code of the
+    /// bar-period table (1 to 6).
+    #[error("last-value key {key} is not below {per_instrument} (a bar's period code must be 1 to 6)")]
+    LastValueKey {
+        /// The record's key (a bar's period code − 1).
+        key: u32,
+        /// Last-value entries per instrument.
+        per_instrument: u32,
     },
 }
 

@@ -410,6 +410,162 @@ layout_struct! {
     }
 }
 
+layout_struct! {
+    /// One closed bar of one instrument and period (bar segments, written by `qilin-bars`): the
+    /// fields of the bar's NATS body (docs/BARS.md). Absent prices are NaN.
+    pub struct BarRecord {
+        /// Sequence of the bar in its bar segment, from 1, gap-free and continuing across restarts
+        /// of the bar writer (not a feed sequence: those are `first_sequence` and `last_sequence`).
+        #[enc(Sequence)]
+        pub sequence: u64,
+        /// The bar's window start (inclusive): the clock-aligned start, or its section's open if later.
+        #[enc(UtcNs)]
+        pub start_ns: i64,
+        /// The bar's window end (exclusive): the next aligned boundary, or its section's close if
+        /// earlier (ticks in the closing second after a close belong to the bar ending there).
+        #[enc(UtcNs)]
+        pub end_ns: i64,
+        /// Local time (CLOCK_REALTIME, UTC ns) just before the bar was written to the ring.
+        #[enc(UtcNs)]
+        pub publish_ns: i64,
+        /// Index of the instrument's DirectoryEntry in this bar segment; its last bars are the
+        /// BarLvcEntry entries 6 × instrument_index + period − 1.
+        #[enc(DirectoryIndex)]
+        pub instrument_index: u32,
+        /// The trading day the bar belongs to.
+        #[enc(Yyyymmdd)]
+        pub trading_day: u32,
+        /// Bar flags: bits of the bar-flags table.
+        #[enc(BarFlags)]
+        pub flags: u32,
+        /// Ticks in the bar.
+        #[enc(Count)]
+        pub ticks: u32,
+        /// Exchange code (the exchange table).
+        #[enc(ExchangeCode)]
+        pub exchange: u8,
+        /// The bar's period: a code of the bar-period table.
+        #[enc(BarPeriodCode)]
+        pub period: u8,
+        /// Zero.
+        #[enc(Reserved)]
+        pub reserved0: [u8; 6],
+        /// CTP InstrumentID (at most 31 characters).
+        #[enc(Ascii)]
+        pub instrument_id: [u8; INSTRUMENT_ID_LEN],
+        /// First LastPrice of the bar.
+        #[enc(Price)]
+        pub open: f64,
+        /// Highest LastPrice of the bar.
+        #[enc(Price)]
+        pub high: f64,
+        /// Lowest LastPrice of the bar.
+        #[enc(Price)]
+        pub low: f64,
+        /// Last LastPrice of the bar.
+        #[enc(Price)]
+        pub close: f64,
+        /// Contracts traded in the bar: the rise of cumulative Volume over the bar, never negative.
+        #[enc(Lots)]
+        pub volume: i64,
+        /// Value traded in the bar: the rise of cumulative Turnover over the bar, never negative.
+        #[enc(Money)]
+        pub turnover: f64,
+        /// OpenInterest at the bar's last tick.
+        #[enc(LotsF64)]
+        pub open_interest: f64,
+        /// OpenInterest at the bar's last tick minus OpenInterest before its first tick (signed).
+        #[enc(LotsF64)]
+        pub open_interest_change: f64,
+        /// Feed sequence of the bar's first tick.
+        #[enc(Sequence)]
+        pub first_sequence: u64,
+        /// Feed sequence of the bar's last tick.
+        #[enc(Sequence)]
+        pub last_sequence: u64,
+        /// Zero; reserved for future fields.
+        #[enc(Reserved)]
+        pub reserved1: [u64; 2],
+    }
+}
+
+impl BarRecord {
+    /// An all-zero record (every price 0.0, not NaN): the starting point for building one.
+    pub const ZERO: BarRecord = zerocopy::transmute!([0u64; BAR_RECORD_WORDS]);
+
+    /// The InstrumentID as text (up to the first NUL); `None` if not ASCII.
+    pub fn instrument_id_str(&self) -> Option<&str> {
+        id_str(&self.instrument_id)
+    }
+}
+
+layout_struct! {
+    /// A bar segment's ring slot: a stamp (`2·seq − 1` while being written, `2·seq` when whole)
+    /// and the bar.
+    pub struct BarSlot {
+        /// Seqlock stamp of the slot.
+        #[enc(RingStamp)]
+        pub stamp: u64,
+        /// The bar.
+        #[enc(Struct)]
+        pub record: BarRecord,
+    }
+}
+
+layout_struct! {
+    /// A bar segment's last-value entry: the last closed bar of one instrument and period, under a
+    /// version (odd while being written, even when whole, 0 = none yet).
+    pub struct BarLvcEntry {
+        /// Seqlock version of the entry.
+        #[enc(SeqlockVersion)]
+        pub version: u64,
+        /// The last closed bar of the instrument and period.
+        #[enc(Struct)]
+        pub record: BarRecord,
+    }
+}
+
+/// First eight bytes of every bar segment.
+pub const BAR_MAGIC: [u8; 8] = *b"QILINBAR";
+/// Version of the bar segment's layout: bumped on any change of meaning the fingerprint would not catch.
+pub const BAR_LAYOUT_VERSION: u32 = 1;
+/// Words in a [`BarRecord`].
+pub const BAR_RECORD_WORDS: usize = size_of::<BarRecord>() / 8;
+/// Last-value entries per instrument in a bar segment: one per period (entry
+/// `6 × instrument_index + period − 1`).
+pub const BAR_LVC_PER_INSTRUMENT: u32 = 6;
+
+/// Every struct of a bar segment, in the order they are hashed into [`BAR_FINGERPRINT`]: the header
+/// and directory of a tick segment, the bar's own slot, last-value entry and record.
+pub const BAR_STRUCTS: &[StructDesc] = &[
+    Header::DESC,
+    Identity::DESC,
+    Session::DESC,
+    Heartbeat::DESC,
+    Cursor::DESC,
+    Status::DESC,
+    StatusRecord::DESC,
+    Counters::DESC,
+    DirectoryEntry::DESC,
+    BarLvcEntry::DESC,
+    BarSlot::DESC,
+    BarRecord::DESC,
+];
+
+/// The bar segment's layout fingerprint: its structs, the bar-period names and the bar-flag names.
+pub const BAR_FINGERPRINT: u64 = fingerprint(BAR_STRUCTS, &BAR_FINGERPRINT_NAMES);
+
+const BAR_FINGERPRINT_NAMES: [&str; 12] = {
+    let mut out = [""; 12];
+    let mut i = 0;
+    while i < 6 {
+        out[i] = crate::codes::BarPeriod::ALL[i].as_str();
+        out[6 + i] = crate::codes::bar_flags::NAMES[i].1;
+        i += 1;
+    }
+    out
+};
+
 /// Every shared struct, in the order they are hashed into the fingerprint and printed by tools.
 pub const STRUCTS: &[StructDesc] = &[
     Header::DESC,
@@ -481,6 +637,11 @@ const _: () = {
     assert!(offset_of!(Identity, magic) == 0);
     assert!(offset_of!(Session, epoch) % 8 == 0 && offset_of!(Session, directory_len) % 8 == 0);
     assert!(offset_of!(TickRecord, sequence) == 0);
+    assert!(size_of::<BarRecord>() == 184 && align_of::<BarRecord>() == 8);
+    assert!(size_of::<BarSlot>() == 192 && size_of::<BarSlot>().is_multiple_of(64));
+    assert!(size_of::<BarLvcEntry>() == size_of::<BarSlot>());
+    assert!(offset_of!(BarSlot, record) == 8 && offset_of!(BarLvcEntry, record) == 8);
+    assert!(offset_of!(BarRecord, sequence) == 0);
 };
 
 #[cfg(test)]
@@ -556,6 +717,40 @@ mod tests {
         assert_eq!(field(&Cursor::DESC, "write_cursor").encoding, Sequence);
         assert_eq!(field(&DirectoryEntry::DESC, "exchange_id").encoding, Ascii);
         assert_eq!(u64::from_le_bytes(MAGIC), 0x4d48_534e_494c_4951, "the magic's bytes in file order");
+    }
+
+    /// The bar record is described like the tick record, and its fingerprint is its own.
+    #[test]
+    fn bar_structs_are_described_and_fingerprinted_apart_from_ticks() {
+        use crate::encoding::{Encoding::*, FieldType};
+        for s in BAR_STRUCTS {
+            for f in s.fields {
+                let size = match f.ty {
+                    FieldType::Scalar(x) => x.size(),
+                    FieldType::Array(x, n) => x.size() * n,
+                    FieldType::Struct(name) => BAR_STRUCTS.iter().find(|d| d.name == name).expect("a bar struct").size,
+                };
+                assert_eq!(size, f.size, "{}.{}", s.name, f.name);
+                assert!(!f.description().is_empty());
+            }
+        }
+        let field = |name: &str| *BarRecord::DESC.fields.iter().find(|f| f.name == name).unwrap();
+        for (name, ty, encoding) in [
+            ("start_ns", "i64", UtcNs),
+            ("period", "u8", BarPeriodCode),
+            ("flags", "u32", BarFlags),
+            ("volume", "i64", Lots),
+            ("turnover", "f64", Money),
+            ("open_interest_change", "f64", LotsF64),
+            ("first_sequence", "u64", Sequence),
+        ] {
+            let f = field(name);
+            assert_eq!((f.ty.name().as_str(), f.encoding), (ty, encoding), "BarRecord.{name}");
+        }
+        assert_ne!(BAR_FINGERPRINT, FINGERPRINT);
+        assert_eq!(u64::from_le_bytes(BAR_MAGIC), 0x5241_424e_494c_4951, "the bar magic's bytes in file order");
+        use zerocopy::IntoBytes;
+        assert!(BarRecord::ZERO.as_bytes().iter().all(|b| *b == 0));
     }
 
     #[test]

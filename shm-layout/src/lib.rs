@@ -109,6 +109,8 @@ mod mirror;
 #[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
+mod record;
+#[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
 mod strategy;
@@ -122,13 +124,24 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use crate::{
-    codes::{Counter, Exchange, LinkState, RunState, Source, quality},
+    codes::{BarPeriod, Counter, Exchange, LinkState, RunState, Source, bar_flags, quality},
     error::{DirectoryError, GeometryError, OpenError, PublishError},
-    layout::{DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION, StatusRecord, TickRecord},
+    layout::{
+        BAR_FINGERPRINT, BAR_LAYOUT_VERSION, BarRecord, DirectoryEntry, FINGERPRINT, Identity, LAYOUT_VERSION,
+        StatusRecord, TickRecord,
+    },
     mapping::lock_path,
     mirror::{MirrorError, MirrorStart},
     reader::{LAP_HEADROOM_DIVISOR, LatestError, Liveness, Next, Reader, Start, default_lap_headroom},
+    record::{Record, Words},
     region::{Geometry, MAX_INSTRUMENTS, MAX_RING_SLOTS},
     strategy::{Event, Events, Snapshot, UnknownInstrument},
     writer::{OpenReport, SegmentOptions, Writer, now_ns},
 };
+
+/// The writer of a bar segment (`qilin-bars`).
+#[cfg(not(loom))]
+pub type BarWriter = Writer<BarRecord>;
+/// A reader of a bar segment.
+#[cfg(not(loom))]
+pub type BarReader = Reader<BarRecord>;

@@ -11,7 +11,8 @@ use std::{
 
 use crate::{
     error::OpenError,
-    layout::{FINGERPRINT, Header, LAYOUT_VERSION, MAGIC},
+    layout::Header,
+    record::{Record, kind_of_magic},
     region::{Geometry, Region, Word},
     sync::Ordering,
 };
@@ -46,14 +47,14 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 /// 64 KiB with the kernel's default fault-around), one every 11 to 170 slots over its first lap of
 /// the ring (tests/reader_prefault.rs counts them; benches/benches/first_lap.rs measures the cost). The writer backs every page
 /// (`posix_fallocate`) before it publishes the magic, so on a valid segment every page exists.
-pub(crate) fn open_read_only(path: &Path) -> Result<(Region, Backing), OpenError> {
+pub(crate) fn open_read_only<R: Record>(path: &Path) -> Result<(Region<R>, Backing), OpenError> {
     open_read_only_with(path, true)
 }
 
 /// [`open_read_only`], with the pre-fault optional: `populate == false` is the plain mapping, whose
 /// pages fault in one by one as the reader first touches them (kept for the first-lap benchmark's
 /// comparison, [`crate::Reader::open_unpopulated`]).
-pub(crate) fn open_read_only_with(path: &Path, populate: bool) -> Result<(Region, Backing), OpenError> {
+pub(crate) fn open_read_only_with<R: Record>(path: &Path, populate: bool) -> Result<(Region<R>, Backing), OpenError> {
     let file = File::open(path).map_err(io("opening", path))?;
     if file.metadata().map_err(io("reading metadata of", path))?.len() == 0 {
         return Err(OpenError::NotInitialised { path: path.to_owned() });
@@ -102,7 +103,10 @@ pub fn lock_path(segment: &Path) -> PathBuf {
 /// Creates or opens the segment for writing, takes the exclusive lock, sizes and maps it. Neither
 /// the segment nor its lock file is followed through a symbolic link (O_NOFOLLOW); an existing
 /// segment must belong to this process's uid and be closed to others (mode within 0640).
-pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Backing, Opened), OpenError> {
+pub(crate) fn open_writer<R: Record>(
+    path: &Path,
+    geometry: Geometry,
+) -> Result<(Region<R>, Backing, Opened), OpenError> {
     let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
     let refuse_link = |what: &'static str, at: &Path| {
         let at = at.to_owned();
@@ -127,7 +131,7 @@ pub(crate) fn open_writer(path: &Path, geometry: Geometry) -> Result<(Region, Ba
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid(path) });
+            return Err(OpenError::Locked { path: path.to_owned(), pid: peek_writer_pid::<R>(path) });
         }
         Err(std::fs::TryLockError::Error(source)) => {
             return Err(OpenError::Io { what: "locking", path: lock_file, source });
@@ -206,9 +210,9 @@ fn header_magic_is_zero(file: &File) -> bool {
 }
 
 /// Best effort: the pid recorded by the current writer, for the "already locked" message.
-fn peek_writer_pid(path: &Path) -> u64 {
+fn peek_writer_pid<R: Record>(path: &Path) -> u64 {
     // Unpopulated: one header word is read, no reason to map the whole ring.
-    open_read_only_with(path, false)
+    open_read_only_with::<R>(path, false)
         .map(|(region, _backing)| region.word(Word::WriterPid).load(Ordering::Relaxed))
         .unwrap_or(0)
 }
@@ -219,7 +223,7 @@ fn peek_writer_pid(path: &Path) -> u64 {
 /// `base` must be 8-aligned and valid for reads of `len` bytes for as long as the returned `Region`
 /// is used (and for writes too if the caller writes through it), with the access discipline of
 /// [`Region::new`].
-pub(crate) unsafe fn validate(base: NonNull<u8>, len: u64, path: &Path) -> Result<Region, OpenError> {
+pub(crate) unsafe fn validate<R: Record>(base: NonNull<u8>, len: u64, path: &Path) -> Result<Region<R>, OpenError> {
     let header_len = size_of::<Header>() as u64;
     if len == 0 {
         // Created but not yet sized: a writer is starting (or died right after creating the file).
@@ -229,26 +233,33 @@ pub(crate) unsafe fn validate(base: NonNull<u8>, len: u64, path: &Path) -> Resul
         return Err(OpenError::Truncated { path: path.to_owned(), len, needed: header_len });
     }
     // A provisional geometry that covers only the header, to read the identity line.
-    let header_only = Geometry { total_size: header_len, ..Geometry::new(2, 1).expect("valid constants") };
+    let header_only = Geometry { total_size: header_len, ..Geometry::of::<R>(2, 1).expect("valid constants") };
     // SAFETY: the header lies within `len` bytes (checked above); contract forwarded from the caller.
-    let provisional = unsafe { Region::new(base, header_only) };
+    let provisional = unsafe { Region::<R>::new(base, header_only) };
     let magic = provisional.magic();
     if magic == [0; 8] {
         return Err(OpenError::NotInitialised { path: path.to_owned() });
     }
-    if magic != MAGIC {
-        return Err(OpenError::BadMagic { path: path.to_owned(), found: magic, expected: MAGIC });
+    if magic != R::MAGIC {
+        if let Some(found) = kind_of_magic(magic) {
+            return Err(OpenError::WrongKind { path: path.to_owned(), found, expected: R::KIND });
+        }
+        return Err(OpenError::BadMagic { path: path.to_owned(), found: magic, expected: R::MAGIC });
     }
     let id = provisional.identity();
-    if id.layout_version != LAYOUT_VERSION {
-        return Err(OpenError::Version { path: path.to_owned(), found: id.layout_version, expected: LAYOUT_VERSION });
+    if id.layout_version != R::LAYOUT_VERSION {
+        return Err(OpenError::Version {
+            path: path.to_owned(),
+            found: id.layout_version,
+            expected: R::LAYOUT_VERSION,
+        });
     }
-    if id.fingerprint != FINGERPRINT {
-        return Err(OpenError::Fingerprint { path: path.to_owned(), found: id.fingerprint, expected: FINGERPRINT });
+    if id.fingerprint != R::FINGERPRINT {
+        return Err(OpenError::Fingerprint { path: path.to_owned(), found: id.fingerprint, expected: R::FINGERPRINT });
     }
     let corrupt = |detail: String| OpenError::Corrupt { path: path.to_owned(), detail };
-    let geometry = Geometry::new(id.ring_slots, id.instrument_capacity).map_err(|e| corrupt(e.to_string()))?;
-    let expected = geometry.identity(id.feed_name, id.created_ns);
+    let geometry = Geometry::of::<R>(id.ring_slots, id.instrument_capacity).map_err(|e| corrupt(e.to_string()))?;
+    let expected = geometry.identity::<R>(id.feed_name, id.created_ns);
     if expected != id {
         return Err(corrupt(format!(
             "identity line does not match its own capacities: found {id:?}, expected {expected:?}"

@@ -127,7 +127,9 @@ impl Writer {
         self.tombstone(first, last);
         Ok(())
     }
+}
 
+impl<R: crate::record::Record> Writer<R> {
     /// Stores the lost stamp in the slots of the last ring's worth of `first..=last`, then the
     /// cursor. A writer killed in between leaves the cursor at `first − 1`: the next one marks the
     /// range again (the stamps are not `done`, so recovery does not adopt them).
@@ -143,7 +145,9 @@ impl Writer {
         self.region.word(Word::WriteCursor).store(last, Ordering::Release);
         self.next_seq = last + 1;
     }
+}
 
+impl Writer {
     /// Writes `record` as its instrument's last value without a ring slot (a fresh mirror's fill:
     /// the stream's last tick of each instrument, all before the sequence it starts at).
     pub fn set_last_value(&mut self, record: &TickRecord) -> Result<(), MirrorError> {

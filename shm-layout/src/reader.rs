@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::{
     codes::{Counter, RunState},
     error::OpenError,
-    layout::{DirectoryEntry, Identity, RECORD_WORDS, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
+    layout::{BarRecord, DirectoryEntry, Identity, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
     mapping::{self, Backing},
+    record::{Record, Words},
     region::{Region, Word, status_from_words},
     seqlock::{self, SlotState},
     sync::Ordering,
@@ -119,10 +120,12 @@ pub(crate) const fn lap_resume(want: u64, oldest: u64, cursor: u64, headroom: u6
     if resume > after_want { resume } else { after_want }
 }
 
-/// A read-only view of a segment with its own cursor.
+/// A read-only view of a segment with its own cursor: of ticks (`Reader`, the default) or of bars
+/// (`Reader<BarRecord>`, [`crate::BarReader`]). Everything but the last values and the strategy
+/// helpers (tick segments only) is the same for both.
 #[derive(Debug)]
-pub struct Reader {
-    region: Region,
+pub struct Reader<R: Record = TickRecord> {
+    region: Region<R>,
     next: u64,
     epoch: u64,
     mask: u64,
@@ -157,9 +160,7 @@ impl Reader {
     /// 170 slots otherwise, as the kernel maps 1 to 16 pages per fault). That costs time once, on
     /// open; [`open_unpopulated`](Self::open_unpopulated) skips it for a short look at a segment.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
-        let path = path.as_ref();
-        let (region, backing) = mapping::open_read_only(path)?;
-        Ok(Reader::attach(region, backing, path.to_owned()))
+        Reader::open_segment(path)
     }
 
     /// [`open`](Self::open) without the pre-fault: pages are mapped one by one as they are first
@@ -167,12 +168,52 @@ impl Reader {
     /// entries of a large segment and exits, and for measuring what the pre-fault saves
     /// (benches/benches/first_lap.rs); a reader that follows the ring wants `open`.
     pub fn open_unpopulated(path: impl AsRef<Path>) -> Result<Reader, OpenError> {
+        Reader::open_segment_unpopulated(path)
+    }
+
+    /// Copies the last value of instrument `index` into `out`. `Ok(false)` if it has no tick yet.
+    pub fn latest(&self, index: u32, out: &mut TickRecord) -> Result<bool, LatestError> {
+        self.latest_entry(index, 0, out)
+    }
+}
+
+impl Reader<BarRecord> {
+    /// Copies the last closed bar of instrument `index` and `period` into `out`. `Ok(false)` if it
+    /// has none yet.
+    pub fn latest_bar(&self, index: u32, period: crate::BarPeriod, out: &mut BarRecord) -> Result<bool, LatestError> {
+        self.latest_entry(index, u32::from(period as u8) - 1, out)
+    }
+
+    /// [`latest_bar`](Self::latest_bar) by InstrumentID.
+    pub fn latest_bar_by_id(
+        &self,
+        instrument_id: &str,
+        period: crate::BarPeriod,
+        out: &mut BarRecord,
+    ) -> Result<bool, LatestError> {
+        let index = self.find_instrument(instrument_id).ok_or(LatestError::UnknownInstrument)?;
+        self.latest_bar(index, period, out)
+    }
+}
+
+impl<R: Record> Reader<R> {
+    /// Opens a segment of `R` records read-only and validates its header (magic, layout version,
+    /// fingerprint, geometry, file size), pre-faulted as [`Reader::open`]. A segment of the other
+    /// kind is refused with [`OpenError::WrongKind`]. Starts at [`Start::Newest`].
+    pub fn open_segment(path: impl AsRef<Path>) -> Result<Reader<R>, OpenError> {
+        let path = path.as_ref();
+        let (region, backing) = mapping::open_read_only(path)?;
+        Ok(Reader::attach(region, backing, path.to_owned()))
+    }
+
+    /// [`open_segment`](Self::open_segment) without the pre-fault ([`Reader::open_unpopulated`]).
+    pub fn open_segment_unpopulated(path: impl AsRef<Path>) -> Result<Reader<R>, OpenError> {
         let path = path.as_ref();
         let (region, backing) = mapping::open_read_only_with(path, false)?;
         Ok(Reader::attach(region, backing, path.to_owned()))
     }
 
-    fn attach(region: Region, backing: Backing, path: PathBuf) -> Reader {
+    fn attach(region: Region<R>, backing: Backing, path: PathBuf) -> Reader<R> {
         let mask = region.geometry().ring_slots - 1;
         let epoch = region.word(Word::Epoch).load(Ordering::Acquire);
         let lap_headroom = default_lap_headroom(mask + 1);
@@ -212,7 +253,7 @@ impl Reader {
 
     /// [`set_lap_headroom`](Self::set_lap_headroom), as a builder.
     #[must_use]
-    pub fn with_lap_headroom(mut self, slots: u64) -> Reader {
+    pub fn with_lap_headroom(mut self, slots: u64) -> Reader<R> {
         self.set_lap_headroom(slots);
         self
     }
@@ -251,7 +292,7 @@ impl Reader {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_next(&mut self, out: &mut TickRecord) -> Next {
+    pub fn try_next(&mut self, out: &mut R) -> Next {
         loop {
             let next = self.next_any(out);
             if next == Next::Tick
@@ -265,7 +306,7 @@ impl Reader {
     }
 
     #[inline(always)]
-    fn next_any(&mut self, out: &mut TickRecord) -> Next {
+    fn next_any(&mut self, out: &mut R) -> Next {
         let epoch = self.region.word(Word::Epoch).load(Ordering::Acquire);
         if epoch != self.epoch {
             let previous = self.epoch;
@@ -278,8 +319,7 @@ impl Reader {
         match seqlock::classify(seen, want) {
             SlotState::NotYet => Next::Empty,
             SlotState::Ready => {
-                let words: &mut [u64; RECORD_WORDS] = zerocopy::transmute_mut!(out);
-                if seqlock::copy_validated(slot.stamp, seen, slot.words, words) {
+                if R::Words::copy_validated(slot.stamp, seen, slot.words, out.as_words_mut()) {
                     self.next = want.saturating_add(1);
                     Next::Tick
                 } else {
@@ -303,7 +343,7 @@ impl Reader {
     }
 
     /// Spins until the next event that is not [`Next::Empty`]. For strategies that own a core.
-    pub fn next_blocking(&mut self, out: &mut TickRecord) -> Next {
+    pub fn next_blocking(&mut self, out: &mut R) -> Next {
         loop {
             match self.try_next(out) {
                 Next::Empty => core::hint::spin_loop(),
@@ -435,19 +475,20 @@ impl Reader {
         (0..self.directory_len()).map(|i| self.region.directory_entry(i)).collect()
     }
 
-    /// Copies the last value of instrument `index` into `out`. `Ok(false)` if it has no tick yet.
-    pub fn latest(&self, index: u32, out: &mut TickRecord) -> Result<bool, LatestError> {
-        if index >= self.directory_len() {
+    /// Copies last-value entry `key` of instrument `index` into `out` (`key < R::LVC_PER_INSTRUMENT`).
+    fn latest_entry(&self, index: u32, key: u32, out: &mut R) -> Result<bool, LatestError> {
+        if index >= self.directory_len() || key >= R::LVC_PER_INSTRUMENT {
             return Err(LatestError::UnknownInstrument);
         }
-        let entry = self.region.lvc(index);
-        let words: &mut [u64; RECORD_WORDS] = zerocopy::transmute_mut!(out);
-        match seqlock::read_versioned(entry.stamp, entry.words, words, VERSIONED_ATTEMPTS) {
+        let entry = self.region.lvc(index * R::LVC_PER_INSTRUMENT + key);
+        match R::Words::read_versioned(entry.stamp, entry.words, out.as_words_mut(), VERSIONED_ATTEMPTS) {
             Ok(found) => Ok(found.is_some()),
             Err(()) => Err(LatestError::Contended),
         }
     }
+}
 
+impl Reader {
     /// [`latest`](Self::latest) by InstrumentID: the instrument's book now, whole.
     ///
     /// ```

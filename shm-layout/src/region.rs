@@ -3,15 +3,13 @@
 //! Miri can run the whole writer/reader logic over an ordinary heap buffer.
 #![allow(unsafe_code)] // turns validated offsets into references to atomic words; each block argued below
 
-use core::{mem::offset_of, ptr::NonNull};
+use core::{marker::PhantomData, mem::offset_of, ptr::NonNull};
 
 use crate::{
     codes::COUNTER_SLOTS,
     error::GeometryError,
-    layout::{
-        CACHE_LINE, Cursor, DirectoryEntry, FINGERPRINT, Header, Heartbeat, Identity, LAYOUT_VERSION, LvcEntry, MAGIC,
-        RECORD_WORDS, STATUS_WORDS, Session, Slot, StatusRecord, TickRecord,
-    },
+    layout::{CACHE_LINE, Cursor, DirectoryEntry, Header, Heartbeat, Identity, STATUS_WORDS, Session, StatusRecord},
+    record::{Record, Words},
     sync::AtomicU64,
 };
 
@@ -43,8 +41,15 @@ const fn align_up(value: u64, to: u64) -> u64 {
 }
 
 impl Geometry {
-    /// Computes the geometry for the given capacities, refusing ones that are not usable.
+    /// Computes the geometry of a tick segment for the given capacities, refusing ones that are not usable.
     pub fn new(ring_slots: u64, instrument_capacity: u32) -> Result<Geometry, GeometryError> {
+        Geometry::of::<crate::TickRecord>(ring_slots, instrument_capacity)
+    }
+
+    /// Computes the geometry of a segment of `R` records (ticks or bars): a slot and a last-value
+    /// entry are a stamp word and a record each, and a bar segment has one last-value entry per
+    /// instrument and period ([`Record::LVC_PER_INSTRUMENT`]).
+    pub fn of<R: Record>(ring_slots: u64, instrument_capacity: u32) -> Result<Geometry, GeometryError> {
         if !ring_slots.is_power_of_two() || !(2..=MAX_RING_SLOTS).contains(&ring_slots) {
             return Err(GeometryError::RingSlots { ring_slots, max: MAX_RING_SLOTS });
         }
@@ -55,26 +60,27 @@ impl Geometry {
         let directory_offset = align_up(size_of::<Header>() as u64, line);
         let lvc_offset =
             align_up(directory_offset + u64::from(instrument_capacity) * size_of::<DirectoryEntry>() as u64, line);
-        let ring_offset = align_up(lvc_offset + u64::from(instrument_capacity) * size_of::<LvcEntry>() as u64, PAGE);
-        let total_size = align_up(ring_offset + ring_slots * size_of::<Slot>() as u64, PAGE);
+        let lvc_entries = u64::from(instrument_capacity) * u64::from(R::LVC_PER_INSTRUMENT);
+        let ring_offset = align_up(lvc_offset + lvc_entries * stamped_size::<R>(), PAGE);
+        let total_size = align_up(ring_offset + ring_slots * stamped_size::<R>(), PAGE);
         Ok(Geometry { ring_slots, instrument_capacity, directory_offset, lvc_offset, ring_offset, total_size })
     }
 
     /// The identity line a segment of this geometry carries.
-    pub(crate) fn identity(&self, feed_name: [u8; 32], created_ns: i64) -> Identity {
+    pub(crate) fn identity<R: Record>(&self, feed_name: [u8; 32], created_ns: i64) -> Identity {
         Identity {
-            magic: MAGIC,
-            layout_version: LAYOUT_VERSION,
+            magic: R::MAGIC,
+            layout_version: R::LAYOUT_VERSION,
             header_size: size_of::<Header>() as u32,
-            fingerprint: FINGERPRINT,
+            fingerprint: R::FINGERPRINT,
             total_size: self.total_size,
             created_ns,
             ring_slots: self.ring_slots,
-            slot_size: size_of::<Slot>() as u32,
-            record_size: size_of::<TickRecord>() as u32,
+            slot_size: stamped_size::<R>() as u32,
+            record_size: size_of::<R>() as u32,
             instrument_capacity: self.instrument_capacity,
             directory_entry_size: size_of::<DirectoryEntry>() as u32,
-            lvc_entry_size: size_of::<LvcEntry>() as u32,
+            lvc_entry_size: stamped_size::<R>() as u32,
             reserved0: 0,
             directory_offset: self.directory_offset,
             lvc_offset: self.lvc_offset,
@@ -82,6 +88,13 @@ impl Geometry {
             feed_name,
         }
     }
+}
+
+/// Size of a ring slot and of a last-value entry of `R` records: a stamp word and the record
+/// (384 for ticks, 192 for bars).
+#[inline(always)]
+pub(crate) const fn stamped_size<R: Record>() -> u64 {
+    8 + size_of::<R>() as u64
 }
 
 /// A word of the header that is read or written atomically.
@@ -118,34 +131,44 @@ impl Word {
 /// A stamped record in the segment: its stamp word and its `N` data words (a fixed-size array, so
 /// the protocol's copy loops have a known trip count and compile to straight-line stores/loads).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Stamped<'a, const N: usize> {
+pub(crate) struct Stamped<'a, A> {
     pub(crate) stamp: &'a AtomicU64,
-    pub(crate) words: &'a [AtomicU64; N],
+    pub(crate) words: &'a A,
 }
 
 /// A mapped segment of known geometry. Does not own the memory: the writer or reader that created it
 /// keeps the mapping alive for at least as long as the `Region` (they hold both in one struct).
-#[derive(Debug)]
-pub(crate) struct Region {
+pub(crate) struct Region<R: Record = crate::TickRecord> {
     base: NonNull<u8>,
     geometry: Geometry,
+    record: PhantomData<fn() -> R>,
+}
+
+impl<R: Record> core::fmt::Debug for Region<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Region")
+            .field("base", &self.base)
+            .field("geometry", &self.geometry)
+            .field("record", &R::NAME)
+            .finish()
+    }
 }
 
 // SAFETY: `Region` is a pointer into a shared mapping whose mutable words are only touched through
 // atomics; the single non-atomic writer path (directory entries, identity at creation) is reachable
 // only through `&mut Writer`, which is not `Sync`, so moving a `Region` to another thread is sound.
-unsafe impl Send for Region {}
+unsafe impl<R: Record> Send for Region<R> {}
 
-impl Region {
+impl<R: Record> Region<R> {
     /// # Safety
     /// `base` must be 8-byte aligned (in practice page aligned), valid for reads of
     /// `geometry.total_size` bytes (and for writes too, if any writer method is called) for the
     /// whole life of the `Region`, and every byte range it names must only ever be changed through
     /// this module's accessors (atomically), except the non-atomic writes documented on
     /// [`Region::write_identity`] and [`Region::write_directory_entry`].
-    pub(crate) unsafe fn new(base: NonNull<u8>, geometry: Geometry) -> Region {
+    pub(crate) unsafe fn new(base: NonNull<u8>, geometry: Geometry) -> Region<R> {
         debug_assert_eq!(base.as_ptr() as usize % 8, 0);
-        Region { base, geometry }
+        Region { base, geometry, record: PhantomData }
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -178,32 +201,38 @@ impl Region {
     }
 
     #[inline(always)]
-    fn stamped<const N: usize>(&self, offset: u64) -> Stamped<'_, N> {
-        // SAFETY: callers pass the offset of a `Slot`, `LvcEntry` or `Status` inside the segment; all
-        // of them are 8-aligned (struct sizes and region offsets are multiples of 8) and hold
-        // `1 + N` words.
-        let all = unsafe { self.words(offset, 1 + N) };
+    fn stamped<W: Words>(&self, offset: u64) -> Stamped<'_, W::Atomic> {
+        // SAFETY: callers pass the offset of a slot, a last-value entry or `Status` inside the
+        // segment; all of them are 8-aligned (struct sizes and region offsets are multiples of 8)
+        // and hold `1 + N` words, `W = [u64; N]`.
+        let all = unsafe { self.words(offset, 1 + size_of::<W>() / 8) };
         let (stamp, words) = all.split_first().expect("1 + N words");
-        Stamped { stamp, words: words.try_into().expect("exactly N words") }
+        Stamped { stamp, words: W::atomics(words) }
     }
 
     /// The ring slot that holds sequence `seq`.
     #[inline(always)]
-    pub(crate) fn slot(&self, seq: u64) -> Stamped<'_, RECORD_WORDS> {
+    pub(crate) fn slot(&self, seq: u64) -> Stamped<'_, <R::Words as Words>::Atomic> {
         let index = seq & (self.geometry.ring_slots - 1);
-        self.stamped(self.geometry.ring_offset + index * size_of::<Slot>() as u64)
+        self.stamped::<R::Words>(self.geometry.ring_offset + index * stamped_size::<R>())
     }
 
-    /// The last-value-cache entry of instrument `index` (`index < instrument_capacity`, checked).
+    /// Last-value entries in the segment: `instrument_capacity × R::LVC_PER_INSTRUMENT`.
+    pub(crate) fn lvc_entries(&self) -> u32 {
+        self.geometry.instrument_capacity * R::LVC_PER_INSTRUMENT
+    }
+
+    /// The last-value-cache entry `index` (`index < lvc_entries()`, checked): the instrument's for
+    /// ticks, `instrument × 6 + period − 1` for bars.
     #[inline(always)]
-    pub(crate) fn lvc(&self, index: u32) -> Stamped<'_, RECORD_WORDS> {
-        assert!(index < self.geometry.instrument_capacity);
-        self.stamped(self.geometry.lvc_offset + u64::from(index) * size_of::<LvcEntry>() as u64)
+    pub(crate) fn lvc(&self, index: u32) -> Stamped<'_, <R::Words as Words>::Atomic> {
+        assert!(index < self.lvc_entries());
+        self.stamped::<R::Words>(self.geometry.lvc_offset + u64::from(index) * stamped_size::<R>())
     }
 
     /// The status line.
-    pub(crate) fn status(&self) -> Stamped<'_, STATUS_WORDS> {
-        self.stamped(offset_of!(Header, status) as u64)
+    pub(crate) fn status(&self) -> Stamped<'_, [AtomicU64; STATUS_WORDS]> {
+        self.stamped::<[u64; STATUS_WORDS]>(offset_of!(Header, status) as u64)
     }
 
     /// Reads the identity line (immutable once the magic is published).

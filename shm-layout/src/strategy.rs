@@ -75,12 +75,12 @@ pub(crate) struct Select {
 impl Select {
     /// Whether `tick` is returned to the caller.
     #[inline]
-    pub(crate) fn admits(&mut self, tick: &TickRecord) -> bool {
-        let index = tick.instrument_index as usize;
+    pub(crate) fn admits<R: crate::record::Record>(&mut self, record: &R) -> bool {
+        let index = record.instrument_index() as usize;
         if let Some(skip) = &self.skip_through {
-            if tick.sequence > self.skip_until {
+            if record.sequence() > self.skip_until {
                 self.skip_through = None;
-            } else if skip.get(index).is_some_and(|through| tick.sequence <= *through) {
+            } else if skip.get(index).is_some_and(|through| record.sequence() <= *through) {
                 return false;
             }
         }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::{
     codes::{Counter, RunState},
     error::{DirectoryError, OpenError, PublishError},
-    layout::{DirectoryEntry, RECORD_WORDS, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
+    layout::{DirectoryEntry, STATUS_WORDS, StatusRecord, TickRecord, fixed_id},
     mapping::{self, Backing, Opened},
+    record::{Record, Words},
     region::{Geometry, Region, Word},
     seqlock,
     sync::Ordering,
@@ -50,10 +51,11 @@ pub(crate) enum EpochRule {
     Mirror { epoch: u64, next_sequence: u64 },
 }
 
-/// The only writer of a segment.
+/// The only writer of a segment: of ticks (`Writer`, the default, written by the core) or of bars
+/// (`Writer<BarRecord>`, [`crate::BarWriter`], written by `qilin-bars`).
 #[derive(Debug)]
-pub struct Writer {
-    pub(crate) region: Region,
+pub struct Writer<R: Record = TickRecord> {
+    pub(crate) region: Region<R>,
     pub(crate) next_seq: u64,
     pub(crate) directory_len: u32,
     pub(crate) epoch: u64,
@@ -71,9 +73,20 @@ pub fn now_ns() -> i64 {
 }
 
 impl Writer {
-    /// Creates the segment at `path` (mode 0640) or reopens an existing one of the same layout and
-    /// capacities, and takes its exclusive lock. Reopening bumps the epoch and continues the sequence.
+    /// Creates the tick segment at `path` (mode 0640) or reopens an existing one of the same layout
+    /// and capacities, and takes its exclusive lock. Reopening bumps the epoch and continues the
+    /// sequence. ([`Writer::open_segment`] for any record kind.)
     pub fn open(path: impl AsRef<Path>, options: &SegmentOptions) -> Result<Writer, OpenError> {
+        Writer::open_segment(path, options)
+    }
+}
+
+impl<R: Record> Writer<R> {
+    /// Creates the segment of `R` records at `path` (mode 0640) or reopens an existing one of the
+    /// same kind, layout and capacities, and takes its exclusive lock. Reopening bumps the epoch
+    /// and continues the sequence. A segment of the other kind is refused
+    /// ([`OpenError::WrongKind`]).
+    pub fn open_segment(path: impl AsRef<Path>, options: &SegmentOptions) -> Result<Writer<R>, OpenError> {
         let path = path.as_ref();
         let (region, backing, fresh, feed_name) = Writer::open_parts(path, options)?;
         Ok(Writer::start(region, backing, fresh, feed_name, path.to_owned(), EpochRule::Bump))
@@ -84,8 +97,8 @@ impl Writer {
     pub(crate) fn open_parts(
         path: &Path,
         options: &SegmentOptions,
-    ) -> Result<(Region, Backing, bool, [u8; 32]), OpenError> {
-        let geometry = Geometry::new(options.ring_slots, options.instrument_capacity)
+    ) -> Result<(Region<R>, Backing, bool, [u8; 32]), OpenError> {
+        let geometry = Geometry::of::<R>(options.ring_slots, options.instrument_capacity)
             .map_err(|source| OpenError::Geometry { path: path.to_owned(), source })?;
         let feed_name = fixed_id::<32>(&options.feed_name).ok_or_else(|| OpenError::Corrupt {
             path: path.to_owned(),
@@ -107,13 +120,13 @@ impl Writer {
     }
 
     pub(crate) fn start(
-        region: Region,
+        region: Region<R>,
         backing: Backing,
         fresh: bool,
         feed_name: [u8; 32],
         path: PathBuf,
         rule: EpochRule,
-    ) -> Writer {
+    ) -> Writer<R> {
         let now = now_ns();
         let mut writer = Writer {
             directory_len: 0,
@@ -150,7 +163,7 @@ impl Writer {
         if fresh {
             // Last, so a reader that sees the magic also sees epoch 1 and the session words (a
             // reader never records a phantom epoch 0 → 1 restart).
-            let identity = r.geometry().identity(feed_name, now);
+            let identity = r.geometry().identity::<R>(feed_name, now);
             // SAFETY: we hold the lock and the magic is zero (fresh), so no reader reads the identity.
             #[allow(unsafe_code)]
             unsafe {
@@ -166,6 +179,7 @@ impl Writer {
     fn recover(&mut self) {
         let r = &self.region;
         let capacity = r.geometry().instrument_capacity;
+        let lvc_entries = r.lvc_entries();
         self.directory_len = (r.word(Word::DirectoryLen).load(Ordering::Acquire) as u32).min(capacity);
         let mut cursor = r.word(Word::WriteCursor).load(Ordering::Acquire);
         // A slot finished after the last cursor store (killed between the two) is published already:
@@ -177,11 +191,11 @@ impl Writer {
         r.word(Word::WriteCursor).store(cursor, Ordering::Release);
         self.next_seq = cursor + 1;
         // A last-value entry left odd was torn by a dying writer: clear it (version 0 = empty).
-        for index in 0..capacity {
+        for index in 0..lvc_entries {
             let entry = r.lvc(index);
             let version = entry.stamp.load(Ordering::Relaxed);
             if version % 2 == 1 {
-                seqlock::write(entry.stamp, entry.words, version, &[0; RECORD_WORDS], 0);
+                R::Words::write(entry.stamp, entry.words, version, &R::Words::ZERO, 0);
                 self.report.cleared_lvc_entries += 1;
             }
         }
@@ -263,28 +277,34 @@ impl Writer {
         Ok(index)
     }
 
-    /// Publishes one tick: assigns its sequence, writes its ring slot and its instrument's
-    /// last-value entry, then advances the write cursor. Never waits for a reader.
+    /// Publishes one record: assigns its sequence, writes its ring slot and its last-value entry
+    /// (the instrument's; for a bar, the instrument's of the bar's period), then advances the write
+    /// cursor. Never waits for a reader.
     #[inline]
-    pub fn publish(&mut self, record: &mut TickRecord) -> Result<u64, PublishError> {
-        if record.instrument_index >= self.directory_len {
-            return Err(PublishError::UnknownInstrument { index: record.instrument_index, len: self.directory_len });
+    pub fn publish(&mut self, record: &mut R) -> Result<u64, PublishError> {
+        if record.instrument_index() >= self.directory_len {
+            return Err(PublishError::UnknownInstrument { index: record.instrument_index(), len: self.directory_len });
         }
-        record.sequence = self.next_seq;
+        // Constant-folded away for ticks (one entry per instrument, key 0).
+        if record.lvc_key() >= R::LVC_PER_INSTRUMENT {
+            return Err(PublishError::LastValueKey { key: record.lvc_key(), per_instrument: R::LVC_PER_INSTRUMENT });
+        }
+        record.set_sequence(self.next_seq);
         Ok(self.write_next(record))
     }
 
-    /// Writes `record` (whose `sequence` is `next_seq` and whose instrument is in the directory)
-    /// into its slot and its last-value entry, then advances the write cursor.
+    /// Writes `record` (whose `sequence` is `next_seq`, whose instrument is in the directory and
+    /// whose last-value key is in range) into its slot and its last-value entry, then advances the
+    /// write cursor.
     #[inline(always)]
-    pub(crate) fn write_next(&mut self, record: &TickRecord) -> u64 {
+    pub(crate) fn write_next(&mut self, record: &R) -> u64 {
         let seq = self.next_seq;
-        debug_assert_eq!(record.sequence, seq);
-        let words: &[u64; RECORD_WORDS] = zerocopy::transmute_ref!(record);
+        debug_assert_eq!(record.sequence(), seq);
+        let words = record.as_words();
         let slot = self.region.slot(seq);
-        seqlock::write(slot.stamp, slot.words, seqlock::ring_busy(seq), words, seqlock::ring_done(seq));
-        let lvc = self.region.lvc(record.instrument_index);
-        seqlock::write_versioned(lvc.stamp, lvc.words, words);
+        R::Words::write(slot.stamp, slot.words, seqlock::ring_busy(seq), words, seqlock::ring_done(seq));
+        let lvc = self.region.lvc(record.instrument_index() * R::LVC_PER_INSTRUMENT + record.lvc_key());
+        R::Words::write_versioned(lvc.stamp, lvc.words, words);
         self.region.word(Word::WriteCursor).store(seq, Ordering::Release); // SYNC C-cursor
         self.next_seq = seq + 1;
         seq
@@ -324,7 +344,7 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
+impl<R: Record> Drop for Writer<R> {
     fn drop(&mut self) {
         if self.stop_on_drop {
             self.set_run_state(RunState::Stopped);
@@ -333,9 +353,9 @@ impl Drop for Writer {
 }
 
 #[cfg(test)]
-impl Writer {
+impl<R: Record> Writer<R> {
     /// The region, for tests that forge a crashed writer's leftovers.
-    pub(crate) fn region(&self) -> &Region {
+    pub(crate) fn region(&self) -> &Region<R> {
         &self.region
     }
 
@@ -343,7 +363,10 @@ impl Writer {
     pub(crate) fn crash(mut self) {
         self.stop_on_drop = false;
     }
+}
 
+#[cfg(test)]
+impl Writer {
     /// A writer over a fresh heap segment (tests and Miri: no file, no lock).
     pub(crate) fn on_heap(options: &SegmentOptions) -> (Writer, std::sync::Arc<mapping::heap::HeapSegment>) {
         let geometry = Geometry::new(options.ring_slots, options.instrument_capacity).unwrap();
@@ -364,5 +387,28 @@ impl Writer {
         #[allow(unsafe_code)]
         let region = unsafe { mapping::validate(heap.base, u64::MAX, Path::new("<heap>")).unwrap() };
         Writer::start(region, Backing::Heap(heap.clone()), false, [0; 32], PathBuf::from("<heap>"), EpochRule::Bump)
+    }
+}
+
+impl Writer<crate::layout::BarRecord> {
+    /// The last bar the segment holds for instrument `index` and `period` (`None`: none yet). A
+    /// restarted bar writer checks a bar against it to write no bar twice.
+    pub fn latest_bar(&self, index: u32, period: crate::BarPeriod) -> Option<crate::layout::BarRecord> {
+        if index >= self.directory_len {
+            return None;
+        }
+        let key = u32::from(period as u8) - 1;
+        let entry = self.region.lvc(index * crate::layout::BAR_LVC_PER_INSTRUMENT + key);
+        let mut out = crate::layout::BarRecord::ZERO;
+        // This is the only writer: the version is even (recovery cleared a torn one), one attempt.
+        match <crate::layout::BarRecord as Record>::Words::read_versioned(
+            entry.stamp,
+            entry.words,
+            out.as_words_mut(),
+            1,
+        ) {
+            Ok(Some(_)) => Some(out),
+            _ => None,
+        }
     }
 }

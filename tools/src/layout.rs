@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use qilin_shm::{
-    Counter, Exchange, LAP_HEADROOM_DIVISOR, LinkState, RunState, Source,
+    BarPeriod, Counter, Exchange, LAP_HEADROOM_DIVISOR, LinkState, RunState, Source, bar_flags,
     descriptor::{FieldDesc, doc_text},
     encoding::Encoding,
     layout::{self, MAGIC},
@@ -66,6 +66,34 @@ fn codes_json() -> Value {
     })
 }
 
+/// The structs a bar segment has of its own (the header and directory are a tick segment's).
+const BAR_OWN_STRUCTS: [&str; 3] = ["BarLvcEntry", "BarSlot", "BarRecord"];
+
+/// The bar segment (docs/BARS.md, LAYOUT.md "Bar segments"): its magic, version, fingerprint, the
+/// structs it does not share with a tick segment, last values per instrument, and its code tables.
+fn bar_segment_json() -> Value {
+    let structs: Vec<Value> = layout::BAR_STRUCTS
+        .iter()
+        .filter(|s| BAR_OWN_STRUCTS.contains(&s.name))
+        .map(|s| json!({"name": s.name, "size": s.size, "fields": s.fields.iter().map(field_json).collect::<Vec<_>>()}))
+        .collect();
+    json!({
+        "layout_version": layout::BAR_LAYOUT_VERSION,
+        "fingerprint": layout::fingerprint_text(layout::BAR_FINGERPRINT),
+        "magic": "QILINBAR",
+        "magic_bytes": layout::BAR_MAGIC,
+        "record": "BarRecord",
+        "slot": "BarSlot",
+        "lvc_entry": "BarLvcEntry",
+        "lvc_per_instrument": layout::BAR_LVC_PER_INSTRUMENT,
+        "structs": structs,
+        "codes": {
+            "bar_period": BarPeriod::ALL.iter().map(|p| json!({"code": *p as u8, "name": p.as_str()})).collect::<Vec<_>>(),
+            "bar_flags": bar_flags::BITS.iter().map(|(bit, name, meaning)| json!({"bit": bit, "name": name, "meaning": meaning})).collect::<Vec<_>>(),
+        },
+    })
+}
+
 /// The layout as JSON: version, fingerprint, magic, every struct with its fields' offsets, sizes,
 /// types, encodings, units and descriptions, the encodings, the code tables, the counter names in
 /// index order, and the reader's lap-headroom default. Foreign-language readers test themselves
@@ -92,6 +120,7 @@ pub fn layout_json() -> Value {
         "quality_notes": quality::NOTES,
         "encodings": encodings,
         "codes": codes_json(),
+        "bar_segment": bar_segment_json(),
         "reader": {
             "lap_headroom_divisor": LAP_HEADROOM_DIVISOR,
             "lap_headroom_default": format!("ring_slots / {LAP_HEADROOM_DIVISOR}"),
@@ -182,6 +211,44 @@ pub fn layout_markdown() -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "\n### Bar segments: magic `QILINBAR`, layout version {}, fingerprint `{}`\n\n\
+         The header and directory are a tick segment's; slots and last-value entries hold a `BarRecord`, \
+         {} last-value entries per instrument (entry `{} × instrument_index + period − 1`).\n",
+        layout::BAR_LAYOUT_VERSION,
+        layout::fingerprint_text(layout::BAR_FINGERPRINT),
+        layout::BAR_LVC_PER_INSTRUMENT,
+        layout::BAR_LVC_PER_INSTRUMENT,
+    );
+    out.push_str("### Bar periods (`BarRecord.period`)\n\n");
+    table(&mut out, &["code", "name"]);
+    for p in BarPeriod::ALL {
+        row(&mut out, &[&(p as u8).to_string(), &format!("`{}`", p.as_str())]);
+    }
+    out.push_str("\n### Bar flags (`BarRecord.flags`)\n\n");
+    table(&mut out, &["bit", "name", "meaning"]);
+    for (bit, name, meaning) in bar_flags::BITS {
+        row(&mut out, &[&format!("{bit:#04x}"), &format!("`{name}`"), meaning]);
+    }
+    for s in layout::BAR_STRUCTS.iter().filter(|s| BAR_OWN_STRUCTS.contains(&s.name)) {
+        let _ = writeln!(out, "\n### {} ({} bytes)\n", s.name, s.size);
+        table(&mut out, &["offset", "size", "field", "type", "encoding", "unit", "description"]);
+        for f in s.fields {
+            row(
+                &mut out,
+                &[
+                    &f.offset.to_string(),
+                    &f.size.to_string(),
+                    &format!("`{}`", f.name),
+                    &format!("`{}`", f.ty.name()),
+                    &format!("`{}`", f.encoding.token()),
+                    f.encoding.unit().unwrap_or(""),
+                    &f.description(),
+                ],
+            );
+        }
+    }
     out
 }
 
@@ -211,6 +278,12 @@ mod tests {
         assert_eq!(v["reader"]["lap_headroom_divisor"], 8);
         assert_eq!(v["codes"]["counters"][1]["description"], "Ticks written to the ring.");
         assert_eq!(v["magic_bytes"], json!([0x51, 0x49, 0x4c, 0x49, 0x4e, 0x53, 0x48, 0x4d]));
+        let bars = &v["bar_segment"];
+        assert_eq!(bars["magic"], "QILINBAR");
+        assert_eq!(bars["lvc_per_instrument"], 6);
+        let bar = bars["structs"].as_array().unwrap().iter().find(|s| s["name"] == "BarRecord").unwrap();
+        assert_eq!(bar["size"], 184);
+        assert_eq!(bars["codes"]["bar_period"][5], json!({"code": 6, "name": "1d"}));
         // Every encoding a field names is in the encodings table.
         let known: Vec<&str> = v["encodings"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
         for s in v["structs"].as_array().unwrap() {
@@ -233,7 +306,11 @@ mod tests {
             + quality::BITS.len()
             + Counter::NAMES.len()
             + 7; // headings of the code tables
-        assert_eq!(rows, fields + codes, "{md}");
+        let bar_fields: usize =
+            layout::BAR_STRUCTS.iter().filter(|s| BAR_OWN_STRUCTS.contains(&s.name)).map(|s| s.fields.len() + 1).sum();
+        let bar_codes = BarPeriod::ALL.len() + bar_flags::BITS.len() + 2;
+        assert_eq!(rows, fields + codes + bar_fields + bar_codes, "{md}");
+        assert!(md.contains("| 120 | 8 | `volume` | `i64` | `lots` | lots |"), "the bar record's volume: {md}");
         assert!(md.contains("| 144 | 8 | `volume` | `i64` | `lots` | lots |"), "{md}");
     }
 }
