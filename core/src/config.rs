@@ -271,11 +271,15 @@ pub struct ReplayConfig {
     pub feed: String,
     /// Pace: 0 = as fast as the hot thread takes them; 1.0 = the original speed; 2.0 = twice as fast.
     pub speed: f64,
+    /// Encrypted journals: the `journal-encryption` key versions they need, each a file `qilinctl
+    /// keys render-key journal-encryption` wrote (mode 0600). A version missing here is an error
+    /// naming it and the file (docs/KEYS.md).
+    pub key_files: Vec<PathBuf>,
 }
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { path: PathBuf::new(), feed: String::new(), speed: 0.0 }
+        ReplayConfig { path: PathBuf::new(), feed: String::new(), speed: 0.0, key_files: Vec::new() }
     }
 }
 

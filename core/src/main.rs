@@ -66,6 +66,10 @@ struct Args {
     /// Replay pace: 0 = as fast as possible, 1.0 = original speed [config: source.replay.speed].
     #[arg(long)]
     replay_speed: Option<f64>,
+    /// Encrypted journals: a `qilinctl keys render-key journal-encryption` file; repeat for each
+    /// key version the journal needs [config: source.replay.key_files].
+    #[arg(long = "replay-key-file")]
+    replay_key_files: Vec<PathBuf>,
     /// Print, once a second, the rate and the latest ticks as a reader of the segment sees them.
     #[arg(long)]
     demo: bool,
@@ -122,6 +126,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.replay_speed {
         config.source.replay.speed = v;
+    }
+    if !args.replay_key_files.is_empty() {
+        config.source.replay.key_files = args.replay_key_files.clone();
     }
     config.validate(&format!("{file} (with command-line overrides)"))?;
     Ok(config)

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use qilin_journal::{DirReader, Entry, JournalError, JournalReader};
+use qilin_journal::{DirReader, Entry, JournalError, JournalReader, Keyring};
 use qilin_shm::TickRecord;
 
 use crate::config::ReplayConfig;
@@ -50,11 +50,18 @@ impl Entries {
             return Err("source.replay.path is empty: give a journal file or directory".into());
         }
         let meta = std::fs::metadata(path).map_err(|e| format!("source.replay.path {}: {e}", path.display()))?;
+        let keys = if config.key_files.is_empty() {
+            None
+        } else {
+            let ring =
+                Keyring::from_key_files(&config.key_files).map_err(|e| format!("source.replay.key_files: {e}"))?;
+            Some(Arc::new(ring))
+        };
         if meta.is_file() {
-            return JournalReader::open(path).map(Entries::File).map_err(|e| e.to_string());
+            return JournalReader::open_keyed(path, keys).map(Entries::File).map_err(|e| e.to_string());
         }
         let feed = if config.feed.is_empty() { only_feed(path)? } else { config.feed.clone() };
-        let reader = DirReader::open(path, &feed, 0..=u32::MAX).map_err(|e| e.to_string())?;
+        let reader = DirReader::open_keyed(path, &feed, 0..=u32::MAX, keys).map_err(|e| e.to_string())?;
         Ok(Entries::Dir(reader))
     }
 

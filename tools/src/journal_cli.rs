@@ -11,14 +11,30 @@ use std::{
     io::Write,
     ops::RangeInclusive,
     path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
 };
 
 use qilin_market::{Date, Market};
 
 use crate::tick_csv::{CsvError, Derived, EncodeError, TickCsvReader, TickCsvWriter};
 use qilin_journal::{
-    Entry, FsyncPolicy, JournalError, JournalReader, JournalWriter, WriterOptions, file_path, journal_files, valid_feed,
+    Entry, FsyncPolicy, JournalError, JournalReader, JournalWriter, Keyring, WriterOptions, file_path, journal_files,
+    valid_feed,
 };
+
+/// The `journal-encryption` keys this command was given (`--key-file`, `--keys`), for every journal
+/// it opens ([`JournalSel::open`], [`keys`]). Set once, before any journal is read.
+static KEYS: OnceLock<Arc<Keyring>> = OnceLock::new();
+
+/// Gives the command's journal readers `ring` (the first call wins).
+pub fn use_keys(ring: Keyring) {
+    let _ = KEYS.set(Arc::new(ring));
+}
+
+/// The keys given with [`use_keys`], if any: encrypted journals are read with them.
+pub fn keys() -> Option<Arc<Keyring>> {
+    KEYS.get().cloned()
+}
 
 /// An error of a journal command, ready to print.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +119,7 @@ impl JournalSel {
     /// Opens one of [`files`](Self::files), checking that a directory's file is the feed's and day's
     /// its name says.
     pub fn open(&self, path: &Path) -> Result<JournalReader> {
-        let reader = JournalReader::open(path)?;
+        let reader = JournalReader::open_keyed(path, keys())?;
         if let JournalSel::Dir { feed, .. } = self {
             let h = reader.header();
             let expected = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use qilin_journal::{Summary, journal_files, verify};
+use qilin_journal::{Summary, journal_files, verify_keyed};
 use serde_json::{Value, json};
 
 use crate::journal_cli::{CliError, JournalSel};
@@ -53,7 +53,7 @@ pub fn plan(sel: &JournalSel) -> Result<ReplayPlan, CliError> {
     let mut verified = Vec::new();
     for path in &files {
         sel.open(path)?;
-        verified.push((path.clone(), verify(path)?));
+        verified.push((path.clone(), verify_keyed(path, crate::journal_cli::keys())?));
     }
     let replay_path = match sel {
         JournalSel::File(path) => path.clone(),

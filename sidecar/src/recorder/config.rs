@@ -112,6 +112,12 @@ pub struct JournalConfig {
     pub fsync_interval_ms: u64,
     /// While the disk is full (or the journal cannot be written), retry this often.
     pub retry_interval_ms: u64,
+    /// Encryption at rest (off when unset): the managed `journal-encryption` key as `qilinctl keys
+    /// render-key journal-encryption` writes it (mode 0600, this recorder's). Each new trading-day
+    /// file is sealed with the version the file holds when it is created (read again at each new
+    /// file, so a rotation takes effect at the next day); an open file keeps its version. Readers
+    /// need the key store or the key files (docs/KEYS.md).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl Default for JournalConfig {
@@ -122,6 +128,7 @@ impl Default for JournalConfig {
             fsync: Fsync::Interval,
             fsync_interval_ms: 200,
             retry_interval_ms: 1000,
+            encryption_key_file: None,
         }
     }
 }
@@ -186,6 +193,11 @@ impl Config {
             if !(min..=max).contains(&value) {
                 bad(key, format!("{value}: must be between {min} and {max}"));
             }
+        }
+        if let Some(path) = &j.encryption_key_file
+            && path.as_os_str().is_empty()
+        {
+            bad("journal.encryption_key_file", "empty: give the key file (or leave the key out: no encryption)".into());
         }
         for (i, a) in self.audit_anchor.iter().enumerate() {
             let key = |field: &str| format!("audit_anchor[{i}].{field}");

@@ -12,8 +12,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use qilin_journal::{
-    GapReason, JournalError, JournalWriter, OpenReport, WriterOptions, WriterStats, journal_files, valid_feed,
-    valid_trading_day,
+    GapReason, JournalError, JournalKey, JournalWriter, OpenReport, WriterOptions, WriterStats, journal_files,
+    valid_feed, valid_trading_day,
 };
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use serde_json::json;
@@ -63,6 +63,9 @@ pub struct Recorder {
     /// Holding after a re-created segment: why (see `recreated`).
     held: Option<String>,
     stopped: bool,
+    /// `[journal] encryption_key_file`: the key new files are sealed with (read again before each
+    /// new file; the last good one is kept if the file cannot be read then).
+    key: Option<JournalKey>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -96,6 +99,18 @@ impl Recorder {
         }
         let status = StatusFile::new(reader.path(), &config.name)
             .with_context(|| format!("status directory beside {}", reader.path().display()))?;
+        let key = match &config.journal.encryption_key_file {
+            Some(path) => Some(JournalKey::from_key_file(path).map_err(|e| {
+                anyhow::anyhow!("journal.encryption_key_file: {e} (the journal is not written unencrypted instead)")
+            })?),
+            None => None,
+        };
+        if let Some(key) = &key {
+            tracing::info!(
+                "journal encryption on: new files are sealed with journal-encryption version {}",
+                key.version()
+            );
+        }
         let files = journal_files(&config.journal_dir, &feed)?;
         let base = match (files.is_empty(), config.start) {
             (true, StartAt::Oldest) => 0,
@@ -109,6 +124,7 @@ impl Recorder {
             last_segment_check: now,
             held: None,
             stopped: false,
+            key,
             options: config.journal.writer_options(),
             reader,
             shared: Arc::new(Mutex::new(Stats { feed: feed.clone(), ..Stats::default() })),
@@ -207,9 +223,41 @@ impl Recorder {
         Ok(())
     }
 
+    /// The key for a file about to be opened: the key file read again (a rotation since the last
+    /// file takes effect now); if it cannot be read, the last good key, with a warning.
+    fn refresh_key(&mut self) {
+        let Some(path) = &self.config.journal.encryption_key_file else { return };
+        match JournalKey::from_key_file(path) {
+            Ok(key) => {
+                if let Some(old) = &self.key
+                    && old.version() != key.version()
+                {
+                    tracing::info!(
+                        "journal.encryption_key_file: journal-encryption version {} replaces {} for new files",
+                        key.version(),
+                        old.version()
+                    );
+                }
+                self.key = Some(key);
+            }
+            Err(e) => tracing::warn!(
+                "journal.encryption_key_file: {e}; new files keep version {}",
+                self.key.as_ref().map_or(0, JournalKey::version)
+            ),
+        }
+    }
+
     /// Opens (or creates) the file of `day`, continuing from `self.base` if it is new.
     fn open_writer(&mut self, day: u32) -> Result<(), JournalError> {
-        let (writer, report) = JournalWriter::open(&self.config.journal_dir, &self.feed, day, self.base, self.options)?;
+        self.refresh_key();
+        let (writer, report) = JournalWriter::open_keyed(
+            &self.config.journal_dir,
+            &self.feed,
+            day,
+            self.base,
+            self.options,
+            self.key.as_ref(),
+        )?;
         self.opened(&writer, &report);
         self.day = day;
         self.writer = Some(writer);
@@ -231,6 +279,18 @@ impl Recorder {
                 report.blocks,
                 report.last_sequence
             );
+        }
+        match (report.key_version, writer.key_version()) {
+            (Some(created), Some(now)) => tracing::info!(
+                "journal {}: encrypted (created with journal-encryption version {created}; new blocks sealed with \
+                 version {now})",
+                writer.path().display()
+            ),
+            (None, _) if self.key.is_some() => tracing::warn!(
+                "journal {} was begun unencrypted and stays so; encryption starts with the next trading day's file",
+                writer.path().display()
+            ),
+            _ => {}
         }
         if let Some((offset, reason)) = &report.truncated_at {
             self.counters.repaired_bytes += report.truncated_bytes;
@@ -267,7 +327,15 @@ impl Recorder {
             Some(old) if valid && day > old.trading_day() => {
                 old.sync()?;
                 let base = old.written_sequence();
-                let (new, report) = JournalWriter::open(&self.config.journal_dir, &self.feed, day, base, self.options)?;
+                self.refresh_key();
+                let (new, report) = JournalWriter::open_keyed(
+                    &self.config.journal_dir,
+                    &self.feed,
+                    day,
+                    base,
+                    self.options,
+                    self.key.as_ref(),
+                )?;
                 if report.last_sequence != base {
                     return Err(JournalError::Invalid {
                         path: new.path().to_owned(),

@@ -44,9 +44,41 @@ pub struct JournalOpts {
     /// One journal file instead of a directory.
     #[arg(long, conflicts_with_all = ["journal_dir", "day"])]
     file: Option<PathBuf>,
+    /// Encrypted journals: a `qilinctl keys render-key journal-encryption` file; repeat for each
+    /// key version the journals need.
+    #[arg(long = "key-file", value_name = "FILE")]
+    key_files: Vec<PathBuf>,
+    /// Encrypted journals: read the journal-encryption versions from the key store
+    /// ($QILIN_KEY_STORE or the default, $QILIN_MASTER_KEY); retired versions are refused by name.
+    #[arg(long, conflicts_with = "key_files")]
+    keys: bool,
 }
 
 impl JournalOpts {
+    /// Loads the keys given (`--key-file`, `--keys`) for every journal the command opens; exit 2
+    /// with the error (naming the file, or the store) when they cannot be read.
+    fn load_keys(&self, command: &str) -> Result<(), ExitCode> {
+        let ring = if self.keys {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            qilin_tools::keys::cli::journal_keyring(None, now).map_err(|e| format!("--keys: {e}"))
+        } else if !self.key_files.is_empty() {
+            qilin_journal::Keyring::from_key_files(&self.key_files).map_err(|e| format!("--key-file: {e}"))
+        } else {
+            return Ok(());
+        };
+        match ring {
+            Ok(ring) => {
+                journal_cli::use_keys(ring);
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("qilinctl: {command}: {e}");
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+
     fn selection(&self) -> JournalSel {
         match &self.file {
             Some(file) => JournalSel::File(file.clone()),
@@ -63,6 +95,9 @@ pub fn export(csv: bool, journal: &JournalOpts, instruments: &[String], output: 
     if !csv {
         eprintln!("qilinctl: export needs --csv or --parquet");
         return ExitCode::from(2);
+    }
+    if let Err(code) = journal.load_keys("export") {
+        return code;
     }
     let sel = journal.selection();
     let result = match output {
@@ -109,6 +144,9 @@ pub fn export_parquet(journal: &JournalOpts, instruments: &[String], output: Opt
         );
         return ExitCode::from(2);
     };
+    if let Err(code) = journal.load_keys("export") {
+        return code;
+    }
     match parquet_export::export_parquet(&journal.selection(), instruments, output) {
         Ok(report) => {
             for note in &report.totals.notes {
@@ -228,6 +266,16 @@ pub struct CoreOpts<'a> {
 }
 
 pub fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<&Path>) -> ExitCode {
+    if journal.keys {
+        eprintln!(
+            "qilinctl: replay: qilin-core reads key files, not the key store: give --key-file (from `qilinctl keys \
+             render-key journal-encryption`) for each version the journal needs"
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(code) = journal.load_keys("replay") {
+        return code;
+    }
     let sel = journal.selection();
     let plan = match replay::plan(&sel) {
         Ok(plan) => plan,
@@ -261,6 +309,9 @@ pub fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<
     }
     command.arg("--replay").arg(&plan.replay_path).arg("--segment").arg(opts.segment).arg("--feed").arg(&feed);
     command.arg("--replay-speed").arg(opts.speed.to_string());
+    for key_file in &journal.key_files {
+        command.arg("--replay-key-file").arg(key_file);
+    }
     if let Some(socket) = opts.control_socket {
         command.arg("--control-socket").arg(socket);
     }
@@ -303,6 +354,9 @@ pub fn quality(
             return ExitCode::from(2);
         }
     };
+    if let Err(code) = journal.load_keys("quality") {
+        return code;
+    }
     let options = QualityOptions { stale_after_s, products };
     let mut report = match quality_report::report(&journal.selection(), &options) {
         Ok(report) => report,

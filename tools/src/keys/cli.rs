@@ -862,6 +862,29 @@ pub fn verifying_keys(name: &str, audit_log: Option<&Path>, now: i64) -> Result<
     render::verifying_versions(&store, name, now)
 }
 
+/// The `journal-encryption` versions for reading encrypted journals (`qilinctl export`, `quality`,
+/// `replay --keys`), read from the store as [`verifying_keys`] reads it: every version that still
+/// verifies at `now` with its material, and the others marked retired (their material is wiped),
+/// so a journal sealed under one of them is refused as retired, naming the version.
+pub fn journal_keyring(audit_log: Option<&Path>, now: i64) -> Result<qilin_journal::Keyring, KeyError> {
+    let name = qilin_journal::crypt::KEY_NAME;
+    let ctx = Ctx { path: store::resolve_path(None), now, audit_log };
+    let store = ctx.open()?;
+    let mut ring = qilin_journal::Keyring::new(format!("key store {}", store.path().display()));
+    let usable = render::verifying_versions(&store, name, now)?;
+    for (version, material) in &usable {
+        let key = qilin_journal::JournalKey::new(*version, material)
+            .map_err(|reason| KeyError::Invalid { path: store.path().to_owned(), reason })?;
+        ring.insert(key);
+    }
+    for v in &store.key(name)?.versions {
+        if !usable.iter().any(|(version, _)| *version == v.version) {
+            ring.mark_retired(v.version);
+        }
+    }
+    Ok(ring)
+}
+
 /// The schedule `rotate --schedule-out` publishes: every key's active version and next due date.
 fn schedule(keys: &[KeyEntry], now: i64) -> KeySchedule {
     let keys = keys
