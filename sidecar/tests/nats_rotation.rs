@@ -207,3 +207,83 @@ fn rotating_the_managed_nats_key_twice_changes_the_running_credentials_with_no_t
     drop(server);
     println!("{last} ticks, rotations at sequences {published_at_rotation:?}, stream exactly once");
 }
+
+/// What the rotation timer's unit runs (config/systemd/qilin-keys-rotate.service): `keys rotate
+/// --due`, then `keys render-all --plan`. A rotation that came due puts the new versions where the
+/// running processes read them (the recorder's key file, nats-server's users, reloaded), and once
+/// the grace has ended the next run takes the old NATS user away: the schedule alone changes what
+/// runs, with nobody rendering by hand.
+#[test]
+fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
+    use qilin_market::secrets::managed::load_key_file;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys { dir: dir.path().to_owned() };
+    keys.run(&["add", "nats-token", "--type", "api"], T0);
+    keys.run(&["add", "audit-signing", "--type", "signing"], T0);
+    keys.render(T0, false); // the deployment's first render: the server needs its include to start
+    let extra =
+        format!("pid_file: {:?}\ninclude \"nats-auth.conf\"\n", dir.path().join("nats.pid").display().to_string());
+    let server = NatsServer::start_extra(dir.path(), None, &extra);
+    wait_for("nats-server's pid file", || fs::metadata(dir.path().join("nats.pid")).ok());
+
+    let key_file = dir.path().join("audit-signing.key");
+    let plan = dir.path().join("keys-render.toml");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    fs::write(
+        &plan,
+        format!(
+            "[[nats]]\nkey = \"nats-token\"\nserver_include = {:?}\nclient_file = {:?}\nreload_pid_file = {:?}\n\n\
+             [[key]]\nkey = \"audit-signing\"\nout = {:?}\n",
+            path("nats-auth.conf"),
+            path("nats-credentials.env"),
+            path("nats.pid"),
+            path("audit-signing.key"),
+        ),
+    )
+    .unwrap();
+    let timer = |now: i64| {
+        let rotated = keys.run(&["rotate", "--due"], now);
+        let rendered = keys.run(&["render-all", "--plan", plan.to_str().unwrap()], now);
+        (rotated, rendered)
+    };
+
+    // Day 1: nothing is due; the plan renders the versions in force.
+    let (_, out) = timer(T0 + DAY);
+    assert!(out.contains("qilin-nats-v1 (version 1, active)") && out.contains("told to reload"), "{out}");
+    assert!(out.contains("rendered audit-signing version 1"), "{out}");
+    assert_eq!(load_key_file(&key_file).unwrap().0, 1);
+    let p1 = keys.password(1, T0 + DAY);
+    assert!(accepted(&server.url(), "qilin-nats-v1", &p1));
+
+    // Day 91: both periods (api 90 days, signing 60) have elapsed: both keys rotate, and the render
+    // puts version 2 in the recorder's file and in the server, version 1 still in grace.
+    let (rotated, out) = timer(T0 + 91 * DAY);
+    assert!(rotated.contains("nats-token") && rotated.contains("audit-signing"), "{rotated}");
+    assert!(
+        out.contains("qilin-nats-v2 (version 2, active)") && out.contains("qilin-nats-v1 (version 1, grace)"),
+        "{out}"
+    );
+    assert!(out.contains("rendered audit-signing version 2"), "{out}");
+    assert_eq!(load_key_file(&key_file).unwrap().0, 2, "the recorder's key file holds the new version");
+    let client = fs::read_to_string(dir.path().join("nats-credentials.env")).unwrap();
+    assert!(client.contains("NATS_USER=qilin-nats-v2"), "qilin-nats' credentials file holds the new version");
+    let p2 = keys.password(2, T0 + 91 * DAY);
+    wait_for("the reloaded server to accept version 2", || accepted(&server.url(), "qilin-nats-v2", &p2).then_some(()));
+    assert!(accepted(&server.url(), "qilin-nats-v1", &p1), "version 1 is refused during its grace");
+
+    // Day 99: version 1's grace (7 days) has ended: the timer retires it, and the render leaves its
+    // user out of the server, which then refuses it.
+    let (_, out) = timer(T0 + 99 * DAY);
+    assert!(out.contains("qilin-nats-v2 (version 2, active)") && !out.contains("qilin-nats-v1"), "{out}");
+    wait_for("the server to refuse version 1 after its grace", || {
+        (!accepted(&server.url(), "qilin-nats-v1", &p1)).then_some(())
+    });
+    assert!(accepted(&server.url(), "qilin-nats-v2", &p2), "the active version is refused");
+
+    // Each entry is audited as its own command, without material.
+    let audit = fs::read_to_string(dir.path().join("keys-audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"keys render-nats\"").count(), 4, "{audit}");
+    assert_eq!(audit.matches("\"keys render-key\"").count(), 3, "{audit}");
+    assert!(!audit.contains(p1.as_str()) && !audit.contains(p2.as_str()), "a password leaked into the audit log");
+    drop(server);
+}

@@ -124,4 +124,11 @@ fn the_units_say_what_operations_rely_on() {
         exec.as_deref().is_some_and(|l| l.contains("qilinctl keys rotate --due --schedule-out ")),
         "qilin-keys-rotate.service does not rotate what is due and publish the schedule: {exec:?}"
     );
+    // A rotation changes what runs only once it is rendered where the processes read it.
+    let post = read("qilin-keys-rotate.service").lines().find(|l| l.starts_with("ExecStartPost=")).map(str::to_owned);
+    assert!(
+        post.as_deref()
+            .is_some_and(|l| l.starts_with("ExecStartPost=+") && l.contains("qilinctl keys render-all --plan ")),
+        "qilin-keys-rotate.service does not render the rotated keys (as root, for their owners): {post:?}"
+    );
 }

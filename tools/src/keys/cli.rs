@@ -30,6 +30,7 @@ use super::{
     KeyError, KeyType, MasterKey, Rotation, State, Store, Verdict, Witness, backup,
     crypto::{self, KdfParams},
     model::{CreatedBy, KeyEntry, Retirement, VersionEntry},
+    plan::Plan,
     render, store,
 };
 use crate::audit::{self, AuditLog, Entry};
@@ -98,7 +99,7 @@ enum KeysCmd {
     RenderNats {
         name: String,
         /// Users are PREFIX-v<version>.
-        #[arg(long, default_value = "qilin-nats")]
+        #[arg(long, default_value = super::plan::DEFAULT_USER_PREFIX)]
         user_prefix: String,
         /// The file nats-server.conf includes in place of its `authorization` block.
         #[arg(long, value_name = "FILE")]
@@ -126,6 +127,14 @@ enum KeysCmd {
         /// Give the file to this user (and its group), e.g. qilin-recorder (needs root).
         #[arg(long, value_name = "USER")]
         owner: Option<String>,
+    },
+    /// Every rendering in a plan file (`[[nats]]` as render-nats, `[[key]]` as render-key), each
+    /// audited as its own command; for the rotation timer, after `rotate --due` (docs/KEYS.md).
+    /// The exit code is the first failed entry's; the others are rendered all the same.
+    RenderAll {
+        /// The plan (TOML; config/keys-render.example.toml).
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
     },
     /// Every version of a key with its state changes and their times.
     History {
@@ -207,6 +216,7 @@ pub fn run(args: &KeysArgs) -> ExitCode {
             ctx.render_nats(name, user_prefix, &targets)
         }
         KeysCmd::RenderKey { name, out, owner } => ctx.render_key(name, out, owner.as_deref()),
+        KeysCmd::RenderAll { plan } => ctx.render_all(plan),
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
     }
@@ -527,6 +537,36 @@ impl Ctx<'_> {
             }
             Err(e) => audit.failed("keys render-key", action, &e),
         }
+    }
+
+    fn render_all(&self, plan: &Path) -> ExitCode {
+        let plan: Plan = match qilin_market::config::load(plan) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("qilinctl: keys render-all: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut first_failure = ExitCode::SUCCESS;
+        let mut note = |code: ExitCode| {
+            if first_failure == ExitCode::SUCCESS {
+                first_failure = code;
+            }
+        };
+        for n in &plan.nats {
+            let targets = NatsTargets {
+                server: &n.server_include,
+                server_owner: n.server_owner.as_deref(),
+                client: &n.client_file,
+                client_owner: n.client_owner.as_deref(),
+                reload_pid_file: n.reload_pid_file.as_deref(),
+            };
+            note(self.render_nats(&n.key, &n.user_prefix, &targets));
+        }
+        for k in &plan.key {
+            note(self.render_key(&k.key, &k.out, k.owner.as_deref()));
+        }
+        first_failure
     }
 
     fn backup(&self, out: &Path) -> ExitCode {

@@ -10,8 +10,9 @@
 //! - [`backup`]: backup files and the restore that checks them.
 //! - [`witness`]: the newest generation of each store, as the audit log recorded it, so an older
 //!   copy put in place of a store is refused.
-//! - [`render`]: a managed key as NATS credentials (`keys render-nats`).
-//! - [`cli`]: `qilinctl keys list|add|rotate|render-nats|history|show|verify|backup|restore`.
+//! - [`render`]: a managed key as NATS credentials (`keys render-nats`) or a key file (`render-key`).
+//! - [`plan`]: the render plan of `keys render-all`, run after every scheduled rotation.
+//! - [`cli`]: `qilinctl keys list|add|rotate|render-nats|render-key|render-all|history|show|verify|backup|restore`.
 //!
 //! # Model
 //!
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod crypto;
 mod error;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod store;
 pub mod witness;
