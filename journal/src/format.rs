@@ -70,7 +70,7 @@ const _: () = {
 };
 
 /// CRC-32 of `parts`, in order.
-pub(crate) fn crc(parts: &[&[u8]]) -> u32 {
+pub fn crc(parts: &[&[u8]]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     for part in parts {
         hasher.update(part);
