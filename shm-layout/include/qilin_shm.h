@@ -24,6 +24,10 @@
  *   }
  *   qilin_close(&r);
  *
+ * A bar segment (written by qilin-bars, magic QILINBAR, LAYOUT.md "Bar segments") reads the same way:
+ * qilin_open_bars, then qilin_try_next_bar into a qilin_bar_record_t and qilin_latest_bar(r, index,
+ * QILIN_BAR_PERIOD_1M, &bar); qilin_open refuses a bar segment and qilin_open_bars a tick segment.
+ *
  * Opening validates, in this order, like the Rust reader: the file opens and is not empty, it holds
  * at least a header, the magic, the layout version, the fingerprint, the geometry the header's
  * capacities imply, and the file size. The read path (try_next, latest, ...) makes no syscall.
@@ -58,7 +62,7 @@ QILIN_STATIC_ASSERT(sizeof(void *) == 8, "64-bit target");
 QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atomic loads are lock-free");
 
 /* ---- constants ------------------------------------------------------------------------ */
-#define QILIN_MAGIC                              "QILINSHM"               /* first 8 bytes of every segment */
+#define QILIN_MAGIC                              "QILINSHM"               /* first 8 bytes of every tick segment */
 #define QILIN_LAYOUT_VERSION                     1u                       /* Identity.layout_version */
 #define QILIN_FINGERPRINT                        UINT64_C(0x10266eeff883a132) /* Identity.fingerprint */
 #define QILIN_CACHE_LINE                         128u                     /* hot words sit on their own 128-byte line */
@@ -71,7 +75,26 @@ QILIN_STATIC_ASSERT(__atomic_always_lock_free(sizeof(uint64_t), 0), "8-byte atom
 #define QILIN_PAGE                               UINT64_C(4096)           /* ring and total size are page multiples */
 #define QILIN_VERSIONED_ATTEMPTS                 1024u                    /* retries of a last-value read */
 #define QILIN_LAP_HEADROOM_DIVISOR               UINT64_C(8)              /* default lap headroom = ring_slots / this */
+#define QILIN_BAR_MAGIC                          "QILINBAR"               /* first 8 bytes of every bar segment */
+#define QILIN_BAR_LAYOUT_VERSION                 1u                       /* a bar segment's version */
+#define QILIN_BAR_FINGERPRINT                    UINT64_C(0x461b9983208590fd) /* a bar segment's fingerprint */
+#define QILIN_BAR_RECORD_WORDS                   23u                      /* 64-bit words in a bar record */
+#define QILIN_BAR_LVC_PER_INSTRUMENT             6u                       /* last bars per instrument: one per period */
 
+/* Bar periods (BarRecord.period). */
+#define QILIN_BAR_PERIOD_1M                      1u                       /* 1m */
+#define QILIN_BAR_PERIOD_5M                      2u                       /* 5m */
+#define QILIN_BAR_PERIOD_15M                     3u                       /* 15m */
+#define QILIN_BAR_PERIOD_30M                     4u                       /* 30m */
+#define QILIN_BAR_PERIOD_60M                     5u                       /* 60m */
+#define QILIN_BAR_PERIOD_1D                      6u                       /* 1d */
+/* Bar flags (BarRecord.flags). */
+#define QILIN_BAR_FLAG_VOLUME_DECREASE           0x1u                     /* volume_decrease */
+#define QILIN_BAR_FLAG_TURNOVER_DECREASE         0x2u                     /* turnover_decrease */
+#define QILIN_BAR_FLAG_PARTIAL                   0x4u                     /* partial */
+#define QILIN_BAR_FLAG_GAP                       0x8u                     /* gap */
+#define QILIN_BAR_FLAG_ABSENT_PRICE              0x10u                    /* absent_price */
+#define QILIN_BAR_FLAG_UNKNOWN_PRODUCT           0x20u                    /* unknown_product */
 /* Exchange codes (TickRecord.exchange, DirectoryEntry.exchange). */
 #define QILIN_EXCHANGE_SHFE                      1u                       /* SHFE */
 #define QILIN_EXCHANGE_INE                       2u                       /* INE */
@@ -468,6 +491,80 @@ QILIN_STATIC_ASSERT(sizeof(((qilin_tick_record_t *)0)->ask_volume) == 20, "size 
 QILIN_STATIC_ASSERT(offsetof(qilin_tick_record_t, reserved1) == 360, "offset of TickRecord.reserved1");
 QILIN_STATIC_ASSERT(sizeof(((qilin_tick_record_t *)0)->reserved1) == 16, "size of TickRecord.reserved1");
 
+/* BarRecord (184 bytes) */
+typedef struct qilin_bar_record {
+    uint64_t sequence;                       /* +0       8 B  sequence */
+    int64_t start_ns;                        /* +8       8 B  utc_ns, ns */
+    int64_t end_ns;                          /* +16      8 B  utc_ns, ns */
+    int64_t publish_ns;                      /* +24      8 B  utc_ns, ns */
+    uint32_t instrument_index;               /* +32      4 B  directory_index */
+    uint32_t trading_day;                    /* +36      4 B  yyyymmdd, day */
+    uint32_t flags;                          /* +40      4 B  bar_flags */
+    uint32_t ticks;                          /* +44      4 B  count */
+    uint8_t exchange;                        /* +48      1 B  exchange_code */
+    uint8_t period;                          /* +49      1 B  bar_period_code */
+    uint8_t reserved0[6];                    /* +50      6 B  reserved_zero */
+    uint8_t instrument_id[32];               /* +56     32 B  ascii_nul_padded */
+    double open;                             /* +88      8 B  price, quote unit */
+    double high;                             /* +96      8 B  price, quote unit */
+    double low;                              /* +104     8 B  price, quote unit */
+    double close;                            /* +112     8 B  price, quote unit */
+    int64_t volume;                          /* +120     8 B  lots, lots */
+    double turnover;                         /* +128     8 B  money, CNY */
+    double open_interest;                    /* +136     8 B  lots_f64, lots */
+    double open_interest_change;             /* +144     8 B  lots_f64, lots */
+    uint64_t first_sequence;                 /* +152     8 B  sequence */
+    uint64_t last_sequence;                  /* +160     8 B  sequence */
+    uint64_t reserved1[2];                   /* +168    16 B  reserved_zero */
+} qilin_bar_record_t;
+QILIN_STATIC_ASSERT(sizeof(qilin_bar_record_t) == 184, "sizeof BarRecord");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, sequence) == 0, "offset of BarRecord.sequence");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->sequence) == 8, "size of BarRecord.sequence");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, start_ns) == 8, "offset of BarRecord.start_ns");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->start_ns) == 8, "size of BarRecord.start_ns");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, end_ns) == 16, "offset of BarRecord.end_ns");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->end_ns) == 8, "size of BarRecord.end_ns");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, publish_ns) == 24, "offset of BarRecord.publish_ns");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->publish_ns) == 8, "size of BarRecord.publish_ns");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, instrument_index) == 32, "offset of BarRecord.instrument_index");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->instrument_index) == 4, "size of BarRecord.instrument_index");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, trading_day) == 36, "offset of BarRecord.trading_day");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->trading_day) == 4, "size of BarRecord.trading_day");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, flags) == 40, "offset of BarRecord.flags");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->flags) == 4, "size of BarRecord.flags");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, ticks) == 44, "offset of BarRecord.ticks");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->ticks) == 4, "size of BarRecord.ticks");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, exchange) == 48, "offset of BarRecord.exchange");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->exchange) == 1, "size of BarRecord.exchange");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, period) == 49, "offset of BarRecord.period");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->period) == 1, "size of BarRecord.period");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, reserved0) == 50, "offset of BarRecord.reserved0");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->reserved0) == 6, "size of BarRecord.reserved0");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, instrument_id) == 56, "offset of BarRecord.instrument_id");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->instrument_id) == 32, "size of BarRecord.instrument_id");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, open) == 88, "offset of BarRecord.open");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->open) == 8, "size of BarRecord.open");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, high) == 96, "offset of BarRecord.high");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->high) == 8, "size of BarRecord.high");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, low) == 104, "offset of BarRecord.low");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->low) == 8, "size of BarRecord.low");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, close) == 112, "offset of BarRecord.close");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->close) == 8, "size of BarRecord.close");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, volume) == 120, "offset of BarRecord.volume");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->volume) == 8, "size of BarRecord.volume");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, turnover) == 128, "offset of BarRecord.turnover");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->turnover) == 8, "size of BarRecord.turnover");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, open_interest) == 136, "offset of BarRecord.open_interest");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->open_interest) == 8, "size of BarRecord.open_interest");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, open_interest_change) == 144, "offset of BarRecord.open_interest_change");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->open_interest_change) == 8, "size of BarRecord.open_interest_change");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, first_sequence) == 152, "offset of BarRecord.first_sequence");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->first_sequence) == 8, "size of BarRecord.first_sequence");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, last_sequence) == 160, "offset of BarRecord.last_sequence");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->last_sequence) == 8, "size of BarRecord.last_sequence");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_record_t, reserved1) == 168, "offset of BarRecord.reserved1");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_record_t *)0)->reserved1) == 16, "size of BarRecord.reserved1");
+
 /* Status (128 bytes) */
 typedef struct qilin_status {
     uint64_t version;                        /* +0       8 B  seqlock_version */
@@ -500,6 +597,28 @@ QILIN_STATIC_ASSERT(offsetof(qilin_slot_t, stamp) == 0, "offset of Slot.stamp");
 QILIN_STATIC_ASSERT(sizeof(((qilin_slot_t *)0)->stamp) == 8, "size of Slot.stamp");
 QILIN_STATIC_ASSERT(offsetof(qilin_slot_t, record) == 8, "offset of Slot.record");
 QILIN_STATIC_ASSERT(sizeof(((qilin_slot_t *)0)->record) == 376, "size of Slot.record");
+
+/* BarLvcEntry (192 bytes) */
+typedef struct qilin_bar_lvc_entry {
+    uint64_t version;                        /* +0       8 B  seqlock_version */
+    qilin_bar_record_t record;               /* +8     184 B  struct */
+} qilin_bar_lvc_entry_t;
+QILIN_STATIC_ASSERT(sizeof(qilin_bar_lvc_entry_t) == 192, "sizeof BarLvcEntry");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_lvc_entry_t, version) == 0, "offset of BarLvcEntry.version");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_lvc_entry_t *)0)->version) == 8, "size of BarLvcEntry.version");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_lvc_entry_t, record) == 8, "offset of BarLvcEntry.record");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_lvc_entry_t *)0)->record) == 184, "size of BarLvcEntry.record");
+
+/* BarSlot (192 bytes) */
+typedef struct qilin_bar_slot {
+    uint64_t stamp;                          /* +0       8 B  ring_stamp */
+    qilin_bar_record_t record;               /* +8     184 B  struct */
+} qilin_bar_slot_t;
+QILIN_STATIC_ASSERT(sizeof(qilin_bar_slot_t) == 192, "sizeof BarSlot");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_slot_t, stamp) == 0, "offset of BarSlot.stamp");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_slot_t *)0)->stamp) == 8, "size of BarSlot.stamp");
+QILIN_STATIC_ASSERT(offsetof(qilin_bar_slot_t, record) == 8, "offset of BarSlot.record");
+QILIN_STATIC_ASSERT(sizeof(((qilin_bar_slot_t *)0)->record) == 184, "size of BarSlot.record");
 
 /* Header (1152 bytes) */
 typedef struct qilin_header {
@@ -552,6 +671,7 @@ typedef struct qilin_reader {
     uint64_t lvc_offset;
     uint64_t ring_offset;
     uint64_t total_size;
+    int bars; /* 1: opened by qilin_open_bars (a bar segment), 0: by qilin_open */
 } qilin_reader_t;
 
 /* Where every region of a segment with given capacities starts (crate::Geometry). */
@@ -583,8 +703,8 @@ static inline void qilin__errf(char *err, size_t err_len, const char *fmt, ...) 
 
 /* Computes the geometry for the given capacities; 0 on success, -1 (with the reason in err) if the
  * capacities are not usable. Same arithmetic and messages as Geometry::new. */
-static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
-                                 char *err, size_t err_len) {
+static inline int qilin__geometry_of(uint64_t ring_slots, uint32_t instrument_capacity, uint64_t stamped_size,
+                                     uint64_t lvc_per_instrument, qilin_geometry_t *g, char *err, size_t err_len) {
     if (ring_slots < 2 || ring_slots > QILIN_MAX_RING_SLOTS || (ring_slots & (ring_slots - 1)) != 0) {
         qilin__errf(err, err_len, "ring_slots = %llu: must be a power of two between 2 and %llu",
                     (unsigned long long)ring_slots, (unsigned long long)QILIN_MAX_RING_SLOTS);
@@ -600,9 +720,24 @@ static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capaci
     g->directory_offset = qilin__align_up(sizeof(qilin_header_t), QILIN_CACHE_LINE);
     g->lvc_offset = qilin__align_up(g->directory_offset + (uint64_t)instrument_capacity * sizeof(qilin_directory_entry_t),
                                     QILIN_CACHE_LINE);
-    g->ring_offset = qilin__align_up(g->lvc_offset + (uint64_t)instrument_capacity * sizeof(qilin_lvc_entry_t), QILIN_PAGE);
-    g->total_size = qilin__align_up(g->ring_offset + ring_slots * sizeof(qilin_slot_t), QILIN_PAGE);
+    g->ring_offset = qilin__align_up(
+        g->lvc_offset + (uint64_t)instrument_capacity * lvc_per_instrument * stamped_size, QILIN_PAGE);
+    g->total_size = qilin__align_up(g->ring_offset + ring_slots * stamped_size, QILIN_PAGE);
     return 0;
+}
+
+/* The geometry of a tick segment (Geometry::new). */
+static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
+                                 char *err, size_t err_len) {
+    return qilin__geometry_of(ring_slots, instrument_capacity, sizeof(qilin_slot_t), 1, g, err, err_len);
+}
+
+/* The geometry of a bar segment (Geometry::of::<BarRecord>): 192-byte slots and last-value entries,
+ * QILIN_BAR_LVC_PER_INSTRUMENT last-value entries per instrument. */
+static inline int qilin_bar_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
+                                     char *err, size_t err_len) {
+    return qilin__geometry_of(ring_slots, instrument_capacity, sizeof(qilin_bar_slot_t), QILIN_BAR_LVC_PER_INSTRUMENT,
+                              g, err, err_len);
 }
 
 /* Atomic word access: GCC/Clang builtins, valid in C11 and C++. Readers only ever load. */
@@ -750,7 +885,7 @@ static inline void qilin__prefault(const uint8_t *base, size_t len) {
  * lap of the ring then takes no page fault (without it: one every 11 to 170 slots, as the kernel maps
  * 1 to 16 pages a fault), and a large file that is not a segment is refused before its pages are
  * mapped. */
-static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+static inline int qilin__open_kind(const char *path, qilin_reader_t *r, char *err, size_t err_len, int bars) {
     struct stat st;
     void *map;
     uint64_t len, magic_word, words[sizeof(qilin_identity_t) / 8];
@@ -809,31 +944,39 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
                     path);
         goto fail;
     }
-    if (memcmp(magic, QILIN_MAGIC, 8) != 0) {
+    if (memcmp(magic, bars ? QILIN_BAR_MAGIC : QILIN_MAGIC, 8) != 0) {
+        if (memcmp(magic, bars ? QILIN_MAGIC : QILIN_BAR_MAGIC, 8) == 0) {
+            /* The other kind: the message of OpenError::WrongKind, word for word. */
+            qilin__errf(err, err_len, "segment %s is a %s segment, not a %s segment: open it with the %s reader", path,
+                        bars ? "tick" : "bar", bars ? "bar" : "tick", bars ? "tick" : "bar");
+            goto fail;
+        }
         qilin__hex8(found, magic);
-        qilin__hex8(expected, (const uint8_t *)QILIN_MAGIC);
-        qilin__errf(err, err_len, "%s is not a qilin segment: magic %s, expected %s (\"QILINSHM\")", path, found,
-                    expected);
+        qilin__hex8(expected, (const uint8_t *)(bars ? QILIN_BAR_MAGIC : QILIN_MAGIC));
+        qilin__errf(err, err_len, "%s is not a qilin segment: magic %s, expected %s (\"%s\")", path, found, expected,
+                    bars ? QILIN_BAR_MAGIC : QILIN_MAGIC);
         goto fail;
     }
     /* The identity line is written before the magic is published and never again. */
     for (i = 0; i < sizeof words / 8; i++) words[i] = qilin__load_relaxed((const uint64_t *)map + i);
     memcpy(&id, words, sizeof id);
-    if (id.layout_version != QILIN_LAYOUT_VERSION) {
+    if (id.layout_version != (bars ? QILIN_BAR_LAYOUT_VERSION : QILIN_LAYOUT_VERSION)) {
         qilin__errf(err, err_len,
                     "segment %s has layout version %u, this build reads version %u; rebuild the reader against the "
                     "writer's qilin-shm",
-                    path, (unsigned)id.layout_version, (unsigned)QILIN_LAYOUT_VERSION);
+                    path, (unsigned)id.layout_version, (unsigned)(bars ? QILIN_BAR_LAYOUT_VERSION : QILIN_LAYOUT_VERSION));
         goto fail;
     }
-    if (id.fingerprint != QILIN_FINGERPRINT) {
+    if (id.fingerprint != (bars ? QILIN_BAR_FINGERPRINT : QILIN_FINGERPRINT)) {
         qilin__errf(err, err_len,
                     "segment %s has layout fingerprint 0x%016llx, this build has 0x%016llx; the writer and this reader "
                     "disagree on field offsets, rebuild against the same qilin-shm",
-                    path, (unsigned long long)id.fingerprint, (unsigned long long)QILIN_FINGERPRINT);
+                    path, (unsigned long long)id.fingerprint,
+                    (unsigned long long)(bars ? QILIN_BAR_FINGERPRINT : QILIN_FINGERPRINT));
         goto fail;
     }
-    if (qilin_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail) != 0) {
+    if ((bars ? qilin_bar_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail)
+              : qilin_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail)) != 0) {
         qilin__errf(err, err_len, "segment %s has a corrupt header: %s", path, detail);
         goto fail;
     }
@@ -848,10 +991,10 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     }
         QILIN__CHECK(header_size, sizeof(qilin_header_t))
         QILIN__CHECK(total_size, g.total_size)
-        QILIN__CHECK(slot_size, sizeof(qilin_slot_t))
-        QILIN__CHECK(record_size, sizeof(qilin_tick_record_t))
+        QILIN__CHECK(slot_size, bars ? sizeof(qilin_bar_slot_t) : sizeof(qilin_slot_t))
+        QILIN__CHECK(record_size, bars ? sizeof(qilin_bar_record_t) : sizeof(qilin_tick_record_t))
         QILIN__CHECK(directory_entry_size, sizeof(qilin_directory_entry_t))
-        QILIN__CHECK(lvc_entry_size, sizeof(qilin_lvc_entry_t))
+        QILIN__CHECK(lvc_entry_size, bars ? sizeof(qilin_bar_lvc_entry_t) : sizeof(qilin_lvc_entry_t))
         QILIN__CHECK(reserved0, 0)
         QILIN__CHECK(directory_offset, g.directory_offset)
         QILIN__CHECK(lvc_offset, g.lvc_offset)
@@ -871,6 +1014,7 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     r->lvc_offset = g.lvc_offset;
     r->ring_offset = g.ring_offset;
     r->total_size = g.total_size;
+    r->bars = bars;
     r->epoch = qilin_current_epoch(r);
     qilin_seek_newest(r);
 #ifdef MADV_POPULATE_READ
@@ -881,6 +1025,20 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
 fail:
     qilin_close(r);
     return -1;
+}
+
+/* Opens a tick segment (qilin_open_bars for a bar segment, which this refuses with "segment <path> is a
+ * bar segment, not a tick segment: open it with the bar reader"). */
+static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+    return qilin__open_kind(path, r, err, err_len, 0);
+}
+
+/* Opens a bar segment (written by qilin-bars: magic QILINBAR) as qilin_open does a tick segment; read
+ * it with qilin_try_next_bar and qilin_latest_bar (every other function works on both kinds). A tick
+ * segment is refused with "segment <path> is a tick segment, not a bar segment: open it with the tick
+ * reader". */
+static inline int qilin_open_bars(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+    return qilin__open_kind(path, r, err, err_len, 1);
 }
 
 /* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
@@ -911,6 +1069,39 @@ static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, ui
     /* Lapped (overwritten before or during the copy): resume the lap headroom past the oldest
      * sequence still in the ring, never past cursor + 1, never before want + 1 (Rust lap_resume).
      * SYNC C-cursor. */
+    cursor = qilin_write_cursor(r);
+    resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
+    if (resume > cursor + 1) resume = cursor + 1;
+    if (resume < want + 1) resume = want + 1;
+    r->next = resume;
+    *first = want;
+    *last = resume - 1;
+    return QILIN_GAP;
+}
+
+/* qilin_try_next for a reader opened with qilin_open_bars: the next bar into *out, the same outcomes
+ * (QILIN_TICK: a whole bar was copied). */
+static inline int qilin_try_next_bar(qilin_reader_t *r, qilin_bar_record_t *out, uint64_t *first, uint64_t *last) {
+    uint64_t words[QILIN_BAR_RECORD_WORDS];
+    uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
+    uint64_t want, seen, done, cursor, resume;
+    const uint64_t *stamp;
+    if (epoch != r->epoch) {
+        *first = r->epoch;
+        *last = epoch;
+        r->epoch = epoch;
+        return QILIN_NEW_EPOCH;
+    }
+    want = r->next;
+    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * sizeof(qilin_bar_slot_t));
+    seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE); /* SYNC S-done (reader side) */
+    done = 2 * want;
+    if (seen < done) return QILIN_EMPTY;
+    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, QILIN_BAR_RECORD_WORDS)) {
+        memcpy(out, words, sizeof *out);
+        r->next = want + 1;
+        return QILIN_TICK;
+    }
     cursor = qilin_write_cursor(r);
     resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
     if (resume > cursor + 1) resume = cursor + 1;
@@ -976,6 +1167,23 @@ static inline int qilin_latest(const qilin_reader_t *r, uint32_t index, qilin_ti
     if (index >= qilin_directory_len(r)) return QILIN_LATEST_UNKNOWN_INSTRUMENT;
     version = (const uint64_t *)(const void *)(r->base + r->lvc_offset + (uint64_t)index * sizeof(qilin_lvc_entry_t));
     rc = qilin__read_versioned(version, words, QILIN_RECORD_WORDS);
+    if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
+    return rc;
+}
+
+/* The last closed bar of instrument `index` and `period` (QILIN_BAR_PERIOD_*) of a reader opened with
+ * qilin_open_bars: QILIN_LATEST_FOUND, QILIN_LATEST_NONE (none yet), QILIN_LATEST_UNKNOWN_INSTRUMENT
+ * (index or period out of range) or QILIN_LATEST_CONTENDED. */
+static inline int qilin_latest_bar(const qilin_reader_t *r, uint32_t index, unsigned period, qilin_bar_record_t *out) {
+    uint64_t words[QILIN_BAR_RECORD_WORDS];
+    const uint64_t *version;
+    uint64_t entry;
+    int rc;
+    if (index >= qilin_directory_len(r) || period < 1 || period > QILIN_BAR_LVC_PER_INSTRUMENT)
+        return QILIN_LATEST_UNKNOWN_INSTRUMENT;
+    entry = (uint64_t)index * QILIN_BAR_LVC_PER_INSTRUMENT + (period - 1);
+    version = (const uint64_t *)(const void *)(r->base + r->lvc_offset + entry * sizeof(qilin_bar_lvc_entry_t));
+    rc = qilin__read_versioned(version, words, QILIN_BAR_RECORD_WORDS);
     if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
     return rc;
 }

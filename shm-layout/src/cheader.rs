@@ -85,7 +85,15 @@ fn c_type(ty: FieldType, structs: &[StructDesc]) -> Result<CType, String> {
 /// The header text. Panics (naming the field) if a field's machine type does not account for its
 /// size or names no shared struct: the header must never guess.
 pub fn c_header() -> String {
-    try_c_header(STRUCTS).unwrap_or_else(|e| panic!("cannot generate qilin_shm.h: {e}"))
+    try_c_header(&header_structs()).unwrap_or_else(|e| panic!("cannot generate qilin_shm.h: {e}"))
+}
+
+/// The structs the header declares: a tick segment's, then a bar segment's own (`BarRecord`,
+/// `BarSlot`, `BarLvcEntry`).
+pub fn header_structs() -> Vec<StructDesc> {
+    let mut all = STRUCTS.to_vec();
+    all.extend(crate::layout::BAR_STRUCTS.iter().filter(|b| !STRUCTS.iter().any(|t| t.name == b.name)));
+    all
 }
 
 /// [`c_header`] over given tables (tests feed it broken ones).
@@ -173,7 +181,7 @@ fn constants(out: &mut String) {
         let _ = writeln!(out, "#define {name:<40} {value:<24} /* {doc} */");
     };
     out.push_str("/* ---- constants ------------------------------------------------------------------------ */\n");
-    w(out, "QILIN_MAGIC", format!("\"{magic}\""), "first 8 bytes of every segment");
+    w(out, "QILIN_MAGIC", format!("\"{magic}\""), "first 8 bytes of every tick segment");
     w(out, "QILIN_LAYOUT_VERSION", format!("{LAYOUT_VERSION}u"), "Identity.layout_version");
     w(out, "QILIN_FINGERPRINT", format!("UINT64_C({})", fingerprint_text(FINGERPRINT)), "Identity.fingerprint");
     w(out, "QILIN_CACHE_LINE", format!("{CACHE_LINE}u"), "hot words sit on their own 128-byte line");
@@ -191,8 +199,32 @@ fn constants(out: &mut String) {
         format!("UINT64_C({})", crate::LAP_HEADROOM_DIVISOR),
         "default lap headroom = ring_slots / this",
     );
+    let bar_magic = String::from_utf8_lossy(&crate::layout::BAR_MAGIC).into_owned();
+    w(out, "QILIN_BAR_MAGIC", format!("\"{bar_magic}\""), "first 8 bytes of every bar segment");
+    w(out, "QILIN_BAR_LAYOUT_VERSION", format!("{}u", crate::layout::BAR_LAYOUT_VERSION), "a bar segment's version");
+    w(
+        out,
+        "QILIN_BAR_FINGERPRINT",
+        format!("UINT64_C({})", fingerprint_text(crate::layout::BAR_FINGERPRINT)),
+        "a bar segment's fingerprint",
+    );
+    w(out, "QILIN_BAR_RECORD_WORDS", format!("{}u", crate::layout::BAR_RECORD_WORDS), "64-bit words in a bar record");
+    w(
+        out,
+        "QILIN_BAR_LVC_PER_INSTRUMENT",
+        format!("{}u", crate::layout::BAR_LVC_PER_INSTRUMENT),
+        "last bars per instrument: one per period",
+    );
     out.push('\n');
 
+    out.push_str("/* Bar periods (BarRecord.period). */\n");
+    for p in crate::codes::BarPeriod::ALL {
+        w(out, &format!("QILIN_BAR_PERIOD_{}", p.as_str().to_ascii_uppercase()), format!("{}u", p as u8), p.as_str());
+    }
+    out.push_str("/* Bar flags (BarRecord.flags). */\n");
+    for (bit, name, _) in crate::codes::bar_flags::BITS {
+        w(out, &format!("QILIN_BAR_FLAG_{}", upper_snake(name)), format!("{bit:#x}u"), name);
+    }
     out.push_str("/* Exchange codes (TickRecord.exchange, DirectoryEntry.exchange). */\n");
     for e in Exchange::ALL {
         w(out, &format!("QILIN_EXCHANGE_{}", e.as_str()), format!("{}u", e as u8), e.as_str());
@@ -281,6 +313,10 @@ const PREAMBLE: &str = r#"/* qilin_shm.h: the qilin-feed shared-memory segment, 
  *   }
  *   qilin_close(&r);
  *
+ * A bar segment (written by qilin-bars, magic QILINBAR, LAYOUT.md "Bar segments") reads the same way:
+ * qilin_open_bars, then qilin_try_next_bar into a qilin_bar_record_t and qilin_latest_bar(r, index,
+ * QILIN_BAR_PERIOD_1M, &bar); qilin_open refuses a bar segment and qilin_open_bars a tick segment.
+ *
  * Opening validates, in this order, like the Rust reader: the file opens and is not empty, it holds
  * at least a header, the magic, the layout version, the fingerprint, the geometry the header's
  * capacities imply, and the file size. The read path (try_next, latest, ...) makes no syscall.
@@ -345,6 +381,7 @@ typedef struct qilin_reader {
     uint64_t lvc_offset;
     uint64_t ring_offset;
     uint64_t total_size;
+    int bars; /* 1: opened by qilin_open_bars (a bar segment), 0: by qilin_open */
 } qilin_reader_t;
 
 /* Where every region of a segment with given capacities starts (crate::Geometry). */
@@ -376,8 +413,8 @@ static inline void qilin__errf(char *err, size_t err_len, const char *fmt, ...) 
 
 /* Computes the geometry for the given capacities; 0 on success, -1 (with the reason in err) if the
  * capacities are not usable. Same arithmetic and messages as Geometry::new. */
-static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
-                                 char *err, size_t err_len) {
+static inline int qilin__geometry_of(uint64_t ring_slots, uint32_t instrument_capacity, uint64_t stamped_size,
+                                     uint64_t lvc_per_instrument, qilin_geometry_t *g, char *err, size_t err_len) {
     if (ring_slots < 2 || ring_slots > QILIN_MAX_RING_SLOTS || (ring_slots & (ring_slots - 1)) != 0) {
         qilin__errf(err, err_len, "ring_slots = %llu: must be a power of two between 2 and %llu",
                     (unsigned long long)ring_slots, (unsigned long long)QILIN_MAX_RING_SLOTS);
@@ -393,9 +430,24 @@ static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capaci
     g->directory_offset = qilin__align_up(sizeof(qilin_header_t), QILIN_CACHE_LINE);
     g->lvc_offset = qilin__align_up(g->directory_offset + (uint64_t)instrument_capacity * sizeof(qilin_directory_entry_t),
                                     QILIN_CACHE_LINE);
-    g->ring_offset = qilin__align_up(g->lvc_offset + (uint64_t)instrument_capacity * sizeof(qilin_lvc_entry_t), QILIN_PAGE);
-    g->total_size = qilin__align_up(g->ring_offset + ring_slots * sizeof(qilin_slot_t), QILIN_PAGE);
+    g->ring_offset = qilin__align_up(
+        g->lvc_offset + (uint64_t)instrument_capacity * lvc_per_instrument * stamped_size, QILIN_PAGE);
+    g->total_size = qilin__align_up(g->ring_offset + ring_slots * stamped_size, QILIN_PAGE);
     return 0;
+}
+
+/* The geometry of a tick segment (Geometry::new). */
+static inline int qilin_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
+                                 char *err, size_t err_len) {
+    return qilin__geometry_of(ring_slots, instrument_capacity, sizeof(qilin_slot_t), 1, g, err, err_len);
+}
+
+/* The geometry of a bar segment (Geometry::of::<BarRecord>): 192-byte slots and last-value entries,
+ * QILIN_BAR_LVC_PER_INSTRUMENT last-value entries per instrument. */
+static inline int qilin_bar_geometry(uint64_t ring_slots, uint32_t instrument_capacity, qilin_geometry_t *g,
+                                     char *err, size_t err_len) {
+    return qilin__geometry_of(ring_slots, instrument_capacity, sizeof(qilin_bar_slot_t), QILIN_BAR_LVC_PER_INSTRUMENT,
+                              g, err, err_len);
 }
 
 /* Atomic word access: GCC/Clang builtins, valid in C11 and C++. Readers only ever load. */
@@ -543,7 +595,7 @@ static inline void qilin__prefault(const uint8_t *base, size_t len) {
  * lap of the ring then takes no page fault (without it: one every 11 to 170 slots, as the kernel maps
  * 1 to 16 pages a fault), and a large file that is not a segment is refused before its pages are
  * mapped. */
-static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+static inline int qilin__open_kind(const char *path, qilin_reader_t *r, char *err, size_t err_len, int bars) {
     struct stat st;
     void *map;
     uint64_t len, magic_word, words[sizeof(qilin_identity_t) / 8];
@@ -602,31 +654,39 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
                     path);
         goto fail;
     }
-    if (memcmp(magic, QILIN_MAGIC, 8) != 0) {
+    if (memcmp(magic, bars ? QILIN_BAR_MAGIC : QILIN_MAGIC, 8) != 0) {
+        if (memcmp(magic, bars ? QILIN_MAGIC : QILIN_BAR_MAGIC, 8) == 0) {
+            /* The other kind: the message of OpenError::WrongKind, word for word. */
+            qilin__errf(err, err_len, "segment %s is a %s segment, not a %s segment: open it with the %s reader", path,
+                        bars ? "tick" : "bar", bars ? "bar" : "tick", bars ? "tick" : "bar");
+            goto fail;
+        }
         qilin__hex8(found, magic);
-        qilin__hex8(expected, (const uint8_t *)QILIN_MAGIC);
-        qilin__errf(err, err_len, "%s is not a qilin segment: magic %s, expected %s (\"QILINSHM\")", path, found,
-                    expected);
+        qilin__hex8(expected, (const uint8_t *)(bars ? QILIN_BAR_MAGIC : QILIN_MAGIC));
+        qilin__errf(err, err_len, "%s is not a qilin segment: magic %s, expected %s (\"%s\")", path, found, expected,
+                    bars ? QILIN_BAR_MAGIC : QILIN_MAGIC);
         goto fail;
     }
     /* The identity line is written before the magic is published and never again. */
     for (i = 0; i < sizeof words / 8; i++) words[i] = qilin__load_relaxed((const uint64_t *)map + i);
     memcpy(&id, words, sizeof id);
-    if (id.layout_version != QILIN_LAYOUT_VERSION) {
+    if (id.layout_version != (bars ? QILIN_BAR_LAYOUT_VERSION : QILIN_LAYOUT_VERSION)) {
         qilin__errf(err, err_len,
                     "segment %s has layout version %u, this build reads version %u; rebuild the reader against the "
                     "writer's qilin-shm",
-                    path, (unsigned)id.layout_version, (unsigned)QILIN_LAYOUT_VERSION);
+                    path, (unsigned)id.layout_version, (unsigned)(bars ? QILIN_BAR_LAYOUT_VERSION : QILIN_LAYOUT_VERSION));
         goto fail;
     }
-    if (id.fingerprint != QILIN_FINGERPRINT) {
+    if (id.fingerprint != (bars ? QILIN_BAR_FINGERPRINT : QILIN_FINGERPRINT)) {
         qilin__errf(err, err_len,
                     "segment %s has layout fingerprint 0x%016llx, this build has 0x%016llx; the writer and this reader "
                     "disagree on field offsets, rebuild against the same qilin-shm",
-                    path, (unsigned long long)id.fingerprint, (unsigned long long)QILIN_FINGERPRINT);
+                    path, (unsigned long long)id.fingerprint,
+                    (unsigned long long)(bars ? QILIN_BAR_FINGERPRINT : QILIN_FINGERPRINT));
         goto fail;
     }
-    if (qilin_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail) != 0) {
+    if ((bars ? qilin_bar_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail)
+              : qilin_geometry(id.ring_slots, id.instrument_capacity, &g, detail, sizeof detail)) != 0) {
         qilin__errf(err, err_len, "segment %s has a corrupt header: %s", path, detail);
         goto fail;
     }
@@ -641,10 +701,10 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     }
         QILIN__CHECK(header_size, sizeof(qilin_header_t))
         QILIN__CHECK(total_size, g.total_size)
-        QILIN__CHECK(slot_size, sizeof(qilin_slot_t))
-        QILIN__CHECK(record_size, sizeof(qilin_tick_record_t))
+        QILIN__CHECK(slot_size, bars ? sizeof(qilin_bar_slot_t) : sizeof(qilin_slot_t))
+        QILIN__CHECK(record_size, bars ? sizeof(qilin_bar_record_t) : sizeof(qilin_tick_record_t))
         QILIN__CHECK(directory_entry_size, sizeof(qilin_directory_entry_t))
-        QILIN__CHECK(lvc_entry_size, sizeof(qilin_lvc_entry_t))
+        QILIN__CHECK(lvc_entry_size, bars ? sizeof(qilin_bar_lvc_entry_t) : sizeof(qilin_lvc_entry_t))
         QILIN__CHECK(reserved0, 0)
         QILIN__CHECK(directory_offset, g.directory_offset)
         QILIN__CHECK(lvc_offset, g.lvc_offset)
@@ -664,6 +724,7 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
     r->lvc_offset = g.lvc_offset;
     r->ring_offset = g.ring_offset;
     r->total_size = g.total_size;
+    r->bars = bars;
     r->epoch = qilin_current_epoch(r);
     qilin_seek_newest(r);
 #ifdef MADV_POPULATE_READ
@@ -674,6 +735,20 @@ static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, siz
 fail:
     qilin_close(r);
     return -1;
+}
+
+/* Opens a tick segment (qilin_open_bars for a bar segment, which this refuses with "segment <path> is a
+ * bar segment, not a tick segment: open it with the bar reader"). */
+static inline int qilin_open(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+    return qilin__open_kind(path, r, err, err_len, 0);
+}
+
+/* Opens a bar segment (written by qilin-bars: magic QILINBAR) as qilin_open does a tick segment; read
+ * it with qilin_try_next_bar and qilin_latest_bar (every other function works on both kinds). A tick
+ * segment is refused with "segment <path> is a tick segment, not a bar segment: open it with the tick
+ * reader". */
+static inline int qilin_open_bars(const char *path, qilin_reader_t *r, char *err, size_t err_len) {
+    return qilin__open_kind(path, r, err, err_len, 1);
 }
 
 /* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
@@ -704,6 +779,39 @@ static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, ui
     /* Lapped (overwritten before or during the copy): resume the lap headroom past the oldest
      * sequence still in the ring, never past cursor + 1, never before want + 1 (Rust lap_resume).
      * SYNC C-cursor. */
+    cursor = qilin_write_cursor(r);
+    resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
+    if (resume > cursor + 1) resume = cursor + 1;
+    if (resume < want + 1) resume = want + 1;
+    r->next = resume;
+    *first = want;
+    *last = resume - 1;
+    return QILIN_GAP;
+}
+
+/* qilin_try_next for a reader opened with qilin_open_bars: the next bar into *out, the same outcomes
+ * (QILIN_TICK: a whole bar was copied). */
+static inline int qilin_try_next_bar(qilin_reader_t *r, qilin_bar_record_t *out, uint64_t *first, uint64_t *last) {
+    uint64_t words[QILIN_BAR_RECORD_WORDS];
+    uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
+    uint64_t want, seen, done, cursor, resume;
+    const uint64_t *stamp;
+    if (epoch != r->epoch) {
+        *first = r->epoch;
+        *last = epoch;
+        r->epoch = epoch;
+        return QILIN_NEW_EPOCH;
+    }
+    want = r->next;
+    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * sizeof(qilin_bar_slot_t));
+    seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE); /* SYNC S-done (reader side) */
+    done = 2 * want;
+    if (seen < done) return QILIN_EMPTY;
+    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, QILIN_BAR_RECORD_WORDS)) {
+        memcpy(out, words, sizeof *out);
+        r->next = want + 1;
+        return QILIN_TICK;
+    }
     cursor = qilin_write_cursor(r);
     resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
     if (resume > cursor + 1) resume = cursor + 1;
@@ -769,6 +877,23 @@ static inline int qilin_latest(const qilin_reader_t *r, uint32_t index, qilin_ti
     if (index >= qilin_directory_len(r)) return QILIN_LATEST_UNKNOWN_INSTRUMENT;
     version = (const uint64_t *)(const void *)(r->base + r->lvc_offset + (uint64_t)index * sizeof(qilin_lvc_entry_t));
     rc = qilin__read_versioned(version, words, QILIN_RECORD_WORDS);
+    if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
+    return rc;
+}
+
+/* The last closed bar of instrument `index` and `period` (QILIN_BAR_PERIOD_*) of a reader opened with
+ * qilin_open_bars: QILIN_LATEST_FOUND, QILIN_LATEST_NONE (none yet), QILIN_LATEST_UNKNOWN_INSTRUMENT
+ * (index or period out of range) or QILIN_LATEST_CONTENDED. */
+static inline int qilin_latest_bar(const qilin_reader_t *r, uint32_t index, unsigned period, qilin_bar_record_t *out) {
+    uint64_t words[QILIN_BAR_RECORD_WORDS];
+    const uint64_t *version;
+    uint64_t entry;
+    int rc;
+    if (index >= qilin_directory_len(r) || period < 1 || period > QILIN_BAR_LVC_PER_INSTRUMENT)
+        return QILIN_LATEST_UNKNOWN_INSTRUMENT;
+    entry = (uint64_t)index * QILIN_BAR_LVC_PER_INSTRUMENT + (period - 1);
+    version = (const uint64_t *)(const void *)(r->base + r->lvc_offset + entry * sizeof(qilin_bar_lvc_entry_t));
+    rc = qilin__read_versioned(version, words, QILIN_BAR_RECORD_WORDS);
     if (rc == QILIN_LATEST_FOUND) memcpy(out, words, sizeof *out);
     return rc;
 }
