@@ -23,9 +23,22 @@ pub fn state_dir_from(xdg_state_home: Option<OsString>, home: Option<OsString>, 
     }
 }
 
+/// The default bar segment of a tick segment (`qilin-bars`' `bar_segment`): `<segment>-bars` beside
+/// it, `/dev/shm/qilin-bars` for the feed `qilin`'s `/dev/shm/qilin`.
+pub fn bar_segment_path(tick_segment: &std::path::Path) -> PathBuf {
+    let mut name = tick_segment.file_name().map(OsString::from).unwrap_or_default();
+    name.push("-bars");
+    tick_segment.with_file_name(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bar_segment_sits_beside_the_tick_segment() {
+        assert_eq!(bar_segment_path(std::path::Path::new("/dev/shm/qilin")), PathBuf::from("/dev/shm/qilin-bars"));
+    }
 
     #[test]
     fn state_dir_prefers_xdg_then_home_and_is_always_absolute() {

@@ -81,16 +81,37 @@ fn bars_config(dir: &Path, segment: &Path, url: &str, journal: &Path) -> PathBuf
         &path,
         format!(
             "name = \"bars\"\nsegment = {:?}\nstate_dir = {:?}\ninstruments_file = {:?}\njournal_dir = {:?}\n\
-             cursor_interval_ms = 50\n[nats]\nurls = [{url:?}]\nreconnect_max_delay_ms = 200\n\
+             bar_segment = {:?}\nbar_ring_slots = 4096\ncursor_interval_ms = 50\n[nats]\nurls = [{url:?}]\nreconnect_max_delay_ms = 200\n\
              request_timeout_ms = 2000\n",
             segment.display().to_string(),
             dir.join("state").display().to_string(),
             instruments_file().display().to_string(),
             journal.display().to_string(),
+            bar_segment(dir).display().to_string(),
         ),
     )
     .unwrap();
     path
+}
+
+/// The bar segment of the test's qilin-bars (in the test's directory: nothing left in /dev/shm).
+fn bar_segment(dir: &Path) -> PathBuf {
+    dir.join("bars-segment")
+}
+
+/// Every bar of the bar segment from its oldest, with the epochs the reader saw change.
+fn segment_bars(path: &Path) -> (Vec<qilin_shm::BarRecord>, u64) {
+    let mut reader = qilin_shm::BarReader::open_segment(path).expect("the bar segment");
+    reader.seek(qilin_shm::Start::Oldest);
+    let mut bar = qilin_shm::BarRecord::ZERO;
+    let mut out = Vec::new();
+    loop {
+        match reader.try_next(&mut bar) {
+            qilin_shm::Next::Tick => out.push(bar),
+            qilin_shm::Next::Empty => return (out, reader.current_epoch()),
+            other => panic!("the bar segment's ring holds every bar: {other:?}"),
+        }
+    }
 }
 
 /// Every message of the bar stream: subject, message id, body.
@@ -223,6 +244,20 @@ fn sigkill_and_restart(after_day_bar: bool) {
         assert_eq!(subject, &want_subject);
     }
     assert_eq!(got.len(), want.len(), "bars lost or extra");
+    // The bar segment: the same bars, in publish order, field for field, none twice although the
+    // restart published its last ones again (a second writer epoch on the same segment).
+    let (in_segment, epoch) = segment_bars(&bar_segment(dir.path()));
+    assert_eq!(epoch, 2, "qilin-bars reopened its segment after the SIGKILL");
+    for (i, (record, bar)) in in_segment.iter().zip(&want).enumerate() {
+        let mut expected = qilin_sidecar::bars::segment::record(bar, record.instrument_index).unwrap();
+        (expected.sequence, expected.publish_ns) = (i as u64 + 1, record.publish_ns);
+        assert_eq!(
+            zerocopy::IntoBytes::as_bytes(record),
+            zerocopy::IntoBytes::as_bytes(&expected),
+            "segment bar {i}: {record:?}, want {bar:?}"
+        );
+    }
+    assert_eq!(in_segment.len(), want.len(), "bars lost or twice in the segment");
     // The binary's offline mode over the same journal: the stream is a prefix of its lines (then the
     // bars still open at the clock the process stopped at, closed at the journal's end).
     let replay = Command::new(env!("CARGO_BIN_EXE_qilin-bars"))

@@ -59,33 +59,8 @@ impl Serialize for Period {
     }
 }
 
-/// Bits of [`Bar::flags`].
-pub mod flags {
-    /// A tick's cumulative Volume was below the highest seen this trading day: it added 0, never a
-    /// negative volume.
-    pub const VOLUME_DECREASE: u32 = 1 << 0;
-    /// A tick's cumulative Turnover was below the highest seen this trading day (normal on CZCE).
-    pub const TURNOVER_DECREASE: u32 = 1 << 1;
-    /// The builder joined the trading day after its start: the first tick it saw is the baseline,
-    /// so this bar's volume and turnover count only from that tick.
-    pub const PARTIAL: u32 = 1 << 2;
-    /// Ticks were lost (a ring gap, or a gap in the journal) while the bar was open.
-    pub const GAP: u32 = 1 << 3;
-    /// A tick of the bar had no LastPrice although the instrument had traded (`absent_price`).
-    pub const ABSENT_PRICE: u32 = 1 << 4;
-    /// The product is not in the table: its exchange's default sessions were used.
-    pub const UNKNOWN_PRODUCT: u32 = 1 << 5;
-
-    /// Every bit with its name, lowest first.
-    pub const NAMES: [(u32, &str); 6] = [
-        (VOLUME_DECREASE, "volume_decrease"),
-        (TURNOVER_DECREASE, "turnover_decrease"),
-        (PARTIAL, "partial"),
-        (GAP, "gap"),
-        (ABSENT_PRICE, "absent_price"),
-        (UNKNOWN_PRODUCT, "unknown_product"),
-    ];
-}
+/// Bits of [`Bar::flags`]: the bar segment's flag table (LAYOUT.md, "Bar flags"), one home in qilin-shm.
+pub use qilin_shm::bar_flags as flags;
 
 /// One bar of one instrument. Times are UTC nanoseconds; prices NaN (JSON `null`) when no tick of
 /// the bar carried one.

@@ -18,6 +18,11 @@ pub struct Config {
     pub name: String,
     /// The tick segment to read.
     pub segment: PathBuf,
+    /// The bar segment every closed bar is written to; empty: `<segment>-bars` beside the tick
+    /// segment (`/dev/shm/qilin-bars`).
+    pub bar_segment: PathBuf,
+    /// The bar segment's ring, in bars (a power of two; 192 bytes each).
+    pub bar_ring_slots: u64,
     /// Directory of the cursor file.
     pub state_dir: PathBuf,
     /// The product table; the calendar is the `calendar/` directory beside it.
@@ -47,6 +52,8 @@ impl Default for Config {
         Config {
             name: "bars".into(),
             segment: PathBuf::from("/dev/shm/qilin"),
+            bar_segment: PathBuf::new(),
+            bar_ring_slots: 1 << 18,
             state_dir: qilin_market::paths::state_dir(),
             instruments_file: PathBuf::from(qilin_market::products::DEFAULT_PATH),
             journal_dir: PathBuf::new(),
@@ -97,6 +104,9 @@ impl Config {
         if !(1..=1000).contains(&self.idle_sleep_ms) {
             bad("idle_sleep_ms", format!("{}: 1..=1000", self.idle_sleep_ms));
         }
+        if let Err(e) = qilin_shm::Geometry::of::<qilin_shm::BarRecord>(self.bar_ring_slots, 1) {
+            bad("bar_ring_slots", e.to_string());
+        }
         if self.nats.mode != Mode::Jetstream {
             bad("nats.mode", "qilin-bars publishes to JetStream only (exactly once by message id)".into());
         }
@@ -138,6 +148,15 @@ impl Config {
         }
     }
 
+    /// The bar segment's path ([`Config::bar_segment`], or the default beside the tick segment).
+    pub fn bar_segment_path(&self) -> PathBuf {
+        if self.bar_segment.as_os_str().is_empty() {
+            qilin_market::paths::bar_segment_path(&self.segment)
+        } else {
+            self.bar_segment.clone()
+        }
+    }
+
     /// The cursor file.
     pub fn cursor_path(&self) -> PathBuf {
         self.state_dir.join(format!("{}.cursor", self.name))
@@ -155,9 +174,10 @@ mod tests {
         assert_eq!(config.periods(), Period::ALL);
         assert_eq!(config.prefix("qilin"), "qilin-bars.qilin");
         assert_eq!(config.stream_name("sim-1"), "QILIN_BARS_SIM_1");
-        let text = "periods = [\"2m\"]\nclose_delay_ms = 10\n[nats]\nmode = \"core\"\n";
+        assert_eq!(config.bar_segment_path(), PathBuf::from("/dev/shm/qilin-bars"));
+        let text = "periods = [\"2m\"]\nclose_delay_ms = 10\nbar_ring_slots = 1000\n[nats]\nmode = \"core\"\n";
         let err = qilin_market::config::parse::<Config>(text, "b.toml").unwrap_err().to_string();
-        for key in ["periods", "close_delay_ms", "nats.mode"] {
+        for key in ["periods", "close_delay_ms", "bar_ring_slots", "nats.mode"] {
             assert!(err.contains(&format!("b.toml: {key}:")), "{key} in {err}");
         }
     }

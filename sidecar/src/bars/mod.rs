@@ -75,6 +75,7 @@ pub mod config;
 pub mod cursor;
 pub mod replay;
 pub mod run;
+pub mod segment;
 
 pub use self::{
     bar::{Bar, Period, flags},

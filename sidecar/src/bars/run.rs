@@ -29,7 +29,7 @@ use qilin_journal::{DirReader, Entry};
 use qilin_market::{Market, status::StatusFile};
 use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 
-use super::{Bar, Builder, config::Config, cursor};
+use super::{Bar, Builder, config::Config, cursor, segment::BarSegment};
 use crate::nats::subject_token;
 
 /// Bars published, acknowledged as new or as duplicates.
@@ -57,6 +57,8 @@ pub struct Driver {
     saved: (u64, i64),
     last_save: Instant,
     published: Published,
+    /// Every bar published is written here first, in publish order.
+    segment: BarSegment,
     status: StatusFile,
     last_status: Instant,
 }
@@ -149,6 +151,7 @@ impl Driver {
         ensure_stream(&config, &js, &config.stream_name(&feed), &prefix).await?;
         let saved = cursor::load(&config.cursor_path(), &feed)?;
         let builder = Builder::new(market, &config.periods(), config.close_delay_ms);
+        let segment = BarSegment::open(&config.bar_segment_path(), &reader, config.bar_ring_slots)?;
         let mut driver = Driver {
             feed: feed.clone(),
             prefix,
@@ -162,6 +165,7 @@ impl Driver {
             saved: saved.as_ref().map_or((0, i64::MIN), |c| (c.sequence, c.clock_ns)),
             last_save: Instant::now(),
             published: Published::default(),
+            segment,
             status: StatusFile::new(reader.path(), &config.name)
                 .with_context(|| format!("status directory beside {}", reader.path().display()))?,
             last_status: Instant::now(),
@@ -179,7 +183,7 @@ impl Driver {
             loop {
                 match journal.next_entry() {
                     Ok(Some(Entry::Tick(t))) => {
-                        driver.take(&t);
+                        driver.take(&t)?;
                         ticks += 1;
                         next = Some(t.sequence + 1);
                     }
@@ -211,14 +215,14 @@ impl Driver {
     }
 
     /// One tick, in feed order.
-    fn take(&mut self, tick: &TickRecord) {
+    fn take(&mut self, tick: &TickRecord) -> anyhow::Result<()> {
         if self.restore.is_some_and(|(s, _)| tick.sequence > s) {
             self.finish_restore();
         }
         self.builder.on_tick(tick, &mut self.out);
         self.last_sequence = tick.sequence;
         self.trading_day = tick.trading_day;
-        self.collect();
+        self.collect()
     }
 
     fn finish_restore(&mut self) {
@@ -233,12 +237,18 @@ impl Driver {
         }
     }
 
-    fn collect(&mut self) {
+    /// The bars just emitted: dropped while restoring (published before the cursor), else written
+    /// to the bar segment and queued for NATS, both in emission order.
+    fn collect(&mut self) -> anyhow::Result<()> {
         if self.restore.is_some() {
             self.out.clear();
         } else {
+            for bar in &self.out {
+                self.segment.write(bar)?;
+            }
             self.pending.append(&mut self.out);
         }
+        Ok(())
     }
 
     /// Publishes the pending bars and waits for every ack, retrying (same ids) until the stream has them.
@@ -332,6 +342,11 @@ impl Driver {
             "pending_bars": self.pending.len(),
             "counters": self.builder.counters(),
             "published": self.published,
+            "bar_segment": {
+                "path": self.config.bar_segment_path(),
+                "next_sequence": self.segment.next_sequence(),
+                "already_written": self.segment.skipped(),
+            },
         });
         if let Err(e) = self.status.write(&value) {
             tracing::error!("status file {}: {e}", self.status.path().display());
@@ -348,7 +363,7 @@ impl Driver {
             for _ in 0..4096 {
                 match reader.try_next(&mut tick) {
                     Next::Tick => {
-                        self.take(&tick);
+                        self.take(&tick)?;
                         if self.pending.len() >= 1024 {
                             break;
                         }
@@ -372,9 +387,10 @@ impl Driver {
                 }
                 if self.restore.is_none() {
                     self.builder.idle(now_ns(), margin_ns, &mut self.out);
-                    self.collect();
+                    self.collect()?;
                 }
             }
+            self.segment.heartbeat();
             self.flush(stop).await?;
             self.maybe_save(false)?;
             if self.last_status.elapsed() >= Duration::from_millis(250) {
