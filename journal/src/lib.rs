@@ -26,6 +26,17 @@
 //! inside a gap record**. A file written for another layout (version or fingerprint) is refused
 //! with [`JournalError::Incompatible`] before any record is read.
 //!
+//! ## Encryption at rest (format [`FORMAT_VERSION_ENCRYPTED`], optional)
+//!
+//! With a `journal-encryption` key ([`JournalWriter::open_keyed`]) a new file is format 2: the
+//! header records the key version, a random file id and a key check; every block's payload is
+//! sealed with XChaCha20-Poly1305 (`nonce ‖ ciphertext ‖ tag`, the block header and its position as
+//! associated data), each block naming its key version. Readers take a [`Keyring`]
+//! ([`JournalReader::open_keyed`], [`DirReader::open_keyed`], [`verify_keyed`]); a missing, retired
+//! or wrong key, and a block that does not authenticate, are errors naming the version and the
+//! file. Without a key a format-1 reader refuses the file as another format; [`verify`] checks an
+//! encrypted file's structure and CRCs. Details and the reasoning: [`crypt`], [`mod@format`].
+//!
 //! ## Crash safety
 //!
 //! Blocks are written whole, one positional write each. A file is created complete under a
