@@ -302,3 +302,32 @@ fn a_wrong_key_a_retired_version_and_a_moved_block_are_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_recorder_whose_key_file_is_readable_by_others_does_not_start_and_writes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key_file = d.join("journal.key");
+    ok(d, &["keys", "add", "journal-encryption", "--type", "encryption"]);
+    ok(d, &["keys", "render-key", "journal-encryption", "--out", s(&key_file)]);
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let segment = PathBuf::from(format!("/dev/shm/{}", unique("jkey")));
+    let options = qilin_shm::SegmentOptions { feed_name: "jkey".into(), ring_slots: 64, instrument_capacity: 4 };
+    let _writer = qilin_shm::Writer::open(&segment, &options).unwrap();
+    let journal = d.join("journal");
+    let config = encrypted_recorder_config(d, &segment, &journal, &key_file);
+    let out = Command::new(env!("CARGO_BIN_EXE_qilin-recorder")).arg("--config").arg(&config).output().unwrap();
+    qilin_testkit::remove_segment(&segment);
+    let _ = fs::remove_dir_all(format!("{}.sidecars", segment.display()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("journal.encryption_key_file")
+            && err.contains(s(&key_file))
+            && err.contains("group/world-readable"),
+        "{err}"
+    );
+    assert!(!err.contains("key="), "{err}");
+    assert!(journal_files(&journal, "jkey").unwrap().is_empty(), "nothing journaled");
+}
