@@ -107,6 +107,7 @@ __all__ = [
 
 MAGIC = b"QILINSHM"
 LAYOUT_VERSION = 1
+BAR_MAGIC = b"QILINBAR"  # a bar segment's (qilin-bars; read it with qilin_shm.bars.BarReader)
 
 # Order matters: it is the order `layout::STRUCTS` hashes into the fingerprint.
 LAYOUT = {
@@ -349,6 +350,13 @@ def _struct_of(name):
     return struct.Struct("<" + "".join(f[3] for f in LAYOUT[name][1]))
 
 
+# What a segment carries: ticks (this module) or bars (qilin_shm.bars). The reader validates a
+# segment against its kind; a segment of the other kind is refused with the Rust reader's message.
+_Kind = collections.namedtuple(
+    "_Kind", "name magic layout_version fingerprint slot_size record_size lvc_entry_size lvc_per_instrument")
+TICK_KIND = _Kind("tick", MAGIC, LAYOUT_VERSION, FINGERPRINT, SLOT_SIZE, RECORD_SIZE, LVC_ENTRY_SIZE, 1)
+_KIND_OF_MAGIC = {MAGIC: "tick", BAR_MAGIC: "bar"}
+
 _RECORD = _struct_of("TickRecord")
 _IDENTITY = _struct_of("Identity")
 _DIRECTORY_ENTRY = _struct_of("DirectoryEntry")
@@ -483,8 +491,10 @@ def _align_up(value, to):
     return -(-value // to) * to
 
 
-def geometry(ring_slots, instrument_capacity):
-    """Offsets of the regions for these capacities; raises ValueError (with Rust's wording) if unusable."""
+def geometry(ring_slots, instrument_capacity, kind=None):
+    """Offsets of the regions for these capacities (of a tick segment, or of `kind`'s); raises
+    ValueError (with Rust's wording) if unusable."""
+    kind = kind or TICK_KIND
     if ring_slots < 2 or ring_slots > MAX_RING_SLOTS or ring_slots & (ring_slots - 1):
         raise ValueError(f"ring_slots = {ring_slots}: must be a power of two between 2 and {MAX_RING_SLOTS}")
     if not 1 <= instrument_capacity <= MAX_INSTRUMENTS:
@@ -492,8 +502,8 @@ def geometry(ring_slots, instrument_capacity):
             f"instrument_capacity = {instrument_capacity}: must be between 1 and {MAX_INSTRUMENTS}")
     directory_offset = _align_up(HEADER_SIZE, CACHE_LINE)
     lvc_offset = _align_up(directory_offset + instrument_capacity * DIRECTORY_ENTRY_SIZE, CACHE_LINE)
-    ring_offset = _align_up(lvc_offset + instrument_capacity * LVC_ENTRY_SIZE, PAGE)
-    total_size = _align_up(ring_offset + ring_slots * SLOT_SIZE, PAGE)
+    ring_offset = _align_up(lvc_offset + instrument_capacity * kind.lvc_per_instrument * kind.lvc_entry_size, PAGE)
+    total_size = _align_up(ring_offset + ring_slots * kind.slot_size, PAGE)
     return {
         "ring_slots": ring_slots, "instrument_capacity": instrument_capacity,
         "directory_offset": directory_offset, "lvc_offset": lvc_offset,
@@ -537,6 +547,7 @@ class Reader:
     FIELDS = FIELDS
     FINGERPRINT = FINGERPRINT
     LAYOUT_VERSION = LAYOUT_VERSION
+    KIND = TICK_KIND
 
     def __init__(self, path="/dev/shm/qilin", lap_headroom=None):
         self.path = os.fspath(path)
@@ -546,7 +557,7 @@ class Reader:
                 "platform", self.path,
                 f"qilin_shm reads segments only on little-endian x86-64 (its soundness argument is "
                 f"x86-64 TSO); this is {platform.machine()} — use the Rust or C reader")
-        self._mm, geo = _open_validated(self.path)
+        self._mm, geo = _open_validated(self.path, kind=self.KIND)
         self.identity = geo["identity"]
         self.ring_slots = geo["ring_slots"]
         self.instrument_capacity = geo["instrument_capacity"]
@@ -808,7 +819,7 @@ def _populate(mm):
     _prefault(mm)
 
 
-def _open_validated(path, populate=True):
+def _open_validated(path, populate=True, kind=None):
     """Open O_RDONLY, map PROT_READ, validate as mapping.rs `open_read_only` + `validate` do, in the
     same order and with the same messages. The mapping is pre-faulted unless ``populate`` is false."""
     try:
@@ -832,7 +843,7 @@ def _open_validated(path, populate=True):
     finally:
         os.close(fd)  # the mapping keeps the file referenced
     try:
-        geometry = _validate(mm, len(mm), path)
+        geometry = _validate(mm, len(mm), path, kind)
     except BaseException:
         mm.close()
         raise
@@ -845,7 +856,8 @@ def _not_initialised(path):
     return f"segment {path} is not initialised (no magic yet): its writer is starting or died while creating it"
 
 
-def _validate(mm, length, path):
+def _validate(mm, length, path, kind=None):
+    kind = kind or TICK_KIND
     if length == 0:
         raise SegmentError("not_initialised", path, _not_initialised(path))
     if length < HEADER_SIZE:
@@ -853,32 +865,39 @@ def _validate(mm, length, path):
     magic = struct.pack("<Q", struct.unpack_from("<Q", mm, 0)[0])  # one atomic load, as Rust's Acquire load
     if magic == bytes(8):
         raise SegmentError("not_initialised", path, _not_initialised(path))
-    if magic != MAGIC:
+    if magic != kind.magic:
+        found = _KIND_OF_MAGIC.get(magic)
+        if found is not None:
+            raise SegmentError(
+                "wrong_kind", path,
+                f"segment {path} is a {found} segment, not a {kind.name} segment: open it with the {found} reader")
         raise SegmentError(
             "bad_magic", path,
-            f"{path} is not a qilin segment: magic {_hexlist(magic)}, expected {_hexlist(MAGIC)} (\"QILINSHM\")")
+            f"{path} is not a qilin segment: magic {_hexlist(magic)}, expected {_hexlist(kind.magic)} "
+            f"(\"{kind.magic.decode()}\")")
     names = [f[0] for f in LAYOUT["Identity"][1]]
     identity = dict(zip(names, _IDENTITY.unpack_from(mm, 0)))
     identity["magic"] = magic
-    if identity["layout_version"] != LAYOUT_VERSION:
+    if identity["layout_version"] != kind.layout_version:
         raise SegmentError(
             "version", path,
             f"segment {path} has layout version {identity['layout_version']}, this build reads version "
-            f"{LAYOUT_VERSION}; rebuild the reader against the writer's qilin-shm")
-    if identity["fingerprint"] != FINGERPRINT:
+            f"{kind.layout_version}; rebuild the reader against the writer's qilin-shm")
+    if identity["fingerprint"] != kind.fingerprint:
         raise SegmentError(
             "fingerprint", path,
             f"segment {path} has layout fingerprint {identity['fingerprint']:#018x}, this build has "
-            f"{FINGERPRINT:#018x}; the writer and this reader disagree on field offsets, rebuild against "
+            f"{kind.fingerprint:#018x}; the writer and this reader disagree on field offsets, rebuild against "
             f"the same qilin-shm")
     try:
-        geo = geometry(identity["ring_slots"], identity["instrument_capacity"])
+        geo = geometry(identity["ring_slots"], identity["instrument_capacity"], kind)
     except ValueError as e:
         raise SegmentError("corrupt", path, f"segment {path} has a corrupt header: {e}") from None
     expected = dict(identity)
     expected.update(
-        header_size=HEADER_SIZE, total_size=geo["total_size"], slot_size=SLOT_SIZE, record_size=RECORD_SIZE,
-        directory_entry_size=DIRECTORY_ENTRY_SIZE, lvc_entry_size=LVC_ENTRY_SIZE, reserved0=0,
+        header_size=HEADER_SIZE, total_size=geo["total_size"], slot_size=kind.slot_size,
+        record_size=kind.record_size, directory_entry_size=DIRECTORY_ENTRY_SIZE, lvc_entry_size=kind.lvc_entry_size,
+        reserved0=0,
         directory_offset=geo["directory_offset"], lvc_offset=geo["lvc_offset"], ring_offset=geo["ring_offset"])
     wrong = [k for k in names if expected[k] != identity[k]]
     if wrong:

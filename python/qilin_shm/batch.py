@@ -102,7 +102,8 @@ from . import (
 )
 from . import Reader as _StdlibReader
 
-__all__ = ["TICK_DTYPE", "SLOT_DTYPE", "LVC_DTYPE", "DIRECTORY_DTYPE", "dtype_of", "Reader", "as_pandas"]
+__all__ = ["TICK_DTYPE", "SLOT_DTYPE", "LVC_DTYPE", "DIRECTORY_DTYPE", "BAR_DTYPE", "BAR_SLOT_DTYPE", "dtype_of",
+           "Reader", "read_bars", "as_pandas"]
 
 # struct format letter → numpy scalar type (little-endian, as the segment).
 _NUMPY = {"B": "u1", "I": "<u4", "i": "<i4", "Q": "<u8", "q": "<i8", "d": "<f8"}
@@ -121,10 +122,11 @@ def _field_format(fmt, nested):
     return (_NUMPY[letter], (int(count),)) if count else _NUMPY[letter]
 
 
-def dtype_of(struct_name, nested=None):
-    """The numpy dtype of a LAYOUT struct: every field at its offset, itemsize = the struct's size.
-    `nested` maps a field name to a dtype to use in place of its bytes (a record in a slot)."""
-    size, fields = LAYOUT[struct_name]
+def dtype_of(struct_name, nested=None, layout=None):
+    """The numpy dtype of a LAYOUT struct (or of `layout`'s: ``qilin_shm.bars.BAR_LAYOUT``): every
+    field at its offset, itemsize = the struct's size. `nested` maps a field name to a dtype to use
+    in place of its bytes (a record in a slot)."""
+    size, fields = (layout or LAYOUT)[struct_name]
     nested = nested or {}
     dtype = np.dtype({
         "names": [f[0] for f in fields],
@@ -145,6 +147,32 @@ SLOT_DTYPE = dtype_of("Slot", {"record": TICK_DTYPE})
 LVC_DTYPE = dtype_of("LvcEntry", {"record": TICK_DTYPE})
 DIRECTORY_DTYPE = dtype_of("DirectoryEntry")
 assert TICK_DTYPE.itemsize == 376 and SLOT_DTYPE.itemsize == 384 and LVC_DTYPE.itemsize == 384
+
+# A bar segment's record (qilin_shm.bars.BAR_LAYOUT, checked against `qilinctl layout --json` too).
+from . import bars as _bars  # noqa: E402  (after the tick dtypes: bars imports the package's tables)
+
+BAR_DTYPE = dtype_of("BarRecord", layout=_bars.BAR_LAYOUT)
+BAR_SLOT_DTYPE = dtype_of("BarSlot", {"record": BAR_DTYPE}, layout=_bars.BAR_LAYOUT)
+assert BAR_DTYPE.itemsize == 184 and BAR_SLOT_DTYPE.itemsize == 192
+
+
+def read_bars(reader, max_n=4096):
+    """Up to `max_n` bars from a ``qilin_shm.bars.BarReader`` as a ``BAR_DTYPE`` array, in order: each
+    read with the stdlib protocol (stamp, copy, stamp; bars come at most a few thousand a minute, so
+    there is nothing to vectorise), then one ``np.frombuffer`` of them all. Stops at the first event
+    that is not a bar (Empty, Gap, NewEpoch); that event is in ``reader.events`` (a list, as
+    ``Reader.read_batch``'s)."""
+    raws = []
+    reader.events = []
+    while len(raws) < max_n:
+        event = reader.try_next_raw()
+        if isinstance(event, bytes):
+            raws.append(event)
+            continue
+        if event is not Empty:
+            reader.events.append(event)
+        break
+    return np.frombuffer(b"".join(raws), BAR_DTYPE).copy() if raws else np.empty(0, BAR_DTYPE)
 
 _WORD = 8
 _SLOT_WORDS = SLOT_SIZE // _WORD          # 48: the stamp, then the record's 47 words

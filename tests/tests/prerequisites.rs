@@ -54,6 +54,9 @@ const INDIRECT: &[(&str, &str, Runs)] = &[
     // .venv/bin/python: scripts/test makes it with python3 -m venv.
     ("core/tests/reader_python.rs", "qilin_testkit::venv_python()", Runs::External(&["python3"])),
     ("ctp-standin/src/vendor.rs", "pip[0]", Runs::External(&["pip", "pip3", "python3"])),
+    ("shm-layout/tests/c_bars.rs", "&exe", Runs::Built),
+    // python3, or .venv/bin/python (qilin_testkit::venv_python) for the numpy path.
+    ("shm-layout/tests/python_bars.rs", "python", Runs::External(&["python3"])),
     ("shm-layout/tests/c_header.rs", "&exe", Runs::Built),
     ("shm-layout/tests/c_header.rs", "compiler", Runs::External(&["gcc", "g++"])),
     ("shm-layout/tests/common/mod.rs", "exe", Runs::Built),
