@@ -83,6 +83,13 @@
 //! **Last values.** Each instrument's latest record sits under its own version word (a classic
 //! seqlock); [`Reader::latest`] returns a consistent copy. The instrument directory is append-only:
 //! entries are written before `directory_len` is raised past them with Release.
+//!
+//! **Bar segments.** The same writer, reader and protocol carry `qilin-bars`' closed bars:
+//! [`BarWriter`] and [`BarReader`] are [`Writer`] and [`Reader`] over [`BarRecord`] (a sealed
+//! [`Record`] trait gives each record kind its magic, version, fingerprint and sizes as constants,
+//! so the tick path compiles as before). A bar segment has the magic `QILINBAR` and one last-value
+//! entry per instrument and period ([`BarReader::latest_bar`]); a reader or writer of one kind
+//! refuses the other with [`OpenError::WrongKind`] (LAYOUT.md, "Bar segments").
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
