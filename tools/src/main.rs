@@ -151,7 +151,7 @@ enum Cmd {
         #[arg(long, required_unless_present = "parquet", conflicts_with = "parquet")]
         csv: bool,
         /// Parquet, one file per trading day: --output FILE for one day, --output DIR (an existing
-        /// directory) for DIR/<feed>-<YYYYMMDD>.parquet per day.
+        /// directory) for `DIR/<feed>-<YYYYMMDD>.parquet` per day.
         #[arg(long)]
         parquet: bool,
         #[command(flatten)]

@@ -8,7 +8,7 @@
 //! see from a core publishing at that rate (same slots, same stamps, same last values, heartbeat
 //! every millisecond), without the cost of making the ticks.
 //!
-//! Pacing: tick `i` is due at `start + i / rate`. The writer publishes a burst of [`BURST`] ticks
+//! Pacing: tick `i` is due at `start + i / rate`. The writer publishes a burst of `BURST` ticks
 //! whenever the next one is due and spins otherwise, so the rate holds on average over any
 //! millisecond; after a stall (the CPU taken away) it catches up at full speed, and the summary
 //! says how far behind schedule it ever was. `--rate 0` publishes as fast as the writer can.

@@ -14,7 +14,7 @@
 //!   way, between two threads spinning on `try_recv`.
 //! - `baseline/uds_pair_pingpong`: one Unix stream socket, 376 bytes each way, both ends
 //!   non-blocking and spinning (`qilin-bench uds-peer --echo`).
-//! - `baseline/iceoryx2_pingpong` (`--features iceoryx2`): see [`super::iceoryx2`].
+//! - `baseline/iceoryx2_pingpong` (`--features iceoryx2`): see the `iceoryx2` module.
 
 use std::{
     io::{Read, Write},

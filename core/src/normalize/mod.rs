@@ -214,14 +214,14 @@ const EXCHANGE_WORDS: [u64; 8] = {
     words
 };
 
-/// The exchange whose ExchangeID is `word` (as [`RawTick::exchange_word`] gives it; `None` when
+/// The exchange whose ExchangeID is `word` (as `RawTick::exchange_word` gives it; `None` when
 /// empty or unknown). Not on the hot path: the engine asks when it admits an instrument whose
 /// product the table lacks.
 pub fn exchange_from_word(word: u64) -> Option<Exchange> {
     Exchange::ALL.into_iter().find(|e| word != 0 && EXCHANGE_WORDS[*e as usize] == word)
 }
 
-/// `exchange`'s ExchangeID as [`RawTick::exchange_word`] gives it.
+/// `exchange`'s ExchangeID as `RawTick::exchange_word` gives it.
 pub fn exchange_word(exchange: Exchange) -> u64 {
     EXCHANGE_WORDS[exchange as usize]
 }

@@ -12,7 +12,7 @@
 //! - [`managed`]: the NATS credentials file `qilinctl keys render-nats` writes for qilin-nats.
 //! - [`schedule`]: the managed keys' schedule (no material) that `qilinctl keys rotate` publishes for
 //!   the metrics.
-//! - [`file`]: the one secret-file loader (`O_NOFOLLOW`, checked on the open descriptor, private
+//! - [`file`](mod@file): the one secret-file loader (`O_NOFOLLOW`, checked on the open descriptor, private
 //!   mode required), used for every secret read from a file, including the sidecars' single-value
 //!   files ([`file::load`]).
 //!

@@ -1,6 +1,6 @@
 //! Loading secrets from the process environment, a dotenv file or a directory of secret files.
 //! Values are wrapped in [`SecretString`] as they are read; the raw file bytes live in
-//! [`Zeroizing`] buffers, so nothing but the `SecretString`s keeps a copy after loading.
+//! [`Zeroizing`](secrecy::zeroize::Zeroizing) buffers, so nothing but the `SecretString`s keeps a copy after loading.
 
 use std::{
     collections::BTreeMap,

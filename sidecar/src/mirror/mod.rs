@@ -30,7 +30,7 @@
 //! **Gaps.** A gap event of the stream, a range the stream no longer holds (purged, `max_msgs`,
 //! `max_age`), and a message skipped as bad all become sequences marked lost in the segment, which
 //! every reader reports as a gap (`qilin_shm::Writer::mark_lost`, LAYOUT.md "Mirrors"). Bad input
-//! is in [`apply`]'s table.
+//! is in `apply`'s table.
 //!
 //! The parts: `config`, `apply` (one message into the segment), `start` (open or create the
 //! segment, fill, find where to resume), `run` (connection, the follow loop, resync), `status`

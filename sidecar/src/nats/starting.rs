@@ -79,7 +79,7 @@ impl Inner {
 
 impl Starting {
     /// Writes the status at once (state `waiting-for-segment`) and then every
-    /// `status_interval_ms` from a task on the current tokio runtime, until [`finish`](Self::finish).
+    /// `status_interval_ms` from a task on the current tokio runtime, until `finish`.
     pub fn begin(config: &Config) -> Starting {
         let inner = Inner {
             file: None,

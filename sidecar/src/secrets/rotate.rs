@@ -5,7 +5,7 @@
 //! [`Holder::poll`] loads the source every interval and compares the values with the set it holds.
 //! A changed set is taken only once it has loaded the same for `settle` (a file written in place,
 //! not renamed, can be read half-written; a directory of secret files changes one file at a time).
-//! Then the [`runbook`] runs:
+//! Then the `runbook` runs:
 //!
 //! 1. **validate** the new set with the same checks as `qilinctl validate-env`; a set with problems
 //!    is refused (audited with the key names and reasons) and the running credentials stay;
