@@ -280,7 +280,10 @@ impl<R: Record> Writer<R> {
     /// Publishes one record: assigns its sequence, writes its ring slot and its last-value entry
     /// (the instrument's; for a bar, the instrument's of the bar's period), then advances the write
     /// cursor. Never waits for a reader.
-    #[inline]
+    ///
+    /// Always inlined: as a generic function the compiler left it a call in the core's AVX2 build
+    /// (udp 922 -> 934 instructions per tick in qilin-budget), which the non-generic one was not.
+    #[inline(always)]
     pub fn publish(&mut self, record: &mut R) -> Result<u64, PublishError> {
         if record.instrument_index() >= self.directory_len {
             return Err(PublishError::UnknownInstrument { index: record.instrument_index(), len: self.directory_len });
