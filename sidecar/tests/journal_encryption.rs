@@ -280,11 +280,29 @@ fn a_wrong_key_a_retired_version_and_a_moved_block_are_refused_by_name() {
     let log = core.log();
     assert!(log.contains("given as version 1 is not the key") && log.contains(s(&file)), "{log}");
 
-    // Version 1 retired (rotated with --revoke-previous: its material is wiped): --keys says so.
-    ok(d, &["keys", "rotate", "journal-encryption", "--revoke-previous"]);
+    // A rotation: version 2 seals new files, version 1 is in grace; `render-key --version 1` gives
+    // the key file an older journal needs (for qilin-core's --replay-key-file).
+    ok(d, &["keys", "rotate", "journal-encryption"]);
+    let v1 = d.join("v1.key");
+    let out = ok(d, &["keys", "render-key", "journal-encryption", "--version", "1", "--out", s(&v1)]);
+    assert!(out.contains("version 1"), "{out}");
+    let (code, _, err) = export(&["--key-file", s(&v1)]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = export(&["--keys"]);
+    assert_eq!(code, Some(0), "version 1 is in grace: {err}");
+
+    // Eight days later the scheduled run retires version 1 (its material is wiped): --keys says
+    // so, and render-key cannot give it any more.
+    let later = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 8 * 86_400)
+        .to_string();
+    let out = ok(d, &["keys", "rotate", "--due", "--now-unix-s", &later]);
+    assert!(out.contains("retired"), "{out}");
     let (code, _, err) = export(&["--keys"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("key version 1") && err.contains("retired") && err.contains(s(&file)), "{err}");
+    let (code, out, err) = ctl(d, &["keys", "render-key", "journal-encryption", "--version", "1", "--out", s(&v1)]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("no version 1 holding material"), "{err}");
 
     // A block moved: the second block copied over the third (CRC valid, sequences edited to fit).
     let block = 32 + 8 * 376 + 40;

@@ -124,6 +124,10 @@ enum KeysCmd {
         name: String,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// A version still in grace instead of the active one (e.g. the journal-encryption
+        /// version an older journal was sealed with, for qilin-core's --replay-key-file).
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
         /// Give the file to this user (and its group), e.g. qilin-recorder (needs root).
         #[arg(long, value_name = "USER")]
         owner: Option<String>,
@@ -215,7 +219,7 @@ pub fn run(args: &KeysArgs) -> ExitCode {
             };
             ctx.render_nats(name, user_prefix, &targets)
         }
-        KeysCmd::RenderKey { name, out, owner } => ctx.render_key(name, out, owner.as_deref()),
+        KeysCmd::RenderKey { name, out, owner, version } => ctx.render_key(name, out, owner.as_deref(), *version),
         KeysCmd::RenderAll { plan } => ctx.render_all(plan),
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
@@ -515,14 +519,14 @@ impl Ctx<'_> {
         audit.exit(code)
     }
 
-    fn render_key(&self, name: &str, out: &Path, owner_name: Option<&str>) -> ExitCode {
+    fn render_key(&self, name: &str, out: &Path, owner_name: Option<&str>, version: Option<u32>) -> ExitCode {
         let mut audit = match Audit::open(self.audit_log) {
             Ok(audit) => audit,
             Err(code) => return code,
         };
         let mut action = json!({"store": self.store_json(), "key": name, "out": out.display().to_string()});
         let rendered = self.open().and_then(|store| {
-            let (version, text) = render::key_file(&store, name)?;
+            let (version, text) = render::key_file(&store, name, version, self.now)?;
             store::write_atomic_for(out, text.expose_secret().as_bytes(), owner(owner_name)?)
                 .map_err(|(step, source)| KeyError::Io { path: out.to_owned(), step, source })?;
             Ok((version, store.store_id().map(str::to_owned), store.generation()))
@@ -564,7 +568,7 @@ impl Ctx<'_> {
             note(self.render_nats(&n.key, &n.user_prefix, &targets));
         }
         for k in &plan.key {
-            note(self.render_key(&k.key, &k.out, k.owner.as_deref()));
+            note(self.render_key(&k.key, &k.out, k.owner.as_deref(), None));
         }
         first_failure
     }

@@ -74,12 +74,24 @@ pub fn client_env(users: &[NatsUser]) -> Option<SecretString> {
     Some(SecretString::from(format!("NATS_USER={}\nNATS_PASSWORD={}\n", active.user, active.password.expose_secret())))
 }
 
-/// The key file of `name`'s active version (`render-key`): its version and the text.
-pub fn key_file(store: &Store, name: &str) -> Result<(u32, SecretString), KeyError> {
-    let (version, token) = store.token(name, None)?;
+/// The key file of `name`'s active version (`render-key`), or of `version` if it still verifies at
+/// `now` (active or in grace: e.g. the `journal-encryption` version an older journal needs): its
+/// version and the text.
+pub fn key_file(store: &Store, name: &str, version: Option<u32>, now: i64) -> Result<(u32, SecretString), KeyError> {
+    if let Some(v) = version {
+        let usable = store.key(name)?.version(v).is_some_and(|e| e.state_at(now) != State::Retired);
+        if !usable {
+            return Err(KeyError::NoMaterial { name: name.to_owned(), version: v });
+        }
+    }
+    let (version, token) = store.token(name, version)?;
+    let which = if store.key(name)?.active().is_some_and(|a| a.version == version) {
+        "the active version. Do not edit: a rotation renders it again."
+    } else {
+        "a version in grace (--version), for data it sealed."
+    };
     let text = format!(
-        "{}\n# qilinctl keys render-key {name}: the active version. Do not edit: a rotation renders it again.\n\
-         version={version}\nkey={}\n",
+        "{}\n# qilinctl keys render-key {name}: {which}\nversion={version}\nkey={}\n",
         qilin_market::secrets::managed::KEY_FILE_FORMAT,
         token.expose_secret()
     );
