@@ -179,6 +179,14 @@ fn an_encrypted_journal_of_a_live_run_reads_exports_and_replays_byte_for_byte_li
     );
     wait_position(&core.segment, "recorder", TICKS);
     wait_position(&core.segment, "recorder-enc", TICKS);
+    let enc = status(&core.segment, "recorder-enc").unwrap();
+    assert_eq!(
+        (enc["journal_key_version"].as_u64(), enc["encryption_key_version"].as_u64()),
+        (Some(1), Some(1)),
+        "{enc}"
+    );
+    let plain_status = status(&core.segment, "recorder").unwrap();
+    assert!(plain_status["journal_key_version"].is_null(), "{plain_status}");
     assert_eq!(plain.signal(Signal::SIGTERM).code(), Some(0), "{}", plain.log());
     assert_eq!(sealed.signal(Signal::SIGTERM).code(), Some(0), "{}", sealed.log());
     assert!(sealed.log().contains("journal encryption on: new files are sealed with journal-encryption version 1"));

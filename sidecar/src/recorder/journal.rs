@@ -625,6 +625,10 @@ impl Recorder {
             "name": self.config.name,
             "pid": std::process::id(),
             "journal_dir": self.config.journal_dir,
+            // Encryption at rest: the journal-encryption version sealing the open file's new
+            // blocks, and the one the next new file gets (null: off / file unencrypted).
+            "journal_key_version": self.writer.as_ref().and_then(JournalWriter::key_version),
+            "encryption_key_version": self.key.as_ref().map(JournalKey::version),
         });
         if let (Some(out), Ok(serde_json::Value::Object(fields))) = (value.as_object_mut(), serde_json::to_value(stats))
         {
