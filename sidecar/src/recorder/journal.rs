@@ -775,6 +775,69 @@ mod tests {
         assert!(err.contains(&file_path(journal.path(), &feed, 20260302).display().to_string()), "{err}");
     }
 
+    /// Writes a `keys render-key` file of `version` (0600).
+    fn key_file(path: &Path, version: u32, fill: u8) {
+        use std::os::unix::fs::PermissionsExt;
+        let hex: String = std::iter::repeat_n(format!("{fill:02x}"), 32).collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("# qilin-key/1\nversion={version}\nkey={hex}\n")).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_takes_effect_with_the_next_trading_day_and_the_open_file_keeps_its_version() {
+        let mut segment = Segment::new("keyroll");
+        let journal = tempfile::tempdir().unwrap();
+        let key = journal.path().join("journal.key");
+        key_file(&key, 1, 0x11);
+        let mut config = config(&segment.path, &journal.path().join("j"));
+        config.journal.encryption_key_file = Some(key.clone());
+        config.journal.max_block_age_ms = 0;
+        for _ in 0..3 {
+            segment.publish(20260302);
+        }
+        let reader = Reader::open(&config.segment).unwrap();
+        let mut recorder = Recorder::start(config, reader).unwrap();
+        let stats = recorder.stats();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || recorder.run(&flag));
+        let wait = |last: u64| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while stats.lock().unwrap().position < last {
+                assert!(Instant::now() < deadline, "the recorder never reached {last}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        wait(3);
+        // Rotated and rendered again mid-day: the day's open file keeps version 1.
+        key_file(&key, 2, 0x22);
+        segment.publish(20260302);
+        wait(4);
+        segment.publish(20260303);
+        wait(5);
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap().unwrap();
+
+        let feed = segment.writer_feed();
+        let dir = journal.path().join("j");
+        let ring = |version: u32, fill: u8| {
+            let mut ring = qilin_journal::Keyring::new("test");
+            ring.insert(qilin_journal::JournalKey::new(version, &[fill; 32]).unwrap());
+            Some(Arc::new(ring))
+        };
+        let read = |day: u32, keys| -> Result<Vec<u64>, JournalError> {
+            qilin_journal::JournalReader::open_keyed(file_path(&dir, &feed, day), keys)?
+                .map(|e| e.map(|e| e.first_sequence()))
+                .collect()
+        };
+        assert_eq!(read(20260302, ring(1, 0x11)).unwrap(), [1, 2, 3, 4], "day 1: version 1 only");
+        assert_eq!(read(20260303, ring(2, 0x22)).unwrap(), [5], "day 2: version 2 only");
+        let e = read(20260302, ring(2, 0x22)).unwrap_err();
+        assert!(matches!(e, JournalError::KeyUnavailable { version: 1, .. }), "{e}");
+    }
+
     impl Segment {
         fn writer_feed(&self) -> String {
             Reader::open(&self.path).unwrap().feed_name()
