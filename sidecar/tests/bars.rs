@@ -282,3 +282,88 @@ fn sigkill_and_restart(after_day_bar: bool) {
     }
     drop(nats);
 }
+
+/// NATS stopped while the market runs: qilin-bars goes on building and writing closed bars into its
+/// segment (a strategy on this host does not wait for the stream), keeps them pending, and once the
+/// server is back publishes them in order with their ids: the stream then holds exactly the
+/// segment's bars, once each.
+#[test]
+fn the_bar_segment_goes_on_while_nats_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = unique(FEED);
+    let mut nats = NatsServer::start(dir.path());
+    let url = nats.url();
+    // No tick limit: the market runs until the test kills the core, so bars keep closing for as
+    // long as the outage lasts.
+    let mut core = Core::start_with(
+        dir.path(),
+        &feed,
+        1 << 20,
+        1000,
+        0,
+        "",
+        "instruments = [\"rb2605\", \"sc2605\", \"m2605\", \"SR605\", \"IF2606\", \"si2605\"]\n\
+         start = \"2026-03-11 14:30:00\"\nsnapshot_interval_ms = 3000\n",
+    );
+    let journal = dir.path().join("journal"); // empty: no recorder, the ring is read from its oldest tick
+    fs::create_dir_all(&journal).unwrap();
+    let config = bars_config(dir.path(), &core.segment, &url, &journal);
+    let mut bars = BarsProcess::start(&config, &dir.path().join("bars.log"));
+    let stream = format!("QILIN_BARS_{}", feed.to_ascii_uppercase().replace('-', "_"));
+    let rt = runtime();
+    wait_for("bars in the stream", || (rt.block_on(stream_count(&url, &stream)) >= 10).then_some(()));
+
+    nats.stop(Signal::SIGTERM);
+    let written = || qilin_shm::BarReader::open_segment(bar_segment(dir.path())).unwrap().write_cursor();
+    let at_outage = written();
+    wait_for("20 more bars in the segment while NATS is down", || (written() >= at_outage + 20).then_some(()));
+    wait_for("qilin-bars to report the outage", || {
+        bars.log().contains("retrying (same message ids) while the bar segment goes on").then_some(())
+    });
+    // The status file says so too: bars handed to the publisher, not acknowledged.
+    let status = core
+        .segment
+        .with_file_name(format!("{}.sidecars/bars.json", core.segment.file_name().unwrap().to_str().unwrap()));
+    wait_for("the status to show NATS down with bars pending", || {
+        let s: serde_json::Value = serde_json::from_slice(&fs::read(&status).ok()?).ok()?;
+        (s["nats_down"] == true && s["pending_bars"].as_u64()? > 0).then_some(())
+    });
+    let during = written();
+
+    nats.restart();
+    wait_for("qilin-bars to publish again", || bars.log().contains("NATS takes bars again").then_some(()));
+    core.kill();
+    assert!(bars.signal(Signal::SIGTERM).success(), "{}", bars.log());
+
+    let (in_segment, _) = segment_bars(&bar_segment(dir.path()));
+    let got = rt.block_on(stream_bars(&url, &stream));
+    let ids: std::collections::HashSet<&str> = got.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "a message id twice");
+    assert_eq!(got.len(), in_segment.len(), "the stream and the segment hold different bars");
+    for (i, (record, (_, _, body))) in in_segment.iter().zip(&got).enumerate() {
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let want = (
+            record.instrument_id_str().unwrap(),
+            record.start_ns,
+            record.end_ns,
+            record.volume,
+            u64::from(record.ticks),
+            record.first_sequence,
+            record.last_sequence,
+        );
+        let got = (
+            json["instrument_id"].as_str().unwrap(),
+            json["start_ns"].as_i64().unwrap(),
+            json["end_ns"].as_i64().unwrap(),
+            json["volume"].as_i64().unwrap(),
+            json["ticks"].as_u64().unwrap(),
+            json["first_sequence"].as_u64().unwrap(),
+            json["last_sequence"].as_u64().unwrap(),
+        );
+        assert_eq!(got, want, "bar {i}: the stream's and the segment's differ");
+    }
+    println!(
+        "{} bars: {at_outage} in the segment when NATS stopped, {during} while it was down, all in the stream once",
+        in_segment.len()
+    );
+}

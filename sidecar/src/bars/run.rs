@@ -1,6 +1,10 @@
 //! The `qilin-bars` process around the [`Builder`]: rebuild at start (journal, then ring), the read
 //! loop with its idle timer, publishing to JetStream with message ids, and the cursor.
 //!
+//! **The bar segment never waits for NATS.** Closed bars go to the bar segment at once and to a
+//! publisher task through a queue; the read loop does not wait for acks. While NATS is down the
+//! publisher retries the same bars (same message ids) with a backoff and the segment goes on.
+//!
 //! **Exactly once.** Every bar has a message id that depends only on the bar
 //! ([`Bar::msg_id`]), so a republished bar is dropped by the stream's duplicate window. The cursor
 //! (last tick sequence processed, feed clock) is saved only when every bar emitted so far is
@@ -11,6 +15,7 @@
 //! are rebuilt and no bar is repeated.
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -32,6 +37,15 @@ use qilin_shm::{Next, Reader, Start, TickRecord, now_ns};
 use super::{Bar, Builder, config::Config, cursor, segment::BarSegment};
 use crate::nats::subject_token;
 
+/// Bars handed to the publisher and not acknowledged yet, past which reading the ring waits for
+/// NATS (hours of a whole market's bars; the ticks then wait in the ring and the journal).
+const MAX_PENDING_BARS: u64 = 1 << 20;
+/// Bars published before their acks are awaited.
+const PUBLISH_BATCH: usize = 1024;
+/// The publisher's backoff after a failed batch: from the first delay, doubling to the last.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// Bars published, acknowledged as new or as duplicates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Published {
@@ -46,17 +60,17 @@ pub struct Driver {
     config: Config,
     feed: String,
     prefix: String,
-    js: jetstream::Context,
     builder: Builder,
     /// Until the first tick after the cursor: its sequence and clock. Bars emitted before are not published.
     restore: Option<(u64, i64)>,
     last_sequence: u64,
     trading_day: u32,
     out: Vec<Bar>,
-    pending: Vec<Bar>,
+    publisher: Publisher,
+    /// A cursor waiting for every bar emitted before it (the first number) to be acknowledged.
+    candidate: Option<(u64, cursor::BarsCursor)>,
     saved: (u64, i64),
     last_save: Instant,
-    published: Published,
     /// Every bar published is written here first, in publish order.
     segment: BarSegment,
     status: StatusFile,
@@ -149,22 +163,23 @@ impl Driver {
         let client = connect(&config, stop).await?;
         let js = jetstream::new(client);
         ensure_stream(&config, &js, &config.stream_name(&feed), &prefix).await?;
+        let publisher =
+            Publisher::spawn(js, prefix.clone(), feed.clone(), Duration::from_millis(config.nats.request_timeout_ms));
         let saved = cursor::load(&config.cursor_path(), &feed)?;
         let builder = Builder::new(market, &config.periods(), config.close_delay_ms);
         let segment = BarSegment::open(&config.bar_segment_path(), &reader, config.bar_ring_slots)?;
         let mut driver = Driver {
             feed: feed.clone(),
             prefix,
-            js,
             builder,
             restore: saved.as_ref().map(|c| (c.sequence, c.clock_ns)),
             last_sequence: 0,
             trading_day: 0,
             out: Vec::new(),
-            pending: Vec::new(),
+            publisher,
+            candidate: None,
             saved: saved.as_ref().map_or((0, i64::MIN), |c| (c.sequence, c.clock_ns)),
             last_save: Instant::now(),
-            published: Published::default(),
             segment,
             status: StatusFile::new(reader.path(), &config.name)
                 .with_context(|| format!("status directory beside {}", reader.path().display()))?,
@@ -197,8 +212,8 @@ impl Driver {
                         break;
                     }
                 }
-                if driver.pending.len() >= 1024 {
-                    driver.flush(stop).await?;
+                if ticks % 4096 == 0 {
+                    driver.keep_up(stop).await?;
                 }
             }
             tracing::info!(
@@ -238,84 +253,67 @@ impl Driver {
     }
 
     /// The bars just emitted: dropped while restoring (published before the cursor), else written
-    /// to the bar segment and queued for NATS, both in emission order.
+    /// to the bar segment and handed to the publisher, both in emission order.
     fn collect(&mut self) -> anyhow::Result<()> {
         if self.restore.is_some() {
             self.out.clear();
-        } else {
+        } else if !self.out.is_empty() {
             for bar in &self.out {
                 self.segment.write(bar)?;
             }
-            self.pending.append(&mut self.out);
+            self.publisher.hand(std::mem::take(&mut self.out))?;
         }
         Ok(())
     }
 
-    /// Publishes the pending bars and waits for every ack, retrying (same ids) until the stream has them.
-    async fn flush(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        let mut delay = Duration::from_millis(100);
-        while !self.pending.is_empty() {
-            match self.try_flush().await {
-                Ok(()) => self.pending.clear(),
-                Err(e) => {
-                    tracing::warn!("publishing {} bars: {e:#}; retrying in {delay:?}", self.pending.len());
-                    if stop.load(Ordering::Relaxed) {
-                        return Err(e.context("stopped with bars unpublished (they are published after a restart)"));
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+    /// Lets the publisher run, and waits for it only when [`MAX_PENDING_BARS`] are unacknowledged.
+    async fn keep_up(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        tokio::task::yield_now().await;
+        while self.publisher.pending() >= MAX_PENDING_BARS {
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
+            self.publisher.check()?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(())
+        self.publisher.check()
     }
 
-    async fn try_flush(&mut self) -> anyhow::Result<()> {
-        let mut acks = Vec::with_capacity(self.pending.len());
-        for bar in &self.pending {
-            let subject = format!(
-                "{}.bar.{}.{}.{}",
-                self.prefix,
-                bar.period.name(),
-                subject_token(bar.exchange),
-                subject_token(&bar.instrument_id)
-            );
-            let mut headers = HeaderMap::new();
-            headers.insert(NATS_MESSAGE_ID, bar.msg_id(&self.feed));
-            acks.push(self.js.publish_with_headers(subject, headers, Bytes::from(bar.to_json())).await?);
-        }
-        for ack in acks {
-            let ack = ack.await?;
-            if ack.duplicate {
-                self.published.duplicates += 1;
-            } else {
-                self.published.stored += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Saves the cursor if it moved and nothing is pending (`force`: regardless of the interval).
+    /// Saves the cursor, at most every `cursor_interval_ms` (`force`: now, at a stop), and only at
+    /// a position whose bars are all acknowledged: the position is taken as a candidate with the
+    /// count of bars handed so far, and saved once the publisher has acknowledged that many.
     fn maybe_save(&mut self, force: bool) -> anyhow::Result<()> {
+        if self.restore.is_some() {
+            return Ok(());
+        }
+        self.save_acknowledged()?;
         let position = (self.last_sequence, self.builder.clock());
-        if !self.pending.is_empty() || self.restore.is_some() || position == self.saved {
-            return Ok(());
+        let due = force || self.last_save.elapsed() >= Duration::from_millis(self.config.cursor_interval_ms);
+        if position != self.saved && due && (force || self.candidate.is_none()) {
+            // The journal is replayed from the oldest day with an open bar (an instrument may still
+            // have the previous trading day's bars open when another's ticks are on the next day).
+            let day = self.builder.oldest_open_day().map_or(self.trading_day, |d| d.min(self.trading_day));
+            let c = cursor::BarsCursor {
+                feed: self.feed.clone(),
+                trading_day: day,
+                sequence: position.0,
+                clock_ns: position.1,
+            };
+            self.candidate = Some((self.publisher.handed, c));
+            self.save_acknowledged()?;
         }
-        if !force && self.last_save.elapsed() < Duration::from_millis(self.config.cursor_interval_ms) {
-            return Ok(());
+        Ok(())
+    }
+
+    fn save_acknowledged(&mut self) -> anyhow::Result<()> {
+        if let Some((handed, c)) = &self.candidate
+            && self.publisher.acknowledged() >= *handed
+        {
+            cursor::save(&self.config.cursor_path(), c)?;
+            self.saved = (c.sequence, c.clock_ns);
+            self.last_save = Instant::now();
+            self.candidate = None;
         }
-        // The journal is replayed from the oldest day with an open bar (an instrument may still
-        // have the previous trading day's bars open when another's ticks are on the next day).
-        let day = self.builder.oldest_open_day().map_or(self.trading_day, |d| d.min(self.trading_day));
-        let c = cursor::BarsCursor {
-            feed: self.feed.clone(),
-            trading_day: day,
-            sequence: position.0,
-            clock_ns: position.1,
-        };
-        cursor::save(&self.config.cursor_path(), &c)?;
-        self.saved = position;
-        self.last_save = Instant::now();
         Ok(())
     }
 
@@ -339,9 +337,10 @@ impl Driver {
             "lag_sequences": write_cursor.saturating_sub(self.last_sequence),
             "clock_ns": self.builder.clock(),
             "open_bars": self.builder.open_bars().count(),
-            "pending_bars": self.pending.len(),
+            "pending_bars": self.publisher.pending(),
+            "nats_down": self.publisher.nats_down(),
             "counters": self.builder.counters(),
-            "published": self.published,
+            "published": self.publisher.published(),
             "bar_segment": {
                 "path": self.config.bar_segment_path(),
                 "next_sequence": self.segment.next_sequence(),
@@ -362,12 +361,7 @@ impl Driver {
             let mut idle = false;
             for _ in 0..4096 {
                 match reader.try_next(&mut tick) {
-                    Next::Tick => {
-                        self.take(&tick)?;
-                        if self.pending.len() >= 1024 {
-                            break;
-                        }
-                    }
+                    Next::Tick => self.take(&tick)?,
                     Next::Gap { first, last } => {
                         tracing::warn!("ticks {first}..={last} lost from the ring: open bars flagged gap");
                         self.builder.gap();
@@ -391,7 +385,7 @@ impl Driver {
                 }
             }
             self.segment.heartbeat();
-            self.flush(stop).await?;
+            self.keep_up(stop).await?;
             self.maybe_save(false)?;
             if self.last_status.elapsed() >= Duration::from_millis(250) {
                 self.write_status(reader, "running");
@@ -403,8 +397,15 @@ impl Driver {
                 tokio::time::sleep(Duration::from_millis(self.config.idle_sleep_ms)).await;
             }
         }
+        let unpublished = self.publisher.finish().await;
         self.maybe_save(true)?;
         self.write_status(reader, "stopped");
+        if unpublished > 0 {
+            bail!(
+                "stopped with {unpublished} bars unpublished (NATS did not take them; they are in the bar segment and \
+                 are published after a restart, which rebuilds them from the cursor)"
+            );
+        }
         let c = self.builder.counters();
         tracing::info!(
             "stopped at sequence {}: {} ticks, {} used, {} stale, {} outside, {} late; bars {} stored, {} duplicates",
@@ -414,14 +415,192 @@ impl Driver {
             c.stale,
             c.outside,
             c.late,
-            self.published.stored,
-            self.published.duplicates
+            self.publisher.published().stored,
+            self.publisher.published().duplicates
         );
         Ok(())
     }
 
     /// Bars published so far.
     pub fn published(&self) -> Published {
-        self.published
+        self.publisher.published()
     }
+}
+
+/// What the publisher task has done, sent to the driver.
+#[derive(Clone, Copy, Debug, Default)]
+struct Report {
+    /// Bars acknowledged (stored or duplicate), a prefix of the bars handed.
+    acknowledged: u64,
+    published: Published,
+    /// The last batch failed (NATS down or not acknowledging).
+    down: bool,
+}
+
+/// The publisher task and the queue to it: bars in emission order, published in batches with their
+/// message ids; a failed batch is retried whole (a bar the stream already had is dropped as a
+/// duplicate) after a backoff, while the driver goes on.
+struct Publisher {
+    /// Closed at the stop.
+    queue: Option<tokio::sync::mpsc::UnboundedSender<Vec<Bar>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    report: tokio::sync::watch::Receiver<Report>,
+    /// Raised at the stop: a failed batch is not retried.
+    stopping: Arc<AtomicBool>,
+    /// Bars handed to the task so far.
+    handed: u64,
+}
+
+impl Publisher {
+    fn spawn(js: jetstream::Context, prefix: String, feed: String, attempt: Duration) -> Publisher {
+        let (queue, bars) = tokio::sync::mpsc::unbounded_channel();
+        let (sender, report) = tokio::sync::watch::channel(Report::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(publish_loop(js, prefix, feed, attempt, bars, sender, stopping.clone()));
+        Publisher { queue: Some(queue), task: Some(task), report, stopping, handed: 0 }
+    }
+
+    fn hand(&mut self, bars: Vec<Bar>) -> anyhow::Result<()> {
+        let n = bars.len() as u64;
+        let ended = || anyhow!("the NATS publisher task has ended");
+        self.queue.as_ref().ok_or_else(ended)?.send(bars).map_err(|_| ended())?;
+        self.handed += n;
+        Ok(())
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.report.borrow().acknowledged
+    }
+
+    fn pending(&self) -> u64 {
+        self.handed - self.acknowledged()
+    }
+
+    fn published(&self) -> Published {
+        self.report.borrow().published
+    }
+
+    fn nats_down(&self) -> bool {
+        self.report.borrow().down
+    }
+
+    /// An error if the task ended (it only ends when the queue closes, or by a panic).
+    fn check(&self) -> anyhow::Result<()> {
+        match &self.task {
+            Some(task) if task.is_finished() => bail!("the NATS publisher task has ended"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes the queue and waits for the task: every bar published, or one failed attempt at the
+    /// rest. Returns how many bars stay unpublished.
+    async fn finish(&mut self) -> u64 {
+        if let Some(task) = self.task.take() {
+            self.stopping.store(true, Ordering::Relaxed);
+            self.queue = None;
+            if let Err(e) = task.await {
+                tracing::error!("the NATS publisher task failed: {e}");
+            }
+        }
+        self.pending()
+    }
+}
+
+/// The publisher task: publishes the queued bars in order, [`PUBLISH_BATCH`] at a time, each batch
+/// bounded by `attempt` (`nats.request_timeout_ms`); a failed batch is logged once per outage and
+/// retried after the backoff. Ends when the queue is closed and empty, or at the first failure
+/// after the driver stops.
+async fn publish_loop(
+    js: jetstream::Context,
+    prefix: String,
+    feed: String,
+    attempt: Duration,
+    mut bars: tokio::sync::mpsc::UnboundedReceiver<Vec<Bar>>,
+    report: tokio::sync::watch::Sender<Report>,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut queue = VecDeque::new();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        if queue.is_empty() {
+            match bars.recv().await {
+                Some(more) => queue.extend(more),
+                None => return,
+            }
+        }
+        while let Ok(more) = bars.try_recv() {
+            queue.extend(more);
+        }
+        let n = queue.len().min(PUBLISH_BATCH);
+        let result = match tokio::time::timeout(attempt, publish_batch(&js, &prefix, &feed, queue.range(..n))).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow!("not acknowledged within {attempt:?}")),
+        };
+        match result {
+            Ok((stored, duplicates)) => {
+                queue.drain(..n);
+                report.send_modify(|r| {
+                    r.acknowledged += n as u64;
+                    r.published.stored += stored;
+                    r.published.duplicates += duplicates;
+                    r.down = false;
+                });
+                if let Some(since) = down_since.take() {
+                    tracing::info!(
+                        "NATS takes bars again after {:?}; {} bars still queued",
+                        since.elapsed(),
+                        queue.len() + bars.len()
+                    );
+                }
+                delay = FIRST_RETRY_DELAY;
+            }
+            Err(e) => {
+                if stopping.load(Ordering::Relaxed) {
+                    tracing::warn!("publishing {} bars at the stop: {e:#}", queue.len() + bars.len());
+                    return;
+                }
+                if down_since.is_none() {
+                    down_since = Some(Instant::now());
+                    report.send_modify(|r| r.down = true);
+                    tracing::warn!(
+                        "publishing {} bars: {e:#}; retrying (same message ids) while the bar segment goes on",
+                        queue.len()
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// Publishes `bars` with their message ids and waits for every ack: (stored, duplicates).
+async fn publish_batch(
+    js: &jetstream::Context,
+    prefix: &str,
+    feed: &str,
+    bars: impl Iterator<Item = &Bar>,
+) -> anyhow::Result<(u64, u64)> {
+    let mut acks = Vec::with_capacity(PUBLISH_BATCH);
+    for bar in bars {
+        let subject = format!(
+            "{prefix}.bar.{}.{}.{}",
+            bar.period.name(),
+            subject_token(bar.exchange),
+            subject_token(&bar.instrument_id)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, bar.msg_id(feed));
+        acks.push(js.publish_with_headers(subject, headers, Bytes::from(bar.to_json())).await?);
+    }
+    let (mut stored, mut duplicates) = (0, 0);
+    for ack in acks {
+        if ack.await?.duplicate {
+            duplicates += 1;
+        } else {
+            stored += 1;
+        }
+    }
+    Ok((stored, duplicates))
 }
