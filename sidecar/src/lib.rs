@@ -23,9 +23,32 @@ pub mod process;
 pub mod recorder;
 pub mod secrets;
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
+use qilin_journal::Keyring;
 use qilin_shm::{OpenError, Reader};
+
+/// The journal-encryption keys a sidecar reads an encrypted journal with: `journal_key_files`, each
+/// a `qilinctl keys render-key journal-encryption [--version N]` file (docs/KEYS.md). `None` when
+/// none is given: an encrypted file is then refused, its error naming the key version it needs.
+/// The error names the config key and the file.
+pub fn journal_keys(paths: &[PathBuf]) -> anyhow::Result<Option<Arc<Keyring>>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let ring = Keyring::from_key_files(paths).map_err(|e| anyhow::anyhow!("journal_key_files: {e}"))?;
+    Ok(Some(Arc::new(ring)))
+}
+
+/// Whether a journal error is about the keys (missing, wrong, retired, or a block that does not
+/// authenticate): a configuration problem to report, not a torn tail to read past.
+pub fn journal_key_error(e: &qilin_journal::JournalError) -> bool {
+    use qilin_journal::JournalError as E;
+    matches!(e, E::KeyUnavailable { .. } | E::WrongKey { .. } | E::Unauthenticated { .. })
+}
 
 /// Opens the segment read-only. `Ok(Err(reason))` while the core has not finished creating it
 /// (missing, not initialised, still growing): a sidecar started before the core waits and retries.

@@ -227,6 +227,41 @@ fn an_encrypted_journal_of_a_live_run_reads_exports_and_replays_byte_for_byte_li
     assert_eq!(code, Some(2));
     assert!(err.contains("journal-encryption key version 1") && err.contains("no key was given"), "{err}");
 
+    // qilin-bars --replay-journal (the bars' history; its rebuild at start opens the journal the
+    // same way): the encrypted journal with `journal_key_files` gives the plain journal's bars byte
+    // for byte; without the key it stops and names the version it needs.
+    let bars = |journal: &Path, keys: &[&Path]| {
+        let config = d.join("bars.toml");
+        let keys: Vec<&str> = keys.iter().map(|k| s(k)).collect();
+        fs::write(
+            &config,
+            format!(
+                "instruments_file = {:?}\njournal_key_files = {keys:?}\n",
+                s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml"))
+            ),
+        )
+        .unwrap();
+        let Output { status, stdout, stderr } = Command::new(workspace_bin("qilin-bars"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--replay-journal")
+            .arg(journal)
+            .arg("--feed")
+            .arg(&feed)
+            .output()
+            .unwrap();
+        (status.code(), stdout, String::from_utf8_lossy(&stderr).into_owned())
+    };
+    let (code, plain_bars, err) = bars(&plain_dir, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(plain_bars.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() >= 10, "too few bars: {err}");
+    let (code, sealed_bars, err) = bars(&sealed_dir, &[&key_file]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(sealed_bars == plain_bars, "the encrypted journal's bars differ from the plain journal's");
+    let (code, out, err) = bars(&sealed_dir, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty() && err.contains("journal-encryption key version 1"), "{err}");
+
     // Replays by qilin-core: the plain journal and the encrypted one publish the same records.
     drop(core);
     let mut from_plain = ReplayCore::start(d, "rplain", &plain_dir, None);

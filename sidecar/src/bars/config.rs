@@ -30,6 +30,10 @@ pub struct Config {
     /// The recorder's journal directory: at start the open bars are rebuilt from it. Empty: from
     /// the ring only (bars of a day joined late are flagged `partial`).
     pub journal_dir: PathBuf,
+    /// The journal-encryption keys of an encrypted journal (`qilinctl keys render-key
+    /// journal-encryption [--version N]` files, 0600): the active version and any older one the
+    /// journal's files from the cursor's day on were sealed with. Empty: the journal is not encrypted.
+    pub journal_key_files: Vec<PathBuf>,
     /// Periods to build: `1m`, `5m`, `15m`, `30m`, `60m`, `1d`.
     pub periods: Vec<String>,
     /// A bar closes when the feed clock passes its end by this much (at least 1000: the closing second).
@@ -57,6 +61,7 @@ impl Default for Config {
             state_dir: qilin_market::paths::state_dir(),
             instruments_file: PathBuf::from(qilin_market::products::DEFAULT_PATH),
             journal_dir: PathBuf::new(),
+            journal_key_files: Vec::new(),
             periods: Period::ALL.iter().map(|p| p.name().to_owned()).collect(),
             close_delay_ms: 2000,
             timer_margin_ms: 1000,

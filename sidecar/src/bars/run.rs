@@ -192,8 +192,9 @@ impl Driver {
             && let Some(day) = start_day
         {
             let dir = driver.config.journal_dir.clone();
-            let mut journal =
-                DirReader::open(&dir, &feed, day..=u32::MAX).with_context(|| format!("journal {}", dir.display()))?;
+            let keys = crate::journal_keys(&driver.config.journal_key_files)?;
+            let mut journal = DirReader::open_keyed(&dir, &feed, day..=u32::MAX, keys)
+                .with_context(|| format!("journal {}", dir.display()))?;
             let (mut ticks, started) = (0u64, Instant::now());
             loop {
                 match journal.next_entry() {
@@ -207,6 +208,11 @@ impl Driver {
                         next = Some(g.last + 1);
                     }
                     Ok(None) => break,
+                    // Not a torn tail to read past: the ring no longer holds the day's first ticks,
+                    // so going on would rebuild the open bars from part of them.
+                    Err(e) if crate::journal_key_error(&e) => {
+                        bail!("journal {}: {e} (journal_key_files)", dir.display())
+                    }
                     Err(e) => {
                         tracing::warn!("journal {}: {e}; continuing from the ring", dir.display());
                         break;

@@ -85,6 +85,7 @@ fn replay(config: &Config, dir: &std::path::Path, feed: &str, from_day: u32) -> 
         dir,
         feed,
         from_day..=u32::MAX,
+        qilin_sidecar::journal_keys(&config.journal_key_files)?,
         false,
         |bar| {
             if failed.is_none()

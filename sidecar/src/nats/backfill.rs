@@ -42,11 +42,19 @@ impl Sidecar {
                 return Ok(next);
             }
         };
+        // Read again every time: a rotation's new version is taken when the operator renders it.
+        let keys = match crate::journal_keys(&self.config.journal_key_files) {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!("backfill: {e:#}");
+                return Ok(next);
+            }
+        };
         // Open from the newest day back to the file that holds `next` (its header's base is
         // below it), not every day of the directory: this runs again every 20 ms while waiting.
         let mut readers = Vec::new();
         for file in files.iter().rev() {
-            match qilin_journal::JournalReader::open(&file.path) {
+            match qilin_journal::JournalReader::open_keyed(&file.path, keys.clone()) {
                 Ok(r) => {
                     let holds_next = r.header().base_sequence < next;
                     readers.push(r);

@@ -31,6 +31,10 @@ pub struct Config {
     /// The recorder's journal directory: ticks the ring lost are published from it (backfill);
     /// empty: lost ticks become gap events at once.
     pub journal_dir: PathBuf,
+    /// The journal-encryption keys of an encrypted journal (`qilinctl keys render-key
+    /// journal-encryption [--version N]` files, 0600), read again at every backfill so a rotation's
+    /// new file is taken. Empty: the journal is not encrypted.
+    pub journal_key_files: Vec<PathBuf>,
     /// How long to wait for the recorder to write a lost range before publishing what is still
     /// missing as a gap event.
     pub backfill_wait_ms: u64,
@@ -50,6 +54,7 @@ impl Default for Config {
             status_interval_ms: 250,
             cursor_interval_ms: 200,
             journal_dir: PathBuf::new(),
+            journal_key_files: Vec::new(),
             backfill_wait_ms: 2000,
             nats: NatsConfig::default(),
             jetstream: JetStreamConfig::default(),

@@ -642,13 +642,23 @@ pub fn recorder_config(dir: &Path, segment: &Path, journal_dir: &Path, extra_jou
 /// Reads the feed's whole journal and checks that it holds every sequence from 1 to `last` once,
 /// in order, as a tick or inside a gap record. Returns the ticks and the gap records.
 pub fn read_journal(dir: &Path, feed: &str, last: u64) -> (Vec<qilin_shm::TickRecord>, Vec<qilin_journal::Gap>) {
+    read_journal_keyed(dir, feed, last, None)
+}
+
+/// [`read_journal`] of an encrypted journal, read with `keys`.
+pub fn read_journal_keyed(
+    dir: &Path,
+    feed: &str,
+    last: u64,
+    keys: Option<std::sync::Arc<qilin_journal::Keyring>>,
+) -> (Vec<qilin_shm::TickRecord>, Vec<qilin_journal::Gap>) {
     use qilin_journal::{DirReader, Entry, journal_files, verify};
     for file in journal_files(dir, feed).unwrap() {
         verify(&file.path).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut next = 1;
     let (mut ticks, mut gaps) = (Vec::new(), Vec::new());
-    for entry in DirReader::open(dir, feed, 0..=u32::MAX).unwrap() {
+    for entry in DirReader::open_keyed(dir, feed, 0..=u32::MAX, keys).unwrap() {
         let entry = entry.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(entry.first_sequence(), next, "expected sequence {next}, found {entry:?}");
         next = entry.last_sequence() + 1;
