@@ -309,6 +309,40 @@ fn check_lists_the_journal_instruments_without_a_product() {
     assert_eq!(run.status.code(), Some(2), "neither --journal-dir nor --segment: {}", text(&run));
 }
 
+/// An encrypted journal (format 2) is checked with `--key-file` like the other journal commands;
+/// without it the error names the key version and the exit is 2.
+#[test]
+fn check_reads_an_encrypted_journal_with_its_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let material = [0x5au8; 32];
+    let key = qilin_journal::JournalKey::new(3, &material).unwrap();
+    let journal = dir.path().join("journal");
+    let (mut w, _) =
+        JournalWriter::open_keyed(&journal, "enc", 20260512, 0, WriterOptions::default(), Some(&key)).unwrap();
+    for (seq, id) in [(1, "rb2605"), (2, "xx2605"), (3, "xx2605")] {
+        w.append_tick(&tick(seq, id, Exchange::Shfe)).unwrap();
+    }
+    w.finish().unwrap();
+    // The file `qilinctl keys render-key journal-encryption` writes (0600).
+    let key_file = dir.path().join("journal.key");
+    let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(&key_file, format!("# qilin-key/1\nversion=3\nkey={hex}\n")).unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let table = repo_instruments();
+    let args = ["products", "check", "--journal-dir", s(&journal), "--feed", "enc", "--instruments", s(&table)];
+
+    let run = qilinctl(&[&args[..], &["--key-file", s(&key_file)]].concat());
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["xx2605           SHFE   2 tick(s)"], "{stdout}");
+
+    let run = qilinctl(&args);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("journal-encryption key version 3") && stderr.contains("no key was given"), "{stderr}");
+}
+
 #[test]
 fn check_lists_the_segment_instruments_without_a_product() {
     let dir = tempfile::tempdir().unwrap();

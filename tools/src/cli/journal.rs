@@ -44,6 +44,13 @@ pub struct JournalOpts {
     /// One journal file instead of a directory.
     #[arg(long, conflicts_with_all = ["journal_dir", "day"])]
     file: Option<PathBuf>,
+    #[command(flatten)]
+    key_opts: JournalKeyOpts,
+}
+
+/// The keys of encrypted journals, for every command that reads journals.
+#[derive(Debug, ClapArgs)]
+pub struct JournalKeyOpts {
     /// Encrypted journals: a `qilinctl keys render-key journal-encryption` file; repeat for each
     /// key version the journals need.
     #[arg(long = "key-file", value_name = "FILE")]
@@ -54,10 +61,10 @@ pub struct JournalOpts {
     keys: bool,
 }
 
-impl JournalOpts {
+impl JournalKeyOpts {
     /// Loads the keys given (`--key-file`, `--keys`) for every journal the command opens; exit 2
     /// with the error (naming the file, or the store) when they cannot be read.
-    fn load_keys(&self, command: &str) -> Result<(), ExitCode> {
+    pub fn load_keys(&self, command: &str) -> Result<(), ExitCode> {
         let ring = if self.keys {
             let now =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -77,6 +84,12 @@ impl JournalOpts {
                 Err(ExitCode::from(2))
             }
         }
+    }
+}
+
+impl JournalOpts {
+    fn load_keys(&self, command: &str) -> Result<(), ExitCode> {
+        self.key_opts.load_keys(command)
     }
 
     fn selection(&self) -> JournalSel {
@@ -266,7 +279,7 @@ pub struct CoreOpts<'a> {
 }
 
 pub fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<&Path>) -> ExitCode {
-    if journal.keys {
+    if journal.key_opts.keys {
         eprintln!(
             "qilinctl: replay: qilin-core reads key files, not the key store: give --key-file (from `qilinctl keys \
              render-key journal-encryption`) for each version the journal needs"
@@ -309,7 +322,7 @@ pub fn replay_cmd(journal: &JournalOpts, opts: &CoreOpts<'_>, audit_log: Option<
     }
     command.arg("--replay").arg(&plan.replay_path).arg("--segment").arg(opts.segment).arg("--feed").arg(&feed);
     command.arg("--replay-speed").arg(opts.speed.to_string());
-    for key_file in &journal.key_files {
+    for key_file in &journal.key_opts.key_files {
         command.arg("--replay-key-file").arg(key_file);
     }
     if let Some(socket) = opts.control_socket {

@@ -71,6 +71,8 @@ pub enum ProductsCmd {
         /// The product table.
         #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
         instruments: PathBuf,
+        #[command(flatten)]
+        keys: super::journal::JournalKeyOpts,
     },
 }
 
@@ -80,8 +82,11 @@ pub fn run(command: &ProductsCmd, segment: Option<&Path>) -> ExitCode {
         ProductsCmd::Import { csv, instruments, out, default_sessions, json, audit_log } => {
             import(csv, instruments, out, *default_sessions, *json, audit_log.as_deref())
         }
-        ProductsCmd::Check { journal_dir, feed, day, instruments } => match (journal_dir, segment) {
+        ProductsCmd::Check { journal_dir, feed, day, instruments, keys } => match (journal_dir, segment) {
             (Some(dir), None) => {
+                if let Err(code) = keys.load_keys("products check") {
+                    return code;
+                }
                 let sel = JournalSel::Dir {
                     dir: dir.clone(),
                     feed: feed.clone().unwrap_or_else(|| "qilin".into()),
