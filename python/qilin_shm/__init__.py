@@ -294,22 +294,24 @@ def _fnv_bytes(h, data):
     return ((h ^ 0xFF) * _FNV_PRIME) & _U64
 
 
-def _fingerprint():
-    """`descriptor::fingerprint(layout::STRUCTS, Counter::NAMES)`, from this module's own tables."""
+def _layout_fingerprint(structs, names):
+    """`descriptor::fingerprint(structs, names)`: `structs` as (name, (size, fields)) pairs, then
+    the code names (counters of a tick segment; periods and flags of a bar segment)."""
     h = _FNV_OFFSET
-    for name, (size, fields) in LAYOUT.items():
+    for name, (size, fields) in structs:
         h = _fnv_bytes(h, name.encode())
         h = _fnv_bytes(h, size.to_bytes(8, "little"))
         for field, offset, fsize, _fmt in fields:
             h = _fnv_bytes(h, field.encode())
             h = _fnv_bytes(h, offset.to_bytes(8, "little"))
             h = _fnv_bytes(h, fsize.to_bytes(8, "little"))
-    for counter in COUNTERS:
-        h = _fnv_bytes(h, counter.encode())
+    for name in names:
+        h = _fnv_bytes(h, name.encode())
     return h
 
 
-FINGERPRINT = _fingerprint()
+# `descriptor::fingerprint(layout::STRUCTS, Counter::NAMES)`, from this module's own tables.
+FINGERPRINT = _layout_fingerprint(LAYOUT.items(), COUNTERS)
 
 # name → (offset, struct format char(s)) of every field this reader reads, flattened:
 # "Identity.ring_slots", "Session.epoch", "TickRecord.bid_price", … (offsets within the struct).
@@ -558,6 +560,8 @@ class Reader:
                 f"qilin_shm reads segments only on little-endian x86-64 (its soundness argument is "
                 f"x86-64 TSO); this is {platform.machine()} — use the Rust or C reader")
         self._mm, geo = _open_validated(self.path, kind=self.KIND)
+        self._slot_size = self.KIND.slot_size
+        self._record_end = 8 + self.KIND.record_size
         self.identity = geo["identity"]
         self.ring_slots = geo["ring_slots"]
         self.instrument_capacity = geo["instrument_capacity"]
@@ -667,27 +671,35 @@ class Reader:
         """A given sequence (e.g. a saved cursor + 1); if it is gone, the first read reports the gap."""
         self._next = max(int(sequence), 1)
 
-    def try_next(self, _u=struct.Struct("<Q").unpack_from):
-        """The next event: a Tick, Gap(first, last), NewEpoch(previous, current), or Empty.
-        Never blocks, never returns a torn record."""
+    def try_next(self):
+        """The next event: a Tick (a Bar for a BarReader), Gap(first, last), NewEpoch(previous,
+        current), or Empty. Never blocks, never returns a torn record."""
+        event = self.try_next_raw()
+        return self._decode(event) if event.__class__ is bytes else event
+
+    def try_next_raw(self, _u=struct.Struct("<Q").unpack_from):
+        """``try_next`` with the record as its raw bytes (for numpy: ``qilin_shm.batch``)."""
         mm = self._mm
         epoch = _u(mm, OFF_EPOCH)[0]
         if epoch != self.epoch:
             previous, self.epoch = self.epoch, epoch
             return NewEpoch(previous, epoch)
         want = self._next
-        off = self._ring + (want & self._mask) * SLOT_SIZE
+        off = self._ring + (want & self._mask) * self._slot_size
         done = want << 1
-        seen = _u(mm, off)[0]                      # 1. stamp
+        seen = _u(mm, off)[0]                              # 1. stamp
         if seen == done:
-            record = mm[off + 8:off + 384]         # 2. one memcpy of the record
-            if _u(mm, off)[0] == done:             # 3. stamp again: unchanged → whole
+            record = mm[off + 8:off + self._record_end]    # 2. one memcpy of the record
+            if _u(mm, off)[0] == done:                     # 3. stamp again: unchanged → whole
                 self._next = want + 1
-                return _decode_values(_unpack_record(record))
+                return record
             return self._lapped(want)
         if seen < done:
             return Empty
         return self._lapped(want)
+
+    # The record's bytes → its tuple (decode_record; qilin_shm.bars' BarReader: decode_bar).
+    _decode = staticmethod(decode_record)
 
     def _lapped(self, want):
         cursor = self.write_cursor()

@@ -20,8 +20,8 @@ import collections
 import struct
 
 from . import (
-    BAR_MAGIC, COUNTERS, OFF_EPOCH, Empty, Gap, LAYOUT, NewEpoch, Reader, UnknownInstrument, VERSIONED_ATTEMPTS, _fnv_bytes,
-    _FNV_OFFSET, _Kind, _text,
+    BAR_MAGIC, COUNTERS, Gap, LAYOUT, NewEpoch, Reader, UnknownInstrument, VERSIONED_ATTEMPTS, _Kind,
+    _layout_fingerprint, _text,
 )
 
 __all__ = ["BarReader", "Bar", "BAR_LAYOUT", "BAR_FINGERPRINT", "BAR_LAYOUT_VERSION", "BAR_PERIODS", "BAR_FLAGS",
@@ -83,22 +83,8 @@ def _bar_structs():
     return [(name, LAYOUT[name]) for name in _SHARED] + list(BAR_LAYOUT.items())
 
 
-def _fingerprint():
-    """`descriptor::fingerprint(layout::BAR_STRUCTS, period names + flag names)`."""
-    h = _FNV_OFFSET
-    for name, (size, fields) in _bar_structs():
-        h = _fnv_bytes(h, name.encode())
-        h = _fnv_bytes(h, size.to_bytes(8, "little"))
-        for field, offset, fsize, _fmt in fields:
-            h = _fnv_bytes(h, field.encode())
-            h = _fnv_bytes(h, offset.to_bytes(8, "little"))
-            h = _fnv_bytes(h, fsize.to_bytes(8, "little"))
-    for name in list(BAR_PERIODS.values()) + list(BAR_FLAGS):
-        h = _fnv_bytes(h, name.encode())
-    return h
-
-
-BAR_FINGERPRINT = _fingerprint()
+# `descriptor::fingerprint(layout::BAR_STRUCTS, period names + flag names)`.
+BAR_FINGERPRINT = _layout_fingerprint(_bar_structs(), list(BAR_PERIODS.values()) + list(BAR_FLAGS))
 assert COUNTERS  # the tick module's tables are loaded (the shared structs come from them)
 
 for _name, (_size, _fields) in BAR_LAYOUT.items():
@@ -152,31 +138,8 @@ class BarReader(Reader):
     def __init__(self, path="/dev/shm/qilin-bars", lap_headroom=None):
         super().__init__(path, lap_headroom)
 
-    def try_next_raw(self, _u=struct.Struct("<Q").unpack_from):
-        """``try_next`` with the bar as its 184 raw bytes (for numpy: ``qilin_shm.batch.read_bars``)."""
-        mm = self._mm
-        epoch = _u(mm, OFF_EPOCH)[0]
-        if epoch != self.epoch:
-            previous, self.epoch = self.epoch, epoch
-            return NewEpoch(previous, epoch)
-        want = self._next
-        off = self._ring + (want & self._mask) * BAR_SLOT_SIZE
-        done = want << 1
-        seen = _u(mm, off)[0]                                   # 1. stamp
-        if seen == done:
-            record = mm[off + 8:off + 8 + BAR_RECORD_SIZE]      # 2. one copy of the record
-            if _u(mm, off)[0] == done:                          # 3. stamp again: unchanged → whole
-                self._next = want + 1
-                return record
-            return self._lapped(want)
-        if seen < done:
-            return Empty
-        return self._lapped(want)
-
-    def try_next(self):
-        """The next event: a Bar, Gap(first, last), NewEpoch(previous, current), or Empty (falsy)."""
-        event = self.try_next_raw()
-        return decode_bar(event) if isinstance(event, bytes) else event
+    # try_next and try_next_raw are the tick reader's: the slot and record sizes come from KIND.
+    _decode = staticmethod(decode_bar)
 
     def latest(self, index_or_instrument_id, period):
         """The last closed bar of an instrument (index or InstrumentID) and period ("1m" ... "1d" or

@@ -36,7 +36,8 @@ def test_pip_install_then_import_from_outside_the_repo(tmp_path):
     run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source), cwd=tmp_path)
     check = ("import sys, qilin_shm\n"
              "print(qilin_shm.__file__)\n"
-             "print(qilin_shm.FINGERPRINT == qilin_shm._fingerprint(), qilin_shm.RECORD_SIZE)\n"
+             "print(qilin_shm.FINGERPRINT == qilin_shm._layout_fingerprint(qilin_shm.LAYOUT.items(), qilin_shm.COUNTERS), "
+             "qilin_shm.RECORD_SIZE)\n"
              "try:\n    import numpy\nexcept ImportError:\n    print('no numpy')\n"
              "try:\n    import qilin_shm.batch\nexcept ImportError:\n    print('no batch')\n")
     lines = run(python, "-c", check, cwd=outside).splitlines()

@@ -293,7 +293,7 @@ class Protocol(TempDir):
                     self.set(q.OFF_WRITE_CURSOR, 8)
             return value
 
-        event = r.try_next(_u=racing)
+        event = r.try_next_raw(_u=racing)  # try_next decodes what this returns
         self.assertEqual(loads, [2, 17])
         self.assertIsInstance(event, q.Gap)
         self.assertEqual(event.first, 1)
