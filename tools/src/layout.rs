@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use qilin_shm::{
     BarPeriod, Counter, Exchange, LAP_HEADROOM_DIVISOR, LinkState, RunState, Source, bar_flags,
-    descriptor::{FieldDesc, doc_text},
+    descriptor::{FieldDesc, StructDesc, doc_text},
     encoding::Encoding,
     layout::{self, MAGIC},
     quality,
@@ -140,6 +140,26 @@ fn table(out: &mut String, heading: &[&str]) {
     let _ = writeln!(out, "|{}|", rule.join("|"));
 }
 
+/// A struct's heading and its field table (offset, size, name, type, encoding, unit, description).
+fn struct_table(out: &mut String, s: &StructDesc) {
+    let _ = writeln!(out, "\n### {} ({} bytes)\n", s.name, s.size);
+    table(out, &["offset", "size", "field", "type", "encoding", "unit", "description"]);
+    for f in s.fields {
+        row(
+            out,
+            &[
+                &f.offset.to_string(),
+                &f.size.to_string(),
+                &format!("`{}`", f.name),
+                &format!("`{}`", f.ty.name()),
+                &format!("`{}`", f.encoding.token()),
+                f.encoding.unit().unwrap_or(""),
+                &f.description(),
+            ],
+        );
+    }
+}
+
 /// LAYOUT.md's generated tables: encodings, code tables, counters, and every struct's fields with
 /// type, encoding, unit and description.
 pub fn layout_markdown() -> String {
@@ -194,22 +214,7 @@ pub fn layout_markdown() -> String {
     }
 
     for s in layout::STRUCTS {
-        let _ = writeln!(out, "\n### {} ({} bytes)\n", s.name, s.size);
-        table(&mut out, &["offset", "size", "field", "type", "encoding", "unit", "description"]);
-        for f in s.fields {
-            row(
-                &mut out,
-                &[
-                    &f.offset.to_string(),
-                    &f.size.to_string(),
-                    &format!("`{}`", f.name),
-                    &format!("`{}`", f.ty.name()),
-                    &format!("`{}`", f.encoding.token()),
-                    f.encoding.unit().unwrap_or(""),
-                    &f.description(),
-                ],
-            );
-        }
+        struct_table(&mut out, s);
     }
     let _ = writeln!(
         out,
@@ -232,22 +237,7 @@ pub fn layout_markdown() -> String {
         row(&mut out, &[&format!("{bit:#04x}"), &format!("`{name}`"), meaning]);
     }
     for s in layout::BAR_STRUCTS.iter().filter(|s| BAR_OWN_STRUCTS.contains(&s.name)) {
-        let _ = writeln!(out, "\n### {} ({} bytes)\n", s.name, s.size);
-        table(&mut out, &["offset", "size", "field", "type", "encoding", "unit", "description"]);
-        for f in s.fields {
-            row(
-                &mut out,
-                &[
-                    &f.offset.to_string(),
-                    &f.size.to_string(),
-                    &format!("`{}`", f.name),
-                    &format!("`{}`", f.ty.name()),
-                    &format!("`{}`", f.encoding.token()),
-                    f.encoding.unit().unwrap_or(""),
-                    &f.description(),
-                ],
-            );
-        }
+        struct_table(&mut out, s);
     }
     out
 }
