@@ -134,10 +134,7 @@ impl Drop for ReplayCore {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        qilin_testkit::remove_segment(&self.segment);
-        let mut dir = self.segment.clone().into_os_string();
-        dir.push(".sidecars");
-        let _ = fs::remove_dir_all(PathBuf::from(dir));
+        qilin_testkit::remove_segment_and_status(&self.segment);
     }
 }
 

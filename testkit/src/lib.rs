@@ -80,6 +80,15 @@ pub fn remove_segment(path: &Path) {
     let _ = std::fs::remove_file(qilin_shm::lock_path(path));
 }
 
+/// [`remove_segment`], and the sidecars' status directory beside it (`<segment>.sidecars`): what a
+/// test's core leaves behind when it is dropped.
+pub fn remove_segment_and_status(path: &Path) {
+    remove_segment(path);
+    let mut dir = path.as_os_str().to_owned();
+    dir.push(".sidecars");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Records 1..=`n` of the segment at `path`, once the writer has published them (the test's ring
 /// is sized to hold them all; a gap fails the test).
 pub fn read_ring(path: &Path, n: u64) -> Vec<TickRecord> {

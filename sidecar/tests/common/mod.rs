@@ -235,10 +235,7 @@ impl Drop for Core {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        qilin_testkit::remove_segment(&self.segment);
-        let mut dir = self.segment.clone().into_os_string();
-        dir.push(".sidecars");
-        let _ = fs::remove_dir_all(dir);
+        qilin_testkit::remove_segment_and_status(&self.segment);
     }
 }
 
