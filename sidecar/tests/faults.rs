@@ -281,17 +281,34 @@ fn follow(mut reader: qilin_shm::Reader) -> Follower {
 /// the stream ends up holding every sequence exactly once with no gap, as the journal does.
 #[test]
 fn a_sidecar_stopped_past_the_ring_backfills_from_the_journal_after_sigcont() {
-    stopped_past_the_ring(false);
+    stopped_past_the_ring(Journal::Plain);
 }
 
 /// The same with the journal encrypted at rest (issue 23): qilin-nats reads it with
 /// `journal_key_files`, so the lost range still comes from the journal, not as a gap.
 #[test]
 fn a_sidecar_stopped_past_the_ring_backfills_from_an_encrypted_journal() {
-    stopped_past_the_ring(true);
+    stopped_past_the_ring(Journal::Encrypted);
 }
 
-fn stopped_past_the_ring(encrypted: bool) {
+/// The same with the journal encrypted and qilin-nats not given its key: the lost ranges become gap
+/// events, and the key problem (naming the version) is logged once a range, not at every 20 ms
+/// re-read of the journal while it waits.
+#[test]
+fn a_sidecar_without_the_journal_key_publishes_gaps_and_says_why_once_a_range() {
+    stopped_past_the_ring(Journal::EncryptedWithoutKey);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    Plain,
+    Encrypted,
+    /// Encrypted, and qilin-nats has no `journal_key_files`.
+    EncryptedWithoutKey,
+}
+
+fn stopped_past_the_ring(journal_kind: Journal) {
+    let encrypted = journal_kind != Journal::Plain;
     const TICKS: u64 = 40_000;
     const RING: u64 = 4096;
     let dir = tempfile::tempdir().unwrap();
@@ -307,7 +324,12 @@ fn stopped_past_the_ring(encrypted: bool) {
         fs::write(&key_file, format!("# qilin-key/1\nversion=1\nkey={}\n", "5a".repeat(32))).unwrap();
         fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
         let path = key_file.display().to_string();
-        (format!("encryption_key_file = {path:?}"), format!("journal_key_files = [{path:?}]\n"))
+        let sidecar_key = if journal_kind == Journal::Encrypted {
+            format!("journal_key_files = [{path:?}]\n")
+        } else {
+            String::new()
+        };
+        (format!("encryption_key_file = {path:?}"), sidecar_key)
     } else {
         Default::default()
     };
@@ -363,6 +385,20 @@ fn stopped_past_the_ring(encrypted: bool) {
     // came from the journal; else every stream gap lies inside a journal gap and some ticks came
     // from the journal.
     let backfilled = nats_status["counters"]["backfilled"].as_u64().unwrap();
+    if journal_kind == Journal::EncryptedWithoutKey {
+        let lost: u64 = gaps.iter().map(|(first, last)| last - first + 1).sum();
+        assert!(backfilled == 0 && lost >= 2 * RING, "backfilled {backfilled}, gaps {gaps:?}: {nats_status}");
+        let said = sidecar.log().lines().filter(|l| l.contains("journal-encryption key version 1")).count();
+        assert!(
+            (1..=gaps.len()).contains(&said),
+            "the missing key logged {said} times for {} gap events:\n{}",
+            gaps.len(),
+            sidecar.log()
+        );
+        watch.assert_no_stall_or_drop(TICKS);
+        println!("no key: {} gap events ({lost} sequences), the key problem logged {said} times", gaps.len());
+        return;
+    }
     for &(first, last) in &gaps {
         for seq in first..=last {
             assert!(

@@ -16,8 +16,10 @@ impl Sidecar {
         let deadline = Instant::now() + config::ms(self.config.backfill_wait_ms);
         let before = self.counters.backfilled;
         let mut next = first;
+        // The journal is read again every 20 ms while waiting: each problem is logged once a range.
+        let mut warned = Vec::new();
         loop {
-            next = self.backfill(next, last).await?;
+            next = self.backfill(next, last, &mut warned).await?;
             if next > last || Instant::now() >= deadline {
                 break;
             }
@@ -32,13 +34,19 @@ impl Sidecar {
     }
 
     /// Publishes from the journal what it holds of `next..=last`, in order; returns the first
-    /// sequence it could not cover.
-    async fn backfill(&mut self, mut next: u64, last: u64) -> anyhow::Result<u64> {
+    /// sequence it could not cover. A problem reading the journal is logged unless in `warned`.
+    async fn backfill(&mut self, mut next: u64, last: u64, warned: &mut Vec<String>) -> anyhow::Result<u64> {
+        let mut warn = |problem: String| {
+            if !warned.contains(&problem) {
+                tracing::warn!("backfill of {next}..={last}: {problem}");
+                warned.push(problem);
+            }
+        };
         let dir = self.config.journal_dir.clone();
         let files = match qilin_journal::journal_files(&dir, &self.feed) {
             Ok(files) => files,
             Err(e) => {
-                tracing::warn!("backfill: {e}");
+                warn(e.to_string());
                 return Ok(next);
             }
         };
@@ -46,7 +54,7 @@ impl Sidecar {
         let keys = match crate::journal_keys(&self.config.journal_key_files) {
             Ok(keys) => keys,
             Err(e) => {
-                tracing::warn!("backfill: {e:#}");
+                warn(format!("{e:#}"));
                 return Ok(next);
             }
         };
@@ -62,7 +70,7 @@ impl Sidecar {
                         break;
                     }
                 }
-                Err(e) => tracing::warn!("backfill: {e}"),
+                Err(e) => warn(e.to_string()),
             }
         }
         readers.reverse();
