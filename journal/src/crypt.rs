@@ -155,13 +155,19 @@ impl Keyring {
         Keyring { keys: BTreeMap::new(), retired: Vec::new(), from: from.into() }
     }
 
-    /// The keys in `paths` (each a `keys render-key` file); the first error names its file.
+    /// The keys in `paths` (each a `keys render-key` file, of one version or, with `--in-force`,
+    /// every version in force); the first error names its file.
     pub fn from_key_files<P: AsRef<Path>>(paths: &[P]) -> Result<Keyring, String> {
         let names: Vec<String> = paths.iter().map(|p| p.as_ref().display().to_string()).collect();
         let mut ring =
             Keyring::new(format!("key file{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", ")));
         for path in paths {
-            ring.insert(JournalKey::from_key_file(path.as_ref())?);
+            let path = path.as_ref();
+            for (version, material) in qilin_market::secrets::managed::load_key_file_versions(path)? {
+                ring.insert(
+                    JournalKey::new(version, &material).map_err(|e| format!("key file {}: {e}", path.display()))?,
+                );
+            }
         }
         Ok(ring)
     }

@@ -32,7 +32,7 @@ use qilin_journal::Keyring;
 use qilin_shm::{OpenError, Reader};
 
 /// The journal-encryption keys a sidecar reads an encrypted journal with: `journal_key_files`, each
-/// a `qilinctl keys render-key journal-encryption [--version N]` file (docs/KEYS.md). `None` when
+/// a `qilinctl keys render-key journal-encryption --in-force` file (docs/KEYS.md). `None` when
 /// none is given: an encrypted file is then refused, its error naming the key version it needs.
 /// The error names the config key and the file.
 pub fn journal_keys(paths: &[PathBuf]) -> anyhow::Result<Option<Arc<Keyring>>> {

@@ -330,6 +330,15 @@ fn a_wrong_key_a_retired_version_and_a_moved_block_are_refused_by_name() {
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = export(&["--keys"]);
     assert_eq!(code, Some(0), "version 1 is in grace: {err}");
+    // `render-key --in-force`: both versions in one file, for the readers (the sidecars'
+    // journal_key_files); a writer's loader (the recorder's encryption_key_file) refuses it.
+    let in_force = d.join("in-force.key");
+    let out = ok(d, &["keys", "render-key", "journal-encryption", "--in-force", "--out", s(&in_force)]);
+    assert!(out.contains("versions 2, 1"), "{out}");
+    let (code, _, err) = export(&["--key-file", s(&in_force)]);
+    assert_eq!(code, Some(0), "{err}");
+    let e = qilin_journal::JournalKey::from_key_file(&in_force).unwrap_err();
+    assert!(e.contains("holds 2 versions"), "{e}");
 
     // Eight days later the scheduled run retires version 1 (its material is wiped): --keys says
     // so, and render-key cannot give it any more.
@@ -343,6 +352,12 @@ fn a_wrong_key_a_retired_version_and_a_moved_block_are_refused_by_name() {
     let (code, out, err) = ctl(d, &["keys", "render-key", "journal-encryption", "--version", "1", "--out", s(&v1)]);
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(err.contains("no version 1 holding material"), "{err}");
+    // The timer's render then leaves only version 2 in the in-force file: the v1 journal is refused.
+    let out = ok(d, &["keys", "render-key", "journal-encryption", "--in-force", "--out", s(&in_force)]);
+    assert!(out.contains("version 2 to"), "{out}");
+    let (code, _, err) = export(&["--key-file", s(&in_force)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("key version 1") && err.contains(s(&file)), "{err}");
 
     // A block moved: the second block copied over the third (CRC valid, sequences edited to fit).
     let block = 32 + 8 * 376 + 40;

@@ -215,7 +215,7 @@ fn rotating_the_managed_nats_key_twice_changes_the_running_credentials_with_no_t
 /// runs, with nobody rendering by hand.
 #[test]
 fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
-    use qilin_market::secrets::managed::load_key_file;
+    use qilin_market::secrets::managed::{load_key_file, load_key_file_versions};
     let dir = tempfile::tempdir().unwrap();
     let keys = Keys { dir: dir.path().to_owned() };
     keys.run(&["add", "nats-token", "--type", "api"], T0);
@@ -233,14 +233,20 @@ fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
         &plan,
         format!(
             "[[nats]]\nkey = \"nats-token\"\nserver_include = {:?}\nclient_file = {:?}\nreload_pid_file = {:?}\n\n\
-             [[key]]\nkey = \"audit-signing\"\nout = {:?}\n",
+             [[key]]\nkey = \"audit-signing\"\nout = {:?}\n\n\
+             [[key]]\nkey = \"audit-signing\"\nout = {:?}\nin_force = true\n",
             path("nats-auth.conf"),
             path("nats-credentials.env"),
             path("nats.pid"),
             path("audit-signing.key"),
+            path("in-force.key"),
         ),
     )
     .unwrap();
+    // The readers' file (`in_force = true`): every version in force, newest first.
+    let in_force = || -> Vec<u32> {
+        load_key_file_versions(&dir.path().join("in-force.key")).unwrap().into_iter().map(|(v, _)| v).collect()
+    };
     let timer = |now: i64| {
         let rotated = keys.run(&["rotate", "--due"], now);
         let rendered = keys.run(&["render-all", "--plan", plan.to_str().unwrap()], now);
@@ -252,6 +258,7 @@ fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
     assert!(out.contains("qilin-nats-v1 (version 1, active)") && out.contains("told to reload"), "{out}");
     assert!(out.contains("rendered audit-signing version 1"), "{out}");
     assert_eq!(load_key_file(&key_file).unwrap().0, 1);
+    assert_eq!(in_force(), [1]);
     let p1 = keys.password(1, T0 + DAY);
     assert!(accepted(&server.url(), "qilin-nats-v1", &p1));
 
@@ -265,6 +272,7 @@ fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
     );
     assert!(out.contains("rendered audit-signing version 2"), "{out}");
     assert_eq!(load_key_file(&key_file).unwrap().0, 2, "the recorder's key file holds the new version");
+    assert_eq!(in_force(), [2, 1], "the readers' file holds both while version 1 is in grace");
     let client = fs::read_to_string(dir.path().join("nats-credentials.env")).unwrap();
     assert!(client.contains("NATS_USER=qilin-nats-v2"), "qilin-nats' credentials file holds the new version");
     let p2 = keys.password(2, T0 + 91 * DAY);
@@ -279,11 +287,12 @@ fn the_rotation_timer_s_render_plan_puts_each_scheduled_rotation_in_force() {
         (!accepted(&server.url(), "qilin-nats-v1", &p1)).then_some(())
     });
     assert!(accepted(&server.url(), "qilin-nats-v2", &p2), "the active version is refused");
+    assert_eq!(in_force(), [2], "the retired version left the readers' file");
 
     // Each entry is audited as its own command, without material.
     let audit = fs::read_to_string(dir.path().join("keys-audit.jsonl")).unwrap();
     assert_eq!(audit.matches("\"keys render-nats\"").count(), 4, "{audit}");
-    assert_eq!(audit.matches("\"keys render-key\"").count(), 3, "{audit}");
+    assert_eq!(audit.matches("\"keys render-key\"").count(), 6, "{audit}");
     assert!(!audit.contains(p1.as_str()) && !audit.contains(p2.as_str()), "a password leaked into the audit log");
     drop(server);
 }

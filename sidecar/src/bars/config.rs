@@ -31,7 +31,7 @@ pub struct Config {
     /// the ring only (bars of a day joined late are flagged `partial`).
     pub journal_dir: PathBuf,
     /// The journal-encryption keys of an encrypted journal (`qilinctl keys render-key
-    /// journal-encryption [--version N]` files, 0600): the active version and any older one the
+    /// journal-encryption --in-force` files, 0600): the active version and any older one the
     /// journal's files from the cursor's day on were sealed with. Empty: the journal is not encrypted.
     pub journal_key_files: Vec<PathBuf>,
     /// Periods to build: `1m`, `5m`, `15m`, `30m`, `60m`, `1d`.

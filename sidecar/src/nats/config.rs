@@ -32,7 +32,7 @@ pub struct Config {
     /// empty: lost ticks become gap events at once.
     pub journal_dir: PathBuf,
     /// The journal-encryption keys of an encrypted journal (`qilinctl keys render-key
-    /// journal-encryption [--version N]` files, 0600), read again at every backfill so a rotation's
+    /// journal-encryption --in-force` files, 0600), read again at every backfill so a rotation's
     /// new file is taken. Empty: the journal is not encrypted.
     pub journal_key_files: Vec<PathBuf>,
     /// How long to wait for the recorder to write a lost range before publishing what is still

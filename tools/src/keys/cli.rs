@@ -128,6 +128,11 @@ enum KeysCmd {
         /// version an older journal was sealed with, for qilin-core's --replay-key-file).
         #[arg(long, value_name = "N")]
         version: Option<u32>,
+        /// Every version in force (active and in grace) in one file, for readers of data older
+        /// versions sealed (qilin-nats' and qilin-bars' journal_key_files, --key-file); a writer's
+        /// key file (the recorder's) refuses it.
+        #[arg(long, conflicts_with = "version")]
+        in_force: bool,
         /// Give the file to this user (and its group), e.g. qilin-recorder (needs root).
         #[arg(long, value_name = "USER")]
         owner: Option<String>,
@@ -219,11 +224,23 @@ pub fn run(args: &KeysArgs) -> ExitCode {
             };
             ctx.render_nats(name, user_prefix, &targets)
         }
-        KeysCmd::RenderKey { name, out, owner, version } => ctx.render_key(name, out, owner.as_deref(), *version),
+        KeysCmd::RenderKey { name, out, owner, version, in_force } => {
+            let which = if *in_force { Which::InForce } else { Which::Version(*version) };
+            ctx.render_key(name, out, owner.as_deref(), which)
+        }
         KeysCmd::RenderAll { plan } => ctx.render_all(plan),
         KeysCmd::Backup { out } => ctx.backup(out),
         KeysCmd::Restore { from, force } => ctx.restore(from, *force),
     }
+}
+
+/// Which versions `render-key` writes.
+#[derive(Clone, Copy)]
+enum Which {
+    /// One: the active version, or this one if still in grace.
+    Version(Option<u32>),
+    /// Every version in force.
+    InForce,
 }
 
 struct Ctx<'a> {
@@ -519,22 +536,34 @@ impl Ctx<'_> {
         audit.exit(code)
     }
 
-    fn render_key(&self, name: &str, out: &Path, owner_name: Option<&str>, version: Option<u32>) -> ExitCode {
+    fn render_key(&self, name: &str, out: &Path, owner_name: Option<&str>, which: Which) -> ExitCode {
         let mut audit = match Audit::open(self.audit_log) {
             Ok(audit) => audit,
             Err(code) => return code,
         };
         let mut action = json!({"store": self.store_json(), "key": name, "out": out.display().to_string()});
         let rendered = self.open().and_then(|store| {
-            let (version, text) = render::key_file(&store, name, version, self.now)?;
+            let (versions, text) = match which {
+                Which::Version(version) => {
+                    let (version, text) = render::key_file(&store, name, version, self.now)?;
+                    (vec![version], text)
+                }
+                Which::InForce => render::key_file_in_force(&store, name, self.now)?,
+            };
             store::write_atomic_for(out, text.expose_secret().as_bytes(), owner(owner_name)?)
                 .map_err(|(step, source)| KeyError::Io { path: out.to_owned(), step, source })?;
-            Ok((version, store.store_id().map(str::to_owned), store.generation()))
+            Ok((versions, store.store_id().map(str::to_owned), store.generation()))
         });
         match rendered {
-            Ok((version, store_id, generation)) => {
-                println!("rendered {name} version {version} to {}", out.display());
-                action["version"] = json!(version);
+            Ok((versions, store_id, generation)) => {
+                let list: Vec<String> = versions.iter().map(u32::to_string).collect();
+                let plural = if versions.len() == 1 { "" } else { "s" };
+                println!("rendered {name} version{plural} {} to {}", list.join(", "), out.display());
+                if let [version] = versions[..] {
+                    action["version"] = json!(version);
+                } else {
+                    action["versions"] = json!(versions);
+                }
                 stamp(&mut action, store_id.as_deref(), generation);
                 audit.record("keys render-key", 0, action);
                 audit.exit(0)
@@ -568,7 +597,8 @@ impl Ctx<'_> {
             note(self.render_nats(&n.key, &n.user_prefix, &targets));
         }
         for k in &plan.key {
-            note(self.render_key(&k.key, &k.out, k.owner.as_deref(), None));
+            let which = if k.in_force { Which::InForce } else { Which::Version(None) };
+            note(self.render_key(&k.key, &k.out, k.owner.as_deref(), which));
         }
         first_failure
     }

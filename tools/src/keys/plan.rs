@@ -64,6 +64,10 @@ pub struct KeyFileEntry {
     pub key: String,
     pub out: PathBuf,
     pub owner: Option<String>,
+    /// Every version in force (`render-key --in-force`): for readers (the sidecars'
+    /// `journal_key_files`), not for the recorder's key files.
+    #[serde(default)]
+    pub in_force: bool,
 }
 
 fn default_prefix() -> String {
@@ -130,7 +134,8 @@ mod tests {
     fn the_example_plan_is_valid() {
         let text = include_str!("../../../config/keys-render.example.toml");
         let plan: Plan = qilin_market::config::parse(text, "keys-render.example.toml").unwrap();
-        assert_eq!((plan.nats.len(), plan.key.len()), (1, 1));
+        assert_eq!((plan.nats.len(), plan.key.len()), (1, 3));
+        assert_eq!(plan.key.iter().map(|k| k.in_force).collect::<Vec<_>>(), [false, false, true]);
     }
 
     #[test]

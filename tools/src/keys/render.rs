@@ -98,6 +98,27 @@ pub fn key_file(store: &Store, name: &str, version: Option<u32>, now: i64) -> Re
     Ok((version, SecretString::from(text)))
 }
 
+/// The key file of every version of `name` in force at `now` (`render-key --in-force`: the active
+/// version and those in grace, newest first), for a reader of data older versions sealed (a
+/// sidecar's `journal_key_files`): the versions and the text.
+pub fn key_file_in_force(store: &Store, name: &str, now: i64) -> Result<(Vec<u32>, SecretString), KeyError> {
+    let mut versions: Vec<u32> = verifying_versions(store, name, now)?.into_iter().map(|(v, _)| v).collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    if versions.is_empty() {
+        return Err(KeyError::NoMaterial { name: name.to_owned(), version: store.key(name)?.versions.len() as u32 });
+    }
+    let mut text = format!(
+        "{}\n# qilinctl keys render-key {name} --in-force: every version in force (active and in grace), for \
+         readers of what they sealed. Do not edit: a rotation renders it again.\n",
+        qilin_market::secrets::managed::KEY_FILE_FORMAT
+    );
+    for &v in &versions {
+        let (_, token) = store.token(name, Some(v))?;
+        text.push_str(&format!("version={v}\nkey={}\n", token.expose_secret()));
+    }
+    Ok((versions, SecretString::from(text)))
+}
+
 /// Every version of `name` that verifies at `now` (active or in grace) with its material: what
 /// `qilinctl audit verify --keys` checks keyed anchors with.
 pub fn verifying_versions(store: &Store, name: &str, now: i64) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
