@@ -67,7 +67,7 @@ fn sidecars_and_the_core_killed_at_random_lose_and_double_nothing() {
             // The core itself: SIGKILL, restart on the same segment (new epoch, sequences continue).
             largest_before_restart = watch.max_heartbeat_age_ns;
             core.kill();
-            killed_at = core.reader().write_cursor();
+            killed_at = core.last_published();
             core.restart();
             core_restarts += 1;
             watch.reset(&core);

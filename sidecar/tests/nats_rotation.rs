@@ -185,7 +185,7 @@ fn rotating_the_managed_nats_key_twice_changes_the_running_credentials_with_no_t
 
     // Stop the core, let qilin-nats confirm everything it published, and read the stream back.
     core.kill();
-    let last = core.reader().write_cursor();
+    let last = core.last_published();
     assert!(published_at_rotation.iter().all(|&p| p > 0 && p < last), "ticks flowed across both rotations");
     wait_for("qilin-nats to confirm every sequence", || {
         status(&core.segment, "nats").filter(|s| s["position"].as_u64() == Some(last))

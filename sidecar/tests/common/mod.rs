@@ -210,6 +210,20 @@ impl Core {
         let _ = self.child.wait();
     }
 
+    /// After [`kill`](Self::kill): the last sequence the core published. That is the write cursor,
+    /// plus a slot it finished after its last cursor store when the kill fell between the two:
+    /// readers may have read that tick, and a restarted core adopts it (`Writer::recover`).
+    pub fn last_published(&self) -> u64 {
+        let mut reader = self.reader();
+        let mut last = reader.write_cursor();
+        reader.seek(qilin_shm::Start::Sequence(last + 1));
+        let mut tick = qilin_shm::TickRecord::ZERO;
+        while let qilin_shm::Next::Tick = reader.try_next(&mut tick) {
+            last = tick.sequence;
+        }
+        last
+    }
+
     /// Starts the core again on the same segment with the same config (a new epoch; sequences
     /// continue; its simulator starts over).
     pub fn restart(&mut self) {
