@@ -751,12 +751,12 @@ static inline int qilin_open_bars(const char *path, qilin_reader_t *r, char *err
     return qilin__open_kind(path, r, err, err_len, 1);
 }
 
-/* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
- * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes the lap headroom past the
- * oldest sequence still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
- * Same steps as crate::Reader::try_next. */
-static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
-    uint64_t words[QILIN_RECORD_WORDS];
+/* The read protocol of qilin_try_next and qilin_try_next_bar, for slots of slot_size bytes holding
+ * n record words: QILIN_TICK with the record copied into words[] (a private copy: no race), or
+ * QILIN_EMPTY, QILIN_GAP, QILIN_NEW_EPOCH as qilin_try_next says. Same steps as
+ * crate::Reader::try_next. */
+static inline int qilin__try_next_words(qilin_reader_t *r, size_t slot_size, uint64_t *words, size_t n,
+                                        uint64_t *first, uint64_t *last) {
     uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
     uint64_t want, seen, done, cursor, resume;
     const uint64_t *stamp;
@@ -767,12 +767,11 @@ static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, ui
         return QILIN_NEW_EPOCH;
     }
     want = r->next;
-    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * sizeof(qilin_slot_t));
+    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * slot_size);
     seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE); /* SYNC S-done (reader side) */
     done = 2 * want;
     if (seen < done) return QILIN_EMPTY; /* not written yet, or being written */
-    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, QILIN_RECORD_WORDS)) {
-        memcpy(out, words, sizeof *out); /* a private copy now: no race */
+    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, n)) {
         r->next = want + 1;
         return QILIN_TICK;
     }
@@ -789,37 +788,24 @@ static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, ui
     return QILIN_GAP;
 }
 
+/* Reads the next tick into *out if there is one. Never blocks, never returns a torn record. Returns
+ * QILIN_TICK, QILIN_EMPTY, QILIN_GAP (*first..=*last lost; reading resumes the lap headroom past the
+ * oldest sequence still in the ring) or QILIN_NEW_EPOCH (*first = previous epoch, *last = current; reported once).
+ * Same steps as crate::Reader::try_next. */
+static inline int qilin_try_next(qilin_reader_t *r, qilin_tick_record_t *out, uint64_t *first, uint64_t *last) {
+    uint64_t words[QILIN_RECORD_WORDS];
+    int rc = qilin__try_next_words(r, sizeof(qilin_slot_t), words, QILIN_RECORD_WORDS, first, last);
+    if (rc == QILIN_TICK) memcpy(out, words, sizeof *out);
+    return rc;
+}
+
 /* qilin_try_next for a reader opened with qilin_open_bars: the next bar into *out, the same outcomes
  * (QILIN_TICK: a whole bar was copied). */
 static inline int qilin_try_next_bar(qilin_reader_t *r, qilin_bar_record_t *out, uint64_t *first, uint64_t *last) {
     uint64_t words[QILIN_BAR_RECORD_WORDS];
-    uint64_t epoch = qilin__load_acquire(qilin__word(r, QILIN__EPOCH));
-    uint64_t want, seen, done, cursor, resume;
-    const uint64_t *stamp;
-    if (epoch != r->epoch) {
-        *first = r->epoch;
-        *last = epoch;
-        r->epoch = epoch;
-        return QILIN_NEW_EPOCH;
-    }
-    want = r->next;
-    stamp = (const uint64_t *)(const void *)(r->base + r->ring_offset + (want & r->mask) * sizeof(qilin_bar_slot_t));
-    seen = __atomic_load_n(stamp, __ATOMIC_ACQUIRE); /* SYNC S-done (reader side) */
-    done = 2 * want;
-    if (seen < done) return QILIN_EMPTY;
-    if (seen == done && qilin__copy_validated(stamp, seen, stamp + 1, words, QILIN_BAR_RECORD_WORDS)) {
-        memcpy(out, words, sizeof *out);
-        r->next = want + 1;
-        return QILIN_TICK;
-    }
-    cursor = qilin_write_cursor(r);
-    resume = qilin__oldest_available(r, cursor) + r->lap_headroom;
-    if (resume > cursor + 1) resume = cursor + 1;
-    if (resume < want + 1) resume = want + 1;
-    r->next = resume;
-    *first = want;
-    *last = resume - 1;
-    return QILIN_GAP;
+    int rc = qilin__try_next_words(r, sizeof(qilin_bar_slot_t), words, QILIN_BAR_RECORD_WORDS, first, last);
+    if (rc == QILIN_TICK) memcpy(out, words, sizeof *out);
+    return rc;
 }
 
 /* Number of instruments in the directory. */
