@@ -78,57 +78,64 @@ pub fn client_env(users: &[NatsUser]) -> Option<SecretString> {
 /// `now` (active or in grace: e.g. the `journal-encryption` version an older journal needs): its
 /// version and the text.
 pub fn key_file(store: &Store, name: &str, version: Option<u32>, now: i64) -> Result<(u32, SecretString), KeyError> {
-    if let Some(v) = version {
-        let usable = store.key(name)?.version(v).is_some_and(|e| e.state_at(now) != State::Retired);
-        if !usable {
-            return Err(KeyError::NoMaterial { name: name.to_owned(), version: v });
-        }
+    if let Some(v) = version
+        && !versions_in_force(store, name, now)?.contains(&v)
+    {
+        return Err(KeyError::NoMaterial { name: name.to_owned(), version: v });
     }
-    let (version, token) = store.token(name, version)?;
+    let (version, _) = store.material(name, version)?;
     let which = if store.key(name)?.active().is_some_and(|a| a.version == version) {
         "the active version. Do not edit: a rotation renders it again."
     } else {
         "a version in grace (--version), for data it sealed."
     };
-    let text = format!(
-        "{}\n# qilinctl keys render-key {name}: {which}\nversion={version}\nkey={}\n",
-        qilin_market::secrets::managed::KEY_FILE_FORMAT,
-        token.expose_secret()
-    );
-    Ok((version, SecretString::from(text)))
+    Ok((version, key_file_text(store, name, &format!(": {which}"), &[version])?))
 }
 
 /// The key file of every version of `name` in force at `now` (`render-key --in-force`: the active
 /// version and those in grace, newest first), for a reader of data older versions sealed (a
 /// sidecar's `journal_key_files`): the versions and the text.
 pub fn key_file_in_force(store: &Store, name: &str, now: i64) -> Result<(Vec<u32>, SecretString), KeyError> {
-    let mut versions: Vec<u32> = verifying_versions(store, name, now)?.into_iter().map(|(v, _)| v).collect();
+    let mut versions = versions_in_force(store, name, now)?;
     versions.sort_unstable_by(|a, b| b.cmp(a));
     if versions.is_empty() {
         return Err(KeyError::NoMaterial { name: name.to_owned(), version: store.key(name)?.versions.len() as u32 });
     }
-    let mut text = format!(
-        "{}\n# qilinctl keys render-key {name} --in-force: every version in force (active and in grace), for \
-         readers of what they sealed. Do not edit: a rotation renders it again.\n",
-        qilin_market::secrets::managed::KEY_FILE_FORMAT
-    );
-    for &v in &versions {
+    let comment = " --in-force: every version in force (active and in grace), for readers of what they sealed. \
+                   Do not edit: a rotation renders it again.";
+    Ok((versions.clone(), key_file_text(store, name, comment, &versions)?))
+}
+
+/// A key file: the format line, `# qilinctl keys render-key <name><comment>`, then a `version=`
+/// and `key=` line for each of `versions`.
+fn key_file_text(store: &Store, name: &str, comment: &str, versions: &[u32]) -> Result<SecretString, KeyError> {
+    let mut text =
+        format!("{}\n# qilinctl keys render-key {name}{comment}\n", qilin_market::secrets::managed::KEY_FILE_FORMAT);
+    for &v in versions {
         let (_, token) = store.token(name, Some(v))?;
         text.push_str(&format!("version={v}\nkey={}\n", token.expose_secret()));
     }
-    Ok((versions, SecretString::from(text)))
+    Ok(SecretString::from(text))
+}
+
+/// The versions of `name` in force at `now` (active or in grace, material still held), oldest first.
+fn versions_in_force(store: &Store, name: &str, now: i64) -> Result<Vec<u32>, KeyError> {
+    let key = store.key(name)?;
+    Ok(key
+        .versions
+        .iter()
+        .filter(|v| v.state_at(now) != State::Retired && v.material.is_some())
+        .map(|v| v.version)
+        .collect())
 }
 
 /// Every version of `name` that verifies at `now` (active or in grace) with its material: what
 /// `qilinctl audit verify --keys` checks keyed anchors with.
 pub fn verifying_versions(store: &Store, name: &str, now: i64) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
-    let key = store.key(name)?;
     let mut out = Vec::new();
-    for v in &key.versions {
-        if v.state_at(now) != State::Retired && v.material.is_some() {
-            let (version, material) = store.material(name, Some(v.version))?;
-            out.push((version, material.expose_secret().to_vec()));
-        }
+    for version in versions_in_force(store, name, now)? {
+        let (version, material) = store.material(name, Some(version))?;
+        out.push((version, material.expose_secret().to_vec()));
     }
     Ok(out)
 }
