@@ -42,7 +42,8 @@ use crate::nats::subject_token;
 const MAX_PENDING_BARS: u64 = 1 << 20;
 /// Bars published before their acks are awaited.
 const PUBLISH_BATCH: usize = 1024;
-/// The publisher's backoff after a failed batch: from the first delay, doubling to the last.
+/// The backoff of the NATS connect and of the publisher after a failed batch: from the first
+/// delay, doubling to the last.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -86,7 +87,7 @@ impl std::fmt::Debug for Driver {
 /// Connects to NATS, retrying until connected or stopped.
 async fn connect(config: &Config, stop: &AtomicBool) -> anyhow::Result<async_nats::Client> {
     let nats = config.as_nats();
-    let mut delay = Duration::from_millis(100);
+    let mut delay = FIRST_RETRY_DELAY;
     loop {
         let options = crate::nats::connect_options(&nats, Arc::new(AtomicBool::new(false)))?;
         match options.connect(nats.nats.urls.as_slice()).await {
@@ -100,7 +101,7 @@ async fn connect(config: &Config, stop: &AtomicBool) -> anyhow::Result<async_nat
             bail!("stopped while connecting to NATS");
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
 }
 
@@ -556,14 +557,17 @@ async fn publish_loop(
                     tracing::info!(
                         "NATS takes bars again after {:?}; {} bars still queued",
                         since.elapsed(),
-                        queue.len() + bars.len()
+                        queue.len()
                     );
                 }
                 delay = FIRST_RETRY_DELAY;
             }
             Err(e) => {
                 if stopping.load(Ordering::Relaxed) {
-                    tracing::warn!("publishing {} bars at the stop: {e:#}", queue.len() + bars.len());
+                    while let Ok(more) = bars.try_recv() {
+                        queue.extend(more);
+                    }
+                    tracing::warn!("publishing {} bars at the stop: {e:#}", queue.len());
                     return;
                 }
                 if down_since.is_none() {
