@@ -46,6 +46,18 @@ pub fn id_key(id: &str) -> Option<IdKey> {
     qilin_shm::layout::fixed_id(id)
 }
 
+/// Entries of the engine's id cache (a power of two): 4 096 × 40 bytes. Instruments whose ids share
+/// an entry take turns in it and go to the map when the other one holds it.
+const ID_CACHE_ENTRIES: usize = 4096;
+
+/// The id cache entry of an id's key words (`RawTick::id_words`): a multiplicative hash of the
+/// first two (every listed id fits in them), its top bits.
+#[inline(always)]
+fn id_cache_index(words: [u64; 4]) -> usize {
+    let mixed = (words[0] ^ words[1].rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - ID_CACHE_ENTRIES.trailing_zeros())) as usize
+}
+
 /// Commands from the control thread and the session manager.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Command {
@@ -199,6 +211,10 @@ pub struct Engine {
     /// Days since 1970-01-01 of the China date the calendar's coverage was last checked for.
     calendar_checked_day: i64,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
+    /// `by_id` answers of the hot path, direct-mapped by [`id_cache_index`]: (the id's key words,
+    /// its registry slot). The registry only grows, so an entry never goes stale; an all-zero key
+    /// (the empty entry) is never a valid id's.
+    id_cache: Box<[([u64; 4], usize)]>,
     registered: Vec<Registered>,
     capacity: usize,
     options: EngineOptions,
@@ -249,6 +265,7 @@ impl Engine {
             calendar: Calendar::weekdays_only(),
             calendar_checked_day: i64::MIN,
             by_id: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            id_cache: vec![([0; 4], 0); ID_CACHE_ENTRIES].into_boxed_slice(),
             registered: Vec::with_capacity(capacity),
             capacity,
             options,
@@ -472,6 +489,19 @@ impl Engine {
         }
     }
 
+    /// The registry slot of an id already in it (`None`: not in the registry), through the id cache:
+    /// on a hit, four words compared instead of the id hashed and the map probed.
+    #[inline(always)]
+    fn find(&mut self, words: [u64; 4], key: &IdKey) -> Option<usize> {
+        let entry = &mut self.id_cache[id_cache_index(words)];
+        if entry.0 == words {
+            return Some(entry.1);
+        }
+        let slot = *self.by_id.get(key)?;
+        *entry = (words, slot);
+        Some(slot)
+    }
+
     /// Finds or creates the registry slot of an instrument. No allocation: the map and the vector
     /// were sized for the segment's capacity, and admission stops at that capacity. A product the
     /// table lacks is admitted with its exchange's stand-in when the policy admits them and the
@@ -629,8 +659,8 @@ impl Engine {
         };
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
-        let slot = match self.by_id.get(&key) {
-            Some(&slot) if self.registered[slot].subscribed => Some(slot),
+        let slot = match self.find(raw.id_words(), &key) {
+            Some(slot) if self.registered[slot].subscribed => Some(slot),
             Some(_) => return self.reject(Reject::UnknownInstrument),
             None if self.options.admit == Admit::AnyKnownProduct => None,
             None => return self.reject(Reject::UnknownInstrument),
@@ -713,6 +743,90 @@ impl Engine {
                 }
             }
             Err(_) => self.reject(Reject::UnknownInstrument),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use qilin_shm::{Next, Reader, SegmentOptions, Start};
+
+    use super::*;
+    use crate::ctp::RawFields;
+
+    /// A tick of `id` (SHFE, a day-session second), valid for any listed SHFE product.
+    fn tick(id: &str, round: usize) -> [u8; crate::ctp::V67_SIZE] {
+        RawFields {
+            trading_day: "20260302".into(),
+            action_day: "20260302".into(),
+            instrument_id: id.into(),
+            exchange_id: "SHFE".into(),
+            update_time: format!("10:00:{:02}", round % 60),
+            last_price: 100.0,
+            volume: round as i32,
+            ..RawFields::default()
+        }
+        .to_v67_bytes()
+    }
+
+    #[test]
+    fn ids_sharing_an_id_cache_entry_each_find_their_own_instrument() {
+        // Two SHFE contracts whose ids fall into one entry of the id cache, so that each lookup
+        // of one finds the other's entry.
+        let words = |id: &str| -> [u64; 4] { zerocopy::transmute!(id_key(id).unwrap()) };
+        let months = (20..30).flat_map(|y| (1..=12).map(move |m| format!("{y}{m:02}")));
+        let ids: Vec<String> =
+            months.flat_map(|m| ["rb", "hc", "cu", "al", "zn", "au", "ag"].map(|p| format!("{p}{m}"))).collect();
+        let (a, b) = ids
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| {
+                ids[i + 1..].iter().find(|b| id_cache_index(words(a)) == id_cache_index(words(b))).map(|b| (a, b))
+            })
+            .expect("840 ids into 4 096 entries: a shared entry among them");
+
+        let path = PathBuf::from(format!("/dev/shm/qilin-test-id-cache-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        struct Remove<'a>(&'a Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                qilin_testkit::remove_segment(self.0);
+            }
+        }
+        let _remove = Remove(&path);
+        let options = SegmentOptions { feed_name: "id-cache".into(), ring_slots: 1 << 10, instrument_capacity: 16 };
+        let writer = Writer::open(&path, &options).unwrap();
+        let instruments =
+            Instruments::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")).unwrap();
+        let (_commands, command_rx) = crossbeam_channel::bounded(1);
+        let (event_tx, _events) = rtrb::RingBuffer::new(64);
+        let engine_options =
+            EngineOptions { admit: Admit::AnyKnownProduct, heartbeat_interval_ns: 1_000_000, batch: 64 };
+        let mut engine = Engine::new(
+            writer,
+            instruments,
+            16,
+            engine_options,
+            command_rx,
+            event_tx,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let order = [a, b, a, a, b, b, a, b];
+        for (round, id) in order.iter().enumerate() {
+            engine.process(&tick(id, round), 1, Source::Udp);
+        }
+        assert_eq!(engine.report.published, order.len() as u64, "every tick published: {:?}", engine.report);
+        let index = |id: &str| engine.writer().find_instrument(id).unwrap();
+        assert_ne!(index(a), index(b));
+        let mut reader = Reader::open(&path).unwrap();
+        reader.seek(Start::Sequence(1));
+        let mut record = TickRecord::ZERO;
+        for id in order {
+            assert_eq!(reader.try_next(&mut record), Next::Tick);
+            assert_eq!(qilin_shm::layout::id_str(&record.instrument_id), Some(id.as_str()));
+            assert_eq!(record.instrument_index, index(id), "{id}: the record's index is its directory entry's");
         }
     }
 }
