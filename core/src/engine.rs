@@ -633,6 +633,15 @@ impl Engine {
             // `Engine::new`), which is what calling a `#[target_feature(enable = "avx2")]` fn needs.
             return unsafe { self.process_from_avx2(bytes, receive_ns, source, dedup) };
         }
+        self.process_from_baseline(bytes, receive_ns, source, dedup)
+    }
+
+    /// [`Engine::process_body`] compiled for the baseline x86-64 (or whatever the target is), a
+    /// function of its own as the AVX2 build is: inlined into its callers (the hot loop), it was
+    /// a second copy of the hot path there, whose constants the AVX2 one reloaded on every tick
+    /// (qilin-budget udp −8).
+    #[inline(never)]
+    fn process_from_baseline(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.process_body(bytes, receive_ns, source, dedup)
     }
 
