@@ -288,6 +288,50 @@ impl<'a> Text<'a> {
     }
 }
 
+/// A text field of at most eight characters (TradingDay, ActionDay, UpdateTime), checked as
+/// [`Text`] is, held as its bytes in one little-endian word, NUL-padded: what the hot path compares
+/// and parses whole, with no slice to carry and no length to check.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ShortText(u64);
+
+impl ShortText {
+    /// `text` (at most eight bytes) as a word.
+    fn of(text: &[u8]) -> ShortText {
+        let mut word = [0u8; 8];
+        word[..text.len()].copy_from_slice(text);
+        ShortText(u64::from_le_bytes(word))
+    }
+
+    /// The word: the text's bytes, little-endian, NUL-padded (distinct texts, distinct words).
+    #[inline(always)]
+    pub const fn word(self) -> u64 {
+        self.0
+    }
+
+    /// The word when the text has exactly eight characters (a date `YYYYMMDD`, a time
+    /// `HH:MM:SS`), else `None`.
+    #[inline(always)]
+    pub const fn eight(self) -> Option<u64> {
+        if self.0 >> 56 != 0 { Some(self.0) } else { None }
+    }
+
+    /// The text's bytes, without the padding.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.to_le_bytes().into_iter().take_while(|b| *b != 0).collect()
+    }
+
+    /// The text (always ASCII).
+    pub fn to_text(self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+}
+
+impl core::fmt::Debug for ShortText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&self.to_text(), f)
+    }
+}
+
 impl core::fmt::Debug for Text<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         core::fmt::Debug::fmt(self.as_str(), f)
@@ -325,8 +369,8 @@ pub struct RawTick<'a> {
     /// Which layout the bytes had.
     pub version: CtpVersion,
     /// TradingDay text, ASCII, without its NUL (checked to be a date by `normalize`). Dates and the
-    /// time stay bytes: the hot path parses them from bytes and skips a UTF-8 conversion.
-    pub trading_day: &'a [u8],
+    /// time are words: the hot path compares and parses them whole.
+    pub trading_day: ShortText,
     /// InstrumentID, never empty.
     pub instrument_id: Text<'a>,
     /// ExchangeID (may be empty: older fronts leave it blank).
@@ -334,9 +378,9 @@ pub struct RawTick<'a> {
     /// ExchangeInstID.
     pub exchange_inst_id: Text<'a>,
     /// UpdateTime text, ASCII, without its NUL (checked to be `HH:MM:SS` by `normalize`).
-    pub update_time: &'a [u8],
+    pub update_time: ShortText,
     /// ActionDay text, ASCII, without its NUL (checked to be a date by `normalize`).
-    pub action_day: &'a [u8],
+    pub action_day: ShortText,
     /// Every number from LastPrice to AveragePrice, as sent (read with `.get()`).
     pub body: &'a DepthBody,
     /// BandingUpperPrice (6.7.x only).
@@ -499,12 +543,12 @@ impl<'a> RawTick<'a> {
         }
         Ok(RawTick {
             version,
-            trading_day: &bytes[TRADING_DAY..TRADING_DAY + 8],
+            trading_day: ShortText(day),
             instrument_id: Text(instrument_id),
             exchange_id: Text(&bytes[EXCHANGE_ID..EXCHANGE_ID + exchange_len]),
             exchange_inst_id: Text(exchange_inst_id),
-            update_time: &bytes[UPDATE_TIME..UPDATE_TIME + 8],
-            action_day: &bytes[text.action_day..text.action_day + 8],
+            update_time: ShortText(time),
+            action_day: ShortText(action),
             body,
             banding_upper_price,
             banding_lower_price,
@@ -543,12 +587,12 @@ impl<'a> RawTick<'a> {
         exchange[..exchange_id.len()].copy_from_slice(exchange_id); // at most 8: the field has 9 bytes
         Ok(RawTick {
             version,
-            trading_day,
+            trading_day: ShortText::of(trading_day),
             instrument_id: Text(instrument_id),
             exchange_id: Text(exchange_id),
             exchange_inst_id: Text(exchange_inst_id),
-            update_time,
-            action_day,
+            update_time: ShortText::of(update_time),
+            action_day: ShortText::of(action_day),
             body,
             banding_upper_price,
             banding_lower_price,
@@ -580,7 +624,7 @@ impl<'a> RawTick<'a> {
     pub fn to_fields(&self) -> RawFields {
         let b = self.body;
         RawFields {
-            trading_day: String::from_utf8_lossy(self.trading_day).into_owned(),
+            trading_day: self.trading_day.to_text(),
             instrument_id: self.instrument_id.as_str().to_owned(),
             exchange_id: self.exchange_id.as_str().to_owned(),
             exchange_inst_id: self.exchange_inst_id.as_str().to_owned(),
@@ -600,14 +644,14 @@ impl<'a> RawTick<'a> {
             lower_limit_price: b.lower_limit_price.get(),
             pre_delta: b.pre_delta.get(),
             curr_delta: b.curr_delta.get(),
-            update_time: String::from_utf8_lossy(self.update_time).into_owned(),
+            update_time: self.update_time.to_text(),
             update_millisec: b.update_millisec.get(),
             bid_price: b.levels.map(|l| l.bid_price.get()),
             bid_volume: b.levels.map(|l| l.bid_volume.get()),
             ask_price: b.levels.map(|l| l.ask_price.get()),
             ask_volume: b.levels.map(|l| l.ask_volume.get()),
             average_price: b.average_price.get(),
-            action_day: String::from_utf8_lossy(self.action_day).into_owned(),
+            action_day: self.action_day.to_text(),
             banding_upper_price: self.banding_upper_price.unwrap_or(f64::MAX),
             banding_lower_price: self.banding_lower_price.unwrap_or(f64::MAX),
         }
@@ -824,7 +868,7 @@ mod tests {
         assert_eq!(raw.version, CtpVersion::V67);
         assert_eq!(raw.instrument_id, "rb2510");
         assert_eq!(raw.exchange_id, "SHFE");
-        assert_eq!(raw.update_time, b"21:30:00");
+        assert_eq!(raw.update_time.bytes(), b"21:30:00");
         assert_eq!(raw.body.levels[4].ask_price.get(), f64::MAX);
         assert_eq!(raw.banding_upper_price, Some(3200.0));
         assert_eq!(raw.to_fields(), fields);

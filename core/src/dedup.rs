@@ -43,16 +43,6 @@ impl PartialEq for TickKey {
 
 impl Eq for TickKey {}
 
-/// A text field of at most 8 bytes (TradingDay, UpdateTime: ASCII, no NUL inside, as
-/// [`RawTick::parse`] checked) as one word, zero-padded: distinct texts give distinct words.
-#[inline(always)]
-fn text_word(text: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let len = text.len().min(8);
-    word[..len].copy_from_slice(&text[..len]);
-    u64::from_le_bytes(word)
-}
-
 impl TickKey {
     /// The key of a parsed struct.
     #[inline]
@@ -60,8 +50,8 @@ impl TickKey {
         let b = raw.body;
         let mut words = [0u64; KEY_WORDS];
         words[..4].copy_from_slice(&raw.id_words());
-        words[4] = text_word(raw.trading_day);
-        words[5] = text_word(raw.update_time);
+        words[4] = raw.trading_day.word();
+        words[5] = raw.update_time.word();
         words[6] = u64::from(b.update_millisec.get() as u32);
         words[7] = u64::from(b.volume.get() as u32);
         for (w, x) in words[8..14].iter_mut().zip([

@@ -95,8 +95,8 @@ impl MinuteMemo {
     #[cold]
     #[inline(never)]
     fn read(key: [u64; 3], raw: &RawTick<'_>, time_word: u64, spec: &ProductSpec, calendar: &Calendar) -> Option<Self> {
-        let trading_day = Date::parse_bytes(raw.trading_day)?;
-        let action_day = Date::parse_bytes(raw.action_day)?;
+        let trading_day = Date::parse_bytes(&raw.trading_day.word().to_le_bytes())?;
+        let action_day = Date::parse_bytes(&raw.action_day.word().to_le_bytes())?;
         let secs = date::parse_hms_word(time_word)?;
         let minute_secs = secs - secs % 60;
         let days = calendar.tick_days(spec.exchange, trading_day, Some(action_day), secs);
@@ -307,7 +307,7 @@ pub fn normalize(
     }
 
     // Time: the dates and the minute through the memo, the second of minute on every tick.
-    let word = |text: &[u8]| text.try_into().map(u64::from_le_bytes).map_err(|_| Reject::Time);
+    let word = |text: crate::ctp::ShortText| text.eight().ok_or(Reject::Time);
     let time_word = word(raw.update_time)?;
     let key = [word(raw.trading_day)?, word(raw.action_day)?, time_word & MINUTE_MASK];
     let second = second_of_minute(time_word).ok_or(Reject::Time)?;
@@ -333,12 +333,9 @@ pub fn normalize(
     let secs = minute.minute_secs + second;
     debug_assert_eq!(
         Some(days),
-        Date::parse_bytes(raw.trading_day).zip(Date::parse_bytes(raw.action_day)).map(|(t, a)| calendar.tick_days(
-            exchange,
-            t,
-            Some(a),
-            secs
-        )),
+        Date::parse_bytes(&raw.trading_day.word().to_le_bytes())
+            .zip(Date::parse_bytes(&raw.action_day.word().to_le_bytes()))
+            .map(|(t, a)| calendar.tick_days(exchange, t, Some(a), secs)),
         "the memo's days"
     );
     let mut flags = if days.derived_calendar { quality::DERIVED_ACTION_DAY } else { 0 };
