@@ -64,6 +64,25 @@ fn store_words<const N: usize>(words: &[AtomicU64; N], data: &[u64; N]) {
     }
 }
 
+/// The `asm!` block of [`store_tick_words`] and [`store_tick_words_avx`]: `$mov` ("movdqu" or
+/// "vmovdqu") of `$width` bytes (a "xmmword" or "ymmword" through `$reg`) from `data` to `words` at
+/// each offset, then the words left: `$tail` (template lines), and the last word.
+macro_rules! store_record_asm {
+    ($words:expr, $data:expr, $reg:ident, $mov:literal, $width:literal; $($at:literal)*; $($tail:literal),*) => {
+        core::arch::asm!(
+            concat!($($mov, " {v}, ", $width, " ptr [{data} + ", $at, "]\n", $mov, " ", $width, " ptr [{words} + ", $at, "], {v}\n",)*),
+            $($tail,)*
+            "mov {w}, qword ptr [{data} + 368]",
+            "mov qword ptr [{words} + 368], {w}",
+            words = in(reg) $words,
+            data = in(reg) $data,
+            v = out($reg) _,
+            w = out(reg) _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
 /// [`store_tick_words`] 32 bytes at a time (11 stores of 32 bytes, one of 16, one word), for a CPU
 /// with AVX. Inlined into the engine's AVX2 build; a call from baseline code, after which the
 /// compiler clears the upper halves (`vzeroupper`), so no SSE code runs with them dirty.
@@ -75,26 +94,11 @@ fn store_words<const N: usize>(words: &[AtomicU64; N], data: &[u64; N]) {
 #[inline]
 #[allow(unsafe_code)]
 unsafe fn store_tick_words_avx(words: *const AtomicU64, data: *const u64) {
-    macro_rules! copy32 {
-        ($($at:literal)*) => {
-            concat!($("vmovdqu {v}, ymmword ptr [{data} + ", $at, "]\n", "vmovdqu ymmword ptr [{words} + ", $at, "], {v}\n",)*)
-        };
-    }
     // SAFETY: as in `store_tick_words` (the same bytes, the same order of stores for the protocol:
     // all of them between the two stamp stores); the caller guarantees AVX.
     unsafe {
-        core::arch::asm!(
-            copy32!(0 32 64 96 128 160 192 224 256 288 320),
-            "vmovdqu {v:x}, xmmword ptr [{data} + 352]",
-            "vmovdqu xmmword ptr [{words} + 352], {v:x}",
-            "mov {w}, qword ptr [{data} + 368]",
-            "mov qword ptr [{words} + 368], {w}",
-            words = in(reg) words,
-            data = in(reg) data,
-            v = out(ymm_reg) _,
-            w = out(reg) _,
-            options(nostack, preserves_flags),
-        );
+        store_record_asm!(words, data, ymm_reg, "vmovdqu", "ymmword"; 0 32 64 96 128 160 192 224 256 288 320;
+            "vmovdqu {v:x}, xmmword ptr [{data} + 352]", "vmovdqu xmmword ptr [{words} + 352], {v:x}");
     }
 }
 
@@ -104,12 +108,8 @@ unsafe fn store_tick_words_avx(words: *const AtomicU64, data: *const u64) {
 #[inline(always)]
 #[allow(unsafe_code)]
 fn store_tick_words(words: *const AtomicU64, data: *const u64) {
-    macro_rules! copy16 {
-        ($($at:literal)*) => {
-            concat!($("movdqu {v}, xmmword ptr [{data} + ", $at, "]\n", "movdqu xmmword ptr [{words} + ", $at, "], {v}\n",)*)
-        };
-    }
-    const _: () = assert!(crate::layout::RECORD_WORDS == 47, "the offsets below copy 23 × 16 bytes and one word");
+    const _: () =
+        assert!(crate::layout::RECORD_WORDS == 47, "the offsets copy 23 × 16 bytes (or 11 × 32 and 16) and one word");
     // SAFETY: `words` points at `RECORD_WORDS` atomic words (a slot or last-value entry of the
     // mapped segment, 8-byte aligned) that only this writer stores (the callers hold the writer), and
     // `data` at as many initialized `u64`s; the block reads and writes those 376 bytes and nothing
@@ -121,16 +121,8 @@ fn store_tick_words(words: *const AtomicU64, data: *const u64) {
     // as they order the relaxed word stores it replaces (module doc). Loom and Miri check the word
     // by word form (`store_words`), which is the same protocol.
     unsafe {
-        core::arch::asm!(
-            copy16!(0 16 32 48 64 80 96 112 128 144 160 176 192 208 224 240 256 272 288 304 320 336 352),
-            "mov {w}, qword ptr [{data} + 368]",
-            "mov qword ptr [{words} + 368], {w}",
-            words = in(reg) words,
-            data = in(reg) data,
-            v = out(xmm_reg) _,
-            w = out(reg) _,
-            options(nostack, preserves_flags),
-        );
+        store_record_asm!(words, data, xmm_reg, "movdqu", "xmmword";
+            0 16 32 48 64 80 96 112 128 144 160 176 192 208 224 240 256 272 288 304 320 336 352;);
     }
 }
 
