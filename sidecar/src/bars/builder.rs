@@ -242,6 +242,11 @@ impl Builder {
         }
         self.counters.used += u64::from(used);
         self.counters.late += u64::from(late);
+        // A bar this tick opened can be due already (a tick published after its bar's end plus
+        // the close delay, the first of its bar): closed now, not at the next tick or timer, so a
+        // run that ends here (a replay up to a saved clock) and one that goes on close it at the
+        // same point. Its own tick is in it; a later tick of that bar is late either way.
+        self.close_due(out);
     }
 
     fn slot(&mut self, tick: &TickRecord) -> usize {
