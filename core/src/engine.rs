@@ -760,7 +760,7 @@ impl Engine {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use qilin_shm::{Next, Reader, SegmentOptions, Start};
+    use qilin_shm::SegmentOptions;
 
     use super::*;
     use crate::ctp::RawFields;
@@ -829,11 +829,8 @@ mod tests {
         assert_eq!(engine.report.published, order.len() as u64, "every tick published: {:?}", engine.report);
         let index = |id: &str| engine.writer().find_instrument(id).unwrap();
         assert_ne!(index(a), index(b));
-        let mut reader = Reader::open(&path).unwrap();
-        reader.seek(Start::Sequence(1));
-        let mut record = TickRecord::ZERO;
-        for id in order {
-            assert_eq!(reader.try_next(&mut record), Next::Tick);
+        let records = qilin_testkit::read_ring(&path, order.len() as u64);
+        for (id, record) in order.iter().zip(&records) {
             assert_eq!(qilin_shm::layout::id_str(&record.instrument_id), Some(id.as_str()));
             assert_eq!(record.instrument_index, index(id), "{id}: the record's index is its directory entry's");
         }

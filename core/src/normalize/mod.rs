@@ -94,9 +94,10 @@ impl MinuteMemo {
     /// calendar asked (`None`: a date or the time is not valid).
     #[cold]
     #[inline(never)]
-    fn read(key: [u64; 3], raw: &RawTick<'_>, time_word: u64, spec: &ProductSpec, calendar: &Calendar) -> Option<Self> {
-        let trading_day = Date::parse_bytes(&raw.trading_day.word().to_le_bytes())?;
-        let action_day = Date::parse_bytes(&raw.action_day.word().to_le_bytes())?;
+    fn read(key: [u64; 3], time_word: u64, spec: &ProductSpec, calendar: &Calendar) -> Option<Self> {
+        // The key's first two words are TradingDay's and ActionDay's eight bytes.
+        let trading_day = Date::parse_bytes(&key[0].to_le_bytes())?;
+        let action_day = Date::parse_bytes(&key[1].to_le_bytes())?;
         let secs = date::parse_hms_word(time_word)?;
         let minute_secs = secs - secs % 60;
         let days = calendar.tick_days(spec.exchange, trading_day, Some(action_day), secs);
@@ -325,7 +326,7 @@ pub fn normalize(
     let replaced = if remembered {
         None
     } else {
-        let fresh = MinuteMemo::read(key, raw, time_word, spec, calendar).ok_or(Reject::Time)?;
+        let fresh = MinuteMemo::read(key, time_word, spec, calendar).ok_or(Reject::Time)?;
         Some(core::mem::replace(&mut state.minute, fresh))
     };
     let minute = &state.minute;
@@ -333,8 +334,8 @@ pub fn normalize(
     let secs = minute.minute_secs + second;
     debug_assert_eq!(
         Some(days),
-        Date::parse_bytes(&raw.trading_day.word().to_le_bytes())
-            .zip(Date::parse_bytes(&raw.action_day.word().to_le_bytes()))
+        Date::parse_bytes(&key[0].to_le_bytes())
+            .zip(Date::parse_bytes(&key[1].to_le_bytes()))
             .map(|(t, a)| calendar.tick_days(exchange, t, Some(a), secs)),
         "the memo's days"
     );
