@@ -30,7 +30,9 @@ use crate::{
     ctp::RawTick,
     dedup::{RecentSet, TickKey},
     handoff::{HandoffRx, RAW_MAX},
-    normalize::{InstrumentState, Reject, exchange_from_word, exchange_word, normalize},
+    normalize::{
+        Avx2, InstrumentState, Portable, PriceSection, Reject, exchange_from_word, exchange_word, normalize_with,
+    },
     session::Links,
     udp::{UdpBound, UdpSource},
 };
@@ -138,18 +140,6 @@ pub fn mono_ns() -> i64 {
     BASE.get_or_init(std::time::Instant::now).elapsed().as_nanos() as i64
 }
 
-/// Whether this CPU has AVX2 (see [`Engine::process_from`]).
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// An input as polled (built on the hot thread).
 enum Polled {
     Handoff(HandoffRx),
@@ -232,8 +222,9 @@ pub struct Engine {
     out: TickRecord,
     /// `publish_ns` stamps: the TSC, anchored to CLOCK_REALTIME at every housekeeping.
     clock: StampClock,
-    /// The CPU has AVX2 (found at start): ticks go through [`Engine::process_from_avx2`].
-    avx2: bool,
+    /// The CPU has AVX2 (found at start): ticks go through [`Engine::process_from_avx2`] and the
+    /// AVX2 price section.
+    avx2: Option<Avx2>,
     report: EngineReport,
 }
 
@@ -280,7 +271,7 @@ impl Engine {
             recent: RecentSet::new(1),
             out: TickRecord::ZERO,
             clock: StampClock::new(),
-            avx2: has_avx2(),
+            avx2: Avx2::detect(),
             report: EngineReport::default(),
         };
         engine.writer.set_run_state(RunState::Starting);
@@ -628,10 +619,10 @@ impl Engine {
     #[allow(unsafe_code)] // the engine's only unsafe: the call into the AVX2 build of the hot path
     fn process_from(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is true only when the CPU running this has AVX2 (`has_avx2`, at
+        if let Some(avx2) = self.avx2 {
+            // SAFETY: an `Avx2` exists only where the CPU running this has AVX2 (`Avx2::detect`, at
             // `Engine::new`), which is what calling a `#[target_feature(enable = "avx2")]` fn needs.
-            return unsafe { self.process_from_avx2(bytes, receive_ns, source, dedup) };
+            return unsafe { self.process_from_avx2(avx2, bytes, receive_ns, source, dedup) };
         }
         self.process_from_baseline(bytes, receive_ns, source, dedup)
     }
@@ -642,18 +633,18 @@ impl Engine {
     /// (qilin-budget udp −8).
     #[inline(never)]
     fn process_from_baseline(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
-        self.process_body(bytes, receive_ns, source, dedup)
+        self.process_body(Portable, bytes, receive_ns, source, dedup)
     }
 
     /// [`Engine::process_body`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn process_from_avx2(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
-        self.process_body(bytes, receive_ns, source, dedup)
+    fn process_from_avx2(&mut self, avx2: Avx2, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
+        self.process_body(avx2, bytes, receive_ns, source, dedup)
     }
 
     #[inline(always)]
-    fn process_body(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
+    fn process_body(&mut self, prices: impl PriceSection, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.report.received += 1;
         self.pending[Counter::TicksReceived as usize] += 1;
         if bytes.len() > RAW_MAX {
@@ -691,7 +682,7 @@ impl Engine {
                 let spec = &self.specs[entry.product];
                 let (calendar, out) = (&self.calendar, &mut self.out);
                 if let Err(reason) =
-                    normalize(raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out)
+                    normalize_with(prices, raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out)
                 {
                     return self.reject(reason);
                 }
@@ -712,7 +703,7 @@ impl Engine {
                 let mut state = InstrumentState::default();
                 let spec = &self.specs[product];
                 if let Err(reason) =
-                    normalize(raw, spec, &self.calendar, &mut state, receive_ns, source, 0, &mut self.out)
+                    normalize_with(prices, raw, spec, &self.calendar, &mut state, receive_ns, source, 0, &mut self.out)
                 {
                     return self.reject(reason);
                 }

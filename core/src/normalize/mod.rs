@@ -17,6 +17,8 @@
 //! | empty ExchangeID from older fronts | [`normalize`] | taken from the product spec |
 //! | bad sizes, ids, exchanges, dates | [`RawTick::parse`], [`normalize`] | [`Reject`] |
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(test)]
 mod tests;
 
@@ -191,6 +193,123 @@ fn clean_prices<const N: usize>(x: [f64; N], expected: [u64; N]) -> ([f64; N], b
     (out, any(missing), any(bad))
 }
 
+/// How [`normalize_with`] cleans a struct's doubles into the record (the price section): every
+/// price and AveragePrice as sent, absent ones (|x| ≥ [`ABSENT_FROM`]) as NaN, the banding prices
+/// NaN where the struct has none; the ten book volumes as sent. Returns (a price absent where one
+/// is expected: LastPrice with `volume` > 0, a book price whose volume is not 0; any double
+/// infinite or NaN). AveragePrice is stored as cleaned (per lot or per unit as sent); Volume's field
+/// is left to the caller. Every form gives the same bytes.
+pub trait PriceSection: Copy {
+    /// Cleans `raw`'s doubles into `out` (`volume`: the struct's Volume).
+    fn clean(self, raw: &RawTick<'_>, volume: i64, out: &mut TickRecord) -> (bool, bool);
+}
+
+/// The price section in portable Rust (any CPU).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Portable;
+
+/// The price section in AVX2 (`avx2.rs`), about half the instructions of [`Portable`]: held only
+/// where the CPU has AVX2 ([`Avx2::detect`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2(());
+
+impl Avx2 {
+    /// `Some` when this CPU has AVX2.
+    pub fn detect() -> Option<Avx2> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(Avx2(()));
+        }
+        None
+    }
+}
+
+impl PriceSection for Portable {
+    #[inline(always)]
+    fn clean(self, raw: &RawTick<'_>, volume: i64, out: &mut TickRecord) -> (bool, bool) {
+        let b = raw.body;
+        let l = &b.levels;
+        let bid_volume = l.map(|level| level.bid_volume.get());
+        let ask_volume = l.map(|level| level.ask_volume.get());
+        // Where a price must be present (all ones): LastPrice once traded, a book level with volume.
+        let must = |present: bool| u64::from(present).wrapping_neg();
+        let mut expected = [0u64; PRICES];
+        expected[0] = must(volume > 0);
+        for i in 0..5 {
+            expected[18 + i] = must(bid_volume[i] != 0);
+            expected[23 + i] = must(ask_volume[i] != 0);
+        }
+        let (p, missing, any_bad) = clean_prices::<PRICES>(
+            [
+                b.last_price.get(),
+                b.pre_settlement_price.get(),
+                b.pre_close_price.get(),
+                b.pre_open_interest.get(),
+                b.open_price.get(),
+                b.highest_price.get(),
+                b.lowest_price.get(),
+                b.turnover.get(),
+                b.open_interest.get(),
+                b.close_price.get(),
+                b.settlement_price.get(),
+                b.upper_limit_price.get(),
+                b.lower_limit_price.get(),
+                b.pre_delta.get(),
+                b.curr_delta.get(),
+                b.average_price.get(),
+                raw.banding_upper_price.unwrap_or(0.0),
+                raw.banding_lower_price.unwrap_or(0.0),
+                l[0].bid_price.get(),
+                l[1].bid_price.get(),
+                l[2].bid_price.get(),
+                l[3].bid_price.get(),
+                l[4].bid_price.get(),
+                l[0].ask_price.get(),
+                l[1].ask_price.get(),
+                l[2].ask_price.get(),
+                l[3].ask_price.get(),
+                l[4].ask_price.get(),
+            ],
+            expected,
+        );
+        out.last_price = p[0];
+        out.pre_settlement_price = p[1];
+        out.pre_close_price = p[2];
+        out.pre_open_interest = p[3];
+        out.open_price = p[4];
+        out.highest_price = p[5];
+        out.lowest_price = p[6];
+        out.turnover = p[7];
+        out.open_interest = p[8];
+        out.close_price = p[9];
+        out.settlement_price = p[10];
+        out.upper_limit_price = p[11];
+        out.lower_limit_price = p[12];
+        out.pre_delta = p[13];
+        out.curr_delta = p[14];
+        out.average_price = p[15];
+        out.banding_upper_price = if raw.banding_upper_price.is_some() { p[16] } else { f64::NAN };
+        out.banding_lower_price = if raw.banding_lower_price.is_some() { p[17] } else { f64::NAN };
+        out.bid_price = [p[18], p[19], p[20], p[21], p[22]];
+        out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
+        out.bid_volume = bid_volume;
+        out.ask_volume = ask_volume;
+        (missing, any_bad)
+    }
+}
+
+impl PriceSection for Avx2 {
+    #[inline(always)]
+    fn clean(self, raw: &RawTick<'_>, volume: i64, out: &mut TickRecord) -> (bool, bool) {
+        // The banding prices come together (6.7.x) or not at all.
+        let banding = [raw.banding_upper_price.unwrap_or(0.0), raw.banding_lower_price.unwrap_or(0.0)];
+        #[cfg(target_arch = "x86_64")]
+        return avx2::clean_prices(self, raw.body, banding, raw.banding_upper_price.is_some(), volume, out);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no Avx2 without x86-64: {banding:?} {volume} {out:?}")
+    }
+}
+
 /// Equality of two short byte strings without a call to `memcmp` (ids are a few bytes long).
 #[inline(always)]
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
@@ -274,8 +393,25 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 ///
 /// Does not allocate, lock, log or block.
 #[allow(clippy::too_many_arguments)] // the hot path's inputs, each distinct; a struct would only be packed and unpacked
-#[inline(always)] // into the engine's `process`, next to `RawTick::parse`: the raw view stays in registers
 pub fn normalize(
+    raw: &RawTick<'_>,
+    spec: &ProductSpec,
+    calendar: &Calendar,
+    state: &mut InstrumentState,
+    receive_ns: i64,
+    source: Source,
+    instrument_index: u32,
+    out: &mut TickRecord,
+) -> Result<(), Reject> {
+    normalize_with(Portable, raw, spec, calendar, state, receive_ns, source, instrument_index, out)
+}
+
+/// [`normalize`] with the given [`PriceSection`] (the engine passes [`Avx2`] where it has it): the
+/// same results whichever it is.
+#[allow(clippy::too_many_arguments)] // as `normalize`
+#[inline(always)] // into the engine's `process`, next to `RawTick::parse`: the raw view stays in registers
+pub fn normalize_with(
+    prices: impl PriceSection,
     raw: &RawTick<'_>,
     spec: &ProductSpec,
     calendar: &Calendar,
@@ -357,52 +493,8 @@ pub fn normalize(
 
     // Prices: every double through the same branch-free cleaning, one verdict at the end. Banding
     // prices a 6.3/6.5 struct does not have are cleaned as 0 and stored as NaN without ABSENT_PRICE.
-    let b = raw.body;
-    let l = &b.levels;
-    let volume = i64::from(b.volume.get());
-    let bid_volume = l.map(|level| level.bid_volume.get());
-    let ask_volume = l.map(|level| level.ask_volume.get());
-    // Where a price must be present (all ones): LastPrice once traded, a book level with volume.
-    let must = |present: bool| u64::from(present).wrapping_neg();
-    let mut expected = [0u64; PRICES];
-    expected[0] = must(volume > 0);
-    for i in 0..5 {
-        expected[18 + i] = must(bid_volume[i] != 0);
-        expected[23 + i] = must(ask_volume[i] != 0);
-    }
-    let (p, missing, any_bad) = clean_prices::<PRICES>(
-        [
-            b.last_price.get(),
-            b.pre_settlement_price.get(),
-            b.pre_close_price.get(),
-            b.pre_open_interest.get(),
-            b.open_price.get(),
-            b.highest_price.get(),
-            b.lowest_price.get(),
-            b.turnover.get(),
-            b.open_interest.get(),
-            b.close_price.get(),
-            b.settlement_price.get(),
-            b.upper_limit_price.get(),
-            b.lower_limit_price.get(),
-            b.pre_delta.get(),
-            b.curr_delta.get(),
-            b.average_price.get(),
-            raw.banding_upper_price.unwrap_or(0.0),
-            raw.banding_lower_price.unwrap_or(0.0),
-            l[0].bid_price.get(),
-            l[1].bid_price.get(),
-            l[2].bid_price.get(),
-            l[3].bid_price.get(),
-            l[4].bid_price.get(),
-            l[0].ask_price.get(),
-            l[1].ask_price.get(),
-            l[2].ask_price.get(),
-            l[3].ask_price.get(),
-            l[4].ask_price.get(),
-        ],
-        expected,
-    );
+    let volume = i64::from(raw.body.volume.get());
+    let (missing, any_bad) = prices.clean(raw, volume, out);
     if any_bad {
         if let Some(replaced) = replaced {
             state.minute = replaced;
@@ -414,32 +506,12 @@ pub fn normalize(
     if missing {
         flags |= quality::ABSENT_PRICE;
     }
-    out.last_price = p[0];
-    out.pre_settlement_price = p[1];
-    out.pre_close_price = p[2];
-    out.pre_open_interest = p[3];
-    out.open_price = p[4];
-    out.highest_price = p[5];
-    out.lowest_price = p[6];
-    out.turnover = p[7];
-    out.open_interest = p[8];
-    out.close_price = p[9];
-    out.settlement_price = p[10];
-    out.upper_limit_price = p[11];
-    out.lower_limit_price = p[12];
-    out.pre_delta = p[13];
-    out.curr_delta = p[14];
-    let average = p[15];
-    out.banding_upper_price = if raw.banding_upper_price.is_some() { p[16] } else { f64::NAN };
-    out.banding_lower_price = if raw.banding_lower_price.is_some() { p[17] } else { f64::NAN };
-    out.bid_price = [p[18], p[19], p[20], p[21], p[22]];
-    out.ask_price = [p[23], p[24], p[25], p[26], p[27]];
-    out.bid_volume = bid_volume;
-    out.ask_volume = ask_volume;
     out.volume = volume;
     debug_assert_eq!(missing, qilin_market::quality::absent_where_expected(out), "the two forms of the rule");
     // Per unit everywhere (CZCE sends it so, the others per lot): a normalization, not flagged.
-    out.average_price = if exchange == Exchange::Czce { average } else { average / f64::from(spec.volume_multiple) };
+    if exchange != Exchange::Czce {
+        out.average_price /= f64::from(spec.volume_multiple);
+    }
 
     // Cumulative values: compared within one trading day, kept as sent.
     if state.trading_day == days.trading.ymd {

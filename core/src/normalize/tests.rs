@@ -7,6 +7,7 @@ use super::*;
 use qilin_market::{Kind, Segment, SessionMap};
 
 use crate::ctp::{RawFields, RawTick};
+use zerocopy::{FromBytes, IntoBytes};
 
 const NS: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
@@ -88,12 +89,24 @@ fn fields(instrument: &str, exchange: &str, trading_day: &str, action_day: &str,
     }
 }
 
-/// Runs `normalize` on the 6.7.x bytes of `f`.
+/// Runs `normalize` on the 6.7.x bytes of `f`; where the CPU has AVX2, also `normalize_with` its
+/// price section from the same state, which must give the same result, record and state.
 fn run(f: &RawFields, spec: &ProductSpec, state: &mut InstrumentState) -> Result<TickRecord, Reject> {
     let bytes = f.to_v67_bytes();
     let raw = RawTick::parse(&bytes)?;
+    let before = *state;
     let mut out = TickRecord::ZERO;
-    normalize(&raw, spec, calendar(), state, 42, Source::Udp, 7, &mut out).map(|()| out)
+    let result = normalize(&raw, spec, calendar(), state, 42, Source::Udp, 7, &mut out).map(|()| out);
+    if let Some(avx2) = Avx2::detect() {
+        let mut avx2_state = before;
+        let mut avx2_out = TickRecord::ZERO;
+        let avx2_result =
+            normalize_with(avx2, &raw, spec, calendar(), &mut avx2_state, 42, Source::Udp, 7, &mut avx2_out)
+                .map(|()| avx2_out);
+        assert_eq!(avx2_result.map(|r| r.as_bytes().to_vec()), result.map(|r| r.as_bytes().to_vec()), "AVX2 section");
+        assert_eq!(format!("{avx2_state:?}"), format!("{state:?}"), "AVX2 section's state");
+    }
+    result
 }
 
 fn one(f: &RawFields, spec: &ProductSpec) -> Result<TickRecord, Reject> {
@@ -600,4 +613,103 @@ fn the_product_check_is_remembered_per_id_only() {
         assert_eq!(state, before, "{other}");
     }
     run(&fields("rb2510", "SHFE", "20250512", "20250512", "09:30:01", 0), &rb(), &mut state).unwrap();
+}
+
+/// A double of every kind the price section tells apart: ordinary prices, zeros, the absent marker
+/// and its neighbours, infinities, NaNs with any payload and sign, subnormals, any bits at all.
+fn any_double() -> impl proptest::strategy::Strategy<Value = f64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (-1e7f64..1e7).boxed(),
+        1 => Just(0.0).boxed(),
+        1 => Just(-0.0).boxed(),
+        2 => prop_oneof![Just(f64::MAX), Just(f64::MIN)].boxed(),
+        1 => prop_oneof![Just(ABSENT_FROM), Just(-ABSENT_FROM)].boxed(),
+        1 => Just(f64::from_bits(ABSENT_FROM.to_bits() - 1)).boxed(),
+        1 => prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY)].boxed(),
+        1 => (0u64..1 << 52).prop_map(|payload| f64::from_bits(0x7FF0_0000_0000_0001 | payload)).boxed(),
+        1 => (0u64..1 << 52).prop_map(|payload| f64::from_bits(0xFFF0_0000_0000_0001 | payload)).boxed(),
+        1 => (1u64..1 << 52).prop_map(f64::from_bits).boxed(),
+        2 => any::<u64>().prop_map(f64::from_bits).boxed(),
+    ]
+}
+
+/// A book or Volume word: the 32-bit volume (often 0) and whatever the padding after it holds.
+fn any_volume_word() -> impl proptest::strategy::Strategy<Value = [u8; 8]> {
+    use proptest::prelude::*;
+    // Padding that makes the word, read as a double, infinite or NaN (its exponent all ones) or
+    // at least ABSENT_FROM, as well as any.
+    let pad = prop_oneof![
+        Just([0, 0, 0xF0, 0x7F]),
+        Just([0xFF; 4]),
+        Just([0, 0, 0xF8, 0x7F]),
+        Just([0, 0, 0xE0, 0x7F]),
+        any::<[u8; 4]>(),
+        any::<[u8; 4]>(),
+    ];
+    (prop_oneof![Just(0i32), 1i32..1000, any::<i32>()], pad).prop_map(|(volume, pad)| {
+        let mut word = [0u8; 8];
+        word[..4].copy_from_slice(&volume.to_ne_bytes());
+        word[4..].copy_from_slice(&pad);
+        word
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The AVX2 price section writes the same bytes and gives the same verdicts as the portable
+    /// one, on bodies of any doubles and volume words, with and without banding prices. (The engine
+    /// runs it wherever the CPU has AVX2; this test needs such a CPU.)
+    #[test]
+    fn the_avx2_price_section_is_the_portable_one(
+        doubles in proptest::collection::vec(any_double(), 29),
+        volumes in proptest::collection::vec(any_volume_word(), 11),
+        version in 0usize..3,
+        record in proptest::collection::vec(proptest::prelude::any::<u8>(), size_of::<TickRecord>()),
+    ) {
+        use core::mem::offset_of;
+        use crate::ctp::{BODY_OFFSET, BookLevel, DepthBody};
+        let avx2 = Avx2::detect().expect("this test needs a CPU with AVX2 (the engine's section there)");
+        let f = fields("rb2510", "SHFE", "20250512", "20250512", "09:30:00", 500);
+        let mut bytes = match version {
+            0 => f.to_v67_bytes().to_vec(),
+            1 => f.to_v65_bytes().to_vec(),
+            _ => f.to_v63_bytes().to_vec(),
+        };
+        // The body's 26 doubles and 11 volume words (Volume's and the book's) at their offsets.
+        let mut put = |at: usize, word: [u8; 8]| bytes[BODY_OFFSET + at..BODY_OFFSET + at + 8].copy_from_slice(&word);
+        let mut next = doubles.iter().map(|d| d.to_ne_bytes());
+        for at in (0..7).chain(8..16).map(|i| 8 * i).chain([offset_of!(DepthBody, average_price)]) {
+            put(at, next.next().unwrap());
+        }
+        put(offset_of!(DepthBody, volume), volumes[10]);
+        for level in 0..5 {
+            let at = offset_of!(DepthBody, levels) + level * size_of::<BookLevel>();
+            put(at + offset_of!(BookLevel, bid_price), next.next().unwrap());
+            put(at + offset_of!(BookLevel, ask_price), next.next().unwrap());
+            put(at + offset_of!(BookLevel, bid_volume), volumes[2 * level]);
+            put(at + offset_of!(BookLevel, ask_volume), volumes[2 * level + 1]);
+        }
+        if version == 0 {
+            bytes[568..576].copy_from_slice(&doubles[27].to_ne_bytes());
+            bytes[576..584].copy_from_slice(&doubles[28].to_ne_bytes());
+        }
+        let raw = RawTick::parse(&bytes).unwrap();
+        let volume = i64::from(raw.body.volume.get());
+        let start = TickRecord::read_from_bytes(&record).unwrap();
+        let (mut portable, mut vector) = (start, start);
+        let expected = Portable.clean(&raw, volume, &mut portable);
+        let got = avx2.clean(&raw, volume, &mut vector);
+        // Volume's field is the caller's (the AVX2 form leaves a lane of the run there).
+        vector.volume = portable.volume;
+        proptest::prop_assert_eq!(got, expected);
+        proptest::prop_assert_eq!(vector.as_bytes(), portable.as_bytes());
+        if !expected.1 {
+            // Its verdict against the rule's other form, read from the record.
+            portable.volume = volume;
+            proptest::prop_assert_eq!(expected.0, qilin_market::quality::absent_where_expected(&portable));
+        }
+    }
 }
