@@ -491,57 +491,87 @@ impl<'a> RawTick<'a> {
         match bytes.len() {
             V67_SIZE => {
                 let bytes: &[u8; V67_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
-                let upper = F64::read_from_bytes(&bytes[568..576]).map_err(|_| Reject::Size)?;
-                let lower = F64::read_from_bytes(&bytes[576..584]).map_err(|_| Reject::Size)?;
-                Self::parse_as(bytes, CtpVersion::V67, &V65_TEXT, Some(upper.get()), Some(lower.get()))
+                Self::usual_v67(bytes).map_or_else(|| Self::exact(bytes, CtpVersion::V67, &V65_TEXT), Ok)
             }
             V65_SIZE => {
                 let bytes: &[u8; V65_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
-                Self::parse_as(bytes, CtpVersion::V65, &V65_TEXT, None, None)
+                let usual = Self::usual(bytes, CtpVersion::V65, &V65_TEXT, None, None);
+                usual.map_or_else(|| Self::exact(bytes, CtpVersion::V65, &V65_TEXT), Ok)
             }
             V63_SIZE => {
                 let bytes: &[u8; V63_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
-                Self::parse_as(bytes, CtpVersion::V63, &V63_TEXT, None, None)
+                let usual = Self::usual(bytes, CtpVersion::V63, &V63_TEXT, None, None);
+                usual.map_or_else(|| Self::exact(bytes, CtpVersion::V63, &V63_TEXT), Ok)
             }
             _ => Err(Reject::Size),
         }
     }
 
+    /// [`RawTick::parse`]'s fast path alone, for a 6.7.x struct (the engine's hot path): `Some` when
+    /// every text field has the usual shape (dates and time of eight characters, ids ending within
+    /// 32 bytes, ExchangeID within eight), which is then the same view `parse` gives; `None`
+    /// otherwise, valid or not (then `parse` decides, through its exact path).
     #[inline(always)]
-    fn parse_as<const N: usize>(
+    pub fn parse_usual_v67(bytes: &'a [u8; V67_SIZE]) -> Option<RawTick<'a>> {
+        Self::usual_v67(bytes)
+    }
+
+    #[inline(always)]
+    fn usual_v67(bytes: &'a [u8; V67_SIZE]) -> Option<RawTick<'a>> {
+        let upper = F64::read_from_bytes(&bytes[568..576]).ok()?;
+        let lower = F64::read_from_bytes(&bytes[576..584]).ok()?;
+        Self::usual(bytes, CtpVersion::V67, &V65_TEXT, Some(upper.get()), Some(lower.get()))
+    }
+
+    /// The exact path of a struct of `version` (its banding prices read again, off the hot path).
+    #[cold]
+    #[inline(never)]
+    fn exact(bytes: &'a [u8], version: CtpVersion, text: &TextOffsets) -> Result<RawTick<'a>, Reject> {
+        let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
+        let body = DepthBody::ref_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
+        let banding = |at: usize| {
+            (version == CtpVersion::V67)
+                .then(|| F64::read_from_bytes(&bytes[at..at + 8]).map(F64::get).map_err(|_| Reject::Size))
+                .transpose()
+        };
+        Self::parse_exact(bytes, version, text, body, banding(568)?, banding(576)?)
+    }
+
+    #[inline(always)]
+    fn usual<const N: usize>(
         bytes: &'a [u8; N],
         version: CtpVersion,
         text: &TextOffsets,
         banding_upper_price: Option<f64>,
         banding_lower_price: Option<f64>,
-    ) -> Result<RawTick<'a>, Reject> {
+    ) -> Option<RawTick<'a>> {
         let body_bytes = &bytes[BODY_OFFSET..BODY_OFFSET + size_of::<DepthBody>()];
-        let body = DepthBody::ref_from_bytes(body_bytes).map_err(|_| Reject::Size)?;
-        let exact = || Self::parse_exact(bytes, version, text, body, banding_upper_price, banding_lower_price);
+        let body = DepthBody::ref_from_bytes(body_bytes).ok()?;
         // Dates and time: eight ASCII characters, then the NUL.
         let (day, time, action) =
             (word_at(bytes, TRADING_DAY), word_at(bytes, UPDATE_TIME), word_at(bytes, text.action_day));
         let ninth = bytes[TRADING_DAY + 8] | bytes[UPDATE_TIME + 8] | bytes[text.action_day + 8];
         if (irregular(day) | irregular(time) | irregular(action)) != 0 || ninth != 0 {
-            return exact();
+            return None;
         }
         // ExchangeID: its NUL among the first eight bytes, ASCII before it.
         let exchange = word_at(bytes, EXCHANGE_ID);
         let zero = zero_bytes(exchange);
         let keep = before_nul(zero);
         if zero == 0 || exchange & keep & HIGH != 0 {
-            return exact();
+            return None;
         }
         let exchange_len = zero.trailing_zeros() as usize / 8;
         let (Some((instrument_id, id)), Some((exchange_inst_id, _))) =
             (short_id(bytes, text.instrument_id, text.id_len), short_id(bytes, text.exchange_inst_id, text.id_len))
         else {
-            return exact();
+            return None;
         };
+        // An empty id: the exact path rejects it.
         if instrument_id.is_empty() {
-            return Err(Reject::Id);
+            return None;
         }
-        Ok(RawTick {
+        Some(RawTick {
             version,
             trading_day: ShortText(day),
             instrument_id: Text(instrument_id),

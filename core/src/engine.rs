@@ -27,7 +27,7 @@ use rustc_hash::FxHasher;
 use crate::{
     clock::StampClock,
     config::{Admit, UnknownProducts},
-    ctp::RawTick,
+    ctp::{RawTick, V67_SIZE},
     dedup::{RecentSet, TickKey},
     handoff::{HandoffRx, RAW_MAX},
     normalize::{
@@ -647,16 +647,39 @@ impl Engine {
     fn process_body(&mut self, prices: impl PriceSection, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         self.report.received += 1;
         self.pending[Counter::TicksReceived as usize] += 1;
+        // The usual 6.7.x struct straight on; any other (another version, text fields of an
+        // unusual shape, a bad size) through `parse` in a cold copy of the rest, so that the usual
+        // struct's view stays in registers instead of meeting the exact path's in memory.
+        match <&[u8; V67_SIZE]>::try_from(bytes).ok().and_then(RawTick::parse_usual_v67) {
+            Some(raw) => self.process_raw(prices, &raw, receive_ns, source, dedup),
+            None => self.process_unusual(bytes, receive_ns, source, dedup),
+        }
+    }
+
+    /// [`Engine::process_body`] for a struct that is not a usual 6.7.x one: parsed by the exact
+    /// path when it has to, then the same steps (with the portable price section: the same results).
+    #[cold]
+    #[inline(never)]
+    fn process_unusual(&mut self, bytes: &[u8], receive_ns: i64, source: Source, dedup: Dedup) {
         if bytes.len() > RAW_MAX {
             return self.reject(Reject::Size);
         }
-        // Borrowed where `parse` built it, not moved out of the `Result` (the move was a 136-byte
-        // `memcpy` call a tick: the fast and the exact parse meet in one result slot).
-        let parsed = RawTick::parse(bytes);
-        let raw = match &parsed {
-            Ok(raw) => raw,
-            Err(reason) => return self.reject(*reason),
-        };
+        match RawTick::parse(bytes) {
+            Ok(raw) => self.process_raw(Portable, &raw, receive_ns, source, dedup),
+            Err(reason) => self.reject(reason),
+        }
+    }
+
+    /// The steps after the parse: registry, deduplication, normalization, publication.
+    #[inline(always)]
+    fn process_raw(
+        &mut self,
+        prices: impl PriceSection,
+        raw: &RawTick<'_>,
+        receive_ns: i64,
+        source: Source,
+        dedup: Dedup,
+    ) {
         // The scan in `parse` already built the NUL-padded key (ASCII, no NUL inside, checked there).
         let Some(key) = raw.id_key() else { return self.reject(Reject::Id) };
         let slot = match self.find(raw.id_words(), &key) {
@@ -754,6 +777,8 @@ mod tests {
     use qilin_shm::SegmentOptions;
 
     use super::*;
+    use zerocopy::IntoBytes;
+
     use crate::ctp::RawFields;
 
     /// A tick of `id` (SHFE, a day-session second), valid for any listed SHFE product.
@@ -769,6 +794,92 @@ mod tests {
             ..RawFields::default()
         }
         .to_v67_bytes()
+    }
+
+    /// Removes a test's segment when dropped.
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            qilin_testkit::remove_segment(&self.0);
+        }
+    }
+
+    /// An engine on a fresh segment (16 instruments, admitting any listed product, the shipped
+    /// instruments file), the segment's path, and its remover.
+    fn test_engine(tag: &str) -> (Engine, PathBuf, Remove) {
+        let path = PathBuf::from("/dev/shm").join(qilin_testkit::unique(tag));
+        let remove = Remove(path.clone());
+        let options = SegmentOptions { feed_name: tag.into(), ring_slots: 1 << 10, instrument_capacity: 16 };
+        let writer = Writer::open(&path, &options).unwrap();
+        let instruments =
+            Instruments::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")).unwrap();
+        let (_commands, command_rx) = crossbeam_channel::bounded(1);
+        let (event_tx, _events) = rtrb::RingBuffer::new(64);
+        let engine_options =
+            EngineOptions { admit: Admit::AnyKnownProduct, heartbeat_interval_ns: 1_000_000, batch: 64 };
+        let engine = Engine::new(
+            writer,
+            instruments,
+            16,
+            engine_options,
+            command_rx,
+            event_tx,
+            Arc::new(AtomicBool::new(false)),
+        );
+        (engine, path, remove)
+    }
+
+    #[test]
+    fn structs_off_the_usual_shape_publish_what_usual_ones_do() {
+        // The same ticks as usual 6.7.x structs (the hot path's own parse), as 6.7.x structs with a
+        // 40-character ExchangeInstID (valid, but off the usual shape: the exact parse, then the
+        // cold copy of the steps after it) and as 6.5.x structs (the cold copy too).
+        let fields = |round: usize| RawFields {
+            trading_day: "20260302".into(),
+            action_day: "20260302".into(),
+            instrument_id: ["rb2605", "cu2606", "au2606"][round % 3].into(),
+            exchange_id: "SHFE".into(),
+            update_time: format!("10:00:{:02}", round),
+            last_price: 100.0 + round as f64,
+            volume: round as i32,
+            bid_price: [99.0, f64::MAX, 97.0, 96.0, 95.0],
+            bid_volume: [3, 0, 1, 1, 1],
+            ask_price: [101.0, 102.0, 103.0, 104.0, f64::MAX],
+            ask_volume: [1, 2, 3, 4, 5],
+            banding_upper_price: 130.0,
+            banding_lower_price: 70.0,
+            ..RawFields::default()
+        };
+        let usual: Vec<Vec<u8>> = (0..9).map(|round| fields(round).to_v67_bytes().to_vec()).collect();
+        let long: Vec<Vec<u8>> = (0..9)
+            .map(|round| RawFields { exchange_inst_id: "x".repeat(40), ..fields(round) }.to_v67_bytes().to_vec())
+            .collect();
+        let older: Vec<Vec<u8>> = (0..9).map(|round| fields(round).to_v65_bytes().to_vec()).collect();
+        assert!(usual.iter().all(|b| RawTick::parse_usual_v67(b[..].try_into().unwrap()).is_some()));
+        assert!(long.iter().all(|b| RawTick::parse_usual_v67(b[..].try_into().unwrap()).is_none()));
+
+        let publish = |tag: &str, structs: &[Vec<u8>]| -> Vec<TickRecord> {
+            let (mut engine, path, _remove) = test_engine(tag);
+            for bytes in structs {
+                engine.process(bytes, 1_772_416_800_000_000_000, Source::Udp);
+            }
+            assert_eq!(engine.report.published, structs.len() as u64, "{tag}: {:?}", engine.report);
+            let mut records = qilin_testkit::read_ring(&path, structs.len() as u64);
+            for record in &mut records {
+                record.publish_ns = 0; // the clock's
+            }
+            records
+        };
+        // Compared as bytes: absent prices are NaN.
+        let bytes = |records: &[TickRecord]| records.iter().map(|r| r.as_bytes().to_vec()).collect::<Vec<_>>();
+        let usual = publish("usual", &usual);
+        assert_ne!(usual[0].quality & qilin_shm::quality::ABSENT_PRICE, 0, "a book price absent with volume");
+        assert_eq!(bytes(&publish("long-inst-id", &long)), bytes(&usual));
+        let mut expected = usual.clone();
+        for record in &mut expected {
+            (record.banding_upper_price, record.banding_lower_price) = (f64::NAN, f64::NAN);
+        }
+        assert_eq!(bytes(&publish("v65", &older)), bytes(&expected), "6.5.x: the same but banding prices");
     }
 
     #[test]
@@ -787,32 +898,7 @@ mod tests {
             })
             .expect("840 ids into 4 096 entries: a shared entry among them");
 
-        let path = PathBuf::from(format!("/dev/shm/qilin-test-id-cache-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        struct Remove<'a>(&'a Path);
-        impl Drop for Remove<'_> {
-            fn drop(&mut self) {
-                qilin_testkit::remove_segment(self.0);
-            }
-        }
-        let _remove = Remove(&path);
-        let options = SegmentOptions { feed_name: "id-cache".into(), ring_slots: 1 << 10, instrument_capacity: 16 };
-        let writer = Writer::open(&path, &options).unwrap();
-        let instruments =
-            Instruments::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/instruments.toml")).unwrap();
-        let (_commands, command_rx) = crossbeam_channel::bounded(1);
-        let (event_tx, _events) = rtrb::RingBuffer::new(64);
-        let engine_options =
-            EngineOptions { admit: Admit::AnyKnownProduct, heartbeat_interval_ns: 1_000_000, batch: 64 };
-        let mut engine = Engine::new(
-            writer,
-            instruments,
-            16,
-            engine_options,
-            command_rx,
-            event_tx,
-            Arc::new(AtomicBool::new(false)),
-        );
+        let (mut engine, path, _remove) = test_engine("id-cache");
         let order = [a, b, a, a, b, b, a, b];
         for (round, id) in order.iter().enumerate() {
             engine.process(&tick(id, round), 1, Source::Udp);
