@@ -63,6 +63,25 @@ fn id_cache_index(words: [u64; 4]) -> usize {
     (mixed >> (64 - ID_CACHE_ENTRIES.trailing_zeros())) as usize
 }
 
+/// The quality bits with a header counter of their own, and their counters.
+const FLAG_COUNTERS: [(u32, Counter); 4] = [
+    (qilin_shm::quality::STALE_SNAPSHOT, Counter::FlagStaleSnapshot),
+    (qilin_shm::quality::VOLUME_REGRESSION, Counter::FlagVolumeRegression),
+    (qilin_shm::quality::REPEATED_SECOND, Counter::FlagRepeatedSecond),
+    (qilin_shm::quality::UNKNOWN_PRODUCT, Counter::FlagUnknownProduct),
+];
+
+/// The bits of [`FLAG_COUNTERS`] together.
+const COUNTED_FLAGS: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < FLAG_COUNTERS.len() {
+        mask |= FLAG_COUNTERS[i].0;
+        i += 1;
+    }
+    mask
+};
+
 /// Commands from the control thread and the session manager.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Command {
@@ -215,6 +234,10 @@ pub struct Engine {
     events: rtrb::Producer<Event>,
     stop: Arc<AtomicBool>,
     pending: [u64; qilin_shm::codes::COUNTER_SLOTS],
+    /// Ticks published since the last flush, by their quality bits that have a counter
+    /// (`quality & COUNTED_FLAGS`): one increment a tick, which the flush turns into
+    /// `ticks_published` and the flag counters (a test and a branch per flag on every tick before).
+    published_by_flags: Box<[u64; COUNTED_FLAGS as usize + 1]>,
     handoff_drops_seen: [u64; 2],
     command_drops: Option<(Arc<AtomicUsize>, u64)>,
     /// The session whose ticks are taken (sessions only; `Sim` = none yet).
@@ -267,6 +290,7 @@ impl Engine {
             events,
             stop,
             pending: [0; qilin_shm::codes::COUNTER_SLOTS],
+            published_by_flags: Box::new([0; COUNTED_FLAGS as usize + 1]),
             handoff_drops_seen: [0; 2],
             command_drops: None,
             active: Source::Sim,
@@ -445,6 +469,17 @@ impl Engine {
     }
 
     fn flush_counters(&mut self) {
+        for (flags, n) in self.published_by_flags.iter_mut().enumerate() {
+            if *n != 0 {
+                self.pending[Counter::TicksPublished as usize] += *n;
+                for (bit, counter) in FLAG_COUNTERS {
+                    if flags as u32 & bit != 0 {
+                        self.pending[counter as usize] += *n;
+                    }
+                }
+                *n = 0;
+            }
+        }
         for (i, delta) in self.pending.iter_mut().enumerate() {
             if *delta != 0 {
                 self.writer.add_counter(Counter::ALL[i], *delta);
@@ -762,18 +797,7 @@ impl Engine {
         match self.writer.publish(&mut self.out) {
             Ok(_) => {
                 self.report.published += 1;
-                self.pending[Counter::TicksPublished as usize] += 1;
-                let flags = self.out.quality;
-                for (bit, counter) in [
-                    (qilin_shm::quality::STALE_SNAPSHOT, Counter::FlagStaleSnapshot),
-                    (qilin_shm::quality::VOLUME_REGRESSION, Counter::FlagVolumeRegression),
-                    (qilin_shm::quality::REPEATED_SECOND, Counter::FlagRepeatedSecond),
-                    (qilin_shm::quality::UNKNOWN_PRODUCT, Counter::FlagUnknownProduct),
-                ] {
-                    if flags & bit != 0 {
-                        self.pending[counter as usize] += 1;
-                    }
-                }
+                self.published_by_flags[(self.out.quality & COUNTED_FLAGS) as usize] += 1;
             }
             Err(_) => self.reject(Reject::UnknownInstrument),
         }
@@ -890,6 +914,52 @@ mod tests {
             (record.banding_upper_price, record.banding_lower_price) = (f64::NAN, f64::NAN);
         }
         assert_eq!(bytes(&publish("v65", &older)), bytes(&expected), "6.5.x: the same but banding prices");
+    }
+
+    #[test]
+    fn the_flag_counters_count_the_published_records_with_each_flag() {
+        // Ticks with every counted flag alone and together: stale (12:00, the lunch break),
+        // volume regressions, CZCE repeated seconds (UpdateMillisec 0 twice in one second) and an
+        // unlisted product (admitted, flagged).
+        let (mut engine, path, _remove) = test_engine("flag-counters");
+        let mut structs = Vec::new();
+        for round in 0..40usize {
+            let (id, exchange) = [("rb2605", "SHFE"), ("SR605", "CZCE"), ("xx2605", "SHFE")][round % 3];
+            let stale = round % 4 == 1;
+            structs.push(
+                RawFields {
+                    trading_day: "20260302".into(),
+                    action_day: "20260302".into(),
+                    instrument_id: id.into(),
+                    exchange_id: exchange.into(),
+                    update_time: format!("{}:00:{:02}", if stale { 12 } else { 10 }, round / 6),
+                    update_millisec: 0,
+                    last_price: 100.0,
+                    volume: if round % 5 == 2 { 1 } else { 100 + round as i32 },
+                    ..RawFields::default()
+                }
+                .to_v67_bytes(),
+            );
+        }
+        for bytes in &structs {
+            engine.process(bytes, 1, Source::Udp);
+        }
+        engine.flush_counters();
+        let records = qilin_testkit::read_ring(&path, structs.len() as u64);
+        let reader = qilin_shm::Reader::open(&path).unwrap();
+        assert_eq!(reader.counter(Counter::TicksPublished), structs.len() as u64);
+        for (bit, counter) in FLAG_COUNTERS {
+            let flagged = records.iter().filter(|r| r.quality & bit != 0).count() as u64;
+            assert!(
+                flagged > 0 && flagged < records.len() as u64,
+                "{}: {flagged} of {}",
+                counter.name(),
+                records.len()
+            );
+            assert_eq!(reader.counter(counter), flagged, "{}", counter.name());
+        }
+        let together = records.iter().filter(|r| (r.quality & COUNTED_FLAGS).count_ones() >= 2).count();
+        assert!(together > 0, "no record with two counted flags");
     }
 
     #[test]
