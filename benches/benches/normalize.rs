@@ -10,7 +10,7 @@ use std::{hint::black_box, path::Path};
 use criterion::{Criterion, criterion_group};
 use qilin_core::{
     ctp::{RawFields, RawTick},
-    normalize::{InstrumentState, normalize},
+    normalize::{InstrumentState, Portable, normalize},
 };
 use qilin_market::{Calendar, Instruments};
 use qilin_shm::{Source, TickRecord};
@@ -67,7 +67,7 @@ fn bench_normalize(c: &mut Criterion) {
     group.bench_function("parse_and_normalize_v67", |b| {
         b.iter(|| {
             let raw = RawTick::parse(black_box(&bytes[..])).unwrap();
-            normalize(&raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+            normalize(Portable, &raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
             black_box(&out);
         })
     });
@@ -75,7 +75,8 @@ fn bench_normalize(c: &mut Criterion) {
     let raw = RawTick::parse(&bytes).unwrap();
     group.bench_function("normalize_only", |b| {
         b.iter(|| {
-            normalize(black_box(&raw), spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+            normalize(Portable, black_box(&raw), spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out)
+                .unwrap();
             black_box(&out);
         })
     });
@@ -103,14 +104,25 @@ fn count_loop(n: u64) {
         }
         "normalize" => {
             for _ in 0..n {
-                normalize(black_box(&raw), spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                normalize(
+                    Portable,
+                    black_box(&raw),
+                    spec,
+                    calendar,
+                    &mut state,
+                    black_box(1),
+                    Source::Udp,
+                    0,
+                    &mut out,
+                )
+                .unwrap();
                 black_box(&out);
             }
         }
         _ => {
             for _ in 0..n {
                 let raw = RawTick::parse(black_box(&bytes[..])).unwrap();
-                normalize(&raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
+                normalize(Portable, &raw, spec, calendar, &mut state, black_box(1), Source::Udp, 0, &mut out).unwrap();
                 black_box(&out);
             }
         }

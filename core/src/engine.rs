@@ -30,9 +30,7 @@ use crate::{
     ctp::{RawTick, V67_SIZE},
     dedup::{RecentSet, TickKey},
     handoff::{HandoffRx, RAW_MAX},
-    normalize::{
-        Avx2, InstrumentState, Portable, PriceSection, Reject, exchange_from_word, exchange_word, normalize_with,
-    },
+    normalize::{Avx2, InstrumentState, Portable, PriceSection, Reject, exchange_from_word, exchange_word, normalize},
     session::Links,
     udp::{UdpBound, UdpSource},
 };
@@ -750,7 +748,7 @@ impl Engine {
                 let spec = &self.specs[entry.product];
                 let (calendar, out) = (&self.calendar, &mut self.out);
                 if let Err(reason) =
-                    normalize_with(prices, raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out)
+                    normalize(prices, raw, spec, calendar, &mut entry.state, receive_ns, source, entry.index, out)
                 {
                     return self.reject(reason);
                 }
@@ -771,7 +769,7 @@ impl Engine {
                 let mut state = InstrumentState::default();
                 let spec = &self.specs[product];
                 if let Err(reason) =
-                    normalize_with(prices, raw, spec, &self.calendar, &mut state, receive_ns, source, 0, &mut self.out)
+                    normalize(prices, raw, spec, &self.calendar, &mut state, receive_ns, source, 0, &mut self.out)
                 {
                     return self.reject(reason);
                 }

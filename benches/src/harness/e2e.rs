@@ -434,8 +434,18 @@ mod tests {
         let parsed = qilin_core::ctp::RawTick::parse(&raw).unwrap();
         let mut rec = TickRecord::ZERO;
         let mut state = qilin_core::normalize::InstrumentState::new();
-        qilin_core::normalize::normalize(&parsed, spec, &calendar, &mut state, 1, qilin_shm::Source::Udp, 0, &mut rec)
-            .unwrap();
+        qilin_core::normalize::normalize(
+            qilin_core::normalize::Portable,
+            &parsed,
+            spec,
+            &calendar,
+            &mut state,
+            1,
+            qilin_shm::Source::Udp,
+            0,
+            &mut rec,
+        )
+        .unwrap();
         assert_eq!(stamp_of(&rec), Some(due), "CurrDelta must reach the record bit for bit");
         rec.curr_delta = f64::NAN;
         assert_eq!(stamp_of(&rec), None);

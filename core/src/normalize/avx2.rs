@@ -1,4 +1,4 @@
-//! The price section of [`super::normalize_with`] written for AVX2: the 28 doubles and 10 book
+//! The price section of [`super::normalize`] written for AVX2: the 28 doubles and 10 book
 //! volumes of a raw struct into the record, as [`super::Portable`] does it, in fewer than half its
 //! instructions (`qilin-budget` udp 716.7 → 643.3 a tick).
 //!

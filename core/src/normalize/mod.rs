@@ -193,7 +193,7 @@ fn clean_prices<const N: usize>(x: [f64; N], expected: [u64; N]) -> ([f64; N], b
     (out, any(missing), any(bad))
 }
 
-/// How [`normalize_with`] cleans a struct's doubles into the record (the price section): every
+/// How [`normalize`] cleans a struct's doubles into the record (the price section): every
 /// price and AveragePrice as sent, absent ones (|x| ≥ [`ABSENT_FROM`]) as NaN, the banding prices
 /// NaN where the struct has none; the ten book volumes as sent. Returns (a price absent where one
 /// is expected: LastPrice with `volume` > 0, a book price whose volume is not 0; any double
@@ -359,7 +359,8 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 
 /// Turns one validated raw struct into a [`TickRecord`].
 ///
-/// **Inputs.** `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
+/// **Inputs.** `prices` the [`PriceSection`] to run ([`Portable`] anywhere; the engine passes
+/// [`Avx2`] where the CPU has it: the same results); `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
 /// looks it up once per directory entry, e.g. with [`qilin_market::Instruments::spec_for`]);
 /// `state` this instrument's running state; `receive_ns` the local UTC-ns time the raw struct
 /// arrived; `source` which session or source it came from; `instrument_index` its directory index.
@@ -393,24 +394,8 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 ///
 /// Does not allocate, lock, log or block.
 #[allow(clippy::too_many_arguments)] // the hot path's inputs, each distinct; a struct would only be packed and unpacked
-pub fn normalize(
-    raw: &RawTick<'_>,
-    spec: &ProductSpec,
-    calendar: &Calendar,
-    state: &mut InstrumentState,
-    receive_ns: i64,
-    source: Source,
-    instrument_index: u32,
-    out: &mut TickRecord,
-) -> Result<(), Reject> {
-    normalize_with(Portable, raw, spec, calendar, state, receive_ns, source, instrument_index, out)
-}
-
-/// [`normalize`] with the given [`PriceSection`] (the engine passes [`Avx2`] where it has it): the
-/// same results whichever it is.
-#[allow(clippy::too_many_arguments)] // as `normalize`
 #[inline(always)] // into the engine's `process`, next to `RawTick::parse`: the raw view stays in registers
-pub fn normalize_with(
+pub fn normalize(
     prices: impl PriceSection,
     raw: &RawTick<'_>,
     spec: &ProductSpec,

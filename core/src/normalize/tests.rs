@@ -89,20 +89,20 @@ fn fields(instrument: &str, exchange: &str, trading_day: &str, action_day: &str,
     }
 }
 
-/// Runs `normalize` on the 6.7.x bytes of `f`; where the CPU has AVX2, also `normalize_with` its
-/// price section from the same state, which must give the same result, record and state.
+/// Runs `normalize` on the 6.7.x bytes of `f` with the portable price section; where the CPU has
+/// AVX2, also with the AVX2 one from the same state, which must give the same result, record and
+/// state.
 fn run(f: &RawFields, spec: &ProductSpec, state: &mut InstrumentState) -> Result<TickRecord, Reject> {
     let bytes = f.to_v67_bytes();
     let raw = RawTick::parse(&bytes)?;
     let before = *state;
     let mut out = TickRecord::ZERO;
-    let result = normalize(&raw, spec, calendar(), state, 42, Source::Udp, 7, &mut out).map(|()| out);
+    let result = normalize(Portable, &raw, spec, calendar(), state, 42, Source::Udp, 7, &mut out).map(|()| out);
     if let Some(avx2) = Avx2::detect() {
         let mut avx2_state = before;
         let mut avx2_out = TickRecord::ZERO;
-        let avx2_result =
-            normalize_with(avx2, &raw, spec, calendar(), &mut avx2_state, 42, Source::Udp, 7, &mut avx2_out)
-                .map(|()| avx2_out);
+        let avx2_result = normalize(avx2, &raw, spec, calendar(), &mut avx2_state, 42, Source::Udp, 7, &mut avx2_out)
+            .map(|()| avx2_out);
         assert_eq!(avx2_result.map(|r| r.as_bytes().to_vec()), result.map(|r| r.as_bytes().to_vec()), "AVX2 section");
         assert_eq!(format!("{avx2_state:?}"), format!("{state:?}"), "AVX2 section's state");
     }
@@ -123,6 +123,7 @@ fn shfe_day_tick_fills_every_field() {
     out.sequence = 99;
     out.publish_ns = -5;
     normalize(
+        Portable,
         &raw,
         &rb(),
         calendar(),
@@ -484,7 +485,7 @@ fn older_structs_have_no_banding_prices() {
     for bytes in [f.to_v63_bytes().to_vec(), f.to_v65_bytes().to_vec()] {
         let raw = RawTick::parse(&bytes).unwrap();
         let mut out = TickRecord::ZERO;
-        normalize(&raw, &rb(), calendar(), &mut InstrumentState::new(), 0, Source::Sim, 0, &mut out).unwrap();
+        normalize(Portable, &raw, &rb(), calendar(), &mut InstrumentState::new(), 0, Source::Sim, 0, &mut out).unwrap();
         assert!(out.banding_upper_price.is_nan() && out.banding_lower_price.is_nan());
         assert_eq!(out.quality & quality::ABSENT_PRICE, 0);
         assert_eq!(out.last_price, 3101.0);
