@@ -491,7 +491,7 @@ impl<'a> RawTick<'a> {
         match bytes.len() {
             V67_SIZE => {
                 let bytes: &[u8; V67_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
-                Self::usual_v67(bytes).map_or_else(|| Self::exact(bytes, CtpVersion::V67, &V65_TEXT), Ok)
+                Self::parse_usual_v67(bytes).map_or_else(|| Self::exact(bytes, CtpVersion::V67, &V65_TEXT), Ok)
             }
             V65_SIZE => {
                 let bytes: &[u8; V65_SIZE] = bytes.try_into().map_err(|_| Reject::Size)?;
@@ -513,11 +513,6 @@ impl<'a> RawTick<'a> {
     /// otherwise, valid or not (then `parse` decides, through its exact path).
     #[inline(always)]
     pub fn parse_usual_v67(bytes: &'a [u8; V67_SIZE]) -> Option<RawTick<'a>> {
-        Self::usual_v67(bytes)
-    }
-
-    #[inline(always)]
-    fn usual_v67(bytes: &'a [u8; V67_SIZE]) -> Option<RawTick<'a>> {
         let upper = F64::read_from_bytes(&bytes[568..576]).ok()?;
         let lower = F64::read_from_bytes(&bytes[576..584]).ok()?;
         Self::usual(bytes, CtpVersion::V67, &V65_TEXT, Some(upper.get()), Some(lower.get()))

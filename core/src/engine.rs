@@ -222,8 +222,8 @@ pub struct Engine {
     calendar_checked_day: i64,
     by_id: HashMap<IdKey, usize, BuildHasherDefault<FxHasher>>,
     /// `by_id` answers of the hot path, by [`id_cache_index`] (two ways: the entry and its
-    /// neighbour): (the id's key words, its registry slot). The registry only grows, so an entry never goes stale; an all-zero key
-    /// (the empty entry) is never a valid id's.
+    /// neighbour): (the id's key words, its registry slot). The registry only grows, so an entry
+    /// never goes stale; an all-zero key (the empty entry) is never a valid id's.
     id_cache: Box<[([u64; 4], usize)]>,
     registered: Vec<Registered>,
     capacity: usize,

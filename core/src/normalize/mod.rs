@@ -360,10 +360,11 @@ fn is_product_of(id: &[u8], code: &[u8]) -> bool {
 /// Turns one validated raw struct into a [`TickRecord`].
 ///
 /// **Inputs.** `prices` the [`PriceSection`] to run ([`Portable`] anywhere; the engine passes
-/// [`Avx2`] where the CPU has it: the same results); `raw` from [`RawTick::parse`]; `spec` the product of `raw.instrument_id` (the engine
-/// looks it up once per directory entry, e.g. with [`qilin_market::Instruments::spec_for`]);
-/// `state` this instrument's running state; `receive_ns` the local UTC-ns time the raw struct
-/// arrived; `source` which session or source it came from; `instrument_index` its directory index.
+/// [`Avx2`] where the CPU has it: the same results); `raw` from [`RawTick::parse`]; `spec` the
+/// product of `raw.instrument_id` (the engine looks it up once per directory entry, e.g. with
+/// [`qilin_market::Instruments::spec_for`]); `state` this instrument's running state; `receive_ns`
+/// the local UTC-ns time the raw struct arrived; `source` which session or source it came from;
+/// `instrument_index` its directory index.
 ///
 /// **On `Ok`**, every field of `out` is written except `sequence` and `publish_ns`, which are left
 /// as they were (the engine and the writer set them):
