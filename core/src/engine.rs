@@ -235,7 +235,7 @@ pub struct Engine {
     /// Ticks published since the last flush, by their quality bits that have a counter
     /// (`quality & COUNTED_FLAGS`): one increment a tick, which the flush turns into
     /// `ticks_published` and the flag counters (a test and a branch per flag on every tick before).
-    published_by_flags: Box<[u64; COUNTED_FLAGS as usize + 1]>,
+    published_by_flags: [u64; COUNTED_FLAGS as usize + 1],
     handoff_drops_seen: [u64; 2],
     command_drops: Option<(Arc<AtomicUsize>, u64)>,
     /// The session whose ticks are taken (sessions only; `Sim` = none yet).
@@ -288,7 +288,7 @@ impl Engine {
             events,
             stop,
             pending: [0; qilin_shm::codes::COUNTER_SLOTS],
-            published_by_flags: Box::new([0; COUNTED_FLAGS as usize + 1]),
+            published_by_flags: [0; COUNTED_FLAGS as usize + 1],
             handoff_drops_seen: [0; 2],
             command_drops: None,
             active: Source::Sim,

@@ -25,12 +25,13 @@
 
 use core::{
     arch::x86_64::{
-        __m128i, __m256d, __m256i, _CMP_LT_OQ, _CMP_NLT_UQ, _mm_store_sd, _mm_storeu_si128, _mm256_and_pd,
-        _mm256_blend_pd, _mm256_blendv_pd, _mm256_castpd_ps, _mm256_castpd_si256, _mm256_castpd256_pd128,
-        _mm256_castps_si256, _mm256_castsi256_pd, _mm256_castsi256_si128, _mm256_cmp_pd, _mm256_cmpeq_epi32,
-        _mm256_cvtepi32_epi64, _mm256_extractf128_pd, _mm256_extracti128_si256, _mm256_loadu_pd, _mm256_movemask_pd,
-        _mm256_or_pd, _mm256_permute2f128_pd, _mm256_set1_pd, _mm256_setr_pd, _mm256_setzero_pd, _mm256_shuffle_epi32,
-        _mm256_shuffle_ps, _mm256_storeu_pd, _mm256_testz_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd,
+        __m128d, __m128i, __m256, __m256d, __m256i, _CMP_LT_OQ, _CMP_NLT_UQ, _mm_store_sd, _mm_storeu_si128,
+        _mm256_and_pd, _mm256_blend_pd, _mm256_blendv_pd, _mm256_castpd_ps, _mm256_castpd_si256,
+        _mm256_castpd256_pd128, _mm256_castps_si256, _mm256_castsi256_pd, _mm256_castsi256_si128, _mm256_cmp_pd,
+        _mm256_cmpeq_epi32, _mm256_cvtepi32_epi64, _mm256_extractf128_pd, _mm256_extracti128_si256, _mm256_loadu_pd,
+        _mm256_movemask_pd, _mm256_or_pd, _mm256_permute2f128_pd, _mm256_set1_pd, _mm256_setr_pd, _mm256_setzero_pd,
+        _mm256_shuffle_epi32, _mm256_shuffle_ps, _mm256_storeu_pd, _mm256_testz_pd, _mm256_unpackhi_pd,
+        _mm256_unpacklo_pd,
     },
     mem::{offset_of, size_of},
 };
@@ -101,8 +102,8 @@ register_ops! {
     fn unpack_high(a: __m256d, b: __m256d) -> __m256d = _mm256_unpackhi_pd;
     /// 128-bit halves of `a` and `b` picked by `SELECT`.
     fn halves<const SELECT: i32>(a: __m256d, b: __m256d) -> __m256d = _mm256_permute2f128_pd::<SELECT>;
-    fn upper_pair(x: __m256d) -> core::arch::x86_64::__m128d = _mm256_extractf128_pd::<1>;
-    fn low_pair(x: __m256d) -> core::arch::x86_64::__m128d = _mm256_castpd256_pd128;
+    fn upper_pair(x: __m256d) -> __m128d = _mm256_extractf128_pd::<1>;
+    fn low_pair(x: __m256d) -> __m128d = _mm256_castpd256_pd128;
     fn as_ints(x: __m256d) -> __m256i = _mm256_castpd_si256;
     fn as_doubles(x: __m256i) -> __m256d = _mm256_castsi256_pd;
     /// 32-bit lanes equal, all ones or zero.
@@ -114,9 +115,9 @@ register_ops! {
     /// Every 32-bit lane of each 128-bit half from lane 2 of that half.
     fn spread_lane2(x: __m256i) -> __m256i = _mm256_shuffle_epi32::<0b1010_1010>;
     /// `[a0 a2 b0 b2 | a4 a6 b4 b6]` of 32-bit lanes (as floats: moved, never computed).
-    fn even_lanes(a: core::arch::x86_64::__m256, b: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256 = _mm256_shuffle_ps::<0b10_00_10_00>;
-    fn as_floats(x: __m256d) -> core::arch::x86_64::__m256 = _mm256_castpd_ps;
-    fn floats_as_ints(x: core::arch::x86_64::__m256) -> __m256i = _mm256_castps_si256;
+    fn even_lanes(a: __m256, b: __m256) -> __m256 = _mm256_shuffle_ps::<0b10_00_10_00>;
+    fn as_floats(x: __m256d) -> __m256 = _mm256_castpd_ps;
+    fn floats_as_ints(x: __m256) -> __m256i = _mm256_castps_si256;
 }
 
 impl Avx2 {
@@ -146,7 +147,7 @@ impl Avx2 {
 
     /// The lower double of a pair into 8 bytes.
     #[inline(always)]
-    fn store_one(self, bytes: &mut [u8; 8], x: core::arch::x86_64::__m128d) {
+    fn store_one(self, bytes: &mut [u8; 8], x: __m128d) {
         // SAFETY: AVX2 is there (`self`), and `bytes` is 8 writable bytes, exactly what
         // `_mm_store_sd` writes (no alignment needed).
         unsafe { _mm_store_sd(bytes.as_mut_ptr().cast(), x) }
